@@ -1,0 +1,37 @@
+# kjump: `make demo` runs the round trip in a QEMU VM, `make test` runs the
+# tests. Each installs and builds what it needs first.
+
+TARGET  := x86_64-unknown-linux-musl
+RELEASE := target/$(TARGET)/release
+# Where the test kernel is cached (outside the checkout), keyed by its config.
+export KJUMP_CACHE ?= $(HOME)/.cache/kjump
+
+.PHONY: all deps kernel build initramfs test unit demo clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+kernel: deps
+	@scripts/kernel.sh
+
+build: deps
+	cargo build --release
+
+initramfs: build
+	$(RELEASE)/kjump initramfs --output target/kjump-initramfs.img
+
+# Unit tests, then the QEMU boot tests (at most two guests at once).
+test: deps
+	KJUMP_KERNEL=$$(scripts/kernel.sh) cargo test --release -- --test-threads=2
+
+unit: deps
+	cargo test --release --lib --bins
+
+demo: deps
+	cargo build --release
+	KJUMP_KERNEL=$$(scripts/kernel.sh) KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example demo
+
+clean:
+	cargo clean

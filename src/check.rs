@@ -1,0 +1,211 @@
+//! `kjump check`: can this machine hibernate with kjump? Each check is one
+//! line; the first failure is the reason `kjump check` exits non-zero.
+
+use std::fmt::Write as _;
+
+use crate::bzimage::BzImage;
+use crate::memmap::MemoryMap;
+use crate::units::{human_size, MIB};
+
+/// The outcome of one check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was checked and what was found.
+    pub text: String,
+}
+
+/// Where to look and how big a region to ask for.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Hibernation kernel (bzImage).
+    pub kernel: String,
+    /// Hibernation initramfs.
+    pub initrd: String,
+    /// Region size in bytes.
+    pub region_size: u64,
+}
+
+fn item(ok: bool, text: impl Into<String>) -> Item {
+    Item { ok, text: text.into() }
+}
+
+fn read_trim(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// Parses `MAJOR.MINOR.PATCH` at the start of a kernel release string.
+pub fn parse_release(release: &str) -> Option<(u32, u32, u32)> {
+    let mut nums = release.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().ok());
+    Some((nums.next()??, nums.next()??, nums.next().flatten().unwrap_or(0)))
+}
+
+/// Whether a kernel release has the GDT restore on the way back from a
+/// preserve-context kexec (upstream 07fa619f2a40: 6.13, and 6.12.5 on).
+pub fn has_gdt_fix(release: (u32, u32, u32)) -> bool {
+    release >= (6, 13, 0) || (release.0 == 6 && release.1 == 12 && release.2 >= 5)
+}
+
+/// Looks up `CONFIG_KEXEC_JUMP` in a kernel config text: `Some(true)` when
+/// set, `Some(false)` when not set, `None` when the text says nothing.
+pub fn config_has_kexec_jump(config: &str) -> Option<bool> {
+    for line in config.lines() {
+        if line == "CONFIG_KEXEC_JUMP=y" {
+            return Some(true);
+        }
+        if line == "# CONFIG_KEXEC_JUMP is not set" {
+            return Some(false);
+        }
+    }
+    config.contains("CONFIG_KEXEC=").then_some(false)
+}
+
+fn running_config(release: &str) -> Option<String> {
+    if let Ok(z) = std::fs::read("/proc/config.gz") {
+        if let Ok(text) = crate::gzip::decompress(&z, 64 << 20) {
+            return String::from_utf8(text).ok();
+        }
+    }
+    read_trim(&format!("/boot/config-{release}"))
+}
+
+fn meminfo(key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line.split_ascii_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
+}
+
+fn has_cap_sys_boot() -> bool {
+    let Some(status) = std::fs::read_to_string("/proc/self/status").ok() else { return false };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 22) != 0)
+}
+
+/// Runs every check.
+pub fn run(cfg: &Config) -> Vec<Item> {
+    let mut items = Vec::new();
+    let root = has_cap_sys_boot();
+    items.push(item(root, if root { "privileges: CAP_SYS_BOOT".into() } else { "privileges: no CAP_SYS_BOOT; run kjump as root".to_string() }));
+
+    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let config = running_config(&release);
+    let loaded = read_trim("/sys/kernel/kexec_loaded");
+    let jump = match (loaded.as_deref(), root) {
+        (None, _) => Some(Err("the kernel has no kexec (CONFIG_KEXEC=y and CONFIG_KEXEC_JUMP=y needed)".to_string())),
+        (Some("0"), true) => match crate::kexec::probe_preserve_context() {
+            Ok(true) => Some(Ok("kernel accepts KEXEC_PRESERVE_CONTEXT (CONFIG_KEXEC_JUMP)".to_string())),
+            Ok(false) => Some(Err(format!(
+                "kernel {release} rejects KEXEC_PRESERVE_CONTEXT: it lacks CONFIG_KEXEC_JUMP=y; boot a kernel built with it"
+            ))),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let jump = jump.unwrap_or_else(|| match config.as_deref().and_then(config_has_kexec_jump) {
+        Some(true) => Ok(format!("kernel {release} has CONFIG_KEXEC_JUMP=y (from its config)")),
+        Some(false) => Err(format!("kernel {release} lacks CONFIG_KEXEC_JUMP=y; boot a kernel built with it")),
+        None => Err(format!("cannot tell whether kernel {release} has CONFIG_KEXEC_JUMP (no /proc/config.gz, /boot/config-{release}, or root)")),
+    });
+    items.push(match jump {
+        Ok(t) => item(true, t),
+        Err(t) => item(false, t),
+    });
+
+    let fix = parse_release(&release).is_some_and(has_gdt_fix);
+    items.push(item(
+        fix,
+        if fix {
+            format!("kernel {release} restores its GDT when jumped back to (6.12.5+/6.13+)")
+        } else {
+            format!("kernel {release} predates the GDT restore fix (07fa619f2a40, in 6.12.5 and 6.13): it could not come back from B")
+        },
+    ));
+
+    match read_trim("/proc/sys/kernel/kexec_load_disabled").as_deref() {
+        Some("1") => items.push(item(false, "kexec_load is disabled (/proc/sys/kernel/kexec_load_disabled = 1, until reboot)")),
+        _ => items.push(item(true, "kexec_load is enabled")),
+    }
+
+    match read_trim("/sys/kernel/security/lockdown") {
+        Some(l) if !l.contains("[none]") => {
+            items.push(item(false, format!("kernel lockdown is on ({l}): it forbids kexec_load; boot without lockdown")))
+        }
+        _ => items.push(item(true, "no kernel lockdown")),
+    }
+
+    match crate::crash_info::vmcoreinfo() {
+        Ok(_) => items.push(item(true, "VMCOREINFO is exported (B can build /proc/vmcore)")),
+        Err(e) => items.push(item(false, e.to_string())),
+    }
+
+    match MemoryMap::read() {
+        Err(e) => items.push(item(false, format!("memory map: {e}"))),
+        Ok(map) => match map.choose_region(cfg.region_size) {
+            Err(e) => items.push(item(false, e.to_string())),
+            Ok(r) => {
+                let total = meminfo("MemTotal:").unwrap_or(0);
+                let avail = meminfo("MemAvailable:").unwrap_or(0);
+                let need = r.size() + 16 * MIB;
+                if r.size() > total / 2 {
+                    items.push(item(false, format!("the {} region is more than half of RAM ({}); use a smaller --region-size", human_size(r.size()), human_size(total))));
+                } else if avail < need {
+                    items.push(item(false, format!("only {} available; kjump needs {} free to set the region aside", human_size(avail), human_size(need))));
+                } else {
+                    items.push(item(true, format!("kjump region {:#x}-{:#x} ({}), {} available", r.start, r.end, human_size(r.size()), human_size(avail))));
+                }
+            }
+        },
+    }
+
+    match std::fs::read(&cfg.kernel) {
+        Err(e) => items.push(item(false, format!("hibernation kernel {}: {e} (install it or pass --kernel)", cfg.kernel))),
+        Ok(bytes) => match BzImage::parse(&bytes) {
+            Err(e) => items.push(item(false, format!("hibernation kernel {}: {e}", cfg.kernel))),
+            Ok(bz) => items.push(item(true, format!("hibernation kernel {} (boot protocol {}.{}, needs {})", cfg.kernel, bz.version >> 8, bz.version & 0xff, human_size(bz.init_size)))),
+        },
+    }
+    match std::fs::metadata(&cfg.initrd) {
+        Err(e) => items.push(item(false, format!("hibernation initramfs {}: {e} (make it with 'kjump initramfs' or pass --initrd)", cfg.initrd))),
+        Ok(m) => items.push(item(true, format!("hibernation initramfs {} ({})", cfg.initrd, human_size(m.len())))),
+    }
+    items
+}
+
+/// Formats the items as the report `kjump check` prints.
+pub fn report(items: &[Item]) -> String {
+    let mut out = String::new();
+    for i in items {
+        let _ = writeln!(out, "  {}  {}", if i.ok { "ok  " } else { "FAIL" }, i.text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases() {
+        assert_eq!(parse_release("6.12.117-amd64"), Some((6, 12, 117)));
+        assert_eq!(parse_release("6.1.0-41-amd64"), Some((6, 1, 0)));
+        assert_eq!(parse_release("6.13"), Some((6, 13, 0)));
+        assert_eq!(parse_release("garbage"), None);
+        assert_eq!(parse_release("99999999999999.1"), None);
+        assert!(has_gdt_fix((6, 12, 117)));
+        assert!(has_gdt_fix((7, 0, 0)));
+        assert!(!has_gdt_fix((6, 12, 4)));
+        assert!(!has_gdt_fix((6, 1, 192)));
+    }
+
+    #[test]
+    fn kernel_configs() {
+        assert_eq!(config_has_kexec_jump("CONFIG_KEXEC=y\nCONFIG_KEXEC_JUMP=y\n"), Some(true));
+        assert_eq!(config_has_kexec_jump("CONFIG_KEXEC=y\n# CONFIG_KEXEC_JUMP is not set\n"), Some(false));
+        assert_eq!(config_has_kexec_jump("CONFIG_KEXEC=y\n"), Some(false));
+        assert_eq!(config_has_kexec_jump(""), None);
+    }
+}

@@ -1,0 +1,262 @@
+//! The kernel command line of B and D, as `kjump-init` reads it from
+//! `/proc/cmdline`.
+//!
+//! Names understood here:
+//! - `kexec_jump_back_entry=0x…` — A's re-entry address (appended by the purgatory);
+//! - `kexec_jump_buf_pfn=N` — the page of A's jump buffer (the seed's name);
+//! - `kexec_backup=NK` — where the purgatory copied A's low memory, in KiB;
+//! - `elfcorehdr=ADDR` — the ELF core header that makes `/proc/vmcore`;
+//! - `kjump.mode=roundtrip|save|restore` — what `kjump-init` does;
+//! - `kjump.backup_size=SIZE` — how many bytes of A's low memory were copied.
+//!
+//! The parser never panics and never allocates: every malformed value is an
+//! [`Error`] that names the parameter.
+
+use core::fmt;
+
+use crate::units::{parse_size, parse_u64, KIB, PAGE_SIZE};
+
+/// What `kjump-init` is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Report what B found and jump straight back to A (`kjump check --jump`).
+    Roundtrip,
+    /// Save A's memory to the target (hibernate).
+    Save,
+    /// Write A's memory back from the image and jump into A (resume).
+    Restore,
+}
+
+/// The parameters kjump cares about; everything else on the line is ignored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Params {
+    /// `kjump.mode=`.
+    pub mode: Option<Mode>,
+    /// A's re-entry address, from `kexec_jump_back_entry=` (or the page of
+    /// `kexec_jump_buf_pfn=` when only that is given).
+    pub jump_back_entry: Option<u64>,
+    /// `kexec_jump_buf_pfn=`.
+    pub jump_buf_pfn: Option<u64>,
+    /// Physical address of the copy of A's low memory (`kexec_backup=`), in bytes.
+    pub backup_addr: Option<u64>,
+    /// Size of that copy (`kjump.backup_size=`), in bytes.
+    pub backup_size: Option<u64>,
+    /// `elfcorehdr=`.
+    pub elfcorehdr: Option<u64>,
+}
+
+/// Why a command line was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A value that is not a number of the expected form.
+    BadNumber { key: &'static str },
+    /// `kjump.mode=` with a value that is not a mode.
+    UnknownMode,
+    /// A `kjump.` option this version does not know.
+    UnknownOption,
+    /// `kexec_jump_back_entry=` and `kexec_jump_buf_pfn=` name different pages.
+    EntryPfnMismatch,
+    /// `kexec_backup=` is not 1 KiB aligned or does not fit in 64 bits.
+    BadBackup,
+    /// A quote was opened and never closed.
+    UnclosedQuote,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadNumber { key } => write!(f, "{key}= is not a number"),
+            Error::UnknownMode => f.write_str("kjump.mode= must be roundtrip, save or restore"),
+            Error::UnknownOption => f.write_str("unknown kjump.* option"),
+            Error::EntryPfnMismatch => {
+                f.write_str("kexec_jump_back_entry= and kexec_jump_buf_pfn= disagree")
+            }
+            Error::BadBackup => f.write_str("kexec_backup= must be a size in KiB like 123456K"),
+            Error::UnclosedQuote => f.write_str("unclosed double quote"),
+        }
+    }
+}
+
+/// Splits a command line into words the way the kernel does: on ASCII
+/// whitespace, with double quotes grouping (the quotes are kept in the word).
+pub fn words(line: &str) -> Words<'_> {
+    Words { rest: line }
+}
+
+/// Iterator returned by [`words`]; yields `Err` once for an unclosed quote.
+pub struct Words<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = Result<&'a str, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = self.rest.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\0');
+        if s.is_empty() {
+            self.rest = s;
+            return None;
+        }
+        let mut in_quote = false;
+        let mut end = s.len();
+        for (i, c) in s.char_indices() {
+            if c == '"' {
+                in_quote = !in_quote;
+            } else if !in_quote && (c.is_ascii_whitespace() || c == '\0') {
+                end = i;
+                break;
+            }
+        }
+        self.rest = &s[end..];
+        if in_quote {
+            self.rest = "";
+            return Some(Err(Error::UnclosedQuote));
+        }
+        Some(Ok(&s[..end]))
+    }
+}
+
+/// Splits `key=value` (value without surrounding quotes); a bare word has no value.
+pub fn split_param(word: &str) -> (&str, Option<&str>) {
+    match word.split_once('=') {
+        Some((k, v)) => (k, Some(v.trim_matches('"'))),
+        None => (word, None),
+    }
+}
+
+fn number(key: &'static str, value: Option<&str>) -> Result<u64, Error> {
+    value.and_then(parse_u64).ok_or(Error::BadNumber { key })
+}
+
+/// Parses the command line of B or D. Later occurrences win, as in the kernel.
+pub fn parse(line: &str) -> Result<Params, Error> {
+    let mut p = Params::default();
+    for word in words(line) {
+        let (key, value) = split_param(word?);
+        match key {
+            "kexec_jump_back_entry" => p.jump_back_entry = Some(number("kexec_jump_back_entry", value)?),
+            "kexec_jump_buf_pfn" => p.jump_buf_pfn = Some(number("kexec_jump_buf_pfn", value)?),
+            "kexec_backup" => {
+                let v = value.ok_or(Error::BadBackup)?;
+                let kib = v.strip_suffix(['K', 'k']).ok_or(Error::BadBackup)?;
+                let kib = parse_u64(kib).ok_or(Error::BadBackup)?;
+                p.backup_addr = Some(kib.checked_mul(KIB).ok_or(Error::BadBackup)?);
+            }
+            "elfcorehdr" => {
+                // The kernel accepts `[size@]offset`; only the offset matters here.
+                let v = value.map(|v| v.rsplit('@').next().unwrap_or(v));
+                p.elfcorehdr = Some(v.and_then(parse_size).ok_or(Error::BadNumber { key: "elfcorehdr" })?);
+            }
+            "kjump.mode" => {
+                p.mode = Some(match value {
+                    Some("roundtrip") => Mode::Roundtrip,
+                    Some("save") => Mode::Save,
+                    Some("restore") => Mode::Restore,
+                    _ => return Err(Error::UnknownMode),
+                })
+            }
+            "kjump.backup_size" => {
+                p.backup_size =
+                    Some(value.and_then(parse_size).ok_or(Error::BadNumber { key: "kjump.backup_size" })?)
+            }
+            k if k.starts_with("kjump.") => return Err(Error::UnknownOption),
+            _ => {}
+        }
+    }
+    if let Some(pfn) = p.jump_buf_pfn {
+        let page = pfn.checked_mul(PAGE_SIZE).ok_or(Error::BadNumber { key: "kexec_jump_buf_pfn" })?;
+        match p.jump_back_entry {
+            Some(entry) if entry & !(PAGE_SIZE - 1) != page => return Err(Error::EntryPfnMismatch),
+            Some(_) => {}
+            None => p.jump_back_entry = Some(page),
+        }
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const B_LINE: &str = "console=ttyS0 rdinit=/kjump-init kjump.mode=roundtrip nokaslr \
+        elfcorehdr=0x37f0a000 kjump.backup_size=0xa0000 \
+        kexec_jump_back_entry=0x000000000234f0a4 kexec_jump_buf_pfn=9039 kexec_backup=917544K\n";
+
+    #[test]
+    fn parses_what_the_purgatory_appends() {
+        let p = parse(B_LINE).unwrap();
+        assert_eq!(p.mode, Some(Mode::Roundtrip));
+        assert_eq!(p.jump_back_entry, Some(0x234f0a4));
+        assert_eq!(p.jump_buf_pfn, Some(0x234f));
+        assert_eq!(p.backup_addr, Some(917544 * 1024));
+        assert_eq!(p.backup_size, Some(0xa0000));
+        assert_eq!(p.elfcorehdr, Some(0x37f0a000));
+    }
+
+    #[test]
+    fn pfn_alone_gives_the_page() {
+        let p = parse("kexec_jump_buf_pfn=16").unwrap();
+        assert_eq!(p.jump_back_entry, Some(16 * 4096));
+    }
+
+    #[test]
+    fn quotes_group_words() {
+        let w: Vec<_> = words("a \"b c\" d=\"e f\"  ").map(Result::unwrap).collect();
+        assert_eq!(w, ["a", "\"b c\"", "d=\"e f\""]);
+        assert_eq!(split_param("d=\"e f\""), ("d", Some("e f")));
+        assert_eq!(parse("x=\"kjump.mode=bogus\" kjump.mode=save").unwrap().mode, Some(Mode::Save));
+    }
+
+    #[test]
+    fn hostile_input_is_an_error_not_a_panic() {
+        let bad = [
+            ("kexec_jump_back_entry", Error::BadNumber { key: "kexec_jump_back_entry" }),
+            ("kexec_jump_back_entry=", Error::BadNumber { key: "kexec_jump_back_entry" }),
+            ("kexec_jump_back_entry=0x", Error::BadNumber { key: "kexec_jump_back_entry" }),
+            ("kexec_jump_back_entry=0xfffffffffffffffff", Error::BadNumber { key: "kexec_jump_back_entry" }),
+            ("kexec_jump_buf_pfn=-3", Error::BadNumber { key: "kexec_jump_buf_pfn" }),
+            ("kexec_jump_buf_pfn=18446744073709551615", Error::BadNumber { key: "kexec_jump_buf_pfn" }),
+            ("kexec_backup=12", Error::BadBackup),
+            ("kexec_backup=K", Error::BadBackup),
+            ("kexec_backup=18446744073709551615K", Error::BadBackup),
+            ("kjump.mode=explode", Error::UnknownMode),
+            ("kjump.mode", Error::UnknownMode),
+            ("kjump.frobnicate=1", Error::UnknownOption),
+            ("a=\"unclosed", Error::UnclosedQuote),
+            ("elfcorehdr=@", Error::BadNumber { key: "elfcorehdr" }),
+            ("kexec_jump_back_entry=0x5000 kexec_jump_buf_pfn=6", Error::EntryPfnMismatch),
+        ];
+        for (line, want) in bad {
+            assert_eq!(parse(line), Err(want), "{line}");
+        }
+    }
+
+    #[test]
+    fn odd_but_harmless_lines() {
+        assert_eq!(parse("").unwrap(), Params::default());
+        assert_eq!(parse("\0\0  \t\n").unwrap(), Params::default());
+        assert_eq!(parse("=== = =x x= \u{1F600}=\u{1F600}").unwrap(), Params::default());
+        assert_eq!(parse("elfcorehdr=64M@0x1000").unwrap().elfcorehdr, Some(0x1000));
+    }
+
+    #[test]
+    fn every_prefix_of_a_real_line_parses_or_errs() {
+        for i in 0..=B_LINE.len() {
+            if B_LINE.is_char_boundary(i) {
+                let _ = parse(&B_LINE[..i]);
+            }
+        }
+        // Byte soup: no panics.
+        let mut x: u32 = 1;
+        for _ in 0..2000 {
+            let mut s = String::new();
+            for _ in 0..40 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                s.push(b"kexc_=0x1K\" .jumpbfn9Mmode@"[(x % 27) as usize] as char);
+            }
+            let _ = parse(&s);
+        }
+    }
+}

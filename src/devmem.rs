@@ -1,0 +1,98 @@
+//! Physical memory through `/dev/mem`, always by `mmap` (the kernel limits
+//! `read`/`write` on `/dev/mem` to below its own `high_memory`, and A's RAM
+//! lies above B's).
+
+use core::ptr::NonNull;
+
+use rustix::fd::OwnedFd;
+use rustix::fs::{open, Mode, OFlags};
+use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+
+use crate::units::PAGE_SIZE;
+use crate::Error;
+
+/// An open `/dev/mem`.
+pub struct DevMem {
+    fd: OwnedFd,
+}
+
+/// A mapping of `[phys, phys + len)`.
+pub struct Window {
+    base: NonNull<u8>,
+    map_len: usize,
+    skip: usize,
+    len: usize,
+}
+
+impl DevMem {
+    /// Opens `/dev/mem` for reading and writing.
+    pub fn open() -> Result<Self, Error> {
+        let fd = open("/dev/mem", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::sys("opening /dev/mem (needs CONFIG_DEVMEM, STRICT_DEVMEM off)", e))?;
+        Ok(DevMem { fd })
+    }
+
+    /// Maps `len` bytes of physical memory at `phys`, readable and writable.
+    pub fn map(&self, phys: u64, len: usize) -> Result<Window, Error> {
+        let page = phys & !(PAGE_SIZE - 1);
+        let skip = (phys - page) as usize;
+        let map_len = skip
+            .checked_add(len)
+            .and_then(|n| n.checked_next_multiple_of(PAGE_SIZE as usize))
+            .ok_or_else(|| Error::Msg(format!("mapping {len} bytes at {phys:#x}: size overflows")))?;
+        // SAFETY: a new shared mapping of a device file at an address the
+        // kernel chooses; it aliases no Rust object. The memory behind it is
+        // physical RAM that no Rust object in this process owns.
+        let ptr = unsafe {
+            mmap(core::ptr::null_mut(), map_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &self.fd, page)
+        }
+        .map_err(|e| Error::sys(format!("mapping physical memory {phys:#x}+{len:#x} through /dev/mem"), e))?;
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::Msg("mmap returned NULL".into()))?;
+        Ok(Window { base, map_len, skip, len })
+    }
+
+    /// Copies `len` bytes of physical memory from `src` to `dst`, in windows.
+    pub fn copy(&self, src: u64, dst: u64, len: u64) -> Result<(), Error> {
+        const STEP: u64 = 16 << 20;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(STEP) as usize;
+            let from = self.map(src + done, n)?;
+            let mut to = self.map(dst + done, n)?;
+            to.bytes_mut().copy_from_slice(from.bytes());
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads one page of physical memory.
+    pub fn read_page(&self, phys: u64) -> Result<[u8; PAGE_SIZE as usize], Error> {
+        let w = self.map(phys & !(PAGE_SIZE - 1), PAGE_SIZE as usize)?;
+        let mut page = [0u8; PAGE_SIZE as usize];
+        page.copy_from_slice(w.bytes());
+        Ok(page)
+    }
+}
+
+impl Window {
+    /// The mapped bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `base + skip .. + len` lies inside the live mapping of
+        // `map_len` bytes; the mapping lives as long as `self`.
+        unsafe { core::slice::from_raw_parts(self.base.as_ptr().add(self.skip), self.len) }
+    }
+
+    /// The mapped bytes, writable.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`; `&mut self` makes this the only slice.
+        unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr().add(self.skip), self.len) }
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`map_len` are exactly what mmap returned, and no
+        // slice borrowed from `self` outlives it.
+        let _ = unsafe { munmap(self.base.as_ptr().cast(), self.map_len) };
+    }
+}

@@ -1,0 +1,182 @@
+//! The ELF core header that B's kernel turns into `/proc/vmcore`
+//! (`elfcorehdr=`): one PT_NOTE per note buffer in A (VMCOREINFO and each
+//! CPU's `crash_notes`) and one PT_LOAD per range of A's RAM, whose
+//! `p_offset` says where in physical memory B finds those bytes.
+
+use core::fmt;
+
+/// Most program headers kjump writes.
+pub const MAX_PHDRS: usize = 256;
+
+const EHDR_SIZE: usize = 64;
+const PHDR_SIZE: usize = 56;
+const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
+const ET_CORE: u16 = 4;
+const EM_X86_64: u16 = 62;
+const PF_RWX: u32 = 7;
+
+/// A note buffer in A's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// Physical address.
+    pub addr: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A range of A's physical memory and where B reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Load {
+    /// A's physical address of the range.
+    pub paddr: u64,
+    /// Physical address where the bytes are while B runs (equal to `paddr`
+    /// except for A's low memory, which is read from its backup).
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Why a header could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// No PT_NOTE: B's kernel would refuse to make `/proc/vmcore`.
+    NoNotes,
+    /// No PT_LOAD.
+    NoLoads,
+    /// More than [`MAX_PHDRS`] program headers.
+    TooManyHeaders,
+    /// A note or load of size zero.
+    EmptyEntry,
+    /// A range that wraps around the address space.
+    Overflow,
+    /// Loads not in address order, or overlapping.
+    LoadsOverlap,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::NoNotes => "no note buffers (is /sys/kernel/vmcoreinfo there?)",
+            Error::NoLoads => "no memory ranges to describe",
+            Error::TooManyHeaders => "too many program headers",
+            Error::EmptyEntry => "an empty note or memory range",
+            Error::Overflow => "a range wraps around the address space",
+            Error::LoadsOverlap => "memory ranges overlap or are out of order",
+        })
+    }
+}
+
+fn phdr(out: &mut Vec<u8>, p_type: u32, offset: u64, paddr: u64, size: u64) {
+    out.extend_from_slice(&p_type.to_le_bytes());
+    out.extend_from_slice(&PF_RWX.to_le_bytes());
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes()); // p_vaddr: unknown to user space
+    out.extend_from_slice(&paddr.to_le_bytes());
+    out.extend_from_slice(&size.to_le_bytes()); // p_filesz
+    out.extend_from_slice(&size.to_le_bytes()); // p_memsz
+    out.extend_from_slice(&0u64.to_le_bytes()); // p_align
+}
+
+/// Builds the header: the ELF header, then the PT_NOTEs, then the PT_LOADs.
+pub fn build(notes: &[Note], loads: &[Load]) -> Result<Vec<u8>, Error> {
+    if notes.is_empty() {
+        return Err(Error::NoNotes);
+    }
+    if loads.is_empty() {
+        return Err(Error::NoLoads);
+    }
+    let count = notes.len() + loads.len();
+    if count > MAX_PHDRS {
+        return Err(Error::TooManyHeaders);
+    }
+    let mut prev_end = 0u64;
+    for l in loads {
+        if l.size == 0 {
+            return Err(Error::EmptyEntry);
+        }
+        let end = l.paddr.checked_add(l.size).ok_or(Error::Overflow)?;
+        l.offset.checked_add(l.size).ok_or(Error::Overflow)?;
+        if l.paddr < prev_end {
+            return Err(Error::LoadsOverlap);
+        }
+        prev_end = end;
+    }
+    for n in notes {
+        if n.size == 0 {
+            return Err(Error::EmptyEntry);
+        }
+        n.addr.checked_add(n.size).ok_or(Error::Overflow)?;
+    }
+    let mut out = Vec::with_capacity(EHDR_SIZE + count * PHDR_SIZE);
+    out.extend_from_slice(b"\x7fELF");
+    out.extend_from_slice(&[2, 1, 1, 0]); // 64-bit, little-endian, version 1, SysV
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&ET_CORE.to_le_bytes());
+    out.extend_from_slice(&EM_X86_64.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    out.extend_from_slice(&0u64.to_le_bytes()); // e_entry
+    out.extend_from_slice(&(EHDR_SIZE as u64).to_le_bytes()); // e_phoff
+    out.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    out.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    out.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
+    out.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
+    out.extend_from_slice(&(count as u16).to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes()); // e_shentsize
+    out.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
+    out.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
+    for n in notes {
+        phdr(&mut out, PT_NOTE, n.addr, 0, n.size);
+    }
+    for l in loads {
+        phdr(&mut out, PT_LOAD, l.offset, l.paddr, l.size);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u64_at(b: &[u8], off: usize) -> u64 {
+        u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+    }
+
+    #[test]
+    fn builds_what_vmcore_checks() {
+        let notes = [Note { addr: 0x2000000, size: 0x1000 }, Note { addr: 0x2001000, size: 0x150 }];
+        let loads = [
+            Load { paddr: 0, offset: 0x38000000, size: 0xa0000 },
+            Load { paddr: 0x100000, offset: 0x100000, size: 0x37d00000 },
+        ];
+        let h = build(&notes, &loads).unwrap();
+        assert_eq!(h.len(), 64 + 4 * 56);
+        assert_eq!(&h[..4], b"\x7fELF");
+        assert_eq!(h[4], 2);
+        assert_eq!(u16::from_le_bytes([h[16], h[17]]), 4);
+        assert_eq!(u16::from_le_bytes([h[18], h[19]]), 62);
+        assert_eq!(u16::from_le_bytes([h[52], h[53]]), 64);
+        assert_eq!(u16::from_le_bytes([h[54], h[55]]), 56);
+        assert_eq!(u16::from_le_bytes([h[56], h[57]]), 4);
+        let third = 64 + 2 * 56;
+        assert_eq!(u32::from_le_bytes(h[third..third + 4].try_into().unwrap()), PT_LOAD);
+        assert_eq!(u64_at(&h, third + 8), 0x38000000); // p_offset: the backup
+        assert_eq!(u64_at(&h, third + 24), 0); // p_paddr
+        assert_eq!(u64_at(&h, third + 32), 0xa0000);
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        let n = [Note { addr: 0x1000, size: 16 }];
+        let l = [Load { paddr: 0x100000, offset: 0x100000, size: 0x1000 }];
+        assert_eq!(build(&[], &l), Err(Error::NoNotes));
+        assert_eq!(build(&n, &[]), Err(Error::NoLoads));
+        assert_eq!(build(&[Note { addr: 1, size: 0 }], &l), Err(Error::EmptyEntry));
+        assert_eq!(build(&n, &[Load { paddr: u64::MAX, offset: 0, size: 2 }]), Err(Error::Overflow));
+        assert_eq!(build(&n, &[Load { paddr: 0, offset: u64::MAX, size: 2 }]), Err(Error::Overflow));
+        let overlapping = [l[0], Load { paddr: 0x100800, offset: 0, size: 1 }];
+        assert_eq!(build(&n, &overlapping), Err(Error::LoadsOverlap));
+        let many = vec![n[0]; MAX_PHDRS];
+        assert_eq!(build(&many, &l), Err(Error::TooManyHeaders));
+    }
+}

@@ -1,0 +1,73 @@
+//! The error type of kjump's orchestration code: one variant per source,
+//! each printed as one line that says what was being done.
+
+use core::fmt;
+
+/// Anything that can stop a kjump operation.
+#[derive(Debug)]
+pub enum Error {
+    /// A system call failed while doing the named thing.
+    Sys { doing: String, errno: rustix::io::Errno },
+    /// A file could not be read or written.
+    Io { doing: String, err: std::io::Error },
+    /// The hibernation kernel is not a usable bzImage.
+    BzImage(crate::bzimage::Error),
+    /// The kernel command line could not be understood.
+    Cmdline(crate::cmdline::Error),
+    /// The memory map could not be read or has no room for the region.
+    MemMap(crate::memmap::Error),
+    /// The kexec segments could not be laid out.
+    Layout(crate::layout::Error),
+    /// The kexec segments are not acceptable to `kexec_load`.
+    Kexec(crate::kexec::Error),
+    /// The zero page could not be built.
+    BootParams(crate::boot_params::Error),
+    /// The ELF core header could not be built.
+    ElfCore(crate::elf_core::Error),
+    /// The initramfs could not be written.
+    Cpio(crate::cpio::Error),
+    /// Anything else, already worded for the user.
+    Msg(String),
+}
+
+impl Error {
+    /// A failed system call, with what was being done.
+    pub fn sys(doing: impl Into<String>, errno: rustix::io::Errno) -> Self {
+        Error::Sys { doing: doing.into(), errno }
+    }
+
+    /// A failed file operation, with what was being done.
+    pub fn io(doing: impl Into<String>, err: std::io::Error) -> Self {
+        Error::Io { doing: doing.into(), err }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Sys { doing, errno } => write!(f, "{doing}: {errno}"),
+            Error::Io { doing, err } => write!(f, "{doing}: {err}"),
+            Error::BzImage(e) => write!(f, "hibernation kernel: {e}"),
+            Error::Cmdline(e) => write!(f, "kernel command line: {e}"),
+            Error::MemMap(e) => write!(f, "memory map: {e}"),
+            Error::Layout(e) => write!(f, "kjump region: {e}"),
+            Error::Kexec(e) => write!(f, "kexec segments: {e}"),
+            Error::BootParams(e) => write!(f, "boot_params: {e}"),
+            Error::ElfCore(e) => write!(f, "ELF core header: {e}"),
+            Error::Cpio(e) => write!(f, "initramfs: {e}"),
+            Error::Msg(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+macro_rules! from_module {
+    ($($module:ident => $variant:ident),*) => {$(
+        impl From<crate::$module::Error> for Error {
+            fn from(e: crate::$module::Error) -> Self { Error::$variant(e) }
+        }
+    )*};
+}
+from_module!(bzimage => BzImage, cmdline => Cmdline, memmap => MemMap, layout => Layout,
+    kexec => Kexec, boot_params => BootParams, elf_core => ElfCore, cpio => Cpio);

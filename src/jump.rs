@@ -1,0 +1,123 @@
+//! The two directions of a kexec jump.
+//!
+//! A → B: [`load_hibernation_kernel`] lays B out in the kjump region and
+//! loads it with `KEXEC_PRESERVE_CONTEXT`; [`jump_to_loaded`] jumps and
+//! returns when B comes back.
+//!
+//! B → A: [`restore_low_memory`] writes A's low memory back from the
+//! purgatory's copy, [`load_jump_back`] loads an image whose only segment
+//! is A's re-entry page (its current bytes; this also makes B's
+//! `relocate_kernel` identity-map that page), and [`jump_to_loaded`] goes.
+
+use std::time::Duration;
+
+use crate::bzimage::BzImage;
+use crate::devmem::DevMem;
+use crate::elf_core::Note;
+use crate::kexec::{self, Segment, KEXEC_ARCH_X86_64, KEXEC_PRESERVE_CONTEXT};
+use crate::layout::{self, Plan};
+use crate::memmap::MemoryMap;
+use crate::units::PAGE_SIZE;
+use crate::Error;
+
+/// What B is to be loaded with.
+#[derive(Clone, Debug)]
+pub struct HibernationKernel {
+    /// The bzImage bytes.
+    pub kernel: Vec<u8>,
+    /// The initramfs bytes.
+    pub initrd: Vec<u8>,
+    /// B's command line before the loader's and purgatory's additions.
+    pub cmdline: String,
+    /// Size of the kjump region.
+    pub region_size: u64,
+}
+
+/// What was loaded, for messages.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The region `[start, end)`.
+    pub region: (u64, u64),
+    /// B's command line before the purgatory's additions.
+    pub cmdline: String,
+    /// Number of segments.
+    pub segments: usize,
+}
+
+/// The kernel console arguments of the running kernel, to give B the same.
+pub fn console_args(cmdline: &str) -> String {
+    crate::cmdline::words(cmdline)
+        .filter_map(Result::ok)
+        .filter(|w| w.starts_with("console=") || w.starts_with("earlycon") || w.starts_with("earlyprintk"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Reads A's memory map and note buffers, plans B in the region and calls
+/// `kexec_load` with `KEXEC_PRESERVE_CONTEXT`.
+pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> {
+    let bz = BzImage::parse(&hk.kernel)?;
+    let map = MemoryMap::read()?;
+    let region = map.choose_region(hk.region_size)?;
+    let mut notes: Vec<Note> = vec![crate::crash_info::vmcoreinfo()?];
+    notes.extend(crate::crash_info::cpu_notes()?);
+    let inputs = layout::Inputs {
+        map: &map,
+        region,
+        kernel: &bz,
+        initrd: &hk.initrd,
+        cmdline: &hk.cmdline,
+        notes: &notes,
+        acpi_rsdp: crate::acpi::find_rsdp(),
+    };
+    let plan: Plan<'_> = layout::plan(&inputs)?;
+    kexec::load(plan.entry, &plan.kexec_segments(), KEXEC_PRESERVE_CONTEXT | KEXEC_ARCH_X86_64).map_err(|e| match e {
+        Error::Sys { errno: rustix::io::Errno::NOMEM, .. } => Error::Msg(format!(
+            "kexec_load: out of memory: A needs {} MiB free to set the kjump region aside",
+            region.size() >> 20
+        )),
+        Error::Sys { errno: rustix::io::Errno::INVAL, .. } => Error::Msg(
+            "kexec_load refused the image (EINVAL): the kernel lacks CONFIG_KEXEC_JUMP, or the region exceeds half of RAM"
+                .into(),
+        ),
+        other => other,
+    })?;
+    Ok(Loaded { region: (plan.region.start, plan.region.end), cmdline: plan.cmdline, segments: plan.segments.len() })
+}
+
+/// Flushes file systems and jumps into the loaded image; returns how long
+/// it was away (CLOCK_BOOTTIME, which counts the time spent in B).
+pub fn jump_to_loaded() -> Result<Duration, Error> {
+    rustix::fs::sync();
+    let before = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    kexec::jump()?;
+    let after = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let ns = |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
+    Ok(Duration::from_nanos((ns(after) - ns(before)).max(0) as u64))
+}
+
+/// Writes A's low memory `[0, len)` back from its copy at `backup`.
+pub fn restore_low_memory(mem: &DevMem, backup: u64, len: u64) -> Result<(), Error> {
+    mem.copy(backup, 0, len)
+}
+
+/// Loads the jump-back image: one 4 KiB segment at A's re-entry page with
+/// that page's current bytes, entry at the re-entry address.
+pub fn load_jump_back(mem: &DevMem, entry: u64) -> Result<(), Error> {
+    let page_addr = entry & !(PAGE_SIZE - 1);
+    let page = mem.read_page(page_addr)?;
+    let seg = [Segment { buf: &page, mem: page_addr, memsz: PAGE_SIZE }];
+    kexec::load(entry, &seg, KEXEC_PRESERVE_CONTEXT | KEXEC_ARCH_X86_64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn console_args_are_kept() {
+        assert_eq!(
+            super::console_args("root=/dev/vda console=tty0 quiet console=ttyS0,115200 earlyprintk=serial"),
+            "console=tty0 console=ttyS0,115200 earlyprintk=serial"
+        );
+        assert_eq!(super::console_args("a=\"unclosed"), "");
+    }
+}

@@ -1,0 +1,32 @@
+//! kjump: hibernation for Linux built on kexec jump.
+//!
+//! The main kernel (A) loads a small hibernation kernel (B) with
+//! `KEXEC_PRESERVE_CONTEXT` and jumps into it; B's PID 1 (`kjump-init`)
+//! reads A's memory through `/proc/vmcore` and, when it is done, jumps back.
+//! Each module owns one idea; see the README for the whole flow.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod acpi;
+pub mod boot_params;
+pub mod bzimage;
+pub mod check;
+pub mod cmdline;
+pub mod cpio;
+pub mod crash_info;
+pub mod crc32;
+pub mod devmem;
+pub mod e820;
+pub mod elf_core;
+pub mod error;
+pub mod gzip;
+pub mod initramfs;
+pub mod jump;
+pub mod kexec;
+pub mod layout;
+pub mod memmap;
+pub mod pid1;
+pub mod purgatory;
+pub mod units;
+
+pub use error::Error;

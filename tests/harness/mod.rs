@@ -1,0 +1,253 @@
+//! The QEMU test harness: builds A's initramfs (the harness's own busybox
+//! init plus `kjump`, B's kernel and B's initramfs), boots it under
+//! `qemu-system-x86_64 -accel tcg` with the serial console in a log file,
+//! and waits for markers in that log. QEMU is killed on every exit path;
+//! a failure shows the tail of the log.
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous limit for one VM run under TCG.
+pub const VM_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Where the test kernel and the built binaries are.
+pub struct Paths {
+    pub kernel: PathBuf,
+    pub kjump: PathBuf,
+    pub kjump_init: PathBuf,
+    pub busybox: PathBuf,
+}
+
+fn bin(name: &str, built: Option<&str>) -> PathBuf {
+    if let Ok(dir) = std::env::var("KJUMP_BIN_DIR") {
+        return Path::new(&dir).join(name);
+    }
+    PathBuf::from(built.unwrap_or_else(|| panic!("set KJUMP_BIN_DIR to the directory holding {name}")))
+}
+
+pub fn paths() -> Paths {
+    let kernel = std::env::var("KJUMP_KERNEL")
+        .expect("KJUMP_KERNEL is not set: run the QEMU tests through 'make test', which builds the test kernel");
+    let p = Paths {
+        kernel: PathBuf::from(kernel),
+        kjump: bin("kjump", option_env!("CARGO_BIN_EXE_kjump")),
+        kjump_init: bin("kjump-init", option_env!("CARGO_BIN_EXE_kjump-init")),
+        busybox: PathBuf::from("/bin/busybox"),
+    };
+    for f in [&p.kernel, &p.kjump, &p.kjump_init, &p.busybox] {
+        assert!(f.exists(), "{} is missing: run 'make test' (it installs and builds what is needed)", f.display());
+    }
+    p
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// A's initramfs: busybox, `/init` = `script`, kjump and the hibernation
+/// kernel and initramfs at kjump's default paths.
+pub fn a_initramfs(p: &Paths, script: &str) -> Vec<u8> {
+    let b_initrd = kjump::initramfs::build(&read(&p.kjump_init)).expect("building B's initramfs");
+    let mut w = kjump::cpio::Writer::new();
+    for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "root", "tmp", "boot", "boot/kjump", "mnt"] {
+        w.dir(d, 0o755).unwrap();
+    }
+    w.char_dev("dev/console", 0o600, 5, 1).unwrap();
+    w.file("bin/busybox", 0o755, &read(&p.busybox)).unwrap();
+    w.symlink("bin/sh", "busybox").unwrap();
+    w.file("init", 0o755, format!("#!/bin/sh\n/bin/busybox --install -s\n{script}").as_bytes()).unwrap();
+    w.file("usr/sbin/kjump", 0o755, &read(&p.kjump)).unwrap();
+    w.file("boot/kjump/vmlinuz", 0o644, &read(&p.kernel)).unwrap();
+    w.file("boot/kjump/initramfs.img", 0o644, &b_initrd).unwrap();
+    kjump::gzip::compress(&w.finish(), 1)
+}
+
+/// A QEMU guest; killed when dropped.
+pub struct Vm {
+    child: Option<Child>,
+    log: PathBuf,
+    seen: usize,
+    echo: bool,
+    name: String,
+    _dir: TempDir,
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let base = std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let dir = base.join(format!("kjump-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// How to start a guest.
+pub struct VmConfig<'a> {
+    pub name: &'a str,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub initrd: Vec<u8>,
+    pub append: &'a str,
+    /// Print the console to stdout as it arrives (for the demo).
+    pub echo: bool,
+}
+
+impl Vm {
+    pub fn start(p: &Paths, cfg: VmConfig<'_>) -> Vm {
+        let dir = TempDir::new(cfg.name);
+        let initrd = dir.0.join("a-initramfs.img");
+        std::fs::write(&initrd, &cfg.initrd).unwrap();
+        let log = dir.0.join("serial.log");
+        std::fs::write(&log, b"").unwrap();
+        let child = Command::new("qemu-system-x86_64")
+            .args(["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot"])
+            .args(["-m", &cfg.memory_mib.to_string(), "-smp", &cfg.cpus.to_string()])
+            .arg("-serial")
+            .arg(format!("file:{}", log.display()))
+            .arg("-kernel")
+            .arg(&p.kernel)
+            .arg("-initrd")
+            .arg(&initrd)
+            .arg("-append")
+            .arg(format!("console=ttyS0 rdinit=/init panic=-1 {}", cfg.append))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting qemu-system-x86_64 (run 'make deps')");
+        Vm { child: Some(child), log, seen: 0, echo: cfg.echo, name: cfg.name.to_string(), _dir: dir }
+    }
+
+    /// The whole serial log so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    fn fail(&mut self, why: &str) -> ! {
+        self.kill();
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+        panic!("[{}] {why}\n--- last lines of the serial console ---\n{tail}\n---", self.name);
+    }
+
+    fn poll_echo(&mut self, log: &str) {
+        if self.echo && log.len() > self.seen {
+            print!("{}", &log[self.seen..]);
+            let _ = std::io::stdout().flush();
+            self.seen = log.len();
+        }
+    }
+
+    /// Waits until every marker has appeared in the log, in this order;
+    /// returns the line holding each.
+    pub fn expect_in_order(&mut self, markers: &[&str]) -> Vec<String> {
+        let deadline = Instant::now() + VM_TIMEOUT;
+        loop {
+            let log = self.log();
+            self.poll_echo(&log);
+            let mut at = 0;
+            let mut lines = Vec::new();
+            for m in markers {
+                match log[at..].find(m) {
+                    Some(i) => {
+                        let start = log[..at + i].rfind('\n').map_or(0, |n| n + 1);
+                        let end = log[at + i..].find('\n').map_or(log.len(), |n| at + i + n);
+                        lines.push(log[start..end].trim_end().to_string());
+                        at = at + i + m.len();
+                    }
+                    None => break,
+                }
+            }
+            if lines.len() == markers.len() {
+                return lines;
+            }
+            let exited = self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited || Instant::now() > deadline {
+                let missing = markers[lines.len()];
+                let why = if exited { "QEMU exited" } else { "timed out" };
+                self.fail(&format!("{why} before the console showed {missing:?} (markers in order: {markers:?})"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Fails if `text` appears anywhere in the log.
+    pub fn expect_absent(&mut self, text: &str) {
+        if self.log().contains(text) {
+            self.fail(&format!("the console shows {text:?}"));
+        }
+    }
+
+    /// Waits for QEMU to exit by itself (the guest powered off).
+    pub fn wait_exit(&mut self) {
+        let deadline = Instant::now() + VM_TIMEOUT;
+        loop {
+            let log = self.log();
+            self.poll_echo(&log);
+            if let Some(c) = self.child.as_mut() {
+                if c.try_wait().ok().flatten().is_some() {
+                    self.child = None;
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                self.fail("QEMU did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The shell for A: mount, make 64 MiB of pseudo-random data, run `cmd`,
+/// check the data, report CPU 1, power off.
+pub fn a_script(cmd: &str) -> String {
+    format!(
+        r#"mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "A: up with $(grep -c ^processor /proc/cpuinfo) CPUs"
+head -c 67108864 /dev/urandom > /root/data
+before=$(md5sum < /root/data)
+echo "A: data written, md5 $before"
+{cmd}
+echo "A: kjump exited $?"
+after=$(md5sum < /root/data)
+if [ "$before" = "$after" ]; then echo "A: data intact"; else echo "A: DATA CHANGED $after"; fi
+if [ -e /sys/devices/system/cpu/cpu1/online ]; then
+  echo "A: cpu1 online=$(cat /sys/devices/system/cpu/cpu1/online)"
+  taskset 2 sh -c 'echo "A: pinned task ran on cpu $(cut -d" " -f39 /proc/self/stat)"'
+fi
+echo "A: done"
+poweroff -f
+"#
+    )
+}
