@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use crate::bzimage::BzImage;
 use crate::devmem::DevMem;
-use crate::elf_core::Note;
 use crate::kexec::{self, Segment, KEXEC_ARCH_X86_64, KEXEC_PRESERVE_CONTEXT};
 use crate::layout::{self, Plan};
 use crate::memmap::MemoryMap;
@@ -59,8 +58,7 @@ pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> 
     let bz = BzImage::parse(&hk.kernel)?;
     let map = MemoryMap::read()?;
     let region = map.choose_region(hk.region_size)?;
-    let mut notes: Vec<Note> = vec![crate::crash_info::vmcoreinfo()?];
-    notes.extend(crate::crash_info::cpu_notes()?);
+    let notes = crate::crash_info::read_notes()?;
     let inputs = layout::Inputs {
         map: &map,
         region,

@@ -85,8 +85,11 @@ pub struct Inputs<'a> {
     pub initrd: &'a [u8],
     /// B's command line, without what the plan and the purgatory add.
     pub cmdline: &'a str,
-    /// A's note buffers (VMCOREINFO first, then the CPUs').
-    pub notes: &'a [Note],
+    /// Copies of A's ELF notes (VMCOREINFO first), each a whole note
+    /// (header, name, descriptor). They are carried in the ELF core header's
+    /// segment: the buffers in A may lie in the region, where B's own
+    /// memory is while B runs.
+    pub notes: &'a [Vec<u8>],
     /// ACPI RSDP, or 0.
     pub acpi_rsdp: u64,
 }
@@ -189,7 +192,9 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
     let purgatory_addr = cmdline_addr + PAGE_SIZE;
     let backup_len = inp.map.low_memory_end();
     let elfcorehdr = purgatory_addr + PAGE_SIZE;
-    let backup_addr = elfcorehdr + page_up(crate::elf_core::MAX_PHDRS as u64 * 56 + 64);
+    let header_space = page_up(crate::elf_core::MAX_PHDRS as u64 * 56 + 64);
+    let notes_len: u64 = inp.notes.iter().map(|n| align_up(n.len() as u64, 8).unwrap_or(u64::MAX)).sum();
+    let backup_addr = elfcorehdr + header_space + page_up(notes_len);
     let initrd_addr = backup_addr + page_up(backup_len);
     let used_end = initrd_addr + page_up(inp.initrd.len() as u64);
     let needed = used_end - region.start + MIN_FREE_FOR_B;
@@ -214,7 +219,16 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
     }
 
     let loads = vmcore_loads(inp.map, region, backup_addr, backup_len);
-    let header = elf_core::build(inp.notes, &loads).map_err(Error::ElfCore)?;
+    let mut note_entries = Vec::with_capacity(inp.notes.len());
+    let mut header_segment = vec![0u8; header_space as usize];
+    for n in inp.notes {
+        let addr = elfcorehdr + header_segment.len() as u64;
+        note_entries.push(Note { addr, size: n.len() as u64 });
+        header_segment.extend_from_slice(n);
+        header_segment.resize(align_up(header_segment.len() as u64, 8).unwrap_or(0) as usize, 0);
+    }
+    let header = elf_core::build(&note_entries, &loads).map_err(Error::ElfCore)?;
+    header_segment[..header.len()].copy_from_slice(&header);
     let e820 = b_memory_map(inp.map, region, elfcorehdr, initrd_addr);
     if e820.len() > boot_params::MAX_E820 {
         return Err(Error::TooManyRanges);
@@ -255,7 +269,7 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
         PlannedSegment { what: "kernel", data: Cow::Borrowed(bz.kernel), mem: kernel_addr, memsz: kernel_memsz },
         PlannedSegment { what: "boot_params and command line", data: Cow::Owned(zero_and_cmdline), mem: zero_page, memsz: 2 * PAGE_SIZE },
         PlannedSegment { what: "purgatory", data: Cow::Owned(purgatory.bytes().to_vec()), mem: purgatory_addr, memsz: PAGE_SIZE },
-        PlannedSegment { what: "ELF core header", data: Cow::Owned(header), mem: elfcorehdr, memsz: backup_addr - elfcorehdr },
+        PlannedSegment { what: "ELF core header", data: Cow::Owned(header_segment), mem: elfcorehdr, memsz: backup_addr - elfcorehdr },
         PlannedSegment { what: "low-memory backup", data: Cow::Borrowed(&[]), mem: backup_addr, memsz: initrd_addr - backup_addr },
         PlannedSegment { what: "initramfs", data: Cow::Borrowed(inp.initrd), mem: initrd_addr, memsz: used_end - initrd_addr },
         PlannedSegment { what: "free RAM for B", data: Cow::Borrowed(&[]), mem: used_end, memsz: region.end - used_end },
@@ -285,7 +299,7 @@ mod tests {
         let map = MemoryMap::parse_iomem(QEMU_1G).unwrap();
         let f = fake_bzimage(3 << 20);
         let bz = BzImage::parse(&f).unwrap();
-        let notes = [Note { addr: 0x1b4c000, size: 0x1024 }];
+        let notes = [vec![0x55u8; 0x1024]];
         let region = map.choose_region(region_size).unwrap();
         let inp = Inputs { map: &map, region, kernel: &bz, initrd, cmdline, notes: &notes, acpi_rsdp: 0 };
         let p = plan(&inp)?;
@@ -311,6 +325,12 @@ mod tests {
         assert!(p.e820.iter().any(|r| r.kind == Kind::Reserved && r.start == p.elfcorehdr));
         assert!(p.e820.windows(2).all(|w| w[0].end <= w[1].start));
         assert!(p.cmdline.contains(&format!("elfcorehdr={:#x}", p.elfcorehdr)));
+        // The note travels inside the header's segment, which B keeps reserved.
+        let hdr = p.segments.iter().find(|s| s.mem == p.elfcorehdr).unwrap();
+        let note_at = u64::from_le_bytes(hdr.data[64 + 8..64 + 16].try_into().unwrap());
+        let off = (note_at - p.elfcorehdr) as usize;
+        assert_eq!(&hdr.data[off..off + 0x1024], &[0x55u8; 0x1024][..]);
+        assert!(note_at + 0x1024 <= p.backup_addr);
         Ok(())
     }
 
