@@ -24,14 +24,14 @@ initramfs: build
 
 # Unit tests, then the QEMU boot tests (at most two guests at once).
 test: deps
-	KJUMP_KERNEL=$$(scripts/kernel.sh) cargo test --release -- --test-threads=2
+	kernel=$$(scripts/kernel.sh) && KJUMP_KERNEL=$$kernel cargo test --release -- --test-threads=2
 
 unit: deps
 	cargo test --release --lib --bins
 
 demo: deps
 	cargo build --release
-	KJUMP_KERNEL=$$(scripts/kernel.sh) KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example demo
+	kernel=$$(scripts/kernel.sh) && KJUMP_KERNEL=$$kernel KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example demo
 
 clean:
 	cargo clean
