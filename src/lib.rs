@@ -19,14 +19,18 @@ pub mod devmem;
 pub mod e820;
 pub mod elf_core;
 pub mod error;
+pub mod free_pages;
 pub mod gzip;
 pub mod initramfs;
 pub mod jump;
 pub mod kexec;
 pub mod layout;
 pub mod memmap;
+pub mod pagetable;
 pub mod pid1;
 pub mod purgatory;
+pub mod target;
 pub mod units;
+pub mod vmcoreinfo;
 
 pub use error::Error;
