@@ -11,7 +11,7 @@ fn main() {
     let p = paths();
     println!("kjump demo: booting A (QEMU, TCG, 1 GiB, 2 CPUs); its console follows.\n");
     let initrd = a_initramfs(&p, &a_script("kjump check --jump"));
-    let mut vm = Vm::start(&p, VmConfig { name: "demo", memory_mib: 1024, cpus: 2, initrd, append: "", echo: true });
+    let mut vm = Vm::start(&p, VmConfig { name: "demo", memory_mib: 1024, cpus: 2, initrd, append: "", echo: true, disks: vec![] });
     let lines = vm.expect_in_order(&["kjump: back in A after", "A: data intact", "A: cpu1 online=1", "A: done"]);
     vm.wait_exit();
     println!("\nkjump demo: done. {}", lines[0].trim_start_matches(|c: char| c != 'k'));

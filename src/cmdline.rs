@@ -7,7 +7,13 @@
 //! - `kexec_backup=NK` — where the purgatory copied A's low memory, in KiB;
 //! - `elfcorehdr=ADDR` — the ELF core header that makes `/proc/vmcore`;
 //! - `kjump.mode=roundtrip|save|restore` — what `kjump-init` does;
-//! - `kjump.backup_size=SIZE` — how many bytes of A's low memory were copied.
+//! - `kjump.backup_size=SIZE` — how many bytes of A's low memory were copied;
+//! - `kjump.region=START-END` — the kjump region (hexadecimal), for the image;
+//! - `kjump.target=TARGET` — where the image goes (see `kjump::target`);
+//! - `kjump.after=poweroff|reboot|resume` — what B does once the image is saved;
+//! - `kjump.compress=lz4|deflate|none` — how pages are stored;
+//! - `kjump.wait=SECONDS` — how long B waits for the target to appear;
+//! - `kjump.mailbox=ADDR` — a page of A's where B leaves its result for A.
 //!
 //! The parser never panics and never allocates: every malformed value is an
 //! [`Error`] that names the parameter.
@@ -27,9 +33,41 @@ pub enum Mode {
     Restore,
 }
 
+/// What B does after saving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Power the machine off (hibernate).
+    PowerOff,
+    /// Reboot the machine.
+    Reboot,
+    /// Jump back to A and let it continue (a snapshot).
+    Resume,
+}
+
+impl After {
+    /// Parses `poweroff`, `reboot` or `resume`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "poweroff" => Some(After::PowerOff),
+            "reboot" => Some(After::Reboot),
+            "resume" => Some(After::Resume),
+            _ => None,
+        }
+    }
+
+    /// The name [`After::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            After::PowerOff => "poweroff",
+            After::Reboot => "reboot",
+            After::Resume => "resume",
+        }
+    }
+}
+
 /// The parameters kjump cares about; everything else on the line is ignored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Params {
+pub struct Params<'a> {
     /// `kjump.mode=`.
     pub mode: Option<Mode>,
     /// A's re-entry address, from `kexec_jump_back_entry=` (or the page of
@@ -43,6 +81,18 @@ pub struct Params {
     pub backup_size: Option<u64>,
     /// `elfcorehdr=`.
     pub elfcorehdr: Option<u64>,
+    /// `kjump.region=START-END`.
+    pub region: Option<(u64, u64)>,
+    /// `kjump.target=` (checked by `kjump::target::parse`).
+    pub target: Option<&'a str>,
+    /// `kjump.after=`.
+    pub after: Option<After>,
+    /// `kjump.compress=` (checked by `kjump::image::Compression::parse`).
+    pub compress: Option<&'a str>,
+    /// `kjump.wait=` in seconds.
+    pub wait_secs: Option<u64>,
+    /// `kjump.mailbox=`: physical address of A's mailbox page.
+    pub mailbox: Option<u64>,
 }
 
 /// Why a command line was refused.
@@ -52,6 +102,10 @@ pub enum Error {
     BadNumber { key: &'static str },
     /// `kjump.mode=` with a value that is not a mode.
     UnknownMode,
+    /// `kjump.after=` with a value that is not poweroff, reboot or resume.
+    UnknownAfter,
+    /// `kjump.region=` that is not `START-END` with START < END.
+    BadRegion,
     /// A `kjump.` option this version does not know.
     UnknownOption,
     /// `kexec_jump_back_entry=` and `kexec_jump_buf_pfn=` name different pages.
@@ -65,9 +119,11 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::BadNumber { key } => write!(f, "{key}= is not a number"),
+            Error::BadNumber { key } => write!(f, "{key}= has a bad value"),
             Error::UnknownMode => f.write_str("kjump.mode= must be roundtrip, save or restore"),
             Error::UnknownOption => f.write_str("unknown kjump.* option"),
+            Error::UnknownAfter => f.write_str("kjump.after= must be poweroff, reboot or resume"),
+            Error::BadRegion => f.write_str("kjump.region= must be START-END in hexadecimal"),
             Error::EntryPfnMismatch => {
                 f.write_str("kexec_jump_back_entry= and kexec_jump_buf_pfn= disagree")
             }
@@ -129,7 +185,7 @@ fn number(key: &'static str, value: Option<&str>) -> Result<u64, Error> {
 }
 
 /// Parses the command line of B or D. Later occurrences win, as in the kernel.
-pub fn parse(line: &str) -> Result<Params, Error> {
+pub fn parse(line: &str) -> Result<Params<'_>, Error> {
     let mut p = Params::default();
     for word in words(line) {
         let (key, value) = split_param(word?);
@@ -159,6 +215,19 @@ pub fn parse(line: &str) -> Result<Params, Error> {
                 p.backup_size =
                     Some(value.and_then(parse_size).ok_or(Error::BadNumber { key: "kjump.backup_size" })?)
             }
+            "kjump.region" => {
+                let (a, b) = value.and_then(|v| v.split_once('-')).ok_or(Error::BadRegion)?;
+                let (a, b) = (parse_u64(a).ok_or(Error::BadRegion)?, parse_u64(b).ok_or(Error::BadRegion)?);
+                if a >= b {
+                    return Err(Error::BadRegion);
+                }
+                p.region = Some((a, b));
+            }
+            "kjump.target" => p.target = Some(value.filter(|v| !v.is_empty()).ok_or(Error::BadNumber { key: "kjump.target" })?),
+            "kjump.after" => p.after = Some(value.and_then(After::parse).ok_or(Error::UnknownAfter)?),
+            "kjump.compress" => p.compress = value,
+            "kjump.wait" => p.wait_secs = Some(number("kjump.wait", value)?),
+            "kjump.mailbox" => p.mailbox = Some(number("kjump.mailbox", value)?),
             k if k.starts_with("kjump.") => return Err(Error::UnknownOption),
             _ => {}
         }
@@ -191,6 +260,23 @@ mod tests {
         assert_eq!(p.backup_addr, Some(917544 * 1024));
         assert_eq!(p.backup_size, Some(0xa0000));
         assert_eq!(p.elfcorehdr, Some(0x37f0a000));
+    }
+
+    #[test]
+    fn save_options() {
+        let p = parse("kjump.mode=save kjump.target=LABEL=x:/a.img kjump.after=resume kjump.compress=lz4 kjump.wait=7 kjump.mailbox=0x1234000 kjump.region=0x1c000000-0x24000000").unwrap();
+        assert_eq!(p.mode, Some(Mode::Save));
+        assert_eq!(p.target, Some("LABEL=x:/a.img"));
+        assert_eq!(p.after, Some(After::Resume));
+        assert_eq!(p.compress, Some("lz4"));
+        assert_eq!(p.wait_secs, Some(7));
+        assert_eq!(p.mailbox, Some(0x1234000));
+        assert_eq!(p.region, Some((0x1c000000, 0x24000000)));
+        assert_eq!(parse("kjump.after=sleep"), Err(Error::UnknownAfter));
+        assert_eq!(parse("kjump.region=0x5-0x5"), Err(Error::BadRegion));
+        assert_eq!(parse("kjump.region=5"), Err(Error::BadRegion));
+        assert_eq!(parse("kjump.target="), Err(Error::BadNumber { key: "kjump.target" }));
+        assert_eq!(parse("kjump.wait=soon"), Err(Error::BadNumber { key: "kjump.wait" }));
     }
 
     #[test]

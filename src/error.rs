@@ -24,6 +24,8 @@ pub enum Error {
     BootParams(crate::boot_params::Error),
     /// The ELF core header could not be built.
     ElfCore(crate::elf_core::Error),
+    /// An image is malformed.
+    Image(crate::image::Error),
     /// The initramfs could not be written.
     Cpio(crate::cpio::Error),
     /// Anything else, already worded for the user.
@@ -54,6 +56,7 @@ impl fmt::Display for Error {
             Error::Kexec(e) => write!(f, "kexec segments: {e}"),
             Error::BootParams(e) => write!(f, "boot_params: {e}"),
             Error::ElfCore(e) => write!(f, "ELF core header: {e}"),
+            Error::Image(e) => write!(f, "image: {e}"),
             Error::Cpio(e) => write!(f, "initramfs: {e}"),
             Error::Msg(m) => f.write_str(m),
         }
@@ -70,4 +73,4 @@ macro_rules! from_module {
     )*};
 }
 from_module!(bzimage => BzImage, cmdline => Cmdline, memmap => MemMap, layout => Layout,
-    kexec => Kexec, boot_params => BootParams, elf_core => ElfCore, cpio => Cpio);
+    kexec => Kexec, boot_params => BootParams, elf_core => ElfCore, cpio => Cpio, image => Image);

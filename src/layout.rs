@@ -208,10 +208,12 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
         return Err(Error::CmdlineHasNul);
     }
     let cmdline = format!(
-        "{} elfcorehdr={:#x} kjump.backup_size={:#x}",
+        "{} elfcorehdr={:#x} kjump.backup_size={:#x} kjump.region={:#x}-{:#x}",
         inp.cmdline.trim(),
         elfcorehdr,
-        backup_len
+        backup_len,
+        region.start,
+        region.end
     );
     let max = bz.cmdline_max.min(PAGE_SIZE - 1);
     if (cmdline.len() + purgatory::CMDLINE_APPEND_MAX) as u64 > max {

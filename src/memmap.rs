@@ -164,19 +164,29 @@ impl MemoryMap {
         align_up(end, PAGE_SIZE).unwrap_or(MIB).min(MIB)
     }
 
-    /// Chooses the kjump region: `size` bytes (rounded up to 2 MiB) at the
-    /// top of the highest RAM range below 4 GiB that holds them, above 16 MiB.
-    /// It depends only on the map and the size, so B and D get the same one.
+    /// Chooses the kjump region: `size` bytes (rounded up to 2 MiB) in the
+    /// middle of the largest RAM range below 4 GiB, above 16 MiB.
+    ///
+    /// The middle, because A's early boot allocations (page tables, the
+    /// `struct page` arrays, `mem_section`) come from the top of memory and
+    /// its kernel image sits near the bottom: while B runs, A's pages in the
+    /// region live elsewhere (the kexec swap), so B can read A's memory
+    /// metadata directly only where it is not in the region. The choice
+    /// depends only on the map and the size, so B and D get the same one.
     pub fn choose_region(&self, size: u64) -> Result<Region, Error> {
         let size = align_up(size, REGION_ALIGN).ok_or(Error::NoRoomForRegion { size })?;
-        for r in self.ram().rev() {
+        let usable = |r: &Range| {
+            let start = align_up(r.start.max(16 * MIB), REGION_ALIGN)?;
             let end = align_down(r.end.min(REGION_LIMIT), REGION_ALIGN);
-            let Some(start) = end.checked_sub(size) else { continue };
-            if start >= r.start.max(16 * MIB) {
-                return Ok(Region { start, end });
-            }
-        }
-        Err(Error::NoRoomForRegion { size })
+            (end > start && end - start >= size).then_some((start, end))
+        };
+        let (start, end) = self
+            .ram()
+            .filter_map(usable)
+            .max_by_key(|(s, e)| (e - s, *s))
+            .ok_or(Error::NoRoomForRegion { size })?;
+        let middle = align_down(start + (end - start - size) / 2, REGION_ALIGN);
+        Ok(Region { start: middle, end: middle + size })
     }
 }
 
@@ -209,7 +219,7 @@ fffc0000-ffffffff : Reserved
         assert_eq!(m.ram_bytes(), 0x9ec00 + 0x3fee0000);
         assert_eq!(m.low_memory_end(), 0xa0000);
         let r = m.choose_region(128 * MIB).unwrap();
-        assert_eq!((r.start, r.end), (0x37e00000, 0x3fe00000));
+        assert_eq!((r.start, r.end), (0x1c600000, 0x24600000));
     }
 
     #[test]
@@ -222,8 +232,8 @@ fffc0000-ffffffff : Reserved
     fn region_below_4g_on_big_machines() {
         let text = "00001000-0009ffff : System RAM\n00100000-bfffffff : System RAM\n100000000-43fffffff : System RAM\n";
         let r = MemoryMap::parse_iomem(text).unwrap().choose_region(100 * MIB).unwrap();
-        assert_eq!(r.end, 0xc0000000);
-        assert_eq!(r.size(), 100 * MIB);
+        assert_eq!((r.start, r.end), (0x5d600000, 0x5d600000 + 100 * MIB));
+        assert!(r.end <= 0xc0000000);
     }
 
     #[test]

@@ -1,1 +1,1721 @@
-//! (being written)
+//! The hibernation target: where the image goes, how the user names it, and
+//! how both kernels find the device behind the name.
+//!
+//! A target is written as one of
+//! - `/dev/NAME` — a block device by its kernel name (`/dev/vdb`, `/dev/nvme0n1p3`);
+//! - `UUID=…` — the ext2/3/4 filesystem with that UUID;
+//! - `PARTUUID=…` — the GPT partition with that unique GUID, or the MBR
+//!   primary partition `SSSSSSSS-NN` (disk signature, partition number);
+//! - `LABEL=…` — the ext2/3/4 filesystem with that label;
+//!
+//! optionally followed by `:/path/in/filesystem`, meaning "the file at that
+//! path on the ext4 filesystem on that device" (`LABEL=kjump:/images/a.kjump`).
+//! [`Target`]'s `Display` prints the same syntax back, without spaces, so it
+//! can travel on B's kernel command line.
+//!
+//! A (the user's system) checks the target with [`resolve`],
+//! [`mounted_read_write`] and [`device_size`]. B has no udev, only devtmpfs,
+//! sysfs and proc: [`wait_for`] scans `/sys/class/block`, creates missing
+//! device nodes itself and reads the on-disk signatures ([`ext4_identity`],
+//! [`gpt_partitions`], [`mbr_partitions`]) the way the kernel and blkid do.
+//!
+//! Everything read from a disk is bounds-checked: garbage or truncated
+//! input gives "no match", never a panic.
+
+use core::fmt;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{FileType, Mode, OFlags, CWD};
+
+use crate::crc32::crc32;
+
+/// Longest target text accepted; B's whole command line is at most 2048 bytes.
+pub const MAX_TARGET_LEN: usize = 1024;
+
+/// Longest ext4 label, in bytes (`EXT4_LABEL_MAX`).
+pub const MAX_LABEL_LEN: usize = 16;
+
+/// Longest device name accepted after `/dev/` (`NAME_MAX`).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// How much of each device [`resolve`] reads to find signatures.
+pub const HEAD_LEN: usize = 64 * 1024;
+
+/// Most GPT entries looked at (the kernel stops at 255 partitions).
+pub const MAX_GPT_ENTRIES: u32 = 256;
+
+/// How often [`wait_for`] looks again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Where the kernel lists block devices.
+const SYS_CLASS_BLOCK: &str = "/sys/class/block";
+
+/// Where device nodes live.
+const DEV: &str = "/dev";
+
+/// Why a target was refused or could not be found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// No text, or nothing before the `:`.
+    Empty,
+    /// The text does not start with `/dev/`, `UUID=`, `PARTUUID=` or `LABEL=`.
+    UnknownForm,
+    /// A space, comma, double quote or control character.
+    BadCharacter,
+    /// More than [`MAX_TARGET_LEN`] bytes.
+    TooLong,
+    /// `/dev/` followed by nothing, a nested path, `.` or `..`.
+    BadDeviceName,
+    /// `UUID=` with something other than a 36-character UUID.
+    BadUuid,
+    /// `PARTUUID=` with neither a GPT nor an MBR partition UUID.
+    BadPartUuid,
+    /// `LABEL=` empty or longer than [`MAX_LABEL_LEN`] bytes.
+    BadLabel,
+    /// The file after `:` is not absolute or has `.`, `..` or empty components.
+    BadFilePath,
+    /// More than one device carries the name.
+    Ambiguous {
+        /// The name, as written.
+        target: String,
+        /// One device that matched.
+        first: PathBuf,
+        /// Another device that matched.
+        second: PathBuf,
+    },
+    /// The device did not show up in time.
+    Timeout {
+        /// The name, as written.
+        target: String,
+        /// How long was waited.
+        waited: Duration,
+    },
+    /// The path given to [`mounted_read_write`] is not a block device.
+    NotBlockDevice {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The path given to [`device_size`] is neither a block device nor a regular file.
+    NotSizable {
+        /// The path.
+        path: PathBuf,
+    },
+}
+
+/// Formats a duration as `10 s` or `2.5 s`.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Empty => f.write_str(
+                "the target is empty: name a device as /dev/NAME, UUID=..., PARTUUID=... or LABEL=...",
+            ),
+            Error::UnknownForm => f.write_str("the target must start with /dev/, UUID=, PARTUUID= or LABEL="),
+            Error::BadCharacter => {
+                f.write_str("the target must not contain spaces, commas, double quotes or control characters")
+            }
+            Error::TooLong => write!(f, "the target is longer than {MAX_TARGET_LEN} bytes: use a shorter file path"),
+            Error::BadDeviceName => f.write_str(
+                "/dev/NAME must name a block device directly under /dev like /dev/vdb \
+                 (for /dev/disk/by-* use UUID=, PARTUUID= or LABEL=)",
+            ),
+            Error::BadUuid => {
+                f.write_str("UUID= must be a filesystem UUID like 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 (see blkid)")
+            }
+            Error::BadPartUuid => f.write_str(
+                "PARTUUID= must be a GPT partition UUID like 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 \
+                 or an MBR one like 1234abcd-01 (see blkid)",
+            ),
+            Error::BadLabel => write!(f, "LABEL= must be 1 to {MAX_LABEL_LEN} bytes, as ext4 labels are"),
+            Error::BadFilePath => f.write_str(
+                "the file after ':' must be an absolute path like /images/a.kjump, without '.', '..' or '//'",
+            ),
+            Error::Ambiguous { target, first, second } => write!(
+                f,
+                "target {target} matches both {} and {}: name the device as /dev/NAME or PARTUUID= instead",
+                first.display(),
+                second.display()
+            ),
+            Error::Timeout { target, waited } => write!(
+                f,
+                "target {target} did not appear within {}: check that the disk is attached and the name is right",
+                seconds(*waited)
+            ),
+            Error::NotBlockDevice { path } => {
+                write!(f, "{} is not a block device: name the disk or partition itself", path.display())
+            }
+            Error::NotSizable { path } => write!(
+                f,
+                "{} is neither a block device nor a regular file: name a disk, a partition or an image file",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    /// The same error as kjump's common error type.
+    pub fn into_crate(self) -> crate::Error {
+        crate::Error::Msg(self.to_string())
+    }
+}
+
+/// How the device holding the image is named.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Device {
+    /// A device node by its kernel name, the whole path: `/dev/vdb`.
+    Path(String),
+    /// An ext2/3/4 filesystem UUID, lowercase with dashes.
+    Uuid(String),
+    /// A partition UUID (GPT GUID, or MBR `SSSSSSSS-NN`), lowercase.
+    PartUuid(String),
+    /// An ext2/3/4 filesystem label, as written.
+    Label(String),
+}
+
+/// Where the hibernation image goes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The block device.
+    pub device: Device,
+    /// A file on the ext4 filesystem on `device` (absolute path), or `None`
+    /// for the raw device.
+    pub file: Option<String>,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Path(p) => f.write_str(p),
+            Device::Uuid(u) => write!(f, "UUID={u}"),
+            Device::PartUuid(u) => write!(f, "PARTUUID={u}"),
+            Device::Label(l) => write!(f, "LABEL={l}"),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.device)?;
+        if let Some(file) = &self.file {
+            write!(f, ":{file}")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for Target {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        parse(text)
+    }
+}
+
+fn forbidden(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || c == ',' || c == '"'
+}
+
+/// `8-4-4-4-12` hexadecimal digits.
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// `SSSSSSSS-NN`, Linux's MBR partition UUID.
+fn is_mbr_partuuid(s: &str) -> bool {
+    s.len() == 11
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+fn parse_device(text: &str) -> Result<Device, Error> {
+    if text.is_empty() {
+        return Err(Error::Empty);
+    }
+    if let Some(u) = text.strip_prefix("UUID=") {
+        if !is_uuid(u) {
+            return Err(Error::BadUuid);
+        }
+        return Ok(Device::Uuid(u.to_ascii_lowercase()));
+    }
+    if let Some(u) = text.strip_prefix("PARTUUID=") {
+        if !is_uuid(u) && !is_mbr_partuuid(u) {
+            return Err(Error::BadPartUuid);
+        }
+        return Ok(Device::PartUuid(u.to_ascii_lowercase()));
+    }
+    if let Some(l) = text.strip_prefix("LABEL=") {
+        if l.is_empty() || l.len() > MAX_LABEL_LEN {
+            return Err(Error::BadLabel);
+        }
+        return Ok(Device::Label(l.to_string()));
+    }
+    if let Some(name) = text.strip_prefix("/dev/") {
+        if name.is_empty() || name.len() > MAX_NAME_LEN || name.contains('/') || name == "." || name == ".." {
+            return Err(Error::BadDeviceName);
+        }
+        return Ok(Device::Path(text.to_string()));
+    }
+    Err(Error::UnknownForm)
+}
+
+fn check_file(path: &str) -> Result<String, Error> {
+    let rest = path.strip_prefix('/').ok_or(Error::BadFilePath)?;
+    if rest.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(Error::BadFilePath);
+    }
+    Ok(path.to_string())
+}
+
+/// Parses a target: `/dev/NAME`, `UUID=…`, `PARTUUID=…` or `LABEL=…`, each
+/// optionally followed by `:/path/of/file`. UUIDs are normalised to lowercase.
+pub fn parse(text: &str) -> Result<Target, Error> {
+    if text.is_empty() {
+        return Err(Error::Empty);
+    }
+    if text.len() > MAX_TARGET_LEN {
+        return Err(Error::TooLong);
+    }
+    if text.chars().any(forbidden) {
+        return Err(Error::BadCharacter);
+    }
+    let (device, file) = match text.split_once(':') {
+        Some((d, f)) => (d, Some(f)),
+        None => (text, None),
+    };
+    let device = parse_device(device)?;
+    let file = file.map(check_file).transpose()?;
+    Ok(Target { device, file })
+}
+
+// ---------------------------------------------------------------------------
+// On-disk signatures.
+
+fn bytes<const N: usize>(b: &[u8], off: usize) -> Option<[u8; N]> {
+    b.get(off..off.checked_add(N)?)?.try_into().ok()
+}
+
+fn le16(b: &[u8], off: usize) -> Option<u16> {
+    bytes(b, off).map(u16::from_le_bytes)
+}
+
+fn le32(b: &[u8], off: usize) -> Option<u32> {
+    bytes(b, off).map(u32::from_le_bytes)
+}
+
+fn le64(b: &[u8], off: usize) -> Option<u64> {
+    bytes(b, off).map(u64::from_le_bytes)
+}
+
+fn hex(out: &mut String, bytes: &[u8]) {
+    use fmt::Write as _;
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+}
+
+/// A UUID stored as 16 bytes in order (ext4's `s_uuid`), as blkid prints it.
+fn format_uuid(u: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(36);
+    hex(&mut s, &u[0..4]);
+    s.push('-');
+    hex(&mut s, &u[4..6]);
+    s.push('-');
+    hex(&mut s, &u[6..8]);
+    s.push('-');
+    hex(&mut s, &u[8..10]);
+    s.push('-');
+    hex(&mut s, &u[10..16]);
+    s
+}
+
+/// An EFI GUID (first three fields little-endian), as the kernel's `%pUl` prints it.
+fn format_guid(g: &[u8; 16]) -> String {
+    let mut u = *g;
+    u[0..4].reverse();
+    u[4..6].reverse();
+    u[6..8].reverse();
+    format_uuid(&u)
+}
+
+/// Byte offset of the ext2/3/4 superblock.
+const EXT4_SUPERBLOCK: usize = 1024;
+/// `s_magic` in the superblock.
+const EXT4_MAGIC_OFF: usize = 0x38;
+const EXT4_MAGIC: u16 = 0xEF53;
+/// `s_feature_incompat`.
+const EXT4_INCOMPAT_OFF: usize = 0x60;
+/// An external journal: has the magic but is no filesystem.
+const EXT4_INCOMPAT_JOURNAL_DEV: u32 = 0x0008;
+/// `s_uuid`.
+const EXT4_UUID_OFF: usize = 0x68;
+/// `s_volume_name`.
+const EXT4_LABEL_OFF: usize = 0x78;
+
+/// The UUID (lowercase, with dashes) and label of the ext2/3/4 filesystem
+/// whose first bytes are `dev_head`, or `None` when there is none (or the
+/// superblock lies beyond `dev_head`). External journal devices don't count.
+pub fn ext4_identity(dev_head: &[u8]) -> Option<(String, String)> {
+    let sb = dev_head.get(EXT4_SUPERBLOCK..)?;
+    if le16(sb, EXT4_MAGIC_OFF)? != EXT4_MAGIC {
+        return None;
+    }
+    if le32(sb, EXT4_INCOMPAT_OFF)? & EXT4_INCOMPAT_JOURNAL_DEV != 0 {
+        return None;
+    }
+    let uuid: [u8; 16] = bytes(sb, EXT4_UUID_OFF)?;
+    let name: [u8; MAX_LABEL_LEN] = bytes(sb, EXT4_LABEL_OFF)?;
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    let label = String::from_utf8_lossy(name.get(..len)?).into_owned();
+    Some((format_uuid(&uuid), label))
+}
+
+/// Start of the four MBR partition records.
+const MBR_TABLE: usize = 0x1be;
+/// Disk signature in the MBR.
+const MBR_DISKSIG: usize = 0x1b8;
+const MBR_RECORD_LEN: usize = 16;
+/// Partition type of a GPT protective MBR entry.
+const MBR_TYPE_GPT: u8 = 0xee;
+/// DOS, Win98 and Linux extended partition types: no PARTUUID of their own.
+const MBR_EXTENDED: [u8; 3] = [0x05, 0x0f, 0x85];
+
+/// The four MBR records of `sector0` if it ends in `55 AA`.
+fn mbr_records(sector0: &[u8]) -> Option<[[u8; MBR_RECORD_LEN]; 4]> {
+    if bytes::<2>(sector0, 510)? != [0x55, 0xaa] {
+        return None;
+    }
+    let mut records = [[0u8; MBR_RECORD_LEN]; 4];
+    for (i, r) in records.iter_mut().enumerate() {
+        *r = bytes(sector0, MBR_TABLE + i * MBR_RECORD_LEN)?;
+    }
+    Some(records)
+}
+
+/// Whether `sector0` is a protective (or hybrid) MBR as the kernel's
+/// `is_pmbr_valid` wants it: an `0xEE` record starting at LBA 1.
+fn protective_mbr(sector0: &[u8]) -> bool {
+    mbr_records(sector0).is_some_and(|rs| rs.iter().any(|r| r[4] == MBR_TYPE_GPT && le32(r, 8) == Some(1)))
+}
+
+/// The GPT header's signature, `"EFI PART"`.
+const GPT_SIGNATURE: &[u8; 8] = b"EFI PART";
+/// Size of the defined part of the header.
+const GPT_HEADER_MIN: usize = 92;
+/// Smallest GPT entry; the kernel accepts no other size.
+const GPT_ENTRY_MIN: u32 = 128;
+/// Largest GPT entry looked at.
+const GPT_ENTRY_MAX: u32 = 4096;
+
+fn gpt_inner(dev_head: &[u8], sector_size: usize) -> Option<Vec<(u32, String)>> {
+    if !sector_size.is_power_of_two() || !(512..=65536).contains(&sector_size) {
+        return None;
+    }
+    if !protective_mbr(dev_head) {
+        return None;
+    }
+    let hdr = dev_head.get(sector_size..sector_size.checked_mul(2)?)?;
+    if bytes::<8>(hdr, 0)? != *GPT_SIGNATURE {
+        return None;
+    }
+    let header_size = usize::try_from(le32(hdr, 12)?).ok()?;
+    if !(GPT_HEADER_MIN..=sector_size).contains(&header_size) {
+        return None;
+    }
+    let mut copy = hdr.get(..header_size)?.to_vec();
+    copy.get_mut(16..20)?.fill(0);
+    if crc32(&copy) != le32(hdr, 16)? {
+        return None;
+    }
+    if le64(hdr, 24)? != 1 || le64(hdr, 40)? > le64(hdr, 48)? {
+        return None;
+    }
+    let entry_lba = le64(hdr, 72)?;
+    let count = le32(hdr, 80)?;
+    let entry_size = le32(hdr, 84)?;
+    if !entry_size.is_power_of_two() || !(GPT_ENTRY_MIN..=GPT_ENTRY_MAX).contains(&entry_size) {
+        return None;
+    }
+    let start = usize::try_from(entry_lba.checked_mul(u64::try_from(sector_size).ok()?)?).ok()?;
+    let esz = usize::try_from(entry_size).ok()?;
+    let total = usize::try_from(u64::from(count).checked_mul(u64::from(entry_size))?).ok()?;
+    // Check the array's CRC when all of it was read; otherwise make do with
+    // the entries that were (the header's CRC already vouches for the table).
+    if let Some(array) = start.checked_add(total).and_then(|end| dev_head.get(start..end)) {
+        if crc32(array) != le32(hdr, 88)? {
+            return None;
+        }
+    }
+    let mut out = Vec::new();
+    for i in 0..count.min(MAX_GPT_ENTRIES) {
+        let off = usize::try_from(i).ok()?.checked_mul(esz)?.checked_add(start)?;
+        let Some(entry) = off.checked_add(esz).and_then(|end| dev_head.get(off..end)) else {
+            break;
+        };
+        let type_guid: [u8; 16] = bytes(entry, 0)?;
+        if type_guid == [0; 16] {
+            continue;
+        }
+        let unique: [u8; 16] = bytes(entry, 16)?;
+        out.push((i.checked_add(1)?, format_guid(&unique)));
+    }
+    Some(out)
+}
+
+/// The partitions of a GPT disk whose first bytes are `dev_head` (logical
+/// sectors of `sector_size` bytes): `(number, PARTUUID)` with numbers from 1
+/// and PARTUUIDs lowercase, as the kernel names them. Empty when there is no
+/// valid protective MBR and primary GPT header (signature, header CRC, and
+/// the entry array's CRC when all of it lies within `dev_head`). At most
+/// [`MAX_GPT_ENTRIES`] entries of 128..=4096 bytes are looked at, and only
+/// those within `dev_head`.
+pub fn gpt_partitions(dev_head: &[u8], sector_size: usize) -> Vec<(u32, String)> {
+    gpt_inner(dev_head, sector_size).unwrap_or_default()
+}
+
+/// The primary partitions of an MBR (DOS) disk whose first sector is
+/// `sector0`: `(number 1..=4, PARTUUID "SSSSSSSS-NN")`, as the kernel names
+/// them. Empty unless the sector ends in `55 AA` with valid boot indicators,
+/// and for a GPT protective MBR. Empty and extended partitions are skipped;
+/// logical partitions (5 and up) are not found.
+pub fn mbr_partitions(sector0: &[u8]) -> Vec<(u32, String)> {
+    let Some(records) = mbr_records(sector0) else {
+        return Vec::new();
+    };
+    // The kernel's msdos_partition: a bad boot indicator means no table
+    // (maybe a FAT boot sector), and a GPT entry leaves the disk to efi.
+    if records.iter().any(|r| (r[0] != 0 && r[0] != 0x80) || r[4] == MBR_TYPE_GPT) {
+        return Vec::new();
+    }
+    let Some(disksig) = le32(sector0, MBR_DISKSIG) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (slot, r) in (1u32..).zip(records.iter()) {
+        if le32(r, 12) == Some(0) || MBR_EXTENDED.contains(&r[4]) {
+            continue;
+        }
+        out.push((slot, format!("{disksig:08x}-{slot:02x}")));
+    }
+    out
+}
+
+/// The kernel's name for partition `number` of `disk`: `vdb1`, but
+/// `nvme0n1p2` and `mmcblk0p1` when the disk's name ends in a digit.
+pub fn partition_name(disk: &str, number: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{number}")
+    } else {
+        format!("{disk}{number}")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Finding the device in sysfs (B has no udev).
+
+/// Creates a block device node `(path, major, minor)`.
+type MakeNode<'a> = &'a dyn Fn(&Path, u32, u32) -> rustix::io::Result<()>;
+
+/// Where to look: the real roots, or a fake tree in tests.
+struct Roots<'a> {
+    /// `/sys/class/block`.
+    sys_block: &'a Path,
+    /// `/dev`.
+    dev: &'a Path,
+    /// mknod.
+    make_node: MakeNode<'a>,
+}
+
+fn real_mknod(path: &Path, major: u32, minor: u32) -> rustix::io::Result<()> {
+    rustix::fs::mknodat(
+        CWD,
+        path,
+        FileType::BlockDevice,
+        Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(major, minor),
+    )
+}
+
+fn real_roots() -> Roots<'static> {
+    Roots { sys_block: Path::new(SYS_CLASS_BLOCK), dev: Path::new(DEV), make_node: &real_mknod }
+}
+
+/// A sysfs attribute, trimmed; `None` if it cannot be read.
+fn attr(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// `MAJ:MIN`.
+fn parse_devnum(s: &str) -> Option<(u32, u32)> {
+    let (major, minor) = s.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+impl Roots<'_> {
+    /// Names in `/sys/class/block`, sorted.
+    fn entries(&self) -> Result<Vec<String>, crate::Error> {
+        let dir = std::fs::read_dir(self.sys_block)
+            .map_err(|e| crate::Error::io(format!("listing {} (is sysfs mounted?)", self.sys_block.display()), e))?;
+        let mut names: Vec<String> = dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The partition number of `name`, `None` for a whole disk.
+    fn partition_number(&self, name: &str) -> Option<u32> {
+        attr(&self.sys_block.join(name).join("partition"))?.parse().ok()
+    }
+
+    /// The partitions of whole disk `disk`, as `(number, name)`, sorted.
+    fn partitions_of(&self, disk: &str) -> Vec<(u32, String)> {
+        let Ok(dir) = std::fs::read_dir(self.sys_block.join(disk)) else {
+            return Vec::new();
+        };
+        let mut parts: Vec<(u32, String)> = dir
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let number = attr(&e.path().join("partition"))?.parse().ok()?;
+                Some((number, e.file_name().into_string().ok()?))
+            })
+            .collect();
+        parts.sort();
+        parts
+    }
+
+    /// The name of partition `number` of `disk`, if the kernel has made it.
+    fn partition(&self, disk: &str, number: u32) -> Option<String> {
+        if let Some((_, name)) = self.partitions_of(disk).into_iter().find(|(n, _)| *n == number) {
+            return Some(name);
+        }
+        let name = partition_name(disk, number);
+        (self.partition_number(&name) == Some(number)).then_some(name)
+    }
+
+    /// Whether sysfs says the device holds no bytes (an unbound loop device).
+    fn is_empty(&self, name: &str) -> bool {
+        attr(&self.sys_block.join(name).join("size")).as_deref() == Some("0")
+    }
+
+    /// The node of `name` under `/dev` (a `!` in sysfs is a `/` there),
+    /// created from sysfs's `dev` when missing; `None` when the device is gone.
+    fn node(&self, name: &str) -> Result<Option<PathBuf>, crate::Error> {
+        let path = self.dev.join(name.replace('!', "/"));
+        if path.symlink_metadata().is_ok() {
+            return Ok(Some(path));
+        }
+        let Some((major, minor)) = attr(&self.sys_block.join(name).join("dev")).as_deref().and_then(parse_devnum)
+        else {
+            return Ok(None);
+        };
+        match (self.make_node)(&path, major, minor) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(Some(path)),
+            Err(e) => Err(crate::Error::sys(format!("creating {} for block device {major}:{minor}", path.display()), e)),
+        }
+    }
+
+    /// The logical sector size of whole disk `disk`, if sysfs tells.
+    fn sector_size(&self, disk: &str) -> Option<usize> {
+        attr(&self.sys_block.join(disk).join("queue").join("logical_block_size"))?.parse().ok()
+    }
+}
+
+/// Up to [`HEAD_LEN`] first bytes of a device. `O_NONBLOCK` keeps an empty
+/// CD drive from closing its tray.
+fn read_head(path: &Path) -> Result<Vec<u8>, crate::Error> {
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
+        .map_err(|e| crate::Error::sys(format!("opening {}", path.display()), e))?;
+    let mut head = Vec::with_capacity(HEAD_LEN);
+    File::from(fd)
+        .take(HEAD_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| crate::Error::io(format!("reading {}", path.display()), e))?;
+    Ok(head)
+}
+
+/// The partition table of a whole disk's head, GPT first as in the kernel.
+fn partition_table(head: &[u8], sector_size: Option<usize>) -> Vec<(u32, String)> {
+    let sizes: &[usize] = match sector_size {
+        Some(s) => &[s],
+        None => &[512, 4096],
+    };
+    for &size in sizes {
+        let parts = gpt_partitions(head, size);
+        if !parts.is_empty() {
+            return parts;
+        }
+    }
+    mbr_partitions(head)
+}
+
+/// The `PARTUUID=` the kernel puts in a partition's uevent (Linux 6.13 on).
+fn uevent_partuuid(roots: &Roots<'_>, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(roots.sys_block.join(name).join("uevent")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("PARTUUID=")).map(|u| u.trim().to_ascii_lowercase())
+}
+
+/// The first bytes of device `name`; problems go to `note`.
+fn head_of(roots: &Roots<'_>, name: &str, note: &mut dyn FnMut(String)) -> Option<Vec<u8>> {
+    let node = match roots.node(name) {
+        Ok(node) => node?,
+        Err(e) => {
+            note(e.to_string());
+            return None;
+        }
+    };
+    read_head(&node).map_err(|e| note(e.to_string())).ok()
+}
+
+/// The sysfs names of the devices that carry `device`'s name. Problems with
+/// single devices are passed to `note` and the device is skipped.
+fn candidates(roots: &Roots<'_>, device: &Device, note: &mut dyn FnMut(String)) -> Result<Vec<String>, crate::Error> {
+    let mut found: Vec<String> = Vec::new();
+    for name in roots.entries()? {
+        if roots.is_empty(&name) {
+            continue;
+        }
+        let is_partition = roots.partition_number(&name).is_some();
+        match device {
+            Device::Uuid(_) | Device::Label(_) => {
+                // A partitioned disk's own bytes may hold a stale superblock.
+                if !is_partition && !roots.partitions_of(&name).is_empty() {
+                    continue;
+                }
+                let Some((uuid, label)) = head_of(roots, &name, note).as_deref().and_then(ext4_identity) else {
+                    continue;
+                };
+                let hit = match device {
+                    Device::Uuid(u) => uuid.eq_ignore_ascii_case(u),
+                    _ => matches!(device, Device::Label(l) if *l == label),
+                };
+                if hit {
+                    found.push(name);
+                }
+            }
+            Device::PartUuid(want) => {
+                if is_partition {
+                    if uevent_partuuid(roots, &name).is_some_and(|u| u.eq_ignore_ascii_case(want)) {
+                        found.push(name);
+                    }
+                    continue;
+                }
+                let Some(bytes) = head_of(roots, &name, note) else {
+                    continue;
+                };
+                for (number, uuid) in partition_table(&bytes, roots.sector_size(&name)) {
+                    if uuid.eq_ignore_ascii_case(want) {
+                        if let Some(part) = roots.partition(&name, number) {
+                            found.push(part);
+                        }
+                    }
+                }
+            }
+            Device::Path(_) => {}
+        }
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+fn resolve_in(
+    roots: &Roots<'_>,
+    device: &Device,
+    note: &mut dyn FnMut(String),
+) -> Result<Option<PathBuf>, crate::Error> {
+    if let Device::Path(path) = device {
+        let Some(name) = path.strip_prefix("/dev/").filter(|n| !n.is_empty() && !n.contains('/')) else {
+            // Not a name this module made; take it as it is.
+            return Ok(Path::new(path).symlink_metadata().is_ok().then(|| PathBuf::from(path)));
+        };
+        return roots.node(name);
+    }
+    let names = candidates(roots, device, note)?;
+    let mut nodes = Vec::new();
+    for name in &names {
+        match roots.node(name) {
+            Ok(Some(node)) => nodes.push(node),
+            Ok(None) => {}
+            Err(e) => note(e.to_string()),
+        }
+    }
+    match nodes.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        [first, second, ..] => Err(Error::Ambiguous {
+            target: device.to_string(),
+            first: first.clone(),
+            second: second.clone(),
+        }
+        .into_crate()),
+    }
+}
+
+/// Finds the device node for `device` now, without udev: `/dev/NAME`
+/// directly, the others by scanning `/sys/class/block` and reading each
+/// device's first [`HEAD_LEN`] bytes. Missing nodes are created with mknod.
+/// `Ok(None)` when no device carries the name (yet); an error when sysfs
+/// cannot be read, the named node cannot be made, or several devices match.
+/// For `UUID=`/`LABEL=`, whole disks with partitions are not looked at.
+pub fn resolve(device: &Device) -> Result<Option<PathBuf>, crate::Error> {
+    resolve_in(&real_roots(), device, &mut |_| {})
+}
+
+fn wait_in(
+    roots: &Roots<'_>,
+    device: &Device,
+    timeout: Duration,
+    poll: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, crate::Error> {
+    const MAX_NOTES: usize = 32;
+    let start = Instant::now();
+    let mut seen: Vec<String> = Vec::new();
+    let mut announced = false;
+    loop {
+        let mut note = |m: String| {
+            if seen.len() < MAX_NOTES && !seen.contains(&m) {
+                progress(&m);
+                seen.push(m);
+            }
+        };
+        if let Some(path) = resolve_in(roots, device, &mut note)? {
+            return Ok(path);
+        }
+        let waited = start.elapsed();
+        if waited >= timeout {
+            return Err(Error::Timeout { target: device.to_string(), waited: timeout }.into_crate());
+        }
+        if !announced {
+            progress(&format!("waiting up to {} for {device}", seconds(timeout)));
+            announced = true;
+        }
+        std::thread::sleep(poll.min(timeout.saturating_sub(waited)));
+    }
+}
+
+/// Waits until [`resolve`] finds `device`, looking every [`POLL_INTERVAL`],
+/// for at most `timeout`. `progress` hears once that the wait began, and
+/// each distinct problem met on the way (a device that cannot be read).
+pub fn wait_for(device: &Device, timeout: Duration, mut progress: impl FnMut(&str)) -> Result<PathBuf, crate::Error> {
+    wait_in(&real_roots(), device, timeout, POLL_INTERVAL, &mut progress)
+}
+
+// ---------------------------------------------------------------------------
+// A's checks.
+
+/// One line of `/proc/self/mountinfo`, the parts kjump needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountEntry {
+    /// Major device number of the mounted filesystem.
+    pub major: u32,
+    /// Minor device number.
+    pub minor: u32,
+    /// Where it is mounted, with `\040`-style escapes decoded.
+    pub mount_point: String,
+    /// The mount's options say `rw` and the superblock's do not say `ro`.
+    pub read_write: bool,
+}
+
+/// Decodes the kernel's `\ooo` octal escapes (space, tab, newline, backslash).
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(&[b'\\', d0, d1, d2]) = b.get(i..i.saturating_add(4)) {
+            if [d0, d1, d2].iter().all(|d| (b'0'..=b'7').contains(d)) {
+                let v = u32::from(d0 - b'0') * 64 + u32::from(d1 - b'0') * 8 + u32::from(d2 - b'0');
+                if let Ok(v) = u8::try_from(v) {
+                    out.push(v);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        if let Some(&c) = b.get(i) {
+            out.push(c);
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_mount_line(line: &str) -> Option<MountEntry> {
+    let mut fields = line.split_ascii_whitespace();
+    let _mount_id = fields.next()?;
+    let _parent_id = fields.next()?;
+    let (major, minor) = parse_devnum(fields.next()?)?;
+    let _root = fields.next()?;
+    let mount_point = unescape(fields.next()?);
+    let options = fields.next()?;
+    // Optional fields up to "-", then fstype, source and superblock options.
+    let super_options = fields.skip_while(|f| *f != "-").nth(3).unwrap_or("");
+    let read_write =
+        options.split(',').any(|o| o == "rw") && !super_options.split(',').any(|o| o == "ro");
+    Some(MountEntry { major, minor, mount_point, read_write })
+}
+
+/// Parses `/proc/self/mountinfo`; lines that are not understood are skipped.
+pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines().filter_map(parse_mount_line).collect()
+}
+
+/// Where the block device `dev` is mounted read-write, if anywhere: its
+/// device number (`st_rdev`) against `/proc/self/mountinfo`. Partitions of
+/// `dev` and filesystems that report another number (btrfs) are not seen.
+pub fn mounted_read_write(dev: &Path) -> Result<Option<String>, crate::Error> {
+    let st = rustix::fs::stat(dev).map_err(|e| crate::Error::sys(format!("examining {}", dev.display()), e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::BlockDevice {
+        return Err(Error::NotBlockDevice { path: dev.to_path_buf() }.into_crate());
+    }
+    let (major, minor) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| crate::Error::io("reading /proc/self/mountinfo", e))?;
+    Ok(parse_mountinfo(&text)
+        .into_iter()
+        .find(|m| m.major == major && m.minor == minor && m.read_write)
+        .map(|m| m.mount_point))
+}
+
+/// The size in bytes of a block device (by seeking to its end) or of a
+/// regular file.
+pub fn device_size(path: &Path) -> Result<u64, crate::Error> {
+    let mut file = File::open(path).map_err(|e| crate::Error::io(format!("opening {}", path.display()), e))?;
+    let meta = file.metadata().map_err(|e| crate::Error::io(format!("examining {}", path.display()), e))?;
+    if meta.is_file() {
+        Ok(meta.len())
+    } else if meta.file_type().is_block_device() {
+        file.seek(SeekFrom::End(0))
+            .map_err(|e| crate::Error::io(format!("finding the size of {}", path.display()), e))
+    } else {
+        Err(Error::NotSizable { path: path.to_path_buf() }.into_crate())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // ---- parsing -----------------------------------------------------------
+
+    #[test]
+    fn parses_every_form() {
+        let t = parse("/dev/vdb").unwrap();
+        assert_eq!(t, Target { device: Device::Path("/dev/vdb".into()), file: None });
+        let t = parse("/dev/vdc:/kjump.img").unwrap();
+        assert_eq!(t.device, Device::Path("/dev/vdc".into()));
+        assert_eq!(t.file.as_deref(), Some("/kjump.img"));
+        let t = parse("UUID=0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0").unwrap();
+        assert_eq!(t.device, Device::Uuid("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into()));
+        let t = parse("PARTUUID=1234ABCD-01").unwrap();
+        assert_eq!(t.device, Device::PartUuid("1234abcd-01".into()));
+        let t = parse("PARTUUID=C12A7328-F81F-11D2-BA4B-00A0C93EC93B:/a/b").unwrap();
+        assert_eq!(t.device, Device::PartUuid("c12a7328-f81f-11d2-ba4b-00a0c93ec93b".into()));
+        assert_eq!(t.file.as_deref(), Some("/a/b"));
+        let t = parse("LABEL=kjump:/images/a.kjump").unwrap();
+        assert_eq!(t.device, Device::Label("kjump".into()));
+        assert_eq!(t.file.as_deref(), Some("/images/a.kjump"));
+        // Labels keep their case; 16 bytes fit; '=' and ':' in the file are fine.
+        assert_eq!(parse("LABEL=Kjump").unwrap().device, Device::Label("Kjump".into()));
+        assert_eq!(parse("LABEL=0123456789abcdef").unwrap().device, Device::Label("0123456789abcdef".into()));
+        assert_eq!(parse("LABEL=a=b").unwrap().device, Device::Label("a=b".into()));
+        assert_eq!(parse("/dev/vdb:/x:y").unwrap().file.as_deref(), Some("/x:y"));
+        assert_eq!(parse("/dev/nvme0n1p2").unwrap().device, Device::Path("/dev/nvme0n1p2".into()));
+        assert_eq!("LABEL=x".parse::<Target>().unwrap().device, Device::Label("x".into()));
+    }
+
+    #[test]
+    fn refuses_bad_targets() {
+        let long_label = "LABEL=0123456789abcdefg";
+        let long_path = format!("/dev/vdb:/{}", "a".repeat(MAX_TARGET_LEN));
+        let bad: [(&str, Error); 34] = [
+            ("", Error::Empty),
+            (":/file", Error::Empty),
+            ("vdb", Error::UnknownForm),
+            ("dev/vdb", Error::UnknownForm),
+            ("uuid=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", Error::UnknownForm),
+            ("/sys/block/vdb", Error::UnknownForm),
+            ("/dev/", Error::BadDeviceName),
+            ("/dev/disk/by-label/x", Error::BadDeviceName),
+            ("/dev/..", Error::BadDeviceName),
+            ("/dev/.", Error::BadDeviceName),
+            ("UUID=", Error::BadUuid),
+            ("UUID=0f1e2d3c4b5a69788796a5b4c3d2e1f0", Error::BadUuid),
+            ("UUID=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg", Error::BadUuid),
+            ("UUID=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f00", Error::BadUuid),
+            ("UUID=1234abcd-01", Error::BadUuid),
+            ("PARTUUID=", Error::BadPartUuid),
+            ("PARTUUID=1234abcd-1", Error::BadPartUuid),
+            ("PARTUUID=1234abcd-01/PARTNROFF=1", Error::BadPartUuid),
+            ("PARTUUID=xyz", Error::BadPartUuid),
+            ("LABEL=", Error::BadLabel),
+            (long_label, Error::BadLabel),
+            ("LABEL=a b", Error::BadCharacter),
+            ("LABEL=a,b", Error::BadCharacter),
+            ("LABEL=\"a\"", Error::BadCharacter),
+            ("LABEL=a\tb", Error::BadCharacter),
+            ("/dev/vdb\n", Error::BadCharacter),
+            ("/dev/vdb:/a\u{0}b", Error::BadCharacter),
+            ("/dev/vdb:", Error::BadFilePath),
+            ("/dev/vdb:relative", Error::BadFilePath),
+            ("/dev/vdb:/", Error::BadFilePath),
+            ("/dev/vdb:/a/../b", Error::BadFilePath),
+            ("/dev/vdb:/a//b", Error::BadFilePath),
+            ("/dev/vdb:/a/", Error::BadFilePath),
+            ("/dev/vdb:/./a", Error::BadFilePath),
+        ];
+        for (text, want) in bad {
+            assert_eq!(parse(text), Err(want), "{text:?}");
+        }
+        assert_eq!(parse(&long_path), Err(Error::TooLong));
+        // A 17-byte label of multibyte characters is also too long.
+        assert_eq!(parse("LABEL=ääääääääö"), Err(Error::BadLabel));
+        assert_eq!(parse("LABEL=äääääääää").map(|t| t.device), Err(Error::BadLabel));
+        assert!(parse("LABEL=ääääääää").is_ok());
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in [
+            "/dev/vdb",
+            "/dev/vdc:/kjump.img",
+            "UUID=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+            "UUID=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:/images/a.kjump",
+            "PARTUUID=1234abcd-02",
+            "PARTUUID=c12a7328-f81f-11d2-ba4b-00a0c93ec93b",
+            "LABEL=kjump:/images/a.kjump",
+            "LABEL=0123456789abcdef",
+        ] {
+            let t = parse(text).unwrap();
+            assert_eq!(t.to_string(), text);
+            assert!(!t.to_string().contains(char::is_whitespace));
+        }
+        // Uppercase UUIDs come back lowercase, and parse to the same target.
+        let t = parse("UUID=0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0:/x").unwrap();
+        assert_eq!(t.to_string(), "UUID=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0:/x");
+        assert_eq!(parse(&t.to_string()).unwrap(), t);
+    }
+
+    #[test]
+    fn parse_never_panics() {
+        let alphabet = "UUIDPARTLABEL=:/dev .,\"-0aF\u{e9}\u{0}";
+        let chars: Vec<char> = alphabet.chars().collect();
+        let mut x: u32 = 7;
+        for _ in 0..5000 {
+            let mut s = String::new();
+            for _ in 0..(x % 48) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                s.push(chars[(x as usize) % chars.len()]);
+            }
+            if let Ok(t) = parse(&s) {
+                // Whatever parses prints back to something that parses the same.
+                assert_eq!(parse(&t.to_string()).unwrap(), t, "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn errors_read_as_one_line() {
+        let errors = [
+            Error::Empty,
+            Error::UnknownForm,
+            Error::BadCharacter,
+            Error::TooLong,
+            Error::BadDeviceName,
+            Error::BadUuid,
+            Error::BadPartUuid,
+            Error::BadLabel,
+            Error::BadFilePath,
+            Error::Ambiguous { target: "LABEL=x".into(), first: "/dev/vda".into(), second: "/dev/vdb".into() },
+            Error::Timeout { target: "LABEL=x".into(), waited: Duration::from_secs(10) },
+            Error::NotBlockDevice { path: "/x".into() },
+            Error::NotSizable { path: "/x".into() },
+        ];
+        for e in errors {
+            let s = e.to_string();
+            assert!(!s.contains('\n') && !s.is_empty(), "{s}");
+            assert_eq!(e.into_crate().to_string(), s);
+        }
+        let t = Error::Timeout { target: "LABEL=x".into(), waited: Duration::from_secs(10) };
+        assert!(t.to_string().starts_with("target LABEL=x did not appear within 10 s"));
+        let t = Error::Timeout { target: "LABEL=x".into(), waited: Duration::from_millis(2500) };
+        assert!(t.to_string().contains("within 2.5 s"));
+    }
+
+    // ---- synthetic disks ---------------------------------------------------
+
+    const FS_UUID: [u8; 16] =
+        [0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78, 0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2, 0xe1, 0xf0];
+    const FS_UUID_TEXT: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+
+    /// An ext4 filesystem's first 4 KiB.
+    fn ext4(uuid: [u8; 16], label: &[u8]) -> Vec<u8> {
+        let mut d = vec![0u8; 4096];
+        let sb = 1024;
+        d[sb + 0x38..sb + 0x3a].copy_from_slice(&0xef53u16.to_le_bytes());
+        d[sb + 0x68..sb + 0x78].copy_from_slice(&uuid);
+        d[sb + 0x78..sb + 0x78 + label.len()].copy_from_slice(label);
+        d
+    }
+
+    /// The EFI System Partition type GUID, on disk and as text.
+    const ESP_GUID: [u8; 16] =
+        [0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b];
+    const ESP_TEXT: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
+
+    fn guid(n: u8) -> [u8; 16] {
+        let mut g = [0u8; 16];
+        for (i, b) in g.iter_mut().enumerate() {
+            *b = n.wrapping_mul(16).wrapping_add(i as u8);
+        }
+        g
+    }
+
+    fn guid_text(n: u8) -> String {
+        format_guid(&guid(n))
+    }
+
+    struct Gpt {
+        sector: usize,
+        count: u32,
+        entry_size: u32,
+        entry_lba: u64,
+        /// (slot index, type GUID, unique GUID)
+        entries: Vec<(usize, [u8; 16], [u8; 16])>,
+    }
+
+    impl Gpt {
+        fn new(sector: usize) -> Self {
+            Gpt { sector, count: 128, entry_size: 128, entry_lba: 2, entries: Vec::new() }
+        }
+
+        fn with(mut self, slot: usize, unique: [u8; 16]) -> Self {
+            self.entries.push((slot, ESP_GUID, unique));
+            self
+        }
+
+        fn build(&self) -> Vec<u8> {
+            let array_len = self.count as usize * self.entry_size as usize;
+            let start = self.entry_lba as usize * self.sector;
+            let mut d = vec![0u8; (start + array_len).max(2 * self.sector).next_multiple_of(self.sector)];
+            // Protective MBR.
+            d[0x1be + 4] = 0xee;
+            d[0x1be + 8..0x1be + 12].copy_from_slice(&1u32.to_le_bytes());
+            d[0x1be + 12..0x1be + 16].copy_from_slice(&0xffff_ffffu32.to_le_bytes());
+            d[510] = 0x55;
+            d[511] = 0xaa;
+            for &(slot, ty, unique) in &self.entries {
+                let e = start + slot * self.entry_size as usize;
+                d[e..e + 16].copy_from_slice(&ty);
+                d[e + 16..e + 32].copy_from_slice(&unique);
+                d[e + 32..e + 40].copy_from_slice(&2048u64.to_le_bytes());
+                d[e + 40..e + 48].copy_from_slice(&4095u64.to_le_bytes());
+            }
+            let array_crc = crc32(&d[start..start + array_len]);
+            let h = self.sector;
+            d[h..h + 8].copy_from_slice(b"EFI PART");
+            d[h + 8..h + 12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+            d[h + 12..h + 16].copy_from_slice(&92u32.to_le_bytes());
+            d[h + 24..h + 32].copy_from_slice(&1u64.to_le_bytes());
+            d[h + 32..h + 40].copy_from_slice(&1_000_000u64.to_le_bytes());
+            d[h + 40..h + 48].copy_from_slice(&34u64.to_le_bytes());
+            d[h + 48..h + 56].copy_from_slice(&999_966u64.to_le_bytes());
+            d[h + 56..h + 72].copy_from_slice(&guid(0xdd));
+            d[h + 72..h + 80].copy_from_slice(&self.entry_lba.to_le_bytes());
+            d[h + 80..h + 84].copy_from_slice(&self.count.to_le_bytes());
+            d[h + 84..h + 88].copy_from_slice(&self.entry_size.to_le_bytes());
+            d[h + 88..h + 92].copy_from_slice(&array_crc.to_le_bytes());
+            let crc = crc32(&d[h..h + 92]);
+            d[h + 16..h + 20].copy_from_slice(&crc.to_le_bytes());
+            d
+        }
+    }
+
+    /// Re-seals a GPT header after a test changed it.
+    fn reseal(d: &mut [u8], sector: usize) {
+        d[sector + 16..sector + 20].fill(0);
+        let crc = crc32(&d[sector..sector + 92]);
+        d[sector + 16..sector + 20].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// An MBR with `(slot, type, sectors)` records.
+    fn mbr(disksig: u32, parts: &[(usize, u8, u32)]) -> Vec<u8> {
+        let mut d = vec![0u8; 512];
+        d[0x1b8..0x1bc].copy_from_slice(&disksig.to_le_bytes());
+        for &(slot, ty, size) in parts {
+            let r = 0x1be + (slot - 1) * 16;
+            d[r + 4] = ty;
+            d[r + 8..r + 12].copy_from_slice(&2048u32.to_le_bytes());
+            d[r + 12..r + 16].copy_from_slice(&size.to_le_bytes());
+        }
+        d[510] = 0x55;
+        d[511] = 0xaa;
+        d
+    }
+
+    // ---- ext4 --------------------------------------------------------------
+
+    #[test]
+    fn reads_ext4_uuid_and_label() {
+        let d = ext4(FS_UUID, b"kjump");
+        assert_eq!(ext4_identity(&d), Some((FS_UUID_TEXT.to_string(), "kjump".to_string())));
+        // A full 16-byte label has no NUL.
+        let d = ext4(FS_UUID, b"0123456789abcdef");
+        assert_eq!(ext4_identity(&d).unwrap().1, "0123456789abcdef");
+        // No label.
+        assert_eq!(ext4_identity(&ext4(FS_UUID, b"")).unwrap().1, "");
+        // Bytes after the NUL do not count.
+        let mut d = ext4(FS_UUID, b"ab\0cd");
+        d[1024 + 0x78 + 6] = b'z';
+        assert_eq!(ext4_identity(&d).unwrap().1, "ab");
+        // Just long enough: up to the end of s_volume_name.
+        assert!(ext4_identity(&d[..1024 + 0x88]).is_some());
+    }
+
+    #[test]
+    fn ext4_rejects_garbage_and_truncation() {
+        let d = ext4(FS_UUID, b"kjump");
+        for len in 0..1024 + 0x88 {
+            assert_eq!(ext4_identity(&d[..len]), None, "{len}");
+        }
+        let mut bad = d.clone();
+        bad[1024 + 0x38] = 0x54;
+        assert_eq!(ext4_identity(&bad), None);
+        let mut journal = d.clone();
+        journal[1024 + 0x60] = 0x08;
+        assert_eq!(ext4_identity(&journal), None);
+        assert_eq!(ext4_identity(&vec![0u8; 65536]), None);
+        assert_eq!(ext4_identity(&vec![0xffu8; 65536]), None);
+        // Invalid UTF-8 in a label is replaced, not a panic.
+        let d = ext4(FS_UUID, &[0xff, 0xfe, b'a']);
+        assert_eq!(ext4_identity(&d).unwrap().1, "\u{fffd}\u{fffd}a");
+    }
+
+    // ---- GPT ---------------------------------------------------------------
+
+    #[test]
+    fn formats_guids_like_linux() {
+        assert_eq!(format_guid(&ESP_GUID), ESP_TEXT);
+        assert_eq!(format_uuid(&FS_UUID), FS_UUID_TEXT);
+    }
+
+    #[test]
+    fn reads_gpt_partitions() {
+        let d = Gpt::new(512).with(0, ESP_GUID).with(1, guid(2)).with(4, guid(5)).build();
+        assert_eq!(
+            gpt_partitions(&d, 512),
+            vec![(1, ESP_TEXT.to_string()), (2, guid_text(2)), (5, guid_text(5))]
+        );
+        // Wrong sector size: no header there.
+        assert!(gpt_partitions(&d, 4096).is_empty());
+        // 4 KiB sectors.
+        let d = Gpt::new(4096).with(0, guid(1)).build();
+        assert_eq!(gpt_partitions(&d, 4096), vec![(1, guid_text(1))]);
+        assert!(gpt_partitions(&d, 512).is_empty());
+        // Larger entries, a different array place, few entries.
+        let mut g = Gpt::new(512).with(3, guid(4));
+        g.entry_size = 256;
+        g.entry_lba = 10;
+        g.count = 4;
+        assert_eq!(gpt_partitions(&g.build(), 512), vec![(4, guid_text(4))]);
+    }
+
+    #[test]
+    fn gpt_refuses_damaged_tables() {
+        let good = Gpt::new(512).with(0, guid(1)).build();
+        assert_eq!(gpt_partitions(&good, 512).len(), 1);
+
+        let mut d = good.clone();
+        d[512 + 20] ^= 1; // header changed, CRC not updated
+        assert!(gpt_partitions(&d, 512).is_empty());
+
+        let mut d = good.clone();
+        d[1024 + 17] ^= 1; // entry changed, array CRC not updated
+        assert!(gpt_partitions(&d, 512).is_empty());
+
+        let mut d = good.clone();
+        d[512] = b'X';
+        reseal(&mut d, 512);
+        assert!(gpt_partitions(&d, 512).is_empty());
+
+        let mut d = good.clone();
+        d[0x1be + 4] = 0x83; // no protective MBR
+        assert!(gpt_partitions(&d, 512).is_empty());
+
+        let mut d = good.clone();
+        d[510] = 0; // no 55 AA
+        assert!(gpt_partitions(&d, 512).is_empty());
+
+        let mut d = good.clone();
+        d[512 + 24] = 2; // my_lba
+        reseal(&mut d, 512);
+        assert!(gpt_partitions(&d, 512).is_empty());
+
+        for size in [0u32, 64, 127, 129, 192, 8192, u32::MAX] {
+            let mut d = good.clone();
+            d[512 + 84..512 + 88].copy_from_slice(&size.to_le_bytes());
+            reseal(&mut d, 512);
+            assert!(gpt_partitions(&d, 512).is_empty(), "entry size {size}");
+        }
+        for hs in [0u32, 91, 513, u32::MAX] {
+            let mut d = good.clone();
+            d[512 + 12..512 + 16].copy_from_slice(&hs.to_le_bytes());
+            reseal(&mut d, 512);
+            assert!(gpt_partitions(&d, 512).is_empty(), "header size {hs}");
+        }
+        // Entry array beyond any usize, or far beyond the head.
+        for lba in [u64::MAX, u64::MAX / 512 + 1, 1 << 40] {
+            let mut d = good.clone();
+            d[512 + 72..512 + 80].copy_from_slice(&lba.to_le_bytes());
+            reseal(&mut d, 512);
+            assert!(gpt_partitions(&d, 512).is_empty(), "entry lba {lba}");
+        }
+        // Silly sector sizes.
+        for ss in [0, 1, 100, 511, 513, 1 << 20, usize::MAX] {
+            assert!(gpt_partitions(&good, ss).is_empty(), "sector {ss}");
+        }
+        // Every truncation is "nothing" or a prefix of the full answer.
+        let full = gpt_partitions(&good, 512);
+        for len in 0..good.len() {
+            let got = gpt_partitions(&good[..len], 512);
+            assert!(full.starts_with(&got), "{len}");
+        }
+        assert!(gpt_partitions(&vec![0u8; 65536], 512).is_empty());
+        assert!(gpt_partitions(&vec![0xffu8; 65536], 512).is_empty());
+    }
+
+    #[test]
+    fn gpt_reads_what_fits_of_a_huge_array() {
+        // 100000 entries claimed: the array's CRC cannot be checked from the
+        // head, so the entries within it are read, capped at MAX_GPT_ENTRIES.
+        let mut g = Gpt::new(512);
+        for slot in 0..300 {
+            g = g.with(slot, guid(slot as u8));
+        }
+        g.count = 300;
+        let mut d = g.build();
+        d[512 + 80..512 + 84].copy_from_slice(&100_000u32.to_le_bytes());
+        reseal(&mut d, 512);
+        let parts = gpt_partitions(&d, 512);
+        assert_eq!(parts.len(), MAX_GPT_ENTRIES as usize);
+        assert_eq!(parts[255], (256, guid_text(255)));
+        let head = &d[..1024 + 10 * 128 + 100];
+        assert_eq!(gpt_partitions(head, 512).len(), 10);
+    }
+
+    // ---- MBR ---------------------------------------------------------------
+
+    #[test]
+    fn reads_mbr_partitions() {
+        let d = mbr(0x1234_abcd, &[(1, 0x83, 1000), (2, 0x05, 1000), (3, 0x82, 0), (4, 0x0c, 5)]);
+        assert_eq!(mbr_partitions(&d), vec![(1, "1234abcd-01".into()), (4, "1234abcd-04".into())]);
+        let d = mbr(0x0000_00ff, &[(2, 0x83, 1)]);
+        assert_eq!(mbr_partitions(&d), vec![(2, "000000ff-02".into())]);
+        // Longer input (a whole head) is fine.
+        let mut head = d.clone();
+        head.resize(65536, 0xaa);
+        assert_eq!(mbr_partitions(&head), vec![(2, "000000ff-02".into())]);
+    }
+
+    #[test]
+    fn mbr_refuses_non_tables() {
+        let good = mbr(0x1234_abcd, &[(1, 0x83, 1000)]);
+        for len in 0..512 {
+            assert!(mbr_partitions(&good[..len]).is_empty(), "{len}");
+        }
+        let mut d = good.clone();
+        d[511] = 0x55;
+        assert!(mbr_partitions(&d).is_empty());
+        let mut d = good.clone();
+        d[0x1be] = 0x12; // bad boot indicator
+        assert!(mbr_partitions(&d).is_empty());
+        let mut d = good.clone();
+        d[0x1be] = 0x80;
+        assert_eq!(mbr_partitions(&d).len(), 1);
+        // A GPT protective MBR is for gpt_partitions.
+        let gpt = Gpt::new(512).with(0, guid(1)).build();
+        assert!(mbr_partitions(&gpt).is_empty());
+        assert!(mbr_partitions(&[0u8; 512]).is_empty());
+        assert!(mbr_partitions(&[0xffu8; 512]).is_empty());
+    }
+
+    #[test]
+    fn names_partitions_like_the_kernel() {
+        assert_eq!(partition_name("vdb", 1), "vdb1");
+        assert_eq!(partition_name("sda", 12), "sda12");
+        assert_eq!(partition_name("nvme0n1", 2), "nvme0n1p2");
+        assert_eq!(partition_name("mmcblk0", 1), "mmcblk0p1");
+    }
+
+    #[test]
+    fn signatures_survive_byte_soup() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut buf = vec![0u8; 8192];
+        for round in 0..300 {
+            for b in buf.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            // Sometimes plant the magics so the parsers go deeper.
+            if round % 2 == 0 {
+                buf[510] = 0x55;
+                buf[511] = 0xaa;
+                buf[0x1be + 4] = 0xee;
+                buf[0x1be + 8..0x1be + 12].copy_from_slice(&1u32.to_le_bytes());
+                buf[512..520].copy_from_slice(b"EFI PART");
+                buf[512 + 12..512 + 16].copy_from_slice(&92u32.to_le_bytes());
+                reseal(&mut buf, 512);
+                buf[1024 + 0x38..1024 + 0x3a].copy_from_slice(&0xef53u16.to_le_bytes());
+            }
+            let len = (x as usize) % buf.len();
+            let _ = ext4_identity(&buf[..len]);
+            let _ = gpt_partitions(&buf[..len], 512);
+            let _ = gpt_partitions(&buf[..len], 4096);
+            let _ = mbr_partitions(&buf[..len]);
+        }
+    }
+
+    // ---- resolution against a fake sysfs and /dev ---------------------------
+
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+    /// A temporary tree with `sys/class/block`, `dev` and `images`.
+    struct Tree {
+        root: PathBuf,
+    }
+
+    impl Tree {
+        fn new() -> Self {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let root = std::env::temp_dir().join(format!("kjump-target-test-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            for d in ["sys/class/block", "dev", "images"] {
+                std::fs::create_dir_all(root.join(d)).unwrap();
+            }
+            Tree { root }
+        }
+
+        fn sys(&self) -> PathBuf {
+            self.root.join("sys/class/block")
+        }
+
+        fn dev(&self) -> PathBuf {
+            self.root.join("dev")
+        }
+
+        /// A whole disk `name` = `major:minor` holding `bytes`; its node is
+        /// created now when `node`, else left for mknod.
+        fn disk(&self, name: &str, major: u32, minor: u32, bytes: &[u8], node: bool) {
+            let d = self.sys().join(name);
+            std::fs::create_dir_all(d.join("queue")).unwrap();
+            std::fs::write(d.join("dev"), format!("{major}:{minor}\n")).unwrap();
+            std::fs::write(d.join("size"), format!("{}\n", bytes.len() / 512)).unwrap();
+            self.store(name, major, minor, bytes, node);
+        }
+
+        /// Partition `number` named `name` of `disk`, holding `bytes`.
+        fn part(&self, disk: &str, name: &str, number: u32, dev: (u32, u32), bytes: &[u8], node: bool) {
+            for d in [self.sys().join(name), self.sys().join(disk).join(name)] {
+                std::fs::create_dir_all(&d).unwrap();
+                std::fs::write(d.join("dev"), format!("{}:{}\n", dev.0, dev.1)).unwrap();
+                std::fs::write(d.join("partition"), format!("{number}\n")).unwrap();
+            }
+            self.store(name, dev.0, dev.1, bytes, node);
+        }
+
+        fn store(&self, name: &str, major: u32, minor: u32, bytes: &[u8], node: bool) {
+            std::fs::write(self.root.join("images").join(format!("{major}_{minor}")), bytes).unwrap();
+            if node {
+                std::fs::write(self.dev().join(name), bytes).unwrap();
+            }
+        }
+
+        /// A fake mknod: copies the stored bytes of `major:minor` to `path`.
+        fn mknod(&self) -> impl Fn(&Path, u32, u32) -> rustix::io::Result<()> + '_ {
+            move |path: &Path, major: u32, minor: u32| {
+                let bytes = std::fs::read(self.root.join("images").join(format!("{major}_{minor}")))
+                    .map_err(|_| rustix::io::Errno::NODEV)?;
+                std::fs::write(path, bytes).map_err(|_| rustix::io::Errno::IO)
+            }
+        }
+
+        fn resolve(&self, device: &Device) -> Result<Option<PathBuf>, crate::Error> {
+            let mknod = self.mknod();
+            let sys = self.sys();
+            let dev = self.dev();
+            let roots = Roots { sys_block: &sys, dev: &dev, make_node: &mknod };
+            resolve_in(&roots, device, &mut |_| {})
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+
+    fn label(l: &str) -> Device {
+        Device::Label(l.into())
+    }
+
+    /// vda: GPT with an ext4 "root" on vda1 and "kjump" on vda2;
+    /// nvme0n1: MBR with partition 1; sr0: empty; loop0: size 0.
+    fn machine() -> Tree {
+        let t = Tree::new();
+        let gpt = Gpt::new(512).with(0, guid(1)).with(1, guid(2)).build();
+        t.disk("vda", 253, 0, &gpt, true);
+        t.part("vda", "vda1", 1, (253, 1), &ext4(guid(7), b"root"), true);
+        t.part("vda", "vda2", 2, (253, 2), &ext4(FS_UUID, b"kjump"), false);
+        t.disk("nvme0n1", 259, 0, &mbr(0xcafe_f00d, &[(1, 0x83, 100)]), true);
+        t.part("nvme0n1", "nvme0n1p1", 1, (259, 1), &ext4(guid(9), b"data"), true);
+        t.disk("sr0", 11, 0, &[], true);
+        t.disk("loop0", 7, 0, &[], true);
+        std::fs::write(t.sys().join("loop0/size"), "0\n").unwrap();
+        t
+    }
+
+    #[test]
+    fn resolves_paths_and_makes_missing_nodes() {
+        let t = machine();
+        assert_eq!(t.resolve(&Device::Path("/dev/vda".into())).unwrap(), Some(t.dev().join("vda")));
+        // vda2 has no node yet: it is made from sysfs's dev.
+        assert!(!t.dev().join("vda2").exists());
+        assert_eq!(t.resolve(&Device::Path("/dev/vda2".into())).unwrap(), Some(t.dev().join("vda2")));
+        assert_eq!(std::fs::read(t.dev().join("vda2")).unwrap(), ext4(FS_UUID, b"kjump"));
+        // Not there at all.
+        assert_eq!(t.resolve(&Device::Path("/dev/vdz".into())).unwrap(), None);
+    }
+
+    #[test]
+    fn resolves_labels_and_uuids() {
+        let t = machine();
+        assert_eq!(t.resolve(&label("kjump")).unwrap(), Some(t.dev().join("vda2")));
+        assert_eq!(t.resolve(&label("data")).unwrap(), Some(t.dev().join("nvme0n1p1")));
+        assert_eq!(t.resolve(&label("Data")).unwrap(), None);
+        assert_eq!(t.resolve(&label("nothing")).unwrap(), None);
+        let uuid = Device::Uuid(FS_UUID_TEXT.into());
+        assert_eq!(t.resolve(&uuid).unwrap(), Some(t.dev().join("vda2")));
+        let upper = Device::Uuid(FS_UUID_TEXT.to_ascii_uppercase());
+        assert_eq!(t.resolve(&upper).unwrap(), Some(t.dev().join("vda2")));
+    }
+
+    #[test]
+    fn resolves_partuuids() {
+        let t = machine();
+        let gpt2 = Device::PartUuid(guid_text(2));
+        assert_eq!(t.resolve(&gpt2).unwrap(), Some(t.dev().join("vda2")));
+        let mbr1 = Device::PartUuid("cafef00d-01".into());
+        assert_eq!(t.resolve(&mbr1).unwrap(), Some(t.dev().join("nvme0n1p1")));
+        // In the table but not (yet) a partition in sysfs.
+        assert_eq!(t.resolve(&Device::PartUuid("cafef00d-02".into())).unwrap(), None);
+        assert_eq!(t.resolve(&Device::PartUuid(guid_text(3))).unwrap(), None);
+    }
+
+    #[test]
+    fn partuuid_from_uevent_and_by_kernel_name() {
+        let t = Tree::new();
+        // A disk the head cannot explain, but the kernel's uevent does.
+        t.disk("vdb", 253, 16, &[0u8; 4096], true);
+        t.part("vdb", "vdb5", 5, (253, 21), &[], true);
+        std::fs::write(t.sys().join("vdb5/uevent"), "MAJOR=253\nMINOR=21\nPARTN=5\nPARTUUID=DEADBEEF-05\n")
+            .unwrap();
+        assert_eq!(t.resolve(&Device::PartUuid("deadbeef-05".into())).unwrap(), Some(t.dev().join("vdb5")));
+        // A partition found by its kernel name when the disk directory does
+        // not list it (as a fallback).
+        let t = Tree::new();
+        t.disk("mmcblk0", 179, 0, &mbr(0x11, &[(1, 0x83, 8)]), true);
+        std::fs::create_dir_all(t.sys().join("mmcblk0p1")).unwrap();
+        std::fs::write(t.sys().join("mmcblk0p1/dev"), "179:1\n").unwrap();
+        std::fs::write(t.sys().join("mmcblk0p1/partition"), "1\n").unwrap();
+        t.store("mmcblk0p1", 179, 1, &[], false);
+        assert_eq!(t.resolve(&Device::PartUuid("00000011-01".into())).unwrap(), Some(t.dev().join("mmcblk0p1")));
+    }
+
+    #[test]
+    fn sector_size_from_sysfs() {
+        let t = Tree::new();
+        let gpt = Gpt::new(4096).with(2, guid(3)).build();
+        t.disk("sda", 8, 0, &gpt, true);
+        std::fs::write(t.sys().join("sda/queue/logical_block_size"), "4096\n").unwrap();
+        t.part("sda", "sda3", 3, (8, 3), &[], true);
+        assert_eq!(t.resolve(&Device::PartUuid(guid_text(3))).unwrap(), Some(t.dev().join("sda3")));
+        // Told 512: no GPT there.
+        std::fs::write(t.sys().join("sda/queue/logical_block_size"), "512\n").unwrap();
+        assert_eq!(t.resolve(&Device::PartUuid(guid_text(3))).unwrap(), None);
+    }
+
+    #[test]
+    fn ambiguous_names_are_refused() {
+        let t = machine();
+        // A cloned partition: same filesystem twice.
+        t.disk("vdc", 253, 32, &ext4(FS_UUID, b"kjump"), true);
+        let err = t.resolve(&label("kjump")).unwrap_err().to_string();
+        assert!(err.contains("matches both") && err.contains("vda2") && err.contains("vdc"), "{err}");
+        // A cloned disk: same PARTUUID twice.
+        let t = machine();
+        let gpt = Gpt::new(512).with(0, guid(1)).with(1, guid(2)).build();
+        t.disk("vdd", 253, 48, &gpt, true);
+        t.part("vdd", "vdd2", 2, (253, 50), &[], true);
+        let err = t.resolve(&Device::PartUuid(guid_text(2))).unwrap_err().to_string();
+        assert!(err.contains("vda2") && err.contains("vdd2"), "{err}");
+    }
+
+    #[test]
+    fn partitioned_disks_are_not_read_as_filesystems() {
+        let t = Tree::new();
+        // A stale ext4 superblock on a disk that has an MBR and partitions.
+        let mut d = ext4(FS_UUID, b"stale");
+        d[..512].copy_from_slice(&mbr(1, &[(1, 0x83, 8)]));
+        t.disk("sdb", 8, 16, &d, true);
+        t.part("sdb", "sdb1", 1, (8, 17), &[], true);
+        assert_eq!(t.resolve(&label("stale")).unwrap(), None);
+        // An unpartitioned disk is.
+        t.disk("sdc", 8, 32, &ext4(guid(4), b"whole"), true);
+        assert_eq!(t.resolve(&label("whole")).unwrap(), Some(t.dev().join("sdc")));
+    }
+
+    #[test]
+    fn broken_devices_are_skipped() {
+        let t = machine();
+        // A device whose node cannot be made and whose sysfs dev is garbage.
+        std::fs::create_dir_all(t.sys().join("vde")).unwrap();
+        std::fs::write(t.sys().join("vde/dev"), "garbage\n").unwrap();
+        std::fs::create_dir_all(t.sys().join("vdf")).unwrap();
+        std::fs::write(t.sys().join("vdf/dev"), "253:80\n").unwrap(); // no image: mknod fails
+        // A node that is a directory cannot be read.
+        std::fs::create_dir_all(t.dev().join("vdg")).unwrap();
+        std::fs::create_dir_all(t.sys().join("vdg")).unwrap();
+        assert_eq!(t.resolve(&label("kjump")).unwrap(), Some(t.dev().join("vda2")));
+        // But a named device whose node cannot be made is an error.
+        let err = t.resolve(&Device::Path("/dev/vdf".into())).unwrap_err().to_string();
+        assert!(err.contains("creating") && err.contains("253:80"), "{err}");
+        // No sysfs at all is an error.
+        std::fs::remove_dir_all(t.sys()).unwrap();
+        assert!(t.resolve(&label("kjump")).is_err());
+    }
+
+    #[test]
+    fn waits_and_times_out() {
+        let t = Tree::new();
+        let mknod = t.mknod();
+        let (sys, dev) = (t.sys(), t.dev());
+        let roots = Roots { sys_block: &sys, dev: &dev, make_node: &mknod };
+        let heard = RefCell::new(Vec::<String>::new());
+        let start = Instant::now();
+        let err = wait_in(&roots, &label("late"), Duration::from_millis(300), Duration::from_millis(20), &mut |m| {
+            heard.borrow_mut().push(m.to_string())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert!(err.starts_with("target LABEL=late did not appear within 0.3 s"), "{err}");
+        assert_eq!(heard.borrow().as_slice(), ["waiting up to 0.3 s for LABEL=late"]);
+
+        // The device shows up while waiting.
+        let root = t.root.clone();
+        let maker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let d = root.join("sys/class/block/vdh");
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(root.join("images/253_112"), ext4(FS_UUID, b"late")).unwrap();
+            std::fs::write(d.join("dev"), "253:112\n").unwrap();
+        });
+        let found = wait_in(&roots, &label("late"), Duration::from_secs(20), Duration::from_millis(10), &mut |_| {});
+        maker.join().unwrap();
+        assert_eq!(found.unwrap(), t.dev().join("vdh"));
+    }
+
+    // ---- mountinfo and sizes -----------------------------------------------
+
+    const MOUNTINFO: &str = "\
+22 1 253:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw,errors=remount-ro
+23 22 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw
+40 22 253:2 / /mnt/my\\040disk\\011x rw,relatime shared:30 master:2 - ext4 /dev/vda2 rw
+41 22 253:3 / /ro ro,relatime - ext4 /dev/vda3 ro
+42 22 253:4 / /super-ro rw,relatime - ext4 /dev/vda4 ro,data=ordered
+43 22 8:16 /sub /bind rw - ext4 /dev/sdb rw
+44 22 8:17 / /back\\134slash\\777 rw
+garbage line
+45 22 x:y / /bad rw - ext4 /dev/x rw
+
+46 22 8:18 / /short
+";
+
+    #[test]
+    fn parses_mountinfo() {
+        let m = parse_mountinfo(MOUNTINFO);
+        let e = |major, minor, mp: &str, rw| MountEntry { major, minor, mount_point: mp.into(), read_write: rw };
+        assert_eq!(
+            m,
+            vec![
+                e(253, 1, "/", true),
+                e(0, 21, "/proc", true),
+                e(253, 2, "/mnt/my disk\tx", true),
+                e(253, 3, "/ro", false),
+                e(253, 4, "/super-ro", false),
+                e(8, 16, "/bind", true),
+                e(8, 17, "/back\\slash\\777", true),
+            ]
+        );
+        assert!(parse_mountinfo("").is_empty());
+        // Every prefix parses without panicking.
+        for i in 0..=MOUNTINFO.len() {
+            if MOUNTINFO.is_char_boundary(i) {
+                let _ = parse_mountinfo(&MOUNTINFO[..i]);
+            }
+        }
+        assert_eq!(unescape("a\\"), "a\\");
+        assert_eq!(unescape("a\\04"), "a\\04");
+        assert_eq!(unescape("\\101\\102"), "AB");
+        assert_eq!(unescape("\\303\\251"), "\u{e9}");
+    }
+
+    #[test]
+    fn reads_this_systems_mountinfo() {
+        // Whatever /proc holds here parses, and / is in it.
+        if let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") {
+            assert!(parse_mountinfo(&text).iter().any(|m| m.mount_point == "/"));
+        }
+    }
+
+    #[test]
+    fn sizes_of_files_and_refusals() {
+        let t = Tree::new();
+        let f = t.root.join("image");
+        std::fs::write(&f, vec![0u8; 12345]).unwrap();
+        assert_eq!(device_size(&f).unwrap(), 12345);
+        let err = device_size(&t.root).unwrap_err().to_string();
+        assert!(err.contains("neither a block device nor a regular file"), "{err}");
+        assert!(device_size(&t.root.join("missing")).is_err());
+        let err = mounted_read_write(&f).unwrap_err().to_string();
+        assert!(err.contains("is not a block device"), "{err}");
+        assert!(mounted_read_write(&t.root.join("missing")).is_err());
+        // /dev/null is a character device.
+        assert!(device_size(Path::new("/dev/null")).is_err());
+    }
+}

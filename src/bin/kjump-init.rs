@@ -5,9 +5,13 @@
 
 use std::convert::Infallible;
 
-use kjump::cmdline::{self, Mode, Params};
+use std::time::Duration;
+
+use kjump::cmdline::{self, After, Mode, Params};
 use kjump::devmem::DevMem;
-use kjump::{jump, pid1, say, Error};
+use kjump::image::Compression;
+use kjump::mailbox::{self, Report};
+use kjump::{jump, pid1, save, say, target, Error};
 
 fn main() {
     pid1::ensure_console();
@@ -24,29 +28,102 @@ fn run() -> Result<Infallible, Error> {
     let params = cmdline::parse(&line)?;
     match params.mode {
         Some(Mode::Roundtrip) => roundtrip(&params),
-        Some(Mode::Save) | Some(Mode::Restore) => {
-            Err(Error::Msg("kjump.mode=save and restore are not in this version of kjump-init".into()))
-        }
+        Some(Mode::Save) => save_mode(&params),
+        Some(Mode::Restore) => Err(Error::Msg("kjump.mode=restore is not in this version of kjump-init".into())),
         None => Err(Error::Msg("no kjump.mode= on the kernel command line: this initramfs is for kjump's hibernation kernel".into())),
     }
 }
 
-/// `kjump check --jump`: show what B got from A, then go straight back.
-fn roundtrip(p: &Params) -> Result<Infallible, Error> {
-    say!("mode roundtrip");
+/// Where A is to be re-entered, from the purgatory's additions.
+struct JumpBack {
+    entry: u64,
+    backup: u64,
+    backup_size: u64,
+}
+
+fn jump_back_params(p: &Params<'_>) -> Result<JumpBack, Error> {
     let entry = p
         .jump_back_entry
         .ok_or_else(|| Error::Msg("no kexec_jump_back_entry= on the command line: A's purgatory did not run".into()))?;
     let backup = p.backup_addr.ok_or_else(|| Error::Msg("no kexec_backup= on the command line".into()))?;
     let backup_size = p.backup_size.ok_or_else(|| Error::Msg("no kjump.backup_size= on the command line".into()))?;
-    say!("jump-back entry {entry:#x} (page frame {})", entry >> 12);
-    say!("A's low memory backup at {backup:#x}, {} KiB", backup_size / 1024);
-    let vmcore = rustix::fs::stat("/proc/vmcore").map_err(|e| Error::sys("looking for /proc/vmcore", e))?;
-    say!("/proc/vmcore is {} bytes ({} MiB of A's memory)", vmcore.st_size, vmcore.st_size >> 20);
-    let mem = DevMem::open()?;
-    jump::load_jump_back(&mem, entry)?;
-    jump::restore_low_memory(&mem, backup, backup_size)?;
+    Ok(JumpBack { entry, backup, backup_size })
+}
+
+/// Writes A's low memory back and jumps to A. Returns only on failure.
+fn back_to_a(mem: &DevMem, jb: &JumpBack) -> Result<Infallible, Error> {
+    jump::load_jump_back(mem, jb.entry)?;
+    jump::restore_low_memory(mem, jb.backup, jb.backup_size)?;
     say!("restored A's low memory; jumping back to A");
     jump::jump_to_loaded()?;
     Err(Error::Msg("the jump back to A returned to B".into()))
+}
+
+/// `kjump check --jump`: show what B got from A, then go straight back.
+fn roundtrip(p: &Params<'_>) -> Result<Infallible, Error> {
+    say!("mode roundtrip");
+    let jb = jump_back_params(p)?;
+    say!("jump-back entry {:#x} (page frame {})", jb.entry, jb.entry >> 12);
+    say!("A's low memory backup at {:#x}, {} KiB", jb.backup, jb.backup_size / 1024);
+    let vmcore = rustix::fs::stat("/proc/vmcore").map_err(|e| Error::sys("looking for /proc/vmcore", e))?;
+    say!("/proc/vmcore is {} bytes ({} MiB of A's memory)", vmcore.st_size, vmcore.st_size >> 20);
+    let mem = DevMem::open()?;
+    back_to_a(&mem, &jb)
+}
+
+/// `kjump hibernate`: save A's memory, then power off, reboot, or go back.
+/// If saving fails, B goes back to A with the reason: nothing is lost.
+fn save_mode(p: &Params<'_>) -> Result<Infallible, Error> {
+    say!("mode save");
+    let jb = jump_back_params(p)?;
+    let mem = DevMem::open()?;
+    let after = p.after.unwrap_or(After::PowerOff);
+    let result = save_image(p, &jb);
+    let report = match &result {
+        Ok(summary) => {
+            say!("{}", summary.line());
+            Report { ok: true, text: format!("saved {} MiB of A's memory ({} MiB on disk) in {:.1} s", summary.ram_pages * 4096 >> 20, summary.bytes_on_disk >> 20, summary.seconds) }
+        }
+        Err(e) => {
+            say!("error: {e}");
+            say!("the image was not saved; going back to A, nothing is lost");
+            Report { ok: false, text: e.to_string() }
+        }
+    };
+    if result.is_ok() {
+        match after {
+            After::PowerOff => {
+                say!("image committed; powering off");
+                pid1::power_off()
+            }
+            After::Reboot => {
+                say!("image committed; rebooting");
+                pid1::reboot()
+            }
+            After::Resume => {}
+        }
+    }
+    if let Some(addr) = p.mailbox {
+        mailbox::post(&mem, addr, &report)?;
+    }
+    back_to_a(&mem, &jb)
+}
+
+fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
+    let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
+    let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
+    let compression = match p.compress {
+        None => Compression::Lz4,
+        Some(c) => Compression::parse(c).ok_or_else(|| Error::Msg(format!("kjump.compress={c}: use lz4, deflate or none")))?,
+    };
+    let region = p.region.ok_or_else(|| Error::Msg("no kjump.region= on the command line".into()))?;
+    let req = save::Request {
+        target: &target,
+        compression,
+        wait: Duration::from_secs(p.wait_secs.unwrap_or(10)),
+        reentry: jb.entry,
+        region,
+        backup: (jb.backup, jb.backup_size),
+    };
+    save::save(&req)
 }

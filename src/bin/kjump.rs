@@ -1,77 +1,132 @@
-//! `kjump`: the trigger on the main system (A).
+//! `kjump`: the trigger on the main system (A), and image tools for any host.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use kjump::check;
+use kjump::cmdline::After;
+use kjump::config::Config;
+use kjump::image::{Compression, Reader, State};
 use kjump::jump::{self, HibernationKernel};
-use kjump::units::{parse_size, MIB};
-use kjump::Error;
+use kjump::mailbox::Mailbox;
+use kjump::memmap::MemoryMap;
+use kjump::units::{human_size, parse_size, MIB};
+use kjump::{check, target, Error};
 
 const USAGE: &str = "\
 kjump — hibernation for Linux built on kexec jump
 
 Usage:
+  kjump hibernate [OPTIONS]        save this system's memory to the target and power off
+                                   (or --after reboot|resume); returns when A comes back
   kjump check [--jump] [OPTIONS]   say whether this machine can hibernate with kjump;
                                    --jump also does a live round trip A -> B -> A
+  kjump image info FILE|DEVICE     show an image's header and state
+  kjump image verify FILE|DEVICE   check every checksum; non-zero exit names the first fault
   kjump initramfs --output FILE [--init PATH]
                                    write the hibernation initramfs (holds only kjump-init)
   kjump --help | --version
 
-Options:
+Options (flags win over /etc/kjump.conf, whose keys have the same names):
+  --target TARGET      where the image goes: /dev/NAME, UUID=…, PARTUUID=… or LABEL=…,
+                       optionally :/path for a file on the ext4 filesystem there
+                       (the filesystem must not be mounted read-write here)
+  --after ACTION       poweroff (default), reboot, or resume (save, then continue: a snapshot)
+  --compress KIND      lz4 (default, fast), deflate (smaller), none
+  --wait SECONDS       how long the hibernation kernel waits for the target [default: 10]
   --kernel PATH        hibernation kernel (bzImage)   [default: /boot/kjump/vmlinuz]
   --initrd PATH        hibernation initramfs          [default: /boot/kjump/initramfs.img]
   --region-size SIZE   RAM the hibernation kernel runs in, set aside only while
                        it runs (K/M/G suffixes)       [default: 128M]
   --append ARGS        more arguments for the hibernation kernel's command line
+  --config FILE        settings file                  [default: /etc/kjump.conf]
 
-Exit status: 0 when all is well, 1 when a check or the jump failed, 2 on bad usage.
+Exit status: 0 when all is well, 1 when a check, the jump or the save failed, 2 on bad usage.
 ";
 
-struct Opts {
+#[derive(Default)]
+struct Flags {
     jump: bool,
+    values: Vec<(String, String)>,
+    positional: Vec<String>,
+}
+
+impl Flags {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+const VALUE_FLAGS: &[&str] =
+    &["target", "after", "compress", "wait", "kernel", "initrd", "region-size", "append", "config", "output", "init"];
+
+fn parse_flags(args: &[String]) -> Result<Flags, String> {
+    let mut f = Flags::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--jump" {
+            f.jump = true;
+        } else if let Some(name) = a.strip_prefix("--") {
+            let (name, inline) = match name.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (name, None),
+            };
+            if !VALUE_FLAGS.contains(&name) {
+                return Err(format!("unknown option --{name}"));
+            }
+            let v = match inline {
+                Some(v) => v,
+                None => it.next().cloned().ok_or_else(|| format!("--{name} needs a value"))?,
+            };
+            f.values.push((name.to_string(), v));
+        } else if a == "-o" {
+            f.values.push(("output".into(), it.next().cloned().ok_or("-o needs a value")?));
+        } else {
+            f.positional.push(a.clone());
+        }
+    }
+    Ok(f)
+}
+
+/// Settings after merging defaults, the config file and flags.
+struct Settings {
     kernel: String,
     initrd: String,
     region_size: u64,
     append: String,
-    output: Option<String>,
-    init: Option<String>,
+    target: Option<String>,
+    after: After,
+    compress: Compression,
+    wait: u64,
 }
 
-fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("kjump: {msg}; see 'kjump --help'");
-    ExitCode::from(2)
-}
-
-fn parse_opts(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        jump: false,
-        kernel: "/boot/kjump/vmlinuz".into(),
-        initrd: "/boot/kjump/initramfs.img".into(),
-        region_size: 128 * MIB,
-        append: String::new(),
-        output: None,
-        init: None,
+fn settings(flags: &Flags) -> Result<Settings, Error> {
+    let config = Config::load(flags.get("config").unwrap_or(kjump::config::DEFAULT_PATH))?;
+    let get = |k: &str| flags.get(k).or_else(|| config.get(k));
+    let region_size = match get("region-size") {
+        None => 128 * MIB,
+        Some(v) => parse_size(v)
+            .filter(|&s| s >= 48 * MIB)
+            .ok_or_else(|| Error::Msg(format!("region-size {v:?} is not a size of at least 48M (like 128M)")))?,
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
-        match a.as_str() {
-            "--jump" => o.jump = true,
-            "--kernel" => o.kernel = value("--kernel")?,
-            "--initrd" => o.initrd = value("--initrd")?,
-            "--append" => o.append = value("--append")?,
-            "--output" | "-o" => o.output = Some(value("--output")?),
-            "--init" => o.init = Some(value("--init")?),
-            "--region-size" => {
-                let v = value("--region-size")?;
-                o.region_size = parse_size(&v).filter(|&s| s >= 48 * MIB).ok_or_else(|| {
-                    format!("--region-size {v:?} is not a size of at least 48M (like 128M)")
-                })?;
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(o)
+    Ok(Settings {
+        kernel: get("kernel").unwrap_or("/boot/kjump/vmlinuz").to_string(),
+        initrd: get("initrd").unwrap_or("/boot/kjump/initramfs.img").to_string(),
+        region_size,
+        append: get("append").unwrap_or("").to_string(),
+        target: get("target").map(str::to_string),
+        after: match get("after") {
+            None => After::PowerOff,
+            Some(v) => After::parse(v).ok_or_else(|| Error::Msg(format!("after {v:?}: use poweroff, reboot or resume")))?,
+        },
+        compress: match get("compress") {
+            None => Compression::Lz4,
+            Some(v) => Compression::parse(v).ok_or_else(|| Error::Msg(format!("compress {v:?}: use lz4, deflate or none")))?,
+        },
+        wait: match get("wait") {
+            None => 10,
+            Some(v) => v.parse().map_err(|_| Error::Msg(format!("wait {v:?}: a number of seconds")))?,
+        },
+    })
 }
 
 fn main() -> ExitCode {
@@ -80,21 +135,30 @@ fn main() -> ExitCode {
         eprint!("{USAGE}");
         return ExitCode::from(2);
     };
-    if cmd == "--help" || cmd == "-h" || cmd == "help" {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
+    match cmd.as_str() {
+        "--help" | "-h" | "help" => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        "--version" => {
+            println!("kjump {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
-    if cmd == "--version" {
-        println!("kjump {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
-    }
-    let opts = match parse_opts(&args[1..]) {
-        Ok(o) => o,
+    let flags = match parse_flags(&args[1..]) {
+        Ok(f) => f,
         Err(m) => return usage_error(&m),
     };
     let result = match cmd.as_str() {
-        "check" => cmd_check(&opts),
-        "initramfs" => cmd_initramfs(&opts),
+        "check" => settings(&flags).and_then(|s| cmd_check(&s, flags.jump)),
+        "hibernate" => settings(&flags).and_then(|s| cmd_hibernate(&s)),
+        "initramfs" => cmd_initramfs(&flags),
+        "image" => match flags.positional.as_slice() {
+            [sub, path] if sub == "info" => cmd_image(path, false),
+            [sub, path] if sub == "verify" => cmd_image(path, true),
+            _ => return usage_error("use 'kjump image info FILE' or 'kjump image verify FILE'"),
+        },
         other => return usage_error(&format!("unknown command {other:?}")),
     };
     match result {
@@ -106,29 +170,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn cmd_check(o: &Opts) -> Result<(), Error> {
-    let items = check::run(&check::Config { kernel: o.kernel.clone(), initrd: o.initrd.clone(), region_size: o.region_size });
-    println!("kjump check:");
-    print!("{}", check::report(&items));
-    if let Some(bad) = items.iter().find(|i| !i.ok) {
-        return Err(Error::Msg(format!("check: this machine cannot hibernate with kjump: {}", bad.text)));
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("kjump: {msg}; see 'kjump --help'");
+    ExitCode::from(2)
+}
+
+fn run_checks(s: &Settings, quiet: bool) -> Result<(), Error> {
+    let items = check::run(&check::Config { kernel: s.kernel.clone(), initrd: s.initrd.clone(), region_size: s.region_size });
+    if !quiet {
+        println!("kjump check:");
+        print!("{}", check::report(&items));
     }
+    if let Some(bad) = items.iter().find(|i| !i.ok) {
+        return Err(Error::Msg(format!("this machine cannot hibernate with kjump: {}", bad.text)));
+    }
+    Ok(())
+}
+
+fn hibernation_kernel(s: &Settings, mode_args: &str) -> Result<HibernationKernel, Error> {
+    let own = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::io("reading /proc/cmdline", e))?;
+    Ok(HibernationKernel {
+        kernel: std::fs::read(&s.kernel).map_err(|e| Error::io(format!("reading {}", s.kernel), e))?,
+        initrd: std::fs::read(&s.initrd).map_err(|e| Error::io(format!("reading {}", s.initrd), e))?,
+        cmdline: format!(
+            "{} rdinit=/kjump-init {mode_args} nokaslr nr_cpus=1 panic=10 {}",
+            jump::console_args(&own),
+            s.append
+        ),
+        region_size: s.region_size,
+    })
+}
+
+fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
+    run_checks(s, false).map_err(|e| Error::Msg(format!("check: {e}")))?;
     println!("kjump check: this machine can hibernate with kjump");
-    if !o.jump {
+    if !live {
         return Ok(());
     }
-    let own = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::io("reading /proc/cmdline", e))?;
-    let hk = HibernationKernel {
-        kernel: std::fs::read(&o.kernel).map_err(|e| Error::io(format!("reading {}", o.kernel), e))?,
-        initrd: std::fs::read(&o.initrd).map_err(|e| Error::io(format!("reading {}", o.initrd), e))?,
-        cmdline: format!(
-            "{} rdinit=/kjump-init kjump.mode=roundtrip nokaslr nr_cpus=1 panic=10 {}",
-            jump::console_args(&own),
-            o.append
-        ),
-        region_size: o.region_size,
-    };
-    let loaded = jump::load_hibernation_kernel(&hk)?;
+    let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, "kjump.mode=roundtrip")?)?;
     println!(
         "kjump: loaded the hibernation kernel in {:#x}-{:#x} ({} segments); jumping to it",
         loaded.region.0, loaded.region.1, loaded.segments
@@ -138,9 +217,72 @@ fn cmd_check(o: &Opts) -> Result<(), Error> {
     Ok(())
 }
 
-fn cmd_initramfs(o: &Opts) -> Result<(), Error> {
-    let output = o.output.as_deref().ok_or_else(|| Error::Msg("initramfs: --output FILE is required".into()))?;
-    let init_path = match &o.init {
+/// The largest image A's RAM can make: every page stored raw, plus headers.
+fn worst_case_image(ram: u64) -> u64 {
+    let chunks = ram.div_ceil((kjump::image::MAX_CHUNK_PAGES * kjump::image::PAGE) as u64);
+    kjump::image::DATA_OFFSET + ram + chunks * 2 * kjump::image::BLOCK as u64
+}
+
+fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
+    let text = s.target.as_deref().ok_or_else(|| {
+        Error::Msg("hibernate: no target; pass --target (e.g. --target /dev/sdb2) or set target= in /etc/kjump.conf".into())
+    })?;
+    let tgt = target::parse(text).map_err(|e| Error::Msg(format!("hibernate: target {text}: {e}")))?;
+    run_checks(s, true).map_err(|e| Error::Msg(format!("hibernate: {e}")))?;
+    let dev = target::resolve(&tgt.device)?
+        .ok_or_else(|| Error::Msg(format!("hibernate: target {text} is missing: no such device here")))?;
+    if let Some(mp) = target::mounted_read_write(&dev)? {
+        return Err(Error::Msg(format!(
+            "hibernate: {} is mounted read-write on {mp}; unmount it or choose another target (B must never write a filesystem A has mounted)",
+            dev.display()
+        )));
+    }
+    let map = MemoryMap::read()?;
+    let region = map.choose_region(s.region_size)?;
+    if tgt.file.is_none() {
+        let size = target::device_size(&dev)?;
+        let need = worst_case_image(map.ram_bytes());
+        if size < need {
+            return Err(Error::Msg(format!(
+                "hibernate: target {} holds {} but a worst-case image of this machine needs {}",
+                dev.display(),
+                human_size(size),
+                human_size(need)
+            )));
+        }
+    }
+    let mailbox = Mailbox::new((region.start, region.end))?;
+    let mode = format!(
+        "kjump.mode=save kjump.target={tgt} kjump.after={} kjump.compress={} kjump.wait={} kjump.mailbox={:#x}",
+        s.after.name(),
+        s.compress.name(),
+        s.wait,
+        mailbox.phys()
+    );
+    let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &mode)?)?;
+    println!(
+        "kjump: hibernating to {tgt} (then {}); hibernation kernel in {:#x}-{:#x}",
+        s.after.name(),
+        loaded.region.0,
+        loaded.region.1
+    );
+    let away = jump::jump_to_loaded()?;
+    match mailbox.read() {
+        Some(r) if r.ok => {
+            println!("kjump: back in A after {:.1} s: {}", away.as_secs_f64(), r.text);
+            Ok(())
+        }
+        Some(r) => Err(Error::Msg(format!("hibernate failed in the hibernation kernel: {}", r.text))),
+        None => Err(Error::Msg(format!(
+            "back in A after {:.1} s, but the hibernation kernel left no report: the image may not be saved",
+            away.as_secs_f64()
+        ))),
+    }
+}
+
+fn cmd_initramfs(flags: &Flags) -> Result<(), Error> {
+    let output = flags.get("output").ok_or_else(|| Error::Msg("initramfs: --output FILE is required".into()))?;
+    let init_path = match flags.get("init") {
         Some(p) => std::path::PathBuf::from(p),
         None => std::env::current_exe()
             .map_err(|e| Error::io("finding kjump's own path", e))?
@@ -152,5 +294,48 @@ fn cmd_initramfs(o: &Opts) -> Result<(), Error> {
     std::fs::write(&tmp, &image).map_err(|e| Error::io(format!("writing {tmp}"), e))?;
     std::fs::rename(&tmp, output).map_err(|e| Error::io(format!("renaming {tmp} to {output}"), e))?;
     println!("kjump: wrote {output} ({} KiB, init {})", image.len() / 1024, init_path.display());
+    Ok(())
+}
+
+fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {path}"), e))?;
+    let mut r = Reader::open(std::io::BufReader::with_capacity(4 << 20, file))
+        .map_err(|e| Error::Msg(format!("{path}: {e}")))?;
+    let h = &r.header;
+    println!("image {path}");
+    println!("  state        {}", r.state.state.name());
+    if !r.state.note.is_empty() {
+        println!("  note         {}", r.state.note);
+    }
+    println!("  kernel       {} (build id {})", h.kernel_release, if h.build_id.is_empty() { "unknown" } else { &h.build_id });
+    println!("  created      {} (seconds since 1970)", h.created_unix);
+    println!("  compression  {}", h.compression.map_or("none", Compression::name));
+    println!("  RAM          {} in {} ranges, {} pages", human_size(h.ram.iter().map(|r| r.1 - r.0).sum()), h.ram.len(), h.ram_pages);
+    println!("  pages        {} stored, {} zero, {} free (left out)", h.stored_pages, h.zero_pages, h.free_pages);
+    println!("  data         {} in {} chunks", human_size(h.data_bytes), h.chunk_count);
+    println!("  region       {:#x}-{:#x}", h.region.0, h.region.1);
+    println!("  re-entry     {:#x}, low memory {:#x}+{:#x}", h.reentry, h.backup.0, h.backup.1);
+    if !verify {
+        return Ok(());
+    }
+    if r.state.state == State::Writing {
+        return Err(Error::Msg(format!("verify {path}: the image is incomplete (never committed)")));
+    }
+    if !r.header_committed() {
+        return Err(Error::Msg(format!("verify {path}: the state block commits a different header")));
+    }
+    let (mut runs, mut pages, mut stored) = (Vec::new(), Vec::new(), 0u64);
+    let mut last = std::time::Instant::now();
+    while let Some(info) = r.next_chunk(&mut runs, &mut pages).map_err(|e| Error::Msg(format!("verify {path}: {e}")))? {
+        stored += info.page_count as u64;
+        if last.elapsed() > Duration::from_secs(1) {
+            eprintln!("  verified {} of {} chunks", info.index + 1, r.header.chunk_count);
+            last = std::time::Instant::now();
+        }
+    }
+    if stored != r.header.stored_pages {
+        return Err(Error::Msg(format!("verify {path}: chunks hold {stored} pages, the header says {}", r.header.stored_pages)));
+    }
+    println!("kjump: image verified: {} chunks, {stored} pages, every checksum good", r.header.chunk_count);
     Ok(())
 }

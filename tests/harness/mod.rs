@@ -105,6 +105,8 @@ pub struct VmConfig<'a> {
     pub append: &'a str,
     /// Print the console to stdout as it arrives (for the demo).
     pub echo: bool,
+    /// Raw disk images, attached as virtio disks /dev/vda, /dev/vdb, …
+    pub disks: Vec<PathBuf>,
 }
 
 impl Vm {
@@ -114,7 +116,11 @@ impl Vm {
         std::fs::write(&initrd, &cfg.initrd).unwrap();
         let log = dir.0.join("serial.log");
         std::fs::write(&log, b"").unwrap();
-        let child = Command::new("qemu-system-x86_64")
+        let mut cmd = Command::new("qemu-system-x86_64");
+        for d in &cfg.disks {
+            cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio,cache=unsafe", d.display()));
+        }
+        let child = cmd
             .args(["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot"])
             .args(["-m", &cfg.memory_mib.to_string(), "-smp", &cfg.cpus.to_string()])
             .arg("-serial")
@@ -225,6 +231,14 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A sparse raw disk image of `mib` MiB in `dir`.
+pub fn sparse_disk(dir: &Path, name: &str, mib: u64) -> PathBuf {
+    let p = dir.join(name);
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(mib << 20).unwrap();
+    p
 }
 
 /// The shell for A: mount, make 64 MiB of pseudo-random data, run `cmd`,

@@ -1,0 +1,837 @@
+//! The kjump image format, version 1 (see `docs/image-format.md`).
+//!
+//! ```text
+//! offset 0      header block (4 KiB): what was saved, from which kernel, where
+//! offset 4096   state block (4 KiB): the commit record (writing, committed,
+//!               consumed, bad) and the checksum chain of the chunks
+//! offset 8192   chunks, each 4 KiB aligned: a header, the runs of page
+//!               frame numbers it holds, the pages (compressed or raw)
+//! ```
+//! Every field is little-endian and covered by a CRC-32. Readers reject
+//! anything malformed with an error that names the field; they never
+//! panic and never allocate from a length they have not bounded.
+
+use core::fmt;
+
+use crate::crc32::{crc32, Crc32};
+
+/// Block size: the header, the state and every chunk start on this boundary.
+pub const BLOCK: usize = 4096;
+/// Page size of images this version writes.
+pub const PAGE: usize = 4096;
+/// Header magic.
+pub const MAGIC: &[u8; 8] = b"KJUMPIMG";
+/// State block magic.
+pub const STATE_MAGIC: &[u8; 8] = b"KJSTATE\0";
+/// Chunk magic.
+pub const CHUNK_MAGIC: &[u8; 8] = b"KJCHUNK\0";
+/// Format version.
+pub const VERSION: u32 = 1;
+/// Offset of the header block.
+pub const HEADER_OFFSET: u64 = 0;
+/// Offset of the state block.
+pub const STATE_OFFSET: u64 = BLOCK as u64;
+/// Offset of the first chunk.
+pub const DATA_OFFSET: u64 = 2 * BLOCK as u64;
+/// Most RAM ranges a header records.
+pub const MAX_RAM_RANGES: usize = 64;
+/// Most pages in one chunk (1 MiB).
+pub const MAX_CHUNK_PAGES: usize = 256;
+/// Most runs of consecutive pages in one chunk.
+pub const MAX_RUNS: usize = MAX_CHUNK_PAGES;
+/// Size of a chunk header before its runs.
+pub const CHUNK_HEADER: usize = 40;
+
+/// How a chunk's pages are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Raw pages.
+    None,
+    /// LZ4 block format.
+    Lz4,
+    /// Raw deflate (miniz_oxide).
+    Deflate,
+}
+
+impl Compression {
+    fn code(self) -> u32 {
+        match self {
+            Compression::None => 0,
+            Compression::Lz4 => 1,
+            Compression::Deflate => 2,
+        }
+    }
+
+    fn from_code(code: u32) -> Option<Self> {
+        match code {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Lz4),
+            2 => Some(Compression::Deflate),
+            _ => None,
+        }
+    }
+
+    /// Parses `none`, `lz4` or `deflate`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "none" => Some(Compression::None),
+            "lz4" => Some(Compression::Lz4),
+            "deflate" => Some(Compression::Deflate),
+            _ => None,
+        }
+    }
+
+    /// The name [`Compression::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+            Compression::Deflate => "deflate",
+        }
+    }
+}
+
+/// The life of an image, in its state block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// B is writing it (or died while writing): not usable.
+    Writing,
+    /// Complete and durable: can be resumed.
+    Committed,
+    /// Resumed once already: must not be resumed again.
+    Consumed,
+    /// Found damaged by a restore: kept for `kjump image verify`.
+    Bad,
+}
+
+impl State {
+    fn code(self) -> u32 {
+        match self {
+            State::Writing => 1,
+            State::Committed => 2,
+            State::Consumed => 3,
+            State::Bad => 4,
+        }
+    }
+
+    fn from_code(code: u32) -> Option<Self> {
+        match code {
+            1 => Some(State::Writing),
+            2 => Some(State::Committed),
+            3 => Some(State::Consumed),
+            4 => Some(State::Bad),
+            _ => None,
+        }
+    }
+
+    /// A word for people.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Writing => "incomplete (being written, or writing was interrupted)",
+            State::Committed => "committed",
+            State::Consumed => "consumed (already resumed)",
+            State::Bad => "bad (a restore found it damaged)",
+        }
+    }
+}
+
+/// Why an image (or part of it) was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A magic number is wrong: `what` is header, state or chunk N.
+    BadMagic { what: String },
+    /// The header's version is not one this kjump reads.
+    UnsupportedVersion { version: u32 },
+    /// A block's CRC does not match: `what` names it.
+    BadChecksum { what: String },
+    /// A field holds an impossible value.
+    BadField { what: String, field: &'static str },
+    /// The data ended early.
+    Truncated { what: String },
+    /// Decompression failed or gave the wrong size.
+    Decompress { chunk: u64 },
+    /// The state block commits a different header.
+    HeaderMismatch,
+    /// The chunks' checksum chain does not match the commit record.
+    ChainMismatch,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadMagic { what } => write!(f, "{what}: bad magic (not a kjump image)"),
+            Error::UnsupportedVersion { version } => write!(f, "header: version {version} is not supported (this kjump reads {VERSION})"),
+            Error::BadChecksum { what } => write!(f, "{what}: checksum mismatch"),
+            Error::BadField { what, field } => write!(f, "{what}: bad {field}"),
+            Error::Truncated { what } => write!(f, "{what}: truncated"),
+            Error::Decompress { chunk } => write!(f, "chunk {chunk}: pages do not decompress"),
+            Error::HeaderMismatch => f.write_str("state: commits a different header"),
+            Error::ChainMismatch => f.write_str("state: chunk checksum chain does not match"),
+        }
+    }
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    b.get(off..off + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    b.get(off..off + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+fn put32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put64(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_text(b: &mut [u8], off: usize, len: usize, text: &str) {
+    let n = text.len().min(len - 1);
+    b[off..off + n].copy_from_slice(&text.as_bytes()[..n]);
+}
+
+fn text_at(b: &[u8], off: usize, len: usize) -> String {
+    let s = &b[off..off + len];
+    let end = s.iter().position(|&c| c == 0).unwrap_or(len);
+    String::from_utf8_lossy(&s[..end]).into_owned()
+}
+
+/// The header block: what the image holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    /// Compression asked for (chunks that do not shrink are stored raw).
+    pub compression: Option<Compression>,
+    /// Seconds since 1970 when B started writing.
+    pub created_unix: u64,
+    /// A's re-entry address (`kexec_jump_back_entry`).
+    pub reentry: u64,
+    /// The kjump region `[start, end)` B ran in (D must run there too).
+    pub region: (u64, u64),
+    /// Where A's low memory was backed up, and its length.
+    pub backup: (u64, u64),
+    /// Pages of A's RAM described by the image.
+    pub ram_pages: u64,
+    /// Pages left out because they were all zero.
+    pub zero_pages: u64,
+    /// Pages left out because they were free in A.
+    pub free_pages: u64,
+    /// Pages stored in chunks.
+    pub stored_pages: u64,
+    /// Number of chunks.
+    pub chunk_count: u64,
+    /// Bytes of chunks on disk.
+    pub data_bytes: u64,
+    /// A's kernel release (VMCOREINFO `OSRELEASE`).
+    pub kernel_release: String,
+    /// A's kernel build id (VMCOREINFO `BUILD-ID`).
+    pub build_id: String,
+    /// A's RAM as physical `[start, end)` ranges (the PT_LOADs of `/proc/vmcore`).
+    pub ram: Vec<(u64, u64)>,
+}
+
+impl Header {
+    /// Encodes the header block.
+    pub fn encode(&self) -> Result<[u8; BLOCK], Error> {
+        if self.ram.len() > MAX_RAM_RANGES {
+            return Err(Error::BadField { what: "header".into(), field: "ram range count" });
+        }
+        let mut b = [0u8; BLOCK];
+        b[..8].copy_from_slice(MAGIC);
+        put32(&mut b, 8, VERSION);
+        put32(&mut b, 12, BLOCK as u32);
+        put32(&mut b, 16, PAGE as u32);
+        put32(&mut b, 20, self.compression.map_or(0, Compression::code));
+        put64(&mut b, 24, self.created_unix);
+        put64(&mut b, 32, self.reentry);
+        put64(&mut b, 40, self.region.0);
+        put64(&mut b, 48, self.region.1);
+        put64(&mut b, 56, self.backup.0);
+        put64(&mut b, 64, self.backup.1);
+        put64(&mut b, 72, self.ram_pages);
+        put64(&mut b, 80, self.zero_pages);
+        put64(&mut b, 88, self.free_pages);
+        put64(&mut b, 96, self.stored_pages);
+        put64(&mut b, 104, self.chunk_count);
+        put64(&mut b, 112, self.data_bytes);
+        put32(&mut b, 120, self.ram.len() as u32);
+        put_text(&mut b, 128, 64, &self.kernel_release);
+        put_text(&mut b, 192, 64, &self.build_id);
+        for (i, (s, e)) in self.ram.iter().enumerate() {
+            put64(&mut b, 256 + i * 16, *s);
+            put64(&mut b, 264 + i * 16, *e);
+        }
+        let crc = crc32(&b[..BLOCK - 4]);
+        put32(&mut b, BLOCK - 4, crc);
+        Ok(b)
+    }
+
+    /// Decodes and checks a header block.
+    pub fn decode(b: &[u8]) -> Result<Self, Error> {
+        let what = || "header".to_string();
+        let bad = |field| Error::BadField { what: what(), field };
+        if b.len() < BLOCK {
+            return Err(Error::Truncated { what: what() });
+        }
+        if &b[..8] != MAGIC {
+            return Err(Error::BadMagic { what: what() });
+        }
+        if crc32(&b[..BLOCK - 4]) != u32_at(b, BLOCK - 4) {
+            return Err(Error::BadChecksum { what: what() });
+        }
+        let version = u32_at(b, 8);
+        if version != VERSION {
+            return Err(Error::UnsupportedVersion { version });
+        }
+        if u32_at(b, 12) != BLOCK as u32 {
+            return Err(bad("header size"));
+        }
+        if u32_at(b, 16) != PAGE as u32 {
+            return Err(bad("page size"));
+        }
+        let compression = match u32_at(b, 20) {
+            0 => None,
+            c => Some(Compression::from_code(c).ok_or(bad("compression"))?),
+        };
+        let n = u32_at(b, 120) as usize;
+        if n > MAX_RAM_RANGES {
+            return Err(bad("ram range count"));
+        }
+        let mut ram = Vec::with_capacity(n);
+        let mut prev_end = 0;
+        for i in 0..n {
+            let (s, e) = (u64_at(b, 256 + i * 16), u64_at(b, 264 + i * 16));
+            if e <= s || s < prev_end {
+                return Err(bad("ram range"));
+            }
+            prev_end = e;
+            ram.push((s, e));
+        }
+        let h = Header {
+            compression,
+            created_unix: u64_at(b, 24),
+            reentry: u64_at(b, 32),
+            region: (u64_at(b, 40), u64_at(b, 48)),
+            backup: (u64_at(b, 56), u64_at(b, 64)),
+            ram_pages: u64_at(b, 72),
+            zero_pages: u64_at(b, 80),
+            free_pages: u64_at(b, 88),
+            stored_pages: u64_at(b, 96),
+            chunk_count: u64_at(b, 104),
+            data_bytes: u64_at(b, 112),
+            kernel_release: text_at(b, 128, 64),
+            build_id: text_at(b, 192, 64),
+            ram,
+        };
+        if h.region.1 <= h.region.0 {
+            return Err(bad("region"));
+        }
+        let counted = h.zero_pages.checked_add(h.free_pages).and_then(|n| n.checked_add(h.stored_pages));
+        if counted != Some(h.ram_pages) {
+            return Err(bad("page counts"));
+        }
+        Ok(h)
+    }
+
+    /// CRC of the encoded header (what the state block commits).
+    pub fn crc(block: &[u8; BLOCK]) -> u32 {
+        u32_at(block, BLOCK - 4)
+    }
+}
+
+/// The state block: the commit record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateBlock {
+    /// Where the image is in its life.
+    pub state: State,
+    /// CRC of the header this record commits.
+    pub header_crc: u32,
+    /// CRC-32 over the chunks' data CRCs, in order.
+    pub chain_crc: u32,
+    /// Number of chunks.
+    pub chunk_count: u64,
+    /// Offset just past the last chunk.
+    pub data_end: u64,
+    /// Why an image is bad, or a note on who consumed it.
+    pub note: String,
+}
+
+impl StateBlock {
+    /// Encodes the state block.
+    pub fn encode(&self) -> [u8; BLOCK] {
+        let mut b = [0u8; BLOCK];
+        b[..8].copy_from_slice(STATE_MAGIC);
+        put32(&mut b, 8, VERSION);
+        put32(&mut b, 12, self.state.code());
+        put32(&mut b, 16, self.header_crc);
+        put32(&mut b, 20, self.chain_crc);
+        put64(&mut b, 24, self.chunk_count);
+        put64(&mut b, 32, self.data_end);
+        put_text(&mut b, 40, 256, &self.note);
+        let crc = crc32(&b[..BLOCK - 4]);
+        put32(&mut b, BLOCK - 4, crc);
+        b
+    }
+
+    /// Decodes and checks a state block.
+    pub fn decode(b: &[u8]) -> Result<Self, Error> {
+        let what = || "state".to_string();
+        if b.len() < BLOCK {
+            return Err(Error::Truncated { what: what() });
+        }
+        if &b[..8] != STATE_MAGIC {
+            return Err(Error::BadMagic { what: what() });
+        }
+        if crc32(&b[..BLOCK - 4]) != u32_at(b, BLOCK - 4) {
+            return Err(Error::BadChecksum { what: what() });
+        }
+        if u32_at(b, 8) != VERSION {
+            return Err(Error::UnsupportedVersion { version: u32_at(b, 8) });
+        }
+        let state = State::from_code(u32_at(b, 12)).ok_or(Error::BadField { what: what(), field: "state" })?;
+        Ok(StateBlock {
+            state,
+            header_crc: u32_at(b, 16),
+            chain_crc: u32_at(b, 20),
+            chunk_count: u64_at(b, 24),
+            data_end: u64_at(b, 32),
+            note: text_at(b, 40, 256),
+        })
+    }
+}
+
+/// A run of consecutive page frames: `(first_pfn, count)`.
+pub type Run = (u64, u64);
+
+/// Builds chunks.
+#[derive(Debug)]
+pub struct ChunkEncoder {
+    compression: Compression,
+    scratch: Vec<u8>,
+}
+
+impl ChunkEncoder {
+    /// An encoder for `compression`.
+    pub fn new(compression: Compression) -> Self {
+        ChunkEncoder { compression, scratch: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE + 4096) }
+    }
+
+    /// Appends chunk `index` holding `pages` (whole pages, in the order of
+    /// `runs`) to `out`, padded to a block. Returns the chunk's data CRC.
+    /// `runs` and `pages` come from kjump's own save loop: their sizes
+    /// agree and stay within the limits (checked in debug builds).
+    pub fn encode(&mut self, index: u64, runs: &[Run], pages: &[u8], out: &mut Vec<u8>) -> u32 {
+        let page_count = pages.len() / PAGE;
+        debug_assert!(page_count <= MAX_CHUNK_PAGES && runs.len() <= MAX_RUNS);
+        debug_assert_eq!(runs.iter().map(|r| r.1).sum::<u64>(), page_count as u64);
+        self.scratch.clear();
+        let compressed = match self.compression {
+            Compression::None => false,
+            Compression::Lz4 => {
+                self.scratch.resize(lz4_flex::block::get_maximum_output_size(pages.len()), 0);
+                match lz4_flex::block::compress_into(pages, &mut self.scratch) {
+                    Ok(n) => {
+                        self.scratch.truncate(n);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            Compression::Deflate => {
+                self.scratch = miniz_oxide::deflate::compress_to_vec(pages, 1);
+                true
+            }
+        };
+        let (kind, payload) = if compressed && self.scratch.len() < pages.len() {
+            (self.compression, &self.scratch[..])
+        } else {
+            (Compression::None, pages)
+        };
+        let start = out.len();
+        out.resize(start + CHUNK_HEADER, 0);
+        for (pfn, n) in runs {
+            out.extend_from_slice(&pfn.to_le_bytes());
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out.extend_from_slice(payload);
+        let data_crc = crc32(&out[start + CHUNK_HEADER..]);
+        let h = &mut out[start..start + CHUNK_HEADER];
+        h[..8].copy_from_slice(CHUNK_MAGIC);
+        put64(h, 8, index);
+        put32(h, 16, kind.code());
+        put32(h, 20, runs.len() as u32);
+        put32(h, 24, page_count as u32);
+        put32(h, 28, payload.len() as u32);
+        put32(h, 32, data_crc);
+        let hcrc = crc32(&h[..36]);
+        put32(h, 36, hcrc);
+        let padded = (out.len() - start).next_multiple_of(BLOCK);
+        out.resize(start + padded, 0);
+        data_crc
+    }
+}
+
+/// What a chunk header says, once checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkInfo {
+    /// Position in the image, from 0.
+    pub index: u64,
+    /// How its pages are stored.
+    pub compression: Compression,
+    /// Number of runs.
+    pub run_count: usize,
+    /// Number of pages.
+    pub page_count: usize,
+    /// Bytes of stored pages.
+    pub stored_len: usize,
+    /// CRC of runs and stored pages.
+    pub data_crc: u32,
+    /// Bytes the chunk takes on disk, padding included.
+    pub disk_len: usize,
+}
+
+/// Checks a chunk header (the first [`CHUNK_HEADER`] bytes of a chunk).
+pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Error> {
+    let what = || format!("chunk {expected_index}");
+    let bad = |field| Error::BadField { what: what(), field };
+    if b.len() < CHUNK_HEADER {
+        return Err(Error::Truncated { what: what() });
+    }
+    if &b[..8] != CHUNK_MAGIC {
+        return Err(Error::BadMagic { what: what() });
+    }
+    if crc32(&b[..36]) != u32_at(b, 36) {
+        return Err(Error::BadChecksum { what: format!("chunk {expected_index} header") });
+    }
+    if u64_at(b, 8) != expected_index {
+        return Err(bad("index"));
+    }
+    let compression = Compression::from_code(u32_at(b, 16)).ok_or(bad("compression"))?;
+    let run_count = u32_at(b, 20) as usize;
+    let page_count = u32_at(b, 24) as usize;
+    let stored_len = u32_at(b, 28) as usize;
+    if run_count == 0 || run_count > MAX_RUNS {
+        return Err(bad("run count"));
+    }
+    if page_count == 0 || page_count > MAX_CHUNK_PAGES {
+        return Err(bad("page count"));
+    }
+    if stored_len == 0 || stored_len > page_count * PAGE {
+        return Err(bad("stored length"));
+    }
+    if compression == Compression::None && stored_len != page_count * PAGE {
+        return Err(bad("stored length"));
+    }
+    let disk_len = (CHUNK_HEADER + run_count * 16 + stored_len).next_multiple_of(BLOCK);
+    Ok(ChunkInfo { index: expected_index, compression, run_count, page_count, stored_len, data_crc: u32_at(b, 32), disk_len })
+}
+
+/// Checks a whole chunk (`b` holds at least `info.disk_len` bytes) and
+/// decodes it: its runs into `runs`, its pages into `pages`.
+pub fn decode_chunk(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Result<(), Error> {
+    let what = || format!("chunk {}", info.index);
+    let body_end = CHUNK_HEADER + info.run_count * 16 + info.stored_len;
+    let body = b.get(CHUNK_HEADER..body_end).ok_or(Error::Truncated { what: what() })?;
+    if crc32(body) != info.data_crc {
+        return Err(Error::BadChecksum { what: what() });
+    }
+    runs.clear();
+    let mut total = 0u64;
+    let mut prev_end = 0u64;
+    for i in 0..info.run_count {
+        let (pfn, n) = (u64_at(body, i * 16), u64_at(body, i * 16 + 8));
+        let end = pfn.checked_add(n).ok_or(Error::BadField { what: what(), field: "run" })?;
+        if n == 0 || (i > 0 && pfn < prev_end) {
+            return Err(Error::BadField { what: what(), field: "run" });
+        }
+        prev_end = end;
+        total += n;
+        runs.push((pfn, n));
+    }
+    if total != info.page_count as u64 {
+        return Err(Error::BadField { what: what(), field: "runs (page total)" });
+    }
+    let stored = &body[info.run_count * 16..];
+    let raw_len = info.page_count * PAGE;
+    pages.clear();
+    match info.compression {
+        Compression::None => pages.extend_from_slice(stored),
+        Compression::Lz4 => {
+            pages.resize(raw_len, 0);
+            match lz4_flex::block::decompress_into(stored, pages) {
+                Ok(n) if n == raw_len => {}
+                _ => return Err(Error::Decompress { chunk: info.index }),
+            }
+        }
+        Compression::Deflate => {
+            let out = miniz_oxide::inflate::decompress_to_vec_with_limit(stored, raw_len)
+                .map_err(|_| Error::Decompress { chunk: info.index })?;
+            if out.len() != raw_len {
+                return Err(Error::Decompress { chunk: info.index });
+            }
+            *pages = out;
+        }
+    }
+    Ok(())
+}
+
+/// The running checksum chain over chunk data CRCs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Chain(Crc32);
+
+impl Chain {
+    /// Adds a chunk's data CRC.
+    pub fn add(&mut self, data_crc: u32) {
+        self.0.update(&data_crc.to_le_bytes());
+    }
+
+    /// The chain value.
+    pub fn value(&self) -> u32 {
+        self.0.finish()
+    }
+}
+
+/// Reads an image sequentially from any `Read` (a file or block device),
+/// checking everything it returns.
+pub struct Reader<R> {
+    input: R,
+    /// The header.
+    pub header: Header,
+    /// The state block.
+    pub state: StateBlock,
+    next_index: u64,
+    offset: u64,
+    chain: Chain,
+    buf: Vec<u8>,
+}
+
+/// I/O or format error while reading an image.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Reading failed.
+    Io(std::io::Error),
+    /// The image is malformed.
+    Format(Error),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "read error: {e}"),
+            ReadError::Format(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<Error> for ReadError {
+    fn from(e: Error) -> Self {
+        ReadError::Format(e)
+    }
+}
+
+fn read_full<R: std::io::Read>(r: &mut R, buf: &mut [u8], what: &str) -> Result<(), ReadError> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => ReadError::Format(Error::Truncated { what: what.to_string() }),
+        _ => ReadError::Io(e),
+    })
+}
+
+impl<R: std::io::Read> Reader<R> {
+    /// Reads and checks the header and state blocks. Any state is
+    /// accepted here; callers decide what they need.
+    pub fn open(mut input: R) -> Result<Self, ReadError> {
+        let mut blocks = vec![0u8; 2 * BLOCK];
+        read_full(&mut input, &mut blocks, "header")?;
+        let header = Header::decode(&blocks[..BLOCK])?;
+        let state = StateBlock::decode(&blocks[BLOCK..])?;
+        Ok(Reader { input, header, state, next_index: 0, offset: DATA_OFFSET, chain: Chain::default(), buf: Vec::new() })
+    }
+
+    /// Whether the state block commits this header.
+    pub fn header_committed(&self) -> bool {
+        let crc = self.header.encode().map(|b| Header::crc(&b)).unwrap_or(0);
+        crc == self.state.header_crc
+    }
+
+    /// The next chunk: its info, runs and pages. `None` after the last one
+    /// (as counted by the state block), after checking the checksum chain.
+    pub fn next_chunk(&mut self, runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Result<Option<ChunkInfo>, ReadError> {
+        if self.next_index == self.state.chunk_count {
+            if self.chain.value() != self.state.chain_crc {
+                return Err(Error::ChainMismatch.into());
+            }
+            if self.offset != self.state.data_end {
+                return Err(Error::BadField { what: "state".into(), field: "data end" }.into());
+            }
+            return Ok(None);
+        }
+        let what = format!("chunk {}", self.next_index);
+        self.buf.resize(BLOCK, 0);
+        read_full(&mut self.input, &mut self.buf[..BLOCK], &what)?;
+        let info = parse_chunk_header(&self.buf, self.next_index)?;
+        self.buf.resize(info.disk_len, 0);
+        read_full(&mut self.input, &mut self.buf[BLOCK..], &what)?;
+        decode_chunk(&self.buf, &info, runs, pages)?;
+        self.chain.add(info.data_crc);
+        self.next_index += 1;
+        self.offset += info.disk_len as u64;
+        Ok(Some(info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            compression: Some(Compression::Lz4),
+            created_unix: 1_800_000_000,
+            reentry: 0x7840f2,
+            region: (0x1c000000, 0x24000000),
+            backup: (0x1ce20000, 0xa0000),
+            ram_pages: 10,
+            zero_pages: 3,
+            free_pages: 2,
+            stored_pages: 5,
+            chunk_count: 2,
+            data_bytes: 8192,
+            kernel_release: "6.12.117".into(),
+            build_id: "abc123".into(),
+            ram: vec![(0, 0xa0000), (0x100000, 0x1c000000), (0x24000000, 0x3ffe0000)],
+        }
+    }
+
+    fn image(compression: Compression) -> (Vec<u8>, Vec<u8>) {
+        let mut enc = ChunkEncoder::new(compression);
+        let mut chunks = Vec::new();
+        let mut chain = Chain::default();
+        let text: Vec<u8> = b"kjump marker text ".iter().cycle().take(3 * PAGE).copied().collect();
+        let mut noise = vec![0u8; 2 * PAGE];
+        let mut x: u32 = 7;
+        for b in noise.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        chain.add(enc.encode(0, &[(0x100, 2), (0x200, 1)], &text, &mut chunks));
+        chain.add(enc.encode(1, &[(0x300, 2)], &noise, &mut chunks));
+        let h = header().encode().unwrap();
+        let state = StateBlock {
+            state: State::Committed,
+            header_crc: Header::crc(&h),
+            chain_crc: chain.value(),
+            chunk_count: 2,
+            data_end: DATA_OFFSET + chunks.len() as u64,
+            note: String::new(),
+        };
+        let mut img = Vec::new();
+        img.extend_from_slice(&h);
+        img.extend_from_slice(&state.encode());
+        img.extend_from_slice(&chunks);
+        let mut all = text;
+        all.extend_from_slice(&noise);
+        (img, all)
+    }
+
+    fn read_all(img: &[u8]) -> Result<(Vec<Run>, Vec<u8>), ReadError> {
+        let mut r = Reader::open(img)?;
+        let (mut runs, mut pages, mut all_runs, mut all_pages) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        while r.next_chunk(&mut runs, &mut pages)?.is_some() {
+            all_runs.extend_from_slice(&runs);
+            all_pages.extend_from_slice(&pages);
+        }
+        Ok((all_runs, all_pages))
+    }
+
+    #[test]
+    fn round_trip_each_compression() {
+        for c in [Compression::None, Compression::Lz4, Compression::Deflate] {
+            let (img, pages) = image(c);
+            let r = Reader::open(&img[..]).unwrap();
+            assert_eq!(r.header, header());
+            assert!(r.header_committed());
+            let (runs, got) = read_all(&img).unwrap();
+            assert_eq!(runs, [(0x100, 2), (0x200, 1), (0x300, 2)]);
+            assert_eq!(got, pages, "{c:?}");
+            if c != Compression::None {
+                assert!(img.len() < 2 * BLOCK + 5 * PAGE, "text compresses with {c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_flipped_byte_is_caught() {
+        let (img, _) = image(Compression::Lz4);
+        for at in (0..img.len()).step_by(7) {
+            let mut bad = img.clone();
+            bad[at] ^= 0x40;
+            let result = read_all(&bad);
+            // Padding bytes are not covered; everything else is.
+            let in_padding = {
+                let chunk_area = at >= DATA_OFFSET as usize;
+                chunk_area && bad[at] == 0x40 && img[at] == 0
+            };
+            if !in_padding {
+                assert!(result.is_err(), "flip at {at} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_names_the_part() {
+        let (img, _) = image(Compression::Lz4);
+        assert!(matches!(Reader::open(&img[..100]), Err(ReadError::Format(Error::Truncated { .. }))));
+        let cut = &img[..img.len() - 10];
+        match read_all(cut) {
+            Err(ReadError::Format(Error::Truncated { what })) => assert_eq!(what, "chunk 1"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hostile_chunk_headers() {
+        let mut enc = ChunkEncoder::new(Compression::None);
+        let mut c = Vec::new();
+        enc.encode(0, &[(1, 1)], &[5u8; PAGE], &mut c);
+        let reseal = |c: &mut Vec<u8>| {
+            let crc = crc32(&c[..36]);
+            c[36..40].copy_from_slice(&crc.to_le_bytes());
+        };
+        for (off, value, field) in [(20, 0u32, "run count"), (20, 100_000, "run count"), (24, 0, "page count"), (24, 1 << 30, "page count"), (28, 0, "stored length"), (28, u32::MAX, "stored length"), (16, 9, "compression")] {
+            let mut bad = c.clone();
+            bad[off..off + 4].copy_from_slice(&value.to_le_bytes());
+            reseal(&mut bad);
+            assert_eq!(parse_chunk_header(&bad, 0), Err(Error::BadField { what: "chunk 0".into(), field }));
+        }
+        assert_eq!(parse_chunk_header(&c, 1), Err(Error::BadField { what: "chunk 1".into(), field: "index" }));
+        let mut bad = c.clone();
+        bad[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
+        bad[48..56].copy_from_slice(&2u64.to_le_bytes());
+        let info = parse_chunk_header(&bad, 0).unwrap();
+        let crc = crc32(&bad[40..40 + 16 + PAGE]);
+        bad[32..36].copy_from_slice(&crc.to_le_bytes());
+        reseal(&mut bad);
+        let info = ChunkInfo { data_crc: crc, ..info };
+        assert!(decode_chunk(&bad, &info, &mut Vec::new(), &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn header_field_checks() {
+        let mut h = header();
+        h.stored_pages = 6;
+        let b = h.encode().unwrap();
+        assert_eq!(Header::decode(&b), Err(Error::BadField { what: "header".into(), field: "page counts" }));
+        let mut h = header();
+        h.ram = vec![(5, 5)];
+        assert_eq!(Header::decode(&h.encode().unwrap()), Err(Error::BadField { what: "header".into(), field: "ram range" }));
+        let mut b = header().encode().unwrap();
+        b[8] = 9;
+        let crc = crc32(&b[..BLOCK - 4]);
+        b[BLOCK - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Header::decode(&b), Err(Error::UnsupportedVersion { version: 9 }));
+        assert!(matches!(Header::decode(&[0u8; BLOCK]), Err(Error::BadMagic { .. })));
+    }
+}

@@ -1,0 +1,262 @@
+//! B's save mode: stream A's memory from `/proc/vmcore` into an image on
+//! the target, leaving out zero pages and A's free pages, and make it
+//! durable (data, flush, commit record, flush).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use crate::free_pages::{find_free_pages, FreePages};
+use crate::image::{Chain, ChunkEncoder, Compression, Header, Run, State, StateBlock, BLOCK, DATA_OFFSET, MAX_CHUNK_PAGES, PAGE};
+use crate::target::Target;
+use crate::vmcore::Vmcore;
+use crate::vmcoreinfo::{find_in_notes, VmcoreInfo};
+use crate::{say, Error};
+
+/// Where B mounts a target's filesystem.
+pub const MOUNT_POINT: &str = "/mnt";
+/// Bytes of `/proc/vmcore` read at a time.
+const WINDOW: usize = 4 << 20;
+/// Bytes of chunks gathered before one write.
+const WRITE_BATCH: usize = 8 << 20;
+
+/// What to save and where.
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    /// The target.
+    pub target: &'a Target,
+    /// Page compression.
+    pub compression: Compression,
+    /// How long to wait for the target device.
+    pub wait: Duration,
+    /// A's re-entry address.
+    pub reentry: u64,
+    /// The kjump region.
+    pub region: (u64, u64),
+    /// A's low-memory backup (address, length).
+    pub backup: (u64, u64),
+}
+
+/// What was saved.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Pages of A's RAM.
+    pub ram_pages: u64,
+    /// Left out as zero.
+    pub zero_pages: u64,
+    /// Left out as free.
+    pub free_pages: u64,
+    /// Written.
+    pub stored_pages: u64,
+    /// Bytes of the image on disk.
+    pub bytes_on_disk: u64,
+    /// Seconds from opening `/proc/vmcore` to the final flush.
+    pub seconds: f64,
+}
+
+impl Summary {
+    /// The one summary line B prints.
+    pub fn line(&self) -> String {
+        let mb = (self.ram_pages * PAGE as u64) as f64 / 1e6;
+        format!(
+            "summary: ram_pages={} zero_pages={} free_pages={} stored_pages={} bytes_on_disk={} seconds={:.1} mb_per_s={:.1}",
+            self.ram_pages,
+            self.zero_pages,
+            self.free_pages,
+            self.stored_pages,
+            self.bytes_on_disk,
+            self.seconds,
+            mb / self.seconds.max(0.001)
+        )
+    }
+}
+
+fn is_zero(page: &[u8]) -> bool {
+    let words = page.chunks_exact(8);
+    let rest = words.remainder();
+    words.map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([1; 8]))).all(|w| w == 0) && rest.iter().all(|&b| b == 0)
+}
+
+/// Opens where the image goes: the device itself, or a file on the ext4
+/// filesystem on it (mounted on [`MOUNT_POINT`]).
+fn open_target(req: &Request<'_>) -> Result<(File, String), Error> {
+    let dev = crate::target::wait_for(&req.target.device, req.wait, |m| say!("{m}"))?;
+    let Some(path) = &req.target.file else {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .open(&dev)
+            .map_err(|e| Error::io(format!("opening target {}", dev.display()), e))?;
+        return Ok((f, dev.display().to_string()));
+    };
+    let _ = rustix::fs::mkdir(MOUNT_POINT, rustix::fs::Mode::from_raw_mode(0o755));
+    rustix::mount::mount(dev.as_path(), MOUNT_POINT, "ext4", rustix::mount::MountFlags::empty(), None)
+        .map_err(|e| Error::sys(format!("mounting {} (ext4) on {MOUNT_POINT}", dev.display()), e))?;
+    let full = format!("{MOUNT_POINT}{path}");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create(true)
+        .truncate(true)
+        .open(&full)
+        .map_err(|e| Error::io(format!("creating the image file {path} on {}", dev.display()), e))?;
+    Ok((f, format!("{}:{path}", dev.display())))
+}
+
+fn write_at(f: &File, data: &[u8], offset: u64, what: &str) -> Result<(), Error> {
+    f.write_all_at(data, offset).map_err(|e| Error::io(format!("writing {what} at byte {offset}"), e))
+}
+
+fn flush(f: &File) -> Result<(), Error> {
+    f.sync_all().map_err(|e| Error::io("flushing the target", e))
+}
+
+/// Prints progress about once a second.
+struct Progress {
+    start: Instant,
+    last: Instant,
+    total: u64,
+}
+
+impl Progress {
+    fn tick(&mut self, done: u64) {
+        if self.last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64().max(0.001);
+        let rate = done as f64 / secs;
+        let left = (self.total.saturating_sub(done)) as f64 / rate.max(1.0);
+        say!("saving {:3}%  {:6.1} MB/s  {:.0} s left", done * 100 / self.total.max(1), rate / 1e6, left);
+    }
+}
+
+/// Saves A's memory. On success the image is committed and flushed.
+pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
+    let start = Instant::now();
+    let vmcore = Vmcore::open("/proc/vmcore")?;
+    let info = VmcoreInfo::parse(&find_in_notes(&vmcore.notes).unwrap_or_default());
+    let ram: Vec<(u64, u64)> = vmcore.layout.segments.iter().map(|s| (s.paddr, s.paddr + s.size)).collect();
+    let pfns: Vec<(u64, u64)> = ram.iter().map(|&(s, e)| (s / PAGE as u64, e.div_ceil(PAGE as u64))).collect();
+    let free: Option<FreePages> = match find_free_pages(&info, &vmcore, &pfns) {
+        Ok(f) => {
+            say!("found {} free pages of A ({} pages unknown)", f.count(), f.unknown());
+            Some(f)
+        }
+        Err(e) => {
+            say!("cannot find A's free pages ({e}); saving every non-zero page");
+            None
+        }
+    };
+    let (file, name) = open_target(req)?;
+    say!("writing the image to {name}");
+    let mut header = Header {
+        compression: Some(req.compression),
+        created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        reentry: req.reentry,
+        region: req.region,
+        backup: req.backup,
+        kernel_release: info.osrelease().unwrap_or("").to_string(),
+        build_id: info.build_id().unwrap_or("").to_string(),
+        ram: ram.clone(),
+        ..Header::default()
+    };
+    let mut blocks = vec![0u8; 2 * BLOCK];
+    let h = header.encode()?;
+    blocks[..BLOCK].copy_from_slice(&h);
+    let writing = StateBlock { state: State::Writing, header_crc: Header::crc(&h), chain_crc: 0, chunk_count: 0, data_end: DATA_OFFSET, note: String::new() };
+    blocks[BLOCK..].copy_from_slice(&writing.encode());
+    write_at(&file, &blocks, 0, "the header")?;
+    flush(&file)?;
+
+    let total = vmcore.total_bytes();
+    let mut progress = Progress { start, last: Instant::now(), total };
+    let mut encoder = ChunkEncoder::new(req.compression);
+    let mut chain = Chain::default();
+    let mut out: Vec<u8> = Vec::with_capacity(WRITE_BATCH + 2 * (MAX_CHUNK_PAGES * PAGE + BLOCK));
+    let mut pos = DATA_OFFSET;
+    let mut runs: Vec<Run> = Vec::with_capacity(MAX_CHUNK_PAGES);
+    let mut pages: Vec<u8> = Vec::with_capacity(MAX_CHUNK_PAGES * PAGE);
+    let mut window = vec![0u8; WINDOW];
+    let mut done = 0u64;
+    let mut s = Summary::default();
+
+    let mut emit = |runs: &mut Vec<Run>, pages: &mut Vec<u8>, out: &mut Vec<u8>, pos: &mut u64, header: &mut Header, chain: &mut Chain, force: bool| -> Result<(), Error> {
+        if !pages.is_empty() && (force || pages.len() == MAX_CHUNK_PAGES * PAGE) {
+            chain.add(encoder.encode(header.chunk_count, runs, pages, out));
+            header.chunk_count += 1;
+            runs.clear();
+            pages.clear();
+        }
+        if !out.is_empty() && (force || out.len() >= WRITE_BATCH) {
+            write_at(&file, out, *pos, "image data")?;
+            *pos += out.len() as u64;
+            out.clear();
+        }
+        Ok(())
+    };
+
+    for seg in &vmcore.layout.segments {
+        let mut off = 0u64;
+        while off < seg.size {
+            let n = ((seg.size - off) as usize).min(WINDOW);
+            let buf = &mut window[..n.next_multiple_of(PAGE)];
+            buf.fill(0);
+            vmcore.read_at(seg.offset + off, &mut buf[..n]).map_err(|e| Error::io(format!("reading A's memory at {:#x}", seg.paddr + off), e))?;
+            for (i, page) in buf.chunks_exact(PAGE).enumerate() {
+                let pfn = (seg.paddr + off) / PAGE as u64 + i as u64;
+                s.ram_pages += 1;
+                if free.as_ref().is_some_and(|f| f.is_free(pfn)) {
+                    s.free_pages += 1;
+                } else if is_zero(page) {
+                    s.zero_pages += 1;
+                } else {
+                    s.stored_pages += 1;
+                    match runs.last_mut() {
+                        Some((first, count)) if *first + *count == pfn => *count += 1,
+                        _ => runs.push((pfn, 1)),
+                    }
+                    pages.extend_from_slice(page);
+                    emit(&mut runs, &mut pages, &mut out, &mut pos, &mut header, &mut chain, false)?;
+                }
+            }
+            off += n as u64;
+            done += n as u64;
+            progress.tick(done);
+        }
+    }
+    emit(&mut runs, &mut pages, &mut out, &mut pos, &mut header, &mut chain, true)?;
+    flush(&file)?;
+
+    header.ram_pages = s.ram_pages;
+    header.zero_pages = s.zero_pages;
+    header.free_pages = s.free_pages;
+    header.stored_pages = s.stored_pages;
+    header.data_bytes = pos - DATA_OFFSET;
+    let h = header.encode()?;
+    let committed = StateBlock { state: State::Committed, header_crc: Header::crc(&h), chain_crc: chain.value(), chunk_count: header.chunk_count, data_end: pos, note: String::new() };
+    blocks[..BLOCK].copy_from_slice(&h);
+    blocks[BLOCK..].copy_from_slice(&committed.encode());
+    write_at(&file, &blocks, 0, "the commit record")?;
+    flush(&file)?;
+    drop(file);
+    if req.target.file.is_some() {
+        rustix::fs::sync();
+        rustix::mount::unmount(MOUNT_POINT, rustix::mount::UnmountFlags::empty())
+            .map_err(|e| Error::sys(format!("unmounting {MOUNT_POINT}"), e))?;
+    }
+    s.bytes_on_disk = pos;
+    s.seconds = start.elapsed().as_secs_f64();
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zero_pages() {
+        assert!(super::is_zero(&[0u8; 4096]));
+        let mut p = [0u8; 4096];
+        p[4095] = 1;
+        assert!(!super::is_zero(&p));
+    }
+}
