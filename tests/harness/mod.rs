@@ -90,7 +90,8 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        // Kept when a test fails, or when KJUMP_KEEP_LOGS is set.
+        if !std::thread::panicking() && std::env::var_os("KJUMP_KEEP_LOGS").is_none() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
