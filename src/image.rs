@@ -229,6 +229,8 @@ pub struct Header {
     pub build_id: String,
     /// A's RAM as physical `[start, end)` ranges (the PT_LOADs of `/proc/vmcore`).
     pub ram: Vec<(u64, u64)>,
+    /// Physical address of A's mailbox page (where D reports the resume), or 0.
+    pub mailbox: u64,
 }
 
 impl Header {
@@ -262,6 +264,7 @@ impl Header {
             put64(&mut b, 256 + i * 16, *s);
             put64(&mut b, 264 + i * 16, *e);
         }
+        put64(&mut b, 1280, self.mailbox);
         let crc = crc32(&b[..BLOCK - 4]);
         put32(&mut b, BLOCK - 4, crc);
         Ok(b)
@@ -323,6 +326,7 @@ impl Header {
             kernel_release: text_at(b, 128, 64),
             build_id: text_at(b, 192, 64),
             ram,
+            mailbox: u64_at(b, 1280),
         };
         if h.region.1 <= h.region.0 {
             return Err(bad("region"));
@@ -399,6 +403,15 @@ impl StateBlock {
             note: text_at(b, 40, 256),
         })
     }
+}
+
+/// Rewrites the state block of an image in `file` (for the restore side:
+/// consumed or bad) and flushes it.
+pub fn set_state(file: &std::fs::File, old: &StateBlock, state: State, note: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let new = StateBlock { state, note: note.to_string(), ..old.clone() };
+    file.write_all_at(&new.encode(), STATE_OFFSET)?;
+    file.sync_all()
 }
 
 /// A run of consecutive page frames: `(first_pfn, count)`.
@@ -700,6 +713,7 @@ mod tests {
             kernel_release: "6.12.117".into(),
             build_id: "abc123".into(),
             ram: vec![(0, 0xa0000), (0x100000, 0x1c000000), (0x24000000, 0x3ffe0000)],
+            mailbox: 0x1234000,
         }
     }
 

@@ -32,6 +32,7 @@ pub mod memmap;
 pub mod pagetable;
 pub mod pid1;
 pub mod purgatory;
+pub mod restore;
 pub mod save;
 pub mod target;
 pub mod units;

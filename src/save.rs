@@ -35,6 +35,8 @@ pub struct Request<'a> {
     pub region: (u64, u64),
     /// A's low-memory backup (address, length).
     pub backup: (u64, u64),
+    /// A's mailbox page, for D to report the resume (0: none).
+    pub mailbox: u64,
 }
 
 /// What was saved.
@@ -78,10 +80,10 @@ fn is_zero(page: &[u8]) -> bool {
 }
 
 /// Opens where the image goes: the device itself, or a file on the ext4
-/// filesystem on it (mounted on [`MOUNT_POINT`]).
-fn open_target(req: &Request<'_>) -> Result<(File, String), Error> {
-    let dev = crate::target::wait_for(&req.target.device, req.wait, |m| say!("{m}"))?;
-    let Some(path) = &req.target.file else {
+/// filesystem on it (mounted on [`MOUNT_POINT`]), created when `create`.
+fn open_target(target: &Target, wait: Duration, create: bool) -> Result<(File, String), Error> {
+    let dev = crate::target::wait_for(&target.device, wait, |m| say!("{m}"))?;
+    let Some(path) = &target.file else {
         let f = std::fs::OpenOptions::new()
             .write(true)
             .read(true)
@@ -96,11 +98,26 @@ fn open_target(req: &Request<'_>) -> Result<(File, String), Error> {
     let f = std::fs::OpenOptions::new()
         .write(true)
         .read(true)
-        .create(true)
-        .truncate(true)
+        .create(create)
+        .truncate(create)
         .open(&full)
-        .map_err(|e| Error::io(format!("creating the image file {path} on {}", dev.display()), e))?;
+        .map_err(|e| Error::io(format!("opening the image file {path} on {}", dev.display()), e))?;
     Ok((f, format!("{}:{path}", dev.display())))
+}
+
+/// Opens an existing image on `target` for reading and updating its state.
+pub fn open_existing(target: &Target, wait: Duration) -> Result<(File, String), Error> {
+    open_target(target, wait, false)
+}
+
+/// Unmounts [`MOUNT_POINT`] if `target` is a file on a filesystem.
+pub fn close_target(target: &Target) -> Result<(), Error> {
+    if target.file.is_some() {
+        rustix::fs::sync();
+        rustix::mount::unmount(MOUNT_POINT, rustix::mount::UnmountFlags::empty())
+            .map_err(|e| Error::sys(format!("unmounting {MOUNT_POINT}"), e))?;
+    }
+    Ok(())
 }
 
 fn write_at(f: &File, data: &[u8], offset: u64, what: &str) -> Result<(), Error> {
@@ -148,7 +165,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
             None
         }
     };
-    let (file, name) = open_target(req)?;
+    let (file, name) = open_target(req.target, req.wait, true)?;
     say!("writing the image to {name}");
     let mut header = Header {
         compression: Some(req.compression),
@@ -159,6 +176,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         kernel_release: info.osrelease().unwrap_or("").to_string(),
         build_id: info.build_id().unwrap_or("").to_string(),
         ram: ram.clone(),
+        mailbox: req.mailbox,
         ..Header::default()
     };
     let mut blocks = vec![0u8; 2 * BLOCK];
@@ -240,11 +258,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     write_at(&file, &blocks, 0, "the commit record")?;
     flush(&file)?;
     drop(file);
-    if req.target.file.is_some() {
-        rustix::fs::sync();
-        rustix::mount::unmount(MOUNT_POINT, rustix::mount::UnmountFlags::empty())
-            .map_err(|e| Error::sys(format!("unmounting {MOUNT_POINT}"), e))?;
-    }
+    close_target(req.target)?;
     s.bytes_on_disk = pos;
     s.seconds = start.elapsed().as_secs_f64();
     Ok(s)

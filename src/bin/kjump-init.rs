@@ -11,6 +11,8 @@ use kjump::cmdline::{self, After, Mode, Params};
 use kjump::devmem::DevMem;
 use kjump::image::Compression;
 use kjump::mailbox::{self, Report};
+use kjump::image::State;
+use kjump::restore::{self, Failure};
 use kjump::{jump, pid1, save, say, target, Error};
 
 fn main() {
@@ -29,7 +31,7 @@ fn run() -> Result<Infallible, Error> {
     match params.mode {
         Some(Mode::Roundtrip) => roundtrip(&params),
         Some(Mode::Save) => save_mode(&params),
-        Some(Mode::Restore) => Err(Error::Msg("kjump.mode=restore is not in this version of kjump-init".into())),
+        Some(Mode::Restore) => restore_mode(&params),
         None => Err(Error::Msg("no kjump.mode= on the kernel command line: this initramfs is for kjump's hibernation kernel".into())),
     }
 }
@@ -124,6 +126,59 @@ fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
         reentry: jb.entry,
         region,
         backup: (jb.backup, jb.backup_size),
+        mailbox: p.mailbox.unwrap_or(0),
     };
     save::save(&req)
+}
+
+/// `kjump resume`: write A's memory back from the image and jump into A.
+/// Any doubt means a reboot into a normal boot, never a half-restored A.
+fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
+    say!("mode restore");
+    let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
+    let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
+    let region = p.region.ok_or_else(|| Error::Msg("no kjump.region= on the command line".into()))?;
+    let req = restore::Request { target: &target, wait: Duration::from_secs(p.wait_secs.unwrap_or(10)), region };
+    let mem = DevMem::open()?;
+    let img = match restore::open(&req) {
+        Ok(img) => img,
+        Err(f) => give_up(f, None),
+    };
+    let h = &img.header;
+    say!("image on {}: A's kernel {}, {} pages stored of {}", img.name, h.kernel_release, h.stored_pages, h.ram_pages);
+    if let Err(f) = restore::restore(&mem, &img, region) {
+        give_up(f, Some(&img));
+    }
+    if h.mailbox != 0 {
+        let report = Report { ok: true, text: format!("resumed from the image on {}", img.name) };
+        if let Err(e) = mailbox::post(&mem, h.mailbox, &report) {
+            say!("could not leave a report for A: {e}");
+        }
+    }
+    if let Err(e) = jump::load_jump_back(&mem, h.reentry) {
+        give_up(Failure { error: e, image_at_fault: false }, None);
+    }
+    if let Err(e) = restore::mark(&img, State::Consumed, "resumed") {
+        give_up(Failure { error: e, image_at_fault: false }, None);
+    }
+    let _ = save::close_target(&target);
+    say!("image marked consumed; jumping into A at {:#x}", h.reentry);
+    jump::jump_to_loaded()?;
+    Err(Error::Msg("the jump into A returned to D".into()))
+}
+
+/// Reports why D stops, marks the image bad when it is to blame, and
+/// reboots into a normal boot.
+fn give_up(f: Failure, img: Option<&restore::Opened>) -> ! {
+    say!("error: {}", f.error);
+    if let (true, Some(img)) = (f.image_at_fault, img) {
+        match restore::mark(img, State::Bad, &f.error.to_string()) {
+            Ok(()) => say!("marked the image bad; 'kjump image verify' shows where"),
+            Err(e) => say!("could not mark the image bad: {e}"),
+        }
+    } else {
+        say!("the image is left as it was");
+    }
+    say!("not resuming: rebooting into a normal boot");
+    pid1::reboot()
 }

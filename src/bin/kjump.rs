@@ -18,6 +18,10 @@ kjump — hibernation for Linux built on kexec jump
 Usage:
   kjump hibernate [OPTIONS]        save this system's memory to the target and power off
                                    (or --after reboot|resume); returns when A comes back
+  kjump resume [--check] [OPTIONS]
+                                   at boot, before A's filesystems are mounted read-write:
+                                   resume from a committed image on the target, or say
+                                   in one line why not and exit 1 (boot goes on)
   kjump check [--jump] [OPTIONS]   say whether this machine can hibernate with kjump;
                                    --jump also does a live round trip A -> B -> A
   kjump image info FILE|DEVICE     show an image's header and state
@@ -63,7 +67,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
     let mut f = Flags::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        if a == "--jump" {
+        if a == "--jump" || a == "--check" {
             f.jump = true;
         } else if let Some(name) = a.strip_prefix("--") {
             let (name, inline) = match name.split_once('=') {
@@ -88,6 +92,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
 }
 
 /// Settings after merging defaults, the config file and flags.
+#[derive(Clone)]
 struct Settings {
     kernel: String,
     initrd: String,
@@ -153,6 +158,7 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "check" => settings(&flags).and_then(|s| cmd_check(&s, flags.jump)),
         "hibernate" => settings(&flags).and_then(|s| cmd_hibernate(&s)),
+        "resume" => settings(&flags).and_then(|s| cmd_resume(&s, flags.jump)),
         "initramfs" => cmd_initramfs(&flags),
         "image" => match flags.positional.as_slice() {
             [sub, path] if sub == "info" => cmd_image(path, false),
@@ -278,6 +284,72 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
             away.as_secs_f64()
         ))),
     }
+}
+
+/// Reads the header and state of the image on `tgt` (mounting its
+/// filesystem read-only when it is a file).
+fn read_image_head(tgt: &target::Target, dev: &std::path::Path) -> Result<(kjump::image::Header, kjump::image::StateBlock, bool), Error> {
+    let read = |path: &std::path::Path| -> Result<_, Error> {
+        let f = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let r = Reader::open(f).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+        let committed = r.header_committed();
+        Ok((r.header, r.state, committed))
+    };
+    let Some(file) = &tgt.file else { return read(dev) };
+    let dir = std::env::temp_dir().join(format!("kjump-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    rustix::mount::mount(dev, &dir, "ext4", rustix::mount::MountFlags::RDONLY, None)
+        .map_err(|e| Error::sys(format!("mounting {} read-only", dev.display()), e))?;
+    let result = read(&dir.join(file.trim_start_matches('/')));
+    let _ = rustix::mount::unmount(&dir, rustix::mount::UnmountFlags::empty());
+    let _ = std::fs::remove_dir(&dir);
+    result
+}
+
+fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
+    let text = s.target.as_deref().ok_or_else(|| Error::Msg("resume: no target; pass --target or set target= in /etc/kjump.conf".into()))?;
+    let tgt = target::parse(text).map_err(|e| Error::Msg(format!("resume: target {text}: {e}")))?;
+    let no = |why: String| Error::Msg(format!("resume: not resuming: {why}"));
+    let dev = target::resolve(&tgt.device)?.ok_or_else(|| no(format!("target {text} is not here")))?;
+    let (h, state, committed) = read_image_head(&tgt, &dev).map_err(|e| no(format!("no image on {tgt}: {e}")))?;
+    if state.state != State::Committed {
+        return Err(no(format!("the image on {tgt} is {}", state.state.name())));
+    }
+    if !committed {
+        return Err(no(format!("the image on {tgt} is damaged: its state block commits a different header")));
+    }
+    // The image must come from this machine: same RAM, same region.
+    let map = MemoryMap::read()?;
+    let size = h.region.1 - h.region.0;
+    let region = map.choose_region(size)?;
+    if (region.start, region.end) != h.region {
+        return Err(no(format!(
+            "the image was made with the kjump region {:#x}-{:#x}; this machine's is {:#x}-{:#x} (different RAM?)",
+            h.region.0, h.region.1, region.start, region.end
+        )));
+    }
+    let expected: Vec<(u64, u64)> = kjump::layout::vmcore_loads(&map, region, 0, map.low_memory_end())
+        .iter()
+        .map(|l| (l.paddr, l.paddr + l.size))
+        .collect();
+    if expected != h.ram || h.backup.1 != map.low_memory_end() {
+        return Err(no(format!("the image's RAM map differs from this machine's ({} vs {} of RAM)",
+            human_size(h.ram.iter().map(|r| r.1 - r.0).sum()), human_size(expected.iter().map(|r| r.1 - r.0).sum()))));
+    }
+    println!(
+        "kjump resume: committed image on {tgt}: A's kernel {}, {} stored; {}",
+        h.kernel_release,
+        human_size(h.data_bytes),
+        if check_only { "would resume" } else { "resuming" }
+    );
+    if check_only {
+        return Ok(());
+    }
+    let s = Settings { region_size: size, ..s.clone() };
+    let mode = format!("kjump.mode=restore kjump.target={tgt} kjump.wait={}", s.wait);
+    jump::load_hibernation_kernel(&hibernation_kernel(&s, &mode)?)?;
+    jump::jump_to_loaded()?;
+    Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()))
 }
 
 fn cmd_initramfs(flags: &Flags) -> Result<(), Error> {

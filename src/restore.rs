@@ -1,0 +1,188 @@
+//! D's restore mode: write every page of the image back into A's physical
+//! memory, A's low memory last, mark the image consumed, and let the
+//! caller jump into A.
+//!
+//! Every chunk's checksums are checked before any of its pages is written;
+//! pages of A's RAM that the image does not store (zero or free in A) are
+//! written as zeros. Nothing is written inside the kjump region, where D
+//! itself runs.
+
+use std::fs::File;
+use std::time::{Duration, Instant};
+
+use crate::devmem::DevMem;
+use crate::image::{self, Header, ReadError, Reader, State, PAGE};
+use crate::target::Target;
+use crate::{say, Error};
+
+/// What to restore from.
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    /// Where the image is.
+    pub target: &'a Target,
+    /// How long to wait for the target device.
+    pub wait: Duration,
+    /// The region D runs in (from its command line).
+    pub region: (u64, u64),
+}
+
+/// Why a restore stopped, and whether the image is to blame.
+#[derive(Debug)]
+pub struct Failure {
+    /// What went wrong.
+    pub error: Error,
+    /// The image itself is damaged (mark it bad) rather than unreachable.
+    pub image_at_fault: bool,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure { error, image_at_fault: false }
+    }
+}
+
+/// An image opened for restoring, with the file kept for the state update.
+pub struct Opened {
+    file: File,
+    /// The image's header.
+    pub header: Header,
+    state: image::StateBlock,
+    /// Where it is, for messages.
+    pub name: String,
+}
+
+/// Opens the image on the target (mounting its filesystem read-write when
+/// it is a file) and checks that it can be resumed here.
+pub fn open(req: &Request<'_>) -> Result<Opened, Failure> {
+    let (file, name) = crate::save::open_existing(req.target, req.wait)?;
+    let reader = Reader::open(&file).map_err(|e| fault(e, &name))?;
+    if reader.state.state != State::Committed {
+        return Err(Error::Msg(format!("{name}: the image is {}, not resumable", reader.state.state.name())).into());
+    }
+    if !reader.header_committed() {
+        return Err(Failure { error: Error::Msg(format!("{name}: the state block commits a different header")), image_at_fault: true });
+    }
+    if reader.header.region != req.region {
+        return Err(Error::Msg(format!(
+            "{name}: the image was made with the kjump region {:#x}-{:#x}, this kernel runs in {:#x}-{:#x}",
+            reader.header.region.0, reader.header.region.1, req.region.0, req.region.1
+        ))
+        .into());
+    }
+    let (header, state) = (reader.header.clone(), reader.state.clone());
+    Ok(Opened { file, header, state, name })
+}
+
+fn fault(e: ReadError, name: &str) -> Failure {
+    let image_at_fault = matches!(e, ReadError::Format(_));
+    Failure { error: Error::Msg(format!("{name}: {e}")), image_at_fault }
+}
+
+/// Writes `len` bytes of zeros or `data` at physical `addr`, in windows.
+fn write_phys(mem: &DevMem, addr: u64, len: u64, data: Option<&[u8]>) -> Result<(), Error> {
+    const STEP: u64 = 32 << 20;
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(STEP);
+        let mut w = mem.map(addr + done, n as usize)?;
+        match data {
+            Some(d) => w.bytes_mut().copy_from_slice(&d[done as usize..(done + n) as usize]),
+            None => w.bytes_mut().fill(0),
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Writes A's memory from the image. A's low memory (below the end of the
+/// first RAM range that starts at 0) is gathered in a buffer and written
+/// last, since D's own real-mode code lives there until the jump.
+pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Failure> {
+    let start = Instant::now();
+    let h = &img.header;
+    let low_end = h.backup.1;
+    let mut low = vec![0u8; low_end as usize];
+    for &(s, e) in &h.ram {
+        if s < region.1 && e > region.0 {
+            return Err(Failure { error: Error::Msg(format!("{}: RAM range {s:#x}-{e:#x} overlaps the kjump region", img.name)), image_at_fault: true });
+        }
+    }
+    // Pages are written in address order; `cursor` is the next physical
+    // byte not yet written, and everything of A's RAM below it is done.
+    let mut ranges = h.ram.iter().copied().peekable();
+    let mut cursor = 0u64;
+    let mut zero_until = |target: u64, cursor: &mut u64, low: &mut [u8]| -> Result<(), Error> {
+        while let Some(&(s, e)) = ranges.peek() {
+            let from = (*cursor).max(s);
+            let to = e.min(target);
+            if from < to {
+                if from < low_end {
+                    low[from as usize..to.min(low_end) as usize].fill(0);
+                }
+                if to > low_end {
+                    let f = from.max(low_end);
+                    write_phys(mem, f, to - f, None)?;
+                }
+            }
+            if e <= target {
+                ranges.next();
+                *cursor = (*cursor).max(e);
+            } else {
+                *cursor = target.max(*cursor);
+                break;
+            }
+        }
+        Ok(())
+    };
+    let mut file = &img.file;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(|e| Error::io(format!("reading {}", img.name), e))?;
+    let mut reader = Reader::open(std::io::BufReader::with_capacity(8 << 20, file)).map_err(|e| fault(e, &img.name))?;
+    let (mut runs, mut pages) = (Vec::new(), Vec::new());
+    let total = h.stored_pages.max(1);
+    let (mut written, mut last) = (0u64, Instant::now());
+    while let Some(info) = reader.next_chunk(&mut runs, &mut pages).map_err(|e| fault(e, &img.name))? {
+        let mut at = 0usize;
+        for &(pfn, n) in &runs {
+            let addr = pfn * PAGE as u64;
+            let len = n * PAGE as u64;
+            if !h.ram.iter().any(|&(s, e)| addr >= s && addr + len <= e) {
+                return Err(Failure { error: Error::Msg(format!("{}: chunk {} stores pages outside A's RAM ({addr:#x})", img.name, info.index)), image_at_fault: true });
+            }
+            if addr < cursor {
+                return Err(Failure { error: Error::Msg(format!("{}: pages out of order at {addr:#x}", img.name)), image_at_fault: true });
+            }
+            zero_until(addr, &mut cursor, &mut low)?;
+            let data = &pages[at..at + len as usize];
+            if addr < low_end {
+                let n_low = (low_end.min(addr + len) - addr) as usize;
+                low[addr as usize..addr as usize + n_low].copy_from_slice(&data[..n_low]);
+                if (n_low as u64) < len {
+                    write_phys(mem, low_end, len - n_low as u64, Some(&data[n_low..]))?;
+                }
+            } else {
+                write_phys(mem, addr, len, Some(data))?;
+            }
+            cursor = addr + len;
+            at += len as usize;
+            written += n;
+        }
+        if last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            let secs = start.elapsed().as_secs_f64().max(0.001);
+            let rate = (written * PAGE as u64) as f64 / secs;
+            let left = (total.saturating_sub(written) * PAGE as u64) as f64 / rate.max(1.0);
+            say!("restoring {:3}%  {:6.1} MB/s  {:.0} s left", written * 100 / total, rate / 1e6, left);
+        }
+    }
+    zero_until(u64::MAX, &mut cursor, &mut low)?;
+    say!("restored {} pages of A's memory in {:.1} s; writing A's low memory last", written, start.elapsed().as_secs_f64());
+    if low_end > 0 {
+        write_phys(mem, 0, low_end, Some(&low))?;
+    }
+    Ok(written)
+}
+
+/// Marks the image consumed (after a successful restore) and flushes it.
+pub fn mark(img: &Opened, state: State, note: &str) -> Result<(), Error> {
+    image::set_state(&img.file, &img.state, state, note).map_err(|e| Error::io(format!("updating the state of {}", img.name), e))
+}
