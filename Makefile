@@ -24,7 +24,7 @@ initramfs: build
 
 # Unit tests, then the QEMU boot tests (at most two guests at once).
 test: deps
-	kernel=$$(scripts/kernel.sh) && KJUMP_KERNEL=$$kernel cargo test --release -- --test-threads=2
+	kernel=$$(scripts/kernel.sh) && KJUMP_KERNEL=$$kernel cargo test --release --no-fail-fast -- --test-threads=2
 
 unit: deps
 	cargo test --release --lib --bins

@@ -100,3 +100,102 @@ fn hibernate_power_off_resume_then_boot_normally() {
     again.expect_in_order(&["C: booting, trying kjump resume", "resume: not resuming: the image on /dev/vda is consumed", "C: normal boot (kjump resume exited 1)"]);
     again.wait_exit();
 }
+
+/// A committed image made once for the fault tests: (target, data) disks.
+fn golden() -> &'static (PathBuf, PathBuf) {
+    static GOLDEN: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    GOLDEN.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kjump-golden");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = sparse_disk(&dir, "target.img", 1200);
+        let data = sparse_disk(&dir, "data.img", 64);
+        assert!(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&data).status().unwrap().success());
+        let mut a = boot("faults-a", &[target.clone(), data.clone()], "");
+        a.expect_in_order(&["A: workload ready", "kjump-init: image committed; powering off"]);
+        a.wait_exit();
+        (target, data)
+    })
+}
+
+/// Sparse copies of the golden disks in `dir`.
+fn copies(dir: &TempDir) -> Vec<PathBuf> {
+    let (t, d) = golden();
+    [t, d]
+        .iter()
+        .map(|src| {
+            let dst = dir.0.join(src.file_name().unwrap());
+            assert!(Command::new("cp").arg("--sparse=always").arg(src).arg(&dst).status().unwrap().success());
+            dst
+        })
+        .collect()
+}
+
+#[test]
+fn power_cut_while_d_writes_then_resume_succeeds() {
+    let dir = TempDir::new("powercut");
+    let disks = copies(&dir);
+    let mut c = boot("powercut-c", &disks, "kjump_boot=c");
+    c.expect_in_order(&["kjump-init: mode restore", "kjump-init: restoring "]);
+    c.kill(); // the power cut
+    let mut again = boot("powercut-again", &disks, "kjump_boot=c");
+    again.expect_in_order(&["kjump resume: committed image on /dev/vda", "kjump-init: image marked consumed", "A: kjump exited 0", "A: workload intact", "A: unmounted /data"]);
+    again.wait_exit();
+}
+
+#[test]
+fn flipped_byte_makes_d_refuse_and_verify_name_the_chunk() {
+    use kjump::image::{parse_chunk_header, CHUNK_HEADER, DATA_OFFSET};
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let dir = TempDir::new("flip");
+    let disks = copies(&dir);
+    // Flip one byte in the pages of chunk 5.
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&disks[0]).unwrap();
+    let mut at = DATA_OFFSET;
+    let mut head = vec![0u8; 4096];
+    for index in 0..=5 {
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.read_exact(&mut head).unwrap();
+        let info = parse_chunk_header(&head, index).unwrap();
+        if index == 5 {
+            let byte = at + (CHUNK_HEADER + info.run_count * 16 + 100) as u64;
+            let mut b = [0u8];
+            f.seek(SeekFrom::Start(byte)).unwrap();
+            f.read_exact(&mut b).unwrap();
+            f.seek(SeekFrom::Start(byte)).unwrap();
+            f.write_all(&[b[0] ^ 0x01]).unwrap();
+        }
+        at += info.disk_len as u64;
+    }
+    drop(f);
+    let mut c = boot("flip-c", &disks, "kjump_boot=c");
+    c.expect_in_order(&[
+        "kjump-init: mode restore",
+        "kjump-init: error: /dev/vda: chunk 5: checksum mismatch",
+        "kjump-init: marked the image bad",
+        "kjump-init: not resuming: rebooting into a normal boot",
+    ]);
+    c.wait_exit();
+    c.expect_absent("jumping into A");
+    let out = Command::new(env!("CARGO_BIN_EXE_kjump")).args(["image", "verify"]).arg(&disks[0]).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("chunk 5: checksum mismatch"), "{text}");
+    assert!(text.contains("bad (a restore found it damaged)"), "{text}");
+    // The next boot is a normal one.
+    let mut again = boot("flip-again", &disks, "kjump_boot=c");
+    again.expect_in_order(&["resume: not resuming: the image on /dev/vda is bad", "C: normal boot (kjump resume exited 1)"]);
+    again.wait_exit();
+}
+
+#[test]
+fn image_from_a_different_memory_size_is_refused_before_d() {
+    let dir = TempDir::new("othermem");
+    let disks = copies(&dir);
+    let p = paths();
+    let initrd = a_initramfs(&p, SCRIPT);
+    let mut c = Vm::start(&p, VmConfig { name: "othermem-c", memory_mib: 1536, cpus: 2, initrd, append: "kjump_boot=c", echo: false, disks });
+    c.expect_in_order(&["C: booting, trying kjump resume", "resume: not resuming: the image was made with the kjump region", "C: normal boot (kjump resume exited 1)"]);
+    c.wait_exit();
+    c.expect_absent("kjump-init: mode restore");
+}

@@ -107,11 +107,14 @@ struct Settings {
 fn settings(flags: &Flags) -> Result<Settings, Error> {
     let config = Config::load(flags.get("config").unwrap_or(kjump::config::DEFAULT_PATH))?;
     let get = |k: &str| flags.get(k).or_else(|| config.get(k));
+    let config_path = flags.get("config").unwrap_or(kjump::config::DEFAULT_PATH);
+    // Names a setting the way the user gave it: a flag, or a line of the file.
+    let name = |k: &str| if flags.get(k).is_some() { format!("--{k}") } else { format!("{k}= in {config_path}") };
     let region_size = match get("region-size") {
         None => 128 * MIB,
         Some(v) => parse_size(v)
             .filter(|&s| s >= 48 * MIB)
-            .ok_or_else(|| Error::Msg(format!("region-size {v:?} is not a size of at least 48M (like 128M)")))?,
+            .ok_or_else(|| Error::Msg(format!("{} {v:?} is not a size of at least 48M (like 128M)", name("region-size"))))?,
     };
     Ok(Settings {
         kernel: get("kernel").unwrap_or("/boot/kjump/vmlinuz").to_string(),
@@ -121,15 +124,15 @@ fn settings(flags: &Flags) -> Result<Settings, Error> {
         target: get("target").map(str::to_string),
         after: match get("after") {
             None => After::PowerOff,
-            Some(v) => After::parse(v).ok_or_else(|| Error::Msg(format!("after {v:?}: use poweroff, reboot or resume")))?,
+            Some(v) => After::parse(v).ok_or_else(|| Error::Msg(format!("{} {v:?}: use poweroff, reboot or resume", name("after"))))?,
         },
         compress: match get("compress") {
             None => Compression::Lz4,
-            Some(v) => Compression::parse(v).ok_or_else(|| Error::Msg(format!("compress {v:?}: use lz4, deflate or none")))?,
+            Some(v) => Compression::parse(v).ok_or_else(|| Error::Msg(format!("{} {v:?}: use lz4, deflate or none", name("compress"))))?,
         },
         wait: match get("wait") {
             None => 10,
-            Some(v) => v.parse().map_err(|_| Error::Msg(format!("wait {v:?}: a number of seconds")))?,
+            Some(v) => v.parse().map_err(|_| Error::Msg(format!("{} {v:?}: give a number of seconds", name("wait"))))?,
         },
     })
 }
@@ -155,17 +158,22 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(m) => return usage_error(&m),
     };
-    let result = match cmd.as_str() {
-        "check" => settings(&flags).and_then(|s| cmd_check(&s, flags.jump)),
-        "hibernate" => settings(&flags).and_then(|s| cmd_hibernate(&s)),
-        "resume" => settings(&flags).and_then(|s| cmd_resume(&s, flags.jump)),
-        "initramfs" => cmd_initramfs(&flags),
-        "image" => match flags.positional.as_slice() {
+    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "resume");
+    let s = match needs_settings.then(|| settings(&flags)).transpose() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let result = match (cmd.as_str(), s) {
+        ("check", Some(s)) => cmd_check(&s, flags.jump),
+        ("hibernate", Some(s)) => cmd_hibernate(&s),
+        ("resume", Some(s)) => cmd_resume(&s, flags.jump),
+        ("initramfs", _) => cmd_initramfs(&flags),
+        ("image", _) => match flags.positional.as_slice() {
             [sub, path] if sub == "info" => cmd_image(path, false),
             [sub, path] if sub == "verify" => cmd_image(path, true),
             _ => return usage_error("use 'kjump image info FILE' or 'kjump image verify FILE'"),
         },
-        other => return usage_error(&format!("unknown command {other:?}")),
+        (other, _) => return usage_error(&format!("unknown command {other:?}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
