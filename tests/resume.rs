@@ -91,9 +91,11 @@ fn hibernate_power_off_resume_then_boot_normally() {
     let first = *after.first().expect("the counter did not go on after the resume");
     assert!(first > last && first <= last + 3, "counter went from {last} to {first}");
 
-    // The filesystem A had open is clean.
+    // The filesystem A had open is clean, and the file reads back.
     let fsck = Command::new("e2fsck").arg("-fn").arg(&data).output().unwrap();
     assert!(fsck.status.success(), "e2fsck: {}", String::from_utf8_lossy(&fsck.stdout));
+    let cat = Command::new("debugfs").args(["-R", "cat /log.txt"]).arg(&data).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), "written before hibernate\nwritten after resume\n");
 
     // Third power-on: the image was consumed; a normal boot.
     let mut again = boot("resume-again", &disks, "kjump_boot=c");
