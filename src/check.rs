@@ -32,7 +32,7 @@ fn item(ok: bool, text: impl Into<String>) -> Item {
 }
 
 fn read_trim(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    crate::crash_info::read_trimmed(path).ok()
 }
 
 /// Parses `MAJOR.MINOR.PATCH` at the start of a kernel release string.

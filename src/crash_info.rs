@@ -18,7 +18,8 @@ pub fn parse_vmcoreinfo(text: &str) -> Option<Note> {
     (size > 0 && it.next().is_none()).then_some(Note { addr, size })
 }
 
-fn read_trimmed(path: &str) -> Result<String, Error> {
+/// Reads a small text file (sysfs, procfs), trimmed.
+pub fn read_trimmed(path: &str) -> Result<String, Error> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|e| Error::io(format!("reading {path}"), e))

@@ -31,6 +31,7 @@ pub mod mailbox;
 pub mod memmap;
 pub mod pagetable;
 pub mod pid1;
+pub mod progress;
 pub mod purgatory;
 pub mod restore;
 pub mod save;

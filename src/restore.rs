@@ -11,6 +11,7 @@ use std::fs::File;
 use std::time::{Duration, Instant};
 
 use crate::devmem::DevMem;
+use crate::progress::Progress;
 use crate::image::{self, Header, ReadError, Reader, State, PAGE};
 use crate::target::Target;
 use crate::{say, Error};
@@ -139,7 +140,8 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
     let mut reader = Reader::open(std::io::BufReader::with_capacity(8 << 20, file)).map_err(|e| fault(e, &img.name))?;
     let (mut runs, mut pages) = (Vec::new(), Vec::new());
     let total = h.stored_pages.max(1);
-    let (mut written, mut last) = (0u64, Instant::now());
+    let mut written = 0u64;
+    let mut progress = Progress::new("restoring", total * PAGE as u64);
     while let Some(info) = reader.next_chunk(&mut runs, &mut pages).map_err(|e| fault(e, &img.name))? {
         let mut at = 0usize;
         for &(pfn, n) in &runs {
@@ -166,13 +168,7 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
             at += len as usize;
             written += n;
         }
-        if last.elapsed() >= Duration::from_secs(1) {
-            last = Instant::now();
-            let secs = start.elapsed().as_secs_f64().max(0.001);
-            let rate = (written * PAGE as u64) as f64 / secs;
-            let left = (total.saturating_sub(written) * PAGE as u64) as f64 / rate.max(1.0);
-            say!("restoring {:3}%  {:6.1} MB/s  {:.0} s left", written * 100 / total, rate / 1e6, left);
-        }
+        progress.tick(written * PAGE as u64);
     }
     zero_until(u64::MAX, &mut cursor, &mut low)?;
     say!("restored {} pages of A's memory in {:.1} s; writing A's low memory last", written, start.elapsed().as_secs_f64());

@@ -7,6 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use crate::free_pages::{find_free_pages, FreePages};
+use crate::progress::Progress;
 use crate::image::{Chain, ChunkEncoder, Compression, Header, Run, State, StateBlock, BLOCK, DATA_OFFSET, MAX_CHUNK_PAGES, PAGE};
 use crate::target::Target;
 use crate::vmcore::Vmcore;
@@ -128,26 +129,6 @@ fn flush(f: &File) -> Result<(), Error> {
     f.sync_all().map_err(|e| Error::io("flushing the target", e))
 }
 
-/// Prints progress about once a second.
-struct Progress {
-    start: Instant,
-    last: Instant,
-    total: u64,
-}
-
-impl Progress {
-    fn tick(&mut self, done: u64) {
-        if self.last.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        self.last = Instant::now();
-        let secs = self.start.elapsed().as_secs_f64().max(0.001);
-        let rate = done as f64 / secs;
-        let left = (self.total.saturating_sub(done)) as f64 / rate.max(1.0);
-        say!("saving {:3}%  {:6.1} MB/s  {:.0} s left", done * 100 / self.total.max(1), rate / 1e6, left);
-    }
-}
-
 /// Saves A's memory. On success the image is committed and flushed.
 pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     let start = Instant::now();
@@ -188,7 +169,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     flush(&file)?;
 
     let total = vmcore.total_bytes();
-    let mut progress = Progress { start, last: Instant::now(), total };
+    let mut progress = Progress::new("saving", total);
     let mut encoder = ChunkEncoder::new(req.compression);
     let mut chain = Chain::default();
     let mut out: Vec<u8> = Vec::with_capacity(WRITE_BATCH + 2 * (MAX_CHUNK_PAGES * PAGE + BLOCK));
