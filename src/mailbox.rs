@@ -68,69 +68,123 @@ pub fn post(mem: &DevMem, phys: u64, report: &Report) -> Result<(), Error> {
 
 /// A's side: a locked page with a known physical address.
 pub struct Mailbox {
-    pages: Vec<(NonNull<u8>, u64)>,
-    chosen: usize,
+    base: NonNull<u8>,
+    phys: u64,
 }
 
-fn physical_address(virt: usize) -> Result<u64, Error> {
+/// Pages mapped per attempt while looking for one outside the region.
+const BATCH_PAGES: usize = 256;
+
+/// Reads the physical addresses of `pages` pages starting at `virt`.
+fn physical_addresses(virt: usize, out: &mut [u64]) -> Result<(), Error> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open("/proc/self/pagemap").map_err(|e| Error::io("opening /proc/self/pagemap", e))?;
-    let mut entry = [0u8; 8];
-    f.read_exact_at(&mut entry, (virt as u64 / PAGE_SIZE) * 8)
+    let mut entries = vec![0u8; out.len() * 8];
+    f.read_exact_at(&mut entries, (virt as u64 / PAGE_SIZE) * 8)
         .map_err(|e| Error::io("reading /proc/self/pagemap", e))?;
-    let e = u64::from_le_bytes(entry);
-    let pfn = e & ((1 << 55) - 1);
-    if e & (1 << 63) == 0 || pfn == 0 {
-        return Err(Error::Msg("cannot see physical addresses in /proc/self/pagemap (run as root)".into()));
+    for (slot, raw) in out.iter_mut().zip(entries.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(raw);
+        let e = u64::from_le_bytes(b);
+        let pfn = e & ((1 << 55) - 1);
+        if e & (1 << 63) == 0 || pfn == 0 {
+            return Err(Error::Msg("cannot see physical addresses in /proc/self/pagemap (run as root)".into()));
+        }
+        *slot = pfn * PAGE_SIZE;
     }
-    Ok(pfn * PAGE_SIZE)
+    Ok(())
+}
+
+/// Unmaps `pages` pages at `base`, ignoring errors (cleanup only).
+fn unmap(base: *mut u8, pages: usize) {
+    if pages > 0 {
+        // SAFETY: `base..base + pages` is part of a mapping this module made
+        // and no reference into it outlives this call.
+        let _ = unsafe { rustix::mm::munmap(base.cast(), pages * PAGE_SIZE as usize) };
+    }
 }
 
 impl Mailbox {
-    /// Maps and locks pages until one lies outside `[avoid_start, avoid_end)`.
+    /// Maps and locks memory in batches until a page lies outside
+    /// `[avoid_start, avoid_end)`, keeps that page and gives the rest back.
+    ///
+    /// The kernel may hand out many free pages from inside the region
+    /// before any from outside (when most free memory lies there), so
+    /// batches stay held while searching, up to the region's size plus
+    /// 64 MiB.
     pub fn new(avoid: (u64, u64)) -> Result<Self, Error> {
-        let mut mb = Mailbox { pages: Vec::new(), chosen: 0 };
-        for _ in 0..64 {
+        let batch_bytes = BATCH_PAGES * PAGE_SIZE as usize;
+        let limit = avoid.1.saturating_sub(avoid.0).saturating_add(64 << 20);
+        let mut held: Vec<*mut u8> = Vec::new();
+        let mut found = None;
+        let mut phys = [0u64; BATCH_PAGES];
+        while (held.len() as u64) * (batch_bytes as u64) < limit {
             // SAFETY: a new private anonymous mapping at an address the
-            // kernel picks; it aliases nothing and is unmapped in Drop.
+            // kernel picks; it aliases nothing and is unmapped below or in Drop.
             let ptr = unsafe {
                 rustix::mm::mmap_anonymous(
                     core::ptr::null_mut(),
-                    PAGE_SIZE as usize,
+                    batch_bytes,
                     rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
                     rustix::mm::MapFlags::PRIVATE,
                 )
+            };
+            let base = match ptr {
+                Ok(p) => p.cast::<u8>(),
+                Err(e) => {
+                    held.iter().for_each(|b| unmap(*b, BATCH_PAGES));
+                    return Err(Error::sys("mapping memory for the mailbox page", e));
+                }
+            };
+            held.push(base);
+            // SAFETY: locks exactly the mapping made above; mlock faults
+            // every page in, so each has a physical page from here on.
+            if let Err(e) = unsafe { rustix::mm::mlock(base.cast(), batch_bytes) } {
+                held.iter().for_each(|b| unmap(*b, BATCH_PAGES));
+                return Err(Error::sys("locking the mailbox page in memory", e));
             }
-            .map_err(|e| Error::sys("mapping the mailbox page", e))?;
-            let Some(base) = NonNull::new(ptr.cast::<u8>()) else { break };
-            // SAFETY: the mapping is PAGE_SIZE bytes, readable and writable.
-            unsafe { base.as_ptr().write_bytes(0, PAGE_SIZE as usize) };
-            // SAFETY: locks exactly the mapping made above.
-            unsafe { rustix::mm::mlock(base.as_ptr().cast(), PAGE_SIZE as usize) }
-                .map_err(|e| Error::sys("locking the mailbox page in memory", e))?;
-            let phys = physical_address(base.as_ptr() as usize)?;
-            mb.pages.push((base, phys));
-            if phys + PAGE_SIZE <= avoid.0 || phys >= avoid.1 {
-                mb.chosen = mb.pages.len() - 1;
-                return Ok(mb);
+            if let Err(e) = physical_addresses(base as usize, &mut phys) {
+                held.iter().for_each(|b| unmap(*b, BATCH_PAGES));
+                return Err(e);
+            }
+            if let Some(i) = phys.iter().position(|&p| p + PAGE_SIZE <= avoid.0 || p >= avoid.1) {
+                found = Some((base, i, phys[i]));
+                break;
             }
         }
-        Err(Error::Msg("could not find a mailbox page outside the kjump region".into()))
+        let Some((base, index, phys)) = found else {
+            held.iter().for_each(|b| unmap(*b, BATCH_PAGES));
+            return Err(Error::Msg(format!(
+                "could not find a free page outside the kjump region after locking {} MiB; free some memory and try again",
+                limit >> 20
+            )));
+        };
+        for &b in held.iter().filter(|&&b| b != base) {
+            unmap(b, BATCH_PAGES);
+        }
+        // Keep only the chosen page of its batch.
+        // `index < BATCH_PAGES`, so `page` lies inside the batch.
+        let page = base.wrapping_add(index * PAGE_SIZE as usize);
+        unmap(base, index);
+        unmap(page.wrapping_add(PAGE_SIZE as usize), BATCH_PAGES - index - 1);
+        // SAFETY: the page is mapped, locked and readable and writable.
+        unsafe { page.write_bytes(0, PAGE_SIZE as usize) };
+        let base = NonNull::new(page).ok_or_else(|| Error::Msg("mailbox page mapped at address 0".into()))?;
+        Ok(Mailbox { base, phys })
     }
 
     /// Physical address of the page B writes.
     pub fn phys(&self) -> u64 {
-        self.pages[self.chosen].1
+        self.phys
     }
 
     /// What B left, if anything.
     pub fn read(&self) -> Option<Report> {
-        let base = self.pages[self.chosen].0;
         let mut copy = [0u8; PAGE_SIZE as usize];
         for (i, b) in copy.iter_mut().enumerate() {
             // SAFETY: reads inside the live, locked mapping; volatile because
             // another kernel wrote it behind the compiler's back.
-            *b = unsafe { base.as_ptr().add(i).read_volatile() };
+            *b = unsafe { self.base.as_ptr().add(i).read_volatile() };
         }
         decode(&copy)
     }
@@ -138,10 +192,7 @@ impl Mailbox {
 
 impl Drop for Mailbox {
     fn drop(&mut self) {
-        for (base, _) in &self.pages {
-            // SAFETY: unmaps a mapping made in `new`; no reference to it remains.
-            let _ = unsafe { rustix::mm::munmap(base.as_ptr().cast(), PAGE_SIZE as usize) };
-        }
+        unmap(self.base.as_ptr(), 1);
     }
 }
 
