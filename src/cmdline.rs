@@ -13,7 +13,8 @@
 //! - `kjump.after=poweroff|reboot|resume` — what B does once the image is saved;
 //! - `kjump.compress=lz4|deflate|none` — how pages are stored;
 //! - `kjump.wait=SECONDS` — how long B waits for the target to appear;
-//! - `kjump.mailbox=ADDR` — a page of A's where B leaves its result for A.
+//! - `kjump.mailbox=ADDR` — a page of A's where B leaves its result for A;
+//! - `kjump.keep=1` — D keeps the image's data after a resume (default: discard it).
 //!
 //! The parser never panics and never allocates: every malformed value is an
 //! [`Error`] that names the parameter.
@@ -93,6 +94,8 @@ pub struct Params<'a> {
     pub wait_secs: Option<u64>,
     /// `kjump.mailbox=`: physical address of A's mailbox page.
     pub mailbox: Option<u64>,
+    /// `kjump.keep=1`: keep the image's data after resuming from it.
+    pub keep: bool,
 }
 
 /// Why a command line was refused.
@@ -228,6 +231,7 @@ pub fn parse(line: &str) -> Result<Params<'_>, Error> {
             "kjump.compress" => p.compress = value,
             "kjump.wait" => p.wait_secs = Some(number("kjump.wait", value)?),
             "kjump.mailbox" => p.mailbox = Some(number("kjump.mailbox", value)?),
+            "kjump.keep" => p.keep = number("kjump.keep", value)? != 0,
             k if k.starts_with("kjump.") => return Err(Error::UnknownOption),
             _ => {}
         }
@@ -277,6 +281,10 @@ mod tests {
         assert_eq!(parse("kjump.region=5"), Err(Error::BadRegion));
         assert_eq!(parse("kjump.target="), Err(Error::BadNumber { key: "kjump.target" }));
         assert_eq!(parse("kjump.wait=soon"), Err(Error::BadNumber { key: "kjump.wait" }));
+        assert!(parse("kjump.keep=1").unwrap().keep);
+        assert!(!parse("kjump.keep=0").unwrap().keep);
+        assert!(!parse("quiet").unwrap().keep);
+        assert_eq!(parse("kjump.keep=yes"), Err(Error::BadNumber { key: "kjump.keep" }));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use core::fmt;
 pub const DEFAULT_PATH: &str = "/etc/kjump.conf";
 
 /// The keys a config file may set.
-pub const KEYS: &[&str] = &["target", "kernel", "initrd", "after", "compress", "wait", "region-size", "append"];
+pub const KEYS: &[&str] = &["target", "kernel", "initrd", "after", "compress", "wait", "region-size", "append", "keep"];
 
 /// Why a config file was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -154,6 +154,8 @@ pub enum Error {
     HeaderMismatch,
     /// The chunks' checksum chain does not match the commit record.
     ChainMismatch,
+    /// A chunk's pages may not be written where it says.
+    Run(BadRun),
 }
 
 impl fmt::Display for Error {
@@ -167,6 +169,7 @@ impl fmt::Display for Error {
             Error::Decompress { chunk } => write!(f, "chunk {chunk}: pages do not decompress"),
             Error::HeaderMismatch => f.write_str("state: commits a different header"),
             Error::ChainMismatch => f.write_str("state: chunk checksum chain does not match"),
+            Error::Run(r) => r.fmt(f),
         }
     }
 }
@@ -231,7 +234,19 @@ pub struct Header {
     pub ram: Vec<(u64, u64)>,
     /// Physical address of A's mailbox page (where D reports the resume), or 0.
     pub mailbox: u64,
+    /// The machine's SMBIOS system UUID as B read it (empty when unknown).
+    pub machine_id: String,
+    /// The block devices A was using (mounted, swap): B and D must not
+    /// write them.
+    pub in_use: Vec<crate::in_use::InUse>,
 }
+
+/// Offset of the machine id in the header block.
+const MACHINE_ID_OFF: usize = 1288;
+/// Bytes of the machine id field.
+const MACHINE_ID_LEN: usize = 40;
+/// Offset of A's device table in the header block.
+const IN_USE_OFF: usize = 1328;
 
 impl Header {
     /// Encodes the header block.
@@ -265,6 +280,10 @@ impl Header {
             put64(&mut b, 264 + i * 16, *e);
         }
         put64(&mut b, 1280, self.mailbox);
+        put_text(&mut b, MACHINE_ID_OFF, MACHINE_ID_LEN, &self.machine_id);
+        let table = crate::in_use::encode_table(&self.in_use)
+            .map_err(|_| Error::BadField { what: "header".into(), field: "device table" })?;
+        b[IN_USE_OFF..IN_USE_OFF + table.len()].copy_from_slice(&table);
         let crc = crc32(&b[..BLOCK - 4]);
         put32(&mut b, BLOCK - 4, crc);
         Ok(b)
@@ -327,6 +346,9 @@ impl Header {
             build_id: text_at(b, 192, 64),
             ram,
             mailbox: u64_at(b, 1280),
+            machine_id: text_at(b, MACHINE_ID_OFF, MACHINE_ID_LEN),
+            in_use: crate::in_use::decode_table(&b[IN_USE_OFF..IN_USE_OFF + crate::in_use::TABLE_LEN])
+                .map_err(|_| bad("device table"))?,
         };
         if h.region.1 <= h.region.0 {
             return Err(bad("region"));
@@ -549,22 +571,7 @@ pub fn decode_chunk(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, pages: &mut
     if crc32(body) != info.data_crc {
         return Err(Error::BadChecksum { what: what() });
     }
-    runs.clear();
-    let mut total = 0u64;
-    let mut prev_end = 0u64;
-    for i in 0..info.run_count {
-        let (pfn, n) = (u64_at(body, i * 16), u64_at(body, i * 16 + 8));
-        let end = pfn.checked_add(n).ok_or(Error::BadField { what: what(), field: "run" })?;
-        if n == 0 || (i > 0 && pfn < prev_end) {
-            return Err(Error::BadField { what: what(), field: "run" });
-        }
-        prev_end = end;
-        total += n;
-        runs.push((pfn, n));
-    }
-    if total != info.page_count as u64 {
-        return Err(Error::BadField { what: what(), field: "runs (page total)" });
-    }
+    parse_runs(body, info, runs)?;
     let stored = &body[info.run_count * 16..];
     let raw_len = info.page_count * PAGE;
     pages.clear();
@@ -585,6 +592,127 @@ pub fn decode_chunk(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, pages: &mut
             }
             *pages = out;
         }
+    }
+    Ok(())
+}
+
+/// Reads a chunk's runs from `body` (the bytes after its header) into
+/// `runs`: each non-empty, ascending and disjoint, adding up to the
+/// chunk's page count.
+fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>) -> Result<(), Error> {
+    let bad = |field| Error::BadField { what: format!("chunk {}", info.index), field };
+    if body.len() < info.run_count * 16 {
+        return Err(Error::Truncated { what: format!("chunk {}", info.index) });
+    }
+    runs.clear();
+    let mut total = 0u64;
+    let mut prev_end = 0u64;
+    for i in 0..info.run_count {
+        let (pfn, n) = (u64_at(body, i * 16), u64_at(body, i * 16 + 8));
+        let end = pfn.checked_add(n).ok_or(bad("run"))?;
+        if n == 0 || (i > 0 && pfn < prev_end) {
+            return Err(bad("run"));
+        }
+        prev_end = end;
+        total = total.saturating_add(n);
+        runs.push((pfn, n));
+    }
+    if total != info.page_count as u64 {
+        return Err(bad("runs (page total)"));
+    }
+    Ok(())
+}
+
+/// Where an image may put pages: inside A's RAM ranges, outside the kjump
+/// region, each page at most once. Chunks are checked in order; their
+/// runs must ascend across the whole image.
+#[derive(Clone, Debug)]
+pub struct RunCheck<'a> {
+    ram: &'a [(u64, u64)],
+    region: (u64, u64),
+    next_addr: u64,
+}
+
+/// Why a chunk's pages may not be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadRun {
+    /// The chunk.
+    pub chunk: u64,
+    /// Physical address of the run.
+    pub addr: u64,
+    /// What is wrong, as the end of a sentence.
+    pub why: &'static str,
+}
+
+impl fmt::Display for BadRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "chunk {}: pages at {:#x} {}", self.chunk, self.addr, self.why)
+    }
+}
+
+impl<'a> RunCheck<'a> {
+    /// Checks against A's RAM ranges and the region.
+    pub fn new(ram: &'a [(u64, u64)], region: (u64, u64)) -> Self {
+        RunCheck { ram, region, next_addr: 0 }
+    }
+
+    /// Checks one chunk's runs.
+    pub fn check(&mut self, chunk: u64, runs: &[Run]) -> Result<(), BadRun> {
+        for &(pfn, n) in runs {
+            let bad = |why| BadRun { chunk, addr: pfn.saturating_mul(PAGE as u64), why };
+            let addr = pfn.checked_mul(PAGE as u64).ok_or(bad("lie beyond any address"))?;
+            let end = n.checked_mul(PAGE as u64).and_then(|l| addr.checked_add(l)).ok_or(bad("lie beyond any address"))?;
+            if addr < self.next_addr {
+                return Err(bad("overlap pages stored before them (chunks out of order)"));
+            }
+            if addr < self.region.1 && end > self.region.0 {
+                return Err(bad("lie inside the kjump region, where the restore kernel runs"));
+            }
+            if !self.ram.iter().any(|&(s, e)| addr >= s && end <= e) {
+                return Err(bad("lie outside A's RAM"));
+            }
+            self.next_addr = end;
+        }
+        Ok(())
+    }
+}
+
+/// Reads only the chunk headers and runs of an image, seeking over the
+/// pages, and hands each chunk's runs to `visit`: a cheap pass that finds
+/// a truncated image, a wrong chunk count or end, and (through `visit`)
+/// pages that must not be written, before anything is written.
+pub fn scan_runs<R: std::io::Read + std::io::Seek>(
+    input: &mut R,
+    state: &StateBlock,
+    mut visit: impl FnMut(&ChunkInfo, &[Run]) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    let mut offset = DATA_OFFSET;
+    let mut buf = vec![0u8; CHUNK_HEADER + MAX_RUNS * 16];
+    let mut runs = Vec::with_capacity(MAX_RUNS);
+    let seek = |input: &mut R, at: u64| input.seek(std::io::SeekFrom::Start(at)).map(|_| ()).map_err(ReadError::Io);
+    for index in 0..state.chunk_count {
+        if offset >= state.data_end {
+            return Err(Error::BadField { what: "state".into(), field: "data end" }.into());
+        }
+        let what = format!("chunk {index}");
+        seek(input, offset)?;
+        read_full(input, &mut buf[..BLOCK], &what)?;
+        let info = parse_chunk_header(&buf, index)?;
+        let runs_end = CHUNK_HEADER + info.run_count * 16;
+        if runs_end > BLOCK {
+            read_full(input, &mut buf[BLOCK..runs_end], &what)?;
+        }
+        parse_runs(&buf[CHUNK_HEADER..runs_end], &info, &mut runs)?;
+        visit(&info, &runs)?;
+        offset = offset.saturating_add(info.disk_len as u64);
+    }
+    if offset != state.data_end {
+        return Err(Error::BadField { what: "state".into(), field: "data end" }.into());
+    }
+    // The last chunk's last byte must be there too.
+    if offset > DATA_OFFSET {
+        seek(input, offset - 1)?;
+        read_full(input, &mut buf[..1], "the last chunk")?;
     }
     Ok(())
 }
@@ -714,7 +842,62 @@ mod tests {
             build_id: "abc123".into(),
             ram: vec![(0, 0xa0000), (0x100000, 0x1c000000), (0x24000000, 0x3ffe0000)],
             mailbox: 0x1234000,
+            machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
+            in_use: vec![crate::in_use::InUse {
+                kind: crate::in_use::Kind::MountedReadWrite,
+                major: 254,
+                minor: 0,
+                uuid: Some([9; 16]),
+                name: "vda".into(),
+            }],
         }
+    }
+
+    #[test]
+    fn run_check_refuses_pages_outside_ram_in_region_or_twice() {
+        let h = header();
+        let region = h.region;
+        let mut c = RunCheck::new(&h.ram, region);
+        assert_eq!(c.check(0, &[(0x100, 2), (0x200, 1)]), Ok(()));
+        let e = c.check(1, &[(0x101, 1)]).unwrap_err();
+        assert!(e.to_string().contains("chunk 1: pages at 0x101000 overlap"), "{e}");
+        let mut c = RunCheck::new(&h.ram, region);
+        let e = c.check(0, &[(region.0 / PAGE as u64 + 5, 1)]).unwrap_err();
+        assert!(e.why.contains("kjump region"), "{e}");
+        let mut c = RunCheck::new(&h.ram, region);
+        assert!(c.check(0, &[(0xa0, 1)]).unwrap_err().why.contains("outside A's RAM"));
+        let mut c = RunCheck::new(&h.ram, region);
+        assert!(c.check(0, &[(0x9f, 2)]).unwrap_err().why.contains("outside A's RAM"), "a run across a hole");
+        let mut c = RunCheck::new(&h.ram, region);
+        assert!(c.check(0, &[(u64::MAX / 2, 1)]).is_err());
+        assert!(c.check(0, &[(1, u64::MAX)]).is_err());
+    }
+
+    #[test]
+    fn scan_runs_finds_truncation_and_counts_before_any_write() {
+        let (img, _) = image(Compression::Lz4);
+        let state = StateBlock::decode(&img[BLOCK..2 * BLOCK]).unwrap();
+        let mut seen = Vec::new();
+        scan_runs(&mut std::io::Cursor::new(&img), &state, |info, runs| {
+            seen.push((info.index, runs.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![(0, vec![(0x100, 2), (0x200, 1)]), (1, vec![(0x300, 2)])]);
+        for cut in [img.len() - 1, img.len() - BLOCK, 2 * BLOCK + 10, 2 * BLOCK] {
+            let r = scan_runs(&mut std::io::Cursor::new(&img[..cut]), &state, |_, _| Ok(()));
+            assert!(matches!(r, Err(ReadError::Format(Error::Truncated { .. }))), "cut at {cut}: {r:?}");
+        }
+        let mut more = state.clone();
+        more.chunk_count = 3;
+        assert!(scan_runs(&mut std::io::Cursor::new(&img), &more, |_, _| Ok(())).is_err());
+        let mut fewer = state.clone();
+        fewer.chunk_count = 1;
+        assert!(scan_runs(&mut std::io::Cursor::new(&img), &fewer, |_, _| Ok(())).is_err());
+        let mut huge = state.clone();
+        huge.chunk_count = u64::MAX;
+        huge.data_end = u64::MAX;
+        assert!(scan_runs(&mut std::io::Cursor::new(&img), &huge, |_, _| Ok(())).is_err());
     }
 
     fn image(compression: Compression) -> (Vec<u8>, Vec<u8>) {

@@ -9,6 +9,7 @@
 use core::ptr::NonNull;
 
 use crate::devmem::DevMem;
+use crate::in_use::{decode_table, encode_table, InUse, TABLE_LEN};
 use crate::units::PAGE_SIZE;
 use crate::Error;
 
@@ -57,6 +58,39 @@ pub fn decode(page: &[u8]) -> Option<Report> {
         return None;
     }
     Some(Report { ok, text: String::from_utf8_lossy(&page[16..16 + len]).into_owned() })
+}
+
+const REQUEST_MAGIC: &[u8; 8] = b"KJMREQ01";
+
+/// Encodes what A tells B before the jump: the block devices A uses
+/// (B must not write them, and records them in the image header).
+pub fn encode_request(uses: &[InUse]) -> Result<[u8; PAGE_SIZE as usize], Error> {
+    let mut page = [0u8; PAGE_SIZE as usize];
+    page[..8].copy_from_slice(REQUEST_MAGIC);
+    page[8..8 + TABLE_LEN].copy_from_slice(&encode_table(uses)?);
+    let crc = crate::crc32::crc32(&page[..PAGE_SIZE as usize - 4]);
+    page[PAGE_SIZE as usize - 4..].copy_from_slice(&crc.to_le_bytes());
+    Ok(page)
+}
+
+/// Decodes A's request; an error names what is wrong with it.
+pub fn decode_request(page: &[u8]) -> Result<Vec<InUse>, Error> {
+    let bad = |what: &str| Error::Msg(format!("A's request in the mailbox page: {what}"));
+    if page.len() < PAGE_SIZE as usize || &page[..8] != REQUEST_MAGIC {
+        return Err(bad("missing (no magic)"));
+    }
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&page[PAGE_SIZE as usize - 4..PAGE_SIZE as usize]);
+    if crate::crc32::crc32(&page[..PAGE_SIZE as usize - 4]) != u32::from_le_bytes(crc) {
+        return Err(bad("checksum mismatch"));
+    }
+    decode_table(&page[8..8 + TABLE_LEN]).map_err(|e| bad(&e.to_string()))
+}
+
+/// B's side: reads A's request from the mailbox page at `phys`.
+pub fn read_request(mem: &DevMem, phys: u64) -> Result<Vec<InUse>, Error> {
+    let w = mem.map(phys, PAGE_SIZE as usize)?;
+    decode_request(w.bytes())
 }
 
 /// B's side: writes `report` into A's mailbox page at `phys`.
@@ -178,6 +212,17 @@ impl Mailbox {
         self.phys
     }
 
+    /// Leaves A's request for B in the page (see [`encode_request`]).
+    pub fn write_request(&self, uses: &[InUse]) -> Result<(), Error> {
+        let page = encode_request(uses)?;
+        for (i, b) in page.iter().enumerate() {
+            // SAFETY: writes inside the live, locked mapping of one page;
+            // volatile so the bytes reach memory before the jump.
+            unsafe { self.base.as_ptr().add(i).write_volatile(*b) };
+        }
+        Ok(())
+    }
+
     /// What B left, if anything.
     pub fn read(&self) -> Option<Report> {
         let mut copy = [0u8; PAGE_SIZE as usize];
@@ -212,6 +257,13 @@ mod tests {
         p[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(decode(&p), None);
         assert_eq!(decode(&p[..100]), None);
+        let uses = vec![InUse { kind: crate::in_use::Kind::Swap, major: 1, minor: 2, uuid: None, name: "vdb".into() }];
+        let req = encode_request(&uses).unwrap();
+        assert_eq!(decode_request(&req).unwrap(), uses);
+        let mut bad = req;
+        bad[100] ^= 1;
+        assert!(decode_request(&bad).unwrap_err().to_string().contains("checksum"));
+        assert!(decode_request(&encode(&r)).unwrap_err().to_string().contains("missing"));
         let long = Report { ok: true, text: "x".repeat(9000) };
         assert_eq!(decode(&encode(&long)).unwrap().text.len(), MAX_TEXT);
     }

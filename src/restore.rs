@@ -52,10 +52,20 @@ pub struct Opened {
     pub name: String,
 }
 
-/// Opens the image on the target (mounting its filesystem read-write when
-/// it is a file) and checks that it can be resumed here.
+/// Opens the image on the target and checks, before writing anything,
+/// that it can be resumed here: committed, made on this machine with this
+/// region, and every chunk's pages inside A's RAM, outside the region,
+/// each stored once, the image complete to its last byte. A file's
+/// filesystem is first mounted read-only without its journal, to read the
+/// header's list of A's devices; it is mounted read-write only if A was
+/// not using it.
 pub fn open(req: &Request<'_>) -> Result<Opened, Failure> {
-    let (file, name) = crate::save::open_existing(req.target, req.wait)?;
+    let head = crate::save::peek_header(req.target, req.wait)?;
+    let peeked = Header::decode(&head).map_err(|e| Error::Msg(format!("{}: {e}", req.target)))?;
+    if let Some(why) = crate::machine::mismatch(&peeked.machine_id, &crate::machine::id()) {
+        return Err(Error::Msg(format!("{}: {why}", req.target)).into());
+    }
+    let (file, name) = crate::save::open_existing(req.target, req.wait, &peeked.in_use)?;
     let reader = Reader::open(&file).map_err(|e| fault(e, &name))?;
     if reader.state.state != State::Committed {
         return Err(Error::Msg(format!("{name}: the image is {}, not resumable", reader.state.state.name())).into());
@@ -71,6 +81,28 @@ pub fn open(req: &Request<'_>) -> Result<Opened, Failure> {
         .into());
     }
     let (header, state) = (reader.header.clone(), reader.state.clone());
+    for &(s, e) in &header.ram {
+        if s < req.region.1 && e > req.region.0 {
+            return Err(Failure { error: Error::Msg(format!("{name}: RAM range {s:#x}-{e:#x} overlaps the kjump region")), image_at_fault: true });
+        }
+    }
+    let mut check = image::RunCheck::new(&header.ram, req.region);
+    let mut input = &file;
+    let (mut chunks, mut pages) = (0u64, 0u64);
+    image::scan_runs(&mut input, &state, |info, runs| {
+        chunks += 1;
+        pages += info.page_count as u64;
+        check.check(info.index, runs).map_err(|e| ReadError::Format(image::Error::Run(e)))
+    })
+    .map_err(|e| fault(e, &name))?;
+    if pages != header.stored_pages {
+        return Err(Failure {
+            error: Error::Msg(format!("{name}: chunks hold {pages} pages, the header says {}", header.stored_pages)),
+            image_at_fault: true,
+        });
+    }
+    drop(reader);
+    say!("checked the layout of {chunks} chunks: every page inside A's RAM, none twice");
     Ok(Opened { file, header, state, name })
 }
 
@@ -176,6 +208,13 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
         write_phys(mem, 0, low_end, Some(&low))?;
     }
     Ok(written)
+}
+
+/// Discards the image's data (its chunks) after a resume: A's memory
+/// should not linger on disk once A runs again.
+pub fn discard_data(img: &Opened) -> Result<crate::discard::Outcome, Error> {
+    let len = img.state.data_end.saturating_sub(image::DATA_OFFSET);
+    crate::discard::discard(&img.file, image::DATA_OFFSET, len)
 }
 
 /// Marks the image consumed (after a successful restore) and flushes it.

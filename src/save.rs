@@ -3,12 +3,13 @@
 //! durable (data, flush, commit record, flush).
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
 
 use crate::free_pages::{find_free_pages, FreePages};
 use crate::progress::Progress;
 use crate::image::{Chain, ChunkEncoder, Compression, Header, Run, State, StateBlock, BLOCK, DATA_OFFSET, MAX_CHUNK_PAGES, PAGE};
+use crate::in_use::InUse;
 use crate::target::Target;
 use crate::vmcore::Vmcore;
 use crate::vmcoreinfo::{find_in_notes, VmcoreInfo};
@@ -38,6 +39,8 @@ pub struct Request<'a> {
     pub backup: (u64, u64),
     /// A's mailbox page, for D to report the resume (0: none).
     pub mailbox: u64,
+    /// The block devices A uses: never written, recorded in the header.
+    pub in_use: &'a [InUse],
 }
 
 /// What was saved.
@@ -82,8 +85,11 @@ fn is_zero(page: &[u8]) -> bool {
 
 /// Opens where the image goes: the device itself, or a file on the ext4
 /// filesystem on it (mounted on [`MOUNT_POINT`]), created when `create`.
-fn open_target(target: &Target, wait: Duration, create: bool) -> Result<(File, String), Error> {
+/// Refuses, before writing or mounting anything, a device that holds a
+/// filesystem or swap area A uses (`avoid`).
+fn open_target(target: &Target, wait: Duration, create: bool, avoid: &[InUse]) -> Result<(File, String), Error> {
     let dev = crate::target::wait_for(&target.device, wait, |m| say!("{m}"))?;
+    crate::in_use::check_device(&dev, avoid)?;
     let Some(path) = &target.file else {
         let f = std::fs::OpenOptions::new()
             .write(true)
@@ -96,19 +102,48 @@ fn open_target(target: &Target, wait: Duration, create: bool) -> Result<(File, S
     rustix::mount::mount(dev.as_path(), MOUNT_POINT, "ext4", rustix::mount::MountFlags::empty(), None)
         .map_err(|e| Error::sys(format!("mounting {} (ext4) on {MOUNT_POINT}", dev.display()), e))?;
     let full = format!("{MOUNT_POINT}{path}");
+    // The image holds all of A's memory, secrets included: owner only.
     let f = std::fs::OpenOptions::new()
         .write(true)
         .read(true)
         .create(create)
         .truncate(create)
+        .mode(0o600)
         .open(&full)
         .map_err(|e| Error::io(format!("opening the image file {path} on {}", dev.display()), e))?;
     Ok((f, format!("{}:{path}", dev.display())))
 }
 
 /// Opens an existing image on `target` for reading and updating its state.
-pub fn open_existing(target: &Target, wait: Duration) -> Result<(File, String), Error> {
-    open_target(target, wait, false)
+pub fn open_existing(target: &Target, wait: Duration, avoid: &[InUse]) -> Result<(File, String), Error> {
+    open_target(target, wait, false, avoid)
+}
+
+/// Reads the header block of the image on `target` without writing
+/// anything: a file's filesystem is mounted read-only without replaying
+/// its journal, then unmounted.
+pub fn peek_header(target: &Target, wait: Duration) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let dev = crate::target::wait_for(&target.device, wait, |m| say!("{m}"))?;
+    let read = |path: &std::path::Path| -> Result<Vec<u8>, Error> {
+        let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let mut b = Vec::with_capacity(BLOCK);
+        f.take(BLOCK as u64).read_to_end(&mut b).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Ok(b)
+    };
+    let Some(path) = &target.file else { return read(&dev) };
+    let _ = rustix::fs::mkdir(MOUNT_POINT, rustix::fs::Mode::from_raw_mode(0o755));
+    mount_read_only(&dev, std::path::Path::new(MOUNT_POINT))?;
+    let result = read(std::path::Path::new(&format!("{MOUNT_POINT}{path}")));
+    let _ = rustix::mount::unmount(MOUNT_POINT, rustix::mount::UnmountFlags::empty());
+    result
+}
+
+/// Mounts the ext4 filesystem on `dev` at `dir` read-only, without
+/// replaying its journal: nothing at all is written to the device.
+pub fn mount_read_only(dev: &std::path::Path, dir: &std::path::Path) -> Result<(), Error> {
+    rustix::mount::mount(dev, dir, "ext4", rustix::mount::MountFlags::RDONLY, Some(c"noload"))
+        .map_err(|e| Error::sys(format!("mounting {} read-only on {}", dev.display(), dir.display()), e))
 }
 
 /// Unmounts [`MOUNT_POINT`] if `target` is a file on a filesystem.
@@ -146,7 +181,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
             None
         }
     };
-    let (file, name) = open_target(req.target, req.wait, true)?;
+    let (file, name) = open_target(req.target, req.wait, true, req.in_use)?;
     say!("writing the image to {name}");
     let mut header = Header {
         compression: Some(req.compression),
@@ -158,6 +193,8 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         build_id: info.build_id().unwrap_or("").to_string(),
         ram: ram.clone(),
         mailbox: req.mailbox,
+        machine_id: crate::machine::id(),
+        in_use: req.in_use.to_vec(),
         ..Header::default()
     };
     let mut blocks = vec![0u8; 2 * BLOCK];

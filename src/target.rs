@@ -859,6 +859,12 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Decodes the `\\ooo` escapes the kernel uses in `/proc/self/mountinfo`
+/// and `/proc/swaps` fields.
+pub fn unescape_mount_field(field: &str) -> String {
+    unescape(field)
+}
+
 fn parse_mount_line(line: &str) -> Option<MountEntry> {
     let mut fields = line.split_ascii_whitespace();
     let _mount_id = fields.next()?;

@@ -119,6 +119,12 @@ fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
         Some(c) => Compression::parse(c).ok_or_else(|| Error::Msg(format!("kjump.compress={c}: use lz4, deflate or none")))?,
     };
     let region = p.region.ok_or_else(|| Error::Msg("no kjump.region= on the command line".into()))?;
+    // Which devices A uses, so that none of them is written: without
+    // that list, nothing is saved.
+    let mailbox = p.mailbox.ok_or_else(|| Error::Msg("no kjump.mailbox= on the command line: cannot tell which devices A uses".into()))?;
+    let in_use = mailbox::read_request(&DevMem::open()?, mailbox)?;
+    say!("A uses {} block device(s){}", in_use.len(),
+        in_use.iter().map(|u| format!(" {} ({})", u.name, u.kind.describe())).collect::<String>());
     let req = save::Request {
         target: &target,
         compression,
@@ -126,7 +132,8 @@ fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
         reentry: jb.entry,
         region,
         backup: (jb.backup, jb.backup_size),
-        mailbox: p.mailbox.unwrap_or(0),
+        mailbox,
+        in_use: &in_use,
     };
     save::save(&req)
 }
@@ -160,6 +167,17 @@ fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
     }
     if let Err(e) = restore::mark(&img, State::Consumed, "resumed") {
         give_up(Failure { error: e, image_at_fault: false }, None);
+    }
+    if p.keep {
+        say!("keeping the image's data (kjump.keep=1)");
+    } else {
+        match restore::discard_data(&img) {
+            Ok(kjump::discard::Outcome::Discarded) => say!("discarded the image's data"),
+            Ok(kjump::discard::Outcome::NotSupported) => {
+                say!("the target cannot discard: the image's data stays until overwritten ('kjump image wipe' erases it)")
+            }
+            Err(e) => say!("could not discard the image's data: {e}"),
+        }
     }
     let _ = save::close_target(&target);
     say!("image marked consumed; jumping into A at {:#x}", h.reentry);

@@ -10,7 +10,7 @@ use kjump::jump::{self, HibernationKernel};
 use kjump::mailbox::Mailbox;
 use kjump::memmap::MemoryMap;
 use kjump::units::{human_size, parse_size, MIB};
-use kjump::{check, target, Error};
+use kjump::{check, in_use, target, Error};
 
 const USAGE: &str = "\
 kjump — hibernation for Linux built on kexec jump
@@ -26,6 +26,8 @@ Usage:
                                    --jump also does a live round trip A -> B -> A
   kjump image info FILE|DEVICE     show an image's header and state
   kjump image verify FILE|DEVICE   check every checksum; non-zero exit names the first fault
+  kjump image wipe FILE|DEVICE     overwrite an image with zeros and discard it (a file is
+                                   then removed); refuses anything that is not a kjump image
   kjump initramfs --output FILE [--init PATH]
                                    write the hibernation initramfs (holds only kjump-init)
   kjump --help | --version
@@ -43,6 +45,9 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
                        it runs (K/M/G suffixes)       [default: 128M]
   --append ARGS        more arguments for the hibernation kernel's command line
   --config FILE        settings file                  [default: /etc/kjump.conf]
+  --keep               resume: keep the image's data afterwards (default: the restore
+                       kernel discards it once A's memory is back; the image is
+                       marked consumed either way)
 
 Exit status: 0 when all is well, 1 when a check, the jump or the save failed, 2 on bad usage.
 ";
@@ -69,6 +74,8 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
     while let Some(a) = it.next() {
         if a == "--jump" || a == "--check" {
             f.jump = true;
+        } else if a == "--keep" {
+            f.values.push(("keep".into(), "yes".into()));
         } else if let Some(name) = a.strip_prefix("--") {
             let (name, inline) = match name.split_once('=') {
                 Some((n, v)) => (n, Some(v.to_string())),
@@ -102,6 +109,7 @@ struct Settings {
     after: After,
     compress: Compression,
     wait: u64,
+    keep: bool,
 }
 
 fn settings(flags: &Flags) -> Result<Settings, Error> {
@@ -133,6 +141,11 @@ fn settings(flags: &Flags) -> Result<Settings, Error> {
         wait: match get("wait") {
             None => 10,
             Some(v) => v.parse().map_err(|_| Error::Msg(format!("{} {v:?}: give a number of seconds", name("wait"))))?,
+        },
+        keep: match get("keep") {
+            None | Some("no") => false,
+            Some("yes") => true,
+            Some(v) => return Err(Error::Msg(format!("{} {v:?}: use yes or no", name("keep")))),
         },
     })
 }
@@ -171,7 +184,8 @@ fn main() -> ExitCode {
         ("image", _) => match flags.positional.as_slice() {
             [sub, path] if sub == "info" => cmd_image(path, false),
             [sub, path] if sub == "verify" => cmd_image(path, true),
-            _ => return usage_error("use 'kjump image info FILE' or 'kjump image verify FILE'"),
+            [sub, path] if sub == "wipe" => cmd_wipe(path),
+            _ => return usage_error("use 'kjump image info|verify|wipe FILE|DEVICE'"),
         },
         (other, _) => return usage_error(&format!("unknown command {other:?}")),
     };
@@ -245,10 +259,10 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
     run_checks(s, true).map_err(|e| Error::Msg(format!("hibernate: {e}")))?;
     let dev = target::resolve(&tgt.device)?
         .ok_or_else(|| Error::Msg(format!("hibernate: target {text} is missing: no such device here")))?;
-    if let Some(mp) = target::mounted_read_write(&dev)? {
+    let uses = in_use::collect()?;
+    if let Some(why) = in_use::conflict(&dev, &uses)? {
         return Err(Error::Msg(format!(
-            "hibernate: {} is mounted read-write on {mp}; unmount it or choose another target (B must never write a filesystem A has mounted)",
-            dev.display()
+            "hibernate: {why}; unmount it (or swapoff), or choose another target: the hibernation kernel must never write a device this system is using"
         )));
     }
     let map = MemoryMap::read()?;
@@ -273,7 +287,16 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
         s.wait,
         mailbox.phys()
     );
+    // Devices A writes most go first: the list B checks has room for
+    // in_use::MAX_ENTRIES.
+    let mut table = uses.clone();
+    table.sort_by_key(|u| u.kind == in_use::Kind::MountedReadOnly);
+    table.truncate(in_use::MAX_ENTRIES);
+    mailbox.write_request(&table)?;
     let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &mode)?)?;
+    // What A's filesystems hold in memory reaches the disks now, so that
+    // a power cut before the image is committed costs no data.
+    rustix::fs::sync();
     println!(
         "kjump: hibernating to {tgt} (then {}); hibernation kernel in {:#x}-{:#x}",
         s.after.name(),
@@ -306,8 +329,7 @@ fn read_image_head(tgt: &target::Target, dev: &std::path::Path) -> Result<(kjump
     let Some(file) = &tgt.file else { return read(dev) };
     let dir = std::env::temp_dir().join(format!("kjump-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    rustix::mount::mount(dev, &dir, "ext4", rustix::mount::MountFlags::RDONLY, None)
-        .map_err(|e| Error::sys(format!("mounting {} read-only", dev.display()), e))?;
+    kjump::save::mount_read_only(dev, &dir)?;
     let result = read(&dir.join(file.trim_start_matches('/')));
     let _ = rustix::mount::unmount(&dir, rustix::mount::UnmountFlags::empty());
     let _ = std::fs::remove_dir(&dir);
@@ -320,9 +342,15 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     let no = |why: String| Error::Msg(format!("resume: not resuming: {why}"));
     let dev = target::resolve(&tgt.device)?.ok_or_else(|| no(format!("target {text} is not here")))?;
     let (h, state, committed) = read_image_head(&tgt, &dev).map_err(|e| no(format!("no image on {tgt}: {e}")))?;
-    if state.state != State::Committed {
-        return Err(no(format!("the image on {tgt} is {}", state.state.name())));
+    match state.state {
+        State::Committed => {}
+        State::Writing => return Err(no(format!("the image on {tgt} is incomplete: its save never finished (state writing)"))),
+        other => return Err(no(format!("the image on {tgt} is {}", other.name()))),
     }
+    if let Some(why) = kjump::machine::mismatch(&h.machine_id, &kjump::machine::id()) {
+        return Err(no(why));
+    }
+    in_use::check_device(&dev, &h.in_use).map_err(|e| no(e.to_string()))?;
     if !committed {
         return Err(no(format!("the image on {tgt} is damaged: its state block commits a different header")));
     }
@@ -354,7 +382,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
         return Ok(());
     }
     let s = Settings { region_size: size, ..s.clone() };
-    let mode = format!("kjump.mode=restore kjump.target={tgt} kjump.wait={}", s.wait);
+    let mode = format!("kjump.mode=restore kjump.target={tgt} kjump.wait={} kjump.keep={}", s.wait, u8::from(s.keep));
     jump::load_hibernation_kernel(&hibernation_kernel(&s, &mode)?)?;
     jump::jump_to_loaded()?;
     Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()))
@@ -417,5 +445,56 @@ fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
         return Err(Error::Msg(format!("verify {path}: chunks hold {stored} pages, the header says {}", r.header.stored_pages)));
     }
     println!("kjump: image verified: {} chunks, {stored} pages, every checksum good", r.header.chunk_count);
+    Ok(())
+}
+
+/// `kjump image wipe`: overwrite a kjump image with zeros (header, state
+/// and every chunk), flush, discard the range, and remove it if it is a
+/// file. Anything that is not a kjump image is left alone.
+fn cmd_wipe(path: &str) -> Result<(), Error> {
+    use std::os::unix::fs::{FileExt, FileTypeExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("wipe: opening {path}"), e))?;
+    let meta = file.metadata().map_err(|e| Error::io(format!("wipe: examining {path}"), e))?;
+    let r = Reader::open(&file).map_err(|e| Error::Msg(format!("wipe: {path} does not hold a kjump image ({e}); nothing was written")))?;
+    if meta.file_type().is_block_device() {
+        let uses = in_use::collect()?;
+        if let Some(why) = in_use::conflict(std::path::Path::new(path), &uses)? {
+            return Err(Error::Msg(format!("wipe: {why}; nothing was written")));
+        }
+    }
+    // The state block says where the chunks end; a damaged one (or one
+    // pointing past the end) wipes everything kjump could have written.
+    let size = if meta.is_file() { meta.len() } else { target::device_size(std::path::Path::new(path))? };
+    let worst = kjump::image::DATA_OFFSET + r.header.data_bytes;
+    let end = r.state.data_end.max(worst).min(size).max(kjump::image::DATA_OFFSET.min(size));
+    drop(r);
+    let zeros = vec![0u8; 8 << 20];
+    let mut at = 0u64;
+    let mut last = std::time::Instant::now();
+    while at < end {
+        let n = (end - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at).map_err(|e| Error::io(format!("wipe: writing {path} at byte {at}"), e))?;
+        at += n as u64;
+        if last.elapsed() > Duration::from_secs(1) {
+            eprintln!("kjump: wiped {} of {}", human_size(at), human_size(end));
+            last = std::time::Instant::now();
+        }
+    }
+    file.sync_all().map_err(|e| Error::io(format!("wipe: flushing {path}"), e))?;
+    let discarded = kjump::discard::discard(&file, 0, end)?;
+    drop(file);
+    if meta.is_file() {
+        std::fs::remove_file(path).map_err(|e| Error::io(format!("wipe: removing {path}"), e))?;
+    }
+    println!(
+        "kjump: wiped {} of {path}{}{}",
+        human_size(end),
+        if discarded == kjump::discard::Outcome::Discarded { " and discarded it" } else { " (the device cannot discard)" },
+        if meta.is_file() { "; file removed" } else { "" }
+    );
     Ok(())
 }

@@ -1,0 +1,442 @@
+//! What A is using of its block devices: mounted filesystems (read-write
+//! or read-only), active swap, and devices held by device-mapper or md.
+//!
+//! Writing to any of them while A is frozen would corrupt it: A resumes
+//! with its caches and its journal state from before, and never learns
+//! what changed underneath. So `kjump hibernate` refuses a target that
+//! overlaps anything here ([`conflict`]), and the list travels to B
+//! (through the mailbox page) and into the image header, so that B and D
+//! can check again before they write or mount ([`check_device`]), whatever
+//! names their own kernels give the disks: filesystems and swap areas are
+//! matched by the UUID in their superblock.
+
+use std::path::{Path, PathBuf};
+
+use rustix::fs::FileType;
+
+use crate::Error;
+
+/// How A uses a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A filesystem mounted read-write.
+    MountedReadWrite,
+    /// A filesystem mounted read-only.
+    MountedReadOnly,
+    /// Active swap.
+    Swap,
+}
+
+impl Kind {
+    fn code(self) -> u8 {
+        match self {
+            Kind::MountedReadWrite => 1,
+            Kind::MountedReadOnly => 2,
+            Kind::Swap => 3,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        match c {
+            1 => Some(Kind::MountedReadWrite),
+            2 => Some(Kind::MountedReadOnly),
+            3 => Some(Kind::Swap),
+            _ => None,
+        }
+    }
+
+    /// How the kind reads in a sentence ("A has it …").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::MountedReadWrite => "mounted read-write",
+            Kind::MountedReadOnly => "mounted read-only",
+            Kind::Swap => "in use as swap",
+        }
+    }
+}
+
+/// One block device A uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InUse {
+    /// How.
+    pub kind: Kind,
+    /// Device number in A.
+    pub major: u32,
+    /// Minor device number in A.
+    pub minor: u32,
+    /// The filesystem's or swap area's UUID, when kjump can read it.
+    pub uuid: Option<[u8; 16]>,
+    /// A's name for the device (`vda1`), at most [`NAME_LEN`] bytes.
+    pub name: String,
+}
+
+/// Most entries kept (in the mailbox page and in the image header).
+pub const MAX_ENTRIES: usize = 40;
+/// Bytes of one encoded entry.
+pub const RECORD_LEN: usize = 56;
+/// Longest device name kept.
+pub const NAME_LEN: usize = 28;
+/// Bytes of an encoded table: a count, then [`MAX_ENTRIES`] records.
+pub const TABLE_LEN: usize = 8 + MAX_ENTRIES * RECORD_LEN;
+
+/// Encodes `entries` (at most [`MAX_ENTRIES`]; more is an error) as a table.
+///
+/// Layout: u32 count, u32 zero, then per entry: u8 kind, u8 has-UUID,
+/// 2 zero bytes, u32 major, u32 minor, 16 bytes UUID, 28 bytes name (NUL
+/// padded).
+pub fn encode_table(entries: &[InUse]) -> Result<[u8; TABLE_LEN], Error> {
+    if entries.len() > MAX_ENTRIES {
+        return Err(Error::Msg(format!(
+            "A uses {} block devices; kjump records at most {MAX_ENTRIES}",
+            entries.len()
+        )));
+    }
+    let mut t = [0u8; TABLE_LEN];
+    t[..4].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (e, r) in entries.iter().zip(t[8..].chunks_exact_mut(RECORD_LEN)) {
+        r[0] = e.kind.code();
+        r[1] = u8::from(e.uuid.is_some());
+        r[4..8].copy_from_slice(&e.major.to_le_bytes());
+        r[8..12].copy_from_slice(&e.minor.to_le_bytes());
+        r[12..28].copy_from_slice(&e.uuid.unwrap_or_default());
+        let name = e.name.as_bytes();
+        let n = name.len().min(NAME_LEN);
+        r[28..28 + n].copy_from_slice(&name[..n]);
+    }
+    Ok(t)
+}
+
+/// Why a table could not be decoded: the field at fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadTable(pub &'static str);
+
+impl core::fmt::Display for BadTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "A's device table: bad {}", self.0)
+    }
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    let mut w = [0u8; 4];
+    if let Some(s) = b.get(off..off + 4) {
+        w.copy_from_slice(s);
+    }
+    u32::from_le_bytes(w)
+}
+
+/// Decodes a table written by [`encode_table`], checking every field.
+pub fn decode_table(t: &[u8]) -> Result<Vec<InUse>, BadTable> {
+    if t.len() < TABLE_LEN {
+        return Err(BadTable("length"));
+    }
+    let n = u32_at(t, 0) as usize;
+    if n > MAX_ENTRIES {
+        return Err(BadTable("entry count"));
+    }
+    let mut out = Vec::with_capacity(n);
+    for r in t[8..].chunks_exact(RECORD_LEN).take(n) {
+        let kind = Kind::from_code(r[0]).ok_or(BadTable("kind"))?;
+        let uuid = match r[1] {
+            0 => None,
+            1 => {
+                let mut u = [0u8; 16];
+                u.copy_from_slice(&r[12..28]);
+                Some(u)
+            }
+            _ => return Err(BadTable("UUID flag")),
+        };
+        let raw = &r[28..28 + NAME_LEN];
+        let len = raw.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        let name = core::str::from_utf8(&raw[..len]).map_err(|_| BadTable("name"))?.to_string();
+        out.push(InUse { kind, major: u32_at(r, 4), minor: u32_at(r, 8), uuid, name });
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Signatures: which filesystem or swap area a device holds.
+
+const EXT4_SB: usize = 1024;
+const SWAP_MAGIC: &[u8; 10] = b"SWAPSPACE2";
+/// The swap header's `sws_uuid`.
+const SWAP_UUID_OFF: usize = 1024 + 12;
+
+/// The UUID of the ext2/3/4 filesystem or swap area whose first bytes are
+/// `head` (at least 4096 bytes for swap), or `None`.
+pub fn signature_uuid(head: &[u8]) -> Option<[u8; 16]> {
+    let sb = head.get(EXT4_SB..EXT4_SB + 0x78)?;
+    let mut u = [0u8; 16];
+    if sb[0x38..0x3a] == [0x53, 0xef] {
+        u.copy_from_slice(&sb[0x68..0x78]);
+        return Some(u);
+    }
+    if head.get(4096 - 10..4096)? == SWAP_MAGIC {
+        u.copy_from_slice(head.get(SWAP_UUID_OFF..SWAP_UUID_OFF + 16)?);
+        return Some(u);
+    }
+    None
+}
+
+/// Formats a UUID the usual way (lowercase, with dashes).
+pub fn format_uuid(u: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(36);
+    for (i, b) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn read_head(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).ok()?;
+    let mut head = Vec::with_capacity(8192);
+    f.take(8192).read_to_end(&mut head).ok()?;
+    Some(head)
+}
+
+// ---------------------------------------------------------------------------
+// Reading A's state.
+
+/// The active swap areas in `/proc/swaps`: (path, is a partition).
+pub fn parse_swaps(text: &str) -> Vec<(String, bool)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split_ascii_whitespace();
+            let path = f.next()?;
+            let kind = f.next()?;
+            Some((crate::target::unescape_mount_field(path), kind == "partition"))
+        })
+        .collect()
+}
+
+/// `/sys/dev/block/MAJ:MIN`, resolved to its directory under `/sys/devices`.
+fn sysfs_dir(major: u32, minor: u32) -> Option<PathBuf> {
+    std::fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).ok()
+}
+
+fn name_of(major: u32, minor: u32) -> String {
+    sysfs_dir(major, minor)
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| format!("{major}:{minor}"))
+}
+
+fn uuid_of(name: &str) -> Option<[u8; 16]> {
+    read_head(&Path::new("/dev").join(name)).as_deref().and_then(signature_uuid)
+}
+
+/// What A uses now: block-backed mounts and swap partitions (swap files
+/// count as the mount they live on).
+pub fn collect() -> Result<Vec<InUse>, Error> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
+    let mut out: Vec<InUse> = Vec::new();
+    let mut add = |kind: Kind, major: u32, minor: u32| {
+        if let Some(e) = out.iter_mut().find(|e| e.major == major && e.minor == minor) {
+            // Read-write wins over read-only when a device is mounted twice.
+            if kind == Kind::MountedReadWrite {
+                e.kind = kind;
+            }
+            return;
+        }
+        // Only real block devices: a major of 0 is an anonymous device
+        // (proc, tmpfs, overlay...), and sysfs knows every block device.
+        if major == 0 || sysfs_dir(major, minor).is_none() {
+            return;
+        }
+        let name = name_of(major, minor);
+        let uuid = uuid_of(&name);
+        out.push(InUse { kind, major, minor, uuid, name });
+    };
+    for m in crate::target::parse_mountinfo(&mounts) {
+        add(if m.read_write { Kind::MountedReadWrite } else { Kind::MountedReadOnly }, m.major, m.minor);
+    }
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    for (path, partition) in parse_swaps(&swaps) {
+        if !partition {
+            continue;
+        }
+        if let Ok(st) = rustix::fs::stat(path.as_str()) {
+            add(Kind::Swap, rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+        }
+    }
+    if out.len() > MAX_ENTRIES {
+        out.truncate(MAX_ENTRIES);
+    }
+    Ok(out)
+}
+
+/// The whole disk a partition's sysfs directory belongs to (itself for a disk).
+fn whole_disk(dir: &Path) -> PathBuf {
+    if dir.join("partition").exists() {
+        if let Some(parent) = dir.parent() {
+            return parent.to_path_buf();
+        }
+    }
+    dir.to_path_buf()
+}
+
+/// Names of the devices holding `dir` (device-mapper, md), and those of
+/// its partitions.
+fn holders(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut look = |d: &Path| {
+        if let Ok(rd) = std::fs::read_dir(d.join("holders")) {
+            names.extend(rd.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned())));
+        }
+    };
+    look(dir);
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().join("partition").exists() {
+                look(&e.path());
+            }
+        }
+    }
+    names
+}
+
+/// Why A must not let B write `dev`, or `None` when nothing of A's is on
+/// it: `dev` itself, a partition of it, or the disk it is a partition of
+/// is mounted (in any mode) or active swap, or device-mapper or md holds
+/// it. Worded for the user.
+pub fn conflict(dev: &Path, uses: &[InUse]) -> Result<Option<String>, Error> {
+    let st = rustix::fs::stat(dev).map_err(|e| Error::sys(format!("examining {}", dev.display()), e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::BlockDevice {
+        return Err(Error::Msg(format!("{} is not a block device", dev.display())));
+    }
+    let (major, minor) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+    let Some(dir) = sysfs_dir(major, minor) else {
+        return Ok(None);
+    };
+    let disk = whole_disk(&dir);
+    for u in uses {
+        let used = if u.major == major && u.minor == minor {
+            Some(String::new())
+        } else {
+            sysfs_dir(u.major, u.minor).and_then(|d| {
+                if d.parent() == Some(dir.as_path()) && d.join("partition").exists() {
+                    Some(format!(" (its partition {})", u.name))
+                } else if disk != dir && d == disk {
+                    Some(format!(" (its whole disk {})", u.name))
+                } else {
+                    None
+                }
+            })
+        };
+        if let Some(which) = used {
+            return Ok(Some(format!("{}{which} is {} here", dev.display(), u.kind.describe())));
+        }
+    }
+    let held = holders(&dir);
+    if !held.is_empty() {
+        return Ok(Some(format!("{} is in use by device-mapper or md ({})", dev.display(), held.join(", "))));
+    }
+    Ok(None)
+}
+
+/// B's and D's check before writing or mounting `dev`: refuses when the
+/// filesystem or swap area on it, or on one of its partitions, is one A
+/// was using (matched by UUID).
+pub fn check_device(dev: &Path, uses: &[InUse]) -> Result<(), Error> {
+    let mut heads: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some(h) = read_head(dev) {
+        heads.push((dev.display().to_string(), h));
+    }
+    if let Ok(st) = rustix::fs::stat(dev) {
+        if let Some(dir) = sysfs_dir(rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)) {
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    if e.path().join("partition").exists() {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if let Some(h) = read_head(&Path::new("/dev").join(&name)) {
+                            heads.push((format!("/dev/{name}"), h));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (name, head) in &heads {
+        let Some(uuid) = signature_uuid(head) else { continue };
+        if let Some(u) = uses.iter().find(|u| u.uuid == Some(uuid)) {
+            return Err(Error::Msg(format!(
+                "refusing to touch {name}: it holds UUID {}, which A has {} (as {}); writing it would corrupt A",
+                format_uuid(&uuid),
+                u.kind.describe(),
+                u.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<InUse> {
+        vec![
+            InUse { kind: Kind::MountedReadWrite, major: 254, minor: 0, uuid: Some([7; 16]), name: "vda".into() },
+            InUse { kind: Kind::Swap, major: 254, minor: 17, uuid: None, name: "vdb1".into() },
+            InUse { kind: Kind::MountedReadOnly, major: 8, minor: 3, uuid: Some([1; 16]), name: "x".repeat(40) },
+        ]
+    }
+
+    #[test]
+    fn table_round_trip_truncates_long_names() {
+        let t = encode_table(&sample()).unwrap();
+        let back = decode_table(&t).unwrap();
+        assert_eq!(back.len(), 3);
+        assert_eq!(back[..2], sample()[..2]);
+        assert_eq!(back[2].name, "x".repeat(NAME_LEN));
+        assert_eq!(decode_table(&[0u8; TABLE_LEN]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn hostile_tables_are_refused() {
+        assert_eq!(decode_table(&[0u8; 10]), Err(BadTable("length")));
+        let mut t = encode_table(&sample()).unwrap();
+        t[0] = 41;
+        assert_eq!(decode_table(&t), Err(BadTable("entry count")));
+        let mut t = encode_table(&sample()).unwrap();
+        t[8] = 9;
+        assert_eq!(decode_table(&t), Err(BadTable("kind")));
+        let mut t = encode_table(&sample()).unwrap();
+        t[9] = 2;
+        assert_eq!(decode_table(&t), Err(BadTable("UUID flag")));
+        let mut t = encode_table(&sample()).unwrap();
+        t[8 + 28] = 0xff;
+        assert_eq!(decode_table(&t), Err(BadTable("name")));
+        let many = vec![sample()[0].clone(); MAX_ENTRIES + 1];
+        assert!(encode_table(&many).is_err());
+    }
+
+    #[test]
+    fn signatures() {
+        let mut ext4 = vec![0u8; 8192];
+        ext4[1024 + 0x38] = 0x53;
+        ext4[1024 + 0x39] = 0xef;
+        ext4[1024 + 0x68..1024 + 0x78].copy_from_slice(&[0xab; 16]);
+        assert_eq!(signature_uuid(&ext4), Some([0xab; 16]));
+        let mut swap = vec![0u8; 4096];
+        swap[4086..].copy_from_slice(SWAP_MAGIC);
+        swap[1036..1052].copy_from_slice(&[3; 16]);
+        assert_eq!(signature_uuid(&swap), Some([3; 16]));
+        assert_eq!(signature_uuid(&swap[..4000]), None);
+        assert_eq!(signature_uuid(&[0u8; 8192]), None);
+        assert_eq!(signature_uuid(&[]), None);
+        assert_eq!(format_uuid(&[0xab; 16]), "abababab-abab-abab-abab-abababababab");
+    }
+
+    #[test]
+    fn swaps() {
+        let text = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/dev/vdb1                               partition\t1048572\t\t0\t\t-2\n/swap\\040file file 100 0 -3\n";
+        assert_eq!(parse_swaps(text), vec![("/dev/vdb1".to_string(), true), ("/swap file".to_string(), false)]);
+        assert_eq!(parse_swaps(""), vec![]);
+        assert_eq!(parse_swaps("header only\n"), vec![]);
+    }
+}
