@@ -44,7 +44,7 @@ fn main() {
     let initrd = a_initramfs(&p, SCRIPT);
 
     println!("kjump demo, part 1: boot A (QEMU, TCG, 1 GiB, 2 CPUs) and hibernate it. A's console:\n");
-    let mut a = Vm::start(&p, VmConfig { name: "demo-a", memory_mib: 1024, cpus: 2, initrd: initrd.clone(), append: "", echo: true, disks: disks.clone() });
+    let mut a = Vm::start(&p, VmConfig { name: "demo-a", memory_mib: 1024, cpus: 2, initrd: initrd.clone(), append: "", echo: true, disks: disks.clone(), uuid: None });
     a.expect_in_order(&["A: kjump hibernate --target /dev/vda"]);
     let t0 = Instant::now();
     let lines = a.expect_in_order(&["kjump-init: summary: ", "kjump-init: image committed; powering off"]);
@@ -55,7 +55,7 @@ fn main() {
 
     println!("\n\nkjump demo, part 2: QEMU exited. A new QEMU boots the same disks and resumes A. Console:\n");
     let t1 = Instant::now();
-    let mut c = Vm::start(&p, VmConfig { name: "demo-c", memory_mib: 1024, cpus: 2, initrd, append: "kjump_boot=c", echo: true, disks });
+    let mut c = Vm::start(&p, VmConfig { name: "demo-c", memory_mib: 1024, cpus: 2, initrd, append: "kjump_boot=c", echo: true, disks, uuid: None });
     c.expect_in_order(&["A: kjump hibernate exited 0"]);
     let resume = t1.elapsed();
     c.expect_in_order(&["(intact)", "A: done"]);

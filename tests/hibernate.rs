@@ -78,7 +78,7 @@ fn start(name: &str, dir: &TempDir, cmd: &str, disks: Vec<std::path::PathBuf>) -
     let _ = dir;
     let p = paths();
     let initrd = a_initramfs(&p, &workload(cmd));
-    Vm::start(&p, VmConfig { name, memory_mib: 1024, cpus: 2, initrd, append: "", echo: false, disks })
+    Vm::start(&p, VmConfig { name, memory_mib: 1024, cpus: 2, initrd, append: "", echo: false, disks, uuid: None })
 }
 
 #[test]
@@ -127,6 +127,10 @@ fn hibernate_to_a_file_on_ext4() {
     assert!(image.exists(), "debugfs could not extract the image: {}", String::from_utf8_lossy(&out.stderr));
     let fsck = Command::new("e2fsck").args(["-fn"]).arg(&disk).output().unwrap();
     assert!(fsck.status.success(), "e2fsck: {}", String::from_utf8_lossy(&fsck.stdout));
+    // The image holds all of A's memory: only its owner may read it.
+    let stat = Command::new("debugfs").args(["-R", "stat /kjump.img"]).arg(&disk).output().unwrap();
+    let stat = String::from_utf8_lossy(&stat.stdout);
+    assert!(stat.contains("Mode:  0600"), "{stat}");
     check_image(&image, &lines[2]);
 }
 

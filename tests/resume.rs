@@ -48,7 +48,7 @@ poweroff -f
 fn boot(name: &str, disks: &[PathBuf], append: &str) -> Vm {
     let p = paths();
     let initrd = a_initramfs(&p, SCRIPT);
-    Vm::start(&p, VmConfig { name, memory_mib: 1024, cpus: 2, initrd, append, echo: false, disks: disks.to_vec() })
+    Vm::start(&p, VmConfig { name, memory_mib: 1024, cpus: 2, initrd, append, echo: false, disks: disks.to_vec(), uuid: None })
 }
 
 fn counters(log: &str) -> Vec<u64> {
@@ -90,6 +90,11 @@ fn hibernate_power_off_resume_then_boot_normally() {
     let after = counters(&c.log());
     let first = *after.first().expect("the counter did not go on after the resume");
     assert!(first > last && first <= last + 3, "counter went from {last} to {first}");
+
+    // D discarded the image's data: the sparse disk file gave its blocks back.
+    let kept = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&disks[0]).unwrap()) * 512;
+    assert!(kept < 1 << 20, "{kept} bytes of the image are still on the target after the resume");
+    c.expect_in_order(&["kjump-init: discarded the image's data"]);
 
     // The filesystem A had open is clean, and the file reads back.
     let fsck = Command::new("e2fsck").arg("-fn").arg(&data).output().unwrap();
@@ -196,8 +201,205 @@ fn image_from_a_different_memory_size_is_refused_before_d() {
     let disks = copies(&dir);
     let p = paths();
     let initrd = a_initramfs(&p, SCRIPT);
-    let mut c = Vm::start(&p, VmConfig { name: "othermem-c", memory_mib: 1536, cpus: 2, initrd, append: "kjump_boot=c", echo: false, disks });
+    let mut c = Vm::start(&p, VmConfig { name: "othermem-c", memory_mib: 1536, cpus: 2, initrd, append: "kjump_boot=c", echo: false, disks, uuid: None });
     c.expect_in_order(&["C: booting, trying kjump resume", "resume: not resuming: the image was made with the kjump region", "C: normal boot (kjump resume exited 1)"]);
     c.wait_exit();
     c.expect_absent("kjump-init: mode restore");
+}
+
+// ---------------------------------------------------------------------------
+// Wrong and hostile images: each refused before D writes a page of A's
+// memory. The images are edited on the host with every checksum made good
+// again, so that only the named problem remains.
+
+/// An image on a disk file, opened for editing.
+struct Edit {
+    f: std::fs::File,
+}
+
+impl Edit {
+    fn open(disk: &std::path::Path) -> Self {
+        Edit { f: std::fs::OpenOptions::new().read(true).write(true).open(disk).unwrap() }
+    }
+
+    fn read(&mut self, at: u64, len: usize) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let mut b = vec![0u8; len];
+        self.f.read_exact_at(&mut b, at).unwrap();
+        b
+    }
+
+    fn write(&mut self, at: u64, b: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        self.f.write_all_at(b, at).unwrap();
+    }
+
+    fn header(&mut self) -> kjump::image::Header {
+        kjump::image::Header::decode(&self.read(0, 4096)).unwrap()
+    }
+
+    /// Offsets of every chunk.
+    fn chunks(&mut self) -> Vec<(u64, kjump::image::ChunkInfo)> {
+        let state = kjump::image::StateBlock::decode(&self.read(4096, 4096)).unwrap();
+        let mut at = kjump::image::DATA_OFFSET;
+        (0..state.chunk_count)
+            .map(|i| {
+                let info = kjump::image::parse_chunk_header(&self.read(at, 4096), i).unwrap();
+                let here = at;
+                at += info.disk_len as u64;
+                (here, info)
+            })
+            .collect()
+    }
+
+    /// Sets run `run` of chunk `index` to start at page frame `pfn`, then
+    /// makes the chunk's checksums, the chain and the state block good.
+    fn set_run_start(&mut self, index: usize, run: usize, pfn: u64) {
+        use kjump::crc32::crc32;
+        use kjump::image::CHUNK_HEADER;
+        let chunks = self.chunks();
+        let (at, info) = chunks[index];
+        let body_len = info.run_count * 16 + info.stored_len;
+        let mut chunk = self.read(at, CHUNK_HEADER + body_len);
+        chunk[CHUNK_HEADER + run * 16..CHUNK_HEADER + run * 16 + 8].copy_from_slice(&pfn.to_le_bytes());
+        let data_crc = crc32(&chunk[CHUNK_HEADER..]);
+        chunk[32..36].copy_from_slice(&data_crc.to_le_bytes());
+        let header_crc = crc32(&chunk[..36]);
+        chunk[36..40].copy_from_slice(&header_crc.to_le_bytes());
+        self.write(at, &chunk);
+        let mut chain = kjump::crc32::Crc32::default();
+        for (_, c) in self.chunks() {
+            chain.update(&c.data_crc.to_le_bytes());
+        }
+        let mut state = kjump::image::StateBlock::decode(&self.read(4096, 4096)).unwrap();
+        state.chain_crc = chain.finish();
+        self.write(4096, &state.encode());
+    }
+
+    /// The first run of chunk `index`: (pfn, count).
+    fn run(&mut self, index: usize, run: usize) -> (u64, u64) {
+        let (at, _) = self.chunks()[index];
+        let b = self.read(at + 40 + run as u64 * 16, 16);
+        (u64::from_le_bytes(b[..8].try_into().unwrap()), u64::from_le_bytes(b[8..].try_into().unwrap()))
+    }
+}
+
+/// Boots C on `disks` and expects D to refuse with `why` before writing.
+fn d_refuses(name: &str, disks: Vec<PathBuf>, why: &str) {
+    let mut c = boot(name, &disks, "kjump_boot=c");
+    c.expect_in_order(&[
+        "kjump resume: committed image on /dev/vda",
+        "kjump-init: mode restore",
+        &format!("kjump-init: error: {why}"),
+        "kjump-init: not resuming: rebooting into a normal boot",
+    ]);
+    c.wait_exit();
+    c.expect_absent("kjump-init: checked the layout");
+    c.expect_absent("kjump-init: restoring");
+    c.expect_absent("jumping into A");
+}
+
+#[test]
+fn chunk_with_pages_outside_a_ram_is_refused_before_any_write() {
+    let dir = TempDir::new("outside");
+    let disks = copies(&dir);
+    let mut e = Edit::open(&disks[0]);
+    // Page 0xfec00 (the I/O APIC) is no RAM of A's.
+    let last = e.chunks()[3].1.run_count - 1;
+    e.set_run_start(3, last, 0xfec00);
+    drop(e);
+    d_refuses("outside-c", disks, "/dev/vda: chunk 3: pages at 0xfec00000 lie outside A's RAM");
+}
+
+#[test]
+fn chunk_with_pages_in_the_kjump_region_is_refused_before_any_write() {
+    let dir = TempDir::new("inregion");
+    let disks = copies(&dir);
+    let mut e = Edit::open(&disks[0]);
+    let h = e.header();
+    // The last chunk below the region gets a run inside it.
+    let chunks = e.chunks();
+    let index = (0..chunks.len()).rev().find(|&i| e.run(i, 0).0 * 4096 < h.region.0).unwrap();
+    let last = chunks[index].1.run_count - 1;
+    e.set_run_start(index, last, h.region.0 / 4096 + 16);
+    drop(e);
+    d_refuses("inregion-c", disks, &format!("/dev/vda: chunk {index}: pages at {:#x} lie inside the kjump region", h.region.0 + 16 * 4096));
+}
+
+#[test]
+fn overlapping_chunks_are_refused_before_any_write() {
+    let dir = TempDir::new("overlap");
+    let disks = copies(&dir);
+    let mut e = Edit::open(&disks[0]);
+    let (pfn, _) = e.run(6, 0);
+    e.set_run_start(7, 0, pfn);
+    drop(e);
+    d_refuses("overlap-c", disks, &format!("/dev/vda: chunk 7: pages at {:#x} overlap pages stored before them", pfn * 4096));
+}
+
+#[test]
+fn truncated_image_is_refused_before_any_write() {
+    let dir = TempDir::new("truncated");
+    let disks = copies(&dir);
+    let mut e = Edit::open(&disks[0]);
+    let (at, _) = e.chunks()[40];
+    drop(e);
+    // The disk ends one block into chunk 40: its pages are gone.
+    std::fs::OpenOptions::new().write(true).open(&disks[0]).unwrap().set_len(at + 4096).unwrap();
+    d_refuses("truncated-c", disks, "/dev/vda: chunk 41: truncated");
+}
+
+#[test]
+fn image_from_another_kjump_version_is_refused() {
+    let dir = TempDir::new("version");
+    let disks = copies(&dir);
+    let mut e = Edit::open(&disks[0]);
+    let mut h = e.read(0, 4096);
+    h[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = kjump::crc32::crc32(&h[..4092]);
+    h[4092..].copy_from_slice(&crc.to_le_bytes());
+    e.write(0, &h);
+    let mut state = kjump::image::StateBlock::decode(&e.read(4096, 4096)).unwrap();
+    state.header_crc = crc;
+    e.write(4096, &state.encode());
+    drop(e);
+    let mut c = boot("version-c", &disks, "kjump_boot=c");
+    c.expect_in_order(&["C: booting, trying kjump resume", "header: version 2 is not supported (this kjump reads 1)", "C: normal boot (kjump resume exited 1)"]);
+    c.wait_exit();
+    c.expect_absent("kjump-init: mode restore");
+}
+
+#[test]
+fn image_from_another_machine_is_refused() {
+    let dir = TempDir::new("othermachine");
+    let disks = copies(&dir);
+    let p = paths();
+    let initrd = a_initramfs(&p, SCRIPT);
+    let other = "0f0e0d0c-0b0a-0908-0706-050403020100";
+    let mut c = Vm::start(&p, VmConfig { name: "othermachine-c", memory_mib: 1024, cpus: 2, initrd, append: "kjump_boot=c", echo: false, disks, uuid: Some(other) });
+    c.expect_in_order(&[
+        "C: booting, trying kjump resume",
+        &format!("resume: not resuming: the image was made on another machine (system UUID {}; this one is {other})", harness::MACHINE_UUID),
+        "C: normal boot (kjump resume exited 1)",
+    ]);
+    c.wait_exit();
+    c.expect_absent("kjump-init: mode restore");
+}
+
+#[test]
+fn wipe_erases_an_image_and_refuses_anything_else() {
+    let dir = TempDir::new("wipe");
+    let disks = copies(&dir);
+    let kjump = env!("CARGO_BIN_EXE_kjump");
+    // Not an image: the ext4 data disk is left exactly as it was.
+    let before = std::fs::read(&disks[1]).unwrap();
+    let out = Command::new(kjump).args(["image", "wipe"]).arg(&disks[1]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not hold a kjump image"), "{out:?}");
+    assert!(std::fs::read(&disks[1]).unwrap() == before, "wipe changed a non-image");
+    // The image: overwritten, then (a file) removed.
+    let out = Command::new(kjump).args(["image", "wipe"]).arg(&disks[0]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("file removed"), "{out:?}");
+    assert!(!disks[0].exists());
 }

@@ -9,7 +9,7 @@ use harness::{a_initramfs, a_script, paths, Vm, VmConfig};
 fn round_trip(name: &str, cpus: u32) -> Vm {
     let p = paths();
     let initrd = a_initramfs(&p, &a_script("kjump check --jump"));
-    let mut vm = Vm::start(&p, VmConfig { name, memory_mib: 1024, cpus, initrd, append: "", echo: false, disks: vec![] });
+    let mut vm = Vm::start(&p, VmConfig { name, memory_mib: 1024, cpus, initrd, append: "", echo: false, disks: vec![], uuid: None });
     let lines = vm.expect_in_order(&[
         "A: data written, md5",
         "kjump check: this machine can hibernate with kjump",

@@ -108,7 +108,13 @@ pub struct VmConfig<'a> {
     pub echo: bool,
     /// Raw disk images, attached as virtio disks /dev/vda, /dev/vdb, …
     pub disks: Vec<PathBuf>,
+    /// The machine's SMBIOS system UUID; `None` gives every VM the same
+    /// one ([`MACHINE_UUID`]), as one physical machine would have.
+    pub uuid: Option<&'a str>,
 }
+
+/// The system UUID the test machines share.
+pub const MACHINE_UUID: &str = "6b29fc40-ca47-1067-b31d-00dd010662da";
 
 impl Vm {
     pub fn start(p: &Paths, cfg: VmConfig<'_>) -> Vm {
@@ -119,8 +125,9 @@ impl Vm {
         std::fs::write(&log, b"").unwrap();
         let mut cmd = Command::new("qemu-system-x86_64");
         for d in &cfg.disks {
-            cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio,cache=unsafe", d.display()));
+            cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio,cache=unsafe,discard=unmap", d.display()));
         }
+        cmd.args(["-uuid", cfg.uuid.unwrap_or(MACHINE_UUID)]);
         let child = cmd
             .args(["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot"])
             .args(["-m", &cfg.memory_mib.to_string(), "-smp", &cfg.cpus.to_string()])
