@@ -6,7 +6,7 @@ RELEASE := target/$(TARGET)/release
 # Where the test kernel is cached (outside the checkout), keyed by its config.
 export KJUMP_CACHE ?= $(HOME)/.cache/kjump
 
-.PHONY: all deps kernel build initramfs test unit demo clean
+.PHONY: all deps kernel build initramfs test unit demo bench bench-host clean
 
 all: build
 
@@ -32,6 +32,16 @@ unit: deps
 demo: deps
 	cargo build --release
 	kernel=$$(scripts/kernel.sh) && KJUMP_KERNEL=$$kernel KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example demo
+
+# kjump against swsusp in QEMU (about half an hour; BENCH_REPS, BENCH_SIZES,
+# BENCH_SYSTEMS narrow it). Writes bench/results.json and bench/results.md.
+bench: deps
+	cargo build --release
+	kernel=$$(scripts/kernel.sh) && KJUMP_KERNEL=$$kernel KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example bench
+
+# kjump's encoder and decoder on the host against the lz4 and gzip tools.
+bench-host: deps
+	cargo bench --bench pipeline
 
 clean:
 	cargo clean

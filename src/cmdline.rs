@@ -32,6 +32,10 @@ pub enum Mode {
     Save,
     /// Write A's memory back from the image and jump into A (resume).
     Restore,
+    /// Measure the machine's physical limits for `make bench` (reading
+    /// `/proc/vmcore`; raw writes and reads of the target, which it
+    /// overwrites) and jump back to A.
+    Bench,
 }
 
 /// What B does after saving.
@@ -211,6 +215,7 @@ pub fn parse(line: &str) -> Result<Params<'_>, Error> {
                     Some("roundtrip") => Mode::Roundtrip,
                     Some("save") => Mode::Save,
                     Some("restore") => Mode::Restore,
+                    Some("bench") => Mode::Bench,
                     _ => return Err(Error::UnknownMode),
                 })
             }

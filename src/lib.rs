@@ -26,6 +26,7 @@ pub mod gzip;
 pub mod image;
 pub mod in_use;
 pub mod initramfs;
+pub mod iobench;
 pub mod jump;
 pub mod kexec;
 pub mod layout;

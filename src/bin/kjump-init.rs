@@ -32,6 +32,7 @@ fn run() -> Result<Infallible, Error> {
         Some(Mode::Roundtrip) => roundtrip(&params),
         Some(Mode::Save) => save_mode(&params),
         Some(Mode::Restore) => restore_mode(&params),
+        Some(Mode::Bench) => bench_mode(&params),
         None => Err(Error::Msg("no kjump.mode= on the kernel command line: this initramfs is for kjump's hibernation kernel".into())),
     }
 }
@@ -70,6 +71,41 @@ fn roundtrip(p: &Params<'_>) -> Result<Infallible, Error> {
     let vmcore = rustix::fs::stat("/proc/vmcore").map_err(|e| Error::sys("looking for /proc/vmcore", e))?;
     say!("/proc/vmcore is {} bytes ({} MiB of A's memory)", vmcore.st_size, vmcore.st_size >> 20);
     let mem = DevMem::open()?;
+    back_to_a(&mem, &jb)
+}
+
+/// `kjump bench-io`: measure the physical limits (reading `/proc/vmcore`,
+/// raw writes and reads of the target), report them, go back to A.
+fn bench_mode(p: &Params<'_>) -> Result<Infallible, Error> {
+    say!("mode bench");
+    let jb = jump_back_params(p)?;
+    let mem = DevMem::open()?;
+    let measured = (|| -> Result<kjump::iobench::Limits, Error> {
+        let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
+        let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
+        let mailbox = p.mailbox.ok_or_else(|| Error::Msg("no kjump.mailbox= on the command line".into()))?;
+        let in_use = mailbox::read_request(&mem, mailbox)?;
+        let dev = target::wait_for(&target.device, Duration::from_secs(p.wait_secs.unwrap_or(10)), |m| say!("{m}"))?;
+        kjump::in_use::check_device(&dev, &in_use)?;
+        let vmcore = kjump::iobench::vmcore_read("/proc/vmcore")?;
+        say!("read /proc/vmcore: {} MiB in {:.2} s", vmcore.0 >> 20, vmcore.1);
+        let size = target::device_size(&dev)?;
+        let (write, read) = kjump::iobench::disk_write_read(&dev, size.min(768 << 20))?;
+        Ok(kjump::iobench::Limits { vmcore, write, read })
+    })();
+    let report = match measured {
+        Ok(l) => {
+            say!("{}", l.line());
+            Report { ok: true, text: l.line() }
+        }
+        Err(e) => {
+            say!("error: {e}");
+            Report { ok: false, text: e.to_string() }
+        }
+    };
+    if let Some(addr) = p.mailbox {
+        mailbox::post(&mem, addr, &report)?;
+    }
     back_to_a(&mem, &jb)
 }
 

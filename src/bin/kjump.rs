@@ -28,6 +28,9 @@ Usage:
   kjump image verify FILE|DEVICE   check every checksum; non-zero exit names the first fault
   kjump image wipe FILE|DEVICE     overwrite an image with zeros and discard it (a file is
                                    then removed); refuses anything that is not a kjump image
+  kjump bench-io --target DEVICE   for benchmarks: in the hibernation kernel, measure how
+                                   fast /proc/vmcore reads and the target takes O_DIRECT
+                                   writes and reads; OVERWRITES the target's first 768 MiB
   kjump initramfs --output FILE [--init PATH]
                                    write the hibernation initramfs (holds only kjump-init)
   kjump --help | --version
@@ -171,7 +174,7 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(m) => return usage_error(&m),
     };
-    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "resume");
+    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "resume" | "bench-io");
     let s = match needs_settings.then(|| settings(&flags)).transpose() {
         Ok(s) => s,
         Err(e) => return usage_error(&e.to_string()),
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
         ("check", Some(s)) => cmd_check(&s, flags.jump),
         ("hibernate", Some(s)) => cmd_hibernate(&s),
         ("resume", Some(s)) => cmd_resume(&s, flags.jump),
+        ("bench-io", Some(s)) => cmd_bench_io(&s),
         ("initramfs", _) => cmd_initramfs(&flags),
         ("image", _) => match flags.positional.as_slice() {
             [sub, path] if sub == "info" => cmd_image(path, false),
@@ -497,4 +501,37 @@ fn cmd_wipe(path: &str) -> Result<(), Error> {
         if meta.is_file() { "; file removed" } else { "" }
     );
     Ok(())
+}
+
+/// `kjump bench-io`: the machine's physical limits, measured in the
+/// hibernation kernel (B), which then jumps back.
+fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
+    let text = s.target.as_deref().ok_or_else(|| Error::Msg("bench-io: pass --target DEVICE (a scratch disk: it is overwritten)".into()))?;
+    let tgt = target::parse(text).map_err(|e| Error::Msg(format!("bench-io: target {text}: {e}")))?;
+    if tgt.file.is_some() {
+        return Err(Error::Msg("bench-io: the target must be a device, not a file".into()));
+    }
+    run_checks(s, true).map_err(|e| Error::Msg(format!("bench-io: {e}")))?;
+    let dev = target::resolve(&tgt.device)?.ok_or_else(|| Error::Msg(format!("bench-io: target {text} is missing")))?;
+    let uses = in_use::collect()?;
+    if let Some(why) = in_use::conflict(&dev, &uses)? {
+        return Err(Error::Msg(format!("bench-io: {why}")));
+    }
+    let map = MemoryMap::read()?;
+    let region = map.choose_region(s.region_size)?;
+    let mailbox = Mailbox::new((region.start, region.end))?;
+    let mut table = uses;
+    table.truncate(in_use::MAX_ENTRIES);
+    mailbox.write_request(&table)?;
+    let mode = format!("kjump.mode=bench kjump.target={tgt} kjump.wait={} kjump.mailbox={:#x}", s.wait, mailbox.phys());
+    jump::load_hibernation_kernel(&hibernation_kernel(s, &mode)?)?;
+    let away = jump::jump_to_loaded()?;
+    match mailbox.read() {
+        Some(r) if r.ok => {
+            println!("kjump: {} (away {:.1} s)", r.text, away.as_secs_f64());
+            Ok(())
+        }
+        Some(r) => Err(Error::Msg(format!("bench-io failed in the hibernation kernel: {}", r.text))),
+        None => Err(Error::Msg("bench-io: the hibernation kernel left no report".into())),
+    }
 }

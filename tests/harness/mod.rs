@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How often the console log and QEMU are looked at.
+pub const POLL: Duration = Duration::from_millis(100);
+
 /// Generous limit for one VM run under TCG.
 pub const VM_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -171,7 +174,16 @@ impl Vm {
     /// Waits until every marker has appeared in the log, in this order;
     /// returns the line holding each.
     pub fn expect_in_order(&mut self, markers: &[&str]) -> Vec<String> {
-        let deadline = Instant::now() + VM_TIMEOUT;
+        match self.try_in_order(markers, VM_TIMEOUT) {
+            Ok(lines) => lines,
+            Err(why) => self.fail(&why),
+        }
+    }
+
+    /// Like [`Vm::expect_in_order`], but returns why it stopped instead of
+    /// failing: QEMU exited or `timeout` passed before a marker appeared.
+    pub fn try_in_order(&mut self, markers: &[&str], timeout: Duration) -> Result<Vec<String>, String> {
+        let deadline = Instant::now() + timeout;
         loop {
             let log = self.log();
             self.poll_echo(&log);
@@ -189,15 +201,34 @@ impl Vm {
                 }
             }
             if lines.len() == markers.len() {
-                return lines;
+                return Ok(lines);
             }
             let exited = self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
             if exited || Instant::now() > deadline {
                 let missing = markers[lines.len()];
                 let why = if exited { "QEMU exited" } else { "timed out" };
-                self.fail(&format!("{why} before the console showed {missing:?} (markers in order: {markers:?})"));
+                return Err(format!("{why} before the console showed {missing:?} (markers in order: {markers:?})"));
             }
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for QEMU to exit, at most `timeout`; whether it did.
+    pub fn try_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if c.try_wait().ok().flatten().is_some() {
+                    self.child = None;
+                    return true;
+                }
+            } else {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(POLL);
         }
     }
 

@@ -1,0 +1,393 @@
+//! `make bench`: kjump against the kernel's own hibernation (swsusp), side
+//! by side in one run, on the same QEMU machine (`-accel tcg -m 1024
+//! -smp 2`, one 1200 MiB virtio disk as kjump's target or swsusp's swap).
+//!
+//! For each workload size (A holds a third random, a third repeated text,
+//! a third zero pages, with a known hash) and each system, it measures:
+//! hibernate time (from the command in A to QEMU exiting), resume time
+//! (from QEMU starting to A's workload running again with its hash
+//! checked), image size on disk, and whether it worked. It also measures
+//! the physical limits in the same VM (`kjump bench-io`). Several
+//! repetitions; the median is quoted with the spread. The result goes to
+//! stdout as Markdown and to `bench/results.json`.
+//!
+//! Environment: `BENCH_REPS` (default 3), `BENCH_SIZES` (MiB, comma
+//! separated; default 128,384,768), `BENCH_SYSTEMS` (default
+//! kjump,swsusp-lzo,swsusp-lz4).
+
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+
+use std::fmt::Write as _;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use harness::{a_initramfs, paths, sparse_disk, Paths, TempDir, Vm, VmConfig};
+
+const MEMORY_MIB: u32 = 1024;
+const CPUS: u32 = 2;
+const DISK_MIB: u64 = 1200;
+const TIMEOUT: Duration = Duration::from_secs(900);
+/// The guest kernel's release, as its console says.
+static KERNEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum System {
+    Kjump,
+    Swsusp(&'static str),
+}
+
+impl System {
+    fn name(self) -> String {
+        match self {
+            System::Kjump => "kjump".into(),
+            System::Swsusp(c) => format!("swsusp-{c}"),
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "kjump" => Some(System::Kjump),
+            "swsusp-lzo" => Some(System::Swsusp("lzo")),
+            "swsusp-lz4" => Some(System::Swsusp("lz4")),
+            _ => None,
+        }
+    }
+
+    /// Extra kernel parameters for both boots.
+    fn append(self) -> String {
+        match self {
+            System::Kjump => String::new(),
+            System::Swsusp(c) => format!("resume=/dev/vda hibernate.compressor={c}"),
+        }
+    }
+}
+
+fn script(system: System, mib: u64) -> String {
+    let third = mib * 1024 * 1024 / 3 / 4096 * 4096;
+    let (c_boot, prepare, hibernate) = match system {
+        System::Kjump => (
+            "kjump resume --target /dev/vda; echo \"C: no resume (exit $?)\"",
+            "",
+            "kjump hibernate --target /dev/vda; echo \"A: hibernate returned $?\"",
+        ),
+        System::Swsusp(_) => (
+            "echo \"C: no resume: swsusp did not restore A\"",
+            "mkswap /dev/vda > /dev/null && swapon /dev/vda && echo shutdown > /sys/power/disk",
+            "echo disk > /sys/power/state; echo \"A: hibernate returned $?\"",
+        ),
+    };
+    format!(
+        r#"mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+if grep -q bench_boot=c /proc/cmdline; then
+  {c_boot}
+  poweroff -f
+fi
+head -c {third} /dev/urandom > /root/random
+yes "kjump benchmark: repeated text, as in logs and buffers 0123456789" | head -c {third} > /root/text
+head -c {third} /dev/zero > /root/zeros
+before=$(cat /root/random /root/text /root/zeros | md5sum)
+{prepare}
+echo "A: workload ready $before"
+sleep 1
+echo "A: hibernating now"
+{hibernate}
+after=$(cat /root/random /root/text /root/zeros | md5sum)
+if [ "$before" = "$after" ]; then echo "A: workload intact"; else echo "A: WORKLOAD CHANGED"; fi
+poweroff -f
+"#
+    )
+}
+
+/// One hibernate + resume.
+#[derive(Clone, Debug, Default)]
+struct Run {
+    hibernate_s: Option<f64>,
+    resume_s: Option<f64>,
+    image_bytes: Option<u64>,
+    /// kjump only: B's save rate over A's RAM, MB/s.
+    save_mb_s: Option<f64>,
+    ok: bool,
+    note: String,
+}
+
+fn field(line: &str, key: &str) -> Option<f64> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)).and_then(|v| v.parse().ok())
+}
+
+fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
+    let mut run = Run::default();
+    let name = format!("bench-{}-{mib}-{rep}", system.name());
+    let dir = TempDir::new(&format!("{name}-disks"));
+    let disks = vec![sparse_disk(&dir.0, "disk.img", DISK_MIB)];
+    let initrd = a_initramfs(p, &script(system, mib));
+    let append = system.append();
+    let mut a = Vm::start(p, VmConfig { name: &name, memory_mib: MEMORY_MIB, cpus: CPUS, initrd: initrd.clone(), append: &append, echo: false, disks: disks.clone(), uuid: None });
+    if let Err(e) = a.try_in_order(&["A: workload ready", "A: hibernating now"], TIMEOUT) {
+        run.note = format!("A did not get ready: {e}");
+        return run;
+    }
+    let t0 = Instant::now();
+    if !a.try_exit(TIMEOUT) {
+        run.note = "hibernation did not power off".into();
+        return run;
+    }
+    let hib = t0.elapsed().as_secs_f64();
+    let log = a.log();
+    if let Some(l) = log.lines().find(|l| l.contains("A: hibernate returned")) {
+        let why = log.lines().filter(|l| l.contains("PM: ") || l.contains("kjump: ") || l.contains("kjump-init: error")).last().unwrap_or("");
+        run.note = format!("hibernation failed: {} ({})", l.trim(), why.trim());
+        return run;
+    }
+    run.hibernate_s = Some(hib);
+    match system {
+        System::Kjump => {
+            if let Some(l) = log.lines().find(|l| l.contains("kjump-init: summary:")) {
+                run.image_bytes = field(l, "bytes_on_disk=").map(|b| b as u64);
+                run.save_mb_s = field(l, "mb_per_s=");
+            }
+        }
+        System::Swsusp(_) => {
+            // "PM: hibernation: Wrote 123456 kbytes in 3.21 seconds (...)"
+            run.image_bytes = log.lines().find_map(|l| {
+                let rest = l.split("Wrote ").nth(1)?;
+                let kb: u64 = rest.split_whitespace().next()?.parse().ok()?;
+                rest.contains("kbytes").then_some(kb * 1024)
+            });
+        }
+    }
+    drop(a);
+    let resume_append = format!("bench_boot=c {append}");
+    let t1 = Instant::now();
+    let mut c = Vm::start(p, VmConfig { name: &format!("{name}-c"), memory_mib: MEMORY_MIB, cpus: CPUS, initrd, append: &resume_append, echo: false, disks, uuid: None });
+    match c.try_in_order(&["A: workload intact"], TIMEOUT) {
+        Ok(_) => {
+            run.resume_s = Some(t1.elapsed().as_secs_f64());
+            run.ok = true;
+        }
+        Err(e) => {
+            let log = c.log();
+            let why = log.lines().filter(|l| l.contains("C: ") || l.contains("WORKLOAD") || l.contains("error")).last().unwrap_or("").trim().to_string();
+            run.note = format!("resume failed: {why} ({e})");
+        }
+    }
+    run
+}
+
+/// The physical limits: one `kjump bench-io` in the same VM shape.
+#[derive(Clone, Debug, Default)]
+struct Limits {
+    vmcore: f64,
+    write: f64,
+    read: f64,
+}
+
+fn limits(p: &Paths, rep: u32) -> Option<Limits> {
+    let name = format!("bench-limits-{rep}");
+    let dir = TempDir::new(&format!("{name}-disks"));
+    let disks = vec![sparse_disk(&dir.0, "disk.img", DISK_MIB)];
+    let script = "mount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev\nkjump bench-io --target /dev/vda\necho \"A: bench-io exited $?\"\npoweroff -f\n";
+    let initrd = a_initramfs(p, script);
+    let mut vm = Vm::start(p, VmConfig { name: &name, memory_mib: MEMORY_MIB, cpus: CPUS, initrd, append: "", echo: false, disks, uuid: None });
+    let lines = vm.try_in_order(&["kjump: limits: "], TIMEOUT).ok()?;
+    if let Some(l) = vm.log().lines().find(|l| l.contains("Linux version ")) {
+        let v = l.split("Linux version ").nth(1).unwrap_or("").split_whitespace().next().unwrap_or("");
+        let _ = KERNEL.set(v.to_string());
+    }
+    Some(Limits {
+        vmcore: field(&lines[0], "vmcore_read_mb_per_s=")?,
+        write: field(&lines[0], "disk_write_mb_per_s=")?,
+        read: field(&lines[0], "disk_read_mb_per_s=")?,
+    })
+}
+
+/// Median, minimum and maximum.
+fn stats(v: &[f64]) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
+    Some((median, s[0], s[n - 1]))
+}
+
+fn cell(v: Option<(f64, f64, f64)>, unit: &str, scale: f64) -> String {
+    match v {
+        Some((m, lo, hi)) if (hi - lo) / scale > 0.05 => format!("{:.1}{unit} ({:.1}–{:.1})", m / scale, lo / scale, hi / scale),
+        Some((m, _, _)) => format!("{:.1}{unit}", m / scale),
+        None => "failed".into(),
+    }
+}
+
+fn ratio(a: Option<(f64, f64, f64)>, b: Option<(f64, f64, f64)>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b.0 > 0.0 => format!("{:.2}", a.0 / b.0),
+        _ => "–".into(),
+    }
+}
+
+fn json_num(v: Option<f64>) -> String {
+    v.map_or("null".into(), |x| format!("{x:.3}"))
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string()).unwrap_or_default()
+}
+
+fn main() {
+    let p = paths();
+    let reps: u32 = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let sizes: Vec<u64> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "128,384,768".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let systems: Vec<System> = std::env::var("BENCH_SYSTEMS")
+        .unwrap_or_else(|_| "kjump,swsusp-lzo,swsusp-lz4".into())
+        .split(',')
+        .filter_map(|s| System::parse(s.trim()))
+        .collect();
+    let started = Instant::now();
+    eprintln!("bench: {} sizes x {} systems x {reps} repetitions, one VM at a time", sizes.len(), systems.len());
+
+    let mut lim: Vec<Limits> = Vec::new();
+    for rep in 0..reps {
+        match limits(&p, rep) {
+            Some(l) => {
+                eprintln!("bench: limits {rep}: vmcore {:.0} MB/s, disk write {:.0} MB/s, read {:.0} MB/s", l.vmcore, l.write, l.read);
+                lim.push(l);
+            }
+            None => eprintln!("bench: limits {rep}: failed"),
+        }
+    }
+    // results[size][system] = runs
+    let mut results: Vec<(u64, Vec<(System, Vec<Run>)>)> = sizes.iter().map(|&s| (s, systems.iter().map(|&y| (y, Vec::new())).collect())).collect();
+    // Interleave systems and repetitions so drift in the host hits all alike.
+    for rep in 0..reps {
+        for (mib, per) in results.iter_mut() {
+            for (system, runs) in per.iter_mut() {
+                let r = one_run(&p, *system, *mib, rep);
+                eprintln!(
+                    "bench: {} {mib} MiB #{rep}: {} hibernate {} s, resume {} s, image {} MiB{}",
+                    system.name(),
+                    if r.ok { "ok" } else { "FAILED" },
+                    r.hibernate_s.map_or("-".into(), |v| format!("{v:.1}")),
+                    r.resume_s.map_or("-".into(), |v| format!("{v:.1}")),
+                    r.image_bytes.map_or("-".into(), |v| format!("{:.1}", v as f64 / 1048576.0)),
+                    if r.note.is_empty() { String::new() } else { format!(" ({})", r.note) }
+                );
+                runs.push(r);
+            }
+        }
+    }
+
+    let kernel = std::fs::read(&p.kernel).ok().and_then(|k| kjump::bzimage::BzImage::parse(&k).ok().map(|b| b.version.to_string())).unwrap_or_default();
+    let qemu = command_line("qemu-system-x86_64", &["--version"]);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+
+    let lim_v = |f: fn(&Limits) -> f64| stats(&lim.iter().map(f).collect::<Vec<_>>());
+    let (vmcore, write, read) = (lim_v(|l| l.vmcore), lim_v(|l| l.write), lim_v(|l| l.read));
+
+    let mut md = String::new();
+    let _ = writeln!(md, "## kjump vs swsusp\n");
+    let _ = writeln!(md, "QEMU `-accel tcg -m {MEMORY_MIB} -smp {CPUS}`, one {DISK_MIB} MiB virtio disk; {reps} repetitions, median (min–max when they differ by more than 5 %).");
+    let _ = writeln!(md, "Kernel {kernel}; {qemu}; host {cpu}, {cores} cores.\n");
+    let _ = writeln!(md, "| workload | system | worked | hibernate s | resume s | image MiB | hibernate ratio | resume ratio | image ratio |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let mut json_rows = Vec::new();
+    for (mib, per) in &results {
+        let metric = |runs: &[Run], f: fn(&Run) -> Option<f64>| stats(&runs.iter().filter(|r| r.ok).filter_map(f).collect::<Vec<_>>());
+        let kjump_runs = per.iter().find(|(s, _)| *s == System::Kjump).map(|(_, r)| r.as_slice()).unwrap_or(&[]);
+        let kh = metric(kjump_runs, |r| r.hibernate_s);
+        let kr = metric(kjump_runs, |r| r.resume_s);
+        let ki = metric(kjump_runs, |r| r.image_bytes.map(|b| b as f64));
+        for (system, runs) in per {
+            let h = metric(runs, |r| r.hibernate_s);
+            let r = metric(runs, |r| r.resume_s);
+            let i = metric(runs, |r| r.image_bytes.map(|b| b as f64));
+            let ok = runs.iter().filter(|r| r.ok).count();
+            let notes: Vec<&str> = runs.iter().filter(|r| !r.ok).map(|r| r.note.as_str()).collect();
+            let (hr, rr, ir) = if *system == System::Kjump { ("–".into(), "–".into(), "–".into()) } else { (ratio(kh, h), ratio(kr, r), ratio(ki, i)) };
+            let _ = writeln!(
+                md,
+                "| {mib} MiB | {} | {ok}/{} | {} | {} | {} | {hr} | {rr} | {ir} |",
+                system.name(),
+                runs.len(),
+                cell(h, "", 1.0),
+                cell(r, "", 1.0),
+                cell(i, "", 1048576.0)
+            );
+            let save = metric(runs, |r| r.save_mb_s);
+            json_rows.push(format!(
+                "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"resume_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"kjump_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"image\": {}}}, \"failures\": [{}]}}",
+                json_str(&system.name()),
+                runs.len(),
+                json_num(h.map(|v| v.0)),
+                json_num(h.map(|v| v.1)),
+                json_num(h.map(|v| v.2)),
+                json_num(r.map(|v| v.0)),
+                json_num(r.map(|v| v.1)),
+                json_num(r.map(|v| v.2)),
+                json_num(i.map(|v| v.0)),
+                json_num(save.map(|v| v.0)),
+                json_num((*system != System::Kjump).then(|| kh.zip(h).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((*system != System::Kjump).then(|| kr.zip(r).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((*system != System::Kjump).then(|| ki.zip(i).map(|(a, b)| a.0 / b.0)).flatten()),
+                notes.iter().map(|n| json_str(n)).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    let _ = writeln!(md, "\nRatios are kjump's median over that system's (below 1: kjump is faster or smaller).\n");
+    let _ = writeln!(md, "### Physical limits in the same VM (`kjump bench-io`, in the hibernation kernel)\n");
+    let _ = writeln!(md, "| reading /proc/vmcore | raw O_DIRECT write | raw O_DIRECT read |");
+    let _ = writeln!(md, "|---|---|---|");
+    let _ = writeln!(md, "| {} MB/s | {} MB/s | {} MB/s |\n", cell(vmcore, "", 1.0), cell(write, "", 1.0), cell(read, "", 1.0));
+    let mut save_rates = String::new();
+    for (mib, per) in &results {
+        if let Some((_, runs)) = per.iter().find(|(s, _)| *s == System::Kjump) {
+            if let Some((m, _, _)) = stats(&runs.iter().filter_map(|r| r.save_mb_s).collect::<Vec<_>>()) {
+                let _ = write!(save_rates, "{mib} MiB: {m:.0} MB/s{}; ", write.map_or(String::new(), |w| format!(" ({:.2} x raw write)", m / w.0)));
+            }
+        }
+    }
+    let _ = writeln!(md, "kjump's save rate (A's RAM per second, in B): {save_rates}");
+    let _ = writeln!(md, "\nTotal benchmark time {:.0} s.", started.elapsed().as_secs_f64());
+    print!("{md}");
+
+    let json = format!(
+        "{{\n  \"machine\": {{\"qemu\": {}, \"accel\": \"tcg\", \"memory_mib\": {MEMORY_MIB}, \"cpus\": {CPUS}, \"disk_mib\": {DISK_MIB}, \"host_cpu\": {}, \"host_cores\": {cores}, \"kernel\": {}}},\n  \"repetitions\": {reps},\n  \"limits_mb_per_s\": {{\"vmcore_read\": {}, \"disk_write\": {}, \"disk_read\": {}}},\n  \"results\": [\n{}\n  ]\n}}\n",
+        json_str(&qemu),
+        json_str(&cpu),
+        json_str(&kernel),
+        json_num(vmcore.map(|v| v.0)),
+        json_num(write.map(|v| v.0)),
+        json_num(read.map(|v| v.0)),
+        json_rows.join(",\n")
+    );
+    let _ = std::fs::create_dir_all("bench");
+    std::fs::write("bench/results.json", json).expect("writing bench/results.json");
+    std::fs::write("bench/results.md", md).expect("writing bench/results.md");
+    eprintln!("bench: wrote bench/results.json and bench/results.md");
+}
