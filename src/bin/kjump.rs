@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kjump::cmdline::After;
-use kjump::config::Config;
+use kjump::config::{Config, LIBDIR};
 use kjump::image::{Compression, Reader, State};
 use kjump::jump::{self, HibernationKernel};
 use kjump::mailbox::Mailbox;
@@ -27,7 +27,9 @@ Usage:
   kjump image info FILE|DEVICE     show an image's header and state
   kjump image verify FILE|DEVICE   check every checksum; non-zero exit names the first fault
   kjump initramfs --output FILE [--init PATH]
-                                   write the hibernation initramfs (holds only kjump-init)
+                                   write the hibernation initramfs (holds only kjump-init;
+                                   default: the kjump-init next to kjump, else {LIBDIR}/kjump-init)
+  kjump config [OPTIONS]           print the settings kjump would use, as kjump.conf lines
   kjump --help | --version
 
 Options (flags win over /etc/kjump.conf, whose keys have the same names):
@@ -37,8 +39,8 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
   --after ACTION       poweroff (default), reboot, or resume (save, then continue: a snapshot)
   --compress KIND      lz4 (default, fast), deflate (smaller), none
   --wait SECONDS       how long the hibernation kernel waits for the target [default: 10]
-  --kernel PATH        hibernation kernel (bzImage)   [default: /boot/kjump/vmlinuz]
-  --initrd PATH        hibernation initramfs          [default: /boot/kjump/initramfs.img]
+  --kernel PATH        hibernation kernel (bzImage)   [default: {LIBDIR}/vmlinuz]
+  --initrd PATH        hibernation initramfs          [default: {LIBDIR}/initramfs.img]
   --region-size SIZE   RAM the hibernation kernel runs in, set aside only while
                        it runs (K/M/G suffixes)       [default: 128M]
   --append ARGS        more arguments for the hibernation kernel's command line
@@ -46,6 +48,11 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
 
 Exit status: 0 when all is well, 1 when a check, the jump or the save failed, 2 on bad usage.
 ";
+
+/// The help text, with the installed location of the hibernation files.
+fn usage() -> String {
+    USAGE.replace("{LIBDIR}", LIBDIR)
+}
 
 #[derive(Default)]
 struct Flags {
@@ -117,8 +124,8 @@ fn settings(flags: &Flags) -> Result<Settings, Error> {
             .ok_or_else(|| Error::Msg(format!("{} {v:?} is not a size of at least 48M (like 128M)", name("region-size"))))?,
     };
     Ok(Settings {
-        kernel: get("kernel").unwrap_or("/boot/kjump/vmlinuz").to_string(),
-        initrd: get("initrd").unwrap_or("/boot/kjump/initramfs.img").to_string(),
+        kernel: get("kernel").map_or_else(kjump::config::default_kernel, str::to_string),
+        initrd: get("initrd").map_or_else(kjump::config::default_initrd, str::to_string),
         region_size,
         append: get("append").unwrap_or("").to_string(),
         target: get("target").map(str::to_string),
@@ -140,12 +147,12 @@ fn settings(flags: &Flags) -> Result<Settings, Error> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        eprint!("{USAGE}");
+        eprint!("{}", usage());
         return ExitCode::from(2);
     };
     match cmd.as_str() {
         "--help" | "-h" | "help" => {
-            print!("{USAGE}");
+            print!("{}", usage());
             return ExitCode::SUCCESS;
         }
         "--version" => {
@@ -158,7 +165,7 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(m) => return usage_error(&m),
     };
-    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "resume");
+    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "resume" | "config");
     let s = match needs_settings.then(|| settings(&flags)).transpose() {
         Ok(s) => s,
         Err(e) => return usage_error(&e.to_string()),
@@ -167,6 +174,10 @@ fn main() -> ExitCode {
         ("check", Some(s)) => cmd_check(&s, flags.jump),
         ("hibernate", Some(s)) => cmd_hibernate(&s),
         ("resume", Some(s)) => cmd_resume(&s, flags.jump),
+        ("config", Some(s)) => {
+            print!("{}", config_text(&s));
+            Ok(())
+        }
         ("initramfs", _) => cmd_initramfs(&flags),
         ("image", _) => match flags.positional.as_slice() {
             [sub, path] if sub == "info" => cmd_image(path, false),
@@ -360,13 +371,40 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()))
 }
 
+/// `kjump-init` next to `kjump` (a build tree), else where `make install` put it.
+fn default_init(exe: &std::path::Path) -> std::path::PathBuf {
+    let sibling = exe.with_file_name("kjump-init");
+    if sibling.is_file() {
+        sibling
+    } else {
+        kjump::config::installed_init().into()
+    }
+}
+
+/// The settings as `kjump.conf` lines: what `kjump config` prints, and a
+/// file kjump reads back to the same settings.
+fn config_text(s: &Settings) -> String {
+    let size = if s.region_size % MIB == 0 { format!("{}M", s.region_size / MIB) } else { s.region_size.to_string() };
+    let target = match &s.target {
+        Some(t) => format!("target = {t}"),
+        None => "# target is not set".to_string(),
+    };
+    format!(
+        "{target}\nafter = {}\ncompress = {}\nwait = {}\nkernel = {}\ninitrd = {}\nregion-size = {size}\n{}\n",
+        s.after.name(),
+        s.compress.name(),
+        s.wait,
+        s.kernel,
+        s.initrd,
+        format!("append = {}", s.append).trim_end()
+    )
+}
+
 fn cmd_initramfs(flags: &Flags) -> Result<(), Error> {
     let output = flags.get("output").ok_or_else(|| Error::Msg("initramfs: --output FILE is required".into()))?;
     let init_path = match flags.get("init") {
         Some(p) => std::path::PathBuf::from(p),
-        None => std::env::current_exe()
-            .map_err(|e| Error::io("finding kjump's own path", e))?
-            .with_file_name("kjump-init"),
+        None => default_init(&std::env::current_exe().map_err(|e| Error::io("finding kjump's own path", e))?),
     };
     let init = std::fs::read(&init_path).map_err(|e| Error::io(format!("reading {}", init_path.display()), e))?;
     let image = kjump::initramfs::build(&init)?;
@@ -418,4 +456,57 @@ fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
     }
     println!("kjump: image verified: {} chunks, {stored} pages, every checksum good", r.header.chunk_count);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        parse_flags(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_the_installed_files() {
+        let s = settings(&flags(&["--config", "/nonexistent/kjump.conf"])).unwrap();
+        assert_eq!(s.kernel, format!("{LIBDIR}/vmlinuz"));
+        assert_eq!(s.initrd, format!("{LIBDIR}/initramfs.img"));
+        assert!(usage().contains(&format!("[default: {LIBDIR}/vmlinuz]")), "{}", usage());
+        assert!(!usage().contains("{LIBDIR}"));
+    }
+
+    #[test]
+    fn config_output_reads_back_to_the_same_settings() {
+        let dir = std::env::temp_dir().join(format!("kjump-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kjump.conf");
+        let cases: [&[&str]; 3] = [
+            &[],
+            &["--target", "LABEL=hib:/kjump.img", "--after", "resume", "--compress", "deflate", "--wait", "3"],
+            &["--kernel", "/k", "--initrd", "/i", "--region-size", "100000000", "--append", "quiet loglevel=3"],
+        ];
+        for args in cases {
+            let mut all = vec!["--config", "/nonexistent/kjump.conf"];
+            all.extend_from_slice(args);
+            let s = settings(&flags(&all)).unwrap();
+            let text = config_text(&s);
+            std::fs::write(&path, &text).unwrap();
+            let back = settings(&flags(&["--config", path.to_str().unwrap()])).unwrap();
+            assert_eq!(config_text(&back), text);
+            assert_eq!((back.kernel, back.initrd, back.region_size, back.append), (s.kernel, s.initrd, s.region_size, s.append));
+            assert_eq!((back.target, back.after, back.compress, back.wait), (s.target, s.after, s.compress, s.wait));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn init_defaults_to_the_sibling_then_the_installed_one() {
+        let dir = std::env::temp_dir().join(format!("kjump-init-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("kjump");
+        assert_eq!(default_init(&exe), std::path::PathBuf::from(format!("{LIBDIR}/kjump-init")));
+        std::fs::write(dir.join("kjump-init"), b"").unwrap();
+        assert_eq!(default_init(&exe), dir.join("kjump-init"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
