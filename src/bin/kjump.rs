@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kjump::cmdline::After;
+use kjump::cmdline::{self, After};
 use kjump::config::{Config, LIBDIR};
 use kjump::image::{Compression, Reader, State};
 use kjump::jump::{self, HibernationKernel};
@@ -21,7 +21,9 @@ Usage:
   kjump resume [--check] [OPTIONS]
                                    at boot, before A's filesystems are mounted read-write:
                                    resume from a committed image on the target, or say
-                                   in one line why not and exit 1 (boot goes on)
+                                   in one line why not and exit 1 (boot goes on);
+                                   'noresume' or 'kjump.noresume' on the kernel command
+                                   line forbids it
   kjump check [--jump] [OPTIONS]   say whether this machine can hibernate with kjump;
                                    --jump also does a live round trip A -> B -> A
   kjump image info FILE|DEVICE     show an image's header and state
@@ -38,7 +40,8 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
                        (the filesystem must not be mounted read-write here)
   --after ACTION       poweroff (default), reboot, or resume (save, then continue: a snapshot)
   --compress KIND      lz4 (default, fast), deflate (smaller), none
-  --wait SECONDS       how long the hibernation kernel waits for the target [default: 10]
+  --wait SECONDS       how long the hibernation kernel, and kjump resume at boot,
+                       wait for the target to appear  [default: 10]
   --kernel PATH        hibernation kernel (bzImage)   [default: {LIBDIR}/vmlinuz]
   --initrd PATH        hibernation initramfs          [default: {LIBDIR}/initramfs.img]
   --region-size SIZE   RAM the hibernation kernel runs in, set aside only while
@@ -326,10 +329,17 @@ fn read_image_head(tgt: &target::Target, dev: &std::path::Path) -> Result<(kjump
 }
 
 fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
+    let no = |why: String| Error::Msg(format!("resume: not resuming: {why}"));
+    // Like the kernel's own resume, `noresume` skips it; the device is not touched.
+    let own = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::io("reading /proc/cmdline", e))?;
+    if let Some(word) = cmdline::noresume(&own) {
+        return Err(no(format!("'{word}' is on the kernel command line")));
+    }
     let text = s.target.as_deref().ok_or_else(|| Error::Msg("resume: no target; pass --target or set target= in /etc/kjump.conf".into()))?;
     let tgt = target::parse(text).map_err(|e| Error::Msg(format!("resume: target {text}: {e}")))?;
-    let no = |why: String| Error::Msg(format!("resume: not resuming: {why}"));
-    let dev = target::resolve(&tgt.device)?.ok_or_else(|| no(format!("target {text} is not here")))?;
+    // Early in boot the disk may still be appearing: wait for it as B does.
+    let dev = target::wait_for(&tgt.device, Duration::from_secs(s.wait), |m| eprintln!("kjump: resume: {m}"))
+        .map_err(|e| no(e.to_string()))?;
     let (h, state, committed) = read_image_head(&tgt, &dev).map_err(|e| no(format!("no image on {tgt}: {e}")))?;
     if state.state != State::Committed {
         return Err(no(format!("the image on {tgt} is {}", state.state.name())));
