@@ -1,12 +1,41 @@
 # kjump: `make demo` runs the round trip in a QEMU VM, `make test` runs the
-# tests. Each installs and builds what it needs first.
+# tests. Each installs and builds what it needs first. `make stage` then
+# `sudo make install` put kjump on this machine (see README).
 
 TARGET  := x86_64-unknown-linux-musl
 RELEASE := target/$(TARGET)/release
 # Where the test kernel is cached (outside the checkout), keyed by its config.
 export KJUMP_CACHE ?= $(HOME)/.cache/kjump
 
-.PHONY: all deps kernel build initramfs test unit demo bench bench-host clean
+# Installation. PREFIX holds kjump, its hibernation files, man pages and
+# systemd unit; DESTDIR stages the whole tree elsewhere (no root needed).
+# The settings file is /etc/kjump.conf whatever PREFIX is (kjump reads it there).
+PREFIX    ?= /usr/local
+SBINDIR   = $(PREFIX)/sbin
+LIBDIR    = $(PREFIX)/lib/kjump
+DATADIR   = $(PREFIX)/share/kjump
+MANDIR    = $(PREFIX)/share/man
+UNITDIR   = $(PREFIX)/lib/systemd/system
+# Boot integration goes where initramfs-tools and dracut look, whatever PREFIX is.
+INITRAMFS_TOOLS_DIR = /usr/share/initramfs-tools
+DRACUT_MODULES_DIR  = /usr/lib/dracut/modules.d
+# The hibernation kernel to install: kjump's own small build by default
+# (scripts/kernel.sh, kernel/kjump.config), or BZIMAGE=/path/to/bzImage.
+BZIMAGE   ?=
+STAGE     := target/stage
+
+# kjump looks for its hibernation files in LIBDIR by default, baked in at
+# build time; /usr/local/lib/kjump needs nothing (a plain cargo build agrees).
+ifneq ($(LIBDIR),/usr/local/lib/kjump)
+export KJUMP_LIBDIR := $(LIBDIR)
+else
+unexport KJUMP_LIBDIR
+endif
+
+# Fills in the installed paths in contrib/ files.
+SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g'
+
+.PHONY: all deps kernel build initramfs test unit demo bench bench-host clean stage install uninstall
 
 all: build
 
@@ -45,3 +74,77 @@ bench-host: deps
 
 clean:
 	cargo clean
+
+# Everything `make install` copies, built as yourself into $(STAGE): the
+# binaries, the hibernation kernel (the first time, scripts/kernel.sh builds
+# it from linux-source-6.12: a few minutes on 2 cores) and its initramfs.
+# Needs the musl target and the kernel build tools (`make deps` installs
+# them, and QEMU for the tests).
+stage:
+	cargo build --release
+	@mkdir -p $(STAGE)
+	@if [ -n "$(BZIMAGE)" ]; then \
+	  echo "stage: hibernation kernel: $(BZIMAGE)"; cp "$(BZIMAGE)" $(STAGE)/vmlinuz; \
+	else \
+	  echo "stage: hibernation kernel: kjump's own build (scripts/kernel.sh; if it is not cached in $(KJUMP_CACHE) yet, building it takes a few minutes)"; \
+	  kernel=$$(scripts/kernel.sh) && echo "stage: using $$kernel" && cp "$$kernel" $(STAGE)/vmlinuz; \
+	fi
+	cp $(RELEASE)/kjump $(RELEASE)/kjump-init $(STAGE)/
+	$(STAGE)/kjump initramfs --init $(STAGE)/kjump-init --output $(STAGE)/initramfs.img
+	@touch $(STAGE)/complete
+	@echo "stage: ready in $(STAGE) for $(LIBDIR); now: sudo make install$(if $(filter /usr/local,$(PREFIX)),, PREFIX=$(PREFIX))"
+
+# Copies the staged files (staging them first if there are none) and the
+# boot integration. Never overwrites /etc/kjump.conf.
+install: $(if $(wildcard $(STAGE)/complete),,stage)
+	@staged=$$($(STAGE)/kjump config --config /dev/null | sed -n 's/^kernel = //p'); \
+	if [ "$$staged" != "$(LIBDIR)/vmlinuz" ]; then \
+	  echo "install: the kjump in $(STAGE) looks for $$staged, not $(LIBDIR)/vmlinuz: run 'make stage PREFIX=$(PREFIX)' first" >&2; exit 1; fi
+	@echo "install: copying what 'make stage' built in $(STAGE) ($$(date -r $(STAGE)/complete '+%F %T'); 'make stage' again to refresh it)"
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DATADIR) \
+	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc \
+	  $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount \
+	  $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump
+	install -m 755 $(STAGE)/kjump $(DESTDIR)$(SBINDIR)/kjump
+	install -m 755 $(STAGE)/kjump-init $(DESTDIR)$(LIBDIR)/kjump-init
+	install -m 644 $(STAGE)/vmlinuz $(STAGE)/initramfs.img $(DESTDIR)$(LIBDIR)/
+	for m in kjump.8 kjump-init.8; do $(SUBST) man/$$m > $(DESTDIR)$(MANDIR)/man8/$$m; done
+	$(SUBST) man/kjump.conf.5 > $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
+	chmod 644 $(DESTDIR)$(MANDIR)/man8/kjump.8 $(DESTDIR)$(MANDIR)/man8/kjump-init.8 $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
+	$(SUBST) contrib/systemd/kjump-hibernate.service > $(DESTDIR)$(UNITDIR)/kjump-hibernate.service
+	$(SUBST) contrib/systemd/systemd-hibernate-kjump.conf > $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf
+	$(SUBST) contrib/systemd/systemd-logind-kjump.conf > $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf
+	chmod 644 $(DESTDIR)$(UNITDIR)/kjump-hibernate.service $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf \
+	  $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf
+	$(SUBST) contrib/initramfs-tools/hooks/kjump > $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks/kjump
+	$(SUBST) contrib/initramfs-tools/scripts/local-premount/kjump > $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount/kjump
+	$(SUBST) contrib/dracut/90kjump/module-setup.sh > $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/module-setup.sh
+	$(SUBST) contrib/dracut/90kjump/kjump-resume.sh > $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/kjump-resume.sh
+	chmod 755 $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks/kjump $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount/kjump \
+	  $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/module-setup.sh $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/kjump-resume.sh
+	@if [ -e $(DESTDIR)/etc/kjump.conf ]; then \
+	  echo "install: kept the existing $(DESTDIR)/etc/kjump.conf"; \
+	else \
+	  $(SUBST) contrib/kjump.conf > $(DESTDIR)/etc/kjump.conf && chmod 644 $(DESTDIR)/etc/kjump.conf && \
+	  echo "install: wrote $(DESTDIR)/etc/kjump.conf"; \
+	fi
+	@echo "install: done. Next: set target= in /etc/kjump.conf, run 'kjump check',"
+	@echo "  then 'update-initramfs -u' (or 'dracut -f') and 'systemctl daemon-reload'; see kjump(8)."
+
+# Removes what `make install` put, except a kjump.conf that was changed
+# since (it may hold your target): that one is kept, and said so.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/kjump
+	rm -f $(DESTDIR)$(LIBDIR)/kjump-init $(DESTDIR)$(LIBDIR)/vmlinuz $(DESTDIR)$(LIBDIR)/initramfs.img
+	rm -f $(DESTDIR)$(MANDIR)/man8/kjump.8 $(DESTDIR)$(MANDIR)/man8/kjump-init.8 $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
+	rm -f $(DESTDIR)$(UNITDIR)/kjump-hibernate.service
+	rm -f $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf
+	rm -f $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks/kjump $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount/kjump
+	rm -f $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/module-setup.sh $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/kjump-resume.sh
+	@for d in $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump; do \
+	  [ ! -d $$d ] || rmdir $$d 2>/dev/null || echo "uninstall: kept $$d: it holds files install did not put there"; done
+	@conf=$(DESTDIR)/etc/kjump.conf; \
+	if [ ! -e $$conf ]; then :; \
+	elif $(SUBST) contrib/kjump.conf | cmp -s - $$conf; then rm -f $$conf && echo "uninstall: removed $$conf (unchanged since install)"; \
+	else echo "uninstall: kept $$conf: it was changed since install (remove it yourself if you no longer need it)"; fi
+	@echo "uninstall: done. Run 'update-initramfs -u' (or 'dracut -f') so the initramfs no longer holds kjump."

@@ -18,6 +18,10 @@
 //!
 //! The parser never panics and never allocates: every malformed value is an
 //! [`Error`] that names the parameter.
+//!
+//! [`noresume`] reads the other command line kjump cares about: that of the
+//! booting system (C), where `noresume` or `kjump.noresume` forbids
+//! `kjump resume`.
 
 use core::fmt;
 
@@ -252,6 +256,14 @@ pub fn parse(line: &str) -> Result<Params<'_>, Error> {
     Ok(p)
 }
 
+/// The word of a kernel command line that forbids resuming, if any:
+/// `noresume` (the kernel's own, which also stops its swsusp resume) or
+/// `kjump.noresume` (kjump's only). Only bare words count, as the kernel
+/// reads `noresume`; a quoted value that contains the word does not.
+pub fn noresume(line: &str) -> Option<&str> {
+    words(line).map_while(Result::ok).find(|w| *w == "noresume" || *w == "kjump.noresume")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +302,18 @@ mod tests {
         assert!(!parse("kjump.keep=0").unwrap().keep);
         assert!(!parse("quiet").unwrap().keep);
         assert_eq!(parse("kjump.keep=yes"), Err(Error::BadNumber { key: "kjump.keep" }));
+    }
+
+    #[test]
+    fn noresume_words() {
+        assert_eq!(noresume("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet noresume\n"), Some("noresume"));
+        assert_eq!(noresume("root=/dev/sda1 kjump.noresume splash"), Some("kjump.noresume"));
+        assert_eq!(noresume("noresume kjump.noresume"), Some("noresume"));
+        for line in ["", "root=/dev/sda1 ro quiet", "noresume=1", "xnoresume", "kjump.noresume=0", "a=\"b noresume\"", "resume=/dev/sda2"] {
+            assert_eq!(noresume(line), None, "{line}");
+        }
+        // Words after an unclosed quote are the quote's, as in the kernel.
+        assert_eq!(noresume("a=\"b noresume"), None);
     }
 
     #[test]

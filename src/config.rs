@@ -9,6 +9,34 @@ use core::fmt;
 /// Where kjump looks for its settings.
 pub const DEFAULT_PATH: &str = "/etc/kjump.conf";
 
+/// Where `make install` puts the hibernation kernel (`vmlinuz`), its
+/// initramfs (`initramfs.img`) and `kjump-init`: `$(PREFIX)/lib/kjump`.
+/// The Makefile passes it at build time as `KJUMP_LIBDIR`; a plain
+/// `cargo build` gets the Makefile's default, `/usr/local/lib/kjump`.
+pub const LIBDIR: &str = match option_env!("KJUMP_LIBDIR") {
+    Some(dir) => dir,
+    None => "/usr/local/lib/kjump",
+};
+
+// A relative or empty KJUMP_LIBDIR would make the defaults depend on the
+// working directory: refuse it when building.
+const _: () = assert!(!LIBDIR.is_empty() && LIBDIR.as_bytes()[0] == b'/', "KJUMP_LIBDIR must be an absolute path");
+
+/// The hibernation kernel kjump loads when neither `--kernel` nor `kernel =` says otherwise.
+pub fn default_kernel() -> String {
+    format!("{LIBDIR}/vmlinuz")
+}
+
+/// The hibernation initramfs kjump loads when neither `--initrd` nor `initrd =` says otherwise.
+pub fn default_initrd() -> String {
+    format!("{LIBDIR}/initramfs.img")
+}
+
+/// Where `make install` puts `kjump-init`.
+pub fn installed_init() -> String {
+    format!("{LIBDIR}/kjump-init")
+}
+
 /// The keys a config file may set.
 pub const KEYS: &[&str] = &["target", "kernel", "initrd", "after", "compress", "wait", "region-size", "append", "keep"];
 
@@ -81,6 +109,14 @@ mod tests {
         assert_eq!(c.get("after"), Some("poweroff"));
         assert_eq!(c.get("append"), Some("quiet"));
         assert_eq!(c.get("kernel"), None);
+    }
+
+    #[test]
+    fn defaults_live_in_libdir() {
+        assert!(LIBDIR.starts_with('/'), "{LIBDIR}");
+        assert_eq!(default_kernel(), format!("{LIBDIR}/vmlinuz"));
+        assert_eq!(default_initrd(), format!("{LIBDIR}/initramfs.img"));
+        assert_eq!(installed_init(), format!("{LIBDIR}/kjump-init"));
     }
 
     #[test]

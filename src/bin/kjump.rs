@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kjump::cmdline::After;
-use kjump::config::Config;
+use kjump::cmdline::{self, After};
+use kjump::config::{Config, LIBDIR};
 use kjump::image::{Compression, Reader, State};
 use kjump::jump::{self, HibernationKernel};
 use kjump::mailbox::Mailbox;
@@ -21,7 +21,9 @@ Usage:
   kjump resume [--check] [OPTIONS]
                                    at boot, before A's filesystems are mounted read-write:
                                    resume from a committed image on the target, or say
-                                   in one line why not and exit 1 (boot goes on)
+                                   in one line why not and exit 1 (boot goes on);
+                                   'noresume' or 'kjump.noresume' on the kernel command
+                                   line forbids it
   kjump check [--jump] [OPTIONS]   say whether this machine can hibernate with kjump;
                                    --jump also does a live round trip A -> B -> A
   kjump image info FILE|DEVICE     show an image's header and state
@@ -32,7 +34,9 @@ Usage:
                                    fast /proc/vmcore reads and the target takes O_DIRECT
                                    writes and reads; OVERWRITES the target's first 768 MiB
   kjump initramfs --output FILE [--init PATH]
-                                   write the hibernation initramfs (holds only kjump-init)
+                                   write the hibernation initramfs (holds only kjump-init;
+                                   default: the kjump-init next to kjump, else {LIBDIR}/kjump-init)
+  kjump config [OPTIONS]           print the settings kjump would use, as kjump.conf lines
   kjump --help | --version
 
 Options (flags win over /etc/kjump.conf, whose keys have the same names):
@@ -41,9 +45,10 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
                        (the filesystem must not be mounted read-write here)
   --after ACTION       poweroff (default), reboot, or resume (save, then continue: a snapshot)
   --compress KIND      lz4 (default, fast), deflate (smaller), none
-  --wait SECONDS       how long the hibernation kernel waits for the target [default: 10]
-  --kernel PATH        hibernation kernel (bzImage)   [default: /boot/kjump/vmlinuz]
-  --initrd PATH        hibernation initramfs          [default: /boot/kjump/initramfs.img]
+  --wait SECONDS       how long the hibernation kernel, and kjump resume at boot,
+                       wait for the target to appear  [default: 10]
+  --kernel PATH        hibernation kernel (bzImage)   [default: {LIBDIR}/vmlinuz]
+  --initrd PATH        hibernation initramfs          [default: {LIBDIR}/initramfs.img]
   --region-size SIZE   RAM the hibernation kernel runs in, set aside only while
                        it runs (K/M/G suffixes)       [default: 128M]
   --append ARGS        more arguments for the hibernation kernel's command line
@@ -54,6 +59,11 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
 
 Exit status: 0 when all is well, 1 when a check, the jump or the save failed, 2 on bad usage.
 ";
+
+/// The help text, with the installed location of the hibernation files.
+fn usage() -> String {
+    USAGE.replace("{LIBDIR}", LIBDIR)
+}
 
 #[derive(Default)]
 struct Flags {
@@ -128,8 +138,8 @@ fn settings(flags: &Flags) -> Result<Settings, Error> {
             .ok_or_else(|| Error::Msg(format!("{} {v:?} is not a size of at least 48M (like 128M)", name("region-size"))))?,
     };
     Ok(Settings {
-        kernel: get("kernel").unwrap_or("/boot/kjump/vmlinuz").to_string(),
-        initrd: get("initrd").unwrap_or("/boot/kjump/initramfs.img").to_string(),
+        kernel: get("kernel").map_or_else(kjump::config::default_kernel, str::to_string),
+        initrd: get("initrd").map_or_else(kjump::config::default_initrd, str::to_string),
         region_size,
         append: get("append").unwrap_or("").to_string(),
         target: get("target").map(str::to_string),
@@ -156,12 +166,12 @@ fn settings(flags: &Flags) -> Result<Settings, Error> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        eprint!("{USAGE}");
+        eprint!("{}", usage());
         return ExitCode::from(2);
     };
     match cmd.as_str() {
         "--help" | "-h" | "help" => {
-            print!("{USAGE}");
+            print!("{}", usage());
             return ExitCode::SUCCESS;
         }
         "--version" => {
@@ -174,7 +184,7 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(m) => return usage_error(&m),
     };
-    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "resume" | "bench-io");
+    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "resume" | "bench-io" | "config");
     let s = match needs_settings.then(|| settings(&flags)).transpose() {
         Ok(s) => s,
         Err(e) => return usage_error(&e.to_string()),
@@ -184,6 +194,10 @@ fn main() -> ExitCode {
         ("hibernate", Some(s)) => cmd_hibernate(&s),
         ("resume", Some(s)) => cmd_resume(&s, flags.jump),
         ("bench-io", Some(s)) => cmd_bench_io(&s),
+        ("config", Some(s)) => {
+            print!("{}", config_text(&s));
+            Ok(())
+        }
         ("initramfs", _) => cmd_initramfs(&flags),
         ("image", _) => match flags.positional.as_slice() {
             [sub, path] if sub == "info" => cmd_image(path, false),
@@ -341,10 +355,17 @@ fn read_image_head(tgt: &target::Target, dev: &std::path::Path) -> Result<(kjump
 }
 
 fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
+    let no = |why: String| Error::Msg(format!("resume: not resuming: {why}"));
+    // Like the kernel's own resume, `noresume` skips it; the device is not touched.
+    let own = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::io("reading /proc/cmdline", e))?;
+    if let Some(word) = cmdline::noresume(&own) {
+        return Err(no(format!("'{word}' is on the kernel command line")));
+    }
     let text = s.target.as_deref().ok_or_else(|| Error::Msg("resume: no target; pass --target or set target= in /etc/kjump.conf".into()))?;
     let tgt = target::parse(text).map_err(|e| Error::Msg(format!("resume: target {text}: {e}")))?;
-    let no = |why: String| Error::Msg(format!("resume: not resuming: {why}"));
-    let dev = target::resolve(&tgt.device)?.ok_or_else(|| no(format!("target {text} is not here")))?;
+    // Early in boot the disk may still be appearing: wait for it as B does.
+    let dev = target::wait_for(&tgt.device, Duration::from_secs(s.wait), |m| eprintln!("kjump: resume: {m}"))
+        .map_err(|e| no(e.to_string()))?;
     let (h, state, committed) = read_image_head(&tgt, &dev).map_err(|e| no(format!("no image on {tgt}: {e}")))?;
     match state.state {
         State::Committed => {}
@@ -392,13 +413,40 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()))
 }
 
+/// `kjump-init` next to `kjump` (a build tree), else where `make install` put it.
+fn default_init(exe: &std::path::Path) -> std::path::PathBuf {
+    let sibling = exe.with_file_name("kjump-init");
+    if sibling.is_file() {
+        sibling
+    } else {
+        kjump::config::installed_init().into()
+    }
+}
+
+/// The settings as `kjump.conf` lines: what `kjump config` prints, and a
+/// file kjump reads back to the same settings.
+fn config_text(s: &Settings) -> String {
+    let size = if s.region_size % MIB == 0 { format!("{}M", s.region_size / MIB) } else { s.region_size.to_string() };
+    let target = match &s.target {
+        Some(t) => format!("target = {t}"),
+        None => "# target is not set".to_string(),
+    };
+    format!(
+        "{target}\nafter = {}\ncompress = {}\nwait = {}\nkernel = {}\ninitrd = {}\nregion-size = {size}\n{}\n",
+        s.after.name(),
+        s.compress.name(),
+        s.wait,
+        s.kernel,
+        s.initrd,
+        format!("append = {}", s.append).trim_end()
+    )
+}
+
 fn cmd_initramfs(flags: &Flags) -> Result<(), Error> {
     let output = flags.get("output").ok_or_else(|| Error::Msg("initramfs: --output FILE is required".into()))?;
     let init_path = match flags.get("init") {
         Some(p) => std::path::PathBuf::from(p),
-        None => std::env::current_exe()
-            .map_err(|e| Error::io("finding kjump's own path", e))?
-            .with_file_name("kjump-init"),
+        None => default_init(&std::env::current_exe().map_err(|e| Error::io("finding kjump's own path", e))?),
     };
     let init = std::fs::read(&init_path).map_err(|e| Error::io(format!("reading {}", init_path.display()), e))?;
     let image = kjump::initramfs::build(&init)?;
@@ -533,5 +581,58 @@ fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
         }
         Some(r) => Err(Error::Msg(format!("bench-io failed in the hibernation kernel: {}", r.text))),
         None => Err(Error::Msg("bench-io: the hibernation kernel left no report".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        parse_flags(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_the_installed_files() {
+        let s = settings(&flags(&["--config", "/nonexistent/kjump.conf"])).unwrap();
+        assert_eq!(s.kernel, format!("{LIBDIR}/vmlinuz"));
+        assert_eq!(s.initrd, format!("{LIBDIR}/initramfs.img"));
+        assert!(usage().contains(&format!("[default: {LIBDIR}/vmlinuz]")), "{}", usage());
+        assert!(!usage().contains("{LIBDIR}"));
+    }
+
+    #[test]
+    fn config_output_reads_back_to_the_same_settings() {
+        let dir = std::env::temp_dir().join(format!("kjump-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kjump.conf");
+        let cases: [&[&str]; 3] = [
+            &[],
+            &["--target", "LABEL=hib:/kjump.img", "--after", "resume", "--compress", "deflate", "--wait", "3"],
+            &["--kernel", "/k", "--initrd", "/i", "--region-size", "100000000", "--append", "quiet loglevel=3"],
+        ];
+        for args in cases {
+            let mut all = vec!["--config", "/nonexistent/kjump.conf"];
+            all.extend_from_slice(args);
+            let s = settings(&flags(&all)).unwrap();
+            let text = config_text(&s);
+            std::fs::write(&path, &text).unwrap();
+            let back = settings(&flags(&["--config", path.to_str().unwrap()])).unwrap();
+            assert_eq!(config_text(&back), text);
+            assert_eq!((back.kernel, back.initrd, back.region_size, back.append), (s.kernel, s.initrd, s.region_size, s.append));
+            assert_eq!((back.target, back.after, back.compress, back.wait), (s.target, s.after, s.compress, s.wait));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn init_defaults_to_the_sibling_then_the_installed_one() {
+        let dir = std::env::temp_dir().join(format!("kjump-init-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("kjump");
+        assert_eq!(default_init(&exe), std::path::PathBuf::from(format!("{LIBDIR}/kjump-init")));
+        std::fs::write(dir.join("kjump-init"), b"").unwrap();
+        assert_eq!(default_init(&exe), dir.join("kjump-init"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -51,11 +51,30 @@ fn read(p: &Path) -> Vec<u8> {
 }
 
 /// A's initramfs: busybox, `/init` = `script`, kjump and the hibernation
-/// kernel and initramfs at kjump's default paths.
+/// kernel and initramfs at kjump's default paths (where `make install`
+/// puts them: `kjump::config::LIBDIR`).
 pub fn a_initramfs(p: &Paths, script: &str) -> Vec<u8> {
     let b_initrd = kjump::initramfs::build(&read(&p.kjump_init)).expect("building B's initramfs");
+    let (kernel, initrd) = (kjump::config::default_kernel(), kjump::config::default_initrd());
+    let mut dirs: Vec<String> =
+        ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "root", "tmp", "mnt"].map(String::from).to_vec();
+    // The directories holding the hibernation files, parents first.
+    for file in [&kernel, &initrd] {
+        let mut parents: Vec<String> = Path::new(file)
+            .ancestors()
+            .skip(1)
+            .filter_map(|a| a.to_str().map(|a| a.trim_start_matches('/').to_string()))
+            .filter(|a| !a.is_empty())
+            .collect();
+        parents.reverse();
+        for d in parents {
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
     let mut w = kjump::cpio::Writer::new();
-    for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "root", "tmp", "boot", "boot/kjump", "mnt"] {
+    for d in &dirs {
         w.dir(d, 0o755).unwrap();
     }
     w.char_dev("dev/console", 0o600, 5, 1).unwrap();
@@ -63,8 +82,8 @@ pub fn a_initramfs(p: &Paths, script: &str) -> Vec<u8> {
     w.symlink("bin/sh", "busybox").unwrap();
     w.file("init", 0o755, format!("#!/bin/sh\n/bin/busybox --install -s\n{script}").as_bytes()).unwrap();
     w.file("usr/sbin/kjump", 0o755, &read(&p.kjump)).unwrap();
-    w.file("boot/kjump/vmlinuz", 0o644, &read(&p.kernel)).unwrap();
-    w.file("boot/kjump/initramfs.img", 0o644, &b_initrd).unwrap();
+    w.file(kernel.trim_start_matches('/'), 0o644, &read(&p.kernel)).unwrap();
+    w.file(initrd.trim_start_matches('/'), 0o644, &b_initrd).unwrap();
     kjump::gzip::compress(&w.finish(), 1)
 }
 

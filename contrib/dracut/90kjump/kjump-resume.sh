@@ -1,0 +1,33 @@
+#!/bin/sh
+# kjump (hibernation built on kexec jump), dracut pre-mount hook: resume a
+# hibernated system before the root filesystem is checked or mounted.
+# 'kjump resume' does not return when it resumes; when it returns, there was
+# nothing to resume (or it could not), it said why in one line, and the boot
+# goes on. 'noresume' or 'kjump.noresume' on the kernel command line skips
+# it. dracut sources this file: no exit.
+
+# shellcheck source=/dev/null
+type getarg >/dev/null 2>&1 || . /lib/dracut-lib.sh
+
+kjump_resume() {
+    if getarg noresume >/dev/null || getarg kjump.noresume >/dev/null; then
+        info "kjump: not resuming: 'noresume' or 'kjump.noresume' is on the kernel command line"
+        return 0
+    fi
+    [ -x @SBINDIR@/kjump ] || return 0
+    _kjump_out=$(@SBINDIR@/kjump resume 2>&1)
+    _kjump_rc=$?
+    printf '%s\n' "$_kjump_out" | while IFS= read -r _kjump_line; do
+        if [ "$_kjump_rc" -eq 1 ]; then
+            info "kjump: ${_kjump_line#kjump: }"
+        else
+            warn "kjump: ${_kjump_line#kjump: }"
+        fi
+    done
+    [ "$_kjump_rc" -eq 1 ] || warn "kjump: kjump resume failed (exit $_kjump_rc); booting normally"
+    unset _kjump_out _kjump_rc
+    return 0
+}
+
+kjump_resume
+unset -f kjump_resume

@@ -1,0 +1,58 @@
+#!/bin/bash
+# dracut module of kjump (hibernation built on kexec jump): puts kjump, its
+# settings, and the hibernation kernel and initramfs it loads into the
+# initramfs, at the same paths as on the root filesystem, and a pre-mount
+# hook that resumes before the root filesystem is checked or mounted.
+
+# dracut sets dracutsysrootdir (usually empty), moddir and hostonly.
+# shellcheck disable=SC2154
+
+KJUMP=@SBINDIR@/kjump
+
+# The setting KEY of 'kjump config' (defaults and kjump.conf merged).
+kjump_setting() {
+    "$dracutsysrootdir$KJUMP" config --config "$dracutsysrootdir/etc/kjump.conf" 2>/dev/null | sed -n "s/^$1 = //p"
+}
+
+# called by dracut
+check() {
+    [[ -x $dracutsysrootdir$KJUMP ]] || return 1
+    # Only useful once kjump.conf names a target; can still be asked for.
+    [[ -n $(kjump_setting target) ]] || return 255
+    return 0
+}
+
+# called by dracut
+depends() {
+    return 0
+}
+
+# called by dracut
+installkernel() {
+    # An image in a file is read through the ext4 filesystem holding it.
+    case $(kjump_setting target) in
+        *:/*) hostonly='' instmods ext4 ;;
+    esac
+    return 0
+}
+
+# called by dracut
+install() {
+    local kernel initrd
+    kernel=$(kjump_setting kernel)
+    initrd=$(kjump_setting initrd)
+    if [[ -z $(kjump_setting target) ]]; then
+        dwarn "kjump: no target in /etc/kjump.conf: resume with kjump is not in this initramfs"
+        return 0
+    fi
+    if [[ ! -f $dracutsysrootdir$kernel || ! -f $dracutsysrootdir$initrd ]]; then
+        dwarn "kjump: $kernel or $initrd is missing: resume with kjump is not in this initramfs"
+        return 0
+    fi
+    # kjump is static: no libraries to follow.
+    inst_simple "$KJUMP"
+    inst_simple /etc/kjump.conf
+    inst_simple "$kernel"
+    inst_simple "$initrd"
+    inst_hook pre-mount 05 "$moddir/kjump-resume.sh"
+}
