@@ -74,6 +74,55 @@ impl DevMem {
     }
 }
 
+/// Writes physical memory through one cached window at a time, so that
+/// many small writes near each other cost one `mmap`, not one each.
+/// Windows never reach outside the RAM range being written.
+pub struct Writer<'a> {
+    mem: &'a DevMem,
+    size: u64,
+    current: Option<(u64, u64, Window)>,
+}
+
+impl<'a> Writer<'a> {
+    /// A writer whose windows are at most `size` bytes (a multiple of the page size).
+    pub fn new(mem: &'a DevMem, size: u64) -> Self {
+        Writer { mem, size: size.max(PAGE_SIZE) & !(PAGE_SIZE - 1), current: None }
+    }
+
+    /// Writes `len` bytes at physical `addr`: `data` (exactly `len`
+    /// bytes), or zeros when `data` is `None`. `[addr, addr + len)` must
+    /// lie inside `range`, a RAM range that may be mapped whole.
+    pub fn write(&mut self, addr: u64, len: u64, data: Option<&[u8]>, range: (u64, u64)) -> Result<(), Error> {
+        let mut done = 0u64;
+        while done < len {
+            let at = addr + done;
+            let fits = matches!(&self.current, Some((s, e, _)) if at >= *s && at < *e);
+            if !fits {
+                self.current = None;
+                let start = (at / self.size * self.size).max(range.0 & !(PAGE_SIZE - 1));
+                let end = (start + self.size).min(range.1);
+                if end <= at {
+                    return Err(Error::Msg(format!("writing physical memory at {at:#x}: outside the range {:#x}-{:#x}", range.0, range.1)));
+                }
+                let w = self.mem.map(start, (end - start) as usize)?;
+                self.current = Some((start, end, w));
+            }
+            let Some((s, e, w)) = self.current.as_mut() else {
+                return Err(Error::Msg(format!("writing physical memory at {at:#x}: no window")));
+            };
+            let n = (len - done).min(*e - at);
+            let off = (at - *s) as usize;
+            let dst = &mut w.bytes_mut()[off..off + n as usize];
+            match data {
+                Some(d) => dst.copy_from_slice(&d[done as usize..(done + n) as usize]),
+                None => dst.fill(0),
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
 impl Window {
     /// The mapped bytes.
     pub fn bytes(&self) -> &[u8] {

@@ -73,7 +73,9 @@ impl Drop for Aligned {
     }
 }
 
-/// Reads all of `/proc/vmcore` in [`BLOCK`]-sized windows.
+/// Reads all of `/proc/vmcore` into a buffer, [`BLOCK`] bytes at a time,
+/// through `mmap` windows as B's save does (`read` where a segment cannot
+/// be mapped).
 pub fn vmcore_read(path: &str) -> Result<(u64, f64), Error> {
     let vmcore = Vmcore::open(path)?;
     let mut buf = vec![0u8; BLOCK];
@@ -83,7 +85,10 @@ pub fn vmcore_read(path: &str) -> Result<(u64, f64), Error> {
         let mut off = 0;
         while off < seg.size {
             let n = ((seg.size - off) as usize).min(BLOCK);
-            vmcore.read_at(seg.offset + off, &mut buf[..n]).map_err(|e| Error::io("reading /proc/vmcore", e))?;
+            match vmcore.map(seg.offset + off, n) {
+                Ok(m) => buf[..n].copy_from_slice(m.bytes()),
+                Err(_) => vmcore.read_at(seg.offset + off, &mut buf[..n]).map_err(|e| Error::io("reading /proc/vmcore", e))?,
+            }
             off += n as u64;
             total += n as u64;
         }

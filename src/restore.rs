@@ -111,20 +111,15 @@ fn fault(e: ReadError, name: &str) -> Failure {
     Failure { error: Error::Msg(format!("{name}: {e}")), image_at_fault }
 }
 
-/// Writes `len` bytes of zeros or `data` at physical `addr`, in windows.
-fn write_phys(mem: &DevMem, addr: u64, len: u64, data: Option<&[u8]>) -> Result<(), Error> {
-    const STEP: u64 = 32 << 20;
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(STEP);
-        let mut w = mem.map(addr + done, n as usize)?;
-        match data {
-            Some(d) => w.bytes_mut().copy_from_slice(&d[done as usize..(done + n) as usize]),
-            None => w.bytes_mut().fill(0),
-        }
-        done += n;
-    }
-    Ok(())
+/// Bytes of A's memory mapped at a time while writing it.
+const WRITE_WINDOW: u64 = 64 << 20;
+
+/// The RAM range of `ram` holding `[addr, addr + len)`.
+fn range_of(ram: &[(u64, u64)], addr: u64, len: u64) -> Result<(u64, u64), Error> {
+    ram.iter()
+        .copied()
+        .find(|&(s, e)| addr >= s && addr.saturating_add(len) <= e)
+        .ok_or_else(|| Error::Msg(format!("{addr:#x}+{len:#x} is not inside one of A's RAM ranges")))
 }
 
 /// Writes A's memory from the image. A's low memory (below the end of the
@@ -144,6 +139,7 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
     // byte not yet written, and everything of A's RAM below it is done.
     let mut ranges = h.ram.iter().copied().peekable();
     let mut cursor = 0u64;
+    let writer = std::cell::RefCell::new(crate::devmem::Writer::new(mem, WRITE_WINDOW));
     let mut zero_until = |target: u64, cursor: &mut u64, low: &mut [u8]| -> Result<(), Error> {
         while let Some(&(s, e)) = ranges.peek() {
             let from = (*cursor).max(s);
@@ -154,7 +150,7 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
                 }
                 if to > low_end {
                     let f = from.max(low_end);
-                    write_phys(mem, f, to - f, None)?;
+                    writer.borrow_mut().write(f, to - f, None, (s, e))?;
                 }
             }
             if e <= target {
@@ -191,10 +187,11 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
                 let n_low = (low_end.min(addr + len) - addr) as usize;
                 low[addr as usize..addr as usize + n_low].copy_from_slice(&data[..n_low]);
                 if (n_low as u64) < len {
-                    write_phys(mem, low_end, len - n_low as u64, Some(&data[n_low..]))?;
+                    let rest = len - n_low as u64;
+                    writer.borrow_mut().write(low_end, rest, Some(&data[n_low..]), range_of(&h.ram, low_end, rest)?)?;
                 }
             } else {
-                write_phys(mem, addr, len, Some(data))?;
+                writer.borrow_mut().write(addr, len, Some(data), range_of(&h.ram, addr, len)?)?;
             }
             cursor = addr + len;
             at += len as usize;
@@ -204,8 +201,11 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
     }
     zero_until(u64::MAX, &mut cursor, &mut low)?;
     say!("restored {} pages of A's memory in {:.1} s; writing A's low memory last", written, start.elapsed().as_secs_f64());
+    drop(zero_until);
+    drop(writer);
     if low_end > 0 {
-        write_phys(mem, 0, low_end, Some(&low))?;
+        let mut w = mem.map(0, low_end as usize)?;
+        w.bytes_mut().copy_from_slice(&low);
     }
     Ok(written)
 }

@@ -236,24 +236,44 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         let mut off = 0u64;
         while off < seg.size {
             let n = ((seg.size - off) as usize).min(WINDOW);
-            let buf = &mut window[..n.next_multiple_of(PAGE)];
-            buf.fill(0);
-            vmcore.read_at(seg.offset + off, &mut buf[..n]).map_err(|e| Error::io(format!("reading A's memory at {:#x}", seg.paddr + off), e))?;
-            for (i, page) in buf.chunks_exact(PAGE).enumerate() {
-                let pfn = (seg.paddr + off) / PAGE as u64 + i as u64;
-                s.ram_pages += 1;
-                if free.as_ref().is_some_and(|f| f.is_free(pfn)) {
-                    s.free_pages += 1;
-                } else if is_zero(page) {
-                    s.zero_pages += 1;
-                } else {
-                    s.stored_pages += 1;
-                    match runs.last_mut() {
-                        Some((first, count)) if *first + *count == pfn => *count += 1,
-                        _ => runs.push((pfn, 1)),
+            let first_pfn = (seg.paddr + off) / PAGE as u64;
+            let n_pages = n.div_ceil(PAGE);
+            let is_free = |i: usize| free.as_ref().is_some_and(|f| f.is_free(first_pfn + i as u64));
+            // A window of free pages only is not even read.
+            if (0..n_pages).all(is_free) {
+                s.ram_pages += n_pages as u64;
+                s.free_pages += n_pages as u64;
+            } else {
+                // Map the window (no per-page work in the kernel); read it
+                // where it cannot be mapped (a segment not page aligned).
+                let mapped = if n % PAGE == 0 { vmcore.map(seg.offset + off, n).ok() } else { None };
+                let bytes: &[u8] = match &mapped {
+                    Some(m) => m.bytes(),
+                    None => {
+                        let buf = &mut window[..n.next_multiple_of(PAGE)];
+                        buf.fill(0);
+                        vmcore
+                            .read_at(seg.offset + off, &mut buf[..n])
+                            .map_err(|e| Error::io(format!("reading A's memory at {:#x}", seg.paddr + off), e))?;
+                        buf
                     }
-                    pages.extend_from_slice(page);
-                    emit(&mut runs, &mut pages, &mut out, &mut pos, &mut header, &mut chain, false)?;
+                };
+                for (i, page) in bytes.chunks_exact(PAGE).enumerate() {
+                    let pfn = first_pfn + i as u64;
+                    s.ram_pages += 1;
+                    if is_free(i) {
+                        s.free_pages += 1;
+                    } else if is_zero(page) {
+                        s.zero_pages += 1;
+                    } else {
+                        s.stored_pages += 1;
+                        match runs.last_mut() {
+                            Some((first, count)) if *first + *count == pfn => *count += 1,
+                            _ => runs.push((pfn, 1)),
+                        }
+                        pages.extend_from_slice(page);
+                        emit(&mut runs, &mut pages, &mut out, &mut pos, &mut header, &mut chain, false)?;
+                    }
                 }
             }
             off += n as u64;

@@ -125,9 +125,50 @@ impl Vmcore {
         self.file.read_exact_at(buf, offset)
     }
 
+    /// Maps `len` bytes of `/proc/vmcore` at file offset `offset` (page
+    /// aligned) read-only. Reading a mapping costs a memory copy at most;
+    /// `read` on `/proc/vmcore` maps and unmaps every page in the kernel.
+    pub fn map(&self, offset: u64, len: usize) -> Result<Mapping, Error> {
+        if offset % crate::units::PAGE_SIZE != 0 || len == 0 {
+            return Err(Error::Msg(format!("cannot map /proc/vmcore at {offset:#x} (+{len:#x}): not page aligned")));
+        }
+        // SAFETY: a new shared read-only mapping of the file, at an
+        // address the kernel picks; it aliases no Rust object and is
+        // unmapped in Mapping's Drop. /proc/vmcore never changes under it.
+        let ptr = unsafe {
+            rustix::mm::mmap(core::ptr::null_mut(), len, rustix::mm::ProtFlags::READ, rustix::mm::MapFlags::SHARED, &self.file, offset)
+        }
+        .map_err(|e| Error::sys(format!("mapping /proc/vmcore at {offset:#x}"), e))?;
+        let base = core::ptr::NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::Msg("mmap returned address 0".into()))?;
+        Ok(Mapping { base, len })
+    }
+
     /// Total bytes of A's memory described.
     pub fn total_bytes(&self) -> u64 {
         self.layout.segments.iter().map(|s| s.size).sum()
+    }
+}
+
+/// A read-only window of `/proc/vmcore`.
+pub struct Mapping {
+    base: core::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// The mapped bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `base..base + len` is a live read-only mapping owned by
+        // `self`; nothing writes it while the slice lives.
+        unsafe { core::slice::from_raw_parts(self.base.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the mapping made in `Vmcore::map`; the borrow
+        // checker ends every slice of it before this runs.
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
 
