@@ -261,6 +261,10 @@ fn main() {
     write(&dir, "image", "lz4-exact", &image(Compression::Lz4, 0));
     write(&dir, "image", "deflate-reseal", &image(Compression::Deflate, 1));
     write(&dir, "image", "raw-reseal", &image(Compression::None, 1));
+    // Regression: a low-memory backup longer than 1 MiB (CRCs resealed).
+    let mut huge_backup = image(Compression::Lz4, 1);
+    huge_backup[1 + 64..1 + 72].copy_from_slice(&0x100a_0000u64.to_le_bytes());
+    write(&dir, "image", "backup-too-long-reseal", &huge_backup);
 
     write(&dir, "cmdline", "b-roundtrip", b"console=ttyS0 rdinit=/kjump-init kjump.mode=roundtrip nokaslr elfcorehdr=0x37f0a000 kjump.backup_size=0xa0000 kjump.region=0x1c600000-0x24600000 kexec_jump_back_entry=0x000000000234f0a4 kexec_jump_buf_pfn=9039 kexec_backup=917544K\n");
     write(&dir, "cmdline", "b-save", b"console=ttyS0 kjump.mode=save kjump.target=PARTUUID=1234abcd-02:/kjump.img kjump.after=poweroff kjump.compress=lz4 kjump.wait=10 kjump.mailbox=0x1234000 elfcorehdr=64M@0x37f0a000\n");
