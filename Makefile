@@ -7,6 +7,11 @@ RELEASE := target/$(TARGET)/release
 # Where the test kernel is cached (outside the checkout), keyed by its config.
 export KJUMP_CACHE ?= $(HOME)/.cache/kjump
 
+# Seconds each fuzz target runs in `make fuzz` and in `make fuzz-ci`.
+FUZZ_SECONDS    ?= 60
+FUZZ_CI_SECONDS ?= 20
+
+
 # Installation. PREFIX holds kjump, its hibernation files, man pages and
 # systemd unit; DESTDIR stages the whole tree elsewhere (no root needed).
 # The settings file is /etc/kjump.conf whatever PREFIX is (kjump reads it there).
@@ -35,7 +40,7 @@ endif
 # Fills in the installed paths in contrib/ files.
 SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g'
 
-.PHONY: all deps kernel build initramfs test unit demo bench bench-host clean stage install uninstall
+.PHONY: all deps kernel build initramfs test unit demo bench bench-host fuzz fuzz-ci fuzz-seeds clean stage install uninstall
 
 all: build
 
@@ -71,6 +76,19 @@ bench: deps
 # kjump's encoder and decoder on the host against the lz4 and gzip tools.
 bench-host: deps
 	cargo bench --bench pipeline
+
+# Coverage-guided fuzzing of the parsers (cargo-fuzz, installed if missing):
+# each target for FUZZ_SECONDS, from the seeds in fuzz/corpus/.
+fuzz:
+	@scripts/fuzz.sh run $(FUZZ_SECONDS)
+
+# The same, briefly: what CI runs after the tests.
+fuzz-ci:
+	@scripts/fuzz.sh run $(FUZZ_CI_SECONDS)
+
+# Rewrites the committed seed corpus from kjump's own encoders.
+fuzz-seeds:
+	@scripts/fuzz.sh seeds
 
 clean:
 	cargo clean

@@ -41,6 +41,12 @@ pub const MAX_CHUNK_PAGES: usize = 256;
 pub const MAX_RUNS: usize = MAX_CHUNK_PAGES;
 /// Size of a chunk header before its runs.
 pub const CHUNK_HEADER: usize = 40;
+/// Longest copy of A's low memory a header may record: the purgatory copies
+/// A's RAM below 1 MiB, and the restore side gathers it in a buffer.
+pub const MAX_BACKUP: u64 = 1 << 20;
+/// Runs of a chunk end below this page frame number, so that the byte
+/// address just past every run fits in 64 bits.
+pub const PFN_LIMIT: u64 = 1 << (64 - 12);
 
 /// How a chunk's pages are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,6 +260,9 @@ impl Header {
         if self.ram.len() > MAX_RAM_RANGES {
             return Err(Error::BadField { what: "header".into(), field: "ram range count" });
         }
+        if self.backup.1 > MAX_BACKUP {
+            return Err(Error::BadField { what: "header".into(), field: "backup length" });
+        }
         let mut b = [0u8; BLOCK];
         b[..8].copy_from_slice(MAGIC);
         put32(&mut b, 8, VERSION);
@@ -352,6 +361,9 @@ impl Header {
         };
         if h.region.1 <= h.region.0 {
             return Err(bad("region"));
+        }
+        if h.backup.1 > MAX_BACKUP {
+            return Err(bad("backup length"));
         }
         let counted = h.zero_pages.checked_add(h.free_pages).and_then(|n| n.checked_add(h.stored_pages));
         if counted != Some(h.ram_pages) {
@@ -610,7 +622,7 @@ fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>) -> Result<(), 
     for i in 0..info.run_count {
         let (pfn, n) = (u64_at(body, i * 16), u64_at(body, i * 16 + 8));
         let end = pfn.checked_add(n).ok_or(bad("run"))?;
-        if n == 0 || (i > 0 && pfn < prev_end) {
+        if n == 0 || (i > 0 && pfn < prev_end) || end >= PFN_LIMIT {
             return Err(bad("run"));
         }
         prev_end = end;
@@ -1030,5 +1042,36 @@ mod tests {
         b[BLOCK - 4..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(Header::decode(&b), Err(Error::UnsupportedVersion { version: 9 }));
         assert!(matches!(Header::decode(&[0u8; BLOCK]), Err(Error::BadMagic { .. })));
+    }
+
+    /// Found by the `image` fuzz target: a committed header whose low-memory
+    /// backup claimed 0x100a0000 bytes, which D's restore would have
+    /// allocated as one buffer.
+    #[test]
+    fn fuzz_huge_backup_length() {
+        let mut b = header().encode().unwrap();
+        b[64..72].copy_from_slice(&0x100a_0000u64.to_le_bytes());
+        let crc = crc32(&b[..BLOCK - 4]);
+        b[BLOCK - 4..].copy_from_slice(&crc.to_le_bytes());
+        let want = Error::BadField { what: "header".into(), field: "backup length" };
+        assert_eq!(Header::decode(&b), Err(want.clone()));
+        let h = Header { backup: (0x1c6e_2000, 0x100a_0000), ..header() };
+        assert_eq!(h.encode().err(), Some(want));
+        let h = Header { backup: (0, MAX_BACKUP), ..header() };
+        assert_eq!(Header::decode(&h.encode().unwrap()).unwrap().backup.1, MAX_BACKUP);
+    }
+
+    /// A run whose pages lie beyond the 64-bit byte address space: restore
+    /// computes `pfn * PAGE` from it.
+    #[test]
+    fn run_beyond_the_address_space() {
+        let mut enc = ChunkEncoder::new(Compression::None);
+        for (pfn, ok) in [(PFN_LIMIT - 2, true), (PFN_LIMIT - 1, false), (u64::MAX - 1, false)] {
+            let mut c = Vec::new();
+            enc.encode(0, &[(pfn, 1)], &[7u8; PAGE], &mut c);
+            let info = parse_chunk_header(&c, 0).unwrap();
+            let got = decode_chunk(&c, &info, &mut Vec::new(), &mut Vec::new());
+            assert_eq!(got.is_ok(), ok, "pfn {pfn:#x}");
+        }
     }
 }

@@ -72,7 +72,8 @@ pub fn parse(head: &[u8]) -> Result<Layout, ParseError> {
     let mut layout = Layout::default();
     for i in 0..phnum {
         let at = phoff.checked_add(i * 56).ok_or(ParseError::BadProgramHeaders)?;
-        let ph = head.get(at..at + 56).ok_or(ParseError::BadProgramHeaders)?;
+        let end = at.checked_add(56).ok_or(ParseError::BadProgramHeaders)?;
+        let ph = head.get(at..end).ok_or(ParseError::BadProgramHeaders)?;
         let p_type = u32_at(ph, 0).ok_or(ParseError::BadProgramHeaders)?;
         let offset = u64_at(ph, 8).ok_or(ParseError::BadProgramHeaders)?;
         let paddr = u64_at(ph, 24).ok_or(ParseError::BadProgramHeaders)?;
@@ -204,5 +205,18 @@ mod tests {
         let mut bad = h.clone();
         bad[56] = 0xff; // phnum beyond the data
         assert_eq!(parse(&bad), Err(ParseError::BadProgramHeaders));
+    }
+
+    /// An `e_phoff` so close to the end of the address space that the end
+    /// of the first program header overflowed (a panic with overflow checks).
+    #[test]
+    fn program_headers_at_the_end_of_the_address_space() {
+        let mut h = vec![0u8; 64];
+        h[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        h[16] = 4; // ET_CORE
+        h[32..40].copy_from_slice(&0xffff_ffff_ffff_fff0u64.to_le_bytes());
+        h[54] = 56; // e_phentsize
+        h[56] = 1; // e_phnum
+        assert_eq!(parse(&h), Err(ParseError::BadProgramHeaders));
     }
 }

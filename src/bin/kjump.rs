@@ -23,7 +23,8 @@ Usage:
                                    resume from a committed image on the target, or say
                                    in one line why not and exit 1 (boot goes on);
                                    'noresume' or 'kjump.noresume' on the kernel command
-                                   line forbids it
+                                   line forbids it and marks a committed image bad
+                                   (that boot may change A's filesystems)
   kjump check [--jump] [OPTIONS]   say whether this machine can hibernate with kjump;
                                    --jump also does a live round trip A -> B -> A
   kjump image info FILE|DEVICE     show an image's header and state
@@ -335,31 +336,130 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
     }
 }
 
-/// Reads the header and state of the image on `tgt` (mounting its
-/// filesystem read-only when it is a file).
-fn read_image_head(tgt: &target::Target, dev: &std::path::Path) -> Result<(kjump::image::Header, kjump::image::StateBlock, bool), Error> {
-    let read = |path: &std::path::Path| -> Result<_, Error> {
-        let f = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let r = Reader::open(f).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
-        let committed = r.header_committed();
-        Ok((r.header, r.state, committed))
+/// Runs `f` on the image of `tgt` on `dev`: the device itself, or the
+/// file on the ext4 filesystem there, mounted on a new directory of this
+/// process's own (read-only without replaying its journal, or read-write
+/// when `write`) and unmounted afterwards. The target's filesystem is
+/// never one A uses: `kjump hibernate` and B refuse those.
+fn with_image<T>(tgt: &target::Target, dev: &std::path::Path, write: bool, f: impl FnOnce(&std::path::Path) -> Result<T, Error>) -> Result<T, Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(file) = &tgt.file else { return f(dev) };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!("kjump-resume-{}-{nanos}", std::process::id()));
+    // Created here, owner only; an existing path (a stale directory, a
+    // planted link) is an error, never mounted over.
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let mounted = if write {
+        rustix::mount::mount(dev, &dir, "ext4", rustix::mount::MountFlags::empty(), None)
+            .map_err(|e| Error::sys(format!("mounting {} read-write on {}", dev.display(), dir.display()), e))
+    } else {
+        kjump::save::mount_read_only(dev, &dir)
     };
-    let Some(file) = &tgt.file else { return read(dev) };
-    let dir = std::env::temp_dir().join(format!("kjump-resume-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    kjump::save::mount_read_only(dev, &dir)?;
-    let result = read(&dir.join(file.trim_start_matches('/')));
-    let _ = rustix::mount::unmount(&dir, rustix::mount::UnmountFlags::empty());
+    let result = mounted.and_then(|()| {
+        let result = f(&dir.join(file.trim_start_matches('/')));
+        let _ = rustix::mount::unmount(&dir, rustix::mount::UnmountFlags::empty());
+        result
+    });
     let _ = std::fs::remove_dir(&dir);
     result
 }
 
+/// Reads the header and state of the image on `tgt` (mounting its
+/// filesystem read-only when it is a file).
+fn read_image_head(tgt: &target::Target, dev: &std::path::Path) -> Result<(kjump::image::Header, kjump::image::StateBlock, bool), Error> {
+    with_image(tgt, dev, false, |path| {
+        let f = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let r = Reader::open(f).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+        let committed = r.header_committed();
+        Ok((r.header, r.state, committed))
+    })
+}
+
+/// The note of an image given up because the boot said `noresume`.
+const NORESUME_NOTE: &str = "not resumed: noresume given at boot; A's filesystems may have changed since";
+
+/// What `kjump resume` does with the image on the target when the kernel
+/// command line says `noresume`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnNoresume {
+    /// Nothing a later boot could resume here: write nothing.
+    Leave,
+    /// `--check`: say that the image would be marked bad.
+    WouldMarkBad,
+    /// Mark it bad: this boot goes on and may change A's filesystems, and
+    /// a later boot must not resume A's memory over them.
+    MarkBad,
+}
+
+/// Only a committed image of this machine could be resumed by a later
+/// boot: that one is given up, as the kernel's own `noresume` gives up
+/// its image. Another machine's image is never resumed here anyway.
+fn on_noresume(state: State, other_machine: bool, check_only: bool) -> OnNoresume {
+    match (state, other_machine, check_only) {
+        (State::Committed, false, false) => OnNoresume::MarkBad,
+        (State::Committed, false, true) => OnNoresume::WouldMarkBad,
+        _ => OnNoresume::Leave,
+    }
+}
+
+/// Marks the image on `tgt` bad with `note`, if it is still committed.
+/// A raw device is opened read-write; a file's filesystem is mounted
+/// read-write, the state written and flushed, and unmounted.
+fn mark_image_bad(tgt: &target::Target, dev: &std::path::Path, note: &str) -> Result<(), Error> {
+    with_image(tgt, dev, true, |path| {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(format!("opening {} read-write", path.display()), e))?;
+        let state = Reader::open(&file).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?.state;
+        if state.state != State::Committed {
+            return Err(Error::Msg(format!("{} is {} now", path.display(), state.state.name())));
+        }
+        kjump::image::set_state(&file, &state, State::Bad, note).map_err(|e| Error::io(format!("updating the state of {}", path.display()), e))
+    })
+}
+
+/// `kjump resume` when `word` (`noresume`, `kjump.noresume`) is on the
+/// kernel command line: no resume, and no later one either of a committed
+/// image, since this boot may change A's filesystems. Returns the reason
+/// for the one line `kjump resume` prints.
+fn refuse_noresume(s: &Settings, word: &str, check_only: bool) -> String {
+    let given = format!("'{word}' is on the kernel command line");
+    let Some(text) = s.target.as_deref() else { return given };
+    let tgt = match target::parse(text) {
+        Ok(t) => t,
+        Err(e) => return format!("{given}; target {text}: {e}"),
+    };
+    let dev = match target::wait_for(&tgt.device, Duration::from_secs(s.wait), |m| eprintln!("kjump: resume: {m}")) {
+        Ok(dev) => dev,
+        Err(e) => return format!("{given}; {e}"),
+    };
+    let (h, state) = match read_image_head(&tgt, &dev) {
+        Ok((h, state, _)) => (h, state),
+        Err(_) => return format!("{given}; no image on {tgt}"),
+    };
+    let other = kjump::machine::mismatch(&h.machine_id, &kjump::machine::id());
+    match on_noresume(state.state, other.is_some(), check_only) {
+        OnNoresume::Leave => match other {
+            Some(why) => format!("{given}; {why}: left as it is"),
+            None => format!("{given}; the image on {tgt} is {}", state.state.name()),
+        },
+        OnNoresume::WouldMarkBad => format!("{given}; the committed image on {tgt} would be marked bad, never to be resumed"),
+        OnNoresume::MarkBad => match in_use::check_device(&dev, &h.in_use).and_then(|()| mark_image_bad(&tgt, &dev, NORESUME_NOTE)) {
+            Ok(()) => format!("{given}; marked the committed image on {tgt} bad: this boot may change A's filesystems, so no later boot may resume it"),
+            Err(e) => format!("{given}; could not mark the committed image on {tgt} bad ({e}): give it up with 'kjump image wipe' before another boot resumes it"),
+        },
+    }
+}
+
 fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     let no = |why: String| Error::Msg(format!("resume: not resuming: {why}"));
-    // Like the kernel's own resume, `noresume` skips it; the device is not touched.
+    // Like the kernel's own resume, `noresume` skips it; and like the
+    // kernel, it gives the image up (marks a committed one bad).
     let own = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::io("reading /proc/cmdline", e))?;
     if let Some(word) = cmdline::noresume(&own) {
-        return Err(no(format!("'{word}' is on the kernel command line")));
+        return Err(no(refuse_noresume(s, word, check_only)));
     }
     let text = s.target.as_deref().ok_or_else(|| Error::Msg("resume: no target; pass --target or set target= in /etc/kjump.conf".into()))?;
     let tgt = target::parse(text).map_err(|e| Error::Msg(format!("resume: target {text}: {e}")))?;
@@ -370,6 +470,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     match state.state {
         State::Committed => {}
         State::Writing => return Err(no(format!("the image on {tgt} is incomplete: its save never finished (state writing)"))),
+        State::Bad if !state.note.is_empty() => return Err(no(format!("the image on {tgt} is bad: {}", state.note))),
         other => return Err(no(format!("the image on {tgt} is {}", other.name()))),
     }
     if let Some(why) = kjump::machine::mismatch(&h.machine_id, &kjump::machine::id()) {
@@ -623,6 +724,22 @@ mod tests {
             assert_eq!((back.target, back.after, back.compress, back.wait), (s.target, s.after, s.compress, s.wait));
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn noresume_gives_up_only_a_committed_image_of_this_machine() {
+        use OnNoresume::*;
+        assert_eq!(on_noresume(State::Committed, false, false), MarkBad);
+        assert_eq!(on_noresume(State::Committed, false, true), WouldMarkBad);
+        assert_eq!(on_noresume(State::Committed, true, false), Leave);
+        assert_eq!(on_noresume(State::Committed, true, true), Leave);
+        for state in [State::Writing, State::Consumed, State::Bad] {
+            for (other, check) in [(false, false), (false, true), (true, false), (true, true)] {
+                assert_eq!(on_noresume(state, other, check), Leave, "{state:?}");
+            }
+        }
+        // The note fits the state block's 256 bytes.
+        assert!(NORESUME_NOTE.len() < 256);
     }
 
     #[test]

@@ -1,0 +1,33 @@
+//! The kernel command line of B and D (`kjump::cmdline::parse`, what
+//! `kjump-init` reads from `/proc/cmdline`), and what is parsed from its
+//! values: the target (`kjump::target::parse`), the compression, and the
+//! console arguments A hands on to B (`kjump::jump::console_args`).
+
+#![no_main]
+
+use kjump::cmdline;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // `/proc/cmdline` is read with `read_to_string`: only UTF-8 gets here.
+    let Ok(line) = std::str::from_utf8(data) else { return };
+    for word in cmdline::words(line) {
+        let Ok(word) = word else { break };
+        assert!(!word.is_empty());
+        let _ = cmdline::split_param(word);
+    }
+    let _ = kjump::jump::console_args(line);
+    let Ok(p) = cmdline::parse(line) else { return };
+    if let Some((start, end)) = p.region {
+        assert!(start < end);
+    }
+    if let (Some(pfn), Some(entry)) = (p.jump_buf_pfn, p.jump_back_entry) {
+        assert_eq!(entry / 4096, pfn);
+    }
+    if let Some(t) = p.target {
+        let _ = kjump::target::parse(t);
+    }
+    if let Some(c) = p.compress {
+        let _ = kjump::image::Compression::parse(c);
+    }
+});

@@ -1,0 +1,112 @@
+//! The image reader: header, state block (the commit record) and chunks,
+//! through `kjump::image::Reader` over a byte slice, as `kjump image
+//! verify` and D's restore read them.
+//!
+//! Every block is covered by a CRC, which a mutation almost always breaks.
+//! So that the fuzzer also reaches the checks behind the CRCs, the low bit
+//! of the first byte asks for the input (the rest of it) to be *resealed*
+//! first: every CRC the reader checks (header, state, chunk header, chunk
+//! data, chain) is recomputed the way a writer would have written it.
+
+#![no_main]
+
+use kjump::crc32::crc32;
+use kjump::image::{self, Chain, Header, Reader, StateBlock, BLOCK, CHUNK_HEADER, DATA_OFFSET, PAGE};
+use libfuzzer_sys::fuzz_target;
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off.checked_add(4)?)?.try_into().ok()?))
+}
+
+fn put32(b: &mut [u8], off: usize, v: u32) {
+    if let Some(s) = b.get_mut(off..off + 4) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Recomputes every CRC of an image in place (chunks, then the state block
+/// that counts them, then the header the state block commits).
+fn reseal(img: &mut [u8]) {
+    let mut off = DATA_OFFSET as usize;
+    let mut chain = Chain::default();
+    let mut chunks = 0u64;
+    while off + CHUNK_HEADER <= img.len() {
+        let h = &img[off..];
+        // Clamp the counts the way the reader bounds them, so that the
+        // body is found where a writer would have put it.
+        let runs = (u32_at(h, 20).unwrap_or(0) as usize).min(image::MAX_RUNS);
+        let stored = (u32_at(h, 28).unwrap_or(0) as usize).min(image::MAX_CHUNK_PAGES * PAGE);
+        let body_end = off + CHUNK_HEADER + runs * 16 + stored;
+        if body_end <= img.len() {
+            let data_crc = crc32(&img[off + CHUNK_HEADER..body_end]);
+            put32(img, off + 32, data_crc);
+            chain.add(data_crc);
+        }
+        let hcrc = crc32(&img[off..off + 36]);
+        put32(img, off + 36, hcrc);
+        chunks += 1;
+        off += (CHUNK_HEADER + runs * 16 + stored).next_multiple_of(BLOCK);
+    }
+    if img.len() >= 2 * BLOCK {
+        let hcrc = crc32(&img[..BLOCK - 4]);
+        put32(img, BLOCK - 4, hcrc);
+        let s = &mut img[BLOCK..2 * BLOCK];
+        // Commit this header and the chain, keep the counts the input gave
+        // unless they are zero (then count what is there).
+        put32(s, 16, hcrc);
+        put32(s, 20, chain.value());
+        if s[24..32] == [0; 8] {
+            s[24..32].copy_from_slice(&chunks.to_le_bytes());
+            s[32..40].copy_from_slice(&(off as u64).to_le_bytes());
+        }
+        let scrc = crc32(&s[..BLOCK - 4]);
+        put32(s, BLOCK - 4, scrc);
+    } else if img.len() >= BLOCK {
+        let hcrc = crc32(&img[..BLOCK - 4]);
+        put32(img, BLOCK - 4, hcrc);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let mut img = rest.to_vec();
+    if mode & 1 == 1 {
+        reseal(&mut img);
+    }
+
+    // The block decoders on their own, at the offsets the reader uses.
+    if let Ok(h) = Header::decode(&img) {
+        // A header that decodes encodes again (the writer's side).
+        let block = h.encode().expect("a decoded header encodes");
+        assert_eq!(Header::decode(&block).map(|again| again.ram), Ok(h.ram.clone()));
+        assert!(h.backup.1 <= 1 << 20, "backup length bounded");
+    }
+    let _ = StateBlock::decode(img.get(BLOCK..).unwrap_or(&[]));
+    if let Some(chunk) = img.get(DATA_OFFSET as usize..) {
+        if let Ok(info) = image::parse_chunk_header(chunk, 0) {
+            assert!(info.disk_len <= CHUNK_HEADER + image::MAX_RUNS * 16 + image::MAX_CHUNK_PAGES * PAGE + BLOCK);
+        }
+    }
+
+    // The whole image, as the restore side reads it.
+    let Ok(mut reader) = Reader::open(&img[..]) else { return };
+    let _ = reader.header_committed();
+    let (mut runs, mut pages) = (Vec::new(), Vec::new());
+    // Each chunk takes at least a block of input, so this ends; the bound
+    // is only a second guard.
+    for _ in 0..=img.len() / BLOCK {
+        match reader.next_chunk(&mut runs, &mut pages) {
+            Ok(Some(info)) => {
+                assert_eq!(pages.len(), info.page_count * PAGE);
+                let total: u64 = runs.iter().map(|r| r.1).sum();
+                assert_eq!(total, info.page_count as u64);
+                for &(pfn, n) in &runs {
+                    // What restore computes from a run must not overflow.
+                    let end = pfn.checked_add(n).expect("run end");
+                    assert!(end.checked_mul(PAGE as u64).is_some(), "run beyond the address space");
+                }
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+});
