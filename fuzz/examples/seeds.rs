@@ -48,6 +48,14 @@ fn image(compression: Compression, mode: u8) -> Vec<u8> {
         build_id: "0123456789abcdef0123456789abcdef01234567".into(),
         ram: vec![(0x1000, 0x9_fc00), (0x10_0000, 0x1c60_0000), (0x2460_0000, 0x3ffe_0000)],
         mailbox: 0x123_4000,
+        machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
+        in_use: vec![kjump::in_use::InUse {
+            kind: kjump::in_use::Kind::MountedReadWrite,
+            major: 254,
+            minor: 0,
+            uuid: Some([7; 16]),
+            name: "vda".into(),
+        }],
     }
     .encode()
     .expect("header encodes");
