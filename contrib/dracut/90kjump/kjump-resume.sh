@@ -3,17 +3,15 @@
 # hibernated system before the root filesystem is checked or mounted.
 # 'kjump resume' does not return when it resumes; when it returns, there was
 # nothing to resume (or it could not), it said why in one line, and the boot
-# goes on. 'noresume' or 'kjump.noresume' on the kernel command line skips
-# it. dracut sources this file: no exit.
+# goes on. With 'noresume' or 'kjump.noresume' on the kernel command line,
+# kjump resume does not resume and marks a committed image bad, since this
+# boot may change the hibernated system's filesystems; so it runs then too.
+# dracut sources this file: no exit.
 
 # shellcheck source=/dev/null
 type getarg >/dev/null 2>&1 || . /lib/dracut-lib.sh
 
 kjump_resume() {
-    if getarg noresume >/dev/null || getarg kjump.noresume >/dev/null; then
-        info "kjump: not resuming: 'noresume' or 'kjump.noresume' is on the kernel command line"
-        return 0
-    fi
     [ -x @SBINDIR@/kjump ] || return 0
     _kjump_out=$(@SBINDIR@/kjump resume 2>&1)
     _kjump_rc=$?
