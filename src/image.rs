@@ -106,7 +106,9 @@ pub enum State {
     Committed,
     /// Resumed once already: must not be resumed again.
     Consumed,
-    /// Found damaged by a restore: kept for `kjump image verify`.
+    /// Never to be resumed: found damaged by a restore (kept for `kjump
+    /// image verify`), or given up by a boot with `noresume`. The state
+    /// block's note says which.
     Bad,
 }
 
@@ -136,7 +138,7 @@ impl State {
             State::Writing => "incomplete (being written, or writing was interrupted)",
             State::Committed => "committed",
             State::Consumed => "consumed (already resumed)",
-            State::Bad => "bad (a restore found it damaged)",
+            State::Bad => "bad (never to be resumed; see its note)",
         }
     }
 }

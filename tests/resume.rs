@@ -188,11 +188,41 @@ fn flipped_byte_makes_d_refuse_and_verify_name_the_chunk() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("chunk 5: checksum mismatch"), "{text}");
-    assert!(text.contains("bad (a restore found it damaged)"), "{text}");
+    assert!(text.contains("bad (never to be resumed"), "{text}");
     // The next boot is a normal one.
     let mut again = boot("flip-again", &disks, "kjump_boot=c");
     again.expect_in_order(&["resume: not resuming: the image on /dev/vda is bad", "C: normal boot (kjump resume exited 1)"]);
     again.wait_exit();
+}
+
+#[test]
+fn noresume_abandons_the_image() {
+    let dir = TempDir::new("noresume");
+    let disks = copies(&dir);
+    // A boot with noresume goes on and may change A's filesystems: it
+    // must not resume, and must give the image up.
+    let mut c = boot("noresume-c", &disks, "kjump_boot=c noresume");
+    c.expect_in_order(&[
+        "C: booting, trying kjump resume",
+        "resume: not resuming: 'noresume' is on the kernel command line",
+        "marked the committed image on /dev/vda bad",
+        "C: normal boot (kjump resume exited 1)",
+    ]);
+    c.wait_exit();
+    c.expect_absent("kjump-init: mode restore");
+    let out = Command::new(env!("CARGO_BIN_EXE_kjump")).args(["image", "info"]).arg(&disks[0]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("not resumed: noresume given at boot"), "{text}");
+    // The next boot, without noresume, does not resume the stale image.
+    let mut again = boot("noresume-again", &disks, "kjump_boot=c");
+    again.expect_in_order(&[
+        "C: booting, trying kjump resume",
+        "resume: not resuming: the image on /dev/vda is bad: not resumed: noresume given at boot",
+        "C: normal boot (kjump resume exited 1)",
+    ]);
+    again.wait_exit();
+    again.expect_absent("kjump-init: mode restore");
 }
 
 #[test]
