@@ -2,7 +2,7 @@
 //! `kjump` win over the file.
 //!
 //! Keys: `target`, `kernel`, `initrd`, `after`, `compress`, `wait`,
-//! `region-size`, `append`.
+//! `region-size`, `append`, `keep`.
 
 use core::fmt;
 

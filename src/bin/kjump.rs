@@ -43,7 +43,7 @@ Usage:
 Options (flags win over /etc/kjump.conf, whose keys have the same names):
   --target TARGET      where the image goes: /dev/NAME, UUID=…, PARTUUID=… or LABEL=…,
                        optionally :/path for a file on the ext4 filesystem there
-                       (the filesystem must not be mounted read-write here)
+                       (that filesystem must not be mounted here at all)
   --after ACTION       poweroff (default), reboot, or resume (save, then continue: a snapshot)
   --compress KIND      lz4 (default, fast), deflate (smaller), none
   --wait SECONDS       how long the hibernation kernel, and kjump resume at boot,
@@ -533,12 +533,13 @@ fn config_text(s: &Settings) -> String {
         None => "# target is not set".to_string(),
     };
     format!(
-        "{target}\nafter = {}\ncompress = {}\nwait = {}\nkernel = {}\ninitrd = {}\nregion-size = {size}\n{}\n",
+        "{target}\nafter = {}\ncompress = {}\nwait = {}\nkernel = {}\ninitrd = {}\nregion-size = {size}\nkeep = {}\n{}\n",
         s.after.name(),
         s.compress.name(),
         s.wait,
         s.kernel,
         s.initrd,
+        if s.keep { "yes" } else { "no" },
         format!("append = {}", s.append).trim_end()
     )
 }
@@ -709,7 +710,7 @@ mod tests {
         let path = dir.join("kjump.conf");
         let cases: [&[&str]; 3] = [
             &[],
-            &["--target", "LABEL=hib:/kjump.img", "--after", "resume", "--compress", "deflate", "--wait", "3"],
+            &["--target", "LABEL=hib:/kjump.img", "--after", "resume", "--compress", "deflate", "--wait", "3", "--keep"],
             &["--kernel", "/k", "--initrd", "/i", "--region-size", "100000000", "--append", "quiet loglevel=3"],
         ];
         for args in cases {
@@ -721,7 +722,7 @@ mod tests {
             let back = settings(&flags(&["--config", path.to_str().unwrap()])).unwrap();
             assert_eq!(config_text(&back), text);
             assert_eq!((back.kernel, back.initrd, back.region_size, back.append), (s.kernel, s.initrd, s.region_size, s.append));
-            assert_eq!((back.target, back.after, back.compress, back.wait), (s.target, s.after, s.compress, s.wait));
+            assert_eq!((back.target, back.after, back.compress, back.wait, back.keep), (s.target, s.after, s.compress, s.wait, s.keep));
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
