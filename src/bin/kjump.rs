@@ -620,11 +620,8 @@ fn cmd_wipe(path: &str) -> Result<(), Error> {
             return Err(Error::Msg(format!("wipe: {why}; nothing was written")));
         }
     }
-    // The state block says where the chunks end; a damaged one (or one
-    // pointing past the end) wipes everything kjump could have written.
     let size = if meta.is_file() { meta.len() } else { target::device_size(std::path::Path::new(path))? };
-    let worst = kjump::image::DATA_OFFSET + r.header.data_bytes;
-    let end = r.state.data_end.max(worst).min(size).max(kjump::image::DATA_OFFSET.min(size));
+    let end = wipe_end(&r.state, r.header.data_bytes, size);
     drop(r);
     let zeros = vec![0u8; 8 << 20];
     let mut at = 0u64;
@@ -651,6 +648,20 @@ fn cmd_wipe(path: &str) -> Result<(), Error> {
         if meta.is_file() { "; file removed" } else { "" }
     );
     Ok(())
+}
+
+/// How many bytes from the start `kjump image wipe` overwrites: up to where
+/// the state block or the header says the chunks end, whichever is
+/// further; all `size` bytes of an incomplete image, whose state block does
+/// not count the chunks B had written when it stopped; never past `size`,
+/// and at least the header and state blocks.
+fn wipe_end(state: &kjump::image::StateBlock, data_bytes: u64, size: u64) -> u64 {
+    use kjump::image::DATA_OFFSET;
+    let end = match state.state {
+        State::Writing => size,
+        _ => state.data_end.max(DATA_OFFSET.saturating_add(data_bytes)),
+    };
+    end.min(size).max(DATA_OFFSET.min(size))
 }
 
 /// `kjump bench-io`: the machine's physical limits, measured in the
@@ -741,6 +752,25 @@ mod tests {
         }
         // The note fits the state block's 256 bytes.
         assert!(NORESUME_NOTE.len() < 256);
+    }
+
+    #[test]
+    fn wipe_covers_every_byte_b_may_have_written() {
+        use kjump::image::{StateBlock, DATA_OFFSET};
+        let st = |state, data_end| StateBlock { state, header_crc: 0, chain_crc: 0, chunk_count: 0, data_end, note: String::new() };
+        let gib = 1 << 30;
+        // Committed, consumed, bad: the chunks end where the records say.
+        for state in [State::Committed, State::Consumed, State::Bad] {
+            assert_eq!(wipe_end(&st(state, DATA_OFFSET + 4096), 4096, gib), DATA_OFFSET + 4096);
+            assert_eq!(wipe_end(&st(state, DATA_OFFSET), 8192, gib), DATA_OFFSET + 8192);
+            assert_eq!(wipe_end(&st(state, 2 * gib), 0, gib), gib);
+            assert_eq!(wipe_end(&st(state, 0), u64::MAX, gib), gib);
+        }
+        // A save that never finished records no chunks: everything goes.
+        assert_eq!(wipe_end(&st(State::Writing, DATA_OFFSET), 0, gib), gib);
+        // Never past the end, never less than the two blocks that are there.
+        assert_eq!(wipe_end(&st(State::Committed, 0), 0, 4096), 4096);
+        assert_eq!(wipe_end(&st(State::Committed, 0), 0, gib), DATA_OFFSET);
     }
 
     #[test]
