@@ -6,7 +6,7 @@
 //! - `kexec_jump_buf_pfn=N` — the page of A's jump buffer (the seed's name);
 //! - `kexec_backup=NK` — where the purgatory copied A's low memory, in KiB;
 //! - `elfcorehdr=ADDR` — the ELF core header that makes `/proc/vmcore`;
-//! - `kjump.mode=roundtrip|save|restore` — what `kjump-init` does;
+//! - `kjump.mode=roundtrip|save|restore|bench` — what `kjump-init` does;
 //! - `kjump.backup_size=SIZE` — how many bytes of A's low memory were copied;
 //! - `kjump.region=START-END` — the kjump region (hexadecimal), for the image;
 //! - `kjump.target=TARGET` — where the image goes (see `kjump::target`);
@@ -131,7 +131,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::BadNumber { key } => write!(f, "{key}= has a bad value"),
-            Error::UnknownMode => f.write_str("kjump.mode= must be roundtrip, save or restore"),
+            Error::UnknownMode => f.write_str("kjump.mode= must be roundtrip, save, restore or bench"),
             Error::UnknownOption => f.write_str("unknown kjump.* option"),
             Error::UnknownAfter => f.write_str("kjump.after= must be poweroff, reboot or resume"),
             Error::BadRegion => f.write_str("kjump.region= must be START-END in hexadecimal"),
