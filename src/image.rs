@@ -703,13 +703,20 @@ pub fn scan_runs<R: std::io::Read + std::io::Seek>(
     let mut offset = DATA_OFFSET;
     let mut buf = vec![0u8; CHUNK_HEADER + MAX_RUNS * 16];
     let mut runs = Vec::with_capacity(MAX_RUNS);
-    let seek = |input: &mut R, at: u64| input.seek(std::io::SeekFrom::Start(at)).map(|_| ()).map_err(ReadError::Io);
+    // A block device refuses to seek past its end (EINVAL): the image is
+    // cut short there, as a read at the end of a file would show.
+    let seek = |input: &mut R, at: u64, what: &str| {
+        input.seek(std::io::SeekFrom::Start(at)).map(|_| ()).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => ReadError::Format(Error::Truncated { what: what.to_string() }),
+            _ => ReadError::Io(e),
+        })
+    };
     for index in 0..state.chunk_count {
         if offset >= state.data_end {
             return Err(Error::BadField { what: "state".into(), field: "data end" }.into());
         }
         let what = format!("chunk {index}");
-        seek(input, offset)?;
+        seek(input, offset, &what)?;
         read_full(input, &mut buf[..BLOCK], &what)?;
         let info = parse_chunk_header(&buf, index)?;
         let runs_end = CHUNK_HEADER + info.run_count * 16;
@@ -725,7 +732,7 @@ pub fn scan_runs<R: std::io::Read + std::io::Seek>(
     }
     // The last chunk's last byte must be there too.
     if offset > DATA_OFFSET {
-        seek(input, offset - 1)?;
+        seek(input, offset - 1, "the last chunk")?;
         read_full(input, &mut buf[..1], "the last chunk")?;
     }
     Ok(())
@@ -812,6 +819,22 @@ impl<R: std::io::Read> Reader<R> {
     /// The next chunk: its info, runs and pages. `None` after the last one
     /// (as counted by the state block), after checking the checksum chain.
     pub fn next_chunk(&mut self, runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Result<Option<ChunkInfo>, ReadError> {
+        let mut raw = std::mem::take(&mut self.buf);
+        let next = self.next_raw(&mut raw);
+        let result = match next {
+            Ok(Some(info)) => decode_chunk(&raw, &info, runs, pages).map(|()| Some(info)).map_err(ReadError::from),
+            other => other,
+        };
+        self.buf = raw;
+        result
+    }
+
+    /// The next chunk's bytes, header checked but data not yet (for
+    /// [`decode_chunk`], which may run on another thread): `raw` holds
+    /// `info.disk_len` bytes. `None` after the last one, after checking
+    /// the checksum chain (of the CRCs the headers declare; each chunk's
+    /// decoding checks its own) and the end offset.
+    pub fn next_raw(&mut self, raw: &mut Vec<u8>) -> Result<Option<ChunkInfo>, ReadError> {
         if self.next_index == self.state.chunk_count {
             if self.chain.value() != self.state.chain_crc {
                 return Err(Error::ChainMismatch.into());
@@ -822,12 +845,11 @@ impl<R: std::io::Read> Reader<R> {
             return Ok(None);
         }
         let what = format!("chunk {}", self.next_index);
-        self.buf.resize(BLOCK, 0);
-        read_full(&mut self.input, &mut self.buf[..BLOCK], &what)?;
-        let info = parse_chunk_header(&self.buf, self.next_index)?;
-        self.buf.resize(info.disk_len, 0);
-        read_full(&mut self.input, &mut self.buf[BLOCK..], &what)?;
-        decode_chunk(&self.buf, &info, runs, pages)?;
+        raw.resize(BLOCK, 0);
+        read_full(&mut self.input, &mut raw[..BLOCK], &what)?;
+        let info = parse_chunk_header(raw, self.next_index)?;
+        raw.resize(info.disk_len, 0);
+        read_full(&mut self.input, &mut raw[BLOCK..], &what)?;
         self.chain.add(info.data_crc);
         self.next_index += 1;
         self.offset += info.disk_len as u64;
@@ -908,6 +930,25 @@ mod tests {
         let mut fewer = state.clone();
         fewer.chunk_count = 1;
         assert!(scan_runs(&mut std::io::Cursor::new(&img), &fewer, |_, _| Ok(())).is_err());
+        // A block device cut short refuses to seek past its end.
+        struct Device<'a>(std::io::Cursor<&'a [u8]>);
+        impl std::io::Read for Device<'_> {
+            fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+                self.0.read(b)
+            }
+        }
+        impl std::io::Seek for Device<'_> {
+            fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+                match to {
+                    std::io::SeekFrom::Start(at) if at > self.0.get_ref().len() as u64 => Err(std::io::ErrorKind::InvalidInput.into()),
+                    _ => self.0.seek(to),
+                }
+            }
+        }
+        let first = parse_chunk_header(&img[2 * BLOCK..], 0).unwrap();
+        let cut = &img[..2 * BLOCK + first.disk_len - 1];
+        let r = scan_runs(&mut Device(std::io::Cursor::new(cut)), &state, |_, _| Ok(()));
+        assert!(matches!(r, Err(ReadError::Format(Error::Truncated { .. }))), "{r:?}");
         let mut huge = state.clone();
         huge.chunk_count = u64::MAX;
         huge.data_end = u64::MAX;

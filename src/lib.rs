@@ -34,6 +34,7 @@ pub mod machine;
 pub mod mailbox;
 pub mod memmap;
 pub mod pagetable;
+pub mod pipeline;
 pub mod pid1;
 pub mod progress;
 pub mod purgatory;

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::free_pages::{find_free_pages, FreePages};
 use crate::progress::Progress;
-use crate::image::{Chain, ChunkEncoder, Compression, Header, Run, State, StateBlock, BLOCK, DATA_OFFSET, MAX_CHUNK_PAGES, PAGE};
+use crate::pipeline::Pipeline;
+use crate::image::{Chain, Compression, Header, Run, State, StateBlock, BLOCK, DATA_OFFSET, MAX_CHUNK_PAGES, PAGE};
 use crate::in_use::InUse;
 use crate::target::Target;
 use crate::vmcore::Vmcore;
@@ -160,6 +161,37 @@ fn write_at(f: &File, data: &[u8], offset: u64, what: &str) -> Result<(), Error>
     f.write_all_at(data, offset).map_err(|e| Error::io(format!("writing {what} at byte {offset}"), e))
 }
 
+/// Where finished chunks go: gathered into large writes, in order, each
+/// one's CRC added to the chain.
+struct Chunks<'f> {
+    file: &'f File,
+    out: Vec<u8>,
+    pos: u64,
+    chain: Chain,
+    count: u64,
+}
+
+impl Chunks<'_> {
+    fn add(&mut self, chunk: &[u8], crc: u32) -> Result<(), Error> {
+        self.chain.add(crc);
+        self.count += 1;
+        self.out.extend_from_slice(chunk);
+        if self.out.len() >= WRITE_BATCH {
+            self.write_batch()?;
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self) -> Result<(), Error> {
+        if !self.out.is_empty() {
+            write_at(self.file, &self.out, self.pos, "image data")?;
+            self.pos += self.out.len() as u64;
+            self.out.clear();
+        }
+        Ok(())
+    }
+}
+
 fn flush(f: &File) -> Result<(), Error> {
     f.sync_all().map_err(|e| Error::io("flushing the target", e))
 }
@@ -207,30 +239,15 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
 
     let total = vmcore.total_bytes();
     let mut progress = Progress::new("saving", total);
-    let mut encoder = ChunkEncoder::new(req.compression);
-    let mut chain = Chain::default();
-    let mut out: Vec<u8> = Vec::with_capacity(WRITE_BATCH + 2 * (MAX_CHUNK_PAGES * PAGE + BLOCK));
-    let mut pos = DATA_OFFSET;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut pipeline = Pipeline::new(req.compression, if cpus > 1 { cpus } else { 0 })?;
+    say!("compressing on {} thread(s)", pipeline.workers().max(1));
+    let mut sink = Chunks { file: &file, out: Vec::with_capacity(WRITE_BATCH + 2 * (MAX_CHUNK_PAGES * PAGE + BLOCK)), pos: DATA_OFFSET, chain: Chain::default(), count: 0 };
     let mut runs: Vec<Run> = Vec::with_capacity(MAX_CHUNK_PAGES);
     let mut pages: Vec<u8> = Vec::with_capacity(MAX_CHUNK_PAGES * PAGE);
     let mut window = vec![0u8; WINDOW];
     let mut done = 0u64;
     let mut s = Summary::default();
-
-    let mut emit = |runs: &mut Vec<Run>, pages: &mut Vec<u8>, out: &mut Vec<u8>, pos: &mut u64, header: &mut Header, chain: &mut Chain, force: bool| -> Result<(), Error> {
-        if !pages.is_empty() && (force || pages.len() == MAX_CHUNK_PAGES * PAGE) {
-            chain.add(encoder.encode(header.chunk_count, runs, pages, out));
-            header.chunk_count += 1;
-            runs.clear();
-            pages.clear();
-        }
-        if !out.is_empty() && (force || out.len() >= WRITE_BATCH) {
-            write_at(&file, out, *pos, "image data")?;
-            *pos += out.len() as u64;
-            out.clear();
-        }
-        Ok(())
-    };
 
     for seg in &vmcore.layout.segments {
         let mut off = 0u64;
@@ -272,7 +289,9 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
                             _ => runs.push((pfn, 1)),
                         }
                         pages.extend_from_slice(page);
-                        emit(&mut runs, &mut pages, &mut out, &mut pos, &mut header, &mut chain, false)?;
+                        if pages.len() == MAX_CHUNK_PAGES * PAGE {
+                            pipeline.submit(&mut runs, &mut pages, &mut |b, crc| sink.add(b, crc))?;
+                        }
                     }
                 }
             }
@@ -281,7 +300,13 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
             progress.tick(done);
         }
     }
-    emit(&mut runs, &mut pages, &mut out, &mut pos, &mut header, &mut chain, true)?;
+    if !pages.is_empty() {
+        pipeline.submit(&mut runs, &mut pages, &mut |b, crc| sink.add(b, crc))?;
+    }
+    pipeline.finish(&mut |b, crc| sink.add(b, crc))?;
+    sink.write_batch()?;
+    let (pos, chain) = (sink.pos, sink.chain);
+    header.chunk_count = sink.count;
     flush(&file)?;
 
     header.ram_pages = s.ram_pages;

@@ -306,7 +306,7 @@ impl Edit {
         self.write(4096, &state.encode());
     }
 
-    /// The first run of chunk `index`: (pfn, count).
+    /// Run `run` of chunk `index`: (pfn, count).
     fn run(&mut self, index: usize, run: usize) -> (u64, u64) {
         let (at, _) = self.chunks()[index];
         let b = self.read(at + 40 + run as u64 * 16, 16);
@@ -347,9 +347,16 @@ fn chunk_with_pages_in_the_kjump_region_is_refused_before_any_write() {
     let disks = copies(&dir);
     let mut e = Edit::open(&disks[0]);
     let h = e.header();
-    // The last chunk below the region gets a run inside it.
+    // The last chunk wholly below the region gets its last run moved
+    // inside it (still after the chunk's other runs).
     let chunks = e.chunks();
-    let index = (0..chunks.len()).rev().find(|&i| e.run(i, 0).0 * 4096 < h.region.0).unwrap();
+    let index = (0..chunks.len())
+        .rev()
+        .find(|&i| {
+            let (pfn, n) = e.run(i, chunks[i].1.run_count - 1);
+            (pfn + n) * 4096 <= h.region.0
+        })
+        .unwrap();
     let last = chunks[index].1.run_count - 1;
     e.set_run_start(index, last, h.region.0 / 4096 + 16);
     drop(e);

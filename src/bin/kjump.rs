@@ -240,12 +240,19 @@ fn hibernation_kernel(s: &Settings, mode_args: &str) -> Result<HibernationKernel
         kernel: std::fs::read(&s.kernel).map_err(|e| Error::io(format!("reading {}", s.kernel), e))?,
         initrd: std::fs::read(&s.initrd).map_err(|e| Error::io(format!("reading {}", s.initrd), e))?,
         cmdline: format!(
-            "{} rdinit=/kjump-init {mode_args} nokaslr nr_cpus=1 panic=10 {}",
+            "{} rdinit=/kjump-init {mode_args} nokaslr nr_cpus={} quiet panic=10 {}",
             jump::console_args(&own),
+            hibernation_cpus(),
             s.append
         ),
         region_size: s.region_size,
     })
+}
+
+/// CPUs the hibernation kernel brings up: A's, at most 4 (B compresses on
+/// each; more would cost B memory for little gain).
+fn hibernation_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
 }
 
 fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
