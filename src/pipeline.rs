@@ -1,11 +1,12 @@
-//! Chunks compressed and checksummed on every CPU the hibernation kernel
-//! has, and handed on in order.
+//! Work spread over every CPU the hibernation kernel has, handed back in
+//! order: B compresses and checksums chunks while its main thread reads
+//! A's memory and writes the image ([`Pipeline`]); D checks and unpacks
+//! chunks while its main thread reads the image and writes A's memory
+//! (through [`Ordered`] directly).
 //!
-//! B's main thread reads A's memory and gathers pages into chunks; with
-//! more than one CPU, worker threads compress and checksum them while the
-//! main thread reads the next ones and writes the finished ones. With one
-//! CPU everything happens inline, as before. Buffers go round in a fixed
-//! set: at most [`IN_FLIGHT_PER_WORKER`] chunks per worker are out at once.
+//! With one CPU everything happens inline, as before. Jobs carry their own
+//! buffers and go round in a fixed set: at most [`IN_FLIGHT_PER_WORKER`]
+//! per worker are out at once, so memory use is bounded.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -15,83 +16,64 @@ use std::thread::JoinHandle;
 use crate::image::{ChunkEncoder, Compression, Run, MAX_CHUNK_PAGES, PAGE};
 use crate::Error;
 
-/// Chunks given to each worker before the main thread waits.
+/// Jobs given to each worker before the main thread waits.
 pub const IN_FLIGHT_PER_WORKER: usize = 3;
 
-/// A chunk to encode.
-struct Job {
-    index: u64,
-    runs: Vec<Run>,
-    pages: Vec<u8>,
-    out: Vec<u8>,
+/// Worker threads worth starting here: one per CPU when there are at
+/// least two, none (everything inline) on one CPU.
+pub fn workers_for_this_machine() -> usize {
+    match std::thread::available_parallelism().map_or(1, |n| n.get()) {
+        1 => 0,
+        n => n,
+    }
 }
 
-/// An encoded chunk (in `job.out`) with its data CRC.
-struct Done {
-    job: Job,
-    crc: u32,
-}
-
-/// Encodes chunks, on worker threads when there are CPUs for them.
-pub struct Pipeline {
-    compression: Compression,
-    inline: ChunkEncoder,
-    inline_out: Vec<u8>,
-    jobs: Option<SyncSender<Job>>,
-    done: Option<Receiver<Done>>,
+/// Jobs done by `work` on worker threads, handed back in the order they
+/// were submitted.
+pub struct Ordered<J: Send + 'static> {
+    work: fn(&mut J),
+    jobs: Option<SyncSender<(u64, J)>>,
+    done: Option<Receiver<(u64, J)>>,
     workers: Vec<JoinHandle<()>>,
-    spare: Vec<Job>,
-    pending: BTreeMap<u64, Done>,
-    next_index: u64,
+    pending: BTreeMap<u64, J>,
+    next_in: u64,
     next_out: u64,
     in_flight: usize,
     max_in_flight: usize,
 }
 
-fn empty_job() -> Job {
-    Job {
-        index: 0,
-        runs: Vec::with_capacity(MAX_CHUNK_PAGES),
-        pages: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE),
-        out: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE + 2 * crate::image::BLOCK),
-    }
-}
-
-impl Pipeline {
-    /// A pipeline with `workers` threads (0: everything inline).
-    pub fn new(compression: Compression, workers: usize) -> Result<Self, Error> {
-        let mut p = Pipeline {
-            compression,
-            inline: ChunkEncoder::new(compression),
-            inline_out: Vec::new(),
+impl<J: Send + 'static> Ordered<J> {
+    /// Starts `workers` threads named `name-N` (none: `work` runs inline
+    /// in [`Ordered::submit`]).
+    pub fn new(workers: usize, work: fn(&mut J), name: &str) -> Result<Self, Error> {
+        let mut o = Ordered {
+            work,
             jobs: None,
             done: None,
             workers: Vec::new(),
-            spare: Vec::new(),
             pending: BTreeMap::new(),
-            next_index: 0,
+            next_in: 0,
             next_out: 0,
             in_flight: 0,
             max_in_flight: workers * IN_FLIGHT_PER_WORKER,
         };
         if workers == 0 {
-            return Ok(p);
+            return Ok(o);
         }
-        let (job_tx, job_rx) = sync_channel::<Job>(p.max_in_flight);
-        let (done_tx, done_rx) = sync_channel::<Done>(p.max_in_flight);
+        let (job_tx, job_rx) = sync_channel::<(u64, J)>(o.max_in_flight);
+        let (done_tx, done_rx) = sync_channel::<(u64, J)>(o.max_in_flight);
         let job_rx = Arc::new(Mutex::new(job_rx));
         for n in 0..workers {
             let (rx, tx) = (Arc::clone(&job_rx), done_tx.clone());
             let handle = std::thread::Builder::new()
-                .name(format!("kjump-encode-{n}"))
-                .spawn(move || work(compression, &rx, &tx))
-                .map_err(|e| Error::io("starting a compression thread", e))?;
-            p.workers.push(handle);
+                .name(format!("{name}-{n}"))
+                .spawn(move || serve(work, &rx, &tx))
+                .map_err(|e| Error::io(format!("starting worker thread {name}-{n}"), e))?;
+            o.workers.push(handle);
         }
-        p.jobs = Some(job_tx);
-        p.done = Some(done_rx);
-        p.spare = (0..p.max_in_flight).map(|_| empty_job()).collect();
-        Ok(p)
+        o.jobs = Some(job_tx);
+        o.done = Some(done_rx);
+        Ok(o)
     }
 
     /// How many worker threads there are.
@@ -99,91 +81,68 @@ impl Pipeline {
         self.workers.len()
     }
 
-    /// The compression chunks are asked for.
-    pub fn compression(&self) -> Compression {
-        self.compression
+    /// Whether [`Ordered::submit`] should wait: every slot is taken.
+    pub fn is_full(&self) -> bool {
+        if self.workers.is_empty() {
+            !self.pending.is_empty()
+        } else {
+            self.in_flight >= self.max_in_flight
+        }
     }
 
-    /// Takes the chunk in `runs` and `pages` (leaving them empty, ready
-    /// for the next) and passes every chunk finished so far, in order, to
-    /// `sink` as (encoded bytes, data CRC).
-    pub fn submit(&mut self, runs: &mut Vec<Run>, pages: &mut Vec<u8>, sink: &mut dyn FnMut(&[u8], u32) -> Result<(), Error>) -> Result<(), Error> {
-        let index = self.next_index;
-        self.next_index += 1;
-        if self.jobs.is_none() {
-            let mut out = std::mem::take(&mut self.inline_out);
-            out.clear();
-            let crc = self.inline.encode(index, runs, pages, &mut out);
-            runs.clear();
-            pages.clear();
-            self.next_out += 1;
-            let r = sink(&out, crc);
-            self.inline_out = out;
-            return r;
-        }
-        while self.in_flight >= self.max_in_flight {
-            self.receive_one()?;
-            self.drain_in_order(sink)?;
-        }
-        let mut job = self.spare.pop().unwrap_or_else(empty_job);
-        job.index = index;
-        std::mem::swap(&mut job.runs, runs);
-        std::mem::swap(&mut job.pages, pages);
-        runs.clear();
-        pages.clear();
-        let jobs = self.jobs.as_ref().ok_or_else(|| Error::Msg("no compression threads".into()))?;
-        jobs.send(job).map_err(|_| Error::Msg("a compression thread stopped".into()))?;
-        self.in_flight += 1;
-        while let Some(done) = self.done.as_ref().and_then(|d| d.try_recv().ok()) {
-            self.accept(done);
-        }
-        self.drain_in_order(sink)
-    }
-
-    /// Waits for every chunk still being encoded and passes them to `sink`.
-    pub fn finish(&mut self, sink: &mut dyn FnMut(&[u8], u32) -> Result<(), Error>) -> Result<(), Error> {
-        while self.in_flight > 0 {
-            self.receive_one()?;
-            self.drain_in_order(sink)?;
-        }
-        self.drain_in_order(sink)?;
-        self.jobs = None;
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+    /// Hands over a job.
+    pub fn submit(&mut self, mut job: J) -> Result<(), Error> {
+        let index = self.next_in;
+        self.next_in += 1;
+        match &self.jobs {
+            None => {
+                (self.work)(&mut job);
+                self.pending.insert(index, job);
+            }
+            Some(jobs) => {
+                jobs.send((index, job)).map_err(|_| Error::Msg("a worker thread stopped".into()))?;
+                self.in_flight += 1;
+            }
         }
         Ok(())
     }
 
-    fn receive_one(&mut self) -> Result<(), Error> {
-        let done = self
-            .done
-            .as_ref()
-            .ok_or_else(|| Error::Msg("no compression threads".into()))?
-            .recv()
-            .map_err(|_| Error::Msg("a compression thread stopped".into()))?;
-        self.accept(done);
-        Ok(())
-    }
-
-    fn accept(&mut self, done: Done) {
-        self.in_flight -= 1;
-        self.pending.insert(done.job.index, done);
-    }
-
-    fn drain_in_order(&mut self, sink: &mut dyn FnMut(&[u8], u32) -> Result<(), Error>) -> Result<(), Error> {
-        while let Some(done) = self.pending.remove(&self.next_out) {
-            self.next_out += 1;
-            let r = sink(&done.job.out, done.crc);
-            self.spare.push(done.job);
-            r?;
+    /// The next job in order, done, waiting for it if it is still being
+    /// worked on; `None` when nothing is outstanding.
+    pub fn next(&mut self) -> Result<Option<J>, Error> {
+        loop {
+            if let Some(job) = self.pending.remove(&self.next_out) {
+                self.next_out += 1;
+                return Ok(Some(job));
+            }
+            if self.in_flight == 0 {
+                return Ok(None);
+            }
+            let done = self.done.as_ref().ok_or_else(|| Error::Msg("no worker threads".into()))?;
+            let (index, job) = done.recv().map_err(|_| Error::Msg("a worker thread stopped".into()))?;
+            self.in_flight -= 1;
+            self.pending.insert(index, job);
         }
-        Ok(())
+    }
+
+    /// The next job in order if it is done already.
+    pub fn try_next(&mut self) -> Option<J> {
+        if let Some(done) = &self.done {
+            while let Ok((index, job)) = done.try_recv() {
+                self.in_flight -= 1;
+                self.pending.insert(index, job);
+            }
+        }
+        let job = self.pending.remove(&self.next_out)?;
+        self.next_out += 1;
+        Some(job)
     }
 }
 
-impl Drop for Pipeline {
+impl<J: Send + 'static> Drop for Ordered<J> {
     fn drop(&mut self) {
         self.jobs = None;
+        // Workers blocked on a full `done` channel see it closed and stop.
         self.done = None;
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -191,20 +150,105 @@ impl Drop for Pipeline {
     }
 }
 
-/// A worker: encodes jobs until the pipeline closes.
-fn work(compression: Compression, jobs: &Mutex<Receiver<Job>>, done: &SyncSender<Done>) {
-    let mut encoder = ChunkEncoder::new(compression);
+/// A worker: does jobs until the channel closes.
+fn serve<J>(work: fn(&mut J), jobs: &Mutex<Receiver<(u64, J)>>, done: &SyncSender<(u64, J)>) {
     loop {
         let next = match jobs.lock() {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
-        let Ok(mut job) = next else { return };
-        job.out.clear();
-        let crc = encoder.encode(job.index, &job.runs, &job.pages, &mut job.out);
-        if done.send(Done { job, crc }).is_err() {
+        let Ok((index, mut job)) = next else { return };
+        work(&mut job);
+        if done.send((index, job)).is_err() {
             return;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// B: chunks encoded in parallel.
+
+/// A chunk to encode, with the encoder (and its scratch) that does it.
+struct EncodeJob {
+    index: u64,
+    runs: Vec<Run>,
+    pages: Vec<u8>,
+    out: Vec<u8>,
+    crc: u32,
+    encoder: ChunkEncoder,
+}
+
+fn encode(job: &mut EncodeJob) {
+    job.out.clear();
+    job.crc = job.encoder.encode(job.index, &job.runs, &job.pages, &mut job.out);
+}
+
+/// Encodes chunks, on worker threads when there are CPUs for them, and
+/// passes them on in order.
+pub struct Pipeline {
+    compression: Compression,
+    ordered: Ordered<EncodeJob>,
+    spare: Vec<EncodeJob>,
+    next_index: u64,
+}
+
+impl Pipeline {
+    /// A pipeline with `workers` threads (0: everything inline).
+    pub fn new(compression: Compression, workers: usize) -> Result<Self, Error> {
+        Ok(Pipeline { compression, ordered: Ordered::new(workers, encode, "kjump-encode")?, spare: Vec::new(), next_index: 0 })
+    }
+
+    /// How many worker threads there are.
+    pub fn workers(&self) -> usize {
+        self.ordered.workers()
+    }
+
+    fn job(&mut self) -> EncodeJob {
+        self.spare.pop().unwrap_or_else(|| EncodeJob {
+            index: 0,
+            runs: Vec::with_capacity(MAX_CHUNK_PAGES),
+            pages: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE),
+            out: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE + 2 * crate::image::BLOCK),
+            crc: 0,
+            encoder: ChunkEncoder::new(self.compression),
+        })
+    }
+
+    /// Takes the chunk in `runs` and `pages` (leaving them empty, ready
+    /// for the next) and passes every chunk finished so far, in order, to
+    /// `sink` as (encoded bytes, data CRC).
+    pub fn submit(&mut self, runs: &mut Vec<Run>, pages: &mut Vec<u8>, sink: &mut dyn FnMut(&[u8], u32) -> Result<(), Error>) -> Result<(), Error> {
+        while self.ordered.is_full() {
+            if let Some(done) = self.ordered.next()? {
+                let r = sink(&done.out, done.crc);
+                self.spare.push(done);
+                r?;
+            }
+        }
+        let mut job = self.job();
+        job.index = self.next_index;
+        self.next_index += 1;
+        std::mem::swap(&mut job.runs, runs);
+        std::mem::swap(&mut job.pages, pages);
+        runs.clear();
+        pages.clear();
+        self.ordered.submit(job)?;
+        while let Some(done) = self.ordered.try_next() {
+            let r = sink(&done.out, done.crc);
+            self.spare.push(done);
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every chunk still being encoded and passes them to `sink`.
+    pub fn finish(&mut self, sink: &mut dyn FnMut(&[u8], u32) -> Result<(), Error>) -> Result<(), Error> {
+        while let Some(done) = self.ordered.next()? {
+            let r = sink(&done.out, done.crc);
+            self.spare.push(done);
+            r?;
+        }
+        Ok(())
     }
 }
 
@@ -252,7 +296,11 @@ mod tests {
         let mut calls = 0;
         let mut sink = |_: &[u8], _: u32| {
             calls += 1;
-            if calls == 3 { Err(Error::Msg("disk full".into())) } else { Ok(()) }
+            if calls == 3 {
+                Err(Error::Msg("disk full".into()))
+            } else {
+                Ok(())
+            }
         };
         let mut failed = false;
         for i in 0..20u64 {
@@ -264,5 +312,29 @@ mod tests {
         }
         failed = failed || p.finish(&mut sink).is_err();
         assert!(failed);
+    }
+
+    #[test]
+    fn ordered_keeps_order_whatever_the_workers_do() {
+        fn slow_on_even(j: &mut (u64, u64)) {
+            if j.0 % 2 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            j.1 = j.0 * j.0;
+        }
+        for workers in [0, 1, 3] {
+            let mut o = Ordered::new(workers, slow_on_even, "test").unwrap();
+            let mut got = Vec::new();
+            for i in 0..30u64 {
+                while o.is_full() {
+                    got.push(o.next().unwrap().unwrap());
+                }
+                o.submit((i, 0)).unwrap();
+            }
+            while let Some(j) = o.next().unwrap() {
+                got.push(j);
+            }
+            assert_eq!(got, (0..30u64).map(|i| (i, i * i)).collect::<Vec<_>>(), "{workers} workers");
+        }
     }
 }

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::time::{Duration, Instant};
 
 use crate::devmem::DevMem;
+use crate::pipeline::{workers_for_this_machine, Ordered};
 use crate::progress::Progress;
 use crate::image::{self, Header, ReadError, Reader, State, PAGE};
 use crate::target::Target;
@@ -111,6 +112,28 @@ fn fault(e: ReadError, name: &str) -> Failure {
     Failure { error: Error::Msg(format!("{name}: {e}")), image_at_fault }
 }
 
+/// A chunk read from the image, to be checked and unpacked on a worker.
+struct DecodeJob {
+    info: Option<image::ChunkInfo>,
+    raw: Vec<u8>,
+    runs: Vec<image::Run>,
+    pages: Vec<u8>,
+    result: Result<(), image::Error>,
+}
+
+impl Default for DecodeJob {
+    fn default() -> Self {
+        DecodeJob { info: None, raw: Vec::new(), runs: Vec::new(), pages: Vec::new(), result: Ok(()) }
+    }
+}
+
+fn decode(job: &mut DecodeJob) {
+    job.result = match &job.info {
+        Some(info) => image::decode_chunk(&job.raw, info, &mut job.runs, &mut job.pages),
+        None => Ok(()),
+    };
+}
+
 /// Bytes of A's memory mapped at a time while writing it.
 const WRITE_WINDOW: u64 = 64 << 20;
 
@@ -166,13 +189,31 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
     let mut file = &img.file;
     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(|e| Error::io(format!("reading {}", img.name), e))?;
     let mut reader = Reader::open(std::io::BufReader::with_capacity(8 << 20, file)).map_err(|e| fault(e, &img.name))?;
-    let (mut runs, mut pages) = (Vec::new(), Vec::new());
     let total = h.stored_pages.max(1);
     let mut written = 0u64;
     let mut progress = Progress::new("restoring", total * PAGE as u64);
-    while let Some(info) = reader.next_chunk(&mut runs, &mut pages).map_err(|e| fault(e, &img.name))? {
+    // Worker threads check and unpack chunks while this thread reads the
+    // next ones and writes finished ones into A's memory, in order.
+    let mut ordered = Ordered::new(workers_for_this_machine(), decode, "kjump-decode")?;
+    let mut spare: Vec<DecodeJob> = Vec::new();
+    let mut read_all = false;
+    loop {
+        while !read_all && !ordered.is_full() {
+            let mut job = spare.pop().unwrap_or_default();
+            match reader.next_raw(&mut job.raw).map_err(|e| fault(e, &img.name))? {
+                Some(info) => {
+                    job.info = Some(info);
+                    ordered.submit(job)?;
+                }
+                None => read_all = true,
+            }
+        }
+        let Some(mut job) = ordered.next()? else { break };
+        let (Some(info), result) = (job.info, std::mem::replace(&mut job.result, Ok(()))) else { continue };
+        result.map_err(|e| fault(ReadError::Format(e), &img.name))?;
+        let (runs, pages) = (&job.runs, &job.pages);
         let mut at = 0usize;
-        for &(pfn, n) in &runs {
+        for &(pfn, n) in runs {
             let addr = pfn * PAGE as u64;
             let len = n * PAGE as u64;
             if !h.ram.iter().any(|&(s, e)| addr >= s && addr + len <= e) {
@@ -198,6 +239,7 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
             written += n;
         }
         progress.tick(written * PAGE as u64);
+        spare.push(job);
     }
     zero_until(u64::MAX, &mut cursor, &mut low)?;
     say!("restored {} pages of A's memory in {:.1} s; writing A's low memory last", written, start.elapsed().as_secs_f64());

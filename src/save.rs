@@ -239,8 +239,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
 
     let total = vmcore.total_bytes();
     let mut progress = Progress::new("saving", total);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut pipeline = Pipeline::new(req.compression, if cpus > 1 { cpus } else { 0 })?;
+    let mut pipeline = Pipeline::new(req.compression, crate::pipeline::workers_for_this_machine())?;
     say!("compressing on {} thread(s)", pipeline.workers().max(1));
     let mut sink = Chunks { file: &file, out: Vec::with_capacity(WRITE_BATCH + 2 * (MAX_CHUNK_PAGES * PAGE + BLOCK)), pos: DATA_OFFSET, chain: Chain::default(), count: 0 };
     let mut runs: Vec<Run> = Vec::with_capacity(MAX_CHUNK_PAGES);
