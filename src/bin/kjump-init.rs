@@ -37,6 +37,15 @@ fn run() -> Result<Infallible, Error> {
     }
 }
 
+/// How long this kernel has been up, from `/proc/uptime` ("2.31 s"), for
+/// the console: the boot is part of every hibernate and resume.
+fn uptime() -> String {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(|s| format!("{s} s")))
+        .unwrap_or_else(|| "an unknown time".into())
+}
+
 /// Where A is to be re-entered, from the purgatory's additions.
 struct JumpBack {
     entry: u64,
@@ -112,7 +121,7 @@ fn bench_mode(p: &Params<'_>) -> Result<Infallible, Error> {
 /// `kjump hibernate`: save A's memory, then power off, reboot, or go back.
 /// If saving fails, B goes back to A with the reason: nothing is lost.
 fn save_mode(p: &Params<'_>) -> Result<Infallible, Error> {
-    say!("mode save");
+    say!("mode save (this kernel up after {})", uptime());
     let jb = jump_back_params(p)?;
     let mem = DevMem::open()?;
     let after = p.after.unwrap_or(After::PowerOff);
@@ -177,7 +186,7 @@ fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
 /// `kjump resume`: write A's memory back from the image and jump into A.
 /// Any doubt means a reboot into a normal boot, never a half-restored A.
 fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
-    say!("mode restore");
+    say!("mode restore (this kernel up after {})", uptime());
     let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
     let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
     let region = p.region.ok_or_else(|| Error::Msg("no kjump.region= on the command line".into()))?;

@@ -278,6 +278,7 @@ fn worst_case_image(ram: u64) -> u64 {
 }
 
 fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
+    let started = std::time::Instant::now();
     let text = s.target.as_deref().ok_or_else(|| {
         Error::Msg("hibernate: no target; pass --target (e.g. --target /dev/sdb2) or set target= in /etc/kjump.conf".into())
     })?;
@@ -320,14 +321,16 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
     table.truncate(in_use::MAX_ENTRIES);
     mailbox.write_request(&table)?;
     let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &mode)?)?;
+    let prepared = started.elapsed();
     // What A's filesystems hold in memory reaches the disks now, so that
     // a power cut before the image is committed costs no data.
     rustix::fs::sync();
     println!(
-        "kjump: hibernating to {tgt} (then {}); hibernation kernel in {:#x}-{:#x}",
+        "kjump: hibernating to {tgt} (then {}); hibernation kernel in {:#x}-{:#x}, checked and loaded in {:.2} s",
         s.after.name(),
         loaded.region.0,
-        loaded.region.1
+        loaded.region.1,
+        prepared.as_secs_f64()
     );
     let away = jump::jump_to_loaded()?;
     match mailbox.read() {
