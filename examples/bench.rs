@@ -299,7 +299,7 @@ fn main() {
         }
     }
 
-    let kernel = std::fs::read(&p.kernel).ok().and_then(|k| kjump::bzimage::BzImage::parse(&k).ok().map(|b| b.version.to_string())).unwrap_or_default();
+    let kernel = KERNEL.get().cloned().unwrap_or_default();
     let qemu = command_line("qemu-system-x86_64", &["--version"]);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
