@@ -177,26 +177,6 @@ pub fn signature_uuid(head: &[u8]) -> Option<[u8; 16]> {
     None
 }
 
-/// Formats a UUID the usual way (lowercase, with dashes).
-pub fn format_uuid(u: &[u8; 16]) -> String {
-    let mut s = String::with_capacity(36);
-    for (i, b) in u.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
-fn read_head(path: &Path) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).ok()?;
-    let mut head = Vec::with_capacity(8192);
-    f.take(8192).read_to_end(&mut head).ok()?;
-    Some(head)
-}
-
 // ---------------------------------------------------------------------------
 // Reading A's state.
 
@@ -225,7 +205,7 @@ fn name_of(major: u32, minor: u32) -> String {
 }
 
 fn uuid_of(name: &str) -> Option<[u8; 16]> {
-    read_head(&Path::new("/dev").join(name)).as_deref().and_then(signature_uuid)
+    crate::target::read_head(&Path::new("/dev").join(name)).ok().as_deref().and_then(signature_uuid)
 }
 
 /// What A uses now: block-backed mounts and swap partitions (swap files
@@ -343,7 +323,7 @@ pub fn conflict(dev: &Path, uses: &[InUse]) -> Result<Option<String>, Error> {
 /// was using (matched by UUID).
 pub fn check_device(dev: &Path, uses: &[InUse]) -> Result<(), Error> {
     let mut heads: Vec<(String, Vec<u8>)> = Vec::new();
-    if let Some(h) = read_head(dev) {
+    if let Ok(h) = crate::target::read_head(dev) {
         heads.push((dev.display().to_string(), h));
     }
     if let Ok(st) = rustix::fs::stat(dev) {
@@ -352,7 +332,7 @@ pub fn check_device(dev: &Path, uses: &[InUse]) -> Result<(), Error> {
                 for e in rd.flatten() {
                     if e.path().join("partition").exists() {
                         let name = e.file_name().to_string_lossy().into_owned();
-                        if let Some(h) = read_head(&Path::new("/dev").join(&name)) {
+                        if let Ok(h) = crate::target::read_head(&Path::new("/dev").join(&name)) {
                             heads.push((format!("/dev/{name}"), h));
                         }
                     }
@@ -365,7 +345,7 @@ pub fn check_device(dev: &Path, uses: &[InUse]) -> Result<(), Error> {
         if let Some(u) = uses.iter().find(|u| u.uuid == Some(uuid)) {
             return Err(Error::Msg(format!(
                 "refusing to touch {name}: it holds UUID {}, which A has {} (as {}); writing it would corrupt A",
-                format_uuid(&uuid),
+                crate::target::format_uuid(&uuid),
                 u.kind.describe(),
                 u.name
             )));
@@ -429,7 +409,7 @@ mod tests {
         assert_eq!(signature_uuid(&swap[..4000]), None);
         assert_eq!(signature_uuid(&[0u8; 8192]), None);
         assert_eq!(signature_uuid(&[]), None);
-        assert_eq!(format_uuid(&[0xab; 16]), "abababab-abab-abab-abab-abababababab");
+        assert_eq!(crate::target::format_uuid(&[0xab; 16]), "abababab-abab-abab-abab-abababababab");
     }
 
     #[test]

@@ -334,7 +334,7 @@ fn hex(out: &mut String, bytes: &[u8]) {
 }
 
 /// A UUID stored as 16 bytes in order (ext4's `s_uuid`), as blkid prints it.
-fn format_uuid(u: &[u8; 16]) -> String {
+pub fn format_uuid(u: &[u8; 16]) -> String {
     let mut s = String::with_capacity(36);
     hex(&mut s, &u[0..4]);
     s.push('-');
@@ -640,7 +640,7 @@ impl Roots<'_> {
 
 /// Up to [`HEAD_LEN`] first bytes of a device. `O_NONBLOCK` keeps an empty
 /// CD drive from closing its tray.
-fn read_head(path: &Path) -> Result<Vec<u8>, crate::Error> {
+pub fn read_head(path: &Path) -> Result<Vec<u8>, crate::Error> {
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
         .map_err(|e| crate::Error::sys(format!("opening {}", path.display()), e))?;
     let mut head = Vec::with_capacity(HEAD_LEN);
