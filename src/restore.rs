@@ -163,6 +163,10 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
     let mut ranges = h.ram.iter().copied().peekable();
     let mut cursor = 0u64;
     let writer = std::cell::RefCell::new(crate::devmem::Writer::new(mem, WRITE_WINDOW));
+    // Where D's time goes, for the console: writing zeros, copying pages,
+    // waiting for the workers.
+    let zeroing = std::cell::Cell::new(Duration::ZERO);
+    let (mut copying, mut waiting) = (Duration::ZERO, Duration::ZERO);
     let mut zero_until = |target: u64, cursor: &mut u64, low: &mut [u8]| -> Result<(), Error> {
         while let Some(&(s, e)) = ranges.peek() {
             let from = (*cursor).max(s);
@@ -173,7 +177,9 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
                 }
                 if to > low_end {
                     let f = from.max(low_end);
+                    let t = Instant::now();
                     writer.borrow_mut().write(f, to - f, None, (s, e))?;
+                    zeroing.set(zeroing.get() + t.elapsed());
                 }
             }
             if e <= target {
@@ -208,7 +214,10 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
                 None => read_all = true,
             }
         }
-        let Some(mut job) = ordered.next()? else { break };
+        let t = Instant::now();
+        let next = ordered.next()?;
+        waiting += t.elapsed();
+        let Some(mut job) = next else { break };
         let (Some(info), result) = (job.info, std::mem::replace(&mut job.result, Ok(()))) else { continue };
         result.map_err(|e| fault(ReadError::Format(e), &img.name))?;
         let (runs, pages) = (&job.runs, &job.pages);
@@ -232,7 +241,9 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
                     writer.borrow_mut().write(low_end, rest, Some(&data[n_low..]), range_of(&h.ram, low_end, rest)?)?;
                 }
             } else {
+                let t = Instant::now();
                 writer.borrow_mut().write(addr, len, Some(data), range_of(&h.ram, addr, len)?)?;
+                copying += t.elapsed();
             }
             cursor = addr + len;
             at += len as usize;
@@ -242,7 +253,14 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
         spare.push(job);
     }
     zero_until(u64::MAX, &mut cursor, &mut low)?;
-    say!("restored {} pages of A's memory in {:.1} s; writing A's low memory last", written, start.elapsed().as_secs_f64());
+    say!(
+        "restored {} pages of A's memory in {:.1} s (zeroing {:.1} s, copying {:.1} s, waiting for chunks {:.1} s); writing A's low memory last",
+        written,
+        start.elapsed().as_secs_f64(),
+        zeroing.get().as_secs_f64(),
+        copying.as_secs_f64(),
+        waiting.as_secs_f64()
+    );
     drop(zero_until);
     drop(writer);
     if low_end > 0 {
