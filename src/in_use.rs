@@ -279,6 +279,16 @@ fn holders(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The part of `uses` that goes to B and into the image header: devices
+/// A writes (mounted read-write, swap) first, then read-only mounts, at
+/// most [`MAX_ENTRIES`].
+pub fn table_for_b(uses: &[InUse]) -> Vec<InUse> {
+    let mut table = uses.to_vec();
+    table.sort_by_key(|u| u.kind == Kind::MountedReadOnly);
+    table.truncate(MAX_ENTRIES);
+    table
+}
+
 /// Why A must not let B write `dev`, or `None` when nothing of A's is on
 /// it: `dev` itself, a partition of it, or the disk it is a partition of
 /// is mounted (in any mode) or active swap, or device-mapper or md holds
@@ -286,7 +296,7 @@ fn holders(dir: &Path) -> Vec<String> {
 pub fn conflict(dev: &Path, uses: &[InUse]) -> Result<Option<String>, Error> {
     let st = rustix::fs::stat(dev).map_err(|e| Error::sys(format!("examining {}", dev.display()), e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::BlockDevice {
-        return Err(Error::Msg(format!("{} is not a block device", dev.display())));
+        return Err(crate::target::Error::NotBlockDevice { path: dev.to_path_buf() }.into_crate());
     }
     let (major, minor) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
     let Some(dir) = sysfs_dir(major, minor) else {
@@ -410,6 +420,27 @@ mod tests {
         assert_eq!(signature_uuid(&[0u8; 8192]), None);
         assert_eq!(signature_uuid(&[]), None);
         assert_eq!(crate::target::format_uuid(&[0xab; 16]), "abababab-abab-abab-abab-abababababab");
+    }
+
+    #[test]
+    fn table_for_b_keeps_what_a_writes_first() {
+        let mut many = vec![InUse { kind: Kind::MountedReadOnly, major: 8, minor: 1, uuid: None, name: "ro".into() }; MAX_ENTRIES];
+        many.push(sample()[0].clone());
+        many.push(sample()[1].clone());
+        let t = table_for_b(&many);
+        assert_eq!(t.len(), MAX_ENTRIES);
+        assert_eq!(t[..2], sample()[..2]);
+        assert!(encode_table(&t).is_ok());
+    }
+
+    #[test]
+    fn conflict_needs_a_block_device() {
+        let f = std::env::temp_dir().join(format!("kjump-in-use-{}", std::process::id()));
+        std::fs::write(&f, b"x").unwrap();
+        let err = conflict(&f, &[]).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&f);
+        assert!(err.contains("is not a block device"), "{err}");
+        assert!(conflict(&f, &[]).is_err(), "a missing path");
     }
 
     #[test]

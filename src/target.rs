@@ -13,8 +13,8 @@
 //! [`Target`]'s `Display` prints the same syntax back, without spaces, so it
 //! can travel on B's kernel command line.
 //!
-//! A (the user's system) checks the target with [`resolve`],
-//! [`mounted_read_write`] and [`device_size`]. B has no udev, only devtmpfs,
+//! A (the user's system) checks the target with [`resolve`] and
+//! [`device_size`] (and `kjump::in_use` for what A uses of its disks). B has no udev, only devtmpfs,
 //! sysfs and proc: [`wait_for`] scans `/sys/class/block`, creates missing
 //! device nodes itself and reads the on-disk signatures ([`ext4_identity`],
 //! [`gpt_partitions`], [`mbr_partitions`]) the way the kernel and blkid do.
@@ -94,7 +94,7 @@ pub enum Error {
         /// How long was waited.
         waited: Duration,
     },
-    /// The path given to [`mounted_read_write`] is not a block device.
+    /// A path that must be a block device (see `kjump::in_use::conflict`) is not.
     NotBlockDevice {
         /// The path.
         path: PathBuf,
@@ -883,23 +883,6 @@ fn parse_mount_line(line: &str) -> Option<MountEntry> {
 /// Parses `/proc/self/mountinfo`; lines that are not understood are skipped.
 pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines().filter_map(parse_mount_line).collect()
-}
-
-/// Where the block device `dev` is mounted read-write, if anywhere: its
-/// device number (`st_rdev`) against `/proc/self/mountinfo`. Partitions of
-/// `dev` and filesystems that report another number (btrfs) are not seen.
-pub fn mounted_read_write(dev: &Path) -> Result<Option<String>, crate::Error> {
-    let st = rustix::fs::stat(dev).map_err(|e| crate::Error::sys(format!("examining {}", dev.display()), e))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::BlockDevice {
-        return Err(Error::NotBlockDevice { path: dev.to_path_buf() }.into_crate());
-    }
-    let (major, minor) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| crate::Error::io("reading /proc/self/mountinfo", e))?;
-    Ok(parse_mountinfo(&text)
-        .into_iter()
-        .find(|m| m.major == major && m.minor == minor && m.read_write)
-        .map(|m| m.mount_point))
 }
 
 /// The size in bytes of a block device (by seeking to its end) or of a
@@ -1718,9 +1701,6 @@ garbage line
         let err = device_size(&t.root).unwrap_err().to_string();
         assert!(err.contains("neither a block device nor a regular file"), "{err}");
         assert!(device_size(&t.root.join("missing")).is_err());
-        let err = mounted_read_write(&f).unwrap_err().to_string();
-        assert!(err.contains("is not a block device"), "{err}");
-        assert!(mounted_read_write(&t.root.join("missing")).is_err());
         // /dev/null is a character device.
         assert!(device_size(Path::new("/dev/null")).is_err());
     }

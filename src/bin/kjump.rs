@@ -314,12 +314,7 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
         s.wait,
         mailbox.phys()
     );
-    // Devices A writes most go first: the list B checks has room for
-    // in_use::MAX_ENTRIES.
-    let mut table = uses.clone();
-    table.sort_by_key(|u| u.kind == in_use::Kind::MountedReadOnly);
-    table.truncate(in_use::MAX_ENTRIES);
-    mailbox.write_request(&table)?;
+    mailbox.write_request(&in_use::table_for_b(&uses))?;
     let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &mode)?)?;
     let prepared = started.elapsed();
     // What A's filesystems hold in memory reaches the disks now, so that
@@ -691,9 +686,7 @@ fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
     let map = MemoryMap::read()?;
     let region = map.choose_region(s.region_size)?;
     let mailbox = Mailbox::new((region.start, region.end))?;
-    let mut table = uses;
-    table.truncate(in_use::MAX_ENTRIES);
-    mailbox.write_request(&table)?;
+    mailbox.write_request(&in_use::table_for_b(&uses))?;
     let mode = format!("kjump.mode=bench kjump.target={tgt} kjump.wait={} kjump.mailbox={:#x}", s.wait, mailbox.phys());
     jump::load_hibernation_kernel(&hibernation_kernel(s, &mode)?)?;
     let away = jump::jump_to_loaded()?;
