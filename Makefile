@@ -40,7 +40,7 @@ endif
 # Fills in the installed paths in contrib/ files.
 SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g'
 
-.PHONY: all deps kernel build initramfs test unit demo bench bench-host fuzz fuzz-ci fuzz-seeds clean stage install uninstall
+.PHONY: all deps kernel build initramfs test test-distro unit demo bench bench-host fuzz fuzz-ci fuzz-seeds clean stage install uninstall
 
 all: build
 
@@ -59,6 +59,13 @@ initramfs: build
 # Unit tests, then the QEMU boot tests (at most two guests at once).
 test: deps
 	kernel=$$(scripts/kernel.sh) && KJUMP_KERNEL=$$kernel cargo test --release --no-fail-fast -- --test-threads=2
+
+# A Debian 12 system (debootstrap, cached in $(KJUMP_CACHE)) with kjump put in
+# by `make install`: systemctl start kjump-hibernate, resume through Debian's
+# initramfs-tools. Needs root.
+test-distro: deps
+	kernel=$$(scripts/kernel.sh) && rootfs=$$(scripts/debian-rootfs.sh) && \
+	  KJUMP_KERNEL=$$kernel KJUMP_DEBIAN_ROOTFS=$$rootfs cargo test --release --test distro -- --nocapture
 
 unit: deps
 	cargo test --release --lib --bins

@@ -1,0 +1,56 @@
+#!/bin/sh
+# Makes the disks `make test-distro` boots, in OUTDIR: root.img, the Debian
+# root filesystem (scripts/debian-rootfs.sh) with kjump put in by
+# 'make install' and configured to hibernate to /dev/vdb, and initrd.img,
+# made by Debian's own mkinitramfs (with kjump's initramfs-tools hook) for
+# the test kernel BZIMAGE. Needs root (chroot, file ownership).
+# Usage: distro-image.sh ROOTFS_TAR BZIMAGE OUTDIR
+set -eu
+[ $# -eq 3 ] || { echo "usage: $0 ROOTFS_TAR BZIMAGE OUTDIR" >&2; exit 2; }
+tarball=$1 bzimage=$2 out=$3
+here=$(cd "$(dirname "$0")/.." && pwd)
+guest="$here/tests/distro-guest"
+root="$out/rootfs"
+rm -rf "$root"; mkdir -p "$root"
+tar -C "$root" --numeric-owner -xf "$tarball"
+
+# The kernel's release, from the bzImage header (boot protocol: the string
+# at kernel_version + 0x200).
+ptr=$(od -An -tu2 -j $((0x20e)) -N2 "$bzimage" | tr -d ' ')
+kver=$(dd if="$bzimage" bs=1 skip=$((ptr + 0x200)) count=64 2>/dev/null | tr '\0' '\n' | head -n1 | cut -d' ' -f1)
+[ -n "$kver" ] || { echo "distro-image.sh: no kernel version in $bzimage" >&2; exit 1; }
+
+# kjump, as a user installs it.
+make -s -C "$here" stage >&2
+make -s -C "$here" install DESTDIR="$root" >&2
+printf '\n# make test-distro: the second virtio disk.\ntarget = /dev/vdb\n' >> "$root/etc/kjump.conf"
+
+# The workload and the test's driver.
+install -m 755 "$guest/kjump-workload" "$guest/kjump-distro-test" "$root/usr/local/bin/"
+install -m 644 "$guest/workload.service" "$guest/kjump-distro-test.service" "$root/etc/systemd/system/"
+for u in workload kjump-distro-test; do
+	ln -sf "/etc/systemd/system/$u.service" "$root/etc/systemd/system/multi-user.target.wants/$u.service"
+done
+
+# The test kernel has every driver built in: no modules, an empty index.
+# Its config goes where Debian keeps one (mkinitramfs reads it to pick a
+# compressor the kernel can unpack).
+mkdir -p "$root/lib/modules/$kver"
+: > "$root/lib/modules/$kver/modules.order"
+: > "$root/lib/modules/$kver/modules.builtin"
+: > "$root/lib/modules/$kver/modules.builtin.modinfo"
+config="$(dirname "$bzimage")/.config"
+[ -f "$config" ] || { echo "distro-image.sh: no kernel config beside $bzimage" >&2; exit 1; }
+cp "$config" "$root/boot/config-$kver"
+# Debian's mkinitramfs, in the root filesystem, in a mount namespace of its
+# own so nothing stays mounted.
+unshare -m sh -c '
+	mount -t proc proc "$1/proc" && mount -t sysfs sysfs "$1/sys" && mount --bind /dev "$1/dev" &&
+	chroot "$1" depmod "$2" && chroot "$1" mkinitramfs -o "/boot/initrd.img-$2" "$2"
+' sh "$root" "$kver" >&2
+cp "$root/boot/initrd.img-$kver" "$out/initrd.img"
+# Root filesystem image, 2 GiB sparse.
+rm -f "$out/root.img"
+mkfs.ext4 -q -F -L debian -d "$root" "$out/root.img" 2G
+rm -rf "$root"
+echo "distro-image.sh: $out/root.img and $out/initrd.img for kernel $kver" >&2
