@@ -3,6 +3,7 @@
 //! lies above B's).
 
 use core::ptr::NonNull;
+use std::sync::Arc;
 
 use rustix::fd::OwnedFd;
 use rustix::fs::{open, Mode, OFlags};
@@ -77,15 +78,15 @@ impl DevMem {
 /// Writes physical memory through one cached window at a time, so that
 /// many small writes near each other cost one `mmap`, not one each.
 /// Windows never reach outside the RAM range being written.
-pub struct Writer<'a> {
-    mem: &'a DevMem,
+pub struct Writer {
+    mem: Arc<DevMem>,
     size: u64,
     current: Option<(u64, u64, Window)>,
 }
 
-impl<'a> Writer<'a> {
+impl Writer {
     /// A writer whose windows are at most `size` bytes (a multiple of the page size).
-    pub fn new(mem: &'a DevMem, size: u64) -> Self {
+    pub fn new(mem: Arc<DevMem>, size: u64) -> Self {
         Writer { mem, size: size.max(PAGE_SIZE) & !(PAGE_SIZE - 1), current: None }
     }
 
@@ -115,7 +116,7 @@ impl<'a> Writer<'a> {
             let dst = &mut w.bytes_mut()[off..off + n as usize];
             match data {
                 Some(d) => dst.copy_from_slice(&d[done as usize..(done + n) as usize]),
-                None => dst.fill(0),
+                None => zero(dst),
             }
             done += n;
         }
@@ -137,6 +138,30 @@ impl Window {
         unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr().add(self.skip), self.len) }
     }
 }
+
+/// Zeroes `dst` with plain 8-byte stores. `fill(0)` becomes musl's
+/// `memset`, whose `rep stosq` ran at 330 MB/s on `/dev/mem` mappings
+/// under QEMU's TCG where this loop ran at 3800 MB/s (and it held up the
+/// other CPUs meanwhile); on hardware both run at memory speed.
+fn zero(dst: &mut [u8]) {
+    // SAFETY: any 8 bytes are a valid `u64`, so viewing the aligned middle
+    // of a byte slice as `u64`s is sound; the views cover disjoint parts of
+    // `dst`, which this function borrows mutably.
+    let (head, words, tail) = unsafe { dst.align_to_mut::<u64>() };
+    head.iter_mut().for_each(|b| *b = 0);
+    for w in words {
+        // SAFETY: `w` is a valid, aligned, exclusive reference. Volatile
+        // only so the compiler keeps this loop instead of calling memset.
+        unsafe { core::ptr::write_volatile(w, 0) };
+    }
+    tail.iter_mut().for_each(|b| *b = 0);
+}
+
+// SAFETY: a window is a mapping of physical memory owned by this value
+// alone; handing it to another thread moves that ownership (mmap'd memory
+// may be used and unmapped from any thread of the process). It is not
+// `Sync`: two threads never see the same window at once.
+unsafe impl Send for Window {}
 
 impl Drop for Window {
     fn drop(&mut self) {

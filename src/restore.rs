@@ -8,9 +8,10 @@
 //! itself runs.
 
 use std::fs::File;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::devmem::DevMem;
+use crate::devmem::{DevMem, Writer};
 use crate::pipeline::{workers_for_this_machine, Ordered};
 use crate::progress::Progress;
 use crate::image::{self, Header, ReadError, Reader, State, PAGE};
@@ -112,30 +113,79 @@ fn fault(e: ReadError, name: &str) -> Failure {
     Failure { error: Error::Msg(format!("{name}: {e}")), image_at_fault }
 }
 
-/// A chunk read from the image, to be checked and unpacked on a worker.
+/// Where the workers write unpacked pages: A's RAM (outside the region)
+/// above its low memory, which the main thread gathers and writes last.
+struct Dest {
+    ram: Vec<(u64, u64)>,
+    region: (u64, u64),
+    low_end: u64,
+}
+
+/// A chunk read from the image, to be checked, unpacked and written into
+/// A's memory on a worker.
 struct DecodeJob {
     info: Option<image::ChunkInfo>,
     raw: Vec<u8>,
     runs: Vec<image::Run>,
     pages: Vec<u8>,
-    result: Result<(), image::Error>,
+    result: Result<(), Failure>,
+    /// Where this job's pages go, through its own window onto A's memory
+    /// (kept while the job goes round, since chunks come in address order).
+    dest: Option<(Arc<Dest>, Writer)>,
+    /// Time spent writing A's memory.
+    copying: Duration,
 }
 
-impl Default for DecodeJob {
-    fn default() -> Self {
-        DecodeJob { info: None, raw: Vec::new(), runs: Vec::new(), pages: Vec::new(), result: Ok(()) }
+impl DecodeJob {
+    fn new(dest: Option<(Arc<Dest>, Writer)>) -> Self {
+        DecodeJob { info: None, raw: Vec::new(), runs: Vec::new(), pages: Vec::new(), result: Ok(()), dest, copying: Duration::ZERO }
     }
 }
 
 fn decode(job: &mut DecodeJob) {
-    job.result = match &job.info {
-        Some(info) => image::decode_chunk(&job.raw, info, &mut job.runs, &mut job.pages),
-        None => Ok(()),
+    let Some(info) = &job.info else {
+        job.result = Ok(());
+        return;
     };
+    if let Err(e) = image::decode_chunk(&job.raw, info, &mut job.runs, &mut job.pages) {
+        job.result = Err(Failure { error: Error::Msg(format!("{e}")), image_at_fault: true });
+        return;
+    }
+    let t = Instant::now();
+    job.result = write_pages(job);
+    job.copying += t.elapsed();
+}
+
+/// Writes a decoded chunk's pages above A's low memory. The pre-pass
+/// checked every run; each is checked again here (inside one RAM range,
+/// outside the region) since this is the step that writes.
+fn write_pages(job: &mut DecodeJob) -> Result<(), Failure> {
+    let Some((dest, writer)) = job.dest.as_mut() else { return Ok(()) };
+    let index = job.info.as_ref().map_or(0, |i| i.index);
+    let bad = |what: String| Failure { error: Error::Msg(format!("chunk {index}: {what}")), image_at_fault: true };
+    let mut at = 0usize;
+    for &(pfn, n) in &job.runs {
+        let addr = pfn.checked_mul(PAGE as u64).ok_or_else(|| bad(format!("page {pfn:#x} out of range")))?;
+        let len = n * PAGE as u64;
+        let range = range_of(&dest.ram, addr, len).map_err(|e| bad(e.to_string()))?;
+        if addr < dest.region.1 && addr + len > dest.region.0 {
+            return Err(bad(format!("pages at {addr:#x} inside the kjump region")));
+        }
+        let skip = dest.low_end.saturating_sub(addr).min(len);
+        if skip < len {
+            let data = &job.pages[at + skip as usize..at + len as usize];
+            writer.write(addr + skip, len - skip, Some(data), range)?;
+        }
+        at += len as usize;
+    }
+    Ok(())
 }
 
 /// Bytes of A's memory mapped at a time while writing it.
 const WRITE_WINDOW: u64 = 64 << 20;
+
+/// The same for each worker's window.
+const WORKER_WINDOW: u64 = 32 << 20;
 
 /// The RAM range of `ram` holding `[addr, addr + len)`.
 fn range_of(ram: &[(u64, u64)], addr: u64, len: u64) -> Result<(u64, u64), Error> {
@@ -145,10 +195,13 @@ fn range_of(ram: &[(u64, u64)], addr: u64, len: u64) -> Result<(u64, u64), Error
         .ok_or_else(|| Error::Msg(format!("{addr:#x}+{len:#x} is not inside one of A's RAM ranges")))
 }
 
-/// Writes A's memory from the image. A's low memory (below the end of the
-/// first RAM range that starts at 0) is gathered in a buffer and written
-/// last, since D's own real-mode code lives there until the jump.
-pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Failure> {
+/// Writes A's memory from the image. Worker threads check, unpack and
+/// write each chunk's pages; this thread reads the image, zeroes the pages
+/// the image does not store, and checks that chunks come in address order.
+/// A's low memory (below the end of the first RAM range that starts at 0)
+/// is gathered in a buffer and written last, since D's own real-mode code
+/// lives there until the jump.
+pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u64, Failure> {
     let start = Instant::now();
     let h = &img.header;
     let low_end = h.backup.1;
@@ -162,7 +215,8 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
     // byte not yet written, and everything of A's RAM below it is done.
     let mut ranges = h.ram.iter().copied().peekable();
     let mut cursor = 0u64;
-    let writer = std::cell::RefCell::new(crate::devmem::Writer::new(mem, WRITE_WINDOW));
+    let writer = std::cell::RefCell::new(Writer::new(Arc::clone(mem), WRITE_WINDOW));
+    let dest = Arc::new(Dest { ram: h.ram.clone(), region, low_end });
     // Where D's time goes, for the console: writing zeros, copying pages,
     // waiting for the workers.
     let zeroing = std::cell::Cell::new(Duration::ZERO);
@@ -202,10 +256,11 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
     // next ones and writes finished ones into A's memory, in order.
     let mut ordered = Ordered::new(workers_for_this_machine(), decode, "kjump-decode")?;
     let mut spare: Vec<DecodeJob> = Vec::new();
+    let new_job = || DecodeJob::new(Some((Arc::clone(&dest), Writer::new(Arc::clone(mem), WORKER_WINDOW))));
     let mut read_all = false;
     loop {
         while !read_all && !ordered.is_full() {
-            let mut job = spare.pop().unwrap_or_default();
+            let mut job = spare.pop().unwrap_or_else(new_job);
             match reader.next_raw(&mut job.raw).map_err(|e| fault(e, &img.name))? {
                 Some(info) => {
                     job.info = Some(info);
@@ -218,32 +273,21 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
         let next = ordered.next()?;
         waiting += t.elapsed();
         let Some(mut job) = next else { break };
+        copying += std::mem::take(&mut job.copying);
         let (Some(info), result) = (job.info, std::mem::replace(&mut job.result, Ok(()))) else { continue };
-        result.map_err(|e| fault(ReadError::Format(e), &img.name))?;
+        result.map_err(|f| Failure { error: Error::Msg(format!("{}: {}", img.name, f.error)), ..f })?;
         let (runs, pages) = (&job.runs, &job.pages);
         let mut at = 0usize;
         for &(pfn, n) in runs {
             let addr = pfn * PAGE as u64;
             let len = n * PAGE as u64;
-            if !h.ram.iter().any(|&(s, e)| addr >= s && addr + len <= e) {
-                return Err(Failure { error: Error::Msg(format!("{}: chunk {} stores pages outside A's RAM ({addr:#x})", img.name, info.index)), image_at_fault: true });
-            }
             if addr < cursor {
-                return Err(Failure { error: Error::Msg(format!("{}: pages out of order at {addr:#x}", img.name)), image_at_fault: true });
+                return Err(Failure { error: Error::Msg(format!("{}: chunk {}: pages out of order at {addr:#x}", img.name, info.index)), image_at_fault: true });
             }
             zero_until(addr, &mut cursor, &mut low)?;
-            let data = &pages[at..at + len as usize];
             if addr < low_end {
                 let n_low = (low_end.min(addr + len) - addr) as usize;
-                low[addr as usize..addr as usize + n_low].copy_from_slice(&data[..n_low]);
-                if (n_low as u64) < len {
-                    let rest = len - n_low as u64;
-                    writer.borrow_mut().write(low_end, rest, Some(&data[n_low..]), range_of(&h.ram, low_end, rest)?)?;
-                }
-            } else {
-                let t = Instant::now();
-                writer.borrow_mut().write(addr, len, Some(data), range_of(&h.ram, addr, len)?)?;
-                copying += t.elapsed();
+                low[addr as usize..addr as usize + n_low].copy_from_slice(&pages[at..at + n_low]);
             }
             cursor = addr + len;
             at += len as usize;
@@ -254,11 +298,12 @@ pub fn restore(mem: &DevMem, img: &Opened, region: (u64, u64)) -> Result<u64, Fa
     }
     zero_until(u64::MAX, &mut cursor, &mut low)?;
     say!(
-        "restored {} pages of A's memory in {:.1} s (zeroing {:.1} s, copying {:.1} s, waiting for chunks {:.1} s); writing A's low memory last",
+        "restored {} pages of A's memory in {:.1} s (zeroing {:.1} s; copying {:.1} s over {} workers; waiting for chunks {:.1} s); writing A's low memory last",
         written,
         start.elapsed().as_secs_f64(),
         zeroing.get().as_secs_f64(),
         copying.as_secs_f64(),
+        ordered.workers().max(1),
         waiting.as_secs_f64()
     );
     drop(zero_until);

@@ -191,7 +191,7 @@ fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
     let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
     let region = p.region.ok_or_else(|| Error::Msg("no kjump.region= on the command line".into()))?;
     let req = restore::Request { target: &target, wait: Duration::from_secs(p.wait_secs.unwrap_or(10)), region };
-    let mem = DevMem::open()?;
+    let mem = std::sync::Arc::new(DevMem::open()?);
     let img = match restore::open(&req) {
         Ok(img) => img,
         Err(f) => give_up(f, None),

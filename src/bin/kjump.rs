@@ -306,7 +306,9 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
             )));
         }
     }
+    let checked = started.elapsed();
     let mailbox = Mailbox::new((region.start, region.end))?;
+    let found = started.elapsed();
     let mode = format!(
         "kjump.mode=save kjump.target={tgt} kjump.after={} kjump.compress={} kjump.wait={} kjump.mailbox={:#x}",
         s.after.name(),
@@ -321,11 +323,14 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
     // a power cut before the image is committed costs no data.
     rustix::fs::sync();
     println!(
-        "kjump: hibernating to {tgt} (then {}); hibernation kernel in {:#x}-{:#x}, checked and loaded in {:.2} s",
+        "kjump: hibernating to {tgt} (then {}); hibernation kernel in {:#x}-{:#x}, checked and loaded in {:.2} s (checks {:.2} s, mailbox page {:.2} s, loading {:.2} s)",
         s.after.name(),
         loaded.region.0,
         loaded.region.1,
-        prepared.as_secs_f64()
+        prepared.as_secs_f64(),
+        checked.as_secs_f64(),
+        (found - checked).as_secs_f64(),
+        (prepared - found).as_secs_f64()
     );
     let away = jump::jump_to_loaded()?;
     match mailbox.read() {
