@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what kjump's build and tests need, and nothing when all is there:
 # the musl target, QEMU, busybox (for the test harness's A system only),
+# debootstrap (make test-distro),
 # Debian's linux-source-6.12 and the kernel build dependencies.
 set -eu
 missing=""
