@@ -47,27 +47,41 @@ fn encode(data: &[u8], compression: Compression) -> (Vec<u8>, f64) {
     let mut chain = Chain::default();
     let mut out = Vec::with_capacity(data.len() / 2);
     let mut runs: Vec<Run> = Vec::new();
+    let mut zero_runs: Vec<Run> = Vec::new();
     let mut pages: Vec<u8> = Vec::with_capacity(MAX_CHUNK_PAGES * PAGE);
     let mut index = 0;
     for (pfn, page) in data.chunks_exact(PAGE).enumerate() {
+        let pfn = pfn as u64;
         if page.iter().all(|&b| b == 0) {
+            // Listed as a zero run, as kjump's save loop does.
+            match zero_runs.last_mut() {
+                Some((first, count)) if *first + *count == pfn => *count += 1,
+                _ => zero_runs.push((pfn, 1)),
+            }
+            if zero_runs.len() == kjump::image::MAX_RUNS {
+                chain.add(enc.encode(index, &runs, &zero_runs, &pages, &mut out));
+                index += 1;
+                runs.clear();
+                zero_runs.clear();
+                pages.clear();
+            }
             continue;
         }
-        let pfn = pfn as u64;
         match runs.last_mut() {
             Some((first, count)) if *first + *count == pfn => *count += 1,
             _ => runs.push((pfn, 1)),
         }
         pages.extend_from_slice(page);
         if pages.len() == MAX_CHUNK_PAGES * PAGE {
-            chain.add(enc.encode(index, &runs, &pages, &mut out));
+            chain.add(enc.encode(index, &runs, &zero_runs, &pages, &mut out));
             index += 1;
             runs.clear();
+            zero_runs.clear();
             pages.clear();
         }
     }
-    if !pages.is_empty() {
-        chain.add(enc.encode(index, &runs, &pages, &mut out));
+    if !runs.is_empty() || !zero_runs.is_empty() {
+        chain.add(enc.encode(index, &runs, &zero_runs, &pages, &mut out));
     }
     std::hint::black_box(chain.value());
     (out, start.elapsed().as_secs_f64())
@@ -75,12 +89,12 @@ fn encode(data: &[u8], compression: Compression) -> (Vec<u8>, f64) {
 
 fn decode(image: &[u8]) -> f64 {
     let start = Instant::now();
-    let (mut runs, mut pages) = (Vec::new(), Vec::new());
+    let (mut runs, mut zero_runs, mut pages) = (Vec::new(), Vec::new(), Vec::new());
     let mut at = 0;
     let mut index = 0;
     while at < image.len() {
         let info = parse_chunk_header(&image[at..], index).expect("chunk header");
-        decode_chunk(&image[at..at + info.disk_len], &info, &mut runs, &mut pages).expect("chunk");
+        decode_chunk(&image[at..at + info.disk_len], &info, &mut runs, &mut zero_runs, &mut pages).expect("chunk");
         std::hint::black_box(&pages);
         at += info.disk_len;
         index += 1;

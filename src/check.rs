@@ -70,6 +70,40 @@ fn running_config(release: &str) -> Option<String> {
     read_trim(&format!("/boot/config-{release}"))
 }
 
+/// Whether this kernel counts on free pages being zero: with
+/// `init_on_free` it zeroes pages as they are freed and does not zero them
+/// again when they are allocated, even for `__GFP_ZERO`, so the restore
+/// kernel must write zeros over A's free pages rather than leave them.
+/// Page poisoning checks a pattern in free pages; zeros are what kjump
+/// always wrote there, so it is treated the same. When the kernel's config
+/// cannot be read, the answer is yes (slower, never wrong).
+pub fn free_pages_must_be_zero() -> bool {
+    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    free_pages_must_be_zero_from(&cmdline, running_config(&release).as_deref())
+}
+
+fn free_pages_must_be_zero_from(cmdline: &str, config: Option<&str>) -> bool {
+    let on = |v: &str| matches!(v, "1" | "on" | "y" | "yes" | "true");
+    let mut init_on_free = None;
+    let mut poison = false;
+    for word in cmdline.split_ascii_whitespace() {
+        if let Some(v) = word.strip_prefix("init_on_free=") {
+            init_on_free = Some(on(v));
+        } else if let Some(v) = word.strip_prefix("page_poison=") {
+            poison = on(v);
+        }
+    }
+    if poison {
+        return true;
+    }
+    match (init_on_free, config) {
+        (Some(v), _) => v,
+        (None, Some(c)) => c.lines().any(|l| l.trim() == "CONFIG_INIT_ON_FREE_DEFAULT_ON=y"),
+        (None, None) => true,
+    }
+}
+
 fn meminfo(key: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with(key))?;
@@ -207,5 +241,18 @@ mod tests {
         assert_eq!(config_has_kexec_jump("CONFIG_KEXEC=y\n# CONFIG_KEXEC_JUMP is not set\n"), Some(false));
         assert_eq!(config_has_kexec_jump("CONFIG_KEXEC=y\n"), Some(false));
         assert_eq!(config_has_kexec_jump(""), None);
+    }
+
+    #[test]
+    fn free_pages_must_be_zero_with_init_on_free_or_unknown_config() {
+        let off = "# CONFIG_INIT_ON_FREE_DEFAULT_ON is not set\nCONFIG_KEXEC_JUMP=y\n";
+        let on = "CONFIG_INIT_ON_FREE_DEFAULT_ON=y\n";
+        assert!(!free_pages_must_be_zero_from("root=/dev/vda ro quiet", Some(off)));
+        assert!(free_pages_must_be_zero_from("root=/dev/vda ro quiet", Some(on)));
+        assert!(free_pages_must_be_zero_from("root=/dev/vda init_on_free=1", Some(off)));
+        assert!(!free_pages_must_be_zero_from("init_on_free=0", Some(on)));
+        assert!(free_pages_must_be_zero_from("page_poison=1", Some(off)));
+        assert!(free_pages_must_be_zero_from("quiet", None));
+        assert!(!free_pages_must_be_zero_from("init_on_free=off", None));
     }
 }

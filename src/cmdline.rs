@@ -15,6 +15,8 @@
 //! - `kjump.wait=SECONDS` — how long B waits for the target to appear;
 //! - `kjump.mailbox=ADDR` — a page of A's where B leaves its result for A;
 //! - `kjump.keep=1` — D keeps the image's data after a resume (default: discard it).
+//! - `kjump.zero_free=1` — A counts on its free pages being zero (`init_on_free`):
+//!   the image says so, and D zeroes them instead of leaving them.
 //!
 //! The parser never panics and never allocates: every malformed value is an
 //! [`Error`] that names the parameter.
@@ -104,6 +106,8 @@ pub struct Params<'a> {
     pub mailbox: Option<u64>,
     /// `kjump.keep=1`: keep the image's data after resuming from it.
     pub keep: bool,
+    /// `kjump.zero_free=1`: A's free pages must be zero when A runs again.
+    pub zero_free: bool,
 }
 
 /// Why a command line was refused.
@@ -241,6 +245,7 @@ pub fn parse(line: &str) -> Result<Params<'_>, Error> {
             "kjump.wait" => p.wait_secs = Some(number("kjump.wait", value)?),
             "kjump.mailbox" => p.mailbox = Some(number("kjump.mailbox", value)?),
             "kjump.keep" => p.keep = number("kjump.keep", value)? != 0,
+            "kjump.zero_free" => p.zero_free = number("kjump.zero_free", value)? != 0,
             k if k.starts_with("kjump.") => return Err(Error::UnknownOption),
             _ => {}
         }
@@ -301,6 +306,8 @@ mod tests {
         assert!(parse("kjump.keep=1").unwrap().keep);
         assert!(!parse("kjump.keep=0").unwrap().keep);
         assert!(!parse("quiet").unwrap().keep);
+        assert!(parse("kjump.zero_free=1").unwrap().zero_free);
+        assert!(!parse("quiet").unwrap().zero_free);
         assert_eq!(parse("kjump.keep=yes"), Err(Error::BadNumber { key: "kjump.keep" }));
     }
 

@@ -26,7 +26,7 @@ pub const STATE_MAGIC: &[u8; 8] = b"KJSTATE\0";
 /// Chunk magic.
 pub const CHUNK_MAGIC: &[u8; 8] = b"KJCHUNK\0";
 /// Format version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Offset of the header block.
 pub const HEADER_OFFSET: u64 = 0;
 /// Offset of the state block.
@@ -182,12 +182,20 @@ impl fmt::Display for Error {
     }
 }
 
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    b.get(off..off + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)
+}
+
 fn u32_at(b: &[u8], off: usize) -> u32 {
     b.get(off..off + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
     b.get(off..off + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+fn put16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
 }
 
 fn put32(b: &mut [u8], off: usize, v: u32) {
@@ -247,7 +255,14 @@ pub struct Header {
     /// The block devices A was using (mounted, swap): B and D must not
     /// write them.
     pub in_use: Vec<crate::in_use::InUse>,
+    /// A's free pages must read as zero when A runs again (A's kernel
+    /// zeroes pages when it frees them, `init_on_free`, and skips zeroing
+    /// when it allocates): D writes zeros there instead of leaving them.
+    pub zero_free: bool,
 }
+
+/// Header flag: [`Header::zero_free`].
+const FLAG_ZERO_FREE: u32 = 1;
 
 /// Offset of the machine id in the header block.
 const MACHINE_ID_OFF: usize = 1288;
@@ -284,6 +299,7 @@ impl Header {
         put64(&mut b, 104, self.chunk_count);
         put64(&mut b, 112, self.data_bytes);
         put32(&mut b, 120, self.ram.len() as u32);
+        put32(&mut b, 124, if self.zero_free { FLAG_ZERO_FREE } else { 0 });
         put_text(&mut b, 128, 64, &self.kernel_release);
         put_text(&mut b, 192, 64, &self.build_id);
         for (i, (s, e)) in self.ram.iter().enumerate() {
@@ -327,6 +343,10 @@ impl Header {
             0 => None,
             c => Some(Compression::from_code(c).ok_or(bad("compression"))?),
         };
+        let flags = u32_at(b, 124);
+        if flags & !FLAG_ZERO_FREE != 0 {
+            return Err(bad("flags"));
+        }
         let n = u32_at(b, 120) as usize;
         if n > MAX_RAM_RANGES {
             return Err(bad("ram range count"));
@@ -360,6 +380,7 @@ impl Header {
             machine_id: text_at(b, MACHINE_ID_OFF, MACHINE_ID_LEN),
             in_use: crate::in_use::decode_table(&b[IN_USE_OFF..IN_USE_OFF + crate::in_use::TABLE_LEN])
                 .map_err(|_| bad("device table"))?,
+            zero_free: flags & FLAG_ZERO_FREE != 0,
         };
         if h.region.1 <= h.region.0 {
             return Err(bad("region"));
@@ -467,15 +488,18 @@ impl ChunkEncoder {
     }
 
     /// Appends chunk `index` holding `pages` (whole pages, in the order of
-    /// `runs`) to `out`, padded to a block. Returns the chunk's data CRC.
-    /// `runs` and `pages` come from kjump's own save loop: their sizes
-    /// agree and stay within the limits (checked in debug builds).
-    pub fn encode(&mut self, index: u64, runs: &[Run], pages: &[u8], out: &mut Vec<u8>) -> u32 {
+    /// `runs`) and the runs of zero pages `zero_runs` (no data) to `out`,
+    /// padded to a block. Returns the chunk's data CRC. `runs`, `zero_runs`
+    /// and `pages` come from kjump's own save loop: their sizes agree and
+    /// stay within the limits (checked in debug builds).
+    pub fn encode(&mut self, index: u64, runs: &[Run], zero_runs: &[Run], pages: &[u8], out: &mut Vec<u8>) -> u32 {
         let page_count = pages.len() / PAGE;
-        debug_assert!(page_count <= MAX_CHUNK_PAGES && runs.len() <= MAX_RUNS);
+        debug_assert!(page_count <= MAX_CHUNK_PAGES && runs.len() <= MAX_RUNS && zero_runs.len() <= MAX_RUNS);
+        debug_assert!(!runs.is_empty() || !zero_runs.is_empty());
         debug_assert_eq!(runs.iter().map(|r| r.1).sum::<u64>(), page_count as u64);
         self.scratch.clear();
         let compressed = match self.compression {
+            _ if pages.is_empty() => false,
             Compression::None => false,
             Compression::Lz4 => {
                 self.scratch.resize(lz4_flex::block::get_maximum_output_size(pages.len()), 0);
@@ -499,7 +523,7 @@ impl ChunkEncoder {
         };
         let start = out.len();
         out.resize(start + CHUNK_HEADER, 0);
-        for (pfn, n) in runs {
+        for (pfn, n) in runs.iter().chain(zero_runs) {
             out.extend_from_slice(&pfn.to_le_bytes());
             out.extend_from_slice(&n.to_le_bytes());
         }
@@ -509,7 +533,8 @@ impl ChunkEncoder {
         h[..8].copy_from_slice(CHUNK_MAGIC);
         put64(h, 8, index);
         put32(h, 16, kind.code());
-        put32(h, 20, runs.len() as u32);
+        put16(h, 20, runs.len() as u16);
+        put16(h, 22, zero_runs.len() as u16);
         put32(h, 24, page_count as u32);
         put32(h, 28, payload.len() as u32);
         put32(h, 32, data_crc);
@@ -528,9 +553,11 @@ pub struct ChunkInfo {
     pub index: u64,
     /// How its pages are stored.
     pub compression: Compression,
-    /// Number of runs.
+    /// Number of runs of stored pages.
     pub run_count: usize,
-    /// Number of pages.
+    /// Number of runs of zero pages (not stored).
+    pub zero_run_count: usize,
+    /// Number of stored pages.
     pub page_count: usize,
     /// Bytes of stored pages.
     pub stored_len: usize,
@@ -557,36 +584,42 @@ pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Er
         return Err(bad("index"));
     }
     let compression = Compression::from_code(u32_at(b, 16)).ok_or(bad("compression"))?;
-    let run_count = u32_at(b, 20) as usize;
+    let run_count = u16_at(b, 20) as usize;
+    let zero_run_count = u16_at(b, 22) as usize;
     let page_count = u32_at(b, 24) as usize;
     let stored_len = u32_at(b, 28) as usize;
-    if run_count == 0 || run_count > MAX_RUNS {
+    if run_count > MAX_RUNS || zero_run_count > MAX_RUNS || run_count + zero_run_count == 0 {
         return Err(bad("run count"));
     }
-    if page_count == 0 || page_count > MAX_CHUNK_PAGES {
+    if page_count > MAX_CHUNK_PAGES || (page_count == 0) != (run_count == 0) {
         return Err(bad("page count"));
     }
-    if stored_len == 0 || stored_len > page_count * PAGE {
+    if stored_len > page_count * PAGE || (stored_len == 0) != (page_count == 0) {
         return Err(bad("stored length"));
     }
     if compression == Compression::None && stored_len != page_count * PAGE {
         return Err(bad("stored length"));
     }
-    let disk_len = (CHUNK_HEADER + run_count * 16 + stored_len).next_multiple_of(BLOCK);
-    Ok(ChunkInfo { index: expected_index, compression, run_count, page_count, stored_len, data_crc: u32_at(b, 32), disk_len })
+    if page_count == 0 && compression != Compression::None {
+        return Err(bad("compression"));
+    }
+    let disk_len = (CHUNK_HEADER + (run_count + zero_run_count) * 16 + stored_len).next_multiple_of(BLOCK);
+    Ok(ChunkInfo { index: expected_index, compression, run_count, zero_run_count, page_count, stored_len, data_crc: u32_at(b, 32), disk_len })
 }
 
 /// Checks a whole chunk (`b` holds at least `info.disk_len` bytes) and
-/// decodes it: its runs into `runs`, its pages into `pages`.
-pub fn decode_chunk(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Result<(), Error> {
+/// decodes it: its runs into `runs`, its runs of zero pages into
+/// `zero_runs`, its pages into `pages`.
+pub fn decode_chunk(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Result<(), Error> {
     let what = || format!("chunk {}", info.index);
-    let body_end = CHUNK_HEADER + info.run_count * 16 + info.stored_len;
+    let runs_len = (info.run_count + info.zero_run_count) * 16;
+    let body_end = CHUNK_HEADER + runs_len + info.stored_len;
     let body = b.get(CHUNK_HEADER..body_end).ok_or(Error::Truncated { what: what() })?;
     if crc32(body) != info.data_crc {
         return Err(Error::BadChecksum { what: what() });
     }
-    parse_runs(body, info, runs)?;
-    let stored = &body[info.run_count * 16..];
+    parse_runs(body, info, runs, zero_runs)?;
+    let stored = &body[runs_len..];
     let raw_len = info.page_count * PAGE;
     pages.clear();
     match info.compression {
@@ -610,31 +643,64 @@ pub fn decode_chunk(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, pages: &mut
     Ok(())
 }
 
-/// Reads a chunk's runs from `body` (the bytes after its header) into
-/// `runs`: each non-empty, ascending and disjoint, adding up to the
-/// chunk's page count.
-fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>) -> Result<(), Error> {
+/// Reads a chunk's runs from `body` (the bytes after its header): the
+/// runs of stored pages into `runs`, adding up to the chunk's page count,
+/// then the runs of zero pages into `zero_runs`. Each run is non-empty,
+/// and the two lists together are ascending and disjoint.
+fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>) -> Result<(), Error> {
     let bad = |field| Error::BadField { what: format!("chunk {}", info.index), field };
-    if body.len() < info.run_count * 16 {
+    if body.len() < (info.run_count + info.zero_run_count) * 16 {
         return Err(Error::Truncated { what: format!("chunk {}", info.index) });
     }
-    runs.clear();
-    let mut total = 0u64;
-    let mut prev_end = 0u64;
-    for i in 0..info.run_count {
-        let (pfn, n) = (u64_at(body, i * 16), u64_at(body, i * 16 + 8));
-        let end = pfn.checked_add(n).ok_or(bad("run"))?;
-        if n == 0 || (i > 0 && pfn < prev_end) || end >= PFN_LIMIT {
-            return Err(bad("run"));
+    let read = |first: usize, count: usize, out: &mut Vec<Run>| -> Result<u64, Error> {
+        out.clear();
+        let mut total = 0u64;
+        let mut prev_end = 0u64;
+        for i in first..first + count {
+            let (pfn, n) = (u64_at(body, i * 16), u64_at(body, i * 16 + 8));
+            let end = pfn.checked_add(n).ok_or(bad("run"))?;
+            if n == 0 || (i > first && pfn < prev_end) || end >= PFN_LIMIT {
+                return Err(bad("run"));
+            }
+            prev_end = end;
+            total = total.saturating_add(n);
+            out.push((pfn, n));
         }
-        prev_end = end;
-        total = total.saturating_add(n);
-        runs.push((pfn, n));
-    }
-    if total != info.page_count as u64 {
+        Ok(total)
+    };
+    if read(0, info.run_count, runs)? != info.page_count as u64 {
         return Err(bad("runs (page total)"));
     }
+    read(info.run_count, info.zero_run_count, zero_runs)?;
+    let mut prev_end = 0u64;
+    for ((pfn, n), _) in merged(runs, zero_runs) {
+        if pfn < prev_end {
+            return Err(bad("runs (zero runs overlap stored runs)"));
+        }
+        prev_end = pfn + n;
+    }
     Ok(())
+}
+
+/// The runs of stored pages `runs` and of zero pages `zero_runs` (each
+/// ascending) in address order, each with whether it is a zero run.
+pub fn merged<'a>(runs: &'a [Run], zero_runs: &'a [Run]) -> impl Iterator<Item = (Run, bool)> + 'a {
+    let (mut i, mut j) = (0, 0);
+    core::iter::from_fn(move || {
+        let take_zero = match (runs.get(i), zero_runs.get(j)) {
+            (Some(x), Some(y)) => y.0 < x.0,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (None, None) => return None,
+        };
+        if take_zero {
+            j += 1;
+            Some((zero_runs[j - 1], true))
+        } else {
+            i += 1;
+            Some((runs[i - 1], false))
+        }
+    })
 }
 
 /// Where an image may put pages: inside A's RAM ranges, outside the kjump
@@ -670,9 +736,9 @@ impl<'a> RunCheck<'a> {
         RunCheck { ram, region, next_addr: 0 }
     }
 
-    /// Checks one chunk's runs.
-    pub fn check(&mut self, chunk: u64, runs: &[Run]) -> Result<(), BadRun> {
-        for &(pfn, n) in runs {
+    /// Checks one chunk's runs (stored and zero).
+    pub fn check(&mut self, chunk: u64, runs: &[Run], zero_runs: &[Run]) -> Result<(), BadRun> {
+        for ((pfn, n), _) in merged(runs, zero_runs) {
             let bad = |why| BadRun { chunk, addr: pfn.saturating_mul(PAGE as u64), why };
             let addr = pfn.checked_mul(PAGE as u64).ok_or(bad("lie beyond any address"))?;
             let end = n.checked_mul(PAGE as u64).and_then(|l| addr.checked_add(l)).ok_or(bad("lie beyond any address"))?;
@@ -698,11 +764,12 @@ impl<'a> RunCheck<'a> {
 pub fn scan_runs<R: std::io::Read + std::io::Seek>(
     input: &mut R,
     state: &StateBlock,
-    mut visit: impl FnMut(&ChunkInfo, &[Run]) -> Result<(), ReadError>,
+    mut visit: impl FnMut(&ChunkInfo, &[Run], &[Run]) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
     let mut offset = DATA_OFFSET;
-    let mut buf = vec![0u8; CHUNK_HEADER + MAX_RUNS * 16];
+    let mut buf = vec![0u8; CHUNK_HEADER + 2 * MAX_RUNS * 16];
     let mut runs = Vec::with_capacity(MAX_RUNS);
+    let mut zero_runs = Vec::with_capacity(MAX_RUNS);
     // A block device refuses to seek past its end (EINVAL): the image is
     // cut short there, as a read at the end of a file would show.
     let seek = |input: &mut R, at: u64, what: &str| {
@@ -719,12 +786,12 @@ pub fn scan_runs<R: std::io::Read + std::io::Seek>(
         seek(input, offset, &what)?;
         read_full(input, &mut buf[..BLOCK], &what)?;
         let info = parse_chunk_header(&buf, index)?;
-        let runs_end = CHUNK_HEADER + info.run_count * 16;
+        let runs_end = CHUNK_HEADER + (info.run_count + info.zero_run_count) * 16;
         if runs_end > BLOCK {
             read_full(input, &mut buf[BLOCK..runs_end], &what)?;
         }
-        parse_runs(&buf[CHUNK_HEADER..runs_end], &info, &mut runs)?;
-        visit(&info, &runs)?;
+        parse_runs(&buf[CHUNK_HEADER..runs_end], &info, &mut runs, &mut zero_runs)?;
+        visit(&info, &runs, &zero_runs)?;
         offset = offset.saturating_add(info.disk_len as u64);
     }
     if offset != state.data_end {
@@ -818,11 +885,11 @@ impl<R: std::io::Read> Reader<R> {
 
     /// The next chunk: its info, runs and pages. `None` after the last one
     /// (as counted by the state block), after checking the checksum chain.
-    pub fn next_chunk(&mut self, runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Result<Option<ChunkInfo>, ReadError> {
+    pub fn next_chunk(&mut self, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Result<Option<ChunkInfo>, ReadError> {
         let mut raw = std::mem::take(&mut self.buf);
         let next = self.next_raw(&mut raw);
         let result = match next {
-            Ok(Some(info)) => decode_chunk(&raw, &info, runs, pages).map(|()| Some(info)).map_err(ReadError::from),
+            Ok(Some(info)) => decode_chunk(&raw, &info, runs, zero_runs, pages).map(|()| Some(info)).map_err(ReadError::from),
             other => other,
         };
         self.buf = raw;
@@ -886,7 +953,58 @@ mod tests {
                 uuid: Some([9; 16]),
                 name: "vda".into(),
             }],
+            zero_free: true,
         }
+    }
+
+    #[test]
+    fn zero_runs_round_trip_and_are_checked() {
+        let mut enc = ChunkEncoder::new(Compression::Lz4);
+        let mut c = Vec::new();
+        enc.encode(0, &[(0x10, 2)], &[(0x8, 2), (0x12, 3)], &[9u8; 2 * PAGE], &mut c);
+        let info = parse_chunk_header(&c, 0).unwrap();
+        assert_eq!((info.run_count, info.zero_run_count, info.page_count), (1, 2, 2));
+        let (mut runs, mut zero, mut pages) = (Vec::new(), Vec::new(), Vec::new());
+        decode_chunk(&c, &info, &mut runs, &mut zero, &mut pages).unwrap();
+        assert_eq!((runs.as_slice(), zero.as_slice(), pages.len()), (&[(0x10, 2)][..], &[(0x8, 2), (0x12, 3)][..], 2 * PAGE));
+        let order: Vec<_> = merged(&runs, &zero).collect();
+        assert_eq!(order, vec![((0x8, 2), true), ((0x10, 2), false), ((0x12, 3), true)]);
+
+        // A chunk of zero runs only: no pages, nothing stored.
+        let mut c = Vec::new();
+        enc.encode(1, &[], &[(0x40, 100)], &[], &mut c);
+        let info = parse_chunk_header(&c, 1).unwrap();
+        assert_eq!((info.run_count, info.zero_run_count, info.page_count, info.stored_len, info.compression), (0, 1, 0, 0, Compression::None));
+        decode_chunk(&c, &info, &mut runs, &mut zero, &mut pages).unwrap();
+        assert!(runs.is_empty() && pages.is_empty());
+        assert_eq!(zero, vec![(0x40, 100)]);
+
+        // A zero run overlapping a stored run is refused.
+        let mut c = Vec::new();
+        enc.encode(0, &[(0x10, 2)], &[(0x11, 1)], &[9u8; 2 * PAGE], &mut c);
+        let info = parse_chunk_header(&c, 0).unwrap();
+        assert!(decode_chunk(&c, &info, &mut runs, &mut zero, &mut pages).is_err());
+
+        // The layout check covers zero runs like stored ones.
+        let h = header();
+        let mut check = RunCheck::new(&h.ram, h.region);
+        assert_eq!(check.check(0, &[(0x100, 1)], &[(0x101, 4)]), Ok(()));
+        assert!(check.check(1, &[], &[(0x103, 1)]).is_err(), "a zero run over pages listed before");
+        let mut check = RunCheck::new(&h.ram, h.region);
+        assert!(check.check(0, &[], &[(0xa0, 1)]).unwrap_err().why.contains("outside A's RAM"));
+    }
+
+    #[test]
+    fn header_flags() {
+        let b = header().encode().unwrap();
+        assert!(Header::decode(&b).unwrap().zero_free);
+        let h = Header { zero_free: false, ..header() };
+        assert!(!Header::decode(&h.encode().unwrap()).unwrap().zero_free);
+        let mut b = header().encode().unwrap();
+        b[124] |= 2;
+        let crc = crc32(&b[..BLOCK - 4]);
+        b[BLOCK - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert!(Header::decode(&b).is_err(), "an unknown flag");
     }
 
     #[test]
@@ -894,19 +1012,19 @@ mod tests {
         let h = header();
         let region = h.region;
         let mut c = RunCheck::new(&h.ram, region);
-        assert_eq!(c.check(0, &[(0x100, 2), (0x200, 1)]), Ok(()));
-        let e = c.check(1, &[(0x101, 1)]).unwrap_err();
+        assert_eq!(c.check(0, &[(0x100, 2), (0x200, 1)], &[]), Ok(()));
+        let e = c.check(1, &[(0x101, 1)], &[]).unwrap_err();
         assert!(e.to_string().contains("chunk 1: pages at 0x101000 overlap"), "{e}");
         let mut c = RunCheck::new(&h.ram, region);
-        let e = c.check(0, &[(region.0 / PAGE as u64 + 5, 1)]).unwrap_err();
+        let e = c.check(0, &[(region.0 / PAGE as u64 + 5, 1)], &[]).unwrap_err();
         assert!(e.why.contains("kjump region"), "{e}");
         let mut c = RunCheck::new(&h.ram, region);
-        assert!(c.check(0, &[(0xa0, 1)]).unwrap_err().why.contains("outside A's RAM"));
+        assert!(c.check(0, &[(0xa0, 1)], &[]).unwrap_err().why.contains("outside A's RAM"));
         let mut c = RunCheck::new(&h.ram, region);
-        assert!(c.check(0, &[(0x9f, 2)]).unwrap_err().why.contains("outside A's RAM"), "a run across a hole");
+        assert!(c.check(0, &[(0x9f, 2)], &[]).unwrap_err().why.contains("outside A's RAM"), "a run across a hole");
         let mut c = RunCheck::new(&h.ram, region);
-        assert!(c.check(0, &[(u64::MAX / 2, 1)]).is_err());
-        assert!(c.check(0, &[(1, u64::MAX)]).is_err());
+        assert!(c.check(0, &[(u64::MAX / 2, 1)], &[]).is_err());
+        assert!(c.check(0, &[(1, u64::MAX)], &[]).is_err());
     }
 
     #[test]
@@ -914,22 +1032,22 @@ mod tests {
         let (img, _) = image(Compression::Lz4);
         let state = StateBlock::decode(&img[BLOCK..2 * BLOCK]).unwrap();
         let mut seen = Vec::new();
-        scan_runs(&mut std::io::Cursor::new(&img), &state, |info, runs| {
+        scan_runs(&mut std::io::Cursor::new(&img), &state, |info, runs, _| {
             seen.push((info.index, runs.to_vec()));
             Ok(())
         })
         .unwrap();
         assert_eq!(seen, vec![(0, vec![(0x100, 2), (0x200, 1)]), (1, vec![(0x300, 2)])]);
         for cut in [img.len() - 1, img.len() - BLOCK, 2 * BLOCK + 10, 2 * BLOCK] {
-            let r = scan_runs(&mut std::io::Cursor::new(&img[..cut]), &state, |_, _| Ok(()));
+            let r = scan_runs(&mut std::io::Cursor::new(&img[..cut]), &state, |_, _, _| Ok(()));
             assert!(matches!(r, Err(ReadError::Format(Error::Truncated { .. }))), "cut at {cut}: {r:?}");
         }
         let mut more = state.clone();
         more.chunk_count = 3;
-        assert!(scan_runs(&mut std::io::Cursor::new(&img), &more, |_, _| Ok(())).is_err());
+        assert!(scan_runs(&mut std::io::Cursor::new(&img), &more, |_, _, _| Ok(())).is_err());
         let mut fewer = state.clone();
         fewer.chunk_count = 1;
-        assert!(scan_runs(&mut std::io::Cursor::new(&img), &fewer, |_, _| Ok(())).is_err());
+        assert!(scan_runs(&mut std::io::Cursor::new(&img), &fewer, |_, _, _| Ok(())).is_err());
         // A block device cut short refuses to seek past its end.
         struct Device<'a>(std::io::Cursor<&'a [u8]>);
         impl std::io::Read for Device<'_> {
@@ -947,12 +1065,12 @@ mod tests {
         }
         let first = parse_chunk_header(&img[2 * BLOCK..], 0).unwrap();
         let cut = &img[..2 * BLOCK + first.disk_len - 1];
-        let r = scan_runs(&mut Device(std::io::Cursor::new(cut)), &state, |_, _| Ok(()));
+        let r = scan_runs(&mut Device(std::io::Cursor::new(cut)), &state, |_, _, _| Ok(()));
         assert!(matches!(r, Err(ReadError::Format(Error::Truncated { .. }))), "{r:?}");
         let mut huge = state.clone();
         huge.chunk_count = u64::MAX;
         huge.data_end = u64::MAX;
-        assert!(scan_runs(&mut std::io::Cursor::new(&img), &huge, |_, _| Ok(())).is_err());
+        assert!(scan_runs(&mut std::io::Cursor::new(&img), &huge, |_, _, _| Ok(())).is_err());
     }
 
     fn image(compression: Compression) -> (Vec<u8>, Vec<u8>) {
@@ -968,8 +1086,8 @@ mod tests {
             x ^= x << 5;
             *b = x as u8;
         }
-        chain.add(enc.encode(0, &[(0x100, 2), (0x200, 1)], &text, &mut chunks));
-        chain.add(enc.encode(1, &[(0x300, 2)], &noise, &mut chunks));
+        chain.add(enc.encode(0, &[(0x100, 2), (0x200, 1)], &[], &text, &mut chunks));
+        chain.add(enc.encode(1, &[(0x300, 2)], &[], &noise, &mut chunks));
         let h = header().encode().unwrap();
         let state = StateBlock {
             state: State::Committed,
@@ -991,7 +1109,7 @@ mod tests {
     fn read_all(img: &[u8]) -> Result<(Vec<Run>, Vec<u8>), ReadError> {
         let mut r = Reader::open(img)?;
         let (mut runs, mut pages, mut all_runs, mut all_pages) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        while r.next_chunk(&mut runs, &mut pages)?.is_some() {
+        while r.next_chunk(&mut runs, &mut Vec::new(), &mut pages)?.is_some() {
             all_runs.extend_from_slice(&runs);
             all_pages.extend_from_slice(&pages);
         }
@@ -1047,7 +1165,7 @@ mod tests {
     fn hostile_chunk_headers() {
         let mut enc = ChunkEncoder::new(Compression::None);
         let mut c = Vec::new();
-        enc.encode(0, &[(1, 1)], &[5u8; PAGE], &mut c);
+        enc.encode(0, &[(1, 1)], &[], &[5u8; PAGE], &mut c);
         let reseal = |c: &mut Vec<u8>| {
             let crc = crc32(&c[..36]);
             c[36..40].copy_from_slice(&crc.to_le_bytes());
@@ -1067,7 +1185,7 @@ mod tests {
         bad[32..36].copy_from_slice(&crc.to_le_bytes());
         reseal(&mut bad);
         let info = ChunkInfo { data_crc: crc, ..info };
-        assert!(decode_chunk(&bad, &info, &mut Vec::new(), &mut Vec::new()).is_err());
+        assert!(decode_chunk(&bad, &info, &mut Vec::new(), &mut Vec::new(), &mut Vec::new()).is_err());
     }
 
     #[test]
@@ -1111,9 +1229,9 @@ mod tests {
         let mut enc = ChunkEncoder::new(Compression::None);
         for (pfn, ok) in [(PFN_LIMIT - 2, true), (PFN_LIMIT - 1, false), (u64::MAX - 1, false)] {
             let mut c = Vec::new();
-            enc.encode(0, &[(pfn, 1)], &[7u8; PAGE], &mut c);
+            enc.encode(0, &[(pfn, 1)], &[], &[7u8; PAGE], &mut c);
             let info = parse_chunk_header(&c, 0).unwrap();
-            let got = decode_chunk(&c, &info, &mut Vec::new(), &mut Vec::new());
+            let got = decode_chunk(&c, &info, &mut Vec::new(), &mut Vec::new(), &mut Vec::new());
             assert_eq!(got.is_ok(), ok, "pfn {pfn:#x}");
         }
     }

@@ -172,6 +172,7 @@ fn serve<J>(work: fn(&mut J), jobs: &Mutex<Receiver<(u64, J)>>, done: &SyncSende
 struct EncodeJob {
     index: u64,
     runs: Vec<Run>,
+    zero_runs: Vec<Run>,
     pages: Vec<u8>,
     out: Vec<u8>,
     crc: u32,
@@ -180,7 +181,7 @@ struct EncodeJob {
 
 fn encode(job: &mut EncodeJob) {
     job.out.clear();
-    job.crc = job.encoder.encode(job.index, &job.runs, &job.pages, &mut job.out);
+    job.crc = job.encoder.encode(job.index, &job.runs, &job.zero_runs, &job.pages, &mut job.out);
 }
 
 /// Encodes chunks, on worker threads when there are CPUs for them, and
@@ -207,6 +208,7 @@ impl Pipeline {
         self.spare.pop().unwrap_or_else(|| EncodeJob {
             index: 0,
             runs: Vec::with_capacity(MAX_CHUNK_PAGES),
+            zero_runs: Vec::with_capacity(crate::image::MAX_RUNS),
             pages: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE),
             out: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE + 2 * crate::image::BLOCK),
             crc: 0,
@@ -214,10 +216,10 @@ impl Pipeline {
         })
     }
 
-    /// Takes the chunk in `runs` and `pages` (leaving them empty, ready
-    /// for the next) and passes every chunk finished so far, in order, to
-    /// `sink` as (encoded bytes, data CRC).
-    pub fn submit(&mut self, runs: &mut Vec<Run>, pages: &mut Vec<u8>, sink: &mut dyn FnMut(&[u8], u32) -> Result<(), Error>) -> Result<(), Error> {
+    /// Takes the chunk in `runs`, `zero_runs` and `pages` (leaving them
+    /// empty, ready for the next) and passes every chunk finished so far,
+    /// in order, to `sink` as (encoded bytes, data CRC).
+    pub fn submit(&mut self, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>, pages: &mut Vec<u8>, sink: &mut dyn FnMut(&[u8], u32) -> Result<(), Error>) -> Result<(), Error> {
         while self.ordered.is_full() {
             if let Some(done) = self.ordered.next()? {
                 let r = sink(&done.out, done.crc);
@@ -229,8 +231,10 @@ impl Pipeline {
         job.index = self.next_index;
         self.next_index += 1;
         std::mem::swap(&mut job.runs, runs);
+        std::mem::swap(&mut job.zero_runs, zero_runs);
         std::mem::swap(&mut job.pages, pages);
         runs.clear();
+        zero_runs.clear();
         pages.clear();
         self.ordered.submit(job)?;
         while let Some(done) = self.ordered.try_next() {
@@ -267,7 +271,7 @@ mod tests {
         for i in 0..n {
             let mut runs = vec![(i * 10, 2)];
             let mut pages: Vec<u8> = (0..2 * PAGE).map(|b| ((b as u64 * (i + 1)) % 251) as u8).collect();
-            p.submit(&mut runs, &mut pages, &mut sink).unwrap();
+            p.submit(&mut runs, &mut Vec::new(), &mut pages, &mut sink).unwrap();
             assert!(runs.is_empty() && pages.is_empty());
         }
         p.finish(&mut sink).unwrap();
@@ -285,7 +289,7 @@ mod tests {
         for (i, (bytes, crc)) in inline.iter().enumerate() {
             let info = parse_chunk_header(bytes, i as u64).unwrap();
             assert_eq!(info.data_crc, *crc);
-            decode_chunk(bytes, &info, &mut runs, &mut pages).unwrap();
+            decode_chunk(bytes, &info, &mut runs, &mut Vec::new(), &mut pages).unwrap();
             assert_eq!(runs, vec![(i as u64 * 10, 2)]);
         }
     }
@@ -305,7 +309,7 @@ mod tests {
         let mut failed = false;
         for i in 0..20u64 {
             let (mut runs, mut pages) = (vec![(i, 1)], vec![7u8; PAGE]);
-            if p.submit(&mut runs, &mut pages, &mut sink).is_err() {
+            if p.submit(&mut runs, &mut Vec::new(), &mut pages, &mut sink).is_err() {
                 failed = true;
                 break;
             }

@@ -90,13 +90,20 @@ pub fn open(req: &Request<'_>) -> Result<Opened, Failure> {
     }
     let mut check = image::RunCheck::new(&header.ram, req.region);
     let mut input = &file;
-    let (mut chunks, mut pages) = (0u64, 0u64);
-    image::scan_runs(&mut input, &state, |info, runs| {
+    let (mut chunks, mut pages, mut zero) = (0u64, 0u64, 0u64);
+    image::scan_runs(&mut input, &state, |info, runs, zero_runs| {
         chunks += 1;
         pages += info.page_count as u64;
-        check.check(info.index, runs).map_err(|e| ReadError::Format(image::Error::Run(e)))
+        zero += zero_runs.iter().map(|r| r.1).sum::<u64>();
+        check.check(info.index, runs, zero_runs).map_err(|e| ReadError::Format(image::Error::Run(e)))
     })
     .map_err(|e| fault(e, &name))?;
+    if zero != header.zero_pages {
+        return Err(Failure {
+            error: Error::Msg(format!("{name}: chunks list {zero} zero pages, the header says {}", header.zero_pages)),
+            image_at_fault: true,
+        });
+    }
     if pages != header.stored_pages {
         return Err(Failure {
             error: Error::Msg(format!("{name}: chunks hold {pages} pages, the header says {}", header.stored_pages)),
@@ -127,6 +134,7 @@ struct DecodeJob {
     info: Option<image::ChunkInfo>,
     raw: Vec<u8>,
     runs: Vec<image::Run>,
+    zero_runs: Vec<image::Run>,
     pages: Vec<u8>,
     result: Result<(), Failure>,
     /// Where this job's pages go, through its own window onto A's memory
@@ -138,7 +146,7 @@ struct DecodeJob {
 
 impl DecodeJob {
     fn new(dest: Option<(Arc<Dest>, Writer)>) -> Self {
-        DecodeJob { info: None, raw: Vec::new(), runs: Vec::new(), pages: Vec::new(), result: Ok(()), dest, copying: Duration::ZERO }
+        DecodeJob { info: None, raw: Vec::new(), runs: Vec::new(), zero_runs: Vec::new(), pages: Vec::new(), result: Ok(()), dest, copying: Duration::ZERO }
     }
 }
 
@@ -147,7 +155,7 @@ fn decode(job: &mut DecodeJob) {
         job.result = Ok(());
         return;
     };
-    if let Err(e) = image::decode_chunk(&job.raw, info, &mut job.runs, &mut job.pages) {
+    if let Err(e) = image::decode_chunk(&job.raw, info, &mut job.runs, &mut job.zero_runs, &mut job.pages) {
         job.result = Err(Failure { error: Error::Msg(format!("{e}")), image_at_fault: true });
         return;
     }
@@ -156,15 +164,16 @@ fn decode(job: &mut DecodeJob) {
     job.copying += t.elapsed();
 }
 
-/// Writes a decoded chunk's pages above A's low memory. The pre-pass
-/// checked every run; each is checked again here (inside one RAM range,
-/// outside the region) since this is the step that writes.
+/// Writes a decoded chunk's stored pages, and zeros over its zero pages,
+/// above A's low memory. The pre-pass checked every run; each is checked
+/// again here (inside one RAM range, outside the region) since this is the
+/// step that writes.
 fn write_pages(job: &mut DecodeJob) -> Result<(), Failure> {
     let Some((dest, writer)) = job.dest.as_mut() else { return Ok(()) };
     let index = job.info.as_ref().map_or(0, |i| i.index);
     let bad = |what: String| Failure { error: Error::Msg(format!("chunk {index}: {what}")), image_at_fault: true };
     let mut at = 0usize;
-    for &(pfn, n) in &job.runs {
+    for (zero, &(pfn, n)) in job.runs.iter().map(|r| (false, r)).chain(job.zero_runs.iter().map(|r| (true, r))) {
         let addr = pfn.checked_mul(PAGE as u64).ok_or_else(|| bad(format!("page {pfn:#x} out of range")))?;
         let len = n * PAGE as u64;
         let range = range_of(&dest.ram, addr, len).map_err(|e| bad(e.to_string()))?;
@@ -173,10 +182,12 @@ fn write_pages(job: &mut DecodeJob) -> Result<(), Failure> {
         }
         let skip = dest.low_end.saturating_sub(addr).min(len);
         if skip < len {
-            let data = &job.pages[at + skip as usize..at + len as usize];
-            writer.write(addr + skip, len - skip, Some(data), range)?;
+            let data = if zero { None } else { Some(&job.pages[at + skip as usize..at + len as usize]) };
+            writer.write(addr + skip, len - skip, data, range)?;
         }
-        at += len as usize;
+        if !zero {
+            at += len as usize;
+        }
     }
     Ok(())
 }
@@ -217,15 +228,18 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
     let mut cursor = 0u64;
     let writer = std::cell::RefCell::new(Writer::new(Arc::clone(mem), WRITE_WINDOW));
     let dest = Arc::new(Dest { ram: h.ram.clone(), region, low_end });
-    // Where D's time goes, for the console: writing zeros, copying pages,
-    // waiting for the workers.
+    // Where D's time goes, for the console: zeroing free pages, writing
+    // pages on the workers, waiting for the workers.
     let zeroing = std::cell::Cell::new(Duration::ZERO);
     let (mut copying, mut waiting) = (Duration::ZERO, Duration::ZERO);
-    let mut zero_until = |target: u64, cursor: &mut u64, low: &mut [u8]| -> Result<(), Error> {
+    // Pages the image holds neither as stored nor as zero were free in A.
+    // They are left as they are, unless A counts on free pages being zero.
+    let zero_free = h.zero_free;
+    let mut free_until = |target: u64, cursor: &mut u64, low: &mut [u8]| -> Result<(), Error> {
         while let Some(&(s, e)) = ranges.peek() {
             let from = (*cursor).max(s);
             let to = e.min(target);
-            if from < to {
+            if zero_free && from < to {
                 if from < low_end {
                     low[from as usize..to.min(low_end) as usize].fill(0);
                 }
@@ -276,37 +290,50 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
         copying += std::mem::take(&mut job.copying);
         let (Some(info), result) = (job.info, std::mem::replace(&mut job.result, Ok(()))) else { continue };
         result.map_err(|f| Failure { error: Error::Msg(format!("{}: {}", img.name, f.error)), ..f })?;
-        let (runs, pages) = (&job.runs, &job.pages);
+        // The workers wrote the pages above low memory; here the runs are
+        // checked to come in address order, the gaps between them (free
+        // pages) handled, and low memory gathered.
+        let pages = &job.pages;
         let mut at = 0usize;
-        for &(pfn, n) in runs {
+        for ((pfn, n), zero) in image::merged(&job.runs, &job.zero_runs) {
             let addr = pfn * PAGE as u64;
             let len = n * PAGE as u64;
             if addr < cursor {
                 return Err(Failure { error: Error::Msg(format!("{}: chunk {}: pages out of order at {addr:#x}", img.name, info.index)), image_at_fault: true });
             }
-            zero_until(addr, &mut cursor, &mut low)?;
-            if addr < low_end {
+            free_until(addr, &mut cursor, &mut low)?;
+            if !zero {
+                if addr < low_end {
+                    let n_low = (low_end.min(addr + len) - addr) as usize;
+                    low[addr as usize..addr as usize + n_low].copy_from_slice(&pages[at..at + n_low]);
+                }
+                at += len as usize;
+                written += n;
+            } else if addr < low_end {
                 let n_low = (low_end.min(addr + len) - addr) as usize;
-                low[addr as usize..addr as usize + n_low].copy_from_slice(&pages[at..at + n_low]);
+                low[addr as usize..addr as usize + n_low].fill(0);
             }
             cursor = addr + len;
-            at += len as usize;
-            written += n;
         }
         progress.tick(written * PAGE as u64);
         spare.push(job);
     }
-    zero_until(u64::MAX, &mut cursor, &mut low)?;
+    free_until(u64::MAX, &mut cursor, &mut low)?;
     say!(
-        "restored {} pages of A's memory in {:.1} s (zeroing {:.1} s; copying {:.1} s over {} workers; waiting for chunks {:.1} s); writing A's low memory last",
+        "restored {} pages of A's memory and zeroed {} in {:.1} s ({}; writing {:.1} s over {} workers; waiting for chunks {:.1} s); writing A's low memory last",
         written,
+        h.zero_pages,
         start.elapsed().as_secs_f64(),
-        zeroing.get().as_secs_f64(),
+        if zero_free {
+            format!("zeroing {} free pages {:.1} s", h.free_pages, zeroing.get().as_secs_f64())
+        } else {
+            format!("{} free pages left as they are", h.free_pages)
+        },
         copying.as_secs_f64(),
         ordered.workers().max(1),
         waiting.as_secs_f64()
     );
-    drop(zero_until);
+    drop(free_until);
     drop(writer);
     if low_end > 0 {
         let mut w = mem.map(0, low_end as usize)?;

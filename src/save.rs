@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::free_pages::{find_free_pages, FreePages};
 use crate::progress::Progress;
 use crate::pipeline::Pipeline;
-use crate::image::{Chain, Compression, Header, Run, State, StateBlock, BLOCK, DATA_OFFSET, MAX_CHUNK_PAGES, PAGE};
+use crate::image::{Chain, Compression, Header, Run, State, StateBlock, BLOCK, DATA_OFFSET, MAX_CHUNK_PAGES, MAX_RUNS, PAGE};
 use crate::in_use::InUse;
 use crate::target::Target;
 use crate::vmcore::Vmcore;
@@ -42,6 +42,8 @@ pub struct Request<'a> {
     pub mailbox: u64,
     /// The block devices A uses: never written, recorded in the header.
     pub in_use: &'a [InUse],
+    /// A counts on its free pages being zero ([`Header::zero_free`]).
+    pub zero_free: bool,
 }
 
 /// What was saved.
@@ -227,6 +229,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         mailbox: req.mailbox,
         machine_id: crate::machine::id(),
         in_use: req.in_use.to_vec(),
+        zero_free: req.zero_free,
         ..Header::default()
     };
     let mut blocks = vec![0u8; 2 * BLOCK];
@@ -243,6 +246,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     say!("compressing on {} thread(s)", pipeline.workers().max(1));
     let mut sink = Chunks { file: &file, out: Vec::with_capacity(WRITE_BATCH + 2 * (MAX_CHUNK_PAGES * PAGE + BLOCK)), pos: DATA_OFFSET, chain: Chain::default(), count: 0 };
     let mut runs: Vec<Run> = Vec::with_capacity(MAX_CHUNK_PAGES);
+    let mut zero_runs: Vec<Run> = Vec::with_capacity(MAX_RUNS);
     let mut pages: Vec<u8> = Vec::with_capacity(MAX_CHUNK_PAGES * PAGE);
     let mut window = vec![0u8; WINDOW];
     let mut done = 0u64;
@@ -281,6 +285,13 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
                         s.free_pages += 1;
                     } else if is_zero(page) {
                         s.zero_pages += 1;
+                        match zero_runs.last_mut() {
+                            Some((first, count)) if *first + *count == pfn => *count += 1,
+                            _ => zero_runs.push((pfn, 1)),
+                        }
+                        if zero_runs.len() == MAX_RUNS {
+                            pipeline.submit(&mut runs, &mut zero_runs, &mut pages, &mut |b, crc| sink.add(b, crc))?;
+                        }
                     } else {
                         s.stored_pages += 1;
                         match runs.last_mut() {
@@ -289,7 +300,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
                         }
                         pages.extend_from_slice(page);
                         if pages.len() == MAX_CHUNK_PAGES * PAGE {
-                            pipeline.submit(&mut runs, &mut pages, &mut |b, crc| sink.add(b, crc))?;
+                            pipeline.submit(&mut runs, &mut zero_runs, &mut pages, &mut |b, crc| sink.add(b, crc))?;
                         }
                     }
                 }
@@ -299,8 +310,8 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
             progress.tick(done);
         }
     }
-    if !pages.is_empty() {
-        pipeline.submit(&mut runs, &mut pages, &mut |b, crc| sink.add(b, crc))?;
+    if !runs.is_empty() || !zero_runs.is_empty() {
+        pipeline.submit(&mut runs, &mut zero_runs, &mut pages, &mut |b, crc| sink.add(b, crc))?;
     }
     pipeline.finish(&mut |b, crc| sink.add(b, crc))?;
     sink.write_batch()?;

@@ -49,13 +49,15 @@ fn check_image(image: &Path, summary: &str) {
 
     let mut r = Reader::open(std::io::BufReader::new(std::fs::File::open(image).unwrap())).unwrap();
     let h = r.header.clone();
-    let (mut runs, mut pages, mut found, mut stored) = (Vec::new(), Vec::new(), false, 0u64);
-    while r.next_chunk(&mut runs, &mut pages).unwrap().is_some() {
+    let (mut runs, mut zero_runs, mut pages, mut found, mut stored, mut zero) = (Vec::new(), Vec::new(), Vec::new(), false, 0u64, 0u64);
+    while r.next_chunk(&mut runs, &mut zero_runs, &mut pages).unwrap().is_some() {
         stored += (pages.len() / PAGE) as u64;
+        zero += zero_runs.iter().map(|r| r.1).sum::<u64>();
         found |= pages.windows(MARKER.len()).any(|w| w == MARKER.as_bytes());
     }
     assert!(found, "the workload's marker is not in the decoded pages");
     assert_eq!(stored, h.stored_pages);
+    assert_eq!(zero, h.zero_pages, "the zero runs list every zero page the header counts");
 
     // The summary B printed agrees with the file.
     let field = |name: &str| -> u64 {

@@ -165,7 +165,7 @@ fn flipped_byte_makes_d_refuse_and_verify_name_the_chunk() {
         f.read_exact(&mut head).unwrap();
         let info = parse_chunk_header(&head, index).unwrap();
         if index == 5 {
-            let byte = at + (CHUNK_HEADER + info.run_count * 16 + 100) as u64;
+            let byte = at + (CHUNK_HEADER + (info.run_count + info.zero_run_count) * 16 + 100) as u64;
             let mut b = [0u8];
             f.seek(SeekFrom::Start(byte)).unwrap();
             f.read_exact(&mut b).unwrap();
@@ -289,7 +289,7 @@ impl Edit {
         use kjump::image::CHUNK_HEADER;
         let chunks = self.chunks();
         let (at, info) = chunks[index];
-        let body_len = info.run_count * 16 + info.stored_len;
+        let body_len = (info.run_count + info.zero_run_count) * 16 + info.stored_len;
         let mut chunk = self.read(at, CHUNK_HEADER + body_len);
         chunk[CHUNK_HEADER + run * 16..CHUNK_HEADER + run * 16 + 8].copy_from_slice(&pfn.to_le_bytes());
         let data_crc = crc32(&chunk[CHUNK_HEADER..]);
@@ -392,7 +392,8 @@ fn image_from_another_kjump_version_is_refused() {
     let disks = copies(&dir);
     let mut e = Edit::open(&disks[0]);
     let mut h = e.read(0, 4096);
-    h[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let other = kjump::image::VERSION + 1;
+    h[8..12].copy_from_slice(&other.to_le_bytes());
     let crc = kjump::crc32::crc32(&h[..4092]);
     h[4092..].copy_from_slice(&crc.to_le_bytes());
     e.write(0, &h);
@@ -401,7 +402,8 @@ fn image_from_another_kjump_version_is_refused() {
     e.write(4096, &state.encode());
     drop(e);
     let mut c = boot("version-c", &disks, "kjump_boot=c");
-    c.expect_in_order(&["C: booting, trying kjump resume", "header: version 2 is not supported (this kjump reads 1)", "C: normal boot (kjump resume exited 1)"]);
+    let why = format!("header: version {other} is not supported (this kjump reads {})", kjump::image::VERSION);
+    c.expect_in_order(&["C: booting, trying kjump resume", &why, "C: normal boot (kjump resume exited 1)"]);
     c.wait_exit();
     c.expect_absent("kjump-init: mode restore");
 }

@@ -30,8 +30,8 @@ fn image(compression: Compression, mode: u8) -> Vec<u8> {
         x ^= x << 5;
         *b = x as u8;
     }
-    chain.add(enc.encode(0, &[(0x100, 2), (0x200, 1)], &text, &mut chunks));
-    chain.add(enc.encode(1, &[(0x300, 1)], &noise, &mut chunks));
+    chain.add(enc.encode(0, &[(0x100, 2), (0x200, 1)], &[(0x102, 3)], &text, &mut chunks));
+    chain.add(enc.encode(1, &[(0x300, 1)], &[(0x301, 1)], &noise, &mut chunks));
     let header = Header {
         compression: Some(compression),
         created_unix: 1_800_000_000,
@@ -44,6 +44,7 @@ fn image(compression: Compression, mode: u8) -> Vec<u8> {
         stored_pages: 4,
         chunk_count: 2,
         data_bytes: chunks.len() as u64,
+        zero_free: false,
         kernel_release: "6.12.117".into(),
         build_id: "0123456789abcdef0123456789abcdef01234567".into(),
         ram: vec![(0x1000, 0x9_fc00), (0x10_0000, 0x1c60_0000), (0x2460_0000, 0x3ffe_0000)],
@@ -234,8 +235,8 @@ fn ext4_head() -> Vec<u8> {
 fn read_image(img: &[u8]) -> usize {
     let mut r = kjump::image::Reader::open(img).expect("seed image opens");
     assert!(r.header_committed());
-    let (mut runs, mut pages, mut n) = (Vec::new(), Vec::new(), 0);
-    while r.next_chunk(&mut runs, &mut pages).expect("seed chunk reads").is_some() {
+    let (mut runs, mut zero_runs, mut pages, mut n) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    while r.next_chunk(&mut runs, &mut zero_runs, &mut pages).expect("seed chunk reads").is_some() {
         n += 1;
     }
     n

@@ -84,23 +84,23 @@ fuzz_target!(|data: &[u8]| {
     let _ = StateBlock::decode(img.get(BLOCK..).unwrap_or(&[]));
     if let Some(chunk) = img.get(DATA_OFFSET as usize..) {
         if let Ok(info) = image::parse_chunk_header(chunk, 0) {
-            assert!(info.disk_len <= CHUNK_HEADER + image::MAX_RUNS * 16 + image::MAX_CHUNK_PAGES * PAGE + BLOCK);
+            assert!(info.disk_len <= CHUNK_HEADER + 2 * image::MAX_RUNS * 16 + image::MAX_CHUNK_PAGES * PAGE + BLOCK);
         }
     }
 
     // The whole image, as the restore side reads it.
     let Ok(mut reader) = Reader::open(&img[..]) else { return };
     let _ = reader.header_committed();
-    let (mut runs, mut pages) = (Vec::new(), Vec::new());
+    let (mut runs, mut zero_runs, mut pages) = (Vec::new(), Vec::new(), Vec::new());
     // Each chunk takes at least a block of input, so this ends; the bound
     // is only a second guard.
     for _ in 0..=img.len() / BLOCK {
-        match reader.next_chunk(&mut runs, &mut pages) {
+        match reader.next_chunk(&mut runs, &mut zero_runs, &mut pages) {
             Ok(Some(info)) => {
                 assert_eq!(pages.len(), info.page_count * PAGE);
                 let total: u64 = runs.iter().map(|r| r.1).sum();
                 assert_eq!(total, info.page_count as u64);
-                for &(pfn, n) in &runs {
+                for &(pfn, n) in runs.iter().chain(&zero_runs) {
                     // What restore computes from a run must not overflow.
                     let end = pfn.checked_add(n).expect("run end");
                     assert!(end.checked_mul(PAGE as u64).is_some(), "run beyond the address space");

@@ -179,6 +179,7 @@ fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
         backup: (jb.backup, jb.backup_size),
         mailbox,
         in_use: &in_use,
+        zero_free: p.zero_free,
     };
     save::save(&req)
 }

@@ -310,11 +310,12 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
     let mailbox = Mailbox::new((region.start, region.end))?;
     let found = started.elapsed();
     let mode = format!(
-        "kjump.mode=save kjump.target={tgt} kjump.after={} kjump.compress={} kjump.wait={} kjump.mailbox={:#x}",
+        "kjump.mode=save kjump.target={tgt} kjump.after={} kjump.compress={} kjump.wait={} kjump.mailbox={:#x} kjump.zero_free={}",
         s.after.name(),
         s.compress.name(),
         s.wait,
-        mailbox.phys()
+        mailbox.phys(),
+        u8::from(kjump::check::free_pages_must_be_zero())
     );
     mailbox.write_request(&in_use::table_for_b(&uses))?;
     let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &mode)?)?;
@@ -596,10 +597,11 @@ fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
     if !r.header_committed() {
         return Err(Error::Msg(format!("verify {path}: the state block commits a different header")));
     }
-    let (mut runs, mut pages, mut stored) = (Vec::new(), Vec::new(), 0u64);
+    let (mut runs, mut zero_runs, mut pages, mut stored, mut zero) = (Vec::new(), Vec::new(), Vec::new(), 0u64, 0u64);
     let mut last = std::time::Instant::now();
-    while let Some(info) = r.next_chunk(&mut runs, &mut pages).map_err(|e| Error::Msg(format!("verify {path}: {e}")))? {
+    while let Some(info) = r.next_chunk(&mut runs, &mut zero_runs, &mut pages).map_err(|e| Error::Msg(format!("verify {path}: {e}")))? {
         stored += info.page_count as u64;
+        zero += zero_runs.iter().map(|r| r.1).sum::<u64>();
         if last.elapsed() > Duration::from_secs(1) {
             eprintln!("  verified {} of {} chunks", info.index + 1, r.header.chunk_count);
             last = std::time::Instant::now();
@@ -608,7 +610,10 @@ fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
     if stored != r.header.stored_pages {
         return Err(Error::Msg(format!("verify {path}: chunks hold {stored} pages, the header says {}", r.header.stored_pages)));
     }
-    println!("kjump: image verified: {} chunks, {stored} pages, every checksum good", r.header.chunk_count);
+    if zero != r.header.zero_pages {
+        return Err(Error::Msg(format!("verify {path}: chunks list {zero} zero pages, the header says {}", r.header.zero_pages)));
+    }
+    println!("kjump: image verified: {} chunks, {stored} pages stored and {zero} zero, every checksum good", r.header.chunk_count);
     Ok(())
 }
 
