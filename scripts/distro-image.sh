@@ -25,6 +25,11 @@ make -s -C "$here" stage >&2
 make -s -C "$here" install DESTDIR="$root" >&2
 printf '\n# make test-distro: the second virtio disk.\ntarget = /dev/vdb\n' >> "$root/etc/kjump.conf"
 
+# This system hibernates only with kjump: no swap resume device for the
+# initramfs to wait for (mkinitramfs would otherwise take this machine's swap).
+mkdir -p "$root/etc/initramfs-tools/conf.d"
+echo RESUME=none > "$root/etc/initramfs-tools/conf.d/resume"
+
 # The workload and the test's driver.
 install -m 755 "$guest/kjump-workload" "$guest/kjump-distro-test" "$root/usr/local/bin/"
 install -m 644 "$guest/workload.service" "$guest/kjump-distro-test.service" "$root/etc/systemd/system/"
@@ -43,9 +48,12 @@ config="$(dirname "$bzimage")/.config"
 [ -f "$config" ] || { echo "distro-image.sh: no kernel config beside $bzimage" >&2; exit 1; }
 cp "$config" "$root/boot/config-$kver"
 # Debian's mkinitramfs, in the root filesystem, in a mount namespace of its
-# own so nothing stays mounted.
+# own so nothing stays mounted. Its /dev holds only the basic nodes: no
+# disk of this machine is visible to the hooks.
 unshare -m sh -c '
-	mount -t proc proc "$1/proc" && mount -t sysfs sysfs "$1/sys" && mount --bind /dev "$1/dev" &&
+	mount -t proc proc "$1/proc" && mount -t sysfs sysfs "$1/sys" && mount -t tmpfs tmpfs "$1/dev" &&
+	mknod -m 666 "$1/dev/null" c 1 3 && mknod -m 666 "$1/dev/zero" c 1 5 &&
+	mknod -m 666 "$1/dev/random" c 1 8 && mknod -m 666 "$1/dev/urandom" c 1 9 &&
 	chroot "$1" depmod "$2" && chroot "$1" mkinitramfs -o "/boot/initrd.img-$2" "$2"
 ' sh "$root" "$kver" >&2
 cp "$root/boot/initrd.img-$kver" "$out/initrd.img"
