@@ -142,20 +142,17 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
         return run;
     }
     run.hibernate_s = Some(hib);
-    match system {
-        System::Kjump => {
-            if let Some(l) = log.lines().find(|l| l.contains("kjump-init: summary:")) {
-                run.image_bytes = field(l, "bytes_on_disk=").map(|b| b as u64);
-                run.save_mb_s = field(l, "mb_per_s=");
-            }
-        }
-        System::Swsusp(_) => {
-            // "PM: hibernation: Wrote 123456 kbytes in 3.21 seconds (...)"
-            run.image_bytes = log.lines().find_map(|l| {
-                let rest = l.split("Wrote ").nth(1)?;
-                let kb: u64 = rest.split_whitespace().next()?.parse().ok()?;
-                rest.contains("kbytes").then_some(kb * 1024)
-            });
+    // The image's size: what the hibernation wrote to the disk, measured the
+    // same way for both systems, as the blocks the sparse disk file now
+    // holds. (swsusp's own "Image size after compression" line does not
+    // count every page it writes.)
+    run.image_bytes = std::fs::metadata(&disks[0]).ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.blocks() * 512
+    });
+    if system == System::Kjump {
+        if let Some(l) = log.lines().find(|l| l.contains("kjump-init: summary:")) {
+            run.save_mb_s = field(l, "mb_per_s=");
         }
     }
     drop(a);
