@@ -3,9 +3,10 @@
 //! caller jump into A.
 //!
 //! Every chunk's checksums are checked before any of its pages is written;
-//! pages of A's RAM that the image does not store (zero or free in A) are
-//! written as zeros. Nothing is written inside the kjump region, where D
-//! itself runs.
+//! the image's zero runs are written as zeros, and pages it neither stores
+//! nor lists as zero (free in A) are left alone, or zeroed when the header
+//! says A counts on free pages being zero. Nothing is written inside the
+//! kjump region, where D itself runs.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -137,16 +138,18 @@ struct DecodeJob {
     zero_runs: Vec<image::Run>,
     pages: Vec<u8>,
     result: Result<(), Failure>,
-    /// Where this job's pages go, through its own window onto A's memory
-    /// (kept while the job goes round, since chunks come in address order).
-    dest: Option<(Arc<Dest>, Writer)>,
+    /// Where this job's pages go.
+    dest: Arc<Dest>,
+    /// This job's own window onto A's memory (kept while the job goes
+    /// round, since chunks come in address order).
+    writer: Writer,
     /// Time spent writing A's memory.
-    copying: Duration,
+    writing: Duration,
 }
 
 impl DecodeJob {
-    fn new(dest: Option<(Arc<Dest>, Writer)>) -> Self {
-        DecodeJob { info: None, raw: Vec::new(), runs: Vec::new(), zero_runs: Vec::new(), pages: Vec::new(), result: Ok(()), dest, copying: Duration::ZERO }
+    fn new(dest: Arc<Dest>, writer: Writer) -> Self {
+        DecodeJob { info: None, raw: Vec::new(), runs: Vec::new(), zero_runs: Vec::new(), pages: Vec::new(), result: Ok(()), dest, writer, writing: Duration::ZERO }
     }
 }
 
@@ -161,7 +164,7 @@ fn decode(job: &mut DecodeJob) {
     }
     let t = Instant::now();
     job.result = write_pages(job);
-    job.copying += t.elapsed();
+    job.writing += t.elapsed();
 }
 
 /// Writes a decoded chunk's stored pages, and zeros over its zero pages,
@@ -169,7 +172,7 @@ fn decode(job: &mut DecodeJob) {
 /// again here (inside one RAM range, outside the region) since this is the
 /// step that writes.
 fn write_pages(job: &mut DecodeJob) -> Result<(), Failure> {
-    let Some((dest, writer)) = job.dest.as_mut() else { return Ok(()) };
+    let (dest, writer) = (&job.dest, &mut job.writer);
     let index = job.info.as_ref().map_or(0, |i| i.index);
     let bad = |what: String| Failure { error: Error::Msg(format!("chunk {index}: {what}")), image_at_fault: true };
     let mut at = 0usize;
@@ -207,8 +210,9 @@ fn range_of(ram: &[(u64, u64)], addr: u64, len: u64) -> Result<(u64, u64), Error
 }
 
 /// Writes A's memory from the image. Worker threads check, unpack and
-/// write each chunk's pages; this thread reads the image, zeroes the pages
-/// the image does not store, and checks that chunks come in address order.
+/// write each chunk's pages and zero runs; this thread reads the image,
+/// checks that runs come in address order, and handles the free pages
+/// between them.
 /// A's low memory (below the end of the first RAM range that starts at 0)
 /// is gathered in a buffer and written last, since D's own real-mode code
 /// lives there until the jump.
@@ -231,7 +235,7 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
     // Where D's time goes, for the console: zeroing free pages, writing
     // pages on the workers, waiting for the workers.
     let zeroing = std::cell::Cell::new(Duration::ZERO);
-    let (mut copying, mut waiting) = (Duration::ZERO, Duration::ZERO);
+    let (mut writing, mut waiting) = (Duration::ZERO, Duration::ZERO);
     // Pages the image holds neither as stored nor as zero were free in A.
     // They are left as they are, unless A counts on free pages being zero.
     let zero_free = h.zero_free;
@@ -270,7 +274,7 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
     // next ones and writes finished ones into A's memory, in order.
     let mut ordered = Ordered::new(workers_for_this_machine(), decode, "kjump-decode")?;
     let mut spare: Vec<DecodeJob> = Vec::new();
-    let new_job = || DecodeJob::new(Some((Arc::clone(&dest), Writer::new(Arc::clone(mem), WORKER_WINDOW))));
+    let new_job = || DecodeJob::new(Arc::clone(&dest), Writer::new(Arc::clone(mem), WORKER_WINDOW));
     let mut read_all = false;
     loop {
         while !read_all && !ordered.is_full() {
@@ -287,7 +291,7 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
         let next = ordered.next()?;
         waiting += t.elapsed();
         let Some(mut job) = next else { break };
-        copying += std::mem::take(&mut job.copying);
+        writing += std::mem::take(&mut job.writing);
         let (Some(info), result) = (job.info, std::mem::replace(&mut job.result, Ok(()))) else { continue };
         result.map_err(|f| Failure { error: Error::Msg(format!("{}: {}", img.name, f.error)), ..f })?;
         // The workers wrote the pages above low memory; here the runs are
@@ -329,7 +333,7 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
         } else {
             format!("{} free pages left as they are", h.free_pages)
         },
-        copying.as_secs_f64(),
+        writing.as_secs_f64(),
         ordered.workers().max(1),
         waiting.as_secs_f64()
     );
