@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{paths, sparse_disk, TempDir, Vm, VmConfig};
+use harness::{fsck_clean, paths, sparse_disk, TempDir, Vm, VmConfig};
 
 /// Booting systemd under emulation is slow; be generous.
 const PHASE: Duration = Duration::from_secs(900);
@@ -29,25 +29,9 @@ fn rootfs_tarball() -> PathBuf {
     PathBuf::from(t)
 }
 
-fn fsck_clean(disk: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(disk).output().unwrap();
-    assert!(out.status.success(), "e2fsck -fn {}: {}", disk.display(), String::from_utf8_lossy(&out.stdout));
-}
-
 fn boot(name: &str, initrd: &[u8], disks: &[PathBuf]) -> Vm {
     let p = paths();
     Vm::start(&p, VmConfig { name, memory_mib: 1024, cpus: 2, initrd: initrd.to_vec(), append: APPEND, echo: false, disks: disks.to_vec(), uuid: None })
-}
-
-fn phase(vm: &mut Vm, markers: &[&str]) -> Vec<String> {
-    match vm.try_in_order(markers, PHASE) {
-        Ok(lines) => lines,
-        Err(why) => {
-            let log = vm.log();
-            let lines: Vec<&str> = log.lines().collect();
-            panic!("{why}\n--- last lines of the serial console ---\n{}\n---", lines[lines.len().saturating_sub(80)..].join("\n"));
-        }
-    }
 }
 
 /// The number after `key ` in `line`.
@@ -73,12 +57,12 @@ fn debian_hibernates_with_systemctl_and_resumes_through_initramfs_tools() {
 
     // A: systemd up, workload running; systemctl start kjump-hibernate.
     let mut a = boot("distro-a", &initrd, &disks);
-    let got = phase(&mut a, &["DISTRO: booted: system ", "DISTRO: A ready: workload "]);
+    let got = a.expect_in_order_within(&["DISTRO: booted: system ", "DISTRO: A ready: workload "], PHASE);
     assert!(got[0].ends_with("system running"), "A did not boot cleanly: {}", got[0]);
     assert!(got[1].contains("workload active pid "), "{}", got[1]);
     let pid = number_after(&got[1], "pid");
     let ticks = number_after(&got[1], "ticks");
-    phase(&mut a, &["kjump-init: summary:"]);
+    a.expect_in_order_within(&["kjump-init: summary:"], PHASE);
     assert!(a.try_exit(PHASE), "B did not power the machine off after saving");
     let log = a.log();
     assert!(!log.contains("kjump-hibernate finished"), "systemctl start kjump-hibernate returned in A before B ran:\n{log}");
@@ -86,8 +70,8 @@ fn debian_hibernates_with_systemctl_and_resumes_through_initramfs_tools() {
 
     // The next boot: Debian's initramfs resumes A through kjump's hook.
     let mut c = boot("distro-c", &initrd, &disks);
-    phase(&mut c, &["Run /init as init process", "kjump-init: restored ", "DISTRO: kjump-hibernate finished: exit 0"]);
-    let got = phase(&mut c, &["DISTRO: after resume: system ", "DISTRO: workload: "]);
+    c.expect_in_order_within(&["Run /init as init process", "kjump-init: restored ", "DISTRO: kjump-hibernate finished: exit 0"], PHASE);
+    let got = c.expect_in_order_within(&["DISTRO: after resume: system ", "DISTRO: workload: "], PHASE);
     let log = c.log();
     assert!(!log.contains("DISTRO: booted:"), "the second boot started systemd afresh instead of resuming:\n{log}");
     assert!(got[0].ends_with("system running"), "systemd after resume: {}\n{}", got[0],
@@ -97,7 +81,7 @@ fn debian_hibernates_with_systemctl_and_resumes_through_initramfs_tools() {
     assert_eq!(number_after(w, "pid"), pid, "the workload is another process: {w}");
     assert!(number_after(w, "ticks") > ticks, "the workload's counter did not carry on from {ticks}: {w}");
     assert!(w.ends_with("data intact"), "the workload's memory changed: {w}");
-    phase(&mut c, &["DISTRO: shutting down"]);
+    c.expect_in_order_within(&["DISTRO: shutting down"], PHASE);
     assert!(c.try_exit(PHASE), "the resumed system did not shut down");
     drop(c);
     fsck_clean(&root);

@@ -6,7 +6,7 @@ mod harness;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness::{a_initramfs, paths, sparse_disk, TempDir, Vm, VmConfig};
+use harness::{a_initramfs, fsck_clean, paths, sparse_disk, TempDir, Vm, VmConfig};
 
 fn boot(name: &str, script: &str, disks: &[PathBuf], append: &str) -> Vm {
     let p = paths();
@@ -18,11 +18,6 @@ fn boot(name: &str, script: &str, disks: &[PathBuf], append: &str) -> Vm {
 fn mkfs(disk: &Path, extra: &[&str], size: Option<&str>) {
     let ok = Command::new("mkfs.ext4").args(["-q", "-F"]).args(extra).arg(disk).args(size).status().unwrap().success();
     assert!(ok, "mkfs.ext4 {}", disk.display());
-}
-
-fn fsck_clean(disk: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(disk).output().unwrap();
-    assert!(out.status.success(), "e2fsck -fn {}: {}", disk.display(), String::from_utf8_lossy(&out.stdout));
 }
 
 const POWER_CUT: &str = r#"mount -t proc proc /proc

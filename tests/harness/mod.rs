@@ -193,7 +193,12 @@ impl Vm {
     /// Waits until every marker has appeared in the log, in this order;
     /// returns the line holding each.
     pub fn expect_in_order(&mut self, markers: &[&str]) -> Vec<String> {
-        match self.try_in_order(markers, VM_TIMEOUT) {
+        self.expect_in_order_within(markers, VM_TIMEOUT)
+    }
+
+    /// Like [`Vm::expect_in_order`], with a timeout of its own.
+    pub fn expect_in_order_within(&mut self, markers: &[&str], timeout: Duration) -> Vec<String> {
+        match self.try_in_order(markers, timeout) {
             Ok(lines) => lines,
             Err(why) => self.fail(&why),
         }
@@ -289,6 +294,12 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Fails unless `e2fsck -fn` finds the ext4 filesystem on `disk` clean.
+pub fn fsck_clean(disk: &Path) {
+    let out = Command::new("e2fsck").arg("-fn").arg(disk).output().unwrap();
+    assert!(out.status.success(), "e2fsck -fn {}: {}", disk.display(), String::from_utf8_lossy(&out.stdout));
 }
 
 /// A sparse raw disk image of `mib` MiB in `dir`.
