@@ -104,7 +104,8 @@ fn free_pages_must_be_zero_from(cmdline: &str, config: Option<&str>) -> bool {
     }
 }
 
-fn meminfo(key: &str) -> Option<u64> {
+/// A line of `/proc/meminfo`, in bytes.
+pub fn meminfo(key: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with(key))?;
     line.split_ascii_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use rustix::fs::{Mode, OFlags};
-use rustix::mm::{MapFlags, ProtFlags};
 
+use crate::direct_io::Aligned;
 use crate::vmcore::Vmcore;
 use crate::Error;
 
@@ -42,34 +42,6 @@ impl Limits {
             self.vmcore.0,
             self.write.0
         )
-    }
-}
-
-/// A page-aligned buffer of `len` bytes (what `O_DIRECT` needs).
-struct Aligned {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Aligned {
-    fn new(len: usize) -> Result<Self, Error> {
-        // SAFETY: a new private anonymous mapping; nothing else refers to it.
-        let ptr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
-            .map_err(|e| Error::sys("mapping an I/O buffer", e))?;
-        Ok(Aligned { ptr: ptr.cast(), len })
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` bytes, readable and writable, and
-        // lives as long as `self`; `&mut self` makes this the only view.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-}
-
-impl Drop for Aligned {
-    fn drop(&mut self) {
-        // SAFETY: unmaps the mapping made in `new`; no slice of it outlives `self`.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
     }
 }
 

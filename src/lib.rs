@@ -17,6 +17,7 @@ pub mod cpio;
 pub mod crash_info;
 pub mod crc32;
 pub mod devmem;
+pub mod direct_io;
 pub mod discard;
 pub mod e820;
 pub mod elf_core;

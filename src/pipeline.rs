@@ -6,7 +6,9 @@
 //!
 //! With one CPU everything happens inline, as before. Jobs carry their own
 //! buffers and go round in a fixed set: at most [`IN_FLIGHT_PER_WORKER`]
-//! per worker are out at once, so memory use is bounded.
+//! per worker are out at once, and no more than the hibernation kernel's
+//! free memory holds ([`Budget`]): B and D run in a small region, and
+//! running out of memory there would lose A.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -28,6 +30,43 @@ pub fn workers_for_this_machine() -> usize {
     }
 }
 
+/// Memory left to the kernel (page tables, block I/O, slab) whatever the
+/// jobs take.
+pub const KERNEL_RESERVE: u64 = 8 << 20;
+
+/// How much work may be out at once, sized to free memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Worker threads (0: inline).
+    pub workers: usize,
+    /// Jobs out at once (handed to workers and not yet taken back).
+    pub in_flight: usize,
+}
+
+impl Budget {
+    /// The most work that fits: `available` bytes of free memory, of which
+    /// `fixed` go to buffers outside the jobs and [`KERNEL_RESERVE`] to the
+    /// kernel, each job holding `per_job`. Fewer jobs (down to one per
+    /// worker), then fewer workers, before an error: the caller says what
+    /// to do instead of running out of memory half way.
+    pub fn fit(workers: usize, available: u64, fixed: u64, per_job: u64) -> Result<Budget, Error> {
+        let usable = available.saturating_sub(fixed).saturating_sub(KERNEL_RESERVE);
+        // One job more than those in flight: the one being filled.
+        let jobs = (usable / per_job.max(1)).saturating_sub(1) as usize;
+        let in_flight = jobs.min(workers * IN_FLIGHT_PER_WORKER);
+        match workers {
+            _ if workers > 0 && in_flight >= workers => Ok(Budget { workers, in_flight }),
+            _ if workers > 1 && in_flight >= 1 => Ok(Budget { workers: in_flight, in_flight }),
+            _ if usable >= per_job => Ok(Budget { workers: 0, in_flight: 0 }),
+            _ => Err(Error::Msg(format!(
+                "this kernel has {} MiB of free memory and needs {} MiB; give it a larger --region-size",
+                available >> 20,
+                (fixed + KERNEL_RESERVE + per_job).div_ceil(1 << 20)
+            ))),
+        }
+    }
+}
+
 /// Jobs done by `work` on worker threads, handed back in the order they
 /// were submitted.
 pub struct Ordered<J: Send + 'static> {
@@ -44,8 +83,9 @@ pub struct Ordered<J: Send + 'static> {
 
 impl<J: Send + 'static> Ordered<J> {
     /// Starts `workers` threads named `name-N` (none: `work` runs inline
-    /// in [`Ordered::submit`]).
-    pub fn new(workers: usize, work: fn(&mut J), name: &str) -> Result<Self, Error> {
+    /// in [`Ordered::submit`]), with at most `max_in_flight` jobs out.
+    pub fn new(workers: usize, max_in_flight: usize, work: fn(&mut J), name: &str) -> Result<Self, Error> {
+        let max_in_flight = if workers == 0 { 0 } else { max_in_flight.max(1) };
         let mut o = Ordered {
             work,
             jobs: None,
@@ -55,7 +95,7 @@ impl<J: Send + 'static> Ordered<J> {
             next_in: 0,
             next_out: 0,
             in_flight: 0,
-            max_in_flight: workers * IN_FLIGHT_PER_WORKER,
+            max_in_flight,
         };
         if workers == 0 {
             return Ok(o);
@@ -194,9 +234,13 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline with `workers` threads (0: everything inline).
-    pub fn new(compression: Compression, workers: usize) -> Result<Self, Error> {
-        Ok(Pipeline { compression, ordered: Ordered::new(workers, encode, "kjump-encode")?, spare: Vec::new(), next_index: 0 })
+    /// Bytes one job holds: a chunk's pages, its encoding and the
+    /// encoder's scratch.
+    pub const BYTES_PER_JOB: u64 = (3 * MAX_CHUNK_PAGES * PAGE + 3 * crate::image::BLOCK) as u64;
+
+    /// A pipeline with `budget.workers` threads (0: everything inline).
+    pub fn new(compression: Compression, budget: Budget) -> Result<Self, Error> {
+        Ok(Pipeline { compression, ordered: Ordered::new(budget.workers, budget.in_flight, encode, "kjump-encode")?, spare: Vec::new(), next_index: 0 })
     }
 
     /// How many worker threads there are.
@@ -262,7 +306,7 @@ mod tests {
     use crate::image::{decode_chunk, parse_chunk_header};
 
     fn chunks(workers: usize, n: u64) -> Vec<(Vec<u8>, u32)> {
-        let mut p = Pipeline::new(Compression::Lz4, workers).unwrap();
+        let mut p = Pipeline::new(Compression::Lz4, Budget { workers, in_flight: workers * IN_FLIGHT_PER_WORKER }).unwrap();
         let mut got = Vec::new();
         let mut sink = |b: &[u8], crc: u32| {
             got.push((b.to_vec(), crc));
@@ -296,7 +340,7 @@ mod tests {
 
     #[test]
     fn a_failing_sink_stops_the_pipeline() {
-        let mut p = Pipeline::new(Compression::Lz4, 2).unwrap();
+        let mut p = Pipeline::new(Compression::Lz4, Budget { workers: 2, in_flight: 2 * IN_FLIGHT_PER_WORKER }).unwrap();
         let mut calls = 0;
         let mut sink = |_: &[u8], _: u32| {
             calls += 1;
@@ -327,7 +371,7 @@ mod tests {
             j.1 = j.0 * j.0;
         }
         for workers in [0, 1, 3] {
-            let mut o = Ordered::new(workers, slow_on_even, "test").unwrap();
+            let mut o = Ordered::new(workers, workers * IN_FLIGHT_PER_WORKER, slow_on_even, "test").unwrap();
             let mut got = Vec::new();
             for i in 0..30u64 {
                 while o.is_full() {
@@ -340,5 +384,24 @@ mod tests {
             }
             assert_eq!(got, (0..30u64).map(|i| (i, i * i)).collect::<Vec<_>>(), "{workers} workers");
         }
+    }
+
+    #[test]
+    fn budget_fits_free_memory() {
+        const MIB: u64 = 1 << 20;
+        let job = Pipeline::BYTES_PER_JOB;
+        // Plenty: every worker gets its full share.
+        assert_eq!(Budget::fit(2, 1024 * MIB, 16 * MIB, job).ok(), Some(Budget { workers: 2, in_flight: 2 * IN_FLIGHT_PER_WORKER }));
+        // Tighter: fewer jobs in flight, still one per worker.
+        let tight = 16 * MIB + KERNEL_RESERVE + 4 * job;
+        assert_eq!(Budget::fit(2, tight, 16 * MIB, job).ok(), Some(Budget { workers: 2, in_flight: 3 }));
+        // Tighter still: one worker, then inline.
+        assert_eq!(Budget::fit(4, 16 * MIB + KERNEL_RESERVE + 2 * job + 1, 16 * MIB, job).ok(), Some(Budget { workers: 1, in_flight: 1 }));
+        assert_eq!(Budget::fit(2, 16 * MIB + KERNEL_RESERVE + job, 16 * MIB, job).ok(), Some(Budget { workers: 0, in_flight: 0 }));
+        assert_eq!(Budget::fit(0, 1024 * MIB, 16 * MIB, job).ok(), Some(Budget { workers: 0, in_flight: 0 }));
+        // Too little: an error that says what to do, not an OOM later.
+        let e = Budget::fit(2, 20 * MIB, 16 * MIB, job).unwrap_err();
+        assert!(e.to_string().contains("has 20 MiB of free memory") && e.to_string().contains("--region-size"), "{e}");
+        assert!(Budget::fit(2, 0, u64::MAX, job).is_err());
     }
 }

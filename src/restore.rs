@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::devmem::{DevMem, Writer};
-use crate::pipeline::{workers_for_this_machine, Ordered};
+use crate::pipeline::{workers_for_this_machine, Budget, Ordered};
 use crate::progress::Progress;
 use crate::image::{self, Header, ReadError, Reader, State, PAGE};
 use crate::target::Target;
@@ -148,6 +148,9 @@ struct DecodeJob {
 }
 
 impl DecodeJob {
+    /// Bytes one job holds: the chunk as read and its pages unpacked.
+    const BYTES: u64 = (2 * image::MAX_CHUNK_PAGES * PAGE + 4 * image::BLOCK) as u64;
+
     fn new(dest: Arc<Dest>, writer: Writer) -> Self {
         DecodeJob { info: None, raw: Vec::new(), runs: Vec::new(), zero_runs: Vec::new(), pages: Vec::new(), result: Ok(()), dest, writer, writing: Duration::ZERO }
     }
@@ -194,6 +197,9 @@ fn write_pages(job: &mut DecodeJob) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// Bytes of the image read at a time.
+const READ_BUFFER: usize = 8 << 20;
 
 /// Bytes of A's memory mapped at a time while writing it.
 const WRITE_WINDOW: u64 = 64 << 20;
@@ -266,13 +272,17 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
     };
     let mut file = &img.file;
     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(|e| Error::io(format!("reading {}", img.name), e))?;
-    let mut reader = Reader::open(std::io::BufReader::with_capacity(8 << 20, file)).map_err(|e| fault(e, &img.name))?;
+    let mut reader = Reader::open(std::io::BufReader::with_capacity(READ_BUFFER, file)).map_err(|e| fault(e, &img.name))?;
     let total = h.stored_pages.max(1);
     let mut written = 0u64;
     let mut progress = Progress::new("restoring", total * PAGE as u64);
     // Worker threads check and unpack chunks while this thread reads the
     // next ones and writes finished ones into A's memory, in order.
-    let mut ordered = Ordered::new(workers_for_this_machine(), decode, "kjump-decode")?;
+    // As many jobs as this kernel's free memory holds besides the reader's
+    // buffer (the image's page cache can be dropped again).
+    let available = crate::check::meminfo("MemAvailable:").unwrap_or(u64::MAX);
+    let budget = Budget::fit(workers_for_this_machine(), available, READ_BUFFER as u64 + (2 << 20), DecodeJob::BYTES)?;
+    let mut ordered = Ordered::new(budget.workers, budget.in_flight, decode, "kjump-decode")?;
     let mut spare: Vec<DecodeJob> = Vec::new();
     let new_job = || DecodeJob::new(Arc::clone(&dest), Writer::new(Arc::clone(mem), WORKER_WINDOW));
     let mut read_all = false;

@@ -6,9 +6,10 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
 
+use crate::direct_io::BatchWriter;
 use crate::free_pages::{find_free_pages, FreePages};
 use crate::progress::Progress;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Budget, Pipeline};
 use crate::image::{Chain, Compression, Header, Run, State, StateBlock, BLOCK, DATA_OFFSET, MAX_CHUNK_PAGES, MAX_RUNS, PAGE};
 use crate::in_use::InUse;
 use crate::target::Target;
@@ -20,8 +21,12 @@ use crate::{say, Error};
 pub const MOUNT_POINT: &str = "/mnt";
 /// Bytes of `/proc/vmcore` read at a time.
 const WINDOW: usize = 4 << 20;
-/// Bytes of chunks gathered before one write.
-const WRITE_BATCH: usize = 8 << 20;
+/// Bytes of chunks gathered before one write (two such batches go round:
+/// one filled while the other is written).
+const WRITE_BATCH: usize = 4 << 20;
+
+/// Memory B needs besides its buffers: stacks, run lists, the image header.
+const MISC_BYTES: u64 = 2 << 20;
 
 /// What to save and where.
 #[derive(Clone, Debug)]
@@ -163,34 +168,19 @@ fn write_at(f: &File, data: &[u8], offset: u64, what: &str) -> Result<(), Error>
     f.write_all_at(data, offset).map_err(|e| Error::io(format!("writing {what} at byte {offset}"), e))
 }
 
-/// Where finished chunks go: gathered into large writes, in order, each
-/// one's CRC added to the chain.
-struct Chunks<'f> {
-    file: &'f File,
-    out: Vec<u8>,
-    pos: u64,
+/// Where finished chunks go: appended in order to the writer, each one's
+/// CRC added to the chain.
+struct Chunks {
+    writer: BatchWriter,
     chain: Chain,
     count: u64,
 }
 
-impl Chunks<'_> {
+impl Chunks {
     fn add(&mut self, chunk: &[u8], crc: u32) -> Result<(), Error> {
         self.chain.add(crc);
         self.count += 1;
-        self.out.extend_from_slice(chunk);
-        if self.out.len() >= WRITE_BATCH {
-            self.write_batch()?;
-        }
-        Ok(())
-    }
-
-    fn write_batch(&mut self) -> Result<(), Error> {
-        if !self.out.is_empty() {
-            write_at(self.file, &self.out, self.pos, "image data")?;
-            self.pos += self.out.len() as u64;
-            self.out.clear();
-        }
-        Ok(())
+        self.writer.append(chunk)
     }
 }
 
@@ -242,9 +232,24 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
 
     let total = vmcore.total_bytes();
     let mut progress = Progress::new("saving", total);
-    let mut pipeline = Pipeline::new(req.compression, crate::pipeline::workers_for_this_machine())?;
-    say!("compressing on {} thread(s)", pipeline.workers().max(1));
-    let mut sink = Chunks { file: &file, out: Vec::with_capacity(WRITE_BATCH + 2 * (MAX_CHUNK_PAGES * PAGE + BLOCK)), pos: DATA_OFFSET, chain: Chain::default(), count: 0 };
+    // Sized to this kernel's free memory before the buffers exist: the
+    // writer's two batches, the read window and the chunk being gathered,
+    // then as many chunk jobs as fit.
+    let available = crate::check::meminfo("MemAvailable:").unwrap_or(u64::MAX);
+    let fixed = (2 * WRITE_BATCH + WINDOW + MAX_CHUNK_PAGES * PAGE) as u64 + MISC_BYTES;
+    let budget = Budget::fit(crate::pipeline::workers_for_this_machine(), available, fixed, Pipeline::BYTES_PER_JOB)?;
+    let mut pipeline = Pipeline::new(req.compression, budget)?;
+    say!(
+        "compressing on {} thread(s), {} chunk(s) in flight ({} MiB free)",
+        pipeline.workers().max(1),
+        budget.in_flight.max(1),
+        available.min(1 << 50) >> 20
+    );
+    let writer = BatchWriter::new(&file, DATA_OFFSET, WRITE_BATCH)?;
+    if !writer.is_direct() {
+        say!("the target does not take O_DIRECT; writing through the page cache");
+    }
+    let mut sink = Chunks { writer, chain: Chain::default(), count: 0 };
     let mut runs: Vec<Run> = Vec::with_capacity(MAX_CHUNK_PAGES);
     let mut zero_runs: Vec<Run> = Vec::with_capacity(MAX_RUNS);
     let mut pages: Vec<u8> = Vec::with_capacity(MAX_CHUNK_PAGES * PAGE);
@@ -314,9 +319,9 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         pipeline.submit(&mut runs, &mut zero_runs, &mut pages, &mut |b, crc| sink.add(b, crc))?;
     }
     pipeline.finish(&mut |b, crc| sink.add(b, crc))?;
-    sink.write_batch()?;
-    let (pos, chain) = (sink.pos, sink.chain);
-    header.chunk_count = sink.count;
+    let (chain, count) = (sink.chain, sink.count);
+    let pos = sink.writer.finish()?;
+    header.chunk_count = count;
     flush(&file)?;
 
     header.ram_pages = s.ram_pages;

@@ -1,0 +1,270 @@
+//! Writing the image's data around the page cache: page-aligned buffers
+//! ([`Aligned`]) and a writer thread ([`BatchWriter`]) that takes large
+//! batches with `O_DIRECT` while the caller fills the next one.
+//!
+//! B runs in a small region of RAM. Buffered writes would fill it with
+//! dirty page cache that only writeback can free; with `O_DIRECT` B's
+//! memory use is its own fixed buffers, whatever the image's size. Two
+//! batches go round: one being filled, one being written.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::mm::{MapFlags, ProtFlags};
+
+use crate::Error;
+
+/// The alignment `O_DIRECT` asks of buffers, offsets and lengths (the
+/// largest logical block size in use).
+pub const ALIGN: usize = 4096;
+
+/// A page-aligned buffer of `len` bytes, zero-filled, its own anonymous
+/// mapping (what `O_DIRECT` needs; untouched pages cost no memory).
+pub struct Aligned {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: `Aligned` owns its mapping alone (no other pointer to it is
+// handed out beyond borrows of `self`), so moving it to another thread
+// moves the only access to that memory.
+unsafe impl Send for Aligned {}
+
+impl Aligned {
+    /// Maps `len` bytes.
+    pub fn new(len: usize) -> Result<Self, Error> {
+        // SAFETY: a new private anonymous mapping; nothing else refers to it.
+        let ptr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
+            .map_err(|e| Error::sys("mapping an I/O buffer", e))?;
+        Ok(Aligned { ptr: ptr.cast(), len })
+    }
+
+    /// The whole buffer.
+    pub fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, readable and writable, and
+        // lives as long as `self`; `&mut self` makes this the only view.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Aligned {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the mapping made in `new`; no slice of it outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Opens a second handle on the open file `f` with `O_DIRECT` (through
+/// `/proc/self/fd`, so a file on a mounted filesystem works too). `None`
+/// where the file or its filesystem does not take `O_DIRECT` (tmpfs).
+pub fn reopen_direct(f: &File) -> Option<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", f.as_raw_fd());
+    rustix::fs::open(path.as_str(), OFlags::WRONLY | OFlags::DIRECT | OFlags::CLOEXEC, Mode::empty()).ok()
+}
+
+/// One batch: a buffer, how much of it is filled, and where it goes.
+struct Batch {
+    buf: Aligned,
+    len: usize,
+    at: u64,
+}
+
+/// Data appended in order from `start`, written in batches of up to
+/// `batch` bytes by a thread of its own.
+pub struct BatchWriter {
+    /// Batches to write (closed when finishing).
+    full: Option<SyncSender<Batch>>,
+    /// Batches written, to fill again.
+    empty: Receiver<Batch>,
+    writer: Option<JoinHandle<Result<(), Error>>>,
+    /// The batch being filled (`None` only after an error took it).
+    current: Option<Batch>,
+    /// Where the next byte goes.
+    pos: u64,
+    direct: bool,
+}
+
+fn write_batch(fd: &impl AsFd, b: &mut Batch) -> Result<(), Error> {
+    let mut done = 0;
+    while done < b.len {
+        let at = b.at + done as u64;
+        let n = rustix::io::pwrite(fd, &b.buf.bytes()[done..b.len], at).map_err(|e| Error::sys(format!("writing image data at byte {at}"), e))?;
+        if n == 0 {
+            return Err(Error::Msg(format!("writing image data at byte {at}: the target is full")));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+impl BatchWriter {
+    /// Starts writing `file` at byte `start` (a multiple of [`ALIGN`]) in
+    /// batches of `batch` bytes (a multiple of [`ALIGN`]), with `O_DIRECT`
+    /// where the file takes it, buffered through `file` where not.
+    pub fn new(file: &File, start: u64, batch: usize) -> Result<Self, Error> {
+        let direct_fd = reopen_direct(file);
+        let direct = direct_fd.is_some();
+        let fd: OwnedFd = match direct_fd {
+            Some(fd) => fd,
+            None => file.as_fd().try_clone_to_owned().map_err(|e| Error::io("duplicating the target's handle", e))?,
+        };
+        let (full_tx, full_rx) = sync_channel::<Batch>(1);
+        let (empty_tx, empty_rx) = sync_channel::<Batch>(2);
+        empty_tx
+            .send(Batch { buf: Aligned::new(batch)?, len: 0, at: 0 })
+            .map_err(|_| Error::Msg("starting the image writer".into()))?;
+        let writer = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || -> Result<(), Error> {
+                for mut b in full_rx {
+                    write_batch(&fd, &mut b)?;
+                    // The owner may be gone (it stopped on an error of its own).
+                    let _ = empty_tx.send(b);
+                }
+                Ok(())
+            })
+            .map_err(|e| Error::io("starting the image writer thread", e))?;
+        Ok(BatchWriter {
+            full: Some(full_tx),
+            empty: empty_rx,
+            writer: Some(writer),
+            current: Some(Batch { buf: Aligned::new(batch)?, len: 0, at: start }),
+            pos: start,
+            direct,
+        })
+    }
+
+    /// Whether data goes around the page cache.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Where the next byte goes.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Appends `data` (at most one batch, a multiple of [`ALIGN`] when
+    /// writing directly), handing the batch to the writer first if it
+    /// would not fit.
+    pub fn append(&mut self, data: &[u8]) -> Result<(), Error> {
+        let cur = self.current.as_mut().ok_or_else(|| Error::Msg("the image writer stopped".into()))?;
+        if data.len() > cur.buf.len {
+            return Err(Error::Msg(format!("{} bytes do not fit an image write batch", data.len())));
+        }
+        if cur.len + data.len() > cur.buf.len {
+            self.hand_over()?;
+        }
+        let cur = self.current.as_mut().ok_or_else(|| Error::Msg("the image writer stopped".into()))?;
+        cur.buf.bytes()[cur.len..cur.len + data.len()].copy_from_slice(data);
+        cur.len += data.len();
+        self.pos += data.len() as u64;
+        Ok(())
+    }
+
+    /// Sends the current batch to the writer and takes an empty one.
+    fn hand_over(&mut self) -> Result<(), Error> {
+        let Some(b) = self.current.take() else { return Err(Error::Msg("the image writer stopped".into())) };
+        if b.len == 0 {
+            self.current = Some(b);
+            return Ok(());
+        }
+        let next_at = b.at + b.len as u64;
+        let sent = self.full.as_ref().is_some_and(|tx| tx.send(b).is_ok());
+        match (sent, self.empty.recv()) {
+            (true, Ok(mut e)) => {
+                e.len = 0;
+                e.at = next_at;
+                self.current = Some(e);
+                Ok(())
+            }
+            _ => Err(self.stop().err().unwrap_or_else(|| Error::Msg("the image writer stopped".into()))),
+        }
+    }
+
+    /// Writes what is left and waits for the writer: every byte appended
+    /// is then with the kernel (not yet flushed). Returns the end position.
+    pub fn finish(mut self) -> Result<u64, Error> {
+        self.hand_over()?;
+        self.stop()?;
+        Ok(self.pos)
+    }
+
+    /// Closes the queue and collects the writer's result.
+    fn stop(&mut self) -> Result<(), Error> {
+        self.full = None;
+        match self.writer.take() {
+            Some(h) => h.join().map_err(|_| Error::Msg("the image writer thread panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BatchWriter {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        // Not tmpfs where possible, so O_DIRECT is exercised.
+        let dir = if std::path::Path::new("/var/tmp").is_dir() { std::path::PathBuf::from("/var/tmp") } else { std::env::temp_dir() };
+        dir.join(format!("kjump-direct-{name}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn writes_every_byte_in_order() {
+        let path = temp("order");
+        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        f.write_all_at(&[0xee; ALIGN], 0).unwrap();
+        let mut w = BatchWriter::new(&f, ALIGN as u64, 4 * ALIGN).unwrap();
+        let mut expect = Vec::new();
+        for i in 0..23u8 {
+            let block = vec![i; ALIGN * (1 + i as usize % 3)];
+            w.append(&block).unwrap();
+            expect.extend_from_slice(&block);
+        }
+        assert_eq!(w.position(), (ALIGN + expect.len()) as u64);
+        let end = w.finish().unwrap();
+        assert_eq!(end, (ALIGN + expect.len()) as u64);
+        let got = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(&got[..ALIGN], &[0xee; ALIGN][..], "what lies before the start is left alone");
+        assert_eq!(&got[ALIGN..], &expect[..]);
+    }
+
+    #[test]
+    fn refuses_more_than_a_batch() {
+        let path = temp("big");
+        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        let mut w = BatchWriter::new(&f, 0, 2 * ALIGN).unwrap();
+        let e = w.append(&vec![1u8; 3 * ALIGN]).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(e.to_string().contains("do not fit"), "{e}");
+    }
+
+    #[test]
+    fn reports_a_failed_write() {
+        // /dev/full takes no data: the writer's error reaches the caller.
+        let f = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let mut w = BatchWriter::new(&f, 0, ALIGN).unwrap();
+        let mut result = Ok(());
+        for _ in 0..4 {
+            result = w.append(&[7u8; ALIGN]);
+            if result.is_err() {
+                break;
+            }
+        }
+        let e = result.and_then(|_| w.finish().map(|_| ())).unwrap_err();
+        assert!(e.to_string().contains("writing image data at byte 0"), "{e}");
+    }
+}
