@@ -85,16 +85,19 @@ if grep -q bench_boot=c /proc/cmdline; then
   {c_boot}
   poweroff -f
 fi
-head -c {third} /dev/urandom > /root/random
-yes "kjump benchmark: repeated text, as in logs and buffers 0123456789" | head -c {third} > /root/text
-head -c {third} /dev/zero > /root/zeros
-before=$(cat /root/random /root/text /root/zeros | md5sum)
+# The workload lives on a tmpfs of its own: the initramfs's rootfs stops at
+# half of RAM, and the 768 MiB workload must really be 768 MiB.
+mkdir -p /w && mount -t tmpfs -o size=100% tmpfs /w
+head -c {third} /dev/urandom > /w/random || echo "A: WORKLOAD NOT WRITTEN"
+yes "kjump benchmark: repeated text, as in logs and buffers 0123456789" | head -c {third} > /w/text || echo "A: WORKLOAD NOT WRITTEN"
+head -c {third} /dev/zero > /w/zeros || echo "A: WORKLOAD NOT WRITTEN"
+before=$(cat /w/random /w/text /w/zeros | md5sum)
 {prepare}
 echo "A: workload ready $before"
 sleep 1
 echo "A: hibernating now"
 {hibernate}
-after=$(cat /root/random /root/text /root/zeros | md5sum)
+after=$(cat /w/random /w/text /w/zeros | md5sum)
 if [ "$before" = "$after" ]; then echo "A: workload intact"; else echo "A: WORKLOAD CHANGED"; fi
 poweroff -f
 "#
@@ -106,6 +109,9 @@ poweroff -f
 struct Run {
     hibernate_s: Option<f64>,
     resume_s: Option<f64>,
+    /// From QEMU starting to A's hibernate command returning, before the
+    /// workload's hash is checked.
+    back_s: Option<f64>,
     image_bytes: Option<u64>,
     /// kjump only: B's save rate over A's RAM, MB/s.
     save_mb_s: Option<f64>,
@@ -127,6 +133,10 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
     let mut a = Vm::start(p, VmConfig { name: &name, memory_mib: MEMORY_MIB, cpus: CPUS, initrd: initrd.clone(), append: &append, echo: false, disks: disks.clone(), uuid: None });
     if let Err(e) = a.try_in_order(&["A: workload ready", "A: hibernating now"], TIMEOUT) {
         run.note = format!("A did not get ready: {e}");
+        return run;
+    }
+    if a.log().contains("A: WORKLOAD NOT WRITTEN") {
+        run.note = "A could not write the whole workload".into();
         return run;
     }
     let t0 = Instant::now();
@@ -159,8 +169,10 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
     let resume_append = format!("bench_boot=c {append}");
     let t1 = Instant::now();
     let mut c = Vm::start(p, VmConfig { name: &format!("{name}-c"), memory_mib: MEMORY_MIB, cpus: CPUS, initrd, append: &resume_append, echo: false, disks, uuid: None });
-    match c.try_in_order(&["A: workload intact"], TIMEOUT) {
-        Ok(_) => {
+    let back = c.try_in_order(&["A: hibernate returned"], TIMEOUT).map(|_| t1.elapsed().as_secs_f64());
+    match back.and_then(|b| c.try_in_order(&["A: workload intact"], TIMEOUT).map(|_| b)) {
+        Ok(b) => {
+            run.back_s = Some(b);
             run.resume_s = Some(t1.elapsed().as_secs_f64());
             run.ok = true;
         }
@@ -311,8 +323,8 @@ fn main() {
     let _ = writeln!(md, "## kjump vs swsusp\n");
     let _ = writeln!(md, "QEMU `-accel tcg -m {MEMORY_MIB} -smp {CPUS}`, one {DISK_MIB} MiB virtio disk; {reps} repetitions, median (min–max when they differ by more than 5 %).");
     let _ = writeln!(md, "Kernel {kernel}; {qemu}; host {cpu}, {cores} cores.\n");
-    let _ = writeln!(md, "| workload | system | worked | hibernate s | resume s | image MiB | hibernate ratio | resume ratio | image ratio |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "| workload | system | worked | hibernate s | resume s | back in A s | image MiB | hibernate ratio | resume ratio | back in A ratio | image ratio |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
     let mut json_rows = Vec::new();
     for (mib, per) in &results {
         let metric = |runs: &[Run], f: fn(&Run) -> Option<f64>| stats(&runs.iter().filter(|r| r.ok).filter_map(f).collect::<Vec<_>>());
@@ -320,25 +332,32 @@ fn main() {
         let kh = metric(kjump_runs, |r| r.hibernate_s);
         let kr = metric(kjump_runs, |r| r.resume_s);
         let ki = metric(kjump_runs, |r| r.image_bytes.map(|b| b as f64));
+        let kb = metric(kjump_runs, |r| r.back_s);
         for (system, runs) in per {
             let h = metric(runs, |r| r.hibernate_s);
             let r = metric(runs, |r| r.resume_s);
             let i = metric(runs, |r| r.image_bytes.map(|b| b as f64));
+            let b = metric(runs, |r| r.back_s);
             let ok = runs.iter().filter(|r| r.ok).count();
             let notes: Vec<&str> = runs.iter().filter(|r| !r.ok).map(|r| r.note.as_str()).collect();
-            let (hr, rr, ir) = if *system == System::Kjump { ("–".into(), "–".into(), "–".into()) } else { (ratio(kh, h), ratio(kr, r), ratio(ki, i)) };
+            let (hr, rr, br, ir) = if *system == System::Kjump {
+                ("–".into(), "–".into(), "–".into(), "–".into())
+            } else {
+                (ratio(kh, h), ratio(kr, r), ratio(kb, b), ratio(ki, i))
+            };
             let _ = writeln!(
                 md,
-                "| {mib} MiB | {} | {ok}/{} | {} | {} | {} | {hr} | {rr} | {ir} |",
+                "| {mib} MiB | {} | {ok}/{} | {} | {} | {} | {} | {hr} | {rr} | {br} | {ir} |",
                 system.name(),
                 runs.len(),
                 cell(h, "", 1.0),
                 cell(r, "", 1.0),
+                cell(b, "", 1.0),
                 cell(i, "", 1048576.0)
             );
             let save = metric(runs, |r| r.save_mb_s);
             json_rows.push(format!(
-                "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"resume_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"kjump_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"image\": {}}}, \"failures\": [{}]}}",
+                "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"resume_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"back_in_a_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"kjump_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}, \"failures\": [{}]}}",
                 json_str(&system.name()),
                 runs.len(),
                 json_num(h.map(|v| v.0)),
@@ -347,16 +366,20 @@ fn main() {
                 json_num(r.map(|v| v.0)),
                 json_num(r.map(|v| v.1)),
                 json_num(r.map(|v| v.2)),
+                json_num(b.map(|v| v.0)),
+                json_num(b.map(|v| v.1)),
+                json_num(b.map(|v| v.2)),
                 json_num(i.map(|v| v.0)),
                 json_num(save.map(|v| v.0)),
                 json_num((*system != System::Kjump).then(|| kh.zip(h).map(|(a, b)| a.0 / b.0)).flatten()),
                 json_num((*system != System::Kjump).then(|| kr.zip(r).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((*system != System::Kjump).then(|| kb.zip(b).map(|(a, b)| a.0 / b.0)).flatten()),
                 json_num((*system != System::Kjump).then(|| ki.zip(i).map(|(a, b)| a.0 / b.0)).flatten()),
                 notes.iter().map(|n| json_str(n)).collect::<Vec<_>>().join(", ")
             ));
         }
     }
-    let _ = writeln!(md, "\nRatios are kjump's median over that system's (below 1: kjump is faster or smaller).\n");
+    let _ = writeln!(md, "\nRatios are kjump's median over that system's (below 1: kjump is faster or smaller). Resume ends when A's workload hash is checked; back in A ends when A's hibernate command returns, before that check (reading the workload back costs both systems the same).\n");
     let _ = writeln!(md, "### Physical limits in the same VM (`kjump bench-io`, in the hibernation kernel)\n");
     let _ = writeln!(md, "| reading /proc/vmcore | raw O_DIRECT write | raw O_DIRECT read |");
     let _ = writeln!(md, "|---|---|---|");
