@@ -91,7 +91,8 @@ impl Writer {
     }
 
     /// Writes `len` bytes at physical `addr`: `data` (exactly `len`
-    /// bytes), or zeros when `data` is `None`. `[addr, addr + len)` must
+    /// bytes), or zeros when `data` is `None` (where a page is not zero
+    /// already). `[addr, addr + len)` must
     /// lie inside `range`, a RAM range that may be mapped whole.
     pub fn write(&mut self, addr: u64, len: u64, data: Option<&[u8]>, range: (u64, u64)) -> Result<(), Error> {
         let mut done = 0u64;
@@ -116,7 +117,10 @@ impl Writer {
             let dst = &mut w.bytes_mut()[off..off + n as usize];
             match data {
                 Some(d) => dst.copy_from_slice(&d[done as usize..(done + n) as usize]),
-                None => dst.fill(0),
+                // Only pages that are not zero already: reading costs less
+                // than writing (no read-for-ownership; under emulation no
+                // host page for memory nobody has touched since power-on).
+                None => dst.chunks_mut(PAGE_SIZE as usize).filter(|p| !crate::image::is_zero(p)).for_each(|p| p.fill(0)),
             }
             done += n;
         }

@@ -86,6 +86,8 @@ pub struct BatchWriter {
     /// Where the next byte goes.
     pos: u64,
     direct: bool,
+    /// Time spent waiting for the writer to free a batch.
+    waited: std::time::Duration,
 }
 
 fn write_batch(fd: &impl AsFd, b: &mut Batch) -> Result<(), Error> {
@@ -135,6 +137,7 @@ impl BatchWriter {
             current: Some(Batch { buf: Aligned::new(batch)?, len: 0, at: start }),
             pos: start,
             direct,
+            waited: std::time::Duration::ZERO,
         })
     }
 
@@ -146,6 +149,11 @@ impl BatchWriter {
     /// Where the next byte goes.
     pub fn position(&self) -> u64 {
         self.pos
+    }
+
+    /// Time [`BatchWriter::append`] spent waiting for the disk.
+    pub fn waited(&self) -> std::time::Duration {
+        self.waited
     }
 
     /// Appends `data` (at most one batch, a multiple of [`ALIGN`] when
@@ -174,8 +182,11 @@ impl BatchWriter {
             return Ok(());
         }
         let next_at = b.at + b.len as u64;
+        let t = std::time::Instant::now();
         let sent = self.full.as_ref().is_some_and(|tx| tx.send(b).is_ok());
-        match (sent, self.empty.recv()) {
+        let empty = self.empty.recv();
+        self.waited += t.elapsed();
+        match (sent, empty) {
             (true, Ok(mut e)) => {
                 e.len = 0;
                 e.at = next_at;
@@ -187,11 +198,13 @@ impl BatchWriter {
     }
 
     /// Writes what is left and waits for the writer: every byte appended
-    /// is then with the kernel (not yet flushed). Returns the end position.
-    pub fn finish(mut self) -> Result<u64, Error> {
+    /// is then with the kernel (not yet flushed). Returns the end position
+    /// and the time spent waiting for the disk, this last wait included.
+    pub fn finish(mut self) -> Result<(u64, std::time::Duration), Error> {
         self.hand_over()?;
+        let t = std::time::Instant::now();
         self.stop()?;
-        Ok(self.pos)
+        Ok((self.pos, self.waited + t.elapsed()))
     }
 
     /// Closes the queue and collects the writer's result.
@@ -234,7 +247,7 @@ mod tests {
             expect.extend_from_slice(&block);
         }
         assert_eq!(w.position(), (ALIGN + expect.len()) as u64);
-        let end = w.finish().unwrap();
+        let (end, _) = w.finish().unwrap();
         assert_eq!(end, (ALIGN + expect.len()) as u64);
         let got = std::fs::read(&path).unwrap();
         let _ = std::fs::remove_file(&path);

@@ -39,6 +39,14 @@ pub const MAX_RAM_RANGES: usize = 64;
 pub const MAX_CHUNK_PAGES: usize = 256;
 /// Most runs of consecutive pages in one chunk.
 pub const MAX_RUNS: usize = MAX_CHUNK_PAGES;
+
+/// Whether `bytes` (a page) are all zero: such pages are listed in zero
+/// runs, never stored.
+pub fn is_zero(bytes: &[u8]) -> bool {
+    let words = bytes.chunks_exact(8);
+    let rest = words.remainder();
+    words.map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([1; 8]))).all(|w| w == 0) && rest.iter().all(|&b| b == 0)
+}
 /// Size of a chunk header before its runs.
 pub const CHUNK_HEADER: usize = 40;
 /// Longest copy of A's low memory a header may record: the purgatory copies
@@ -955,6 +963,17 @@ mod tests {
             }],
             zero_free: true,
         }
+    }
+
+    #[test]
+    fn zero_pages() {
+        assert!(is_zero(&[0u8; 4096]));
+        let mut p = [0u8; 4096];
+        p[4095] = 1;
+        assert!(!is_zero(&p));
+        p[4095] = 0;
+        p[0] = 1;
+        assert!(!is_zero(&p));
     }
 
     #[test]

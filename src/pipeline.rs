@@ -231,6 +231,7 @@ pub struct Pipeline {
     ordered: Ordered<EncodeJob>,
     spare: Vec<EncodeJob>,
     next_index: u64,
+    waited: std::time::Duration,
 }
 
 impl Pipeline {
@@ -240,12 +241,17 @@ impl Pipeline {
 
     /// A pipeline with `budget.workers` threads (0: everything inline).
     pub fn new(compression: Compression, budget: Budget) -> Result<Self, Error> {
-        Ok(Pipeline { compression, ordered: Ordered::new(budget.workers, budget.in_flight, encode, "kjump-encode")?, spare: Vec::new(), next_index: 0 })
+        Ok(Pipeline { compression, ordered: Ordered::new(budget.workers, budget.in_flight, encode, "kjump-encode")?, spare: Vec::new(), next_index: 0, waited: std::time::Duration::ZERO })
     }
 
     /// How many worker threads there are.
     pub fn workers(&self) -> usize {
         self.ordered.workers()
+    }
+
+    /// Time the caller spent waiting for workers to finish chunks.
+    pub fn waited(&self) -> std::time::Duration {
+        self.waited
     }
 
     fn job(&mut self) -> EncodeJob {
@@ -265,7 +271,10 @@ impl Pipeline {
     /// in order, to `sink` as (encoded bytes, data CRC).
     pub fn submit(&mut self, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>, pages: &mut Vec<u8>, sink: &mut dyn FnMut(&[u8], u32) -> Result<(), Error>) -> Result<(), Error> {
         while self.ordered.is_full() {
-            if let Some(done) = self.ordered.next()? {
+            let t = std::time::Instant::now();
+            let next = self.ordered.next()?;
+            self.waited += t.elapsed();
+            if let Some(done) = next {
                 let r = sink(&done.out, done.crc);
                 self.spare.push(done);
                 r?;
@@ -291,7 +300,11 @@ impl Pipeline {
 
     /// Waits for every chunk still being encoded and passes them to `sink`.
     pub fn finish(&mut self, sink: &mut dyn FnMut(&[u8], u32) -> Result<(), Error>) -> Result<(), Error> {
-        while let Some(done) = self.ordered.next()? {
+        loop {
+            let t = std::time::Instant::now();
+            let next = self.ordered.next()?;
+            self.waited += t.elapsed();
+            let Some(done) = next else { break };
             let r = sink(&done.out, done.crc);
             self.spare.push(done);
             r?;

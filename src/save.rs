@@ -66,6 +66,10 @@ pub struct Summary {
     pub bytes_on_disk: u64,
     /// Seconds from opening `/proc/vmcore` to the final flush.
     pub seconds: f64,
+    /// Of those, seconds spent waiting for compression to keep up.
+    pub waited_for_compression: f64,
+    /// And waiting for the disk to take the data.
+    pub waited_for_disk: f64,
 }
 
 impl Summary {
@@ -73,22 +77,18 @@ impl Summary {
     pub fn line(&self) -> String {
         let mb = (self.ram_pages * PAGE as u64) as f64 / 1e6;
         format!(
-            "summary: ram_pages={} zero_pages={} free_pages={} stored_pages={} bytes_on_disk={} seconds={:.1} mb_per_s={:.1}",
+            "summary: ram_pages={} zero_pages={} free_pages={} stored_pages={} bytes_on_disk={} seconds={:.1} mb_per_s={:.1} waiting_for_compression_s={:.1} waiting_for_disk_s={:.1}",
             self.ram_pages,
             self.zero_pages,
             self.free_pages,
             self.stored_pages,
             self.bytes_on_disk,
             self.seconds,
-            mb / self.seconds.max(0.001)
+            mb / self.seconds.max(0.001),
+            self.waited_for_compression,
+            self.waited_for_disk
         )
     }
-}
-
-fn is_zero(page: &[u8]) -> bool {
-    let words = page.chunks_exact(8);
-    let rest = words.remainder();
-    words.map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([1; 8]))).all(|w| w == 0) && rest.iter().all(|&b| b == 0)
 }
 
 /// Opens where the image goes: the device itself, or a file on the ext4
@@ -288,7 +288,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
                     s.ram_pages += 1;
                     if is_free(i) {
                         s.free_pages += 1;
-                    } else if is_zero(page) {
+                    } else if crate::image::is_zero(page) {
                         s.zero_pages += 1;
                         match zero_runs.last_mut() {
                             Some((first, count)) if *first + *count == pfn => *count += 1,
@@ -320,7 +320,9 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     }
     pipeline.finish(&mut |b, crc| sink.add(b, crc))?;
     let (chain, count) = (sink.chain, sink.count);
-    let pos = sink.writer.finish()?;
+    let (pos, disk_wait) = sink.writer.finish()?;
+    s.waited_for_compression = pipeline.waited().as_secs_f64();
+    s.waited_for_disk = disk_wait.as_secs_f64();
     header.chunk_count = count;
     flush(&file)?;
 
@@ -340,15 +342,4 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     s.bytes_on_disk = pos;
     s.seconds = start.elapsed().as_secs_f64();
     Ok(s)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn zero_pages() {
-        assert!(super::is_zero(&[0u8; 4096]));
-        let mut p = [0u8; 4096];
-        p[4095] = 1;
-        assert!(!super::is_zero(&p));
-    }
 }
