@@ -102,6 +102,17 @@ pub struct FreePages {
 }
 
 impl FreePages {
+    /// The pages `free` of `max_pfn` marked free (for tests elsewhere).
+    #[cfg(test)]
+    pub(crate) fn of(free: &[u64], max_pfn: u64) -> FreePages {
+        let mut bits = vec![0u64; max_pfn.div_ceil(64) as usize];
+        for &pfn in free.iter().filter(|&&p| p < max_pfn) {
+            bits[(pfn / 64) as usize] |= 1 << (pfn % 64);
+        }
+        let count = bits.iter().map(|w| u64::from(w.count_ones())).sum();
+        FreePages { bits, max_pfn, count, unknown: 0 }
+    }
+
     /// Whether page `pfn` is free in A (false outside the bitmap).
     pub fn is_free(&self, pfn: u64) -> bool {
         if pfn >= self.max_pfn {

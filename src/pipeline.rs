@@ -1,8 +1,9 @@
 //! Work spread over every CPU the hibernation kernel has, handed back in
-//! order: B compresses and checksums chunks while its main thread reads
-//! A's memory and writes the image ([`Pipeline`]); D checks and unpacks
-//! chunks while its main thread reads the image and writes A's memory
-//! (through [`Ordered`] directly).
+//! order: B's workers sort A's pages (free, zero, stored) and compress and
+//! checksum a chunk from each window of A's memory that its main thread
+//! maps ([`Pipeline`]); D's workers check and unpack chunks, and write
+//! them into A's memory, while its main thread reads the image (through
+//! [`Ordered`] directly).
 //!
 //! With one CPU everything happens inline, as before. Jobs carry their own
 //! buffers and go round in a fixed set: at most [`IN_FLIGHT_PER_WORKER`]
@@ -15,7 +16,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::image::{ChunkEncoder, Compression, Run, MAX_CHUNK_PAGES, PAGE};
+use crate::free_pages::FreePages;
+use crate::image::{is_zero, ChunkEncoder, Compression, Run, MAX_CHUNK_PAGES, PAGE};
+use crate::vmcore::Mapping;
 use crate::Error;
 
 /// Jobs given to each worker before the main thread waits.
@@ -206,11 +209,84 @@ fn serve<J>(work: fn(&mut J), jobs: &Mutex<Receiver<(u64, J)>>, done: &SyncSende
 }
 
 // ---------------------------------------------------------------------------
-// B: chunks encoded in parallel.
+// B: A's memory sorted and encoded in parallel.
 
-/// A chunk to encode, with the encoder (and its scratch) that does it.
+/// Pages of A's memory one job takes: a chunk's worth, so whatever they
+/// hold fits one chunk (at most that many stored pages, at most half as
+/// many runs of either kind).
+pub const PAGES_PER_JOB: usize = MAX_CHUNK_PAGES;
+
+/// Bytes of A's memory, mapped or read once and shared by the jobs that
+/// sort its pages.
+pub enum Window {
+    /// A mapping of `/proc/vmcore`.
+    Mapped(Mapping),
+    /// A copy, padded with zeros to whole pages (where a segment of
+    /// `/proc/vmcore` cannot be mapped).
+    Read(Vec<u8>),
+}
+
+impl Window {
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Window::Mapped(m) => m.bytes(),
+            Window::Read(v) => v,
+        }
+    }
+}
+
+/// What became of a job's pages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Listed as zero.
+    pub zero: u64,
+    /// Left out as free in A.
+    pub free: u64,
+    /// Stored.
+    pub stored: u64,
+}
+
+/// Sorts `bytes`, whole pages of A's memory from page `first_pfn`: free
+/// pages are left out, zero pages listed in `zero_runs`, and the rest
+/// appended to `pages` with their runs in `runs`.
+pub fn sort_pages(bytes: &[u8], first_pfn: u64, free: Option<&FreePages>, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Counts {
+    let mut counts = Counts::default();
+    for (i, page) in bytes.chunks_exact(PAGE).enumerate() {
+        let pfn = first_pfn + i as u64;
+        if free.is_some_and(|f| f.is_free(pfn)) {
+            counts.free += 1;
+        } else if is_zero(page) {
+            counts.zero += 1;
+            extend_runs(zero_runs, pfn);
+        } else {
+            counts.stored += 1;
+            extend_runs(runs, pfn);
+            pages.extend_from_slice(page);
+        }
+    }
+    counts
+}
+
+/// Adds page `pfn` to the last run if it follows it, else starts a run.
+fn extend_runs(runs: &mut Vec<Run>, pfn: u64) {
+    match runs.last_mut() {
+        Some((first, count)) if *first + *count == pfn => *count += 1,
+        _ => runs.push((pfn, 1)),
+    }
+}
+
+/// Pages of a window to sort into one chunk and encode, with the buffers
+/// and the encoder (and its scratch) that do it.
 struct EncodeJob {
     index: u64,
+    window: Option<Arc<Window>>,
+    /// Where the job's pages start in the window.
+    at: usize,
+    first_pfn: u64,
+    n_pages: usize,
+    free: Option<Arc<FreePages>>,
+    counts: Counts,
     runs: Vec<Run>,
     zero_runs: Vec<Run>,
     pages: Vec<u8>,
@@ -219,15 +295,30 @@ struct EncodeJob {
     encoder: ChunkEncoder,
 }
 
-fn encode(job: &mut EncodeJob) {
+fn sort_and_encode(job: &mut EncodeJob) {
+    job.runs.clear();
+    job.zero_runs.clear();
+    job.pages.clear();
+    job.counts = Counts::default();
+    // The window goes back as soon as the pages are sorted.
+    if let Some(window) = job.window.take() {
+        if let Some(bytes) = window.bytes().get(job.at..job.at + job.n_pages * PAGE) {
+            job.counts = sort_pages(bytes, job.first_pfn, job.free.as_deref(), &mut job.runs, &mut job.zero_runs, &mut job.pages);
+        }
+    }
     job.out.clear();
     job.crc = job.encoder.encode(job.index, &job.runs, &job.zero_runs, &job.pages, &mut job.out);
 }
 
-/// Encodes chunks, on worker threads when there are CPUs for them, and
-/// passes them on in order.
+/// Where finished chunks go, in order: (encoded bytes, data CRC, what
+/// became of the chunk's pages).
+pub type Sink<'a> = dyn FnMut(&[u8], u32, Counts) -> Result<(), Error> + 'a;
+
+/// Sorts A's pages and encodes them into chunks, on worker threads when
+/// there are CPUs for them, and passes the chunks on in order.
 pub struct Pipeline {
     compression: Compression,
+    free: Option<Arc<FreePages>>,
     ordered: Ordered<EncodeJob>,
     spare: Vec<EncodeJob>,
     next_index: u64,
@@ -239,9 +330,17 @@ impl Pipeline {
     /// encoder's scratch.
     pub const BYTES_PER_JOB: u64 = (3 * MAX_CHUNK_PAGES * PAGE + 3 * crate::image::BLOCK) as u64;
 
-    /// A pipeline with `budget.workers` threads (0: everything inline).
-    pub fn new(compression: Compression, budget: Budget) -> Result<Self, Error> {
-        Ok(Pipeline { compression, ordered: Ordered::new(budget.workers, budget.in_flight, encode, "kjump-encode")?, spare: Vec::new(), next_index: 0, waited: std::time::Duration::ZERO })
+    /// A pipeline with `budget.workers` threads (0: everything inline),
+    /// leaving out the pages `free` marks.
+    pub fn new(compression: Compression, free: Option<Arc<FreePages>>, budget: Budget) -> Result<Self, Error> {
+        Ok(Pipeline {
+            compression,
+            free,
+            ordered: Ordered::new(budget.workers, budget.in_flight, sort_and_encode, "kjump-encode")?,
+            spare: Vec::new(),
+            next_index: 0,
+            waited: std::time::Duration::ZERO,
+        })
     }
 
     /// How many worker threads there are.
@@ -254,9 +353,20 @@ impl Pipeline {
         self.waited
     }
 
+    /// Whether every page of `[first_pfn, first_pfn + n)` is free in A.
+    pub fn all_free(&self, first_pfn: u64, n: usize) -> bool {
+        self.free.as_ref().is_some_and(|f| (0..n as u64).all(|i| f.is_free(first_pfn + i)))
+    }
+
     fn job(&mut self) -> EncodeJob {
         self.spare.pop().unwrap_or_else(|| EncodeJob {
             index: 0,
+            window: None,
+            at: 0,
+            first_pfn: 0,
+            n_pages: 0,
+            free: None,
+            counts: Counts::default(),
             runs: Vec::with_capacity(MAX_CHUNK_PAGES),
             zero_runs: Vec::with_capacity(crate::image::MAX_RUNS),
             pages: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE),
@@ -266,48 +376,51 @@ impl Pipeline {
         })
     }
 
-    /// Takes the chunk in `runs`, `zero_runs` and `pages` (leaving them
-    /// empty, ready for the next) and passes every chunk finished so far,
-    /// in order, to `sink` as (encoded bytes, data CRC).
-    pub fn submit(&mut self, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>, pages: &mut Vec<u8>, sink: &mut dyn FnMut(&[u8], u32) -> Result<(), Error>) -> Result<(), Error> {
+    /// Hands over the `n_pages` pages (at most [`PAGES_PER_JOB`]) at byte
+    /// `at` of `window`, page `first_pfn` of A's, and passes every chunk
+    /// finished so far, in order, to `sink`. Pages that are all free make
+    /// no chunk: their count is returned instead.
+    pub fn submit(&mut self, window: &Arc<Window>, at: usize, first_pfn: u64, n_pages: usize, sink: &mut Sink<'_>) -> Result<u64, Error> {
+        if n_pages == 0 || n_pages > PAGES_PER_JOB || !matches!(at.checked_add(n_pages * PAGE), Some(end) if end <= window.bytes().len()) {
+            return Err(Error::Msg(format!("{n_pages} pages at byte {at} do not fit a job or the window")));
+        }
+        if self.all_free(first_pfn, n_pages) {
+            return Ok(n_pages as u64);
+        }
         while self.ordered.is_full() {
             let t = std::time::Instant::now();
             let next = self.ordered.next()?;
             self.waited += t.elapsed();
             if let Some(done) = next {
-                let r = sink(&done.out, done.crc);
-                self.spare.push(done);
-                r?;
+                self.pass_on(done, sink)?;
             }
         }
         let mut job = self.job();
         job.index = self.next_index;
         self.next_index += 1;
-        std::mem::swap(&mut job.runs, runs);
-        std::mem::swap(&mut job.zero_runs, zero_runs);
-        std::mem::swap(&mut job.pages, pages);
-        runs.clear();
-        zero_runs.clear();
-        pages.clear();
+        job.window = Some(Arc::clone(window));
+        (job.at, job.first_pfn, job.n_pages, job.free) = (at, first_pfn, n_pages, self.free.clone());
         self.ordered.submit(job)?;
         while let Some(done) = self.ordered.try_next() {
-            let r = sink(&done.out, done.crc);
-            self.spare.push(done);
-            r?;
+            self.pass_on(done, sink)?;
         }
-        Ok(())
+        Ok(0)
+    }
+
+    fn pass_on(&mut self, done: EncodeJob, sink: &mut Sink<'_>) -> Result<(), Error> {
+        let r = sink(&done.out, done.crc, done.counts);
+        self.spare.push(done);
+        r
     }
 
     /// Waits for every chunk still being encoded and passes them to `sink`.
-    pub fn finish(&mut self, sink: &mut dyn FnMut(&[u8], u32) -> Result<(), Error>) -> Result<(), Error> {
+    pub fn finish(&mut self, sink: &mut Sink<'_>) -> Result<(), Error> {
         loop {
             let t = std::time::Instant::now();
             let next = self.ordered.next()?;
             self.waited += t.elapsed();
             let Some(done) = next else { break };
-            let r = sink(&done.out, done.crc);
-            self.spare.push(done);
-            r?;
+            self.pass_on(done, sink)?;
         }
         Ok(())
     }
@@ -318,44 +431,113 @@ mod tests {
     use super::*;
     use crate::image::{decode_chunk, parse_chunk_header};
 
-    fn chunks(workers: usize, n: u64) -> Vec<(Vec<u8>, u32)> {
-        let mut p = Pipeline::new(Compression::Lz4, Budget { workers, in_flight: workers * IN_FLIGHT_PER_WORKER }).unwrap();
+    /// A's memory for the tests: `n` pages from page `FIRST`; every
+    /// seventh zero, the rest patterned by their number.
+    const FIRST: u64 = 0x100;
+
+    fn memory(n: usize) -> Vec<u8> {
+        let mut m = vec![0u8; n * PAGE];
+        for (i, page) in m.chunks_exact_mut(PAGE).enumerate() {
+            if i % 7 != 0 {
+                page.iter_mut().enumerate().for_each(|(b, x)| *x = 1 + ((b * (i + 3)) % 250) as u8);
+            }
+        }
+        m
+    }
+
+    /// Every chunk the pipeline makes of `memory(n)`, in order, and the
+    /// free pages it skipped.
+    fn chunks(workers: usize, n: usize, free: &[u64]) -> (Vec<(Vec<u8>, u32, Counts)>, u64) {
+        let free = Arc::new(FreePages::of(free, FIRST + n as u64));
+        let mut p = Pipeline::new(Compression::Lz4, Some(free), Budget { workers, in_flight: workers * IN_FLIGHT_PER_WORKER }).unwrap();
+        let window = Arc::new(Window::Read(memory(n)));
         let mut got = Vec::new();
-        let mut sink = |b: &[u8], crc: u32| {
-            got.push((b.to_vec(), crc));
+        let mut sink = |b: &[u8], crc: u32, c: Counts| {
+            got.push((b.to_vec(), crc, c));
             Ok(())
         };
-        for i in 0..n {
-            let mut runs = vec![(i * 10, 2)];
-            let mut pages: Vec<u8> = (0..2 * PAGE).map(|b| ((b as u64 * (i + 1)) % 251) as u8).collect();
-            p.submit(&mut runs, &mut Vec::new(), &mut pages, &mut sink).unwrap();
-            assert!(runs.is_empty() && pages.is_empty());
+        let mut skipped = 0;
+        for first in (0..n).step_by(PAGES_PER_JOB) {
+            let k = PAGES_PER_JOB.min(n - first);
+            skipped += p.submit(&window, first * PAGE, FIRST + first as u64, k, &mut sink).unwrap();
         }
         p.finish(&mut sink).unwrap();
-        got
+        (got, skipped)
     }
 
     #[test]
     fn workers_give_the_same_chunks_in_order_as_inline() {
-        let inline = chunks(0, 40);
-        assert_eq!(inline.len(), 40);
+        let n = 3 * PAGES_PER_JOB + 17;
+        // Pages 5, 6 and the whole second job are free.
+        let free: Vec<u64> = [FIRST + 5, FIRST + 6].into_iter().chain((0..PAGES_PER_JOB as u64).map(|i| FIRST + PAGES_PER_JOB as u64 + i)).collect();
+        let (inline, skipped) = chunks(0, n, &free);
+        assert_eq!(skipped, PAGES_PER_JOB as u64, "an all-free job makes no chunk");
+        assert_eq!(inline.len(), 3);
         for workers in [1, 2, 3] {
-            assert_eq!(chunks(workers, 40), inline, "{workers} workers");
+            assert_eq!(chunks(workers, n, &free), (inline.clone(), skipped), "{workers} workers");
         }
-        let (mut runs, mut pages) = (Vec::new(), Vec::new());
-        for (i, (bytes, crc)) in inline.iter().enumerate() {
+        // Decoded, the chunks give back every page that is not free, zero
+        // pages as zero runs.
+        let memory = memory(n);
+        let (mut runs, mut zero_runs, mut pages) = (Vec::new(), Vec::new(), Vec::new());
+        let mut seen = Counts::default();
+        for (i, (bytes, crc, counts)) in inline.iter().enumerate() {
             let info = parse_chunk_header(bytes, i as u64).unwrap();
             assert_eq!(info.data_crc, *crc);
-            decode_chunk(bytes, &info, &mut runs, &mut Vec::new(), &mut pages).unwrap();
-            assert_eq!(runs, vec![(i as u64 * 10, 2)]);
+            decode_chunk(bytes, &info, &mut runs, &mut zero_runs, &mut pages).unwrap();
+            let mut at = 0;
+            for &(pfn, k) in &runs {
+                for p in pfn..pfn + k {
+                    let i = (p - FIRST) as usize;
+                    assert_eq!(&pages[at..at + PAGE], &memory[i * PAGE..(i + 1) * PAGE], "page {p:#x}");
+                    assert!(i % 7 != 0 && !free.contains(&p));
+                    at += PAGE;
+                }
+            }
+            for &(pfn, k) in &zero_runs {
+                assert!((pfn..pfn + k).all(|p| (p - FIRST) % 7 == 0 && !free.contains(&p)));
+            }
+            assert_eq!(counts.stored, runs.iter().map(|r| r.1).sum::<u64>());
+            assert_eq!(counts.zero, zero_runs.iter().map(|r| r.1).sum::<u64>());
+            seen.zero += counts.zero;
+            seen.free += counts.free;
+            seen.stored += counts.stored;
         }
+        assert_eq!(seen.free + skipped, free.len() as u64);
+        assert_eq!(seen.zero + seen.free + seen.stored + skipped, n as u64);
+    }
+
+    #[test]
+    fn sort_pages_keeps_runs_within_a_chunk() {
+        // Alternating zero and stored pages: the most runs a job can make.
+        let mut m = vec![0u8; PAGES_PER_JOB * PAGE];
+        for page in m.chunks_exact_mut(PAGE).skip(1).step_by(2) {
+            page[0] = 1;
+        }
+        let (mut runs, mut zero_runs, mut pages) = (Vec::new(), Vec::new(), Vec::new());
+        let c = sort_pages(&m, 0, None, &mut runs, &mut zero_runs, &mut pages);
+        assert_eq!((c.zero, c.stored, c.free), (PAGES_PER_JOB as u64 / 2, PAGES_PER_JOB as u64 / 2, 0));
+        assert!(runs.len() <= crate::image::MAX_RUNS && zero_runs.len() <= crate::image::MAX_RUNS);
+        assert_eq!(pages.len(), PAGES_PER_JOB / 2 * PAGE);
+    }
+
+    #[test]
+    fn a_job_outside_its_window_is_refused() {
+        let mut p = Pipeline::new(Compression::Lz4, None, Budget { workers: 0, in_flight: 0 }).unwrap();
+        let window = Arc::new(Window::Read(vec![1u8; 4 * PAGE]));
+        let mut sink = |_: &[u8], _: u32, _: Counts| Ok(());
+        assert!(p.submit(&window, PAGE, 0, 4, &mut sink).is_err());
+        assert!(p.submit(&window, 0, 0, 0, &mut sink).is_err());
+        assert!(p.submit(&window, usize::MAX, 0, 1, &mut sink).is_err());
+        assert_eq!(p.submit(&window, 0, 0, 4, &mut sink).unwrap(), 0);
     }
 
     #[test]
     fn a_failing_sink_stops_the_pipeline() {
-        let mut p = Pipeline::new(Compression::Lz4, Budget { workers: 2, in_flight: 2 * IN_FLIGHT_PER_WORKER }).unwrap();
+        let mut p = Pipeline::new(Compression::Lz4, None, Budget { workers: 2, in_flight: 2 * IN_FLIGHT_PER_WORKER }).unwrap();
+        let window = Arc::new(Window::Read(memory(20)));
         let mut calls = 0;
-        let mut sink = |_: &[u8], _: u32| {
+        let mut sink = |_: &[u8], _: u32, _: Counts| {
             calls += 1;
             if calls == 3 {
                 Err(Error::Msg("disk full".into()))
@@ -364,9 +546,8 @@ mod tests {
             }
         };
         let mut failed = false;
-        for i in 0..20u64 {
-            let (mut runs, mut pages) = (vec![(i, 1)], vec![7u8; PAGE]);
-            if p.submit(&mut runs, &mut Vec::new(), &mut pages, &mut sink).is_err() {
+        for i in 0..20usize {
+            if p.submit(&window, i * PAGE, i as u64, 1, &mut sink).is_err() {
                 failed = true;
                 break;
             }

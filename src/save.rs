@@ -4,13 +4,14 @@
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::direct_io::BatchWriter;
 use crate::free_pages::{find_free_pages, FreePages};
 use crate::progress::Progress;
-use crate::pipeline::{Budget, Pipeline};
-use crate::image::{Chain, Compression, Header, Run, State, StateBlock, BLOCK, DATA_OFFSET, MAX_CHUNK_PAGES, MAX_RUNS, PAGE};
+use crate::pipeline::{Budget, Counts, Pipeline, Window, PAGES_PER_JOB};
+use crate::image::{Chain, Compression, Header, State, StateBlock, BLOCK, DATA_OFFSET, PAGE};
 use crate::in_use::InUse;
 use crate::target::Target;
 use crate::vmcore::Vmcore;
@@ -195,10 +196,10 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     let info = VmcoreInfo::parse(&find_in_notes(&vmcore.notes).unwrap_or_default());
     let ram: Vec<(u64, u64)> = vmcore.layout.segments.iter().map(|s| (s.paddr, s.paddr + s.size)).collect();
     let pfns: Vec<(u64, u64)> = ram.iter().map(|&(s, e)| (s / PAGE as u64, e.div_ceil(PAGE as u64))).collect();
-    let free: Option<FreePages> = match find_free_pages(&info, &vmcore, &pfns) {
+    let free: Option<Arc<FreePages>> = match find_free_pages(&info, &vmcore, &pfns) {
         Ok(f) => {
             say!("found {} free pages of A ({} pages unknown)", f.count(), f.unknown());
-            Some(f)
+            Some(Arc::new(f))
         }
         Err(e) => {
             say!("cannot find A's free pages ({e}); saving every non-zero page");
@@ -236,9 +237,9 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     // writer's two batches, the read window and the chunk being gathered,
     // then as many chunk jobs as fit.
     let available = crate::check::meminfo("MemAvailable:").unwrap_or(u64::MAX);
-    let fixed = (2 * WRITE_BATCH + WINDOW + MAX_CHUNK_PAGES * PAGE) as u64 + MISC_BYTES;
+    let fixed = (2 * WRITE_BATCH + WINDOW) as u64 + MISC_BYTES;
     let budget = Budget::fit(crate::pipeline::workers_for_this_machine(), available, fixed, Pipeline::BYTES_PER_JOB)?;
-    let mut pipeline = Pipeline::new(req.compression, budget)?;
+    let mut pipeline = Pipeline::new(req.compression, free, budget)?;
     say!(
         "compressing on {} thread(s), {} chunk(s) in flight ({} MiB free)",
         pipeline.workers().max(1),
@@ -250,64 +251,46 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         say!("the target does not take O_DIRECT; writing through the page cache");
     }
     let mut sink = Chunks { writer, chain: Chain::default(), count: 0 };
-    let mut runs: Vec<Run> = Vec::with_capacity(MAX_CHUNK_PAGES);
-    let mut zero_runs: Vec<Run> = Vec::with_capacity(MAX_RUNS);
-    let mut pages: Vec<u8> = Vec::with_capacity(MAX_CHUNK_PAGES * PAGE);
-    let mut window = vec![0u8; WINDOW];
     let mut done = 0u64;
     let mut s = Summary::default();
+    let mut counts = Counts::default();
+    let mut add = |chunk: &[u8], crc: u32, c: Counts| {
+        counts.zero += c.zero;
+        counts.free += c.free;
+        counts.stored += c.stored;
+        sink.add(chunk, crc)
+    };
 
+    // This thread maps A's memory a window at a time; the workers sort
+    // each window's pages and compress them, a chunk per job.
     for seg in &vmcore.layout.segments {
         let mut off = 0u64;
         while off < seg.size {
             let n = ((seg.size - off) as usize).min(WINDOW);
             let first_pfn = (seg.paddr + off) / PAGE as u64;
             let n_pages = n.div_ceil(PAGE);
-            let is_free = |i: usize| free.as_ref().is_some_and(|f| f.is_free(first_pfn + i as u64));
-            // A window of free pages only is not even read.
-            if (0..n_pages).all(is_free) {
-                s.ram_pages += n_pages as u64;
+            s.ram_pages += n_pages as u64;
+            // A window of free pages only is not even mapped.
+            if pipeline.all_free(first_pfn, n_pages) {
                 s.free_pages += n_pages as u64;
             } else {
-                // Map the window (no per-page work in the kernel); read it
-                // where it cannot be mapped (a segment not page aligned).
+                // Mapped (no per-page work in the kernel), or read where it
+                // cannot be (a segment not page aligned).
                 let mapped = if n % PAGE == 0 { vmcore.map(seg.offset + off, n).ok() } else { None };
-                let bytes: &[u8] = match &mapped {
-                    Some(m) => m.bytes(),
+                let window = match mapped {
+                    Some(m) => Window::Mapped(m),
                     None => {
-                        let buf = &mut window[..n.next_multiple_of(PAGE)];
-                        buf.fill(0);
+                        let mut buf = vec![0u8; n_pages * PAGE];
                         vmcore
                             .read_at(seg.offset + off, &mut buf[..n])
                             .map_err(|e| Error::io(format!("reading A's memory at {:#x}", seg.paddr + off), e))?;
-                        buf
+                        Window::Read(buf)
                     }
                 };
-                for (i, page) in bytes.chunks_exact(PAGE).enumerate() {
-                    let pfn = first_pfn + i as u64;
-                    s.ram_pages += 1;
-                    if is_free(i) {
-                        s.free_pages += 1;
-                    } else if crate::image::is_zero(page) {
-                        s.zero_pages += 1;
-                        match zero_runs.last_mut() {
-                            Some((first, count)) if *first + *count == pfn => *count += 1,
-                            _ => zero_runs.push((pfn, 1)),
-                        }
-                        if zero_runs.len() == MAX_RUNS {
-                            pipeline.submit(&mut runs, &mut zero_runs, &mut pages, &mut |b, crc| sink.add(b, crc))?;
-                        }
-                    } else {
-                        s.stored_pages += 1;
-                        match runs.last_mut() {
-                            Some((first, count)) if *first + *count == pfn => *count += 1,
-                            _ => runs.push((pfn, 1)),
-                        }
-                        pages.extend_from_slice(page);
-                        if pages.len() == MAX_CHUNK_PAGES * PAGE {
-                            pipeline.submit(&mut runs, &mut zero_runs, &mut pages, &mut |b, crc| sink.add(b, crc))?;
-                        }
-                    }
+                let window = Arc::new(window);
+                for first in (0..n_pages).step_by(PAGES_PER_JOB) {
+                    let k = PAGES_PER_JOB.min(n_pages - first);
+                    s.free_pages += pipeline.submit(&window, first * PAGE, first_pfn + first as u64, k, &mut add)?;
                 }
             }
             off += n as u64;
@@ -315,10 +298,10 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
             progress.tick(done);
         }
     }
-    if !runs.is_empty() || !zero_runs.is_empty() {
-        pipeline.submit(&mut runs, &mut zero_runs, &mut pages, &mut |b, crc| sink.add(b, crc))?;
-    }
-    pipeline.finish(&mut |b, crc| sink.add(b, crc))?;
+    pipeline.finish(&mut add)?;
+    s.zero_pages = counts.zero;
+    s.free_pages += counts.free;
+    s.stored_pages = counts.stored;
     let (chain, count) = (sink.chain, sink.count);
     let (pos, disk_wait) = sink.writer.finish()?;
     s.waited_for_compression = pipeline.waited().as_secs_f64();

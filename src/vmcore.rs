@@ -156,6 +156,14 @@ pub struct Mapping {
     len: usize,
 }
 
+// SAFETY: a `Mapping` is a read-only view of A's memory, which nothing
+// writes while B runs (A is stopped, B only reads `/proc/vmcore`); the
+// pointer is owned by the `Mapping` and unmapped only when it drops, so
+// sharing it between threads, or moving it to one, is sound.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `bytes` hands out shared, read-only slices.
+unsafe impl Sync for Mapping {}
+
 impl Mapping {
     /// The mapped bytes.
     pub fn bytes(&self) -> &[u8] {
