@@ -92,8 +92,8 @@ impl Writer {
 
     /// Writes `len` bytes at physical `addr`: `data` (exactly `len`
     /// bytes), or zeros when `data` is `None` (where a page is not zero
-    /// already). `[addr, addr + len)` must
-    /// lie inside `range`, a RAM range that may be mapped whole.
+    /// already). `[addr, addr + len)` must lie inside `range`, a RAM range
+    /// that may be mapped whole.
     pub fn write(&mut self, addr: u64, len: u64, data: Option<&[u8]>, range: (u64, u64)) -> Result<(), Error> {
         let mut done = 0u64;
         while done < len {
