@@ -135,8 +135,8 @@ fn settings(flags: &Flags) -> Result<Settings, Error> {
     let region_size = match get("region-size") {
         None => DEFAULT_REGION_SIZE,
         Some(v) => parse_size(v)
-            .filter(|&s| s >= 48 * MIB)
-            .ok_or_else(|| Error::Msg(format!("{} {v:?} is not a size of at least 48M (like 128M)", name("region-size"))))?,
+            .filter(|&s| s >= MIN_REGION_SIZE)
+            .ok_or_else(|| Error::Msg(format!("{} {v:?} is not a size of at least 64M (like 96M)", name("region-size"))))?,
     };
     Ok(Settings {
         kernel: get("kernel").map_or_else(kjump::config::default_kernel, str::to_string),
@@ -236,6 +236,11 @@ fn run_checks(s: &Settings, quiet: bool) -> Result<(), Error> {
 
 /// The kjump region's size unless `--region-size` says otherwise.
 const DEFAULT_REGION_SIZE: u64 = 64 * MIB;
+
+/// The smallest region accepted: below it the hibernation kernel and its
+/// initramfs (about 15 MiB) leave B too little memory for even one
+/// chunk's buffers beside its write batches.
+const MIN_REGION_SIZE: u64 = 64 * MIB;
 
 /// B and D read no keyboard or mouse: skipping the PS/2 controller's
 /// driver saves its probe (0.4 s of each boot under QEMU) and leaves the
