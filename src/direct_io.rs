@@ -151,11 +151,6 @@ impl BatchWriter {
         self.pos
     }
 
-    /// Time [`BatchWriter::append`] spent waiting for the disk.
-    pub fn waited(&self) -> std::time::Duration {
-        self.waited
-    }
-
     /// Appends `data` (at most one batch, a multiple of [`ALIGN`] when
     /// writing directly), handing the batch to the writer first if it
     /// would not fit.

@@ -39,14 +39,6 @@ pub const MAX_RAM_RANGES: usize = 64;
 pub const MAX_CHUNK_PAGES: usize = 256;
 /// Most runs of consecutive pages in one chunk.
 pub const MAX_RUNS: usize = MAX_CHUNK_PAGES;
-
-/// Whether `bytes` (a page) are all zero: such pages are listed in zero
-/// runs, never stored.
-pub fn is_zero(bytes: &[u8]) -> bool {
-    let words = bytes.chunks_exact(8);
-    let rest = words.remainder();
-    words.map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([1; 8]))).all(|w| w == 0) && rest.iter().all(|&b| b == 0)
-}
 /// Size of a chunk header before its runs.
 pub const CHUNK_HEADER: usize = 40;
 /// Longest copy of A's low memory a header may record: the purgatory copies
@@ -55,6 +47,14 @@ pub const MAX_BACKUP: u64 = 1 << 20;
 /// Runs of a chunk end below this page frame number, so that the byte
 /// address just past every run fits in 64 bits.
 pub const PFN_LIMIT: u64 = 1 << (64 - 12);
+
+/// Whether `bytes` (a page) are all zero: such pages are listed in zero
+/// runs, never stored.
+pub fn is_zero(bytes: &[u8]) -> bool {
+    let words = bytes.chunks_exact(8);
+    let rest = words.remainder();
+    words.map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([1; 8]))).all(|w| w == 0) && rest.iter().all(|&b| b == 0)
+}
 
 /// How a chunk's pages are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

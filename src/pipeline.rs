@@ -57,16 +57,27 @@ impl Budget {
         // One job more than those in flight: the one being filled.
         let jobs = (usable / per_job.max(1)).saturating_sub(1) as usize;
         let in_flight = jobs.min(workers * IN_FLIGHT_PER_WORKER);
-        match workers {
-            _ if workers > 0 && in_flight >= workers => Ok(Budget { workers, in_flight }),
-            _ if workers > 1 && in_flight >= 1 => Ok(Budget { workers: in_flight, in_flight }),
-            _ if usable >= per_job => Ok(Budget { workers: 0, in_flight: 0 }),
-            _ => Err(Error::Msg(format!(
+        if workers > 0 && in_flight >= workers {
+            Ok(Budget { workers, in_flight })
+        } else if workers > 1 && in_flight >= 1 {
+            Ok(Budget { workers: in_flight, in_flight })
+        } else if usable >= per_job {
+            Ok(Budget { workers: 0, in_flight: 0 })
+        } else {
+            Err(Error::Msg(format!(
                 "this kernel has {} MiB of free memory and needs {} MiB; give it a larger --region-size",
                 available >> 20,
                 (fixed + KERNEL_RESERVE + per_job).div_ceil(1 << 20)
-            ))),
+            )))
         }
+    }
+
+    /// [`Budget::fit`] for this machine's CPUs and this kernel's free
+    /// memory (`MemAvailable`; no limit when it cannot be read). Returns
+    /// the budget and the free memory it was sized to.
+    pub fn for_this_kernel(fixed: u64, per_job: u64) -> Result<(Budget, u64), Error> {
+        let available = crate::check::meminfo("MemAvailable:").unwrap_or(u64::MAX);
+        Ok((Budget::fit(workers_for_this_machine(), available, fixed, per_job)?, available))
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::devmem::{DevMem, Writer};
-use crate::pipeline::{workers_for_this_machine, Budget, Ordered};
+use crate::pipeline::{Budget, Ordered};
 use crate::progress::Progress;
 use crate::image::{self, Header, ReadError, Reader, State, PAGE};
 use crate::target::Target;
@@ -280,8 +280,7 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
     // next ones and writes finished ones into A's memory, in order.
     // As many jobs as this kernel's free memory holds besides the reader's
     // buffer (the image's page cache can be dropped again).
-    let available = crate::check::meminfo("MemAvailable:").unwrap_or(u64::MAX);
-    let budget = Budget::fit(workers_for_this_machine(), available, READ_BUFFER as u64 + (2 << 20), DecodeJob::BYTES)?;
+    let (budget, _) = Budget::for_this_kernel(READ_BUFFER as u64 + (2 << 20), DecodeJob::BYTES)?;
     let mut ordered = Ordered::new(budget.workers, budget.in_flight, decode, "kjump-decode")?;
     let mut spare: Vec<DecodeJob> = Vec::new();
     let new_job = || DecodeJob::new(Arc::clone(&dest), Writer::new(Arc::clone(mem), WORKER_WINDOW));

@@ -236,9 +236,8 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     // Sized to this kernel's free memory before the buffers exist: the
     // writer's two batches and a window read where it cannot be mapped,
     // then as many jobs (a chunk each) as fit.
-    let available = crate::check::meminfo("MemAvailable:").unwrap_or(u64::MAX);
     let fixed = (2 * WRITE_BATCH + WINDOW) as u64 + MISC_BYTES;
-    let budget = Budget::fit(crate::pipeline::workers_for_this_machine(), available, fixed, Pipeline::BYTES_PER_JOB)?;
+    let (budget, available) = Budget::for_this_kernel(fixed, Pipeline::BYTES_PER_JOB)?;
     let mut pipeline = Pipeline::new(req.compression, free, budget)?;
     say!(
         "compressing on {} thread(s), {} chunk(s) in flight ({} MiB free)",

@@ -7,7 +7,7 @@ mod harness;
 use std::path::Path;
 use std::process::Command;
 
-use harness::{a_initramfs, paths, sparse_disk, TempDir, Vm, VmConfig};
+use harness::{a_initramfs, fsck_clean, paths, sparse_disk, TempDir, Vm, VmConfig};
 use kjump::image::{Reader, DATA_OFFSET, PAGE};
 
 const MIB: u64 = 1 << 20;
@@ -127,8 +127,7 @@ fn hibernate_to_a_file_on_ext4() {
     let image = dir.0.join("kjump.img");
     let out = Command::new("debugfs").arg("-R").arg(format!("dump /kjump.img {}", image.display())).arg(&disk).output().unwrap();
     assert!(image.exists(), "debugfs could not extract the image: {}", String::from_utf8_lossy(&out.stderr));
-    let fsck = Command::new("e2fsck").args(["-fn"]).arg(&disk).output().unwrap();
-    assert!(fsck.status.success(), "e2fsck: {}", String::from_utf8_lossy(&fsck.stdout));
+    fsck_clean(&disk);
     // The image holds all of A's memory: only its owner may read it.
     let stat = Command::new("debugfs").args(["-R", "stat /kjump.img"]).arg(&disk).output().unwrap();
     let stat = String::from_utf8_lossy(&stat.stdout);

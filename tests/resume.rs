@@ -7,7 +7,7 @@ mod harness;
 use std::path::PathBuf;
 use std::process::Command;
 
-use harness::{a_initramfs, paths, sparse_disk, TempDir, Vm, VmConfig};
+use harness::{a_initramfs, fsck_clean, paths, sparse_disk, TempDir, Vm, VmConfig};
 
 const SCRIPT: &str = r#"mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -97,8 +97,7 @@ fn hibernate_power_off_resume_then_boot_normally() {
     c.expect_in_order(&["kjump-init: discarded the image's data"]);
 
     // The filesystem A had open is clean, and the file reads back.
-    let fsck = Command::new("e2fsck").arg("-fn").arg(&data).output().unwrap();
-    assert!(fsck.status.success(), "e2fsck: {}", String::from_utf8_lossy(&fsck.stdout));
+    fsck_clean(&data);
     let cat = Command::new("debugfs").args(["-R", "cat /log.txt"]).arg(&data).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&cat.stdout), "written before hibernate\nwritten after resume\n");
 

@@ -51,7 +51,7 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
   --kernel PATH        hibernation kernel (bzImage)   [default: {LIBDIR}/vmlinuz]
   --initrd PATH        hibernation initramfs          [default: {LIBDIR}/initramfs.img]
   --region-size SIZE   RAM the hibernation kernel runs in, set aside only while
-                       it runs (K/M/G suffixes)       [default: 64M] 
+                       it runs (K/M/G suffixes)       [default: 64M]
   --append ARGS        more arguments for the hibernation kernel's command line
   --config FILE        settings file                  [default: /etc/kjump.conf]
   --keep               resume: keep the image's data afterwards (default: the restore
@@ -136,7 +136,7 @@ fn settings(flags: &Flags) -> Result<Settings, Error> {
         None => DEFAULT_REGION_SIZE,
         Some(v) => parse_size(v)
             .filter(|&s| s >= MIN_REGION_SIZE)
-            .ok_or_else(|| Error::Msg(format!("{} {v:?} is not a size of at least 64M (like 96M)", name("region-size"))))?,
+            .ok_or_else(|| Error::Msg(format!("{} {v:?} is not a size of at least {}M (like 96M)", name("region-size"), MIN_REGION_SIZE / MIB)))?,
     };
     Ok(Settings {
         kernel: get("kernel").map_or_else(kjump::config::default_kernel, str::to_string),
