@@ -67,7 +67,7 @@ impl Budget {
             Err(Error::Msg(format!(
                 "this kernel has {} MiB of free memory and needs {} MiB; give it a larger --region-size",
                 available >> 20,
-                (fixed + KERNEL_RESERVE + per_job).div_ceil(1 << 20)
+                fixed.saturating_add(KERNEL_RESERVE).saturating_add(per_job).div_ceil(1 << 20)
             )))
         }
     }
@@ -302,7 +302,7 @@ struct EncodeJob {
     zero_runs: Vec<Run>,
     pages: Vec<u8>,
     out: Vec<u8>,
-    crc: u32,
+    sum: u32,
     encoder: ChunkEncoder,
 }
 
@@ -318,10 +318,10 @@ fn sort_and_encode(job: &mut EncodeJob) {
         }
     }
     job.out.clear();
-    job.crc = job.encoder.encode(job.index, &job.runs, &job.zero_runs, &job.pages, &mut job.out);
+    job.sum = job.encoder.encode(job.index, &job.runs, &job.zero_runs, &job.pages, &mut job.out);
 }
 
-/// Where finished chunks go, in order: (encoded bytes, data CRC, what
+/// Where finished chunks go, in order: (encoded bytes, data checksum, what
 /// became of the chunk's pages).
 pub type Sink<'a> = dyn FnMut(&[u8], u32, Counts) -> Result<(), Error> + 'a;
 
@@ -382,7 +382,7 @@ impl Pipeline {
             zero_runs: Vec::with_capacity(crate::image::MAX_RUNS),
             pages: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE),
             out: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE + 2 * crate::image::BLOCK),
-            crc: 0,
+            sum: 0,
             encoder: ChunkEncoder::new(self.compression),
         })
     }
@@ -419,7 +419,7 @@ impl Pipeline {
     }
 
     fn pass_on(&mut self, done: EncodeJob, sink: &mut Sink<'_>) -> Result<(), Error> {
-        let r = sink(&done.out, done.crc, done.counts);
+        let r = sink(&done.out, done.sum, done.counts);
         self.spare.push(done);
         r
     }
@@ -463,8 +463,8 @@ mod tests {
         let mut p = Pipeline::new(Compression::Lz4, Some(free), Budget { workers, in_flight: workers * IN_FLIGHT_PER_WORKER }).unwrap();
         let window = Arc::new(Window::Read(memory(n)));
         let mut got = Vec::new();
-        let mut sink = |b: &[u8], crc: u32, c: Counts| {
-            got.push((b.to_vec(), crc, c));
+        let mut sink = |b: &[u8], sum: u32, c: Counts| {
+            got.push((b.to_vec(), sum, c));
             Ok(())
         };
         let mut skipped = 0;
@@ -492,9 +492,9 @@ mod tests {
         let memory = memory(n);
         let (mut runs, mut zero_runs, mut pages) = (Vec::new(), Vec::new(), Vec::new());
         let mut seen = Counts::default();
-        for (i, (bytes, crc, counts)) in inline.iter().enumerate() {
+        for (i, (bytes, sum, counts)) in inline.iter().enumerate() {
             let info = parse_chunk_header(bytes, i as u64).unwrap();
-            assert_eq!(info.data_crc, *crc);
+            assert_eq!(info.data_sum, *sum);
             decode_chunk(bytes, &info, &mut runs, &mut zero_runs, &mut pages).unwrap();
             let mut at = 0;
             for &(pfn, k) in &runs {

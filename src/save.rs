@@ -170,7 +170,7 @@ fn write_at(f: &File, data: &[u8], offset: u64, what: &str) -> Result<(), Error>
 }
 
 /// Where finished chunks go: appended in order to the writer, each one's
-/// CRC added to the chain.
+/// data checksum added to the chain.
 struct Chunks {
     writer: BatchWriter,
     chain: Chain,
@@ -178,8 +178,8 @@ struct Chunks {
 }
 
 impl Chunks {
-    fn add(&mut self, chunk: &[u8], crc: u32) -> Result<(), Error> {
-        self.chain.add(crc);
+    fn add(&mut self, chunk: &[u8], sum: u32) -> Result<(), Error> {
+        self.chain.add(sum);
         self.count += 1;
         self.writer.append(chunk)
     }

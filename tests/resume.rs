@@ -291,14 +291,14 @@ impl Edit {
         let body_len = (info.run_count + info.zero_run_count) * 16 + info.stored_len;
         let mut chunk = self.read(at, CHUNK_HEADER + body_len);
         chunk[CHUNK_HEADER + run * 16..CHUNK_HEADER + run * 16 + 8].copy_from_slice(&pfn.to_le_bytes());
-        let data_crc = crc32(&chunk[CHUNK_HEADER..]);
-        chunk[32..36].copy_from_slice(&data_crc.to_le_bytes());
+        let data_sum = kjump::image::data_sum(&chunk[CHUNK_HEADER..]);
+        chunk[32..36].copy_from_slice(&data_sum.to_le_bytes());
         let header_crc = crc32(&chunk[..36]);
         chunk[36..40].copy_from_slice(&header_crc.to_le_bytes());
         self.write(at, &chunk);
         let mut chain = kjump::crc32::Crc32::default();
         for (_, c) in self.chunks() {
-            chain.update(&c.data_crc.to_le_bytes());
+            chain.update(&c.data_sum.to_le_bytes());
         }
         let mut state = kjump::image::StateBlock::decode(&self.read(4096, 4096)).unwrap();
         state.chain_crc = chain.finish();

@@ -2,10 +2,10 @@
 //! through `kjump::image::Reader` over a byte slice, as `kjump image
 //! verify` and D's restore read them.
 //!
-//! Every block is covered by a CRC, which a mutation almost always breaks.
-//! So that the fuzzer also reaches the checks behind the CRCs, the low bit
+//! Every block is covered by a checksum, which a mutation almost always breaks.
+//! So that the fuzzer also reaches the checks behind them, the low bit
 //! of the first byte asks for the input (the rest of it) to be *resealed*
-//! first: every CRC the reader checks (header, state, chunk header, chunk
+//! first: every checksum the reader checks (header, state, chunk header, chunk
 //! data, chain) is recomputed the way a writer would have written it.
 
 #![no_main]
@@ -24,7 +24,7 @@ fn put32(b: &mut [u8], off: usize, v: u32) {
     }
 }
 
-/// Recomputes every CRC of an image in place (chunks, then the state block
+/// Recomputes every checksum of an image in place (chunks, then the state block
 /// that counts them, then the header the state block commits).
 fn reseal(img: &mut [u8]) {
     let mut off = DATA_OFFSET as usize;
@@ -38,9 +38,9 @@ fn reseal(img: &mut [u8]) {
         let stored = (u32_at(h, 28).unwrap_or(0) as usize).min(image::MAX_CHUNK_PAGES * PAGE);
         let body_end = off + CHUNK_HEADER + runs * 16 + stored;
         if body_end <= img.len() {
-            let data_crc = crc32(&img[off + CHUNK_HEADER..body_end]);
-            put32(img, off + 32, data_crc);
-            chain.add(data_crc);
+            let data_sum = kjump::image::data_sum(&img[off + CHUNK_HEADER..body_end]);
+            put32(img, off + 32, data_sum);
+            chain.add(data_sum);
         }
         let hcrc = crc32(&img[off..off + 36]);
         put32(img, off + 36, hcrc);
