@@ -60,7 +60,7 @@ impl DevMem {
             let n = (len - done).min(STEP) as usize;
             let from = self.map(src + done, n)?;
             let mut to = self.map(dst + done, n)?;
-            to.bytes_mut().copy_from_slice(from.bytes());
+            store(to.bytes_mut(), Some(from.bytes()));
             done += n as u64;
         }
         Ok(())
@@ -116,16 +116,51 @@ impl Writer {
             let off = (at - *s) as usize;
             let dst = &mut w.bytes_mut()[off..off + n as usize];
             match data {
-                Some(d) => dst.copy_from_slice(&d[done as usize..(done + n) as usize]),
+                Some(d) => store(dst, Some(&d[done as usize..(done + n) as usize])),
                 // Only pages that are not zero already: reading costs less
                 // than writing (no read-for-ownership; under emulation no
                 // host page for memory nobody has touched since power-on).
-                None => dst.chunks_mut(PAGE_SIZE as usize).filter(|p| !crate::image::is_zero(p)).for_each(|p| p.fill(0)),
+                None => dst.chunks_mut(PAGE_SIZE as usize).filter(|p| !crate::image::is_zero(p)).for_each(|p| store(p, None)),
             }
             done += n;
         }
         Ok(())
     }
+}
+
+/// Writes `src` (or zeros) over `dst`, mapped physical memory, with
+/// plain eight-byte stores. `copy_from_slice` and `fill` call the C
+/// library's `memcpy`/`memset`, whose `rep movsq`/`rep stosq` wrote a
+/// `/dev/mem` mapping under QEMU's emulation at 0.14–1.1 GB/s from one
+/// boot to the next, where plain stores ran at 2.8–4.6 GB/s (memory
+/// already touched; the first touch of a page costs the host a page
+/// fault either way); on hardware the two are alike. Volatile stores keep
+/// the compiler from turning the loop back into a `memcpy` call.
+fn store(dst: &mut [u8], src: Option<&[u8]>) {
+    if dst.as_ptr().align_offset(8) != 0 || dst.len() % 8 != 0 || src.is_some_and(|s| s.len() != dst.len()) {
+        match src {
+            Some(s) => {
+                let n = dst.len().min(s.len());
+                dst[..n].copy_from_slice(&s[..n]);
+            }
+            None => dst.fill(0),
+        }
+        return;
+    }
+    let words = dst.chunks_exact_mut(8);
+    match src {
+        Some(s) => words.zip(s.chunks_exact(8)).for_each(|(word, from)| store_word(word, from.try_into().unwrap_or([0; 8]))),
+        None => words.for_each(|word| store_word(word, [0; 8])),
+    }
+}
+
+/// One eight-byte store of `value` over `word`.
+#[inline(always)]
+fn store_word(word: &mut [u8], value: [u8; 8]) {
+    debug_assert!(word.len() == 8 && word.as_ptr().align_offset(8) == 0);
+    // SAFETY: `word` is eight bytes, borrowed mutably and eight-byte
+    // aligned (`store` checked `dst`'s alignment and steps by eight).
+    unsafe { core::ptr::write_volatile(word.as_mut_ptr().cast::<u64>(), u64::from_ne_bytes(value)) };
 }
 
 impl Window {
@@ -154,5 +189,30 @@ impl Drop for Window {
         // SAFETY: `base`/`map_len` are exactly what mmap returned, and no
         // slice borrowed from `self` outlives it.
         let _ = unsafe { munmap(self.base.as_ptr().cast(), self.map_len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::store;
+
+    #[test]
+    fn store_copies_and_zeroes_aligned_and_unaligned() {
+        let src: Vec<u8> = (0..64u8).collect();
+        let mut buf = vec![u64::MAX; 9];
+        // SAFETY (test): a byte view of a Vec<u64>, eight-byte aligned.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), 72) };
+        store(&mut bytes[..64], Some(&src));
+        assert_eq!(&bytes[..64], &src[..]);
+        store(&mut bytes[1..33], Some(&src[..32]));
+        assert_eq!(&bytes[1..33], &src[..32]);
+        store(&mut bytes[8..24], None);
+        assert!(bytes[8..24].iter().all(|&b| b == 0));
+        store(&mut bytes[3..9], None);
+        assert!(bytes[3..9].iter().all(|&b| b == 0));
+        // A source of the wrong length copies what fits, never panics.
+        store(&mut bytes[..16], Some(&src[..4]));
+        assert_eq!(&bytes[..4], &src[..4]);
+        assert_eq!(bytes[64..72], [0xff; 8]);
     }
 }
