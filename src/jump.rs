@@ -30,6 +30,10 @@ pub struct HibernationKernel {
     pub cmdline: String,
     /// Size of the kjump region.
     pub region_size: u64,
+    /// Whether the loading kernel comes back (A): then every page of the
+    /// region is covered by a segment, so that the swap sets A's pages
+    /// there aside. C, which is not resumed, loads only what D needs.
+    pub set_region_aside: bool,
 }
 
 /// What was loaded, for messages.
@@ -69,7 +73,7 @@ pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> 
         acpi_rsdp: crate::acpi::find_rsdp(),
     };
     let plan: Plan<'_> = layout::plan(&inputs)?;
-    kexec::load(plan.entry, &plan.kexec_segments(), KEXEC_PRESERVE_CONTEXT | KEXEC_ARCH_X86_64).map_err(|e| match e {
+    kexec::load(plan.entry, &plan.kexec_segments(hk.set_region_aside), KEXEC_PRESERVE_CONTEXT | KEXEC_ARCH_X86_64).map_err(|e| match e {
         Error::Sys { errno: rustix::io::Errno::NOMEM, .. } => Error::Msg(format!(
             "kexec_load: out of memory: A needs {} MiB free to set the kjump region aside",
             region.size() >> 20

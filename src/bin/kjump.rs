@@ -259,6 +259,7 @@ fn hibernation_kernel(s: &Settings, mode_args: &str) -> Result<HibernationKernel
             s.append
         ),
         region_size: s.region_size,
+        set_region_aside: true,
     })
 }
 
@@ -533,7 +534,10 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     }
     let s = Settings { region_size: size, ..s.clone() };
     let mode = format!("kjump.mode=restore kjump.target={tgt} kjump.wait={} kjump.keep={}", s.wait, u8::from(s.keep));
-    jump::load_hibernation_kernel(&hibernation_kernel(&s, &mode)?)?;
+    // This kernel (C) is not resumed: nothing of it in the region needs
+    // setting aside, and D restores A over all the rest.
+    let d = HibernationKernel { set_region_aside: false, ..hibernation_kernel(&s, &mode)? };
+    jump::load_hibernation_kernel(&d)?;
     jump::jump_to_loaded()?;
     Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()))
 }
