@@ -1189,6 +1189,24 @@ mod tests {
     }
 
     #[test]
+    fn buffers_reused_from_a_larger_chunk_hold_only_the_new_one() {
+        // B's encoder and D's page buffer are reused from chunk to chunk;
+        // nothing of a larger chunk may leak into a smaller one.
+        let text = |n: usize, seed: u8| -> Vec<u8> { (0..n * PAGE).map(|i| (i % 251) as u8 ^ seed).collect() };
+        let mut enc = ChunkEncoder::new(Compression::Lz4);
+        let (mut runs, mut zero_runs, mut pages) = (Vec::new(), Vec::new(), Vec::new());
+        for (index, n, seed) in [(0u64, 64usize, 1u8), (1, 3, 2), (2, 1, 3)] {
+            let data = text(n, seed);
+            let mut c = Vec::new();
+            enc.encode(index, &[(0x100 * (index + 1), n as u64)], &[], &data, &mut c);
+            let info = parse_chunk_header(&c, index).unwrap();
+            assert_eq!(info.compression, Compression::Lz4);
+            decode_chunk(&c, &info, &mut runs, &mut zero_runs, &mut pages).unwrap();
+            assert!(pages == data, "chunk {index}");
+        }
+    }
+
+    #[test]
     fn hostile_chunk_headers() {
         let mut enc = ChunkEncoder::new(Compression::None);
         let mut c = Vec::new();
