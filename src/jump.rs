@@ -73,10 +73,12 @@ pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> 
         acpi_rsdp: crate::acpi::find_rsdp(),
     };
     let plan: Plan<'_> = layout::plan(&inputs)?;
-    kexec::load(plan.entry, &plan.kexec_segments(hk.set_region_aside), KEXEC_PRESERVE_CONTEXT | KEXEC_ARCH_X86_64).map_err(|e| match e {
+    let segments = plan.kexec_segments(hk.set_region_aside);
+    let loaded_bytes: u64 = segments.iter().map(|s| s.memsz).sum();
+    kexec::load(plan.entry, &segments, KEXEC_PRESERVE_CONTEXT | KEXEC_ARCH_X86_64).map_err(|e| match e {
         Error::Sys { errno: rustix::io::Errno::NOMEM, .. } => Error::Msg(format!(
-            "kexec_load: out of memory: A needs {} MiB free to set the kjump region aside",
-            region.size() >> 20
+            "kexec_load: out of memory: this kernel needs {} MiB free to load the hibernation kernel into the kjump region",
+            loaded_bytes.div_ceil(1 << 20)
         )),
         Error::Sys { errno: rustix::io::Errno::INVAL, .. } => Error::Msg(
             "kexec_load refused the image (EINVAL): the kernel lacks CONFIG_KEXEC_JUMP, or the region exceeds half of RAM"
@@ -84,7 +86,7 @@ pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> 
         ),
         other => other,
     })?;
-    Ok(Loaded { region: (plan.region.start, plan.region.end), cmdline: plan.cmdline, segments: plan.segments.len() })
+    Ok(Loaded { region: (plan.region.start, plan.region.end), cmdline: plan.cmdline.clone(), segments: segments.len() })
 }
 
 /// Flushes file systems and jumps into the loaded image; returns how long
