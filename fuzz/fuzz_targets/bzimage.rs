@@ -43,7 +43,9 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(plan) = layout::plan(&inputs) {
             assert!(plan.kernel_addr >= region.start && plan.kernel_addr < region.end);
             assert_eq!(plan.kernel_addr % bz.alignment.max(4096), 0);
-            let _ = kjump::kexec::validate(&plan.kexec_segments());
+            for set_region_aside in [true, false] {
+                let _ = kjump::kexec::validate(&plan.kexec_segments(set_region_aside));
+            }
         }
     }
 });

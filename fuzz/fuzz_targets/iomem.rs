@@ -44,7 +44,9 @@ fuzz_target!(|data: &[u8]| {
         let inputs = Inputs { map: &map, region, kernel: &bz, initrd: &[0u8; 4096], cmdline: "console=ttyS0", notes: &notes, acpi_rsdp: 0 };
         if let Ok(plan) = layout::plan(&inputs) {
             assert!(plan.backup_len <= 1 << 20);
-            let _ = kjump::kexec::validate(&plan.kexec_segments());
+            for set_region_aside in [true, false] {
+                let _ = kjump::kexec::validate(&plan.kexec_segments(set_region_aside));
+            }
         }
     }
 });
