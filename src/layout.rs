@@ -212,7 +212,7 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
     let initrd_addr = backup_addr + page_up(backup_len);
     let used_end = initrd_addr + page_up(inp.initrd.len() as u64);
     let needed = used_end - region.start + MIN_FREE_FOR_B;
-    if used_end.checked_add(MIN_FREE_FOR_B).is_none_or(|end| end > region.end) {
+    if used_end.checked_add(MIN_FREE_FOR_B).map_or(true, |end| end > region.end) {
         return Err(too_small(needed));
     }
 
