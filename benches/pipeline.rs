@@ -4,8 +4,9 @@
 //!
 //! The sample is the page mix of `make bench`: a third random, a third
 //! repeated text, a third zero pages (`BENCH_HOST_MIB`, default 384 MiB).
-//! kjump's encoder works as B's save loop does: zero pages are left out,
-//! the others go into 256-page chunks (compressed, checksummed). Its
+//! kjump's encoder works as B's workers do (`pipeline::sort_pages`): each
+//! 256 pages of memory become one chunk, zero pages listed without data,
+//! the others compressed and checksummed. Its
 //! decoder checks and unpacks every chunk as D does. One core each; MB/s
 //! are of the sample's bytes.
 
@@ -13,7 +14,8 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use kjump::image::{decode_chunk, parse_chunk_header, Chain, ChunkEncoder, Compression, Run, MAX_CHUNK_PAGES, PAGE};
+use kjump::image::{decode_chunk, parse_chunk_header, Chain, ChunkEncoder, Compression, PAGE};
+use kjump::pipeline::{sort_pages, PAGES_PER_JOB};
 
 fn sample(mib: usize) -> Vec<u8> {
     let third = mib * 1024 * 1024 / 3 / PAGE * PAGE;
@@ -46,42 +48,15 @@ fn encode(data: &[u8], compression: Compression) -> (Vec<u8>, f64) {
     let mut enc = ChunkEncoder::new(compression);
     let mut chain = Chain::default();
     let mut out = Vec::with_capacity(data.len() / 2);
-    let mut runs: Vec<Run> = Vec::new();
-    let mut zero_runs: Vec<Run> = Vec::new();
-    let mut pages: Vec<u8> = Vec::with_capacity(MAX_CHUNK_PAGES * PAGE);
-    let mut index = 0;
-    for (pfn, page) in data.chunks_exact(PAGE).enumerate() {
-        let pfn = pfn as u64;
-        if page.iter().all(|&b| b == 0) {
-            // Listed as a zero run, as kjump's save loop does.
-            match zero_runs.last_mut() {
-                Some((first, count)) if *first + *count == pfn => *count += 1,
-                _ => zero_runs.push((pfn, 1)),
-            }
-            if zero_runs.len() == kjump::image::MAX_RUNS {
-                chain.add(enc.encode(index, &runs, &zero_runs, &pages, &mut out));
-                index += 1;
-                runs.clear();
-                zero_runs.clear();
-                pages.clear();
-            }
-            continue;
-        }
-        match runs.last_mut() {
-            Some((first, count)) if *first + *count == pfn => *count += 1,
-            _ => runs.push((pfn, 1)),
-        }
-        pages.extend_from_slice(page);
-        if pages.len() == MAX_CHUNK_PAGES * PAGE {
-            chain.add(enc.encode(index, &runs, &zero_runs, &pages, &mut out));
-            index += 1;
-            runs.clear();
-            zero_runs.clear();
-            pages.clear();
-        }
-    }
-    if !runs.is_empty() || !zero_runs.is_empty() {
-        chain.add(enc.encode(index, &runs, &zero_runs, &pages, &mut out));
+    let (mut runs, mut zero_runs) = (Vec::new(), Vec::new());
+    let mut pages: Vec<u8> = Vec::with_capacity(PAGES_PER_JOB * PAGE);
+    // As B's workers do: each job of memory sorted into one chunk.
+    for (index, job) in data.chunks(PAGES_PER_JOB * PAGE).enumerate() {
+        runs.clear();
+        zero_runs.clear();
+        pages.clear();
+        sort_pages(job, (index * PAGES_PER_JOB) as u64, None, &mut runs, &mut zero_runs, &mut pages);
+        chain.add(enc.encode(index as u64, &runs, &zero_runs, &pages, &mut out));
     }
     std::hint::black_box(chain.value());
     (out, start.elapsed().as_secs_f64())

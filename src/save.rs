@@ -253,11 +253,11 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     let mut done = 0u64;
     let mut s = Summary::default();
     let mut counts = Counts::default();
-    let mut add = |chunk: &[u8], crc: u32, c: Counts| {
+    let mut add = |chunk: &[u8], sum: u32, c: Counts| {
         counts.zero += c.zero;
         counts.free += c.free;
         counts.stored += c.stored;
-        sink.add(chunk, crc)
+        sink.add(chunk, sum)
     };
 
     // This thread maps A's memory a window at a time; the workers sort
