@@ -142,6 +142,20 @@ impl FreePages {
         &self.bits
     }
 
+    /// Marks free each page that holds what A had in a free page: for each
+    /// `(page, holder)` (see [`crate::kimage::RegionSources::moved`]),
+    /// `holder` when `page` is free. Returns how many were not free before.
+    pub fn mark_holders_of_free(&mut self, moved: impl Iterator<Item = (u64, u64)>) -> u64 {
+        let mut marked = 0;
+        for (page, holder) in moved {
+            if self.is_free(page) && !self.is_free(holder) && holder < self.max_pfn {
+                self.mark(holder, holder + 1);
+                marked += 1;
+            }
+        }
+        marked
+    }
+
     /// Marks `[start, end)` free; `end` is at most `max_pfn`.
     fn mark(&mut self, start: u64, end: u64) {
         let mut pfn = start;
@@ -638,6 +652,18 @@ mod tests {
             assert_eq!(f.is_free(pfn), free.contains(&pfn), "pfn {pfn:#x}");
         }
         assert_eq!(f.count(), free.len() as u64);
+    }
+
+    #[test]
+    fn holders_of_free_region_pages_become_free() {
+        // Region pages 100..104; 100 and 102 free in A. Their contents sit
+        // in 10, 12; 101's in 11 (kept); 103 is its own holder.
+        let mut f = FreePages::of(&[100, 102, 13, 150], 200);
+        let moved = [(100, 10), (101, 11), (102, 12), (104, 13), (150, 500)];
+        assert_eq!(f.mark_holders_of_free(moved.into_iter()), 2);
+        check_free(&f, &[10, 12, 13, 100, 102, 150], 200);
+        // Holders beyond the bitmap are left alone; nothing is marked twice.
+        assert_eq!(f.mark_holders_of_free(moved.into_iter()), 0);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod initramfs;
 pub mod iobench;
 pub mod jump;
 pub mod kexec;
+pub mod kimage;
 pub mod layout;
 pub mod machine;
 pub mod mailbox;

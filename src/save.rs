@@ -13,6 +13,7 @@ use crate::progress::Progress;
 use crate::pipeline::{Budget, Counts, Pipeline, Window, PAGES_PER_JOB};
 use crate::image::{Chain, Compression, Header, State, StateBlock, BLOCK, DATA_OFFSET, PAGE};
 use crate::in_use::InUse;
+use crate::kimage;
 use crate::target::Target;
 use crate::vmcore::Vmcore;
 use crate::vmcoreinfo::{find_in_notes, VmcoreInfo};
@@ -196,9 +197,20 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     let info = VmcoreInfo::parse(&find_in_notes(&vmcore.notes).unwrap_or_default());
     let ram: Vec<(u64, u64)> = vmcore.layout.segments.iter().map(|s| (s.paddr, s.paddr + s.size)).collect();
     let pfns: Vec<(u64, u64)> = ram.iter().map(|&(s, e)| (s / PAGE as u64, e.div_ceil(PAGE as u64))).collect();
-    let free: Option<Arc<FreePages>> = match find_free_pages(&info, &vmcore, &pfns) {
-        Ok(f) => {
+    // The region's pages are classified too: where A had one free, the
+    // page now holding its old contents need not be saved.
+    let mut classify = pfns.clone();
+    classify.push((req.region.0 / PAGE as u64, req.region.1.div_ceil(PAGE as u64)));
+    let free: Option<Arc<FreePages>> = match find_free_pages(&info, &vmcore, &classify) {
+        Ok(mut f) => {
             say!("found {} free pages of A ({} pages unknown)", f.count(), f.unknown());
+            match kimage::region_sources(&vmcore, req.reentry, req.region) {
+                Ok(r) => {
+                    let n = f.mark_holders_of_free(r.moved());
+                    say!("left out {n} pages that hold the region's free pages");
+                }
+                Err(e) => say!("cannot read A's kexec image ({e}); saving what the region held"),
+            }
             Some(Arc::new(f))
         }
         Err(e) => {

@@ -1,0 +1,342 @@
+//! A's loaded kexec image, read back in B: which of A's pages hold what A
+//! had in the kjump region.
+//!
+//! Every page of the region is a kexec destination. When A jumps, its
+//! `relocate_kernel` swaps each destination page with its source page, so
+//! A's old contents of region page `d` now sit in source page `s`, a page
+//! A allocated for the image. B saves `s` like any page A uses. But when `d`
+//! was *free* in A, `s` holds stale data A does not care about, and up to
+//! the whole region's worth of it would be compressed and written for
+//! nothing. This module finds the pairs, so B can leave those out.
+//!
+//! What Linux 6.12 (x86_64) does, and what this module relies on
+//! (`arch/x86/kernel/relocate_kernel_64.S`, `kernel/kexec_core.c`):
+//! - B's `kexec_jump_back_entry` is an address inside A's control page
+//!   (the return address of `relocate_kernel`'s call into the purgatory);
+//! - `relocate_kernel` stores the image's first entry (`image->head`, the
+//!   "backup pages map") at `KEXEC_CONTROL_CODE_MAX_SIZE + 0x30` in the
+//!   control page, and swaps pages back from it on the way home;
+//! - an entry is a physical address with one flag in its low bits:
+//!   destination (the next source goes there, and each source moves the
+//!   destination on by a page), indirection (the entries continue in that
+//!   page), done, or source;
+//! - a source page inside the region is always its own destination (the
+//!   allocator handed out that very page; the swap leaves it alone).
+//!
+//! Nothing read from A is trusted. The walk is accepted only if it names
+//! every page of the region exactly once, in order, ends with "done", and
+//! every source is outside the region (or is its own destination) and used
+//! once. Any other shape, as another kernel version may give, is an error,
+//! and B then saves every source page as before: bigger, never wrong.
+
+use core::fmt;
+
+use crate::pagetable::PhysRead;
+
+/// The only page size this module knows (x86_64).
+const PAGE_SIZE: u64 = 4096;
+/// Where `relocate_kernel` keeps `image->head` in the control page:
+/// `DATA(0x30)` with `KEXEC_CONTROL_CODE_MAX_SIZE` = 2048.
+pub const HEAD_IN_CONTROL_PAGE: u64 = 2048 + 0x30;
+/// `IND_DESTINATION`.
+const IND_DESTINATION: u64 = 0x1;
+/// `IND_INDIRECTION`.
+const IND_INDIRECTION: u64 = 0x2;
+/// `IND_DONE`.
+const IND_DONE: u64 = 0x4;
+/// `IND_SOURCE`.
+const IND_SOURCE: u64 = 0x8;
+/// Entries in one indirection page.
+const ENTRIES_PER_PAGE: usize = (PAGE_SIZE / 8) as usize;
+
+/// Why A's image could not be read as a list of region swaps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The region is empty or not page aligned.
+    BadRegion { start: u64, end: u64 },
+    /// This physical page of A could not be read.
+    Unreadable { paddr: u64 },
+    /// The control page's head is not an indirection entry.
+    BadHead { value: u64 },
+    /// Entry number `index` has no flag, or more than one.
+    BadEntry { index: u64, value: u64 },
+    /// A destination is not the next page of the region.
+    OutOfOrder { dest: u64, expected: u64 },
+    /// A source lies in the region but is not its own destination.
+    SourceInRegion { source: u64, dest: u64 },
+    /// The same source page is given for two destinations.
+    SourceTwice { source: u64 },
+    /// The list goes on past every page of the region, or loops.
+    TooLong,
+    /// "Done" came after this many of the region's pages.
+    Short { pages: u64, expected: u64 },
+    /// The table of sources could not be allocated.
+    OutOfMemory { pages: u64 },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadRegion { start, end } => write!(f, "the region {start:#x}..{end:#x} is not whole pages"),
+            Error::Unreadable { paddr } => write!(f, "A's page at {paddr:#x} cannot be read"),
+            Error::BadHead { value } => write!(f, "the control page holds {value:#x}, not an indirection entry"),
+            Error::BadEntry { index, value } => write!(f, "entry {index} is {value:#x}, not one kind of entry"),
+            Error::OutOfOrder { dest, expected } => {
+                write!(f, "destination {dest:#x} where the region's page {expected:#x} was due")
+            }
+            Error::SourceInRegion { source, dest } => {
+                write!(f, "source {source:#x} for {dest:#x} lies in the region")
+            }
+            Error::SourceTwice { source } => write!(f, "source {source:#x} is used twice"),
+            Error::TooLong => f.write_str("the entry list is longer than the region"),
+            Error::Short { pages, expected } => {
+                write!(f, "the entry list ends after {pages} of the region's {expected} pages")
+            }
+            Error::OutOfMemory { pages } => write!(f, "no memory for a table of {pages} pages"),
+        }
+    }
+}
+
+/// For each page of the region, in order, the pfn of the page that holds
+/// A's contents of it while B runs (the page's own pfn when nothing moved).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionSources {
+    /// First pfn of the region.
+    pub first_pfn: u64,
+    /// `sources[i]` holds A's page `first_pfn + i`.
+    pub sources: Vec<u64>,
+}
+
+/// Reads A's image entry list through the control page that `reentry`
+/// points into, and checks it covers `region` (byte range) exactly.
+pub fn region_sources(mem: &impl PhysRead, reentry: u64, region: (u64, u64)) -> Result<RegionSources, Error> {
+    let (start, end) = region;
+    if start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 || end <= start {
+        return Err(Error::BadRegion { start, end });
+    }
+    let expected = (end - start) / PAGE_SIZE;
+    let control = reentry & !(PAGE_SIZE - 1);
+    let head = read_u64(mem, control + HEAD_IN_CONTROL_PAGE)?;
+    if head & (PAGE_SIZE - 1) != IND_INDIRECTION {
+        return Err(Error::BadHead { value: head });
+    }
+    let mut sources = Vec::new();
+    let len = usize::try_from(expected).map_err(|_| Error::OutOfMemory { pages: expected })?;
+    sources.try_reserve_exact(len).map_err(|_| Error::OutOfMemory { pages: expected })?;
+
+    // Each page holds 511 entries and a link; a region of n pages needs at
+    // most n sources, n destinations and "done".
+    let most_pages = expected.saturating_mul(2).saturating_add(1) / (ENTRIES_PER_PAGE as u64 - 1) + 2;
+    let mut page = [0u8; PAGE_SIZE as usize];
+    let mut pages_read = 0u64;
+    let mut dest = start;
+    let mut index = 0u64;
+    let mut entry = head;
+    let mut next_slot = ENTRIES_PER_PAGE; // no page loaded yet
+    loop {
+        let addr = entry & !(PAGE_SIZE - 1);
+        match entry & (PAGE_SIZE - 1) {
+            IND_INDIRECTION => {
+                pages_read += 1;
+                if pages_read > most_pages {
+                    return Err(Error::TooLong);
+                }
+                mem.read_phys(addr, &mut page).map_err(|_| Error::Unreadable { paddr: addr })?;
+                next_slot = 0;
+            }
+            IND_DESTINATION => {
+                if addr != dest {
+                    return Err(Error::OutOfOrder { dest: addr, expected: dest });
+                }
+            }
+            IND_SOURCE => {
+                if dest >= end {
+                    return Err(Error::TooLong);
+                }
+                if addr >= start && addr < end && addr != dest {
+                    return Err(Error::SourceInRegion { source: addr, dest });
+                }
+                sources.push(addr / PAGE_SIZE);
+                dest += PAGE_SIZE;
+            }
+            IND_DONE => break,
+            _ => return Err(Error::BadEntry { index, value: entry }),
+        }
+        if next_slot >= ENTRIES_PER_PAGE {
+            // The last slot of a page must have been a link.
+            return Err(Error::BadEntry { index, value: entry });
+        }
+        let at = next_slot * 8;
+        let bytes: [u8; 8] = page[at..at + 8].try_into().unwrap_or([0; 8]);
+        entry = u64::from_le_bytes(bytes);
+        next_slot += 1;
+        index += 1;
+    }
+    let pages = sources.len() as u64;
+    if pages != expected {
+        return Err(Error::Short { pages, expected });
+    }
+    check_each_source_once(&sources, start / PAGE_SIZE)?;
+    Ok(RegionSources { first_pfn: start / PAGE_SIZE, sources })
+}
+
+impl RegionSources {
+    /// The pairs `(region pfn, source pfn)` where a page actually moved.
+    pub fn moved(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        (self.first_pfn..).zip(self.sources.iter().copied()).filter(|(d, s)| d != s)
+    }
+}
+
+/// Fails if a source outside the region appears twice.
+fn check_each_source_once(sources: &[u64], first_pfn: u64) -> Result<(), Error> {
+    let mut moved: Vec<u64> = Vec::new();
+    moved.try_reserve_exact(sources.len()).map_err(|_| Error::OutOfMemory { pages: sources.len() as u64 })?;
+    moved.extend((first_pfn..).zip(sources).filter(|(d, s)| d != *s).map(|(_, s)| *s));
+    moved.sort_unstable();
+    match moved.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(Error::SourceTwice { source: w[0] * PAGE_SIZE }),
+        None => Ok(()),
+    }
+}
+
+fn read_u64(mem: &impl PhysRead, paddr: u64) -> Result<u64, Error> {
+    let mut b = [0u8; 8];
+    mem.read_phys(paddr, &mut b).map_err(|_| Error::Unreadable { paddr: paddr & !(PAGE_SIZE - 1) })?;
+    Ok(u64::from_le_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pagetable::tests::FakeMem;
+
+    const CONTROL: u64 = 0x0234_f000;
+    const REENTRY: u64 = CONTROL + 0xa4;
+    const REGION: (u64, u64) = (0x1e60_0000, 0x1e60_0000 + 8 * PAGE_SIZE);
+    const IND: u64 = 0x0300_0000;
+
+    /// An image as A's kernel builds it: entries written from `IND` on,
+    /// continuing in the next page at each page's last slot.
+    fn image(entries: &[u64]) -> FakeMem {
+        let mut m = FakeMem::new(0x4000_0000);
+        m.write_u64(CONTROL + HEAD_IN_CONTROL_PAGE, IND | IND_INDIRECTION);
+        let mut page = IND;
+        let mut slot = 0;
+        for &e in entries {
+            if slot == ENTRIES_PER_PAGE - 1 {
+                let next = page + PAGE_SIZE;
+                m.write_u64(page + slot as u64 * 8, next | IND_INDIRECTION);
+                page = next;
+                slot = 0;
+            }
+            m.write_u64(page + slot as u64 * 8, e);
+            slot += 1;
+        }
+        m
+    }
+
+    /// Sources for the 8 region pages: page 2 is its own source.
+    fn good_entries() -> Vec<u64> {
+        let mut e = vec![REGION.0 | IND_DESTINATION];
+        for i in 0..8u64 {
+            let s = if i == 2 { REGION.0 + 2 * PAGE_SIZE } else { 0x0100_0000 + i * 0x3000 };
+            e.push(s | IND_SOURCE);
+        }
+        e.push(IND_DONE);
+        e
+    }
+
+    #[test]
+    fn reads_the_pairs_of_a_whole_region() {
+        let m = image(&good_entries());
+        let r = region_sources(&m, REENTRY, REGION).unwrap();
+        assert_eq!(r.first_pfn, REGION.0 / PAGE_SIZE);
+        assert_eq!(r.sources.len(), 8);
+        assert_eq!(r.sources[2], REGION.0 / PAGE_SIZE + 2);
+        assert_eq!(r.sources[3], (0x0100_0000 + 3 * 0x3000) / PAGE_SIZE);
+        let moved: Vec<_> = r.moved().collect();
+        assert_eq!(moved.len(), 7, "the page that is its own source did not move");
+        assert!(moved.iter().all(|&(d, s)| d != s));
+    }
+
+    #[test]
+    fn follows_links_and_repeated_destinations() {
+        // One segment per page, as for a region of many small segments,
+        // over enough entries to span several indirection pages.
+        let region = (REGION.0, REGION.0 + 600 * PAGE_SIZE);
+        let mut e = Vec::new();
+        for i in 0..600u64 {
+            e.push((region.0 + i * PAGE_SIZE) | IND_DESTINATION);
+            e.push((0x0100_0000 + i * PAGE_SIZE) | IND_SOURCE);
+        }
+        e.push(IND_DONE);
+        let r = region_sources(&image(&e), REENTRY, region).unwrap();
+        assert_eq!(r.sources.len(), 600);
+        assert_eq!(r.sources[599], (0x0100_0000 + 599 * PAGE_SIZE) / PAGE_SIZE);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_whole_region() {
+        let with = |f: &dyn Fn(&mut Vec<u64>)| {
+            let mut e = good_entries();
+            f(&mut e);
+            region_sources(&image(&e), REENTRY, REGION)
+        };
+        // "Done" early.
+        assert_eq!(with(&|e| e[5] = IND_DONE), Err(Error::Short { pages: 4, expected: 8 }));
+        // A page too many.
+        assert_eq!(with(&|e| e.insert(8, 0x0200_0000 | IND_SOURCE)), Err(Error::TooLong));
+        // A destination that skips a page.
+        assert_eq!(
+            with(&|e| e.insert(4, (REGION.0 + 4 * PAGE_SIZE) | IND_DESTINATION)),
+            Err(Error::OutOfOrder { dest: REGION.0 + 4 * PAGE_SIZE, expected: REGION.0 + 3 * PAGE_SIZE })
+        );
+        // A destination outside the region.
+        assert!(matches!(with(&|e| e[0] = 0x1000 | IND_DESTINATION), Err(Error::OutOfOrder { .. })));
+        // A region page as another page's source.
+        assert_eq!(
+            with(&|e| e[1] = (REGION.0 + 5 * PAGE_SIZE) | IND_SOURCE),
+            Err(Error::SourceInRegion { source: REGION.0 + 5 * PAGE_SIZE, dest: REGION.0 })
+        );
+        // The same source twice.
+        assert_eq!(with(&|e| e[5] = e[4]), Err(Error::SourceTwice { source: 0x0100_0000 + 3 * 0x3000 }));
+        // No flag, two flags, an unknown flag.
+        assert_eq!(with(&|e| e[3] = 0x0100_0000), Err(Error::BadEntry { index: 4, value: 0x0100_0000 }));
+        assert!(matches!(with(&|e| e[3] |= IND_DESTINATION), Err(Error::BadEntry { .. })));
+        assert!(matches!(with(&|e| e[3] |= 0x10), Err(Error::BadEntry { .. })));
+        // Zeroes where the list should go on.
+        assert!(matches!(with(&|e| e.truncate(5)), Err(Error::BadEntry { value: 0, .. })));
+    }
+
+    #[test]
+    fn refuses_a_bad_head_or_unreadable_pages() {
+        let mut m = image(&good_entries());
+        m.write_u64(CONTROL + HEAD_IN_CONTROL_PAGE, IND | IND_SOURCE);
+        assert_eq!(region_sources(&m, REENTRY, REGION), Err(Error::BadHead { value: IND | IND_SOURCE }));
+        m.write_u64(CONTROL + HEAD_IN_CONTROL_PAGE, 0);
+        assert_eq!(region_sources(&m, REENTRY, REGION), Err(Error::BadHead { value: 0 }));
+
+        let mut m = image(&good_entries());
+        m.broken.insert(IND);
+        assert_eq!(region_sources(&m, REENTRY, REGION), Err(Error::Unreadable { paddr: IND }));
+        let m = FakeMem::new(0x4000_0000);
+        assert_eq!(region_sources(&m, REENTRY, REGION), Err(Error::Unreadable { paddr: CONTROL }));
+    }
+
+    #[test]
+    fn refuses_a_list_that_loops() {
+        // An indirection page whose link points at itself.
+        let mut m = FakeMem::new(0x4000_0000);
+        m.write_u64(CONTROL + HEAD_IN_CONTROL_PAGE, IND | IND_INDIRECTION);
+        m.write_u64(IND, REGION.0 | IND_DESTINATION);
+        m.write_u64(IND + 8, IND | IND_INDIRECTION);
+        assert_eq!(region_sources(&m, REENTRY, REGION), Err(Error::TooLong));
+    }
+
+    #[test]
+    fn refuses_a_region_that_is_not_whole_pages() {
+        let m = image(&good_entries());
+        assert!(matches!(region_sources(&m, REENTRY, (REGION.0 + 1, REGION.1)), Err(Error::BadRegion { .. })));
+        assert!(matches!(region_sources(&m, REENTRY, (REGION.0, REGION.0)), Err(Error::BadRegion { .. })));
+    }
+}
