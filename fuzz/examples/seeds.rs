@@ -332,4 +332,22 @@ fn main() {
     let sum = bios[16..36].iter().fold(0u8, |a, &b| a.wrapping_add(b));
     bios[24] = 0u8.wrapping_sub(sum);
     write(&dir, "blobs", "bios-rsdp", &bios);
+    write(&dir, "blobs", "kexec-entry-list", &kexec_entry_list());
+}
+
+/// A's memory from address 0 with a kexec image as 6.12 leaves it: the
+/// control page at 0 holds the head (an indirection page at 0x1000),
+/// whose entries cover the 8-page region at 1 MiB, one page being its own
+/// source.
+fn kexec_entry_list() -> Vec<u8> {
+    let mut m = vec![0u8; 0x2000];
+    let mut put = |at: usize, v: u64| m[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(kjump::kimage::HEAD_IN_CONTROL_PAGE as usize, 0x1000 | 2);
+    put(0x1000, 0x10_0000 | 1);
+    for i in 0..8u64 {
+        let source = if i == 5 { 0x10_0000 + i * 0x1000 } else { 0x20_0000 + i * 0x1000 };
+        put(0x1008 + 8 * i as usize, source | 8);
+    }
+    put(0x1048, 4);
+    m
 }

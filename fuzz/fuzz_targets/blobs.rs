@@ -2,13 +2,30 @@
 //! header of `/proc/vmcore` (`vmcore::parse`), disk signatures (ext4
 //! superblock, MBR, GPT in `target`), the mailbox page (`mailbox::decode`),
 //! newc cpio (`cpio::read`), gzip (`gzip::decompress`, as for
-//! `/proc/config.gz`), crash note buffers (`crash_info::notes_len`) and the
-//! BIOS-area RSDP scan (`acpi::scan_for_rsdp`).
+//! `/proc/config.gz`), crash note buffers (`crash_info::notes_len`), the
+//! BIOS-area RSDP scan (`acpi::scan_for_rsdp`) and A's kexec entry list
+//! (`kimage::region_sources`, the input being A's memory from address 0).
 
 #![no_main]
 
-use kjump::{acpi, cpio, crash_info, gzip, mailbox, target, vmcore};
+use kjump::pagetable::{PhysRead, Unreadable};
+use kjump::{acpi, cpio, crash_info, gzip, kimage, mailbox, target, vmcore};
 use libfuzzer_sys::fuzz_target;
+
+/// The input as physical memory from address 0.
+struct Memory<'a>(&'a [u8]);
+
+impl PhysRead for Memory<'_> {
+    fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<(), Unreadable> {
+        let start = usize::try_from(paddr).map_err(|_| Unreadable { paddr })?;
+        let src = start.checked_add(buf.len()).and_then(|end| self.0.get(start..end)).ok_or(Unreadable { paddr })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// The region the kexec seed covers: 8 pages at 1 MiB.
+const KIMAGE_REGION: (u64, u64) = (0x10_0000, 0x10_8000);
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(layout) = vmcore::parse(data) {
@@ -37,5 +54,13 @@ fuzz_target!(|data: &[u8]| {
     assert!(crash_info::notes_len(data) <= data.len());
     if let Some(at) = acpi::scan_for_rsdp(data, 0xe0000) {
         assert!(at >= 0xe0000 && at - 0xe0000 + 20 <= data.len() as u64);
+    }
+    // The control page is page 0.
+    if let Ok(r) = kimage::region_sources(&Memory(data), 0xa4, KIMAGE_REGION) {
+        assert_eq!(r.sources.len(), 8);
+        for (page, holder) in r.moved() {
+            assert!((0x100..0x108).contains(&page));
+            assert!(!(0x100..0x108).contains(&holder));
+        }
     }
 });
