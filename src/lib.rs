@@ -36,6 +36,7 @@ pub mod layout;
 pub mod machine;
 pub mod mailbox;
 pub mod memmap;
+pub mod msi;
 pub mod pagetable;
 pub mod pipeline;
 pub mod pid1;

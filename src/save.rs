@@ -100,6 +100,9 @@ impl Summary {
 fn open_target(target: &Target, wait: Duration, create: bool, avoid: &[InUse]) -> Result<(File, String), Error> {
     let dev = crate::target::wait_for(&target.device, wait, |m| say!("{m}"))?;
     crate::in_use::check_device(&dev, avoid)?;
+    if crate::msi::check_in_hibernation_kernel(&dev)? {
+        say!("{} uses MSI: booted without legacy interrupt routing", dev.display());
+    }
     let Some(path) = &target.file else {
         let f = std::fs::OpenOptions::new()
             .write(true)
@@ -135,6 +138,7 @@ pub fn open_existing(target: &Target, wait: Duration, avoid: &[InUse]) -> Result
 pub fn peek_header(target: &Target, wait: Duration) -> Result<Vec<u8>, Error> {
     use std::io::Read;
     let dev = crate::target::wait_for(&target.device, wait, |m| say!("{m}"))?;
+    crate::msi::check_in_hibernation_kernel(&dev)?;
     let read = |path: &std::path::Path| -> Result<Vec<u8>, Error> {
         let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let mut b = Vec::with_capacity(BLOCK);

@@ -96,6 +96,7 @@ fn bench_mode(p: &Params<'_>) -> Result<Infallible, Error> {
         let in_use = mailbox::read_request(&mem, mailbox)?;
         let dev = target::wait_for(&target.device, Duration::from_secs(p.wait_secs.unwrap_or(10)), |m| say!("{m}"))?;
         kjump::in_use::check_device(&dev, &in_use)?;
+        kjump::msi::check_in_hibernation_kernel(&dev)?;
         let vmcore = kjump::iobench::vmcore_read("/proc/vmcore")?;
         say!("read /proc/vmcore: {} MiB in {:.2} s", vmcore.0 >> 20, vmcore.1);
         let size = target::device_size(&dev)?;

@@ -247,13 +247,16 @@ const MIN_REGION_SIZE: u64 = 64 * MIB;
 /// controller as A set it.
 const NO_INPUT: &str = "initcall_blacklist=i8042_init";
 
-fn hibernation_kernel(s: &Settings, mode_args: &str) -> Result<HibernationKernel, Error> {
+/// The hibernation kernel with `mode_args`, for work on disk `disk` (whose
+/// controller decides whether B may skip legacy interrupt routing).
+fn hibernation_kernel(s: &Settings, mode_args: &str, disk: Option<&std::path::Path>) -> Result<HibernationKernel, Error> {
     let own = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::io("reading /proc/cmdline", e))?;
+    let routing = if disk.is_some_and(kjump::msi::may_skip_routing) { kjump::msi::SKIP_ROUTING } else { "" };
     Ok(HibernationKernel {
         kernel: std::fs::read(&s.kernel).map_err(|e| Error::io(format!("reading {}", s.kernel), e))?,
         initrd: std::fs::read(&s.initrd).map_err(|e| Error::io(format!("reading {}", s.initrd), e))?,
         cmdline: format!(
-            "{} rdinit=/kjump-init {mode_args} nokaslr nr_cpus={} quiet panic=10 {NO_INPUT} {}",
+            "{} rdinit=/kjump-init {mode_args} nokaslr nr_cpus={} quiet panic=10 {NO_INPUT} {routing} {}",
             jump::console_args(&own),
             hibernation_cpus(),
             s.append
@@ -275,7 +278,7 @@ fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
     if !live {
         return Ok(());
     }
-    let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, "kjump.mode=roundtrip")?)?;
+    let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, "kjump.mode=roundtrip", None)?)?;
     println!(
         "kjump: loaded the hibernation kernel in {:#x}-{:#x} ({} segments); jumping to it",
         loaded.region.0, loaded.region.1, loaded.segments
@@ -332,7 +335,7 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
         u8::from(kjump::check::free_pages_must_be_zero())
     );
     mailbox.write_request(&in_use::table_for_b(&uses))?;
-    let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &mode)?)?;
+    let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &mode, Some(&dev))?)?;
     let prepared = started.elapsed();
     // What A's filesystems hold in memory reaches the disks now, so that
     // a power cut before the image is committed costs no data.
@@ -536,7 +539,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     let mode = format!("kjump.mode=restore kjump.target={tgt} kjump.wait={} kjump.keep={}", s.wait, u8::from(s.keep));
     // This kernel (C) is not resumed: nothing of it in the region needs
     // setting aside, and D restores A over all the rest.
-    let d = HibernationKernel { set_region_aside: false, ..hibernation_kernel(&s, &mode)? };
+    let d = HibernationKernel { set_region_aside: false, ..hibernation_kernel(&s, &mode, Some(&dev))? };
     jump::load_hibernation_kernel(&d)?;
     jump::jump_to_loaded()?;
     Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()))
@@ -715,7 +718,7 @@ fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
     let mailbox = Mailbox::new((region.start, region.end))?;
     mailbox.write_request(&in_use::table_for_b(&uses))?;
     let mode = format!("kjump.mode=bench kjump.target={tgt} kjump.wait={} kjump.mailbox={:#x}", s.wait, mailbox.phys());
-    jump::load_hibernation_kernel(&hibernation_kernel(s, &mode)?)?;
+    jump::load_hibernation_kernel(&hibernation_kernel(s, &mode, Some(&dev))?)?;
     let away = jump::jump_to_loaded()?;
     match mailbox.read() {
         Some(r) if r.ok => {
