@@ -539,7 +539,8 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     let mode = format!("kjump.mode=restore kjump.target={tgt} kjump.wait={} kjump.keep={}", s.wait, u8::from(s.keep));
     // This kernel (C) is not resumed: nothing of it in the region needs
     // setting aside, and D restores A over all the rest.
-    let d = HibernationKernel { set_region_aside: false, ..hibernation_kernel(&s, &mode, Some(&dev))? };
+    let mut d = hibernation_kernel(&s, &mode, Some(&dev))?;
+    d.set_region_aside = false;
     jump::load_hibernation_kernel(&d)?;
     jump::jump_to_loaded()?;
     Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()))
