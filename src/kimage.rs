@@ -176,8 +176,9 @@ pub fn region_sources(mem: &impl PhysRead, reentry: u64, region: (u64, u64)) -> 
     if pages != expected {
         return Err(Error::Short { pages, expected });
     }
-    check_each_source_once(&sources, start / PAGE_SIZE)?;
-    Ok(RegionSources { first_pfn: start / PAGE_SIZE, sources })
+    let r = RegionSources { first_pfn: start / PAGE_SIZE, sources };
+    check_each_source_once(&r)?;
+    Ok(r)
 }
 
 impl RegionSources {
@@ -188,10 +189,11 @@ impl RegionSources {
 }
 
 /// Fails if a source outside the region appears twice.
-fn check_each_source_once(sources: &[u64], first_pfn: u64) -> Result<(), Error> {
+fn check_each_source_once(r: &RegionSources) -> Result<(), Error> {
     let mut moved: Vec<u64> = Vec::new();
-    moved.try_reserve_exact(sources.len()).map_err(|_| Error::OutOfMemory { pages: sources.len() as u64 })?;
-    moved.extend((first_pfn..).zip(sources).filter(|(d, s)| d != *s).map(|(_, s)| *s));
+    let n = r.sources.len();
+    moved.try_reserve_exact(n).map_err(|_| Error::OutOfMemory { pages: n as u64 })?;
+    moved.extend(r.moved().map(|(_, s)| s));
     moved.sort_unstable();
     match moved.windows(2).find(|w| w[0] == w[1]) {
         Some(w) => Err(Error::SourceTwice { source: w[0] * PAGE_SIZE }),
