@@ -40,7 +40,7 @@ endif
 # Fills in the installed paths in contrib/ files.
 SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g'
 
-.PHONY: all deps kernel build initramfs test test-distro unit demo bench bench-host fuzz fuzz-ci fuzz-seeds clean stage install uninstall
+.PHONY: all deps kernel build initramfs test lint test-distro unit demo bench bench-host fuzz fuzz-ci fuzz-seeds clean stage install uninstall
 
 all: build
 
@@ -57,8 +57,13 @@ initramfs: build
 	$(RELEASE)/kjump initramfs --output target/kjump-initramfs.img
 
 # Unit tests, then the QEMU boot tests (at most two guests at once).
-test: deps
+test: deps lint
 	kernel=$$(scripts/kernel.sh) && KJUMP_KERNEL=$$kernel cargo test --release --no-fail-fast -- --test-threads=2
+
+# The code's format (rustfmt.toml) and clippy's lints, as errors.
+lint: deps
+	cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
 
 # A Debian 12 system (debootstrap, cached in $(KJUMP_CACHE)) with kjump put in
 # by `make install`: systemctl start kjump-hibernate, resume through Debian's

@@ -66,11 +66,9 @@ impl System {
 fn script(system: System, mib: u64) -> String {
     let third = mib * 1024 * 1024 / 3 / 4096 * 4096;
     let (c_boot, prepare, hibernate) = match system {
-        System::Kjump => (
-            "kjump resume --target /dev/vda; echo \"C: no resume (exit $?)\"",
-            "",
-            "kjump hibernate --target /dev/vda; echo \"A: hibernate returned $?\"",
-        ),
+        System::Kjump => {
+            ("kjump resume --target /dev/vda; echo \"C: no resume (exit $?)\"", "", "kjump hibernate --target /dev/vda; echo \"A: hibernate returned $?\"")
+        }
         System::Swsusp(_) => (
             "echo \"C: no resume: swsusp did not restore A\"",
             "mkswap /dev/vda > /dev/null && swapon /dev/vda && echo shutdown > /sys/power/disk",
@@ -104,6 +102,9 @@ poweroff -f
     )
 }
 
+/// Each system's runs at one workload size.
+type RunsBySystem = Vec<(System, Vec<Run>)>;
+
 /// One hibernate + resume.
 #[derive(Clone, Debug, Default)]
 struct Run {
@@ -130,7 +131,10 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
     let disks = vec![sparse_disk(&dir.0, "disk.img", DISK_MIB)];
     let initrd = a_initramfs(p, &script(system, mib));
     let append = system.append();
-    let mut a = Vm::start(p, VmConfig { name: &name, memory_mib: MEMORY_MIB, cpus: CPUS, initrd: initrd.clone(), append: &append, echo: false, disks: disks.clone(), uuid: None });
+    let mut a = Vm::start(
+        p,
+        VmConfig { name: &name, memory_mib: MEMORY_MIB, cpus: CPUS, initrd: initrd.clone(), append: &append, echo: false, disks: disks.clone(), uuid: None },
+    );
     if let Err(e) = a.try_in_order(&["A: workload ready", "A: hibernating now"], TIMEOUT) {
         run.note = format!("A did not get ready: {e}");
         return run;
@@ -147,7 +151,7 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
     let hib = t0.elapsed().as_secs_f64();
     let log = a.log();
     if let Some(l) = log.lines().find(|l| l.contains("A: hibernate returned")) {
-        let why = log.lines().filter(|l| l.contains("PM: ") || l.contains("kjump: ") || l.contains("kjump-init: error")).last().unwrap_or("");
+        let why = log.lines().rfind(|l| l.contains("PM: ") || l.contains("kjump: ") || l.contains("kjump-init: error")).unwrap_or("");
         run.note = format!("hibernation failed: {} ({})", l.trim(), why.trim());
         return run;
     }
@@ -168,7 +172,10 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
     drop(a);
     let resume_append = format!("bench_boot=c {append}");
     let t1 = Instant::now();
-    let mut c = Vm::start(p, VmConfig { name: &format!("{name}-c"), memory_mib: MEMORY_MIB, cpus: CPUS, initrd, append: &resume_append, echo: false, disks, uuid: None });
+    let mut c = Vm::start(
+        p,
+        VmConfig { name: &format!("{name}-c"), memory_mib: MEMORY_MIB, cpus: CPUS, initrd, append: &resume_append, echo: false, disks, uuid: None },
+    );
     let back = c.try_in_order(&["A: hibernate returned"], TIMEOUT).map(|_| t1.elapsed().as_secs_f64());
     match back.and_then(|b| c.try_in_order(&["A: workload intact"], TIMEOUT).map(|_| b)) {
         Ok(b) => {
@@ -178,7 +185,7 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
         }
         Err(e) => {
             let log = c.log();
-            let why = log.lines().filter(|l| l.contains("C: ") || l.contains("WORKLOAD") || l.contains("error")).last().unwrap_or("").trim().to_string();
+            let why = log.lines().rfind(|l| l.contains("C: ") || l.contains("WORKLOAD") || l.contains("error")).unwrap_or("").trim().to_string();
             run.note = format!("resume failed: {why} ({e})");
         }
     }
@@ -264,16 +271,9 @@ fn command_line(cmd: &str, args: &[&str]) -> String {
 fn main() {
     let p = paths();
     let reps: u32 = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
-    let sizes: Vec<u64> = std::env::var("BENCH_SIZES")
-        .unwrap_or_else(|_| "128,384,768".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let systems: Vec<System> = std::env::var("BENCH_SYSTEMS")
-        .unwrap_or_else(|_| "kjump,swsusp-lzo,swsusp-lz4".into())
-        .split(',')
-        .filter_map(|s| System::parse(s.trim()))
-        .collect();
+    let sizes: Vec<u64> = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "128,384,768".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let systems: Vec<System> =
+        std::env::var("BENCH_SYSTEMS").unwrap_or_else(|_| "kjump,swsusp-lzo,swsusp-lz4".into()).split(',').filter_map(|s| System::parse(s.trim())).collect();
     let started = Instant::now();
     eprintln!("bench: {} sizes x {} systems x {reps} repetitions, one VM at a time", sizes.len(), systems.len());
 
@@ -288,7 +288,7 @@ fn main() {
         }
     }
     // results[size][system] = runs
-    let mut results: Vec<(u64, Vec<(System, Vec<Run>)>)> = sizes.iter().map(|&s| (s, systems.iter().map(|&y| (y, Vec::new())).collect())).collect();
+    let mut results: Vec<(u64, RunsBySystem)> = sizes.iter().map(|&s| (s, systems.iter().map(|&y| (y, Vec::new())).collect())).collect();
     // Interleave systems and repetitions so drift in the host hits all alike.
     for rep in 0..reps {
         for (mib, per) in results.iter_mut() {
@@ -323,7 +323,10 @@ fn main() {
     let _ = writeln!(md, "## kjump vs swsusp\n");
     let _ = writeln!(md, "QEMU `-accel tcg -m {MEMORY_MIB} -smp {CPUS}`, one {DISK_MIB} MiB virtio disk; {reps} repetitions, median (min–max when they differ by more than 5 %).");
     let _ = writeln!(md, "Kernel {kernel}; {qemu}; host {cpu}, {cores} cores.\n");
-    let _ = writeln!(md, "| workload | system | worked | hibernate s | resume s | back in A s | image MiB | hibernate ratio | resume ratio | back in A ratio | image ratio |");
+    let _ = writeln!(
+        md,
+        "| workload | system | worked | hibernate s | resume s | back in A s | image MiB | hibernate ratio | resume ratio | back in A ratio | image ratio |"
+    );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
     let mut json_rows = Vec::new();
     for (mib, per) in &results {

@@ -44,7 +44,8 @@ fn main() {
     let initrd = a_initramfs(&p, SCRIPT);
 
     println!("kjump demo, part 1: boot A (QEMU, TCG, 1 GiB, 2 CPUs) and hibernate it. A's console:\n");
-    let mut a = Vm::start(&p, VmConfig { name: "demo-a", memory_mib: 1024, cpus: 2, initrd: initrd.clone(), append: "", echo: true, disks: disks.clone(), uuid: None });
+    let mut a =
+        Vm::start(&p, VmConfig { name: "demo-a", memory_mib: 1024, cpus: 2, initrd: initrd.clone(), append: "", echo: true, disks: disks.clone(), uuid: None });
     a.expect_in_order(&["A: kjump hibernate --target /dev/vda"]);
     let t0 = Instant::now();
     let lines = a.expect_in_order(&["kjump-init: summary: ", "kjump-init: image committed; powering off"]);

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what kjump's build and tests need, and nothing when all is there:
-# the musl target, QEMU, busybox (for the test harness's A system only),
+# the musl target, rustfmt and clippy (make lint), QEMU, busybox (for the test harness's A system only),
 # debootstrap (make test-distro),
 # Debian's linux-source-6.12 and the kernel build dependencies.
 set -eu
@@ -19,3 +19,9 @@ if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-
   echo "deps: adding the x86_64-unknown-linux-musl target" >&2
   rustup target add x86_64-unknown-linux-musl >&2
 fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    echo "deps: adding the $component component (make lint)" >&2
+    rustup component add "$component" >&2
+  fi
+done

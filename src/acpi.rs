@@ -5,9 +5,7 @@ use crate::devmem::DevMem;
 
 /// Parses `/sys/firmware/efi/systab` (`ACPI20=0x…` preferred over `ACPI=0x…`).
 pub fn rsdp_from_efi_systab(text: &str) -> Option<u64> {
-    let find = |key: &str| {
-        text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| crate::units::parse_u64(v.trim()))
-    };
+    let find = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| crate::units::parse_u64(v.trim()));
     find("ACPI20=").or_else(|| find("ACPI="))
 }
 

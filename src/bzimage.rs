@@ -132,14 +132,7 @@ impl<'a> BzImage<'a> {
             0 => 255,
             n => n as u64,
         };
-        Ok(BzImage {
-            setup_header: &file[SETUP_HEADER_OFFSET..header_end],
-            kernel,
-            version,
-            alignment: alignment as u64,
-            init_size,
-            cmdline_max,
-        })
+        Ok(BzImage { setup_header: &file[SETUP_HEADER_OFFSET..header_end], kernel, version, alignment: alignment as u64, init_size, cmdline_max })
     }
 }
 

@@ -113,11 +113,7 @@ pub fn meminfo(key: &str) -> Option<u64> {
 
 fn has_cap_sys_boot() -> bool {
     let Some(status) = std::fs::read_to_string("/proc/self/status").ok() else { return false };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 22) != 0)
+    status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).is_some_and(|caps| caps & (1 << 22) != 0)
 }
 
 /// Runs every check.
@@ -133,9 +129,7 @@ pub fn run(cfg: &Config) -> Vec<Item> {
         (None, _) => Some(Err("the kernel has no kexec (CONFIG_KEXEC=y and CONFIG_KEXEC_JUMP=y needed)".to_string())),
         (Some("0"), true) => match crate::kexec::probe_preserve_context() {
             Ok(true) => Some(Ok("kernel accepts KEXEC_PRESERVE_CONTEXT (CONFIG_KEXEC_JUMP)".to_string())),
-            Ok(false) => Some(Err(format!(
-                "kernel {release} rejects KEXEC_PRESERVE_CONTEXT: it lacks CONFIG_KEXEC_JUMP=y; boot a kernel built with it"
-            ))),
+            Ok(false) => Some(Err(format!("kernel {release} rejects KEXEC_PRESERVE_CONTEXT: it lacks CONFIG_KEXEC_JUMP=y; boot a kernel built with it"))),
             Err(_) => None,
         },
         _ => None,
@@ -166,9 +160,7 @@ pub fn run(cfg: &Config) -> Vec<Item> {
     }
 
     match read_trim("/sys/kernel/security/lockdown") {
-        Some(l) if !l.contains("[none]") => {
-            items.push(item(false, format!("kernel lockdown is on ({l}): it forbids kexec_load; boot without lockdown")))
-        }
+        Some(l) if !l.contains("[none]") => items.push(item(false, format!("kernel lockdown is on ({l}): it forbids kexec_load; boot without lockdown"))),
         _ => items.push(item(true, "no kernel lockdown")),
     }
 
@@ -186,7 +178,10 @@ pub fn run(cfg: &Config) -> Vec<Item> {
                 let avail = meminfo("MemAvailable:").unwrap_or(0);
                 let need = r.size() + 16 * MIB;
                 if r.size() > total / 2 {
-                    items.push(item(false, format!("the {} region is more than half of RAM ({}); use a smaller --region-size", human_size(r.size()), human_size(total))));
+                    items.push(item(
+                        false,
+                        format!("the {} region is more than half of RAM ({}); use a smaller --region-size", human_size(r.size()), human_size(total)),
+                    ));
                 } else if avail < need {
                     items.push(item(false, format!("only {} available; kjump needs {} free to set the region aside", human_size(avail), human_size(need))));
                 } else {
@@ -200,7 +195,10 @@ pub fn run(cfg: &Config) -> Vec<Item> {
         Err(e) => items.push(item(false, format!("hibernation kernel {}: {e} (install it or pass --kernel)", cfg.kernel))),
         Ok(bytes) => match BzImage::parse(&bytes) {
             Err(e) => items.push(item(false, format!("hibernation kernel {}: {e}", cfg.kernel))),
-            Ok(bz) => items.push(item(true, format!("hibernation kernel {} (boot protocol {}.{}, needs {})", cfg.kernel, bz.version >> 8, bz.version & 0xff, human_size(bz.init_size)))),
+            Ok(bz) => items.push(item(
+                true,
+                format!("hibernation kernel {} (boot protocol {}.{}, needs {})", cfg.kernel, bz.version >> 8, bz.version & 0xff, human_size(bz.init_size)),
+            )),
         },
     }
     match std::fs::metadata(&cfg.initrd) {

@@ -139,9 +139,7 @@ impl fmt::Display for Error {
             Error::UnknownOption => f.write_str("unknown kjump.* option"),
             Error::UnknownAfter => f.write_str("kjump.after= must be poweroff, reboot or resume"),
             Error::BadRegion => f.write_str("kjump.region= must be START-END in hexadecimal"),
-            Error::EntryPfnMismatch => {
-                f.write_str("kexec_jump_back_entry= and kexec_jump_buf_pfn= disagree")
-            }
+            Error::EntryPfnMismatch => f.write_str("kexec_jump_back_entry= and kexec_jump_buf_pfn= disagree"),
             Error::BadBackup => f.write_str("kexec_backup= must be a size in KiB like 123456K"),
             Error::UnclosedQuote => f.write_str("unclosed double quote"),
         }
@@ -227,10 +225,7 @@ pub fn parse(line: &str) -> Result<Params<'_>, Error> {
                     _ => return Err(Error::UnknownMode),
                 })
             }
-            "kjump.backup_size" => {
-                p.backup_size =
-                    Some(value.and_then(parse_size).ok_or(Error::BadNumber { key: "kjump.backup_size" })?)
-            }
+            "kjump.backup_size" => p.backup_size = Some(value.and_then(parse_size).ok_or(Error::BadNumber { key: "kjump.backup_size" })?),
             "kjump.region" => {
                 let (a, b) = value.and_then(|v| v.split_once('-')).ok_or(Error::BadRegion)?;
                 let (a, b) = (parse_u64(a).ok_or(Error::BadRegion)?, parse_u64(b).ok_or(Error::BadRegion)?);

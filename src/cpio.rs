@@ -40,9 +40,7 @@ fn pad4(out: &mut Vec<u8>) {
 
 fn clean_name(name: &str) -> Result<&str, Error> {
     let n = name.trim_start_matches('/');
-    let bad = n.is_empty()
-        || n.contains('\0')
-        || n.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+    let bad = n.is_empty() || n.contains('\0') || n.split('/').any(|c| c.is_empty() || c == "." || c == "..");
     if bad && name != "TRAILER!!!" {
         return Err(Error::BadName { name: name.to_string() });
     }
@@ -132,9 +130,7 @@ pub fn read(mut buf: &[u8]) -> Option<Vec<Entry>> {
         if &head[..6] != b"070701" {
             return None;
         }
-        let field = |i: usize| -> Option<u32> {
-            u32::from_str_radix(core::str::from_utf8(&head[6 + i * 8..14 + i * 8]).ok()?, 16).ok()
-        };
+        let field = |i: usize| -> Option<u32> { u32::from_str_radix(core::str::from_utf8(&head[6 + i * 8..14 + i * 8]).ok()?, 16).ok() };
         let (mode, size, namesize) = (field(1)?, field(6)? as usize, field(11)? as usize);
         let rdev = (field(9)?, field(10)?);
         let name_end = 110usize.checked_add(namesize)?;

@@ -20,15 +20,12 @@ pub fn parse_vmcoreinfo(text: &str) -> Option<Note> {
 
 /// Reads a small text file (sysfs, procfs), trimmed.
 pub fn read_trimmed(path: &str) -> Result<String, Error> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| Error::io(format!("reading {path}"), e))
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|e| Error::io(format!("reading {path}"), e))
 }
 
 /// The VMCOREINFO note of the running kernel.
 pub fn vmcoreinfo() -> Result<Note, Error> {
-    let text = read_trimmed("/sys/kernel/vmcoreinfo")
-        .map_err(|e| Error::Msg(format!("{e} (the kernel needs CONFIG_CRASH_DUMP=y)")))?;
+    let text = read_trimmed("/sys/kernel/vmcoreinfo").map_err(|e| Error::Msg(format!("{e} (the kernel needs CONFIG_CRASH_DUMP=y)")))?;
     parse_vmcoreinfo(&text).ok_or_else(|| Error::Msg(format!("/sys/kernel/vmcoreinfo: cannot parse {text:?}")))
 }
 
@@ -42,8 +39,7 @@ pub fn cpu_notes() -> Result<Vec<Note>, Error> {
         }
         let Ok(addr) = read_trimmed(&format!("{dir}/crash_notes")) else { continue };
         let size = read_trimmed(&format!("{dir}/crash_notes_size"))?;
-        let addr = hex(&addr)
-            .ok_or_else(|| Error::Msg(format!("{dir}/crash_notes: not an address: {addr:?}")))?;
+        let addr = hex(&addr).ok_or_else(|| Error::Msg(format!("{dir}/crash_notes: not an address: {addr:?}")))?;
         let size = parse_u64(&size).ok_or_else(|| Error::Msg(format!("{dir}/crash_notes_size: {size:?}")))?;
         if size > 0 {
             notes.push(Note { addr, size });

@@ -44,10 +44,8 @@ impl DevMem {
         // SAFETY: a new shared mapping of a device file at an address the
         // kernel chooses; it aliases no Rust object. The memory behind it is
         // physical RAM that no Rust object in this process owns.
-        let ptr = unsafe {
-            mmap(core::ptr::null_mut(), map_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &self.fd, page)
-        }
-        .map_err(|e| Error::sys(format!("mapping physical memory {phys:#x}+{len:#x} through /dev/mem"), e))?;
+        let ptr = unsafe { mmap(core::ptr::null_mut(), map_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &self.fd, page) }
+            .map_err(|e| Error::sys(format!("mapping physical memory {phys:#x}+{len:#x} through /dev/mem"), e))?;
         let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::Msg("mmap returned NULL".into()))?;
         Ok(Window { base, map_len, skip, len })
     }

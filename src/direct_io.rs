@@ -116,9 +116,7 @@ impl BatchWriter {
         };
         let (full_tx, full_rx) = sync_channel::<Batch>(1);
         let (empty_tx, empty_rx) = sync_channel::<Batch>(2);
-        empty_tx
-            .send(Batch { buf: Aligned::new(batch)?, len: 0, at: 0 })
-            .map_err(|_| Error::Msg("starting the image writer".into()))?;
+        empty_tx.send(Batch { buf: Aligned::new(batch)?, len: 0, at: 0 }).map_err(|_| Error::Msg("starting the image writer".into()))?;
         let writer = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || -> Result<(), Error> {

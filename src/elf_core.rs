@@ -145,10 +145,7 @@ mod tests {
     #[test]
     fn builds_what_vmcore_checks() {
         let notes = [Note { addr: 0x2000000, size: 0x1000 }, Note { addr: 0x2001000, size: 0x150 }];
-        let loads = [
-            Load { paddr: 0, offset: 0x38000000, size: 0xa0000 },
-            Load { paddr: 0x100000, offset: 0x100000, size: 0x37d00000 },
-        ];
+        let loads = [Load { paddr: 0, offset: 0x38000000, size: 0xa0000 }, Load { paddr: 0x100000, offset: 0x100000, size: 0x37d00000 }];
         let h = build(&notes, &loads).unwrap();
         assert_eq!(h.len(), 64 + 4 * 56);
         assert_eq!(&h[..4], b"\x7fELF");

@@ -231,11 +231,7 @@ impl Layout {
         };
         let section_bits = need(info.number("SECTION_SIZE_BITS"), "NUMBER(SECTION_SIZE_BITS)")?;
         let section_bits = u64::try_from(section_bits).unwrap_or(0);
-        let section_bits = check(
-            section_bits,
-            section_bits > PAGE_SHIFT && section_bits <= physmem_bits,
-            "NUMBER(SECTION_SIZE_BITS)",
-        )?;
+        let section_bits = check(section_bits, section_bits > PAGE_SHIFT && section_bits <= physmem_bits, "NUMBER(SECTION_SIZE_BITS)")?;
         let pfn_section_shift = section_bits - PAGE_SHIFT;
 
         // NR_PAGE_ORDERS; the kernel refuses to build with blocks larger
@@ -249,17 +245,9 @@ impl Layout {
         let mem_section = need(info.symbol("mem_section"), "SYMBOL(mem_section)")?;
         let roots = need(info.length("mem_section"), "LENGTH(mem_section)")?;
         let section_size = need(info.size("mem_section"), "SIZE(mem_section)")?;
-        let section_size = check(
-            section_size,
-            section_size.is_power_of_two() && (8..=PAGE_SIZE).contains(&section_size),
-            "SIZE(mem_section)",
-        )?;
+        let section_size = check(section_size, section_size.is_power_of_two() && (8..=PAGE_SIZE).contains(&section_size), "SIZE(mem_section)")?;
         let map_offset = need(info.offset("mem_section.section_mem_map"), "OFFSET(mem_section.section_mem_map)")?;
-        let map_offset = check(
-            map_offset,
-            map_offset.checked_add(8).is_some_and(|end| end <= section_size),
-            "OFFSET(mem_section.section_mem_map)",
-        )?;
+        let map_offset = check(map_offset, map_offset.checked_add(8).is_some_and(|end| end <= section_size), "OFFSET(mem_section.section_mem_map)")?;
 
         let page_size = need(info.size("page"), "SIZE(page)")?;
         let max_struct = u64::try_from(MAX_STRUCT_PAGE).unwrap_or(u64::MAX);
@@ -277,10 +265,7 @@ impl Layout {
         // its top byte is above every mapcount's (0x00..0x7f) and below -1's.
         let key = "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)";
         let buddy = need(info.number("PAGE_BUDDY_MAPCOUNT_VALUE"), key)?;
-        let buddy = i32::try_from(buddy)
-            .map(|v| u32::from_ne_bytes(v.to_ne_bytes()))
-            .or_else(|_| u32::try_from(buddy))
-            .map_err(|_| Error::BadValue { key })?;
+        let buddy = i32::try_from(buddy).map(|v| u32::from_ne_bytes(v.to_ne_bytes())).or_else(|_| u32::try_from(buddy)).map_err(|_| Error::BadValue { key })?;
         let buddy_type = check(buddy >> 24, buddy & 0x00ff_ffff == 0 && (0x80..0xff).contains(&(buddy >> 24)), key)?;
 
         Ok(Layout {
@@ -428,10 +413,7 @@ impl<'a, M: PhysRead> Walk<'a, M> {
             return None;
         }
         let base = self.root(root)?;
-        let at = (nr % l.per_root)
-            .checked_mul(l.section_size)
-            .and_then(|o| base.checked_add(o))
-            .and_then(|a| a.checked_add(l.map_offset))?;
+        let at = (nr % l.per_root).checked_mul(l.section_size).and_then(|o| base.checked_add(o)).and_then(|a| a.checked_add(l.map_offset))?;
         let map = self.read_u64(at)?;
         (map & SECTION_HAS_MEM_MAP != 0).then_some(map & !SECTION_FLAG_BITS)
     }
@@ -502,14 +484,8 @@ pub fn find_free_pages(info: &VmcoreInfo, mem: &impl PhysRead, ram: &[(u64, u64)
     bits.try_reserve_exact(words).map_err(|_| Error::OutOfMemory { pfns: max_pfn })?;
     bits.resize(words, 0);
 
-    let mut walk = Walk {
-        layout,
-        tables: &tables,
-        mem,
-        cache: PageCache::new(mem, &tables),
-        last_root: None,
-        free: FreePages { bits, max_pfn, count: 0, unknown: 0 },
-    };
+    let mut walk =
+        Walk { layout, tables: &tables, mem, cache: PageCache::new(mem, &tables), last_root: None, free: FreePages { bits, max_pfn, count: 0, unknown: 0 } };
     for (start, end) in ranges {
         walk.range(start, end);
     }

@@ -324,8 +324,7 @@ impl Header {
         }
         put64(&mut b, 1280, self.mailbox);
         put_text(&mut b, MACHINE_ID_OFF, MACHINE_ID_LEN, &self.machine_id);
-        let table = crate::in_use::encode_table(&self.in_use)
-            .map_err(|_| Error::BadField { what: "header".into(), field: "device table" })?;
+        let table = crate::in_use::encode_table(&self.in_use).map_err(|_| Error::BadField { what: "header".into(), field: "device table" })?;
         b[IN_USE_OFF..IN_USE_OFF + table.len()].copy_from_slice(&table);
         let crc = crc32(&b[..BLOCK - 4]);
         put32(&mut b, BLOCK - 4, crc);
@@ -394,8 +393,7 @@ impl Header {
             ram,
             mailbox: u64_at(b, 1280),
             machine_id: text_at(b, MACHINE_ID_OFF, MACHINE_ID_LEN),
-            in_use: crate::in_use::decode_table(&b[IN_USE_OFF..IN_USE_OFF + crate::in_use::TABLE_LEN])
-                .map_err(|_| bad("device table"))?,
+            in_use: crate::in_use::decode_table(&b[IN_USE_OFF..IN_USE_OFF + crate::in_use::TABLE_LEN]).map_err(|_| bad("device table"))?,
             zero_free: flags & FLAG_ZERO_FREE != 0,
         };
         if h.region.1 <= h.region.0 {
@@ -532,11 +530,7 @@ impl ChunkEncoder {
                 true
             }
         };
-        let (kind, payload) = if compressed && self.scratch.len() < pages.len() {
-            (self.compression, &self.scratch[..])
-        } else {
-            (Compression::None, pages)
-        };
+        let (kind, payload) = if compressed && self.scratch.len() < pages.len() { (self.compression, &self.scratch[..]) } else { (Compression::None, pages) };
         let start = out.len();
         out.resize(start + CHUNK_HEADER, 0);
         for (pfn, n) in runs.iter().chain(zero_runs) {
@@ -648,8 +642,7 @@ pub fn decode_chunk(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: 
             }
         }
         Compression::Deflate => {
-            let out = miniz_oxide::inflate::decompress_to_vec_with_limit(stored, raw_len)
-                .map_err(|_| Error::Decompress { chunk: info.index })?;
+            let out = miniz_oxide::inflate::decompress_to_vec_with_limit(stored, raw_len).map_err(|_| Error::Decompress { chunk: info.index })?;
             if out.len() != raw_len {
                 return Err(Error::Decompress { chunk: info.index });
             }
@@ -962,13 +955,7 @@ mod tests {
             ram: vec![(0, 0xa0000), (0x100000, 0x1c000000), (0x24000000, 0x3ffe0000)],
             mailbox: 0x1234000,
             machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
-            in_use: vec![crate::in_use::InUse {
-                kind: crate::in_use::Kind::MountedReadWrite,
-                major: 254,
-                minor: 0,
-                uuid: Some([9; 16]),
-                name: "vda".into(),
-            }],
+            in_use: vec![crate::in_use::InUse { kind: crate::in_use::Kind::MountedReadWrite, major: 254, minor: 0, uuid: Some([9; 16]), name: "vda".into() }],
             zero_free: true,
         }
     }
@@ -1215,7 +1202,15 @@ mod tests {
             let crc = crc32(&c[..36]);
             c[36..40].copy_from_slice(&crc.to_le_bytes());
         };
-        for (off, value, field) in [(20, 0u32, "run count"), (20, 100_000, "run count"), (24, 0, "page count"), (24, 1 << 30, "page count"), (28, 0, "stored length"), (28, u32::MAX, "stored length"), (16, 9, "compression")] {
+        for (off, value, field) in [
+            (20, 0u32, "run count"),
+            (20, 100_000, "run count"),
+            (24, 0, "page count"),
+            (24, 1 << 30, "page count"),
+            (28, 0, "stored length"),
+            (28, u32::MAX, "stored length"),
+            (16, 9, "compression"),
+        ] {
             let mut bad = c.clone();
             bad[off..off + 4].copy_from_slice(&value.to_le_bytes());
             reseal(&mut bad);

@@ -86,10 +86,7 @@ pub const TABLE_LEN: usize = 8 + MAX_ENTRIES * RECORD_LEN;
 /// padded).
 pub fn encode_table(entries: &[InUse]) -> Result<[u8; TABLE_LEN], Error> {
     if entries.len() > MAX_ENTRIES {
-        return Err(Error::Msg(format!(
-            "A uses {} block devices; kjump records at most {MAX_ENTRIES}",
-            entries.len()
-        )));
+        return Err(Error::Msg(format!("A uses {} block devices; kjump records at most {MAX_ENTRIES}", entries.len())));
     }
     let mut t = [0u8; TABLE_LEN];
     t[..4].copy_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -199,9 +196,7 @@ fn sysfs_dir(major: u32, minor: u32) -> Option<PathBuf> {
 }
 
 fn name_of(major: u32, minor: u32) -> String {
-    sysfs_dir(major, minor)
-        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| format!("{major}:{minor}"))
+    sysfs_dir(major, minor).and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| format!("{major}:{minor}"))
 }
 
 fn uuid_of(name: &str) -> Option<[u8; 16]> {
@@ -211,8 +206,7 @@ fn uuid_of(name: &str) -> Option<[u8; 16]> {
 /// What A uses now: block-backed mounts and swap partitions (swap files
 /// count as the mount they live on).
 pub fn collect() -> Result<Vec<InUse>, Error> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
     let mut out: Vec<InUse> = Vec::new();
     let mut add = |kind: Kind, major: u32, minor: u32| {
         if let Some(e) = out.iter_mut().find(|e| e.major == major && e.minor == minor) {

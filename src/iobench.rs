@@ -68,10 +68,13 @@ pub fn vmcore_read(path: &str) -> Result<(u64, f64), Error> {
     Ok((total, start.elapsed().as_secs_f64()))
 }
 
+/// Bytes moved and the seconds it took.
+pub type Transfer = (u64, f64);
+
 /// Writes `bytes` (rounded down to [`BLOCK`]) of incompressible data to
 /// `dev` from its start with `O_DIRECT`, flushes, then reads it back.
-/// Returns (write, read) as (bytes, seconds). Overwrites `dev`.
-pub fn disk_write_read(dev: &Path, bytes: u64) -> Result<((u64, f64), (u64, f64)), Error> {
+/// Returns (write, read). Overwrites `dev`.
+pub fn disk_write_read(dev: &Path, bytes: u64) -> Result<(Transfer, Transfer), Error> {
     let blocks = bytes / BLOCK as u64;
     let fd = rustix::fs::open(dev, OFlags::RDWR | OFlags::DIRECT | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Error::sys(format!("opening {} with O_DIRECT", dev.display()), e))?;

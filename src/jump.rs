@@ -78,15 +78,8 @@ pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> 
     let map = MemoryMap::read()?;
     let region = map.choose_region(hk.region_size)?;
     let notes = crate::crash_info::read_notes()?;
-    let inputs = layout::Inputs {
-        map: &map,
-        region,
-        kernel: &bz,
-        initrd: &hk.initrd,
-        cmdline: &hk.cmdline,
-        notes: &notes,
-        acpi_rsdp: crate::acpi::find_rsdp(),
-    };
+    let inputs =
+        layout::Inputs { map: &map, region, kernel: &bz, initrd: &hk.initrd, cmdline: &hk.cmdline, notes: &notes, acpi_rsdp: crate::acpi::find_rsdp() };
     let plan: Plan<'_> = layout::plan(&inputs)?;
     let segments = plan.kexec_segments(hk.set_region_aside);
     let loaded_bytes: u64 = segments.iter().map(|s| s.memsz).sum();
@@ -95,10 +88,9 @@ pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> 
             "kexec_load: out of memory: this kernel needs {} MiB free to load the hibernation kernel into the kjump region",
             loaded_bytes.div_ceil(1 << 20)
         )),
-        Error::Sys { errno: rustix::io::Errno::INVAL, .. } => Error::Msg(
-            "kexec_load refused the image (EINVAL): the kernel lacks CONFIG_KEXEC_JUMP, or the region exceeds half of RAM"
-                .into(),
-        ),
+        Error::Sys { errno: rustix::io::Errno::INVAL, .. } => {
+            Error::Msg("kexec_load refused the image (EINVAL): the kernel lacks CONFIG_KEXEC_JUMP, or the region exceeds half of RAM".into())
+        }
         other => other,
     })?;
     Ok(Loaded { region: (plan.region.start, plan.region.end), cmdline: plan.cmdline.clone(), segments: segments.len() })

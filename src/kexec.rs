@@ -96,10 +96,8 @@ struct RawSegment {
 /// Calls `kexec_load(entry, segments, flags)` after [`validate`].
 pub fn load(entry: u64, segments: &[Segment<'_>], flags: u64) -> Result<(), crate::Error> {
     validate(segments)?;
-    let raw: heapless::Vec<RawSegment, SEGMENT_MAX> = segments
-        .iter()
-        .map(|s| RawSegment { buf: s.buf.as_ptr(), bufsz: s.buf.len(), mem: s.mem as usize, memsz: s.memsz as usize })
-        .collect();
+    let raw: heapless::Vec<RawSegment, SEGMENT_MAX> =
+        segments.iter().map(|s| RawSegment { buf: s.buf.as_ptr(), bufsz: s.buf.len(), mem: s.mem as usize, memsz: s.memsz as usize }).collect();
     raw_kexec_load(entry, &raw, flags).map_err(|e| crate::Error::sys("kexec_load", e))
 }
 
@@ -145,8 +143,7 @@ pub fn probe_preserve_context() -> Result<bool, rustix::io::Errno> {
 /// Jumps into the loaded image. With a preserve-context image this returns
 /// `Ok` when the image jumps back.
 pub fn jump() -> Result<(), crate::Error> {
-    rustix::system::reboot(rustix::system::RebootCommand::Kexec)
-        .map_err(|e| crate::Error::sys("reboot(LINUX_REBOOT_CMD_KEXEC)", e))
+    rustix::system::reboot(rustix::system::RebootCommand::Kexec).map_err(|e| crate::Error::sys("reboot(LINUX_REBOOT_CMD_KEXEC)", e))
 }
 
 #[cfg(test)]
@@ -164,11 +161,8 @@ mod tests {
         assert_eq!(validate(&[seg(0x1001, 0x1000, b"")]), Err(Error::Unaligned { mem: 0x1001 }));
         assert_eq!(validate(&[seg(0x1000, 0x100, b"")]), Err(Error::Unaligned { mem: 0x1000 }));
         assert_eq!(validate(&[seg(0x1000, 0, b"")]), Err(Error::Empty { mem: 0x1000 }));
-        assert_eq!(validate(&[seg(u64::MAX & !0xfff, 0x2000, b"")]), Err(Error::Overflow { mem: u64::MAX & !0xfff }));
-        assert_eq!(
-            validate(&[seg(0x1000, 0x2000, b""), seg(0x2000, 0x1000, b"")]),
-            Err(Error::Overlap { a: 0x1000, b: 0x2000 })
-        );
+        assert_eq!(validate(&[seg(!0xfff, 0x2000, b"")]), Err(Error::Overflow { mem: !0xfff }));
+        assert_eq!(validate(&[seg(0x1000, 0x2000, b""), seg(0x2000, 0x1000, b"")]), Err(Error::Overlap { a: 0x1000, b: 0x2000 }));
         let big = [0u8; 0x1001];
         assert_eq!(validate(&[Segment { buf: &big, mem: 0x1000, memsz: 0x1000 }]), Err(Error::BufferTooLarge { mem: 0x1000 }));
         let many: Vec<_> = (0..17).map(|i| seg(i * 0x1000, 0x1000, b"")).collect();

@@ -296,10 +296,7 @@ mod tests {
         // A destination outside the region.
         assert!(matches!(with(&|e| e[0] = 0x1000 | IND_DESTINATION), Err(Error::OutOfOrder { .. })));
         // A region page as another page's source.
-        assert_eq!(
-            with(&|e| e[1] = (REGION.0 + 5 * PAGE_SIZE) | IND_SOURCE),
-            Err(Error::SourceInRegion { source: REGION.0 + 5 * PAGE_SIZE, dest: REGION.0 })
-        );
+        assert_eq!(with(&|e| e[1] = (REGION.0 + 5 * PAGE_SIZE) | IND_SOURCE), Err(Error::SourceInRegion { source: REGION.0 + 5 * PAGE_SIZE, dest: REGION.0 }));
         // The same source twice.
         assert_eq!(with(&|e| e[5] = e[4]), Err(Error::SourceTwice { source: 0x0100_0000 + 3 * 0x3000 }));
         // No flag, two flags, an unknown flag.

@@ -56,12 +56,9 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::RegionTooSmall { needed, size } => write!(
-                f,
-                "a {} MiB region is too small; the hibernation kernel needs {} MiB (use --region-size)",
-                size / MIB,
-                needed.div_ceil(MIB)
-            ),
+            Error::RegionTooSmall { needed, size } => {
+                write!(f, "a {} MiB region is too small; the hibernation kernel needs {} MiB (use --region-size)", size / MIB, needed.div_ceil(MIB))
+            }
             Error::CmdlineTooLong { len, max } => {
                 write!(f, "command line of {len} bytes is longer than the kernel's {max}")
             }
@@ -145,16 +142,12 @@ impl Plan<'_> {
     /// the region instead of all of it: C's load and jump went from 0.9 s
     /// to 0.4 s under QEMU.
     pub fn kexec_segments(&self, set_region_aside: bool) -> Vec<Segment<'_>> {
-        self.segments
-            .iter()
-            .filter(|s| set_region_aside || !s.sets_aside_only)
-            .map(|s| Segment { buf: &s.data, mem: s.mem, memsz: s.memsz })
-            .collect()
+        self.segments.iter().filter(|s| set_region_aside || !s.sets_aside_only).map(|s| Segment { buf: &s.data, mem: s.mem, memsz: s.memsz }).collect()
     }
 }
 
 fn page_up(n: u64) -> u64 {
-    align_up(n, PAGE_SIZE).unwrap_or(u64::MAX & !(PAGE_SIZE - 1))
+    align_up(n, PAGE_SIZE).unwrap_or(!(PAGE_SIZE - 1))
 }
 
 /// The PT_LOADs: A's low memory read from its backup, then A's RAM above it
@@ -221,14 +214,8 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
     if inp.cmdline.contains('\0') {
         return Err(Error::CmdlineHasNul);
     }
-    let cmdline = format!(
-        "{} elfcorehdr={:#x} kjump.backup_size={:#x} kjump.region={:#x}-{:#x}",
-        inp.cmdline.trim(),
-        elfcorehdr,
-        backup_len,
-        region.start,
-        region.end
-    );
+    let cmdline =
+        format!("{} elfcorehdr={:#x} kjump.backup_size={:#x} kjump.region={:#x}-{:#x}", inp.cmdline.trim(), elfcorehdr, backup_len, region.start, region.end);
     let max = bz.cmdline_max.min(PAGE_SIZE - 1);
     if (cmdline.len() + purgatory::CMDLINE_APPEND_MAX) as u64 > max {
         return Err(Error::CmdlineTooLong { len: cmdline.len() + purgatory::CMDLINE_APPEND_MAX, max });
@@ -249,17 +236,9 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
     if e820.len() > boot_params::MAX_E820 {
         return Err(Error::TooManyRanges);
     }
-    let zero = boot_params::build(
-        bz,
-        &boot_params::Config {
-            cmdline_addr,
-            initrd_addr,
-            initrd_size: inp.initrd.len() as u64,
-            acpi_rsdp: inp.acpi_rsdp,
-            e820: &e820,
-        },
-    )
-    .map_err(Error::BootParams)?;
+    let zero =
+        boot_params::build(bz, &boot_params::Config { cmdline_addr, initrd_addr, initrd_size: inp.initrd.len() as u64, acpi_rsdp: inp.acpi_rsdp, e820: &e820 })
+            .map_err(Error::BootParams)?;
     let mut zero_and_cmdline = Vec::with_capacity(2 * PAGE_SIZE as usize);
     zero_and_cmdline.extend_from_slice(&zero[..]);
     zero_and_cmdline.extend_from_slice(cmdline.as_bytes());
@@ -279,29 +258,30 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
 
     let mut segments = Vec::new();
     if kernel_addr > region.start {
-        segments.push(PlannedSegment { what: "region head", data: Cow::Borrowed(&[]), mem: region.start, memsz: kernel_addr - region.start, sets_aside_only: true });
+        segments.push(PlannedSegment {
+            what: "region head",
+            data: Cow::Borrowed(&[]),
+            mem: region.start,
+            memsz: kernel_addr - region.start,
+            sets_aside_only: true,
+        });
     }
     segments.extend([
         PlannedSegment { what: "kernel", data: Cow::Borrowed(bz.kernel), mem: kernel_addr, memsz: kernel_memsz, sets_aside_only: false },
-        PlannedSegment { what: "boot_params and command line", data: Cow::Owned(zero_and_cmdline), mem: zero_page, memsz: 2 * PAGE_SIZE, sets_aside_only: false },
+        PlannedSegment {
+            what: "boot_params and command line",
+            data: Cow::Owned(zero_and_cmdline),
+            mem: zero_page,
+            memsz: 2 * PAGE_SIZE,
+            sets_aside_only: false,
+        },
         PlannedSegment { what: "purgatory", data: Cow::Owned(purgatory.bytes().to_vec()), mem: purgatory_addr, memsz: PAGE_SIZE, sets_aside_only: false },
         PlannedSegment { what: "ELF core header", data: Cow::Owned(header_segment), mem: elfcorehdr, memsz: backup_addr - elfcorehdr, sets_aside_only: false },
         PlannedSegment { what: "low-memory backup", data: Cow::Borrowed(&[]), mem: backup_addr, memsz: initrd_addr - backup_addr, sets_aside_only: false },
         PlannedSegment { what: "initramfs", data: Cow::Borrowed(inp.initrd), mem: initrd_addr, memsz: used_end - initrd_addr, sets_aside_only: false },
         PlannedSegment { what: "free RAM for B", data: Cow::Borrowed(&[]), mem: used_end, memsz: region.end - used_end, sets_aside_only: true },
     ]);
-    Ok(Plan {
-        region,
-        segments,
-        entry: purgatory_addr,
-        kernel_addr,
-        elfcorehdr,
-        backup_addr,
-        backup_len,
-        cmdline,
-        e820,
-        loads,
-    })
+    Ok(Plan { region, segments, entry: purgatory_addr, kernel_addr, elfcorehdr, backup_addr, backup_len, cmdline, e820, loads })
 }
 
 #[cfg(test)]

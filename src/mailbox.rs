@@ -114,8 +114,7 @@ fn physical_addresses(virt: usize, out: &mut [u64]) -> Result<(), Error> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open("/proc/self/pagemap").map_err(|e| Error::io("opening /proc/self/pagemap", e))?;
     let mut entries = vec![0u8; out.len() * 8];
-    f.read_exact_at(&mut entries, (virt as u64 / PAGE_SIZE) * 8)
-        .map_err(|e| Error::io("reading /proc/self/pagemap", e))?;
+    f.read_exact_at(&mut entries, (virt as u64 / PAGE_SIZE) * 8).map_err(|e| Error::io("reading /proc/self/pagemap", e))?;
     for (slot, raw) in out.iter_mut().zip(entries.chunks_exact(8)) {
         let mut b = [0u8; 8];
         b.copy_from_slice(raw);

@@ -43,11 +43,7 @@ impl fmt::Display for Error {
             Error::AddressesHidden => f.write_str("/proc/iomem shows no addresses (run as root)"),
             Error::TooManyRanges => write!(f, "more than {MAX_RANGES} memory ranges"),
             Error::NoRam => f.write_str("no System RAM in /proc/iomem"),
-            Error::NoRoomForRegion { size } => write!(
-                f,
-                "no RAM range below 4 GiB can hold a {} MiB kjump region (try a smaller --region-size)",
-                size / MIB
-            ),
+            Error::NoRoomForRegion { size } => write!(f, "no RAM range below 4 GiB can hold a {} MiB kjump region (try a smaller --region-size)", size / MIB),
         }
     }
 }
@@ -136,8 +132,7 @@ impl MemoryMap {
 
     /// Reads `/proc/iomem` of the running kernel.
     pub fn read() -> Result<Self, crate::Error> {
-        let text = std::fs::read_to_string("/proc/iomem")
-            .map_err(|e| crate::Error::io("reading /proc/iomem", e))?;
+        let text = std::fs::read_to_string("/proc/iomem").map_err(|e| crate::Error::io("reading /proc/iomem", e))?;
         Ok(Self::parse_iomem(&text)?)
     }
 
@@ -180,11 +175,7 @@ impl MemoryMap {
             let end = align_down(r.end.min(REGION_LIMIT), REGION_ALIGN);
             (end > start && end - start >= size).then_some((start, end))
         };
-        let (start, end) = self
-            .ram()
-            .filter_map(usable)
-            .max_by_key(|(s, e)| (e - s, *s))
-            .ok_or(Error::NoRoomForRegion { size })?;
+        let (start, end) = self.ram().filter_map(usable).max_by_key(|(s, e)| (e - s, *s)).ok_or(Error::NoRoomForRegion { size })?;
         let middle = align_down(start + (end - start - size) / 2, REGION_ALIGN);
         Ok(Region { start: middle, end: middle + size })
     }

@@ -137,9 +137,8 @@ impl PageTables {
             Some(_) => return Err(Error::BadValue { key: "NUMBER(pgtable_l5_enabled)" }),
             None => return Err(Error::MissingKey { key: "NUMBER(pgtable_l5_enabled)" }),
         };
-        let root = kernel_symbol_to_phys(top, phys_base)
-            .filter(|r| r % PAGE_SIZE == 0 && *r <= PHYS_MASK)
-            .ok_or(Error::BadValue { key: "SYMBOL(init_top_pgt)" })?;
+        let root =
+            kernel_symbol_to_phys(top, phys_base).filter(|r| r % PAGE_SIZE == 0 && *r <= PHYS_MASK).ok_or(Error::BadValue { key: "SYMBOL(init_top_pgt)" })?;
         // `%ld` of an unsigned long: the bits are what matter.
         let sme_mask = info.number("sme_mask").map_or(0, |m| u64::from_ne_bytes(m.to_ne_bytes()));
         Ok(PageTables { root, five_level, sme_mask })
@@ -204,10 +203,7 @@ impl PageTables {
     pub fn read_virt(&self, mem: &impl PhysRead, vaddr: u64, buf: &mut [u8]) -> Result<(), Error> {
         let mut done = 0usize;
         while done < buf.len() {
-            let addr = u64::try_from(done)
-                .ok()
-                .and_then(|d| vaddr.checked_add(d))
-                .ok_or(Error::NonCanonical { vaddr })?;
+            let addr = u64::try_from(done).ok().and_then(|d| vaddr.checked_add(d)).ok_or(Error::NonCanonical { vaddr })?;
             let m = self.mapping(mem, addr)?;
             let paddr = m.translate(addr).ok_or(Error::NonCanonical { vaddr: addr })?;
             let left_in_page = m.size - (addr - m.vaddr);
@@ -391,11 +387,7 @@ pub(crate) mod tests {
             let at = mem.entry_addr(ROOT, false, v, level);
             let e = mem.read_u64(at);
             mem.write_u64(at, e & !PRESENT);
-            assert_eq!(
-                pt.translate(&mem, v),
-                Err(Error::NotPresent { vaddr: v, level: level as u8 }),
-                "level {level}"
-            );
+            assert_eq!(pt.translate(&mem, v), Err(Error::NotPresent { vaddr: v, level: level as u8 }), "level {level}");
         }
     }
 
@@ -443,7 +435,10 @@ pub(crate) mod tests {
             ("NUMBER(phys_base)=0\nNUMBER(pgtable_l5_enabled)=0\n", Error::MissingKey { key: "SYMBOL(init_top_pgt)" }),
             ("SYMBOL(init_top_pgt)=ffffffff82a0e000\nNUMBER(pgtable_l5_enabled)=0\n", Error::MissingKey { key: "NUMBER(phys_base)" }),
             ("SYMBOL(init_top_pgt)=ffffffff82a0e000\nNUMBER(phys_base)=0\n", Error::MissingKey { key: "NUMBER(pgtable_l5_enabled)" }),
-            ("SYMBOL(init_top_pgt)=ffffffff82a0e000\nNUMBER(phys_base)=0\nNUMBER(pgtable_l5_enabled)=2\n", Error::BadValue { key: "NUMBER(pgtable_l5_enabled)" }),
+            (
+                "SYMBOL(init_top_pgt)=ffffffff82a0e000\nNUMBER(phys_base)=0\nNUMBER(pgtable_l5_enabled)=2\n",
+                Error::BadValue { key: "NUMBER(pgtable_l5_enabled)" },
+            ),
             ("SYMBOL(init_top_pgt)=ffffffff82a0e000\nNUMBER(phys_base)=-1\nNUMBER(pgtable_l5_enabled)=0\n", Error::BadValue { key: "NUMBER(phys_base)" }),
             ("SYMBOL(init_top_pgt)=ffff888002a0e000\nNUMBER(phys_base)=0\nNUMBER(pgtable_l5_enabled)=0\n", Error::BadValue { key: "SYMBOL(init_top_pgt)" }),
             ("SYMBOL(init_top_pgt)=ffffffff82a0e008\nNUMBER(phys_base)=0\nNUMBER(pgtable_l5_enabled)=0\n", Error::BadValue { key: "SYMBOL(init_top_pgt)" }),
@@ -487,12 +482,9 @@ pub(crate) mod tests {
         let mut buf = [0u8; 8];
         pt.read_virt(&mem, v + 4092, &mut buf).unwrap();
         assert_eq!(buf, [1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(
-            pt.read_virt(&mem, v + 8188, &mut buf),
-            Err(Error::NotPresent { vaddr: v + 8192, level: 1 })
-        );
+        assert_eq!(pt.read_virt(&mem, v + 8188, &mut buf), Err(Error::NotPresent { vaddr: v + 8192, level: 1 }));
         // The last page of the address space: the read runs off its end.
-        mem.map(ROOT, false, u64::MAX & !0xfff, 0xa000, 4096, 0);
+        mem.map(ROOT, false, !0xfff, 0xa000, 4096, 0);
         mem.add_page(0xa000);
         assert_eq!(pt.read_virt(&mem, u64::MAX - 2, &mut buf), Err(Error::NonCanonical { vaddr: u64::MAX - 2 }));
         pt.read_virt(&mem, 0, &mut []).unwrap();

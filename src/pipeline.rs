@@ -100,17 +100,8 @@ impl<J: Send + 'static> Ordered<J> {
     /// in [`Ordered::submit`]), with at most `max_in_flight` jobs out.
     pub fn new(workers: usize, max_in_flight: usize, work: fn(&mut J), name: &str) -> Result<Self, Error> {
         let max_in_flight = if workers == 0 { 0 } else { max_in_flight.max(1) };
-        let mut o = Ordered {
-            work,
-            jobs: None,
-            done: None,
-            workers: Vec::new(),
-            pending: BTreeMap::new(),
-            next_in: 0,
-            next_out: 0,
-            in_flight: 0,
-            max_in_flight,
-        };
+        let mut o =
+            Ordered { work, jobs: None, done: None, workers: Vec::new(), pending: BTreeMap::new(), next_in: 0, next_out: 0, in_flight: 0, max_in_flight };
         if workers == 0 {
             return Ok(o);
         }
@@ -163,7 +154,7 @@ impl<J: Send + 'static> Ordered<J> {
 
     /// The next job in order, done, waiting for it if it is still being
     /// worked on; `None` when nothing is outstanding.
-    pub fn next(&mut self) -> Result<Option<J>, Error> {
+    pub fn wait_next(&mut self) -> Result<Option<J>, Error> {
         loop {
             if let Some(job) = self.pending.remove(&self.next_out) {
                 self.next_out += 1;
@@ -400,7 +391,7 @@ impl Pipeline {
         }
         while self.ordered.is_full() {
             let t = std::time::Instant::now();
-            let next = self.ordered.next()?;
+            let next = self.ordered.wait_next()?;
             self.waited += t.elapsed();
             if let Some(done) = next {
                 self.pass_on(done, sink)?;
@@ -428,7 +419,7 @@ impl Pipeline {
     pub fn finish(&mut self, sink: &mut Sink<'_>) -> Result<(), Error> {
         loop {
             let t = std::time::Instant::now();
-            let next = self.ordered.next()?;
+            let next = self.ordered.wait_next()?;
             self.waited += t.elapsed();
             let Some(done) = next else { break };
             self.pass_on(done, sink)?;
@@ -580,11 +571,11 @@ mod tests {
             let mut got = Vec::new();
             for i in 0..30u64 {
                 while o.is_full() {
-                    got.push(o.next().unwrap().unwrap());
+                    got.push(o.wait_next().unwrap().unwrap());
                 }
                 o.submit((i, 0)).unwrap();
             }
-            while let Some(j) = o.next().unwrap() {
+            while let Some(j) = o.wait_next().unwrap() {
                 got.push(j);
             }
             assert_eq!(got, (0..30u64).map(|i| (i, i * i)).collect::<Vec<_>>(), "{workers} workers");

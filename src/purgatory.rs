@@ -174,8 +174,7 @@ extern "C" {
 
 /// The longest text the purgatory appends to the command line, with its NUL:
 /// three names, 16 hex digits, two decimals of at most 20 digits, `K`.
-pub const CMDLINE_APPEND_MAX: usize =
-    " kexec_jump_back_entry=0x".len() + 16 + " kexec_jump_buf_pfn=".len() + 20 + " kexec_backup=".len() + 20 + 2;
+pub const CMDLINE_APPEND_MAX: usize = " kexec_jump_back_entry=0x".len() + 16 + " kexec_jump_buf_pfn=".len() + 20 + " kexec_backup=".len() + 20 + 2;
 
 /// The purgatory's code as bytes.
 pub fn blob() -> &'static [u8] {

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::devmem::{DevMem, Writer};
+use crate::image::{self, Header, ReadError, Reader, State, PAGE};
 use crate::pipeline::{Budget, Ordered};
 use crate::progress::Progress;
-use crate::image::{self, Header, ReadError, Reader, State, PAGE};
 use crate::target::Target;
 use crate::{say, Error};
 
@@ -106,10 +106,7 @@ pub fn open(req: &Request<'_>) -> Result<Opened, Failure> {
         });
     }
     if pages != header.stored_pages {
-        return Err(Failure {
-            error: Error::Msg(format!("{name}: chunks hold {pages} pages, the header says {}", header.stored_pages)),
-            image_at_fault: true,
-        });
+        return Err(Failure { error: Error::Msg(format!("{name}: chunks hold {pages} pages, the header says {}", header.stored_pages)), image_at_fault: true });
     }
     drop(reader);
     say!("checked the layout of {chunks} chunks: every page inside A's RAM, none twice");
@@ -152,7 +149,17 @@ impl DecodeJob {
     const BYTES: u64 = (2 * image::MAX_CHUNK_PAGES * PAGE + 4 * image::BLOCK) as u64;
 
     fn new(dest: Arc<Dest>, writer: Writer) -> Self {
-        DecodeJob { info: None, raw: Vec::new(), runs: Vec::new(), zero_runs: Vec::new(), pages: Vec::new(), result: Ok(()), dest, writer, writing: Duration::ZERO }
+        DecodeJob {
+            info: None,
+            raw: Vec::new(),
+            runs: Vec::new(),
+            zero_runs: Vec::new(),
+            pages: Vec::new(),
+            result: Ok(()),
+            dest,
+            writer,
+            writing: Duration::ZERO,
+        }
     }
 }
 
@@ -297,7 +304,7 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
             }
         }
         let t = Instant::now();
-        let next = ordered.next()?;
+        let next = ordered.wait_next()?;
         waiting += t.elapsed();
         let Some(mut job) = next else { break };
         writing += std::mem::take(&mut job.writing);
@@ -312,7 +319,10 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
             let addr = pfn * PAGE as u64;
             let len = n * PAGE as u64;
             if addr < cursor {
-                return Err(Failure { error: Error::Msg(format!("{}: chunk {}: pages out of order at {addr:#x}", img.name, info.index)), image_at_fault: true });
+                return Err(Failure {
+                    error: Error::Msg(format!("{}: chunk {}: pages out of order at {addr:#x}", img.name, info.index)),
+                    image_at_fault: true,
+                });
             }
             free_until(addr, &mut cursor, &mut low)?;
             if !zero {
@@ -346,7 +356,6 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
         ordered.workers().max(1),
         waiting.as_secs_f64()
     );
-    drop(free_until);
     drop(writer);
     if low_end > 0 {
         let mut w = mem.map(0, low_end as usize)?;

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use crate::direct_io::BatchWriter;
 use crate::free_pages::{find_free_pages, FreePages};
-use crate::progress::Progress;
-use crate::pipeline::{Budget, Counts, Pipeline, Window, PAGES_PER_JOB};
 use crate::image::{Chain, Compression, Header, State, StateBlock, BLOCK, DATA_OFFSET, PAGE};
 use crate::in_use::InUse;
 use crate::kimage;
+use crate::pipeline::{Budget, Counts, Pipeline, Window, PAGES_PER_JOB};
+use crate::progress::Progress;
 use crate::target::Target;
 use crate::vmcore::Vmcore;
 use crate::vmcoreinfo::{find_in_notes, VmcoreInfo};
@@ -104,11 +104,7 @@ fn open_target(target: &Target, wait: Duration, create: bool, avoid: &[InUse]) -
         say!("{} uses MSI: booted without legacy interrupt routing", dev.display());
     }
     let Some(path) = &target.file else {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .read(true)
-            .open(&dev)
-            .map_err(|e| Error::io(format!("opening target {}", dev.display()), e))?;
+        let f = std::fs::OpenOptions::new().write(true).read(true).open(&dev).map_err(|e| Error::io(format!("opening target {}", dev.display()), e))?;
         return Ok((f, dev.display().to_string()));
     };
     let _ = rustix::fs::mkdir(MOUNT_POINT, rustix::fs::Mode::from_raw_mode(0o755));
@@ -164,8 +160,7 @@ pub fn mount_read_only(dev: &std::path::Path, dir: &std::path::Path) -> Result<(
 pub fn close_target(target: &Target) -> Result<(), Error> {
     if target.file.is_some() {
         rustix::fs::sync();
-        rustix::mount::unmount(MOUNT_POINT, rustix::mount::UnmountFlags::empty())
-            .map_err(|e| Error::sys(format!("unmounting {MOUNT_POINT}"), e))?;
+        rustix::mount::unmount(MOUNT_POINT, rustix::mount::UnmountFlags::empty()).map_err(|e| Error::sys(format!("unmounting {MOUNT_POINT}"), e))?;
     }
     Ok(())
 }
@@ -255,12 +250,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     let fixed = (2 * WRITE_BATCH + WINDOW) as u64 + MISC_BYTES;
     let (budget, available) = Budget::for_this_kernel(fixed, Pipeline::BYTES_PER_JOB)?;
     let mut pipeline = Pipeline::new(req.compression, free, budget)?;
-    say!(
-        "compressing on {} thread(s), {} chunk(s) in flight ({} MiB free)",
-        pipeline.workers().max(1),
-        budget.in_flight.max(1),
-        available.min(1 << 50) >> 20
-    );
+    say!("compressing on {} thread(s), {} chunk(s) in flight ({} MiB free)", pipeline.workers().max(1), budget.in_flight.max(1), available.min(1 << 50) >> 20);
     let writer = BatchWriter::new(&file, DATA_OFFSET, WRITE_BATCH)?;
     if !writer.is_direct() {
         say!("the target does not take O_DIRECT; writing through the page cache");
@@ -296,9 +286,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
                     Some(m) => Window::Mapped(m),
                     None => {
                         let mut buf = vec![0u8; n_pages * PAGE];
-                        vmcore
-                            .read_at(seg.offset + off, &mut buf[..n])
-                            .map_err(|e| Error::io(format!("reading A's memory at {:#x}", seg.paddr + off), e))?;
+                        vmcore.read_at(seg.offset + off, &mut buf[..n]).map_err(|e| Error::io(format!("reading A's memory at {:#x}", seg.paddr + off), e))?;
                         Window::Read(buf)
                     }
                 };
@@ -330,7 +318,14 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     header.stored_pages = s.stored_pages;
     header.data_bytes = pos - DATA_OFFSET;
     let h = header.encode()?;
-    let committed = StateBlock { state: State::Committed, header_crc: Header::crc(&h), chain_crc: chain.value(), chunk_count: header.chunk_count, data_end: pos, note: String::new() };
+    let committed = StateBlock {
+        state: State::Committed,
+        header_crc: Header::crc(&h),
+        chain_crc: chain.value(),
+        chunk_count: header.chunk_count,
+        data_end: pos,
+        note: String::new(),
+    };
     blocks[..BLOCK].copy_from_slice(&h);
     blocks[BLOCK..].copy_from_slice(&committed.encode());
     write_at(&file, &blocks, 0, "the commit record")?;

@@ -118,48 +118,33 @@ fn seconds(d: Duration) -> String {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Empty => f.write_str(
-                "the target is empty: name a device as /dev/NAME, UUID=..., PARTUUID=... or LABEL=...",
-            ),
+            Error::Empty => f.write_str("the target is empty: name a device as /dev/NAME, UUID=..., PARTUUID=... or LABEL=..."),
             Error::UnknownForm => f.write_str("the target must start with /dev/, UUID=, PARTUUID= or LABEL="),
-            Error::BadCharacter => {
-                f.write_str("the target must not contain spaces, commas, double quotes or control characters")
-            }
+            Error::BadCharacter => f.write_str("the target must not contain spaces, commas, double quotes or control characters"),
             Error::TooLong => write!(f, "the target is longer than {MAX_TARGET_LEN} bytes: use a shorter file path"),
             Error::BadDeviceName => f.write_str(
                 "/dev/NAME must name a block device directly under /dev like /dev/vdb \
                  (for /dev/disk/by-* use UUID=, PARTUUID= or LABEL=)",
             ),
-            Error::BadUuid => {
-                f.write_str("UUID= must be a filesystem UUID like 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 (see blkid)")
-            }
+            Error::BadUuid => f.write_str("UUID= must be a filesystem UUID like 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 (see blkid)"),
             Error::BadPartUuid => f.write_str(
                 "PARTUUID= must be a GPT partition UUID like 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 \
                  or an MBR one like 1234abcd-01 (see blkid)",
             ),
             Error::BadLabel => write!(f, "LABEL= must be 1 to {MAX_LABEL_LEN} bytes, as ext4 labels are"),
-            Error::BadFilePath => f.write_str(
-                "the file after ':' must be an absolute path like /images/a.kjump, without '.', '..' or '//'",
-            ),
-            Error::Ambiguous { target, first, second } => write!(
-                f,
-                "target {target} matches both {} and {}: name the device as /dev/NAME or PARTUUID= instead",
-                first.display(),
-                second.display()
-            ),
-            Error::Timeout { target, waited } => write!(
-                f,
-                "target {target} did not appear within {}: check that the disk is attached and the name is right",
-                seconds(*waited)
-            ),
+            Error::BadFilePath => f.write_str("the file after ':' must be an absolute path like /images/a.kjump, without '.', '..' or '//'"),
+            Error::Ambiguous { target, first, second } => {
+                write!(f, "target {target} matches both {} and {}: name the device as /dev/NAME or PARTUUID= instead", first.display(), second.display())
+            }
+            Error::Timeout { target, waited } => {
+                write!(f, "target {target} did not appear within {}: check that the disk is attached and the name is right", seconds(*waited))
+            }
             Error::NotBlockDevice { path } => {
                 write!(f, "{} is not a block device: name the disk or partition itself", path.display())
             }
-            Error::NotSizable { path } => write!(
-                f,
-                "{} is neither a block device nor a regular file: name a disk, a partition or an image file",
-                path.display()
-            ),
+            Error::NotSizable { path } => {
+                write!(f, "{} is neither a block device nor a regular file: name a disk, a partition or an image file", path.display())
+            }
         }
     }
 }
@@ -546,13 +531,7 @@ struct Roots<'a> {
 }
 
 fn real_mknod(path: &Path, major: u32, minor: u32) -> rustix::io::Result<()> {
-    rustix::fs::mknodat(
-        CWD,
-        path,
-        FileType::BlockDevice,
-        Mode::from_raw_mode(0o600),
-        rustix::fs::makedev(major, minor),
-    )
+    rustix::fs::mknodat(CWD, path, FileType::BlockDevice, Mode::from_raw_mode(0o600), rustix::fs::makedev(major, minor))
 }
 
 fn real_roots() -> Roots<'static> {
@@ -573,8 +552,7 @@ fn parse_devnum(s: &str) -> Option<(u32, u32)> {
 impl Roots<'_> {
     /// Names in `/sys/class/block`, sorted.
     fn entries(&self) -> Result<Vec<String>, crate::Error> {
-        let dir = std::fs::read_dir(self.sys_block)
-            .map_err(|e| crate::Error::io(format!("listing {} (is sysfs mounted?)", self.sys_block.display()), e))?;
+        let dir = std::fs::read_dir(self.sys_block).map_err(|e| crate::Error::io(format!("listing {} (is sysfs mounted?)", self.sys_block.display()), e))?;
         let mut names: Vec<String> = dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
         names.sort();
         Ok(names)
@@ -622,8 +600,7 @@ impl Roots<'_> {
         if path.symlink_metadata().is_ok() {
             return Ok(Some(path));
         }
-        let Some((major, minor)) = attr(&self.sys_block.join(name).join("dev")).as_deref().and_then(parse_devnum)
-        else {
+        let Some((major, minor)) = attr(&self.sys_block.join(name).join("dev")).as_deref().and_then(parse_devnum) else {
             return Ok(None);
         };
         match (self.make_node)(&path, major, minor) {
@@ -644,10 +621,7 @@ pub fn read_head(path: &Path) -> Result<Vec<u8>, crate::Error> {
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())
         .map_err(|e| crate::Error::sys(format!("opening {}", path.display()), e))?;
     let mut head = Vec::with_capacity(HEAD_LEN);
-    File::from(fd)
-        .take(HEAD_LEN as u64)
-        .read_to_end(&mut head)
-        .map_err(|e| crate::Error::io(format!("reading {}", path.display()), e))?;
+    File::from(fd).take(HEAD_LEN as u64).read_to_end(&mut head).map_err(|e| crate::Error::io(format!("reading {}", path.display()), e))?;
     Ok(head)
 }
 
@@ -736,11 +710,7 @@ fn candidates(roots: &Roots<'_>, device: &Device, note: &mut dyn FnMut(String)) 
     Ok(found)
 }
 
-fn resolve_in(
-    roots: &Roots<'_>,
-    device: &Device,
-    note: &mut dyn FnMut(String),
-) -> Result<Option<PathBuf>, crate::Error> {
+fn resolve_in(roots: &Roots<'_>, device: &Device, note: &mut dyn FnMut(String)) -> Result<Option<PathBuf>, crate::Error> {
     if let Device::Path(path) = device {
         let Some(name) = path.strip_prefix("/dev/").filter(|n| !n.is_empty() && !n.contains('/')) else {
             // Not a name this module made; take it as it is.
@@ -760,12 +730,7 @@ fn resolve_in(
     match nodes.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(one.clone())),
-        [first, second, ..] => Err(Error::Ambiguous {
-            target: device.to_string(),
-            first: first.clone(),
-            second: second.clone(),
-        }
-        .into_crate()),
+        [first, second, ..] => Err(Error::Ambiguous { target: device.to_string(), first: first.clone(), second: second.clone() }.into_crate()),
     }
 }
 
@@ -779,13 +744,7 @@ pub fn resolve(device: &Device) -> Result<Option<PathBuf>, crate::Error> {
     resolve_in(&real_roots(), device, &mut |_| {})
 }
 
-fn wait_in(
-    roots: &Roots<'_>,
-    device: &Device,
-    timeout: Duration,
-    poll: Duration,
-    progress: &mut dyn FnMut(&str),
-) -> Result<PathBuf, crate::Error> {
+fn wait_in(roots: &Roots<'_>, device: &Device, timeout: Duration, poll: Duration, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, crate::Error> {
     const MAX_NOTES: usize = 32;
     let start = Instant::now();
     let mut seen: Vec<String> = Vec::new();
@@ -875,8 +834,7 @@ fn parse_mount_line(line: &str) -> Option<MountEntry> {
     let options = fields.next()?;
     // Optional fields up to "-", then fstype, source and superblock options.
     let super_options = fields.skip_while(|f| *f != "-").nth(3).unwrap_or("");
-    let read_write =
-        options.split(',').any(|o| o == "rw") && !super_options.split(',').any(|o| o == "ro");
+    let read_write = options.split(',').any(|o| o == "rw") && !super_options.split(',').any(|o| o == "ro");
     Some(MountEntry { major, minor, mount_point, read_write })
 }
 
@@ -893,8 +851,7 @@ pub fn device_size(path: &Path) -> Result<u64, crate::Error> {
     if meta.is_file() {
         Ok(meta.len())
     } else if meta.file_type().is_block_device() {
-        file.seek(SeekFrom::End(0))
-            .map_err(|e| crate::Error::io(format!("finding the size of {}", path.display()), e))
+        file.seek(SeekFrom::End(0)).map_err(|e| crate::Error::io(format!("finding the size of {}", path.display()), e))
     } else {
         Err(Error::NotSizable { path: path.to_path_buf() }.into_crate())
     }
@@ -1056,8 +1013,7 @@ mod tests {
 
     // ---- synthetic disks ---------------------------------------------------
 
-    const FS_UUID: [u8; 16] =
-        [0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78, 0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2, 0xe1, 0xf0];
+    const FS_UUID: [u8; 16] = [0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78, 0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2, 0xe1, 0xf0];
     const FS_UUID_TEXT: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 
     /// An ext4 filesystem's first 4 KiB.
@@ -1071,8 +1027,7 @@ mod tests {
     }
 
     /// The EFI System Partition type GUID, on disk and as text.
-    const ESP_GUID: [u8; 16] =
-        [0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b];
+    const ESP_GUID: [u8; 16] = [0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b];
     const ESP_TEXT: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
 
     fn guid(n: u8) -> [u8; 16] {
@@ -1214,10 +1169,7 @@ mod tests {
     #[test]
     fn reads_gpt_partitions() {
         let d = Gpt::new(512).with(0, ESP_GUID).with(1, guid(2)).with(4, guid(5)).build();
-        assert_eq!(
-            gpt_partitions(&d, 512),
-            vec![(1, ESP_TEXT.to_string()), (2, guid_text(2)), (5, guid_text(5))]
-        );
+        assert_eq!(gpt_partitions(&d, 512), vec![(1, ESP_TEXT.to_string()), (2, guid_text(2)), (5, guid_text(5))]);
         // Wrong sector size: no header there.
         assert!(gpt_partitions(&d, 4096).is_empty());
         // 4 KiB sectors.
@@ -1447,8 +1399,7 @@ mod tests {
         /// A fake mknod: copies the stored bytes of `major:minor` to `path`.
         fn mknod(&self) -> impl Fn(&Path, u32, u32) -> rustix::io::Result<()> + '_ {
             move |path: &Path, major: u32, minor: u32| {
-                let bytes = std::fs::read(self.root.join("images").join(format!("{major}_{minor}")))
-                    .map_err(|_| rustix::io::Errno::NODEV)?;
+                let bytes = std::fs::read(self.root.join("images").join(format!("{major}_{minor}"))).map_err(|_| rustix::io::Errno::NODEV)?;
                 std::fs::write(path, bytes).map_err(|_| rustix::io::Errno::IO)
             }
         }
@@ -1531,8 +1482,7 @@ mod tests {
         // A disk the head cannot explain, but the kernel's uevent does.
         t.disk("vdb", 253, 16, &[0u8; 4096], true);
         t.part("vdb", "vdb5", 5, (253, 21), &[], true);
-        std::fs::write(t.sys().join("vdb5/uevent"), "MAJOR=253\nMINOR=21\nPARTN=5\nPARTUUID=DEADBEEF-05\n")
-            .unwrap();
+        std::fs::write(t.sys().join("vdb5/uevent"), "MAJOR=253\nMINOR=21\nPARTN=5\nPARTUUID=DEADBEEF-05\n").unwrap();
         assert_eq!(t.resolve(&Device::PartUuid("deadbeef-05".into())).unwrap(), Some(t.dev().join("vdb5")));
         // A partition found by its kernel name when the disk directory does
         // not list it (as a fallback).
@@ -1596,7 +1546,7 @@ mod tests {
         std::fs::write(t.sys().join("vde/dev"), "garbage\n").unwrap();
         std::fs::create_dir_all(t.sys().join("vdf")).unwrap();
         std::fs::write(t.sys().join("vdf/dev"), "253:80\n").unwrap(); // no image: mknod fails
-        // A node that is a directory cannot be read.
+                                                                      // A node that is a directory cannot be read.
         std::fs::create_dir_all(t.dev().join("vdg")).unwrap();
         std::fs::create_dir_all(t.sys().join("vdg")).unwrap();
         assert_eq!(t.resolve(&label("kjump")).unwrap(), Some(t.dev().join("vda2")));
@@ -1616,11 +1566,9 @@ mod tests {
         let roots = Roots { sys_block: &sys, dev: &dev, make_node: &mknod };
         let heard = RefCell::new(Vec::<String>::new());
         let start = Instant::now();
-        let err = wait_in(&roots, &label("late"), Duration::from_millis(300), Duration::from_millis(20), &mut |m| {
-            heard.borrow_mut().push(m.to_string())
-        })
-        .unwrap_err()
-        .to_string();
+        let err = wait_in(&roots, &label("late"), Duration::from_millis(300), Duration::from_millis(20), &mut |m| heard.borrow_mut().push(m.to_string()))
+            .unwrap_err()
+            .to_string();
         assert!(start.elapsed() >= Duration::from_millis(300));
         assert!(err.starts_with("target LABEL=late did not appear within 0.3 s"), "{err}");
         assert_eq!(heard.borrow().as_slice(), ["waiting up to 0.3 s for LABEL=late"]);

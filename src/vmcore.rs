@@ -136,10 +136,8 @@ impl Vmcore {
         // SAFETY: a new shared read-only mapping of the file, at an
         // address the kernel picks; it aliases no Rust object and is
         // unmapped in Mapping's Drop. /proc/vmcore never changes under it.
-        let ptr = unsafe {
-            rustix::mm::mmap(core::ptr::null_mut(), len, rustix::mm::ProtFlags::READ, rustix::mm::MapFlags::SHARED, &self.file, offset)
-        }
-        .map_err(|e| Error::sys(format!("mapping /proc/vmcore at {offset:#x}"), e))?;
+        let ptr = unsafe { rustix::mm::mmap(core::ptr::null_mut(), len, rustix::mm::ProtFlags::READ, rustix::mm::MapFlags::SHARED, &self.file, offset) }
+            .map_err(|e| Error::sys(format!("mapping /proc/vmcore at {offset:#x}"), e))?;
         let base = core::ptr::NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::Msg("mmap returned address 0".into()))?;
         Ok(Mapping { base, len })
     }
@@ -184,12 +182,7 @@ impl Drop for Mapping {
 impl PhysRead for Vmcore {
     fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<(), Unreadable> {
         let end = paddr.checked_add(buf.len() as u64).ok_or(Unreadable { paddr })?;
-        let seg = self
-            .layout
-            .segments
-            .iter()
-            .find(|s| paddr >= s.paddr && end <= s.paddr + s.size)
-            .ok_or(Unreadable { paddr })?;
+        let seg = self.layout.segments.iter().find(|s| paddr >= s.paddr && end <= s.paddr + s.size).ok_or(Unreadable { paddr })?;
         self.read_at(seg.offset + (paddr - seg.paddr), buf).map_err(|_| Unreadable { paddr })
     }
 }

@@ -74,8 +74,12 @@ fn debian_hibernates_with_systemctl_and_resumes_through_initramfs_tools() {
     let got = c.expect_in_order_within(&["DISTRO: after resume: system ", "DISTRO: workload: "], PHASE);
     let log = c.log();
     assert!(!log.contains("DISTRO: booted:"), "the second boot started systemd afresh instead of resuming:\n{log}");
-    assert!(got[0].ends_with("system running"), "systemd after resume: {}\n{}", got[0],
-        log.lines().filter(|l| l.contains("failed unit")).collect::<Vec<_>>().join("\n"));
+    assert!(
+        got[0].ends_with("system running"),
+        "systemd after resume: {}\n{}",
+        got[0],
+        log.lines().filter(|l| l.contains("failed unit")).collect::<Vec<_>>().join("\n")
+    );
     let w = &got[1];
     assert!(w.contains("workload: active pid "), "the workload service is not running: {w}");
     assert_eq!(number_after(w, "pid"), pid, "the workload is another process: {w}");

@@ -61,7 +61,10 @@ fn check_image(image: &Path, summary: &str) {
 
     // The summary B printed agrees with the file.
     let field = |name: &str| -> u64 {
-        summary.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))).and_then(|v| v.parse().ok())
+        summary
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {name}= in {summary:?}"))
     };
     assert_eq!(field("ram_pages"), h.ram_pages);
@@ -127,7 +130,12 @@ fn hibernate_to_a_file_on_ext4() {
     let mkfs = Command::new("mkfs.ext4").args(["-q", "-F", "-L", "kjumpdata"]).arg(&disk).status().expect("mkfs.ext4 (make deps installs e2fsprogs)");
     assert!(mkfs.success());
     let mut vm = start("ext4", &dir, "kjump hibernate --target LABEL=kjumpdata:/kjump.img", vec![disk.clone()]);
-    let lines = vm.expect_in_order(&["A: workload ready", "kjump-init: writing the image to /dev/vda:/kjump.img", "kjump-init: summary: ", "kjump-init: image committed; powering off"]);
+    let lines = vm.expect_in_order(&[
+        "A: workload ready",
+        "kjump-init: writing the image to /dev/vda:/kjump.img",
+        "kjump-init: summary: ",
+        "kjump-init: image committed; powering off",
+    ]);
     vm.wait_exit();
     let image = dir.0.join("kjump.img");
     let out = Command::new("debugfs").arg("-R").arg(format!("dump /kjump.img {}", image.display())).arg(&disk).output().unwrap();

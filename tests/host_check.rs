@@ -5,10 +5,7 @@ use std::process::Command;
 
 #[test]
 fn check_on_the_host_refuses_with_a_reason() {
-    let out = Command::new(env!("CARGO_BIN_EXE_kjump"))
-        .args(["check", "--kernel", "/nonexistent/vmlinuz"])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kjump")).args(["check", "--kernel", "/nonexistent/vmlinuz"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
@@ -34,11 +31,8 @@ fn initramfs_command_writes_an_archive_with_only_kjump_init() {
     let dir = std::env::temp_dir().join(format!("kjump-initramfs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out_path = dir.join("initramfs.img");
-    let out = Command::new(env!("CARGO_BIN_EXE_kjump"))
-        .args(["initramfs", "--init", env!("CARGO_BIN_EXE_kjump-init"), "--output"])
-        .arg(&out_path)
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_kjump")).args(["initramfs", "--init", env!("CARGO_BIN_EXE_kjump-init"), "--output"]).arg(&out_path).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let img = std::fs::read(&out_path).unwrap();
     let cpio = kjump::gzip::decompress(&img, 256 << 20).unwrap();

@@ -103,7 +103,11 @@ fn hibernate_power_off_resume_then_boot_normally() {
 
     // Third power-on: the image was consumed; a normal boot.
     let mut again = boot("resume-again", &disks, "kjump_boot=c");
-    again.expect_in_order(&["C: booting, trying kjump resume", "resume: not resuming: the image on /dev/vda is consumed", "C: normal boot (kjump resume exited 1)"]);
+    again.expect_in_order(&[
+        "C: booting, trying kjump resume",
+        "resume: not resuming: the image on /dev/vda is consumed",
+        "C: normal boot (kjump resume exited 1)",
+    ]);
     again.wait_exit();
 }
 
@@ -145,7 +149,13 @@ fn power_cut_while_d_writes_then_resume_succeeds() {
     c.expect_in_order(&["kjump-init: mode restore", "kjump-init: restoring "]);
     c.kill(); // the power cut
     let mut again = boot("powercut-again", &disks, "kjump_boot=c");
-    again.expect_in_order(&["kjump resume: committed image on /dev/vda", "kjump-init: image marked consumed", "A: kjump exited 0", "A: workload intact", "A: unmounted /data"]);
+    again.expect_in_order(&[
+        "kjump resume: committed image on /dev/vda",
+        "kjump-init: image marked consumed",
+        "A: kjump exited 0",
+        "A: workload intact",
+        "A: unmounted /data",
+    ]);
     again.wait_exit();
 }
 
@@ -231,7 +241,11 @@ fn image_from_a_different_memory_size_is_refused_before_d() {
     let p = paths();
     let initrd = a_initramfs(&p, SCRIPT);
     let mut c = Vm::start(&p, VmConfig { name: "othermem-c", memory_mib: 1536, cpus: 2, initrd, append: "kjump_boot=c", echo: false, disks, uuid: None });
-    c.expect_in_order(&["C: booting, trying kjump resume", "resume: not resuming: the image was made with the kjump region", "C: normal boot (kjump resume exited 1)"]);
+    c.expect_in_order(&[
+        "C: booting, trying kjump resume",
+        "resume: not resuming: the image was made with the kjump region",
+        "C: normal boot (kjump resume exited 1)",
+    ]);
     c.wait_exit();
     c.expect_absent("kjump-init: mode restore");
 }
@@ -414,7 +428,8 @@ fn image_from_another_machine_is_refused() {
     let p = paths();
     let initrd = a_initramfs(&p, SCRIPT);
     let other = "0f0e0d0c-0b0a-0908-0706-050403020100";
-    let mut c = Vm::start(&p, VmConfig { name: "othermachine-c", memory_mib: 1024, cpus: 2, initrd, append: "kjump_boot=c", echo: false, disks, uuid: Some(other) });
+    let mut c =
+        Vm::start(&p, VmConfig { name: "othermachine-c", memory_mib: 1024, cpus: 2, initrd, append: "kjump_boot=c", echo: false, disks, uuid: Some(other) });
     c.expect_in_order(&[
         "C: booting, trying kjump resume",
         &format!("resume: not resuming: the image was made on another machine (system UUID {}; this one is {other})", harness::MACHINE_UUID),

@@ -25,7 +25,11 @@ fn round_trip(name: &str, cpus: u32) -> Vm {
     ]);
     // B saw A's memory: /proc/vmcore holds at least the 64 MiB A wrote.
     let vmcore = &lines[6];
-    let mib: u64 = vmcore.split(" bytes (").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok())
+    let mib: u64 = vmcore
+        .split(" bytes (")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("cannot read the size in {vmcore:?}"));
     assert!(mib >= 512, "/proc/vmcore should cover most of A's 1 GiB, got {mib} MiB: {vmcore}");
     assert!(lines[8].contains(" s (round trip"), "{}", lines[8]);

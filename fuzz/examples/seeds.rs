@@ -50,13 +50,7 @@ fn image(compression: Compression, mode: u8) -> Vec<u8> {
         ram: vec![(0x1000, 0x9_fc00), (0x10_0000, 0x1c60_0000), (0x2460_0000, 0x3ffe_0000)],
         mailbox: 0x123_4000,
         machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
-        in_use: vec![kjump::in_use::InUse {
-            kind: kjump::in_use::Kind::MountedReadWrite,
-            major: 254,
-            minor: 0,
-            uuid: Some([7; 16]),
-            name: "vda".into(),
-        }],
+        in_use: vec![kjump::in_use::InUse { kind: kjump::in_use::Kind::MountedReadWrite, major: 254, minor: 0, uuid: Some([7; 16]), name: "vda".into() }],
     }
     .encode()
     .expect("header encodes");
@@ -278,7 +272,12 @@ fn main() {
     write(&dir, "cmdline", "b-roundtrip", b"console=ttyS0 rdinit=/kjump-init kjump.mode=roundtrip nokaslr elfcorehdr=0x37f0a000 kjump.backup_size=0xa0000 kjump.region=0x1c600000-0x24600000 kexec_jump_back_entry=0x000000000234f0a4 kexec_jump_buf_pfn=9039 kexec_backup=917544K\n");
     write(&dir, "cmdline", "b-save", b"console=ttyS0 kjump.mode=save kjump.target=PARTUUID=1234abcd-02:/kjump.img kjump.after=poweroff kjump.compress=lz4 kjump.wait=10 kjump.mailbox=0x1234000 elfcorehdr=64M@0x37f0a000\n");
     write(&dir, "cmdline", "d-restore", b"console=ttyS0,115200 earlyprintk=serial quiet kjump.mode=restore kjump.target=LABEL=\"kjump swap\" kjump.region=0x1c600000-0x24600000 kjump.wait=30\n");
-    write(&dir, "cmdline", "a-proc-cmdline", b"BOOT_IMAGE=/boot/vmlinuz-6.12.117 root=UUID=5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a5a ro quiet splash crashkernel=256M\n");
+    write(
+        &dir,
+        "cmdline",
+        "a-proc-cmdline",
+        b"BOOT_IMAGE=/boot/vmlinuz-6.12.117 root=UUID=5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a5a ro quiet splash crashkernel=256M\n",
+    );
 
     write(&dir, "bzimage", "synthetic", &bzimage(512));
 

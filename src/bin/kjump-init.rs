@@ -10,8 +10,8 @@ use std::time::Duration;
 use kjump::cmdline::{self, After, Mode, Params};
 use kjump::devmem::DevMem;
 use kjump::image::Compression;
-use kjump::mailbox::{self, Report};
 use kjump::image::State;
+use kjump::mailbox::{self, Report};
 use kjump::restore::{self, Failure};
 use kjump::{jump, pid1, save, say, target, Error};
 
@@ -40,10 +40,7 @@ fn run() -> Result<Infallible, Error> {
 /// How long this kernel has been up, from `/proc/uptime` ("2.31 s"), for
 /// the console: the boot is part of every hibernate and resume.
 fn uptime() -> String {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|t| t.split_whitespace().next().map(|s| format!("{s} s")))
-        .unwrap_or_else(|| "an unknown time".into())
+    std::fs::read_to_string("/proc/uptime").ok().and_then(|t| t.split_whitespace().next().map(|s| format!("{s} s"))).unwrap_or_else(|| "an unknown time".into())
 }
 
 /// Where A is to be re-entered, from the purgatory's additions.
@@ -54,9 +51,7 @@ struct JumpBack {
 }
 
 fn jump_back_params(p: &Params<'_>) -> Result<JumpBack, Error> {
-    let entry = p
-        .jump_back_entry
-        .ok_or_else(|| Error::Msg("no kexec_jump_back_entry= on the command line: A's purgatory did not run".into()))?;
+    let entry = p.jump_back_entry.ok_or_else(|| Error::Msg("no kexec_jump_back_entry= on the command line: A's purgatory did not run".into()))?;
     let backup = p.backup_addr.ok_or_else(|| Error::Msg("no kexec_backup= on the command line".into()))?;
     let backup_size = p.backup_size.ok_or_else(|| Error::Msg("no kjump.backup_size= on the command line".into()))?;
     Ok(JumpBack { entry, backup, backup_size })
@@ -130,7 +125,15 @@ fn save_mode(p: &Params<'_>) -> Result<Infallible, Error> {
     let report = match &result {
         Ok(summary) => {
             say!("{}", summary.line());
-            Report { ok: true, text: format!("saved {} MiB of A's memory ({} MiB on disk) in {:.1} s", summary.ram_pages * 4096 >> 20, summary.bytes_on_disk >> 20, summary.seconds) }
+            Report {
+                ok: true,
+                text: format!(
+                    "saved {} MiB of A's memory ({} MiB on disk) in {:.1} s",
+                    (summary.ram_pages * 4096) >> 20,
+                    summary.bytes_on_disk >> 20,
+                    summary.seconds
+                ),
+            }
         }
         Err(e) => {
             say!("error: {e}");
@@ -169,8 +172,7 @@ fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
     // that list, nothing is saved.
     let mailbox = p.mailbox.ok_or_else(|| Error::Msg("no kjump.mailbox= on the command line: cannot tell which devices A uses".into()))?;
     let in_use = mailbox::read_request(&DevMem::open()?, mailbox)?;
-    say!("A uses {} block device(s){}", in_use.len(),
-        in_use.iter().map(|u| format!(" {} ({})", u.name, u.kind.describe())).collect::<String>());
+    say!("A uses {} block device(s){}", in_use.len(), in_use.iter().map(|u| format!(" {} ({})", u.name, u.kind.describe())).collect::<String>());
     let req = save::Request {
         target: &target,
         compression,

@@ -79,8 +79,7 @@ impl Flags {
     }
 }
 
-const VALUE_FLAGS: &[&str] =
-    &["target", "after", "compress", "wait", "kernel", "initrd", "region-size", "append", "config", "output", "init"];
+const VALUE_FLAGS: &[&str] = &["target", "after", "compress", "wait", "kernel", "initrd", "region-size", "append", "config", "output", "init"];
 
 fn parse_flags(args: &[String]) -> Result<Flags, String> {
     let mut f = Flags::default();
@@ -279,10 +278,7 @@ fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
         return Ok(());
     }
     let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, "kjump.mode=roundtrip", None)?)?;
-    println!(
-        "kjump: loaded the hibernation kernel in {:#x}-{:#x} ({} segments); jumping to it",
-        loaded.region.0, loaded.region.1, loaded.segments
-    );
+    println!("kjump: loaded the hibernation kernel in {:#x}-{:#x} ({} segments); jumping to it", loaded.region.0, loaded.region.1, loaded.segments);
     let away = jump::jump_to_loaded()?;
     println!("kjump: back in A after {:.2} s (round trip A -> B -> A)", away.as_secs_f64());
     Ok(())
@@ -296,13 +292,13 @@ fn worst_case_image(ram: u64) -> u64 {
 
 fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
     let started = std::time::Instant::now();
-    let text = s.target.as_deref().ok_or_else(|| {
-        Error::Msg("hibernate: no target; pass --target (e.g. --target /dev/sdb2) or set target= in /etc/kjump.conf".into())
-    })?;
+    let text = s
+        .target
+        .as_deref()
+        .ok_or_else(|| Error::Msg("hibernate: no target; pass --target (e.g. --target /dev/sdb2) or set target= in /etc/kjump.conf".into()))?;
     let tgt = target::parse(text).map_err(|e| Error::Msg(format!("hibernate: target {text}: {e}")))?;
     run_checks(s, true).map_err(|e| Error::Msg(format!("hibernate: {e}")))?;
-    let dev = target::resolve(&tgt.device)?
-        .ok_or_else(|| Error::Msg(format!("hibernate: target {text} is missing: no such device here")))?;
+    let dev = target::resolve(&tgt.device)?.ok_or_else(|| Error::Msg(format!("hibernate: target {text} is missing: no such device here")))?;
     let uses = in_use::collect()?;
     if let Some(why) = in_use::conflict(&dev, &uses)? {
         return Err(Error::Msg(format!(
@@ -357,10 +353,7 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
             Ok(())
         }
         Some(r) => Err(Error::Msg(format!("hibernate failed in the hibernation kernel: {}", r.text))),
-        None => Err(Error::Msg(format!(
-            "back in A after {:.1} s, but the hibernation kernel left no report: the image may not be saved",
-            away.as_secs_f64()
-        ))),
+        None => Err(Error::Msg(format!("back in A after {:.1} s, but the hibernation kernel left no report: the image may not be saved", away.as_secs_f64()))),
     }
 }
 
@@ -435,11 +428,7 @@ fn on_noresume(state: State, other_machine: bool, check_only: bool) -> OnNoresum
 /// read-write, the state written and flushed, and unmounted.
 fn mark_image_bad(tgt: &target::Target, dev: &std::path::Path, note: &str) -> Result<(), Error> {
     with_image(tgt, dev, true, |path| {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(format!("opening {} read-write", path.display()), e))?;
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io(format!("opening {} read-write", path.display()), e))?;
         let state = Reader::open(&file).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?.state;
         if state.state != State::Committed {
             return Err(Error::Msg(format!("{} is {} now", path.display(), state.state.name())));
@@ -476,7 +465,9 @@ fn refuse_noresume(s: &Settings, word: &str, check_only: bool) -> String {
         OnNoresume::WouldMarkBad => format!("{given}; the committed image on {tgt} would be marked bad, never to be resumed"),
         OnNoresume::MarkBad => match in_use::check_device(&dev, &h.in_use).and_then(|()| mark_image_bad(&tgt, &dev, NORESUME_NOTE)) {
             Ok(()) => format!("{given}; marked the committed image on {tgt} bad: this boot may change A's filesystems, so no later boot may resume it"),
-            Err(e) => format!("{given}; could not mark the committed image on {tgt} bad ({e}): give it up with 'kjump image wipe' before another boot resumes it"),
+            Err(e) => {
+                format!("{given}; could not mark the committed image on {tgt} bad ({e}): give it up with 'kjump image wipe' before another boot resumes it")
+            }
         },
     }
 }
@@ -492,8 +483,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     let text = s.target.as_deref().ok_or_else(|| Error::Msg("resume: no target; pass --target or set target= in /etc/kjump.conf".into()))?;
     let tgt = target::parse(text).map_err(|e| Error::Msg(format!("resume: target {text}: {e}")))?;
     // Early in boot the disk may still be appearing: wait for it as B does.
-    let dev = target::wait_for(&tgt.device, Duration::from_secs(s.wait), |m| eprintln!("kjump: resume: {m}"))
-        .map_err(|e| no(e.to_string()))?;
+    let dev = target::wait_for(&tgt.device, Duration::from_secs(s.wait), |m| eprintln!("kjump: resume: {m}")).map_err(|e| no(e.to_string()))?;
     let (h, state, committed) = read_image_head(&tgt, &dev).map_err(|e| no(format!("no image on {tgt}: {e}")))?;
     match state.state {
         State::Committed => {}
@@ -518,13 +508,13 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
             h.region.0, h.region.1, region.start, region.end
         )));
     }
-    let expected: Vec<(u64, u64)> = kjump::layout::vmcore_loads(&map, region, 0, map.low_memory_end())
-        .iter()
-        .map(|l| (l.paddr, l.paddr + l.size))
-        .collect();
+    let expected: Vec<(u64, u64)> = kjump::layout::vmcore_loads(&map, region, 0, map.low_memory_end()).iter().map(|l| (l.paddr, l.paddr + l.size)).collect();
     if expected != h.ram || h.backup.1 != map.low_memory_end() {
-        return Err(no(format!("the image's RAM map differs from this machine's ({} vs {} of RAM)",
-            human_size(h.ram.iter().map(|r| r.1 - r.0).sum()), human_size(expected.iter().map(|r| r.1 - r.0).sum()))));
+        return Err(no(format!(
+            "the image's RAM map differs from this machine's ({} vs {} of RAM)",
+            human_size(h.ram.iter().map(|r| r.1 - r.0).sum()),
+            human_size(expected.iter().map(|r| r.1 - r.0).sum())
+        )));
     }
     println!(
         "kjump resume: committed image on {tgt}: A's kernel {}, {} stored; {}",
@@ -593,8 +583,7 @@ fn cmd_initramfs(flags: &Flags) -> Result<(), Error> {
 
 fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {path}"), e))?;
-    let mut r = Reader::open(std::io::BufReader::with_capacity(4 << 20, file))
-        .map_err(|e| Error::Msg(format!("{path}: {e}")))?;
+    let mut r = Reader::open(std::io::BufReader::with_capacity(4 << 20, file)).map_err(|e| Error::Msg(format!("{path}: {e}")))?;
     let h = &r.header;
     println!("image {path}");
     println!("  state        {}", r.state.state.name());
@@ -643,11 +632,7 @@ fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
 /// file. Anything that is not a kjump image is left alone.
 fn cmd_wipe(path: &str) -> Result<(), Error> {
     use std::os::unix::fs::{FileExt, FileTypeExt};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(format!("wipe: opening {path}"), e))?;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io(format!("wipe: opening {path}"), e))?;
     let meta = file.metadata().map_err(|e| Error::io(format!("wipe: examining {path}"), e))?;
     let r = Reader::open(&file).map_err(|e| Error::Msg(format!("wipe: {path} does not hold a kjump image ({e}); nothing was written")))?;
     if meta.file_type().is_block_device() {

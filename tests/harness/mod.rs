@@ -32,8 +32,7 @@ fn bin(name: &str, built: Option<&str>) -> PathBuf {
 }
 
 pub fn paths() -> Paths {
-    let kernel = std::env::var("KJUMP_KERNEL")
-        .expect("KJUMP_KERNEL is not set: run the QEMU tests through 'make test', which builds the test kernel");
+    let kernel = std::env::var("KJUMP_KERNEL").expect("KJUMP_KERNEL is not set: run the QEMU tests through 'make test', which builds the test kernel");
     let p = Paths {
         kernel: PathBuf::from(kernel),
         kjump: bin("kjump", option_env!("CARGO_BIN_EXE_kjump")),
@@ -56,16 +55,11 @@ fn read(p: &Path) -> Vec<u8> {
 pub fn a_initramfs(p: &Paths, script: &str) -> Vec<u8> {
     let b_initrd = kjump::initramfs::build(&read(&p.kjump_init)).expect("building B's initramfs");
     let (kernel, initrd) = (kjump::config::default_kernel(), kjump::config::default_initrd());
-    let mut dirs: Vec<String> =
-        ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "root", "tmp", "mnt"].map(String::from).to_vec();
+    let mut dirs: Vec<String> = ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "root", "tmp", "mnt"].map(String::from).to_vec();
     // The directories holding the hibernation files, parents first.
     for file in [&kernel, &initrd] {
-        let mut parents: Vec<String> = Path::new(file)
-            .ancestors()
-            .skip(1)
-            .filter_map(|a| a.to_str().map(|a| a.trim_start_matches('/').to_string()))
-            .filter(|a| !a.is_empty())
-            .collect();
+        let mut parents: Vec<String> =
+            Path::new(file).ancestors().skip(1).filter_map(|a| a.to_str().map(|a| a.trim_start_matches('/').to_string())).filter(|a| !a.is_empty()).collect();
         parents.reverse();
         for d in parents {
             if !dirs.contains(&d) {
