@@ -1,12 +1,18 @@
 //! A page of A's memory where B (or D) leaves its result for A.
 //!
-//! `kjump` maps and locks a page, finds its physical address through
+//! `kjump` maps and locks a page, pins it (a pipe holds a reference to it,
+//! so the kernel cannot migrate it), finds its physical address through
 //! `/proc/self/pagemap`, and passes it as `kjump.mailbox=`. B writes a
 //! record there through `/dev/mem` before it jumps back; when `reboot()`
 //! returns in A, `kjump` reads it. The page is chosen outside the kjump
 //! region (A's pages there are swapped aside while B runs).
+//!
+//! B and D write a physical page of A's by address, so they write only
+//! where they find A's request ([`post`]): a page that held anything else
+//! is left alone, whatever the address says.
 
 use core::ptr::NonNull;
+use std::os::fd::OwnedFd;
 
 use crate::devmem::DevMem;
 use crate::in_use::{decode_table, encode_table, InUse, TABLE_LEN};
@@ -93,17 +99,55 @@ pub fn read_request(mem: &DevMem, phys: u64) -> Result<Vec<InUse>, Error> {
     decode_request(w.bytes())
 }
 
-/// B's side: writes `report` into A's mailbox page at `phys`.
+/// B's (and D's) side: writes `report` into A's mailbox page at `phys`,
+/// if that page still holds A's request ([`may_post`]).
 pub fn post(mem: &DevMem, phys: u64, report: &Report) -> Result<(), Error> {
     let mut w = mem.map(phys, PAGE_SIZE as usize)?;
+    may_post(w.bytes(), phys)?;
     w.bytes_mut().copy_from_slice(&encode(report));
     Ok(())
 }
 
-/// A's side: a locked page with a known physical address.
+/// Whether the page at `phys`, holding `page`, is A's mailbox: it must hold
+/// A's request. Anything else there (a page A had freed or used for
+/// something else) would be overwritten in A's memory, so B and D refuse.
+pub fn may_post(page: &[u8], phys: u64) -> Result<(), Error> {
+    decode_request(page)
+        .map(|_| ())
+        .map_err(|e| Error::Msg(format!("not writing a report to {phys:#x}: the page does not hold A's request ({e}); A's memory is left as it was")))
+}
+
+/// A's side: a locked, pinned page with a known physical address.
 pub struct Mailbox {
     base: NonNull<u8>,
     phys: u64,
+    /// The pipe that holds a reference to the page (see [`pin`]); dropped
+    /// after the page is unmapped, which frees it.
+    _pin: (OwnedFd, OwnedFd),
+}
+
+/// Keeps the kernel from moving the page at `page` (one locked page of
+/// this process) to another physical address until the returned pipe is
+/// closed. `mlock` alone does not: compaction migrates locked pages
+/// (`vm.compact_unevictable_allowed` is 1 by default), and B and D would
+/// then write to whatever A put in the old page. `vmsplice` leaves a
+/// reference to the page itself (not a copy) in the pipe, and the kernel
+/// does not migrate a page with references it cannot account for.
+fn pin(page: NonNull<u8>) -> Result<(OwnedFd, OwnedFd), Error> {
+    let (read_end, write_end) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Error::sys("making a pipe to pin the mailbox page", e))?;
+    // SAFETY: the page is mapped, locked and readable for as long as
+    // `self` lives; the slice lives only for this call.
+    let bytes = unsafe { core::slice::from_raw_parts(page.as_ptr(), PAGE_SIZE as usize) };
+    // SAFETY: `write_end` is the pipe's write end, so the kernel only reads
+    // the page; without SPLICE_F_GIFT the page stays this process's to
+    // change, and the pipe's reference keeps it alive even once unmapped.
+    let n = unsafe { rustix::pipe::vmsplice(&write_end, &[rustix::pipe::IoSliceRaw::from_slice(bytes)], rustix::pipe::SpliceFlags::empty()) }
+        .map_err(|e| Error::sys("pinning the mailbox page (vmsplice)", e))?;
+    if n != PAGE_SIZE as usize {
+        return Err(Error::Msg(format!("pinning the mailbox page: vmsplice took {n} of {PAGE_SIZE} bytes")));
+    }
+    Ok((read_end, write_end))
 }
 
 /// Pages mapped per attempt while looking for one outside the region.
@@ -181,11 +225,11 @@ impl Mailbox {
                 return Err(e);
             }
             if let Some(i) = phys.iter().position(|&p| p + PAGE_SIZE <= avoid.0 || p >= avoid.1) {
-                found = Some((base, i, phys[i]));
+                found = Some((base, i));
                 break;
             }
         }
-        let Some((base, index, phys)) = found else {
+        let Some((base, index)) = found else {
             held.iter().for_each(|b| unmap(*b, BATCH_PAGES));
             return Err(Error::Msg(format!(
                 "could not find a free page outside the kjump region after locking {} MiB; free some memory and try again",
@@ -202,8 +246,26 @@ impl Mailbox {
         unmap(page.wrapping_add(PAGE_SIZE as usize), BATCH_PAGES - index - 1);
         // SAFETY: the page is mapped, locked and readable and writable.
         unsafe { page.write_bytes(0, PAGE_SIZE as usize) };
-        let base = NonNull::new(page).ok_or_else(|| Error::Msg("mailbox page mapped at address 0".into()))?;
-        Ok(Mailbox { base, phys })
+        let Some(base) = NonNull::new(page) else {
+            return Err(Error::Msg("mailbox page mapped at address 0".into()));
+        };
+        let pinned = pin(base);
+        // Where the page is now that it cannot move (it may have moved
+        // since the batch was read).
+        let mut now = [0u64; 1];
+        let checked = pinned.and_then(|pin| physical_addresses(page as usize, &mut now).map(|()| pin));
+        let pin = match checked {
+            Ok(pin) if now[0] + PAGE_SIZE <= avoid.0 || now[0] >= avoid.1 => pin,
+            Ok(_) => {
+                unmap(page, 1);
+                return Err(Error::Msg("the mailbox page moved into the kjump region while being pinned; try again".into()));
+            }
+            Err(e) => {
+                unmap(page, 1);
+                return Err(e);
+            }
+        };
+        Ok(Mailbox { base, phys: now[0], _pin: pin })
     }
 
     /// Physical address of the page B writes.
@@ -265,5 +327,33 @@ mod tests {
         assert!(decode_request(&encode(&r)).unwrap_err().to_string().contains("missing"));
         let long = Report { ok: true, text: "x".repeat(9000) };
         assert_eq!(decode(&encode(&long)).unwrap().text.len(), MAX_TEXT);
+    }
+
+    #[test]
+    fn reports_go_only_where_a_request_is() {
+        let req = encode_request(&[]).unwrap();
+        assert!(may_post(&req, 0x1000).is_ok());
+        let report = encode(&Report { ok: true, text: "done".into() });
+        let zero = [0u8; 4096];
+        let mut stale = req;
+        stale[4000] ^= 0x40;
+        for page in [&report[..], &zero[..], &stale[..], &req[..16]] {
+            let e = may_post(page, 0x5000).unwrap_err().to_string();
+            assert!(e.contains("0x5000") && e.contains("left as it was"), "{e}");
+        }
+    }
+
+    /// Needs root (physical addresses in /proc/self/pagemap), as kjump does.
+    #[test]
+    fn the_pipe_holds_the_mailbox_page_itself() {
+        let m = Mailbox::new((0, 0)).unwrap();
+        assert!(m.phys() > 0 && m.phys() % PAGE_SIZE == 0);
+        // Written after pinning: the pipe shows it, so it holds a reference
+        // to the page, not a copy made when it was pinned.
+        m.write_request(&[]).unwrap();
+        let mut seen = [0u8; PAGE_SIZE as usize];
+        let n = rustix::io::read(&m._pin.0, &mut seen).unwrap();
+        assert_eq!(n, PAGE_SIZE as usize);
+        assert_eq!(seen, encode_request(&[]).unwrap());
     }
 }
