@@ -17,6 +17,9 @@
 //! - `kjump.keep=1` — D keeps the image's data after a resume (default: discard it).
 //! - `kjump.zero_free=1` — A counts on its free pages being zero (`init_on_free`):
 //!   the image says so, and D zeroes them instead of leaving them.
+//! - `kjump.direct=1` — D was started by a boot loader, not loaded by C: it
+//!   checks that it runs inside the region before it writes anything
+//!   (see `kjump::boot_entry`).
 //!
 //! The parser never panics and never allocates: every malformed value is an
 //! [`Error`] that names the parameter.
@@ -108,6 +111,8 @@ pub struct Params<'a> {
     pub keep: bool,
     /// `kjump.zero_free=1`: A's free pages must be zero when A runs again.
     pub zero_free: bool,
+    /// `kjump.direct=1`: D was started by a boot loader.
+    pub direct: bool,
 }
 
 /// Why a command line was refused.
@@ -241,6 +246,7 @@ pub fn parse(line: &str) -> Result<Params<'_>, Error> {
             "kjump.mailbox" => p.mailbox = Some(number("kjump.mailbox", value)?),
             "kjump.keep" => p.keep = number("kjump.keep", value)? != 0,
             "kjump.zero_free" => p.zero_free = number("kjump.zero_free", value)? != 0,
+            "kjump.direct" => p.direct = number("kjump.direct", value)? != 0,
             k if k.starts_with("kjump.") => return Err(Error::UnknownOption),
             _ => {}
         }
@@ -299,6 +305,9 @@ mod tests {
         assert_eq!(parse("kjump.target="), Err(Error::BadNumber { key: "kjump.target" }));
         assert_eq!(parse("kjump.wait=soon"), Err(Error::BadNumber { key: "kjump.wait" }));
         assert!(parse("kjump.keep=1").unwrap().keep);
+        assert!(parse("kjump.direct=1").unwrap().direct);
+        assert!(!parse("kjump.direct=0").unwrap().direct);
+        assert_eq!(parse("kjump.direct=on"), Err(Error::BadNumber { key: "kjump.direct" }));
         assert!(!parse("kjump.keep=0").unwrap().keep);
         assert!(!parse("quiet").unwrap().keep);
         assert!(parse("kjump.zero_free=1").unwrap().zero_free);

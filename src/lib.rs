@@ -8,6 +8,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod acpi;
+pub mod boot_entry;
 pub mod boot_params;
 pub mod bzimage;
 pub mod check;

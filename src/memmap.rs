@@ -168,6 +168,10 @@ impl MemoryMap {
     /// region live elsewhere (the kexec swap), so B can read A's memory
     /// metadata directly only where it is not in the region. The choice
     /// depends only on the map and the size, so B and D get the same one.
+    ///
+    /// Near the middle, a start that is a power of two is taken where one
+    /// fits: a boot loader can then start D straight at the region (see
+    /// [`crate::boot_entry`]).
     pub fn choose_region(&self, size: u64) -> Result<Region, Error> {
         let size = align_up(size, REGION_ALIGN).ok_or(Error::NoRoomForRegion { size })?;
         let usable = |r: &Range| {
@@ -177,7 +181,10 @@ impl MemoryMap {
         };
         let (start, end) = self.ram().filter_map(usable).max_by_key(|(s, e)| (e - s, *s)).ok_or(Error::NoRoomForRegion { size })?;
         let middle = align_down(start + (end - start - size) / 2, REGION_ALIGN);
-        Ok(Region { start: middle, end: middle + size })
+        let power_of_two =
+            (24..32).map(|bit| 1u64 << bit).filter(|&p| p >= start && p.checked_add(size).is_some_and(|e| e <= end)).min_by_key(|&p| p.abs_diff(middle));
+        let at = power_of_two.unwrap_or(middle);
+        Ok(Region { start: at, end: at + size })
     }
 }
 
@@ -210,7 +217,10 @@ fffc0000-ffffffff : Reserved
         assert_eq!(m.ram_bytes(), 0x9ec00 + 0x3fee0000);
         assert_eq!(m.low_memory_end(), 0xa0000);
         let r = m.choose_region(128 * MIB).unwrap();
-        assert_eq!((r.start, r.end), (0x1c600000, 0x24600000));
+        assert_eq!((r.start, r.end), (0x20000000, 0x28000000));
+        // Where no power of two fits, the middle.
+        let r = MemoryMap::parse_iomem("03000000-077fffff : System RAM\n").unwrap().choose_region(64 * MIB).unwrap();
+        assert_eq!((r.start, r.end), (0x3400000, 0x7400000));
     }
 
     #[test]
@@ -223,7 +233,7 @@ fffc0000-ffffffff : Reserved
     fn region_below_4g_on_big_machines() {
         let text = "00001000-0009ffff : System RAM\n00100000-bfffffff : System RAM\n100000000-43fffffff : System RAM\n";
         let r = MemoryMap::parse_iomem(text).unwrap().choose_region(100 * MIB).unwrap();
-        assert_eq!((r.start, r.end), (0x5d600000, 0x5d600000 + 100 * MIB));
+        assert_eq!((r.start, r.end), (0x40000000, 0x40000000 + 100 * MIB));
         assert!(r.end <= 0xc0000000);
     }
 

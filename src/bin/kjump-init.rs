@@ -190,10 +190,20 @@ fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
 /// `kjump resume`: write A's memory back from the image and jump into A.
 /// Any doubt means a reboot into a normal boot, never a half-restored A.
 fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
-    say!("mode restore (this kernel up after {})", uptime());
+    say!("mode restore (this kernel up after {}{})", uptime(), if p.direct { ", started by the boot loader" } else { "" });
     let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
     let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
     let region = p.region.ok_or_else(|| Error::Msg("no kjump.region= on the command line".into()))?;
+    if p.direct {
+        // Nothing C checked for us: this kernel must run in the region alone.
+        let confined = std::fs::read_to_string("/proc/iomem")
+            .map_err(|e| Error::io("reading /proc/iomem", e))
+            .and_then(|iomem| kjump::boot_entry::check_confined(&iomem, region).map_err(|e| Error::Msg(e.to_string())));
+        if let Err(e) = confined {
+            give_up(Failure { error: e, image_at_fault: false }, None);
+        }
+        say!("running inside the kjump region {:#x}-{:#x} alone", region.0, region.1);
+    }
     let req = restore::Request { target: &target, wait: Duration::from_secs(p.wait_secs.unwrap_or(10)), region };
     let mem = std::sync::Arc::new(DevMem::open()?);
     let img = match restore::open(&req) {

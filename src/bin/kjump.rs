@@ -34,6 +34,11 @@ Usage:
   kjump bench-io --target DEVICE   for benchmarks: in the hibernation kernel, measure how
                                    fast /proc/vmcore reads and the target takes O_DIRECT
                                    writes and reads; OVERWRITES the target's first 768 MiB
+  kjump boot-entry [--output DIR] [OPTIONS]
+                                   write a boot loader entry that resumes without booting
+                                   this system first (BIOS GRUB, or a VM's direct kernel
+                                   boot; not UEFI): DIR/vmlinuz, DIR/initrd.img and
+                                   DIR/cmdline (the kernel command line)  [default: /boot/kjump]
   kjump initramfs --output FILE [--init PATH]
                                    write the hibernation initramfs (holds only kjump-init;
                                    default: the kjump-init next to kjump, else {LIBDIR}/kjump-init)
@@ -184,7 +189,7 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(m) => return usage_error(&m),
     };
-    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "resume" | "bench-io" | "config");
+    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "resume" | "bench-io" | "config" | "boot-entry");
     let s = match needs_settings.then(|| settings(&flags)).transpose() {
         Ok(s) => s,
         Err(e) => return usage_error(&e.to_string()),
@@ -194,6 +199,7 @@ fn main() -> ExitCode {
         ("hibernate", Some(s)) => cmd_hibernate(&s),
         ("resume", Some(s)) => cmd_resume(&s, flags.jump),
         ("bench-io", Some(s)) => cmd_bench_io(&s),
+        ("boot-entry", Some(s)) => cmd_boot_entry(&s, flags.get("output").unwrap_or("/boot/kjump")),
         ("config", Some(s)) => {
             print!("{}", config_text(&s));
             Ok(())
@@ -534,6 +540,45 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     jump::load_hibernation_kernel(&d)?;
     jump::jump_to_loaded()?;
     Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()))
+}
+
+/// Writes the files of a boot loader entry that starts D directly (see
+/// `kjump::boot_entry`): the hibernation kernel asking to run at the
+/// region, its initramfs, and D's command line, which reserves the rest of
+/// this machine's RAM.
+fn cmd_boot_entry(s: &Settings, dir: &str) -> Result<(), Error> {
+    let text = s.target.as_deref().ok_or_else(|| Error::Msg("boot-entry: no target; pass --target or set target= in /etc/kjump.conf".into()))?;
+    let tgt = target::parse(text).map_err(|e| Error::Msg(format!("boot-entry: target {text}: {e}")))?;
+    let dev = target::wait_for(&tgt.device, Duration::from_secs(s.wait), |m| eprintln!("kjump: boot-entry: {m}"))?;
+    let map = MemoryMap::read()?;
+    let region = map.choose_region(s.region_size)?;
+    let mode = format!("kjump.mode=restore kjump.target={tgt} kjump.wait={} kjump.keep={}", s.wait, u8::from(s.keep));
+    let d = hibernation_kernel(s, &mode, Some(&dev))?;
+    let kernel = kjump::boot_entry::kernel_at(&d.kernel, region).map_err(|e| Error::Msg(format!("boot-entry: {e}")))?;
+    let cmdline = format!(
+        "{} kjump.region={:#x}-{:#x} kjump.direct=1 no5lvl {}",
+        d.cmdline.split_whitespace().collect::<Vec<_>>().join(" "),
+        region.start,
+        region.end,
+        kjump::boot_entry::reservations(&map, region)
+    );
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {dir}"), e))?;
+    for (name, bytes) in [("vmlinuz", &kernel[..]), ("initrd.img", &d.initrd[..]), ("cmdline", format!("{cmdline}\n").as_bytes())] {
+        let path = format!("{dir}/{name}");
+        let tmp = format!("{path}.tmp");
+        std::fs::write(&tmp, bytes).map_err(|e| Error::io(format!("writing {tmp}"), e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("renaming {tmp} to {path}"), e))?;
+    }
+    println!("kjump: wrote {dir}/vmlinuz, {dir}/initrd.img and {dir}/cmdline (the kjump region is {:#x}-{:#x})", region.start, region.end);
+    println!("A GRUB entry (BIOS boot; paths as GRUB sees them, each $ written \\$):");
+    println!("menuentry 'kjump resume' {{");
+    println!("    linux {dir}/vmlinuz {}", cmdline.replace('$', "\\$"));
+    println!("    initrd {dir}/initrd.img");
+    println!("}}");
+    println!("Before hibernating, 'grub-reboot \"kjump resume\"' makes the next boot use it once; if the");
+    println!("restore kernel finds no image, or is not where the entry says, it reboots into the default entry.");
+    println!("Run this again after changing the target, the hibernation kernel or the machine's RAM.");
+    Ok(())
 }
 
 /// `kjump-init` next to `kjump` (a build tree), else where `make install` put it.

@@ -134,6 +134,13 @@ pub const MACHINE_UUID: &str = "6b29fc40-ca47-1067-b31d-00dd010662da";
 
 impl Vm {
     pub fn start(p: &Paths, cfg: VmConfig<'_>) -> Vm {
+        let cmdline = format!("console=ttyS0 rdinit=/init panic=-1 {}", cfg.append);
+        Vm::start_with(&p.kernel, &cmdline, cfg)
+    }
+
+    /// A guest started straight into `kernel` with exactly `cmdline`, as a
+    /// boot loader entry would (`cfg.append` is not used).
+    pub fn start_with(kernel: &Path, cmdline: &str, cfg: VmConfig<'_>) -> Vm {
         let dir = TempDir::new(cfg.name);
         let initrd = dir.0.join("a-initramfs.img");
         std::fs::write(&initrd, &cfg.initrd).unwrap();
@@ -150,11 +157,11 @@ impl Vm {
             .arg("-serial")
             .arg(format!("file:{}", log.display()))
             .arg("-kernel")
-            .arg(&p.kernel)
+            .arg(kernel)
             .arg("-initrd")
             .arg(&initrd)
             .arg("-append")
-            .arg(format!("console=ttyS0 rdinit=/init panic=-1 {}", cfg.append))
+            .arg(cmdline)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
