@@ -33,7 +33,11 @@ static KERNEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum System {
+    /// kjump, resumed the usual way: the system boots (C) and loads D.
     Kjump,
+    /// kjump, resumed from its boot loader entry (`kjump boot-entry`): QEMU
+    /// starts D directly, as a boot loader would.
+    KjumpEntry,
     Swsusp(&'static str),
 }
 
@@ -41,6 +45,7 @@ impl System {
     fn name(self) -> String {
         match self {
             System::Kjump => "kjump".into(),
+            System::KjumpEntry => "kjump-entry".into(),
             System::Swsusp(c) => format!("swsusp-{c}"),
         }
     }
@@ -48,6 +53,7 @@ impl System {
     fn parse(s: &str) -> Option<Self> {
         match s {
             "kjump" => Some(System::Kjump),
+            "kjump-entry" => Some(System::KjumpEntry),
             "swsusp-lzo" => Some(System::Swsusp("lzo")),
             "swsusp-lz4" => Some(System::Swsusp("lz4")),
             _ => None,
@@ -57,9 +63,13 @@ impl System {
     /// Extra kernel parameters for both boots.
     fn append(self) -> String {
         match self {
-            System::Kjump => String::new(),
+            System::Kjump | System::KjumpEntry => String::new(),
             System::Swsusp(c) => format!("resume=/dev/vda hibernate.compressor={c}"),
         }
+    }
+
+    fn is_kjump(self) -> bool {
+        matches!(self, System::Kjump | System::KjumpEntry)
     }
 }
 
@@ -69,6 +79,11 @@ fn script(system: System, mib: u64) -> String {
         System::Kjump => {
             ("kjump resume --target /dev/vda; echo \"C: no resume (exit $?)\"", "", "kjump hibernate --target /dev/vda; echo \"A: hibernate returned $?\"")
         }
+        System::KjumpEntry => (
+            "echo \"C: no resume: this run resumes from the boot entry\"",
+            "kjump boot-entry --target /dev/vda --output /root/entry > /dev/null && echo \"A: entry cmdline $(cat /root/entry/cmdline)\"; rm -rf /root/entry",
+            "kjump hibernate --target /dev/vda; echo \"A: hibernate returned $?\"",
+        ),
         System::Swsusp(_) => (
             "echo \"C: no resume: swsusp did not restore A\"",
             "mkswap /dev/vda > /dev/null && swapon /dev/vda && echo shutdown > /sys/power/disk",
@@ -164,18 +179,32 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
         use std::os::unix::fs::MetadataExt;
         m.blocks() * 512
     });
-    if system == System::Kjump {
+    if system.is_kjump() {
         if let Some(l) = log.lines().find(|l| l.contains("kjump-init: summary:")) {
             run.save_mb_s = field(l, "mb_per_s=");
         }
     }
     drop(a);
     let resume_append = format!("bench_boot=c {append}");
+    // The boot loader entry's files, made here from A's command line (the
+    // same bytes `kjump boot-entry` wrote in A).
+    let entry = if system == System::KjumpEntry {
+        match entry_files(p, &log, &dir.0) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                run.note = format!("no boot entry: {e}");
+                return run;
+            }
+        }
+    } else {
+        None
+    };
     let t1 = Instant::now();
-    let mut c = Vm::start(
-        p,
-        VmConfig { name: &format!("{name}-c"), memory_mib: MEMORY_MIB, cpus: CPUS, initrd, append: &resume_append, echo: false, disks, uuid: None },
-    );
+    let cfg = VmConfig { name: &format!("{name}-c"), memory_mib: MEMORY_MIB, cpus: CPUS, initrd, append: &resume_append, echo: false, disks, uuid: None };
+    let mut c = match entry {
+        Some((kernel, cmdline, d_initrd)) => Vm::start_with(&kernel, &cmdline, VmConfig { initrd: d_initrd, ..cfg }),
+        None => Vm::start(p, cfg),
+    };
     let back = c.try_in_order(&["A: hibernate returned"], TIMEOUT).map(|_| t1.elapsed().as_secs_f64());
     match back.and_then(|b| c.try_in_order(&["A: workload intact"], TIMEOUT).map(|_| b)) {
         Ok(b) => {
@@ -190,6 +219,24 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
         }
     }
     run
+}
+
+/// The entry `kjump boot-entry` wrote in A: its kernel (written to `dir`),
+/// command line and initramfs.
+fn entry_files(p: &Paths, a_log: &str, dir: &std::path::Path) -> Result<(std::path::PathBuf, String, Vec<u8>), String> {
+    let cmdline = a_log.lines().find_map(|l| l.trim_end().strip_prefix("A: entry cmdline ")).ok_or("A printed no entry")?.to_string();
+    let (start, end) = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("kjump.region="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(s, e)| Some((u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()?, u64::from_str_radix(e.trim_start_matches("0x"), 16).ok()?)))
+        .ok_or("no kjump.region= in the entry")?;
+    let bz = std::fs::read(&p.kernel).map_err(|e| e.to_string())?;
+    let kernel = kjump::boot_entry::kernel_at(&bz, kjump::memmap::Region { start, end }).map_err(|e| e.to_string())?;
+    let path = dir.join("vmlinuz-entry");
+    std::fs::write(&path, kernel).map_err(|e| e.to_string())?;
+    let initrd = kjump::initramfs::build(&std::fs::read(&p.kjump_init).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    Ok((path, cmdline, initrd))
 }
 
 /// The physical limits: one `kjump bench-io` in the same VM shape.
@@ -272,8 +319,11 @@ fn main() {
     let p = paths();
     let reps: u32 = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let sizes: Vec<u64> = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "128,384,768".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    let systems: Vec<System> =
-        std::env::var("BENCH_SYSTEMS").unwrap_or_else(|_| "kjump,swsusp-lzo,swsusp-lz4".into()).split(',').filter_map(|s| System::parse(s.trim())).collect();
+    let systems: Vec<System> = std::env::var("BENCH_SYSTEMS")
+        .unwrap_or_else(|_| "kjump,kjump-entry,swsusp-lzo,swsusp-lz4".into())
+        .split(',')
+        .filter_map(|s| System::parse(s.trim()))
+        .collect();
     let started = Instant::now();
     eprintln!("bench: {} sizes x {} systems x {reps} repetitions, one VM at a time", sizes.len(), systems.len());
 
@@ -329,6 +379,7 @@ fn main() {
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
     let mut json_rows = Vec::new();
+    let mut entry_md = String::new();
     for (mib, per) in &results {
         let metric = |runs: &[Run], f: fn(&Run) -> Option<f64>| stats(&runs.iter().filter(|r| r.ok).filter_map(f).collect::<Vec<_>>());
         let kjump_runs = per.iter().find(|(s, _)| *s == System::Kjump).map(|(_, r)| r.as_slice()).unwrap_or(&[]);
@@ -336,6 +387,11 @@ fn main() {
         let kr = metric(kjump_runs, |r| r.resume_s);
         let ki = metric(kjump_runs, |r| r.image_bytes.map(|b| b as f64));
         let kb = metric(kjump_runs, |r| r.back_s);
+        let entry_runs = per.iter().find(|(s, _)| *s == System::KjumpEntry).map(|(_, r)| r.as_slice()).unwrap_or(&[]);
+        let eh = metric(entry_runs, |r| r.hibernate_s);
+        let er = metric(entry_runs, |r| r.resume_s);
+        let ei = metric(entry_runs, |r| r.image_bytes.map(|b| b as f64));
+        let eb = metric(entry_runs, |r| r.back_s);
         for (system, runs) in per {
             let h = metric(runs, |r| r.hibernate_s);
             let r = metric(runs, |r| r.resume_s);
@@ -343,11 +399,14 @@ fn main() {
             let b = metric(runs, |r| r.back_s);
             let ok = runs.iter().filter(|r| r.ok).count();
             let notes: Vec<&str> = runs.iter().filter(|r| !r.ok).map(|r| r.note.as_str()).collect();
-            let (hr, rr, br, ir) = if *system == System::Kjump {
+            let (hr, rr, br, ir) = if system.is_kjump() {
                 ("–".into(), "–".into(), "–".into(), "–".into())
             } else {
                 (ratio(kh, h), ratio(kr, r), ratio(kb, b), ratio(ki, i))
             };
+            if !system.is_kjump() && !entry_runs.is_empty() {
+                let _ = writeln!(entry_md, "| {mib} MiB | {} | {} | {} | {} | {} |", system.name(), ratio(eh, h), ratio(er, r), ratio(eb, b), ratio(ei, i));
+            }
             let _ = writeln!(
                 md,
                 "| {mib} MiB | {} | {ok}/{} | {} | {} | {} | {} | {hr} | {rr} | {br} | {ir} |",
@@ -360,7 +419,7 @@ fn main() {
             );
             let save = metric(runs, |r| r.save_mb_s);
             json_rows.push(format!(
-                "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"resume_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"back_in_a_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"kjump_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}, \"failures\": [{}]}}",
+                "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"resume_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"back_in_a_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"kjump_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}, \"kjump_entry_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}, \"failures\": [{}]}}",
                 json_str(&system.name()),
                 runs.len(),
                 json_num(h.map(|v| v.0)),
@@ -374,15 +433,25 @@ fn main() {
                 json_num(b.map(|v| v.2)),
                 json_num(i.map(|v| v.0)),
                 json_num(save.map(|v| v.0)),
-                json_num((*system != System::Kjump).then(|| kh.zip(h).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((*system != System::Kjump).then(|| kr.zip(r).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((*system != System::Kjump).then(|| kb.zip(b).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((*system != System::Kjump).then(|| ki.zip(i).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((!system.is_kjump()).then(|| kh.zip(h).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((!system.is_kjump()).then(|| kr.zip(r).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((!system.is_kjump()).then(|| kb.zip(b).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((!system.is_kjump()).then(|| ki.zip(i).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((!system.is_kjump()).then(|| eh.zip(h).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((!system.is_kjump()).then(|| er.zip(r).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((!system.is_kjump()).then(|| eb.zip(b).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((!system.is_kjump()).then(|| ei.zip(i).map(|(a, b)| a.0 / b.0)).flatten()),
                 notes.iter().map(|n| json_str(n)).collect::<Vec<_>>().join(", ")
             ));
         }
     }
-    let _ = writeln!(md, "\nRatios are kjump's median over that system's (below 1: kjump is faster or smaller). Resume ends when A's workload hash is checked; back in A ends when A's hibernate command returns, before that check (reading the workload back costs both systems the same, except where swsusp swapped the workload out to make room).\n");
+    let _ = writeln!(md, "\nRatios are kjump's median over that system's (below 1: kjump is faster or smaller). kjump resumes the usual way (the system boots, then loads the restore kernel); kjump-entry from the boot loader entry `kjump boot-entry` writes, which starts the restore kernel directly. Resume ends when A's workload hash is checked; back in A ends when A's hibernate command returns, before that check (reading the workload back costs both systems the same, except where swsusp swapped the workload out to make room).\n");
+    if !entry_md.is_empty() {
+        let _ = writeln!(md, "### kjump-entry (resumed from the boot loader entry) against each system\n");
+        let _ = writeln!(md, "| workload | system | hibernate ratio | resume ratio | back in A ratio | image ratio |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let _ = writeln!(md, "{entry_md}");
+    }
     let _ = writeln!(md, "### Physical limits in the same VM (`kjump bench-io`, in the hibernation kernel)\n");
     let _ = writeln!(md, "| reading /proc/vmcore | raw O_DIRECT write | raw O_DIRECT read |");
     let _ = writeln!(md, "|---|---|---|");
