@@ -46,6 +46,9 @@ pub enum Error {
     RamOutside { start: u64, end: u64 },
     /// D's `/proc/iomem` lists no kernel image at all.
     NoKernelListed,
+    /// A's memory at these addresses (from the image) is not RAM in the
+    /// firmware's map of this machine.
+    RamMissing { start: u64, end: u64 },
 }
 
 impl core::fmt::Display for Error {
@@ -73,6 +76,9 @@ impl core::fmt::Display for Error {
                 write!(f, "this kernel may use RAM at {start:#x}-{end:#x}, outside the kjump region: the boot entry's memmap= reservations are missing")
             }
             Error::NoKernelListed => f.write_str("/proc/iomem lists no kernel code: cannot tell where this kernel runs"),
+            Error::RamMissing { start, end } => {
+                write!(f, "the image holds A's memory at {start:#x}-{end:#x}, which this machine's firmware does not list as RAM (RAM changed?)")
+            }
         }
     }
 }
@@ -155,6 +161,35 @@ pub fn check_confined(iomem: &str, region: (u64, u64)) -> Result<(), Error> {
     }
 }
 
+/// Checks that every range of A's memory the image holds above 1 MiB
+/// (`image_ram`), and the region, is RAM in `firmware_ram`: the memory map the boot
+/// loader passed (`/sys/kernel/boot_params/data`), which `memmap=` does not
+/// change. C checks the same against its own map before it loads D; a
+/// boot entry has no C, and a machine whose RAM shrank would otherwise get
+/// A's pages written to nothing.
+pub fn check_ram(firmware_ram: &[(u64, u64)], image_ram: &[(u64, u64)], region: (u64, u64)) -> Result<(), Error> {
+    let mut ram = firmware_ram.to_vec();
+    ram.sort_unstable();
+    let covered = |start: u64, end: u64| {
+        let mut at = start;
+        for &(s, e) in &ram {
+            if s <= at && e > at {
+                at = e;
+            }
+        }
+        at >= end
+    };
+    // Low memory is A's backup copy, written back whole as on every
+    // resume; the firmware lists a little less of it (the EBDA).
+    for &(start, end) in image_ram.iter().chain([&region]) {
+        let start = start.max(MIB);
+        if end > start && !covered(start, end) {
+            return Err(Error::RamMissing { start, end });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +260,19 @@ mod tests {
         assert_eq!(check_confined(&unreserved, r), Err(Error::RamOutside { start: 0x2400_0000, end: 0x3ffe_0000 }));
         assert_eq!(check_confined("00001000-0009fbff : System RAM\n", r), Err(Error::NoKernelListed));
         assert_eq!(check_confined("garbage\n-\nzz-yy : Kernel code\n", r), Err(Error::NoKernelListed));
+    }
+
+    #[test]
+    fn image_ram_must_be_firmware_ram() {
+        let firmware = [(0x10_0000, 0x3ffe_0000), (0x1000, 0x9fc00)];
+        let image = [(0, 0xa_0000), (0x10_0000, 0x2000_0000), (0x2400_0000, 0x3ffe_0000)];
+        let region = (0x2000_0000, 0x2400_0000);
+        assert_eq!(check_ram(&firmware, &image, region), Ok(()));
+        // Adjacent firmware ranges count as one.
+        assert_eq!(check_ram(&[(0x1000, 0x9fc00), (0x10_0000, 0x2000_0000), (0x2000_0000, 0x3ffe_0000)], &image, region), Ok(()));
+        // RAM shrank to 512 MiB: the image's top range is gone, and the region.
+        let small = [(0x1000, 0x9fc00), (0x10_0000, 0x1ffe_0000)];
+        assert_eq!(check_ram(&small, &image, region), Err(Error::RamMissing { start: 0x10_0000, end: 0x2000_0000 }));
+        assert_eq!(check_ram(&[], &image, region), Err(Error::RamMissing { start: 0x10_0000, end: 0x2000_0000 }));
     }
 }

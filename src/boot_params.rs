@@ -66,6 +66,24 @@ fn put32(page: &mut [u8; SIZE], off: usize, v: u32) {
     page[off..off + 4].copy_from_slice(&v.to_le_bytes());
 }
 
+/// The RAM ranges (E820 type 1) of a zero page as the boot loader filled
+/// it in (`/sys/kernel/boot_params/data`): the firmware's memory map,
+/// before any `memmap=` on the command line. Entries past the table, or
+/// that wrap around, are ignored.
+pub fn ram_ranges(page: &[u8]) -> Vec<(u64, u64)> {
+    let count = page.get(E820_ENTRIES).map_or(0, |&n| (n as usize).min(MAX_E820));
+    (0..count)
+        .filter_map(|i| {
+            let e = page.get(E820_TABLE + i * 20..E820_TABLE + i * 20 + 20)?;
+            let addr = u64::from_le_bytes(e[0..8].try_into().ok()?);
+            let size = u64::from_le_bytes(e[8..16].try_into().ok()?);
+            let kind = u32::from_le_bytes(e[16..20].try_into().ok()?);
+            (kind == 1 && size > 0).then_some(())?;
+            Some((addr, addr.checked_add(size)?))
+        })
+        .collect()
+}
+
 /// Builds the zero page for `bz` with `cfg`.
 pub fn build(bz: &BzImage<'_>, cfg: &Config<'_>) -> Result<Box<[u8; SIZE]>, Error> {
     if cfg.e820.len() > MAX_E820 {
@@ -128,6 +146,28 @@ mod tests {
         assert_eq!(u64::from_le_bytes(p[second + 8..second + 16].try_into().unwrap()), 0x8000000);
         assert_eq!(u32_at(&p[..], second + 16), 1);
         assert_eq!(p[0x1ef], 0, "sentinel must stay zero");
+    }
+
+    #[test]
+    fn reads_back_the_ram_ranges() {
+        let f = fake_bzimage(5000);
+        let bz = BzImage::parse(&f).unwrap();
+        let e820 = [
+            Range { start: 0x1000, end: 0x9fc00, kind: Kind::Ram },
+            Range { start: 0x3ffe0000, end: 0x40000000, kind: Kind::Reserved },
+            Range { start: 0x100000, end: 0x3ffe0000, kind: Kind::Ram },
+        ];
+        let cfg = Config { cmdline_addr: 0x1000, initrd_addr: 0, initrd_size: 0, acpi_rsdp: 0, e820: &e820 };
+        let mut p = build(&bz, &cfg).unwrap();
+        assert_eq!(ram_ranges(&p[..]), vec![(0x1000, 0x9fc00), (0x100000, 0x3ffe0000)]);
+        // A count past the table, a wrapping entry and a short page: no panic.
+        p[E820_ENTRIES] = 255;
+        p[E820_TABLE + 3 * 20..E820_TABLE + 3 * 20 + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        p[E820_TABLE + 3 * 20 + 8..E820_TABLE + 3 * 20 + 16].copy_from_slice(&2u64.to_le_bytes());
+        p[E820_TABLE + 3 * 20 + 16] = 1;
+        assert_eq!(ram_ranges(&p[..]).len(), 2);
+        assert_eq!(ram_ranges(&p[..E820_TABLE + 30]), vec![(0x1000, 0x9fc00)]);
+        assert!(ram_ranges(&[]).is_empty());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Resuming without booting the system first: A writes a boot loader entry
 //! (`kjump boot-entry`) and hibernates; the next power-on starts D straight
 //! from that entry (QEMU's direct kernel boot stands in for the boot
-//! loader). A kernel that is not where the entry says refuses before
-//! touching anything; the entry's own kernel resumes A.
+//! loader). A kernel that is not where the entry says, or a machine with
+//! less RAM than A had, is refused before anything is written; the entry's
+//! own kernel resumes A.
 
 mod harness;
 
@@ -40,7 +41,7 @@ fn line_after<'a>(log: &'a str, prefix: &str) -> &'a str {
 }
 
 #[test]
-fn d_started_by_the_boot_loader_resumes_a_and_refuses_when_misplaced() {
+fn d_started_by_the_boot_loader_resumes_a_and_refuses_when_misplaced_or_short_of_ram() {
     let p = paths();
     let dir = TempDir::new("direct-resume-disks");
     let disks = vec![sparse_disk(&dir.0, "target.img", 1200)];
@@ -78,6 +79,18 @@ fn d_started_by_the_boot_loader_resumes_a_and_refuses_when_misplaced() {
     wrong.expect_in_order(&["kjump-init: mode restore", "outside the kjump region", "the image is left as it was", "rebooting into a normal boot"]);
     wrong.wait_exit();
     assert!(!wrong.log().contains("kjump-init: restored"), "{}", wrong.log());
+
+    // The same machine with less RAM: the region is there, A's top memory
+    // is not. D refuses before writing, and the image stays committed.
+    let mut smaller = Vm::start_with(&entry_kernel, &cmdline, VmConfig { memory_mib: 768, ..cfg("direct-less-ram", d_initrd.clone()) });
+    smaller.expect_in_order(&[
+        "kjump-init: running inside the kjump region",
+        "firmware does not list as RAM",
+        "the image is left as it was",
+        "rebooting into a normal boot",
+    ]);
+    smaller.wait_exit();
+    assert!(!smaller.log().contains("kjump-init: restored"), "{}", smaller.log());
 
     // The entry's kernel runs in the region and resumes A.
     let mut d = Vm::start_with(&entry_kernel, &cmdline, cfg("direct-d", d_initrd));

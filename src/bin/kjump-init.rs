@@ -212,6 +212,15 @@ fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
     };
     let h = &img.header;
     say!("image on {}: A's kernel {}, {} pages stored of {}", img.name, h.kernel_release, h.stored_pages, h.ram_pages);
+    if p.direct {
+        // C would have compared the image with this machine's memory map.
+        let firmware = std::fs::read("/sys/kernel/boot_params/data").map_err(|e| Error::io("reading /sys/kernel/boot_params/data", e));
+        if let Err(e) = firmware
+            .and_then(|page| kjump::boot_entry::check_ram(&kjump::boot_params::ram_ranges(&page), &h.ram, region).map_err(|e| Error::Msg(e.to_string())))
+        {
+            give_up(Failure { error: e, image_at_fault: false }, None);
+        }
+    }
     if let Err(f) = restore::restore(&mem, &img, region) {
         give_up(f, Some(&img));
     }
