@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::{a_initramfs, paths, sparse_disk, Paths, TempDir, Vm, VmConfig};
+use harness::{a_initramfs, entry_files, paths, sparse_disk, Paths, TempDir, Vm, VmConfig};
 
 const MEMORY_MIB: u32 = 1024;
 const CPUS: u32 = 2;
@@ -219,24 +219,6 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
         }
     }
     run
-}
-
-/// The entry `kjump boot-entry` wrote in A: its kernel (written to `dir`),
-/// command line and initramfs.
-fn entry_files(p: &Paths, a_log: &str, dir: &std::path::Path) -> Result<(std::path::PathBuf, String, Vec<u8>), String> {
-    let cmdline = a_log.lines().find_map(|l| l.trim_end().strip_prefix("A: entry cmdline ")).ok_or("A printed no entry")?.to_string();
-    let (start, end) = cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("kjump.region="))
-        .and_then(|r| r.split_once('-'))
-        .and_then(|(s, e)| Some((u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()?, u64::from_str_radix(e.trim_start_matches("0x"), 16).ok()?)))
-        .ok_or("no kjump.region= in the entry")?;
-    let bz = std::fs::read(&p.kernel).map_err(|e| e.to_string())?;
-    let kernel = kjump::boot_entry::kernel_at(&bz, kjump::memmap::Region { start, end }).map_err(|e| e.to_string())?;
-    let path = dir.join("vmlinuz-entry");
-    std::fs::write(&path, kernel).map_err(|e| e.to_string())?;
-    let initrd = kjump::initramfs::build(&std::fs::read(&p.kjump_init).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    Ok((path, cmdline, initrd))
 }
 
 /// The physical limits: one `kjump bench-io` in the same VM shape.

@@ -7,8 +7,7 @@
 
 mod harness;
 
-use harness::{a_initramfs, paths, sparse_disk, TempDir, Vm, VmConfig};
-use kjump::memmap::Region;
+use harness::{a_initramfs, entry_files, paths, sparse_disk, TempDir, Vm, VmConfig};
 
 const SCRIPT: &str = r#"mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -57,21 +56,13 @@ fn d_started_by_the_boot_loader_resumes_a_and_refuses_when_misplaced_or_short_of
     for word in ["rdinit=/kjump-init", "kjump.mode=restore", "kjump.target=/dev/vda", "kjump.direct=1", "memmap=", "no5lvl"] {
         assert!(cmdline.contains(word), "{word} missing from {cmdline}");
     }
-    let (start, end) = cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("kjump.region="))
-        .and_then(|r| r.split_once('-'))
-        .map(|(s, e)| (u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap(), u64::from_str_radix(e.trim_start_matches("0x"), 16).unwrap()))
-        .expect("kjump.region= in the entry");
+    let (entry_kernel, entry_cmdline, d_initrd) = entry_files(&p, &log, &dir.0).unwrap();
+    assert_eq!(entry_cmdline, cmdline);
+    let (start, _) = kjump::cmdline::parse(&cmdline).unwrap().region.unwrap();
     assert!(start.is_power_of_two(), "region at {start:#x}: QEMU's direct boot needs a power of two");
-
     // The entry's kernel is the test kernel asking for the region; the host
-    // makes the same bytes A wrote.
-    let kernel = kjump::boot_entry::kernel_at(&std::fs::read(&p.kernel).unwrap(), Region { start, end }).unwrap();
-    assert_eq!(md5(&kernel), line_after(&log, "A: entry kernel ").split_whitespace().next().unwrap());
-    let entry_kernel = dir.0.join("vmlinuz");
-    std::fs::write(&entry_kernel, &kernel).unwrap();
-    let d_initrd = kjump::initramfs::build(&std::fs::read(&p.kjump_init).unwrap()).unwrap();
+    // made the same bytes A wrote.
+    assert_eq!(md5(&std::fs::read(&entry_kernel).unwrap()), line_after(&log, "A: entry kernel ").split_whitespace().next().unwrap());
 
     // The unchanged kernel lands at 16 MiB, inside A's memory: D refuses
     // and reboots, and the image stays committed.

@@ -335,3 +335,17 @@ poweroff -f
 "#
     )
 }
+
+/// The boot loader entry `kjump boot-entry` wrote in A, made again on the
+/// host from A's console line `A: entry cmdline …`: the entry's kernel
+/// (written to `dir`), its command line, and its initramfs.
+pub fn entry_files(p: &Paths, a_log: &str, dir: &Path) -> Result<(PathBuf, String, Vec<u8>), String> {
+    let cmdline = a_log.lines().find_map(|l| l.trim_end().strip_prefix("A: entry cmdline ")).ok_or("A printed no entry")?.to_string();
+    let (start, end) = kjump::cmdline::parse(&cmdline).map_err(|e| e.to_string())?.region.ok_or("no kjump.region= in the entry")?;
+    let bz = std::fs::read(&p.kernel).map_err(|e| e.to_string())?;
+    let kernel = kjump::boot_entry::kernel_at(&bz, kjump::memmap::Region { start, end }).map_err(|e| e.to_string())?;
+    let path = dir.join("vmlinuz-entry");
+    std::fs::write(&path, kernel).map_err(|e| e.to_string())?;
+    let initrd = kjump::initramfs::build(&read(&p.kjump_init)).map_err(|e| e.to_string())?;
+    Ok((path, cmdline, initrd))
+}
