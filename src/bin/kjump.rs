@@ -532,7 +532,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
         return Ok(());
     }
     let s = Settings { region_size: size, ..s.clone() };
-    let mode = format!("kjump.mode=restore kjump.target={tgt} kjump.wait={} kjump.keep={}", s.wait, u8::from(s.keep));
+    let mode = restore_mode_args(&tgt, &s);
     // This kernel (C) is not resumed: nothing of it in the region needs
     // setting aside, and D restores A over all the rest.
     let mut d = hibernation_kernel(&s, &mode, Some(&dev))?;
@@ -540,6 +540,11 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     jump::load_hibernation_kernel(&d)?;
     jump::jump_to_loaded()?;
     Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()))
+}
+
+/// D's mode arguments, the same whether C loads D or a boot entry starts it.
+fn restore_mode_args(tgt: &target::Target, s: &Settings) -> String {
+    format!("kjump.mode=restore kjump.target={tgt} kjump.wait={} kjump.keep={}", s.wait, u8::from(s.keep))
 }
 
 /// Writes the files of a boot loader entry that starts D directly (see
@@ -552,7 +557,7 @@ fn cmd_boot_entry(s: &Settings, dir: &str) -> Result<(), Error> {
     let dev = target::wait_for(&tgt.device, Duration::from_secs(s.wait), |m| eprintln!("kjump: boot-entry: {m}"))?;
     let map = MemoryMap::read()?;
     let region = map.choose_region(s.region_size)?;
-    let mode = format!("kjump.mode=restore kjump.target={tgt} kjump.wait={} kjump.keep={}", s.wait, u8::from(s.keep));
+    let mode = restore_mode_args(&tgt, s);
     let d = hibernation_kernel(s, &mode, Some(&dev))?;
     let kernel = kjump::boot_entry::kernel_at(&d.kernel, region).map_err(|e| Error::Msg(format!("boot-entry: {e}")))?;
     let cmdline = format!(
