@@ -113,6 +113,9 @@ pub struct Params<'a> {
     pub zero_free: bool,
     /// `kjump.direct=1`: D was started by a boot loader.
     pub direct: bool,
+    /// `kjump.resident=1`: B boots ahead of time, goes back to A at once and
+    /// waits there, parked, until A enters it again to hibernate.
+    pub resident: bool,
 }
 
 /// Why a command line was refused.
@@ -247,6 +250,7 @@ pub fn parse(line: &str) -> Result<Params<'_>, Error> {
             "kjump.keep" => p.keep = number("kjump.keep", value)? != 0,
             "kjump.zero_free" => p.zero_free = number("kjump.zero_free", value)? != 0,
             "kjump.direct" => p.direct = number("kjump.direct", value)? != 0,
+            "kjump.resident" => p.resident = number("kjump.resident", value)? != 0,
             k if k.starts_with("kjump.") => return Err(Error::UnknownOption),
             _ => {}
         }

@@ -34,6 +34,9 @@ pub struct HibernationKernel {
     /// region is covered by a segment, so that the swap sets A's pages
     /// there aside. C, which is not resumed, loads only what D needs.
     pub set_region_aside: bool,
+    /// B is loaded to stay resident (`kjump load`): see
+    /// [`layout::Inputs::map_a_ram`].
+    pub resident: bool,
 }
 
 impl Drop for HibernationKernel {
@@ -78,10 +81,20 @@ pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> 
     let map = MemoryMap::read()?;
     let region = map.choose_region(hk.region_size)?;
     let notes = crate::crash_info::read_notes()?;
-    let inputs =
-        layout::Inputs { map: &map, region, kernel: &bz, initrd: &hk.initrd, cmdline: &hk.cmdline, notes: &notes, acpi_rsdp: crate::acpi::find_rsdp() };
+    let inputs = layout::Inputs {
+        map: &map,
+        region,
+        kernel: &bz,
+        initrd: &hk.initrd,
+        cmdline: &hk.cmdline,
+        notes: &notes,
+        acpi_rsdp: crate::acpi::find_rsdp(),
+        map_a_ram: hk.resident,
+    };
     let plan: Plan<'_> = layout::plan(&inputs)?;
     let segments = plan.kexec_segments(hk.set_region_aside);
+    // This load replaces any resident B (`kjump::resident`).
+    crate::resident::forget();
     let loaded_bytes: u64 = segments.iter().map(|s| s.memsz).sum();
     kexec::load(plan.entry, &segments, KEXEC_PRESERVE_CONTEXT | KEXEC_ARCH_X86_64).map_err(|e| match e {
         Error::Sys { errno: rustix::io::Errno::NOMEM, .. } => Error::Msg(format!(
@@ -115,7 +128,22 @@ pub fn restore_low_memory(mem: &DevMem, backup: u64, len: u64) -> Result<(), Err
 /// Loads the jump-back image: one 4 KiB segment at A's re-entry page with
 /// that page's current bytes, entry at the re-entry address.
 pub fn load_jump_back(mem: &DevMem, entry: u64) -> Result<(), Error> {
-    let page_addr = entry & !(PAGE_SIZE - 1);
+    load_jump_back_via(mem, entry, entry & !(PAGE_SIZE - 1))
+}
+
+/// Like [`load_jump_back`], with the one segment at `page_addr` (its
+/// current bytes) instead of A's re-entry page.
+///
+/// A resident B needs this. On every jump the kernel swaps each segment's
+/// page with its own copy, and again when the jump returns. With A's
+/// re-entry page as the segment, A entering B again would have B's stale
+/// copy swapped over that page just after A saved its CPU state there, and
+/// B's later jump back would restore A with the state of the first jump.
+/// A page of B's own that holds the same bytes across the jumps (the first
+/// page of the low-memory backup) is swapped harmlessly. A's re-entry page
+/// is then mapped for the jump only because B's map lists A's RAM as ACPI
+/// non-volatile storage ([`layout::Inputs::map_a_ram`]).
+pub fn load_jump_back_via(mem: &DevMem, entry: u64, page_addr: u64) -> Result<(), Error> {
     let page = mem.read_page(page_addr)?;
     let seg = [Segment { buf: &page, mem: page_addr, memsz: PAGE_SIZE }];
     kexec::load(entry, &seg, KEXEC_PRESERVE_CONTEXT | KEXEC_ARCH_X86_64)

@@ -140,6 +140,14 @@ pub fn probe_preserve_context() -> Result<bool, rustix::io::Errno> {
     }
 }
 
+/// Unloads the loaded kexec image (`kexec_load` with no segments), after
+/// a jump returned: the image then holds the peer kernel as it was when it
+/// jumped back, and entering it again would resume that kernel where it
+/// stopped.
+pub fn unload() -> Result<(), crate::Error> {
+    raw_kexec_load(0, &[], 0).map_err(|e| crate::Error::sys("unloading the kexec image (kexec_load with no segments)", e))
+}
+
 /// Jumps into the loaded image. With a preserve-context image this returns
 /// `Ok` when the image jumps back.
 pub fn jump() -> Result<(), crate::Error> {

@@ -91,6 +91,12 @@ pub struct Inputs<'a> {
     pub notes: &'a [Vec<u8>],
     /// ACPI RSDP, or 0.
     pub acpi_rsdp: u64,
+    /// List A's RAM (outside the region, above 1 MiB) in B's map as ACPI
+    /// non-volatile storage, which B's kernel never uses but maps into the
+    /// page tables of its own kexec jumps. A resident B (`kjump::resident`)
+    /// needs that to jump back to A through a segment of its own instead of
+    /// A's re-entry page (see `jump::load_jump_back_via`).
+    pub map_a_ram: bool,
 }
 
 /// A named kexec segment.
@@ -171,13 +177,23 @@ pub fn vmcore_loads(map: &MemoryMap, region: Region, backup_addr: u64, backup_le
 
 /// B's memory map: A's non-RAM ranges, A's RAM below 1 MiB, and the region
 /// with `[reserved_start, reserved_end)` taken out.
-pub fn b_memory_map(map: &MemoryMap, region: Region, reserved_start: u64, reserved_end: u64) -> Vec<Range> {
+pub fn b_memory_map(map: &MemoryMap, region: Region, reserved_start: u64, reserved_end: u64, a_ram_as_nvs: bool) -> Vec<Range> {
     let mut e820: Vec<Range> = map
         .ranges()
         .iter()
         .filter(|r| r.kind != Kind::Ram || r.start < MIB)
         .map(|r| if r.kind == Kind::Ram { Range { end: r.end.min(MIB), ..*r } } else { *r })
         .collect();
+    if a_ram_as_nvs {
+        for r in map.ranges().iter().filter(|r| r.kind == Kind::Ram && r.end > MIB) {
+            let start = r.start.max(MIB);
+            for (s, e) in [(start, r.end.min(region.start)), (start.max(region.end), r.end)] {
+                if e > s {
+                    e820.push(Range { start: s, end: e, kind: Kind::Nvs });
+                }
+            }
+        }
+    }
     e820.push(Range { start: region.start, end: reserved_start, kind: Kind::Ram });
     e820.push(Range { start: reserved_start, end: reserved_end, kind: Kind::Reserved });
     e820.push(Range { start: reserved_end, end: region.end, kind: Kind::Ram });
@@ -232,7 +248,7 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
     }
     let header = elf_core::build(&note_entries, &loads).map_err(Error::ElfCore)?;
     header_segment[..header.len()].copy_from_slice(&header);
-    let e820 = b_memory_map(inp.map, region, elfcorehdr, initrd_addr);
+    let e820 = b_memory_map(inp.map, region, elfcorehdr, initrd_addr, inp.map_a_ram);
     if e820.len() > boot_params::MAX_E820 {
         return Err(Error::TooManyRanges);
     }
@@ -291,13 +307,27 @@ mod tests {
     use crate::kexec;
     use crate::memmap::tests::QEMU_1G;
 
+    #[test]
+    fn a_resident_b_sees_a_ram_as_nvs_and_still_only_the_region_as_ram() {
+        let map = MemoryMap::parse_iomem(QEMU_1G).unwrap();
+        let region = map.choose_region(64 << 20).unwrap();
+        let plain = b_memory_map(&map, region, region.start + 0x100000, region.start + 0x200000, false);
+        let mapped = b_memory_map(&map, region, region.start + 0x100000, region.start + 0x200000, true);
+        let kinds = |m: &[Range], k: Kind| m.iter().filter(|r| r.kind == k).map(|r| (r.start, r.end)).collect::<Vec<_>>();
+        assert_eq!(kinds(&plain, Kind::Ram), kinds(&mapped, Kind::Ram));
+        assert!(kinds(&plain, Kind::Nvs).is_empty());
+        // A's RAM from 1 MiB up, the region left out.
+        assert_eq!(kinds(&mapped, Kind::Nvs), [(0x100000, region.start), (region.end, 0x3ffe0000)]);
+        assert!(mapped.windows(2).all(|w| w[0].end <= w[1].start));
+    }
+
     fn plan_for(region_size: u64, initrd: &[u8], cmdline: &str) -> Result<(), Error> {
         let map = MemoryMap::parse_iomem(QEMU_1G).unwrap();
         let f = fake_bzimage(3 << 20);
         let bz = BzImage::parse(&f).unwrap();
         let notes = [vec![0x55u8; 0x1024]];
         let region = map.choose_region(region_size).unwrap();
-        let inp = Inputs { map: &map, region, kernel: &bz, initrd, cmdline, notes: &notes, acpi_rsdp: 0 };
+        let inp = Inputs { map: &map, region, kernel: &bz, initrd, cmdline, notes: &notes, acpi_rsdp: 0, map_a_ram: false };
         let p = plan(&inp)?;
         // The segments are acceptable to kexec_load and tile the region.
         kexec::validate(&p.kexec_segments(true)).unwrap();

@@ -42,6 +42,7 @@ pub mod pid1;
 pub mod pipeline;
 pub mod progress;
 pub mod purgatory;
+pub mod resident;
 pub mod restore;
 pub mod save;
 pub mod target;

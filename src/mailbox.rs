@@ -268,6 +268,80 @@ impl Mailbox {
         Ok(Mailbox { base, phys: now[0], _pin: pin })
     }
 
+    /// A mailbox page that outlives this process, for a resident B
+    /// (`kjump::resident`): the one page of file `path` on a memory
+    /// filesystem (tmpfs or ramfs: `/run`). B is given the page's address
+    /// when it is loaded, and a later `kjump hibernate` finds the same page
+    /// through the file. The page is pinned while `self` lives; between
+    /// runs it stays in memory but may move, so callers compare
+    /// [`Mailbox::phys`] with the address B was given.
+    ///
+    /// With `fresh`, any old file is replaced, and a page that lies inside
+    /// `avoid` is set aside (held until this call ends) and another tried.
+    pub fn in_file(path: &std::path::Path, avoid: (u64, u64), fresh: bool) -> Result<Self, Error> {
+        use rustix::fs::{Mode, OFlags};
+        const TRIES: usize = 16;
+        let mut held: Vec<Mailbox> = Vec::new();
+        for _ in 0..TRIES {
+            if fresh {
+                let _ = std::fs::remove_file(path);
+            }
+            let fd = rustix::fs::open(path, OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::from_raw_mode(0o600))
+                .map_err(|e| Error::sys(format!("opening the mailbox file {}", path.display()), e))?;
+            let fs = rustix::fs::fstatfs(&fd).map_err(|e| Error::sys(format!("looking at the filesystem of {}", path.display()), e))?;
+            // TMPFS_MAGIC and RAMFS_MAGIC: the page lives in memory only.
+            if !matches!(fs.f_type as u64, 0x0102_1994 | 0x8584_58f6) {
+                return Err(Error::Msg(format!(
+                    "{} is not on a memory filesystem (tmpfs): mount one on {} first",
+                    path.display(),
+                    path.parent().map_or("/run".into(), |p| p.display().to_string())
+                )));
+            }
+            rustix::fs::ftruncate(&fd, PAGE_SIZE).map_err(|e| Error::sys(format!("sizing {}", path.display()), e))?;
+            // SAFETY: a new shared mapping of one page of a regular file this
+            // process opened, at an address the kernel picks; it aliases no
+            // Rust object and is unmapped in Drop.
+            let ptr = unsafe {
+                rustix::mm::mmap(
+                    core::ptr::null_mut(),
+                    PAGE_SIZE as usize,
+                    rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                    rustix::mm::MapFlags::SHARED,
+                    &fd,
+                    0,
+                )
+            }
+            .map_err(|e| Error::sys(format!("mapping {}", path.display()), e))?;
+            let Some(base) = NonNull::new(ptr.cast::<u8>()) else {
+                return Err(Error::Msg("mailbox page mapped at address 0".into()));
+            };
+            // SAFETY: locks exactly the page mapped above, faulting it in.
+            if let Err(e) = unsafe { rustix::mm::mlock(base.as_ptr().cast(), PAGE_SIZE as usize) } {
+                unmap(base.as_ptr(), 1);
+                return Err(Error::sys("locking the mailbox page (mlock)", e));
+            }
+            let pinned = pin(base);
+            let mut now = [0u64; 1];
+            let pin = match pinned.and_then(|pin| physical_addresses(base.as_ptr() as usize, &mut now).map(|()| pin)) {
+                Ok(pin) => pin,
+                Err(e) => {
+                    unmap(base.as_ptr(), 1);
+                    return Err(e);
+                }
+            };
+            let mailbox = Mailbox { base, phys: now[0], _pin: pin };
+            if now[0] + PAGE_SIZE <= avoid.0 || now[0] >= avoid.1 {
+                return Ok(mailbox);
+            }
+            if !fresh {
+                return Err(Error::Msg(format!("the mailbox page of {} lies in the kjump region", path.display())));
+            }
+            held.push(mailbox);
+        }
+        let _ = std::fs::remove_file(path);
+        Err(Error::Msg(format!("every page {} got lay in the kjump region ({TRIES} tries); free some memory and try again", path.display())))
+    }
+
     /// Physical address of the page B writes.
     pub fn phys(&self) -> u64 {
         self.phys

@@ -58,12 +58,29 @@ fn jump_back_params(p: &Params<'_>) -> Result<JumpBack, Error> {
 }
 
 /// Writes A's low memory back and jumps to A. Returns only on failure.
-fn back_to_a(mem: &DevMem, jb: &JumpBack) -> Result<Infallible, Error> {
-    jump::load_jump_back(mem, jb.entry)?;
+fn back_to_a(mem: &DevMem, jb: &JumpBack, resident: bool) -> Result<Infallible, Error> {
+    if resident {
+        jump::load_jump_back_via(mem, jb.entry, jb.backup)?;
+    } else {
+        jump::load_jump_back(mem, jb.entry)?;
+    }
     jump::restore_low_memory(mem, jb.backup, jb.backup_size)?;
     say!("restored A's low memory; jumping back to A");
     jump::jump_to_loaded()?;
     Err(Error::Msg("the jump back to A returned to B".into()))
+}
+
+/// Resident B: goes back to A parked (see `kjump::resident`) and returns
+/// when A enters B again.
+fn wait_in_a(mem: &DevMem, jb: &JumpBack) -> Result<(), Error> {
+    jump::load_jump_back_via(mem, jb.entry, jb.backup)?;
+    let parked = kjump::resident::park(mem, jb.backup_size)?;
+    jump::restore_low_memory(mem, jb.backup, jb.backup_size)?;
+    say!("ready; going back to A until it enters this kernel again");
+    jump::jump_to_loaded()?;
+    kjump::resident::unpark(mem, jb.backup, parked)?;
+    say!("entered again by A (this kernel up for {})", uptime());
+    Ok(())
 }
 
 /// `kjump check --jump`: show what B got from A, then go straight back.
@@ -75,7 +92,7 @@ fn roundtrip(p: &Params<'_>) -> Result<Infallible, Error> {
     let vmcore = rustix::fs::stat("/proc/vmcore").map_err(|e| Error::sys("looking for /proc/vmcore", e))?;
     say!("/proc/vmcore is {} bytes ({} MiB of A's memory)", vmcore.st_size, vmcore.st_size >> 20);
     let mem = DevMem::open()?;
-    back_to_a(&mem, &jb)
+    back_to_a(&mem, &jb, p.resident)
 }
 
 /// `kjump bench-io`: measure the physical limits (reading `/proc/vmcore`,
@@ -111,16 +128,33 @@ fn bench_mode(p: &Params<'_>) -> Result<Infallible, Error> {
     if let Some(addr) = p.mailbox {
         mailbox::post(&mem, addr, &report)?;
     }
-    back_to_a(&mem, &jb)
+    back_to_a(&mem, &jb, p.resident)
 }
 
 /// `kjump hibernate`: save A's memory, then power off, reboot, or go back.
 /// If saving fails, B goes back to A with the reason: nothing is lost.
 fn save_mode(p: &Params<'_>) -> Result<Infallible, Error> {
-    say!("mode save (this kernel up after {})", uptime());
+    say!("mode save (this kernel up after {}{})", uptime(), if p.resident { ", resident" } else { "" });
     let jb = jump_back_params(p)?;
     let mem = DevMem::open()?;
     let after = p.after.unwrap_or(After::PowerOff);
+    if p.resident {
+        // Loaded ahead of time by `kjump load`: check what can be checked
+        // now, then wait in A until it hibernates.
+        let ready = ready_to_save(p);
+        let report = match &ready {
+            Ok(text) => Report { ok: true, text: text.clone() },
+            Err(e) => Report { ok: false, text: e.to_string() },
+        };
+        if let Some(addr) = p.mailbox {
+            mailbox::post(&mem, addr, &report)?;
+        }
+        if let Err(e) = ready {
+            say!("error: {e}");
+            return back_to_a(&mem, &jb, true);
+        }
+        wait_in_a(&mem, &jb)?;
+    }
     let result = save_image(p, &jb);
     let report = match &result {
         Ok(summary) => {
@@ -157,10 +191,25 @@ fn save_mode(p: &Params<'_>) -> Result<Infallible, Error> {
     if let Some(addr) = p.mailbox {
         mailbox::post(&mem, addr, &report)?;
     }
-    back_to_a(&mem, &jb)
+    back_to_a(&mem, &jb, p.resident)
+}
+
+/// A resident B's checks before it parks: the target is there, and this
+/// kernel may use its disk.
+fn ready_to_save(p: &Params<'_>) -> Result<String, Error> {
+    let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
+    let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
+    let dev = target::wait_for(&target.device, Duration::from_secs(p.wait_secs.unwrap_or(10)), |m| say!("{m}"))?;
+    kjump::msi::check_in_hibernation_kernel(&dev)?;
+    Ok(format!("ready to save to {text} (found {}; booted in {})", dev.display(), uptime()))
 }
 
 fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
+    if p.resident {
+        // A may have written its disks, even changed their partitions,
+        // since this kernel read them at boot.
+        target::forget_disks()?;
+    }
     let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
     let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
     let compression = match p.compress {

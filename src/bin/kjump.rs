@@ -34,6 +34,12 @@ Usage:
   kjump bench-io --target DEVICE   for benchmarks: in the hibernation kernel, measure how
                                    fast /proc/vmcore reads and the target takes O_DIRECT
                                    writes and reads; OVERWRITES the target's first 768 MiB
+  kjump load [OPTIONS]             boot the hibernation kernel now and keep it resident:
+                                   'kjump hibernate' then enters it instead of booting it.
+                                   Holds the region's RAM (64 MiB by default) until the
+                                   next hibernation or 'kjump unload'; this system pauses
+                                   while it boots (about a second)
+  kjump unload                     free the resident hibernation kernel
   kjump boot-entry [--output DIR] [OPTIONS]
                                    write a boot loader entry that resumes without booting
                                    this system first (BIOS GRUB, or a VM's direct kernel
@@ -189,7 +195,7 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(m) => return usage_error(&m),
     };
-    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "resume" | "bench-io" | "config" | "boot-entry");
+    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "load" | "resume" | "bench-io" | "config" | "boot-entry");
     let s = match needs_settings.then(|| settings(&flags)).transpose() {
         Ok(s) => s,
         Err(e) => return usage_error(&e.to_string()),
@@ -197,6 +203,8 @@ fn main() -> ExitCode {
     let result = match (cmd.as_str(), s) {
         ("check", Some(s)) => cmd_check(&s, flags.jump),
         ("hibernate", Some(s)) => cmd_hibernate(&s),
+        ("load", Some(s)) => cmd_load(&s),
+        ("unload", _) => cmd_unload(),
         ("resume", Some(s)) => cmd_resume(&s, flags.jump),
         ("bench-io", Some(s)) => cmd_bench_io(&s),
         ("boot-entry", Some(s)) => cmd_boot_entry(&s, flags.get("output").unwrap_or("/boot/kjump")),
@@ -268,6 +276,7 @@ fn hibernation_kernel(s: &Settings, mode_args: &str, disk: Option<&std::path::Pa
         ),
         region_size: s.region_size,
         set_region_aside: true,
+        resident: mode_args.split_whitespace().any(|w| w == "kjump.resident=1"),
     })
 }
 
@@ -285,7 +294,9 @@ fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
     }
     let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, "kjump.mode=roundtrip", None)?)?;
     println!("kjump: loaded the hibernation kernel in {:#x}-{:#x} ({} segments); jumping to it", loaded.region.0, loaded.region.1, loaded.segments);
-    let away = jump::jump_to_loaded()?;
+    let away = jump::jump_to_loaded();
+    unload_after_jump();
+    let away = away?;
     println!("kjump: back in A after {:.2} s (round trip A -> B -> A)", away.as_secs_f64());
     Ok(())
 }
@@ -296,19 +307,35 @@ fn worst_case_image(ram: u64) -> u64 {
     kjump::image::DATA_OFFSET + ram + chunks * 2 * kjump::image::BLOCK as u64
 }
 
-fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
-    let started = std::time::Instant::now();
+/// After a jump came back: the loaded image now holds the other kernel as
+/// it was when it jumped back, never to be entered again.
+fn unload_after_jump() {
+    kjump::resident::forget();
+    if let Err(e) = kjump::kexec::unload() {
+        eprintln!("kjump: {e}");
+    }
+}
+
+/// What `kjump hibernate` and `kjump load` check before loading B.
+struct Prepared {
+    tgt: target::Target,
+    dev: std::path::PathBuf,
+    uses: Vec<in_use::InUse>,
+    region: kjump::memmap::Region,
+}
+
+fn prepare(s: &Settings, cmd: &str) -> Result<Prepared, Error> {
     let text = s
         .target
         .as_deref()
-        .ok_or_else(|| Error::Msg("hibernate: no target; pass --target (e.g. --target /dev/sdb2) or set target= in /etc/kjump.conf".into()))?;
-    let tgt = target::parse(text).map_err(|e| Error::Msg(format!("hibernate: target {text}: {e}")))?;
-    run_checks(s, true).map_err(|e| Error::Msg(format!("hibernate: {e}")))?;
-    let dev = target::resolve(&tgt.device)?.ok_or_else(|| Error::Msg(format!("hibernate: target {text} is missing: no such device here")))?;
+        .ok_or_else(|| Error::Msg(format!("{cmd}: no target; pass --target (e.g. --target /dev/sdb2) or set target= in /etc/kjump.conf")))?;
+    let tgt = target::parse(text).map_err(|e| Error::Msg(format!("{cmd}: target {text}: {e}")))?;
+    run_checks(s, true).map_err(|e| Error::Msg(format!("{cmd}: {e}")))?;
+    let dev = target::resolve(&tgt.device)?.ok_or_else(|| Error::Msg(format!("{cmd}: target {text} is missing: no such device here")))?;
     let uses = in_use::collect()?;
     if let Some(why) = in_use::conflict(&dev, &uses)? {
         return Err(Error::Msg(format!(
-            "hibernate: {why}; unmount it (or swapoff), or choose another target: the hibernation kernel must never write a device this system is using"
+            "{cmd}: {why}; unmount it (or swapoff), or choose another target: the hibernation kernel must never write a device this system is using"
         )));
     }
     let map = MemoryMap::read()?;
@@ -318,41 +345,99 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
         let need = worst_case_image(map.ram_bytes());
         if size < need {
             return Err(Error::Msg(format!(
-                "hibernate: target {} holds {} but a worst-case image of this machine needs {}",
+                "{cmd}: target {} holds {} but a worst-case image of this machine needs {}",
                 dev.display(),
                 human_size(size),
                 human_size(need)
             )));
         }
     }
-    let checked = started.elapsed();
-    let mailbox = Mailbox::new((region.start, region.end))?;
-    let found = started.elapsed();
-    let mode = format!(
-        "kjump.mode=save kjump.target={tgt} kjump.after={} kjump.compress={} kjump.wait={} kjump.mailbox={:#x} kjump.zero_free={}",
+    Ok(Prepared { tgt, dev, uses, region })
+}
+
+/// B's `kjump.mode=save …` arguments.
+fn save_mode_args(s: &Settings, tgt: &target::Target, mailbox: u64, resident: bool) -> String {
+    format!(
+        "kjump.mode=save kjump.target={tgt} kjump.after={} kjump.compress={} kjump.wait={} kjump.mailbox={mailbox:#x} kjump.zero_free={}{}",
         s.after.name(),
         s.compress.name(),
         s.wait,
-        mailbox.phys(),
-        u8::from(kjump::check::free_pages_must_be_zero())
-    );
-    mailbox.write_request(&in_use::table_for_b(&uses))?;
-    let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &mode, Some(&dev))?)?;
-    let prepared = started.elapsed();
+        u8::from(kjump::check::free_pages_must_be_zero()),
+        if resident { " kjump.resident=1" } else { "" }
+    )
+}
+
+/// The resident B `kjump load` left, if it can be entered to hibernate
+/// with settings `s`: its mailbox page, pinned. Otherwise says why not and
+/// forgets it (`kjump hibernate` then loads B as usual).
+fn resident_kernel(s: &Settings, p: &Prepared) -> Result<Option<Mailbox>, Error> {
+    use kjump::resident;
+    let Some(rec) = resident::recorded() else { return Ok(None) };
+    let why_not = (|| -> Result<Option<Mailbox>, String> {
+        if !std::fs::read_to_string("/sys/kernel/kexec_loaded").is_ok_and(|t| t.trim() == "1") {
+            return Err("no kexec image is loaded any more".into());
+        }
+        if resident::boot_id().map_err(|e| e.to_string())? != rec.boot_id {
+            return Err("it was loaded by another boot".into());
+        }
+        if (p.region.start, p.region.end) != rec.region {
+            return Err("the kjump region has changed".into());
+        }
+        let mailbox = Mailbox::in_file(resident::mailbox_path(), rec.region, false).map_err(|e| e.to_string())?;
+        if mailbox.phys() != rec.mailbox {
+            return Err("its mailbox page has moved".into());
+        }
+        let hk = hibernation_kernel(s, &save_mode_args(s, &p.tgt, mailbox.phys(), true), Some(&p.dev)).map_err(|e| e.to_string())?;
+        if resident::fingerprint(&hk.cmdline, &hk.kernel, &hk.initrd) != rec.fingerprint {
+            return Err("the settings, the hibernation kernel or its initramfs changed since 'kjump load'".into());
+        }
+        Ok(Some(mailbox))
+    })();
+    match why_not {
+        Ok(m) => Ok(m),
+        Err(why) => {
+            println!("kjump: not using the resident hibernation kernel: {why}; loading it again");
+            resident::forget();
+            Ok(None)
+        }
+    }
+}
+
+fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let p = prepare(s, "hibernate")?;
+    let checked = started.elapsed();
+    let (mailbox, how) = match resident_kernel(s, &p)? {
+        Some(mailbox) => {
+            mailbox.write_request(&in_use::table_for_b(&p.uses))?;
+            let how = format!("resident hibernation kernel in {:#x}-{:#x}, checked in {:.2} s", p.region.start, p.region.end, started.elapsed().as_secs_f64());
+            (mailbox, how)
+        }
+        None => {
+            let mailbox = Mailbox::new((p.region.start, p.region.end))?;
+            let found = started.elapsed();
+            mailbox.write_request(&in_use::table_for_b(&p.uses))?;
+            let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &save_mode_args(s, &p.tgt, mailbox.phys(), false), Some(&p.dev))?)?;
+            let prepared = started.elapsed();
+            let how = format!(
+                "hibernation kernel in {:#x}-{:#x}, checked and loaded in {:.2} s (checks {:.2} s, mailbox page {:.2} s, loading {:.2} s)",
+                loaded.region.0,
+                loaded.region.1,
+                prepared.as_secs_f64(),
+                checked.as_secs_f64(),
+                (found - checked).as_secs_f64(),
+                (prepared - found).as_secs_f64()
+            );
+            (mailbox, how)
+        }
+    };
     // What A's filesystems hold in memory reaches the disks now, so that
     // a power cut before the image is committed costs no data.
     rustix::fs::sync();
-    println!(
-        "kjump: hibernating to {tgt} (then {}); hibernation kernel in {:#x}-{:#x}, checked and loaded in {:.2} s (checks {:.2} s, mailbox page {:.2} s, loading {:.2} s)",
-        s.after.name(),
-        loaded.region.0,
-        loaded.region.1,
-        prepared.as_secs_f64(),
-        checked.as_secs_f64(),
-        (found - checked).as_secs_f64(),
-        (prepared - found).as_secs_f64()
-    );
-    let away = jump::jump_to_loaded()?;
+    println!("kjump: hibernating to {} (then {}); {how}", p.tgt, s.after.name());
+    let away = jump::jump_to_loaded();
+    unload_after_jump();
+    let away = away?;
     match mailbox.read() {
         Some(r) if r.ok => {
             println!("kjump: back in A after {:.1} s: {}", away.as_secs_f64(), r.text);
@@ -361,6 +446,59 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
         Some(r) => Err(Error::Msg(format!("hibernate failed in the hibernation kernel: {}", r.text))),
         None => Err(Error::Msg(format!("back in A after {:.1} s, but the hibernation kernel left no report: the image may not be saved", away.as_secs_f64()))),
     }
+}
+
+/// `kjump load`: boots B now and leaves it resident (`kjump::resident`).
+fn cmd_load(s: &Settings) -> Result<(), Error> {
+    use kjump::resident;
+    let p = prepare(s, "load")?;
+    resident::make_run_dir()?;
+    let mailbox = Mailbox::in_file(resident::mailbox_path(), (p.region.start, p.region.end), true)?;
+    let hk = hibernation_kernel(s, &save_mode_args(s, &p.tgt, mailbox.phys(), true), Some(&p.dev))?;
+    let rec = resident::Record {
+        boot_id: resident::boot_id()?,
+        mailbox: mailbox.phys(),
+        region: (p.region.start, p.region.end),
+        fingerprint: resident::fingerprint(&hk.cmdline, &hk.kernel, &hk.initrd),
+    };
+    mailbox.write_request(&in_use::table_for_b(&p.uses))?;
+    let loaded = jump::load_hibernation_kernel(&hk)?;
+    drop(hk);
+    println!("kjump: starting the hibernation kernel in {:#x}-{:#x}, to keep it resident for {}", loaded.region.0, loaded.region.1, p.tgt);
+    let away = jump::jump_to_loaded();
+    let report = mailbox.read();
+    match (away, report) {
+        (Ok(away), Some(r)) if r.ok => {
+            resident::record(&rec)?;
+            println!(
+                "kjump: the hibernation kernel is resident ({} of RAM held until 'kjump unload' or the next hibernation); it was away {:.1} s: {}",
+                human_size(p.region.end - p.region.start),
+                away.as_secs_f64(),
+                r.text
+            );
+            Ok(())
+        }
+        (away, report) => {
+            unload_after_jump();
+            away?;
+            Err(Error::Msg(match report {
+                Some(r) => format!("load: the hibernation kernel refused: {}", r.text),
+                None => "load: the hibernation kernel came back without a report".into(),
+            }))
+        }
+    }
+}
+
+/// `kjump unload`: frees a resident B.
+fn cmd_unload() -> Result<(), Error> {
+    if kjump::resident::recorded().is_none() {
+        println!("kjump: no resident hibernation kernel");
+        return Ok(());
+    }
+    kjump::resident::forget();
+    kjump::kexec::unload()?;
+    println!("kjump: unloaded the resident hibernation kernel");
+    Ok(())
 }
 
 /// Runs `f` on the image of `tgt` on `dev`: the device itself, or the
@@ -755,7 +893,9 @@ fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
     mailbox.write_request(&in_use::table_for_b(&uses))?;
     let mode = format!("kjump.mode=bench kjump.target={tgt} kjump.wait={} kjump.mailbox={:#x}", s.wait, mailbox.phys());
     jump::load_hibernation_kernel(&hibernation_kernel(s, &mode, Some(&dev))?)?;
-    let away = jump::jump_to_loaded()?;
+    let away = jump::jump_to_loaded();
+    unload_after_jump();
+    let away = away?;
     match mailbox.read() {
         Some(r) if r.ok => {
             println!("kjump: {} (away {:.1} s)", r.text, away.as_secs_f64());
