@@ -38,6 +38,9 @@ enum System {
     /// kjump, resumed from its boot loader entry (`kjump boot-entry`): QEMU
     /// starts D directly, as a boot loader would.
     KjumpEntry,
+    /// kjump with its hibernation kernel resident (`kjump load` ahead of
+    /// the hibernation), resumed from the boot loader entry.
+    KjumpResident,
     Swsusp(&'static str),
 }
 
@@ -46,6 +49,7 @@ impl System {
         match self {
             System::Kjump => "kjump".into(),
             System::KjumpEntry => "kjump-entry".into(),
+            System::KjumpResident => "kjump-resident".into(),
             System::Swsusp(c) => format!("swsusp-{c}"),
         }
     }
@@ -54,6 +58,7 @@ impl System {
         match s {
             "kjump" => Some(System::Kjump),
             "kjump-entry" => Some(System::KjumpEntry),
+            "kjump-resident" => Some(System::KjumpResident),
             "swsusp-lzo" => Some(System::Swsusp("lzo")),
             "swsusp-lz4" => Some(System::Swsusp("lz4")),
             _ => None,
@@ -63,13 +68,13 @@ impl System {
     /// Extra kernel parameters for both boots.
     fn append(self) -> String {
         match self {
-            System::Kjump | System::KjumpEntry => String::new(),
+            System::Kjump | System::KjumpEntry | System::KjumpResident => String::new(),
             System::Swsusp(c) => format!("resume=/dev/vda hibernate.compressor={c}"),
         }
     }
 
     fn is_kjump(self) -> bool {
-        matches!(self, System::Kjump | System::KjumpEntry)
+        matches!(self, System::Kjump | System::KjumpEntry | System::KjumpResident)
     }
 }
 
@@ -82,6 +87,11 @@ fn script(system: System, mib: u64) -> String {
         System::KjumpEntry => (
             "echo \"C: no resume: this run resumes from the boot entry\"",
             "kjump boot-entry --target /dev/vda --output /root/entry > /dev/null && echo \"A: entry cmdline $(cat /root/entry/cmdline)\"; rm -rf /root/entry",
+            "kjump hibernate --target /dev/vda; echo \"A: hibernate returned $?\"",
+        ),
+        System::KjumpResident => (
+            "echo \"C: no resume: this run resumes from the boot entry\"",
+            "kjump boot-entry --target /dev/vda --output /root/entry > /dev/null && echo \"A: entry cmdline $(cat /root/entry/cmdline)\"; rm -rf /root/entry; kjump load --target /dev/vda > /dev/null || echo \"A: LOAD FAILED\"",
             "kjump hibernate --target /dev/vda; echo \"A: hibernate returned $?\"",
         ),
         System::Swsusp(_) => (
@@ -158,6 +168,10 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
         run.note = "A could not write the whole workload".into();
         return run;
     }
+    if a.log().contains("A: LOAD FAILED") {
+        run.note = "kjump load failed".into();
+        return run;
+    }
     let t0 = Instant::now();
     if !a.try_exit(TIMEOUT) {
         run.note = "hibernation did not power off".into();
@@ -188,7 +202,7 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
     let resume_append = format!("bench_boot=c {append}");
     // The boot loader entry's files, made here from A's command line (the
     // same bytes `kjump boot-entry` wrote in A).
-    let entry = if system == System::KjumpEntry {
+    let entry = if matches!(system, System::KjumpEntry | System::KjumpResident) {
         match entry_files(p, &log, &dir.0) {
             Ok(e) => Some(e),
             Err(e) => {
@@ -236,7 +250,15 @@ fn limits(p: &Paths, rep: u32) -> Option<Limits> {
     let script = "mount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev\nkjump bench-io --target /dev/vda\necho \"A: bench-io exited $?\"\npoweroff -f\n";
     let initrd = a_initramfs(p, script);
     let mut vm = Vm::start(p, VmConfig { name: &name, memory_mib: MEMORY_MIB, cpus: CPUS, initrd, append: "", echo: false, disks, uuid: None });
-    let lines = vm.try_in_order(&["kjump: limits: "], TIMEOUT).ok()?;
+    let lines = match vm.try_in_order(&["kjump: limits: "], TIMEOUT) {
+        Ok(lines) => lines,
+        Err(e) => {
+            let log = vm.log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            eprintln!("bench: limits {rep}: {e}; the console ended:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            return None;
+        }
+    };
     if let Some(l) = vm.log().lines().find(|l| l.contains("Linux version ")) {
         let v = l.split("Linux version ").nth(1).unwrap_or("").split_whitespace().next().unwrap_or("");
         let _ = KERNEL.set(v.to_string());
@@ -302,7 +324,7 @@ fn main() {
     let reps: u32 = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let sizes: Vec<u64> = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "128,384,768".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let systems: Vec<System> = std::env::var("BENCH_SYSTEMS")
-        .unwrap_or_else(|_| "kjump,kjump-entry,swsusp-lzo,swsusp-lz4".into())
+        .unwrap_or_else(|_| "kjump,kjump-entry,kjump-resident,swsusp-lzo,swsusp-lz4".into())
         .split(',')
         .filter_map(|s| System::parse(s.trim()))
         .collect();
@@ -362,6 +384,7 @@ fn main() {
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
     let mut json_rows = Vec::new();
     let mut entry_md = String::new();
+    let mut resident_md = String::new();
     for (mib, per) in &results {
         let metric = |runs: &[Run], f: fn(&Run) -> Option<f64>| stats(&runs.iter().filter(|r| r.ok).filter_map(f).collect::<Vec<_>>());
         let kjump_runs = per.iter().find(|(s, _)| *s == System::Kjump).map(|(_, r)| r.as_slice()).unwrap_or(&[]);
@@ -374,6 +397,11 @@ fn main() {
         let er = metric(entry_runs, |r| r.resume_s);
         let ei = metric(entry_runs, |r| r.image_bytes.map(|b| b as f64));
         let eb = metric(entry_runs, |r| r.back_s);
+        let resident_runs = per.iter().find(|(s, _)| *s == System::KjumpResident).map(|(_, r)| r.as_slice()).unwrap_or(&[]);
+        let rh = metric(resident_runs, |r| r.hibernate_s);
+        let rrs = metric(resident_runs, |r| r.resume_s);
+        let ri = metric(resident_runs, |r| r.image_bytes.map(|b| b as f64));
+        let rb = metric(resident_runs, |r| r.back_s);
         for (system, runs) in per {
             let h = metric(runs, |r| r.hibernate_s);
             let r = metric(runs, |r| r.resume_s);
@@ -389,6 +417,9 @@ fn main() {
             if !system.is_kjump() && !entry_runs.is_empty() {
                 let _ = writeln!(entry_md, "| {mib} MiB | {} | {} | {} | {} | {} |", system.name(), ratio(eh, h), ratio(er, r), ratio(eb, b), ratio(ei, i));
             }
+            if !system.is_kjump() && !resident_runs.is_empty() {
+                let _ = writeln!(resident_md, "| {mib} MiB | {} | {} | {} | {} | {} |", system.name(), ratio(rh, h), ratio(rrs, r), ratio(rb, b), ratio(ri, i));
+            }
             let _ = writeln!(
                 md,
                 "| {mib} MiB | {} | {ok}/{} | {} | {} | {} | {} | {hr} | {rr} | {br} | {ir} |",
@@ -401,7 +432,7 @@ fn main() {
             );
             let save = metric(runs, |r| r.save_mb_s);
             json_rows.push(format!(
-                "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"resume_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"back_in_a_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"kjump_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}, \"kjump_entry_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}, \"failures\": [{}]}}",
+                "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"resume_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"back_in_a_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"kjump_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}, \"kjump_entry_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}, \"kjump_resident_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}, \"failures\": [{}]}}",
                 json_str(&system.name()),
                 runs.len(),
                 json_num(h.map(|v| v.0)),
@@ -423,6 +454,10 @@ fn main() {
                 json_num((!system.is_kjump()).then(|| er.zip(r).map(|(a, b)| a.0 / b.0)).flatten()),
                 json_num((!system.is_kjump()).then(|| eb.zip(b).map(|(a, b)| a.0 / b.0)).flatten()),
                 json_num((!system.is_kjump()).then(|| ei.zip(i).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((!system.is_kjump()).then(|| rh.zip(h).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((!system.is_kjump()).then(|| rrs.zip(r).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((!system.is_kjump()).then(|| rb.zip(b).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_num((!system.is_kjump()).then(|| ri.zip(i).map(|(a, b)| a.0 / b.0)).flatten()),
                 notes.iter().map(|n| json_str(n)).collect::<Vec<_>>().join(", ")
             ));
         }
@@ -434,13 +469,21 @@ fn main() {
         let _ = writeln!(md, "|---|---|---|---|---|---|");
         let _ = writeln!(md, "{entry_md}");
     }
+    if !resident_md.is_empty() {
+        let _ =
+            writeln!(md, "### kjump-resident (hibernation kernel loaded ahead with `kjump load`; resumed from the boot loader entry) against each system\n");
+        let _ = writeln!(md, "| workload | system | hibernate ratio | resume ratio | back in A ratio | image ratio |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let _ = writeln!(md, "{resident_md}");
+    }
     let _ = writeln!(md, "### Physical limits in the same VM (`kjump bench-io`, in the hibernation kernel)\n");
     let _ = writeln!(md, "| reading /proc/vmcore | raw O_DIRECT write | raw O_DIRECT read |");
     let _ = writeln!(md, "|---|---|---|");
     let _ = writeln!(md, "| {} MB/s | {} MB/s | {} MB/s |\n", cell(vmcore, "", 1.0), cell(write, "", 1.0), cell(read, "", 1.0));
     let mut save_rates = String::new();
     for (mib, per) in &results {
-        if let Some((_, runs)) = per.iter().find(|(s, _)| *s == System::Kjump) {
+        // The save rate of the first kjump system run (they save alike).
+        if let Some((_, runs)) = per.iter().find(|(s, _)| s.is_kjump()) {
             if let Some((m, _, _)) = stats(&runs.iter().filter_map(|r| r.save_mb_s).collect::<Vec<_>>()) {
                 let _ = write!(save_rates, "{mib} MiB: {m:.0} MB/s{}; ", write.map_or(String::new(), |w| format!(" ({:.2} x raw write)", m / w.0)));
             }
