@@ -113,6 +113,11 @@ pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> 
 /// it was away (CLOCK_BOOTTIME, which counts the time spent in B).
 pub fn jump_to_loaded() -> Result<Duration, Error> {
     rustix::fs::sync();
+    // The last lines printed must leave the serial port before the jump
+    // suspends it (they were lost now and then). Not a terminal: nothing
+    // to wait for.
+    let _ = rustix::termios::tcdrain(rustix::stdio::stdout());
+    let _ = rustix::termios::tcdrain(rustix::stdio::stderr());
     let before = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
     kexec::jump()?;
     let after = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
@@ -142,7 +147,7 @@ pub fn load_jump_back(mem: &DevMem, entry: u64) -> Result<(), Error> {
 /// A page of B's own that holds the same bytes across the jumps (the first
 /// page of the low-memory backup) is swapped harmlessly. A's re-entry page
 /// is then mapped for the jump only because B's map lists A's RAM as ACPI
-/// non-volatile storage ([`layout::Inputs::map_a_ram`]).
+/// tables ([`layout::Inputs::map_a_ram`]).
 pub fn load_jump_back_via(mem: &DevMem, entry: u64, page_addr: u64) -> Result<(), Error> {
     let page = mem.read_page(page_addr)?;
     let seg = [Segment { buf: &page, mem: page_addr, memsz: PAGE_SIZE }];
