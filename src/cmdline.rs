@@ -20,6 +20,9 @@
 //! - `kjump.direct=1` — D was started by a boot loader, not loaded by C: it
 //!   checks that it runs inside the region before it writes anything
 //!   (see `kjump::boot_entry`).
+//! - `kjump.resident=1` — B was loaded by `kjump load`: it checks the target,
+//!   parks and goes back to A, and saves when A enters it again
+//!   (see `kjump::resident`).
 //!
 //! The parser never panics and never allocates: every malformed value is an
 //! [`Error`] that names the parameter.
@@ -312,6 +315,9 @@ mod tests {
         assert!(parse("kjump.direct=1").unwrap().direct);
         assert!(!parse("kjump.direct=0").unwrap().direct);
         assert_eq!(parse("kjump.direct=on"), Err(Error::BadNumber { key: "kjump.direct" }));
+        assert!(parse("kjump.resident=1").unwrap().resident);
+        assert!(!parse("kjump.mode=save").unwrap().resident);
+        assert_eq!(parse("kjump.resident=yes"), Err(Error::BadNumber { key: "kjump.resident" }));
         assert!(!parse("kjump.keep=0").unwrap().keep);
         assert!(!parse("quiet").unwrap().keep);
         assert!(parse("kjump.zero_free=1").unwrap().zero_free);

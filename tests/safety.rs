@@ -37,7 +37,10 @@ mount -t ext4 /dev/vdb /data
 head -c 268435456 /dev/urandom > /root/random
 echo "written before hibernate" > /data/log.txt
 echo "A: workload ready"
-kjump hibernate --target /dev/vda
+# deflate keeps B writing for seconds, so the cut lands while it writes
+# (with lz4 a fast host saved 256 MiB of random bytes before the first
+# progress line).
+kjump hibernate --target /dev/vda --compress deflate
 echo "A: kjump exited $?"
 poweroff -f
 "#;
