@@ -142,9 +142,10 @@ install: $(if $(wildcard $(STAGE)/complete),,stage)
 	$(SUBST) man/kjump.conf.5 > $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
 	chmod 644 $(DESTDIR)$(MANDIR)/man8/kjump.8 $(DESTDIR)$(MANDIR)/man8/kjump-init.8 $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
 	$(SUBST) contrib/systemd/kjump-hibernate.service > $(DESTDIR)$(UNITDIR)/kjump-hibernate.service
+	$(SUBST) contrib/systemd/kjump-load.service > $(DESTDIR)$(UNITDIR)/kjump-load.service
 	$(SUBST) contrib/systemd/systemd-hibernate-kjump.conf > $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf
 	$(SUBST) contrib/systemd/systemd-logind-kjump.conf > $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf
-	chmod 644 $(DESTDIR)$(UNITDIR)/kjump-hibernate.service $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf \
+	chmod 644 $(DESTDIR)$(UNITDIR)/kjump-hibernate.service $(DESTDIR)$(UNITDIR)/kjump-load.service $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf \
 	  $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf
 	$(SUBST) contrib/initramfs-tools/hooks/kjump > $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks/kjump
 	$(SUBST) contrib/initramfs-tools/scripts/local-premount/kjump > $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount/kjump
@@ -167,7 +168,7 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/kjump
 	rm -f $(DESTDIR)$(LIBDIR)/kjump-init $(DESTDIR)$(LIBDIR)/vmlinuz $(DESTDIR)$(LIBDIR)/initramfs.img
 	rm -f $(DESTDIR)$(MANDIR)/man8/kjump.8 $(DESTDIR)$(MANDIR)/man8/kjump-init.8 $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
-	rm -f $(DESTDIR)$(UNITDIR)/kjump-hibernate.service
+	rm -f $(DESTDIR)$(UNITDIR)/kjump-hibernate.service $(DESTDIR)$(UNITDIR)/kjump-load.service
 	rm -f $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf
 	rm -f $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks/kjump $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount/kjump
 	rm -f $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/module-setup.sh $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/kjump-resume.sh
