@@ -57,9 +57,19 @@ fn jump_back_params(p: &Params<'_>) -> Result<JumpBack, Error> {
     Ok(JumpBack { entry, backup, backup_size })
 }
 
+/// Whether this kernel's map covers A's re-entry page, as `kjump load`
+/// arranges (A's RAM listed as ACPI tables): only then can B jump back
+/// through a segment of its own (`jump::load_jump_back_via`).
+fn reentry_mapped(jb: &JumpBack) -> bool {
+    std::fs::read_to_string("/proc/iomem")
+        .ok()
+        .and_then(|t| kjump::memmap::MemoryMap::parse_iomem(&t).ok())
+        .is_some_and(|m| m.ranges().iter().any(|r| r.kind == kjump::e820::Kind::Acpi && r.start <= jb.entry && jb.entry < r.end))
+}
+
 /// Writes A's low memory back and jumps to A. Returns only on failure.
 fn back_to_a(mem: &DevMem, jb: &JumpBack, resident: bool) -> Result<Infallible, Error> {
-    if resident {
+    if resident && reentry_mapped(jb) {
         jump::load_jump_back_via(mem, jb.entry, jb.backup)?;
     } else {
         jump::load_jump_back(mem, jb.entry)?;
@@ -141,19 +151,30 @@ fn save_mode(p: &Params<'_>) -> Result<Infallible, Error> {
     if p.resident {
         // Loaded ahead of time by `kjump load`: check what can be checked
         // now, then wait in A until it hibernates.
-        let ready = ready_to_save(p);
+        let ready = ready_to_save(p, &jb);
         let report = match &ready {
             Ok(text) => Report { ok: true, text: text.clone() },
             Err(e) => Report { ok: false, text: e.to_string() },
         };
         if let Some(addr) = p.mailbox {
-            mailbox::post(&mem, addr, &report)?;
+            // Without the report A gives this kernel up; going back matters more.
+            if let Err(e) = mailbox::post(&mem, addr, &report) {
+                say!("could not leave a report for A: {e}");
+            }
         }
         if let Err(e) = ready {
             say!("error: {e}");
             return back_to_a(&mem, &jb, true);
         }
-        wait_in_a(&mem, &jb)?;
+        if let Err(e) = wait_in_a(&mem, &jb) {
+            say!("error: {e}");
+            if let Some(addr) = p.mailbox {
+                if let Err(e) = mailbox::post(&mem, addr, &Report { ok: false, text: e.to_string() }) {
+                    say!("could not leave a report for A: {e}");
+                }
+            }
+            return back_to_a(&mem, &jb, true);
+        }
     }
     let result = save_image(p, &jb);
     let report = match &result {
@@ -194,9 +215,14 @@ fn save_mode(p: &Params<'_>) -> Result<Infallible, Error> {
     back_to_a(&mem, &jb, p.resident)
 }
 
-/// A resident B's checks before it parks: the target is there, and this
-/// kernel may use its disk.
-fn ready_to_save(p: &Params<'_>) -> Result<String, Error> {
+/// A resident B's checks before it parks: it can jump back through a page
+/// of its own, the target is there, and this kernel may use its disk.
+fn ready_to_save(p: &Params<'_>, jb: &JumpBack) -> Result<String, Error> {
+    if !reentry_mapped(jb) {
+        return Err(Error::Msg(
+            "kjump.resident=1, but A's re-entry page is not in this kernel's map: only 'kjump load' loads a resident hibernation kernel".into(),
+        ));
+    }
     let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
     let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
     let dev = target::wait_for(&target.device, Duration::from_secs(p.wait_secs.unwrap_or(10)), |m| say!("{m}"))?;

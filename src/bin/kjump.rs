@@ -276,7 +276,7 @@ fn hibernation_kernel(s: &Settings, mode_args: &str, disk: Option<&std::path::Pa
         ),
         region_size: s.region_size,
         set_region_aside: true,
-        resident: mode_args.split_whitespace().any(|w| w == "kjump.resident=1"),
+        resident: false,
     })
 }
 
@@ -454,7 +454,8 @@ fn cmd_load(s: &Settings) -> Result<(), Error> {
     let p = prepare(s, "load")?;
     resident::make_run_dir()?;
     let mailbox = Mailbox::in_file(resident::mailbox_path(), (p.region.start, p.region.end), true)?;
-    let hk = hibernation_kernel(s, &save_mode_args(s, &p.tgt, mailbox.phys(), true), Some(&p.dev))?;
+    let mut hk = hibernation_kernel(s, &save_mode_args(s, &p.tgt, mailbox.phys(), true), Some(&p.dev))?;
+    hk.resident = true;
     let rec = resident::Record {
         boot_id: resident::boot_id()?,
         mailbox: mailbox.phys(),
@@ -469,7 +470,11 @@ fn cmd_load(s: &Settings) -> Result<(), Error> {
     let report = mailbox.read();
     match (away, report) {
         (Ok(away), Some(r)) if r.ok => {
-            resident::record(&rec)?;
+            if let Err(e) = resident::record(&rec) {
+                // Unrecorded, it would never be entered: give its memory back.
+                unload_after_jump();
+                return Err(e);
+            }
             println!(
                 "kjump: the hibernation kernel is resident ({} of RAM held until 'kjump unload' or the next hibernation); it was away {:.1} s: {}",
                 human_size(p.region.end - p.region.start),
