@@ -301,6 +301,25 @@ fn ratio(a: Option<(f64, f64, f64)>, b: Option<(f64, f64, f64)>) -> String {
     }
 }
 
+/// Medians (with ranges) of the runs that worked: hibernate, resume, back
+/// in A, image bytes.
+type Medians = [Option<(f64, f64, f64)>; 4];
+
+fn medians(runs: &[Run]) -> Medians {
+    let m = |f: fn(&Run) -> Option<f64>| stats(&runs.iter().filter(|r| r.ok).filter_map(f).collect::<Vec<_>>());
+    [m(|r| r.hibernate_s), m(|r| r.resume_s), m(|r| r.back_s), m(|r| r.image_bytes.map(|b| b as f64))]
+}
+
+/// `kjump`'s medians over `other`'s, metric by metric.
+fn ratios(kjump: &Medians, other: &Medians) -> [Option<f64>; 4] {
+    std::array::from_fn(|n| kjump[n].zip(other[n]).filter(|(_, b)| b.0 > 0.0).map(|(a, b)| a.0 / b.0))
+}
+
+/// [`ratios`] as table cells.
+fn ratio_cells(kjump: &Medians, other: &Medians) -> [String; 4] {
+    std::array::from_fn(|n| ratio(kjump[n], other[n]))
+}
+
 fn json_num(v: Option<f64>) -> String {
     v.map_or("null".into(), |x| format!("{x:.3}"))
 }
@@ -387,42 +406,30 @@ fn main() {
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
     let mut json_rows = Vec::new();
-    let mut entry_md = String::new();
-    let mut resident_md = String::new();
+    // The kjump systems whose ratios get a table (and a JSON field) of their
+    // own, besides `kjump`'s in the main table.
+    let variants = [
+        (System::KjumpEntry, "kjump-entry (resumed from the boot loader entry)"),
+        (System::KjumpResident, "kjump-resident (hibernation kernel loaded ahead with `kjump load`; resumed from the boot loader entry)"),
+    ];
+    let mut variant_md = vec![String::new(); variants.len()];
     for (mib, per) in &results {
-        let metric = |runs: &[Run], f: fn(&Run) -> Option<f64>| stats(&runs.iter().filter(|r| r.ok).filter_map(f).collect::<Vec<_>>());
-        let kjump_runs = per.iter().find(|(s, _)| *s == System::Kjump).map(|(_, r)| r.as_slice()).unwrap_or(&[]);
-        let kh = metric(kjump_runs, |r| r.hibernate_s);
-        let kr = metric(kjump_runs, |r| r.resume_s);
-        let ki = metric(kjump_runs, |r| r.image_bytes.map(|b| b as f64));
-        let kb = metric(kjump_runs, |r| r.back_s);
-        let entry_runs = per.iter().find(|(s, _)| *s == System::KjumpEntry).map(|(_, r)| r.as_slice()).unwrap_or(&[]);
-        let eh = metric(entry_runs, |r| r.hibernate_s);
-        let er = metric(entry_runs, |r| r.resume_s);
-        let ei = metric(entry_runs, |r| r.image_bytes.map(|b| b as f64));
-        let eb = metric(entry_runs, |r| r.back_s);
-        let resident_runs = per.iter().find(|(s, _)| *s == System::KjumpResident).map(|(_, r)| r.as_slice()).unwrap_or(&[]);
-        let rh = metric(resident_runs, |r| r.hibernate_s);
-        let rrs = metric(resident_runs, |r| r.resume_s);
-        let ri = metric(resident_runs, |r| r.image_bytes.map(|b| b as f64));
-        let rb = metric(resident_runs, |r| r.back_s);
+        let of = |system: System| medians(per.iter().find(|(s, _)| *s == system).map(|(_, r)| r.as_slice()).unwrap_or(&[]));
+        let kjump = of(System::Kjump);
+        let variant_medians: Vec<Option<Medians>> = variants.iter().map(|(v, _)| per.iter().any(|(s, r)| s == v && !r.is_empty()).then(|| of(*v))).collect();
         for (system, runs) in per {
-            let h = metric(runs, |r| r.hibernate_s);
-            let r = metric(runs, |r| r.resume_s);
-            let i = metric(runs, |r| r.image_bytes.map(|b| b as f64));
-            let b = metric(runs, |r| r.back_s);
+            let m = medians(runs);
+            let [h, r, b, i] = m;
             let ok = runs.iter().filter(|r| r.ok).count();
             let notes: Vec<&str> = runs.iter().filter(|r| !r.ok).map(|r| r.note.as_str()).collect();
-            let (hr, rr, br, ir) = if system.is_kjump() {
-                ("–".into(), "–".into(), "–".into(), "–".into())
-            } else {
-                (ratio(kh, h), ratio(kr, r), ratio(kb, b), ratio(ki, i))
-            };
-            if !system.is_kjump() && !entry_runs.is_empty() {
-                let _ = writeln!(entry_md, "| {mib} MiB | {} | {} | {} | {} | {} |", system.name(), ratio(eh, h), ratio(er, r), ratio(eb, b), ratio(ei, i));
-            }
-            if !system.is_kjump() && !resident_runs.is_empty() {
-                let _ = writeln!(resident_md, "| {mib} MiB | {} | {} | {} | {} | {} |", system.name(), ratio(rh, h), ratio(rrs, r), ratio(rb, b), ratio(ri, i));
+            let [hr, rr, br, ir] = if system.is_kjump() { ["–".to_string(), "–".into(), "–".into(), "–".into()] } else { ratio_cells(&kjump, &m) };
+            if !system.is_kjump() {
+                for (table, vm) in variant_md.iter_mut().zip(&variant_medians) {
+                    if let Some(vm) = vm {
+                        let [a, c, d, e] = ratio_cells(vm, &m);
+                        let _ = writeln!(table, "| {mib} MiB | {} | {a} | {c} | {d} | {e} |", system.name());
+                    }
+                }
             }
             let _ = writeln!(
                 md,
@@ -434,9 +441,23 @@ fn main() {
                 cell(b, "", 1.0),
                 cell(i, "", 1048576.0)
             );
-            let save = metric(runs, |r| r.save_mb_s);
+            let save = stats(&runs.iter().filter(|r| r.ok).filter_map(|r| r.save_mb_s).collect::<Vec<_>>());
+            // kjump's ratios over this system (none for a kjump system).
+            let json_ratios = |k: Option<&Medians>| {
+                let r = match k {
+                    Some(k) if !system.is_kjump() => ratios(k, &m),
+                    _ => [None; 4],
+                };
+                format!(
+                    "{{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}",
+                    json_num(r[0]),
+                    json_num(r[1]),
+                    json_num(r[2]),
+                    json_num(r[3])
+                )
+            };
             json_rows.push(format!(
-                "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"resume_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"back_in_a_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"kjump_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}, \"kjump_entry_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}, \"kjump_resident_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}, \"failures\": [{}]}}",
+                "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"resume_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"back_in_a_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"kjump_ratio\": {}, \"kjump_entry_ratio\": {}, \"kjump_resident_ratio\": {}, \"failures\": [{}]}}",
                 json_str(&system.name()),
                 runs.len(),
                 json_num(h.map(|v| v.0)),
@@ -450,35 +471,21 @@ fn main() {
                 json_num(b.map(|v| v.2)),
                 json_num(i.map(|v| v.0)),
                 json_num(save.map(|v| v.0)),
-                json_num((!system.is_kjump()).then(|| kh.zip(h).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((!system.is_kjump()).then(|| kr.zip(r).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((!system.is_kjump()).then(|| kb.zip(b).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((!system.is_kjump()).then(|| ki.zip(i).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((!system.is_kjump()).then(|| eh.zip(h).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((!system.is_kjump()).then(|| er.zip(r).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((!system.is_kjump()).then(|| eb.zip(b).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((!system.is_kjump()).then(|| ei.zip(i).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((!system.is_kjump()).then(|| rh.zip(h).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((!system.is_kjump()).then(|| rrs.zip(r).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((!system.is_kjump()).then(|| rb.zip(b).map(|(a, b)| a.0 / b.0)).flatten()),
-                json_num((!system.is_kjump()).then(|| ri.zip(i).map(|(a, b)| a.0 / b.0)).flatten()),
+                json_ratios(Some(&kjump)),
+                json_ratios(variant_medians[0].as_ref()),
+                json_ratios(variant_medians[1].as_ref()),
                 notes.iter().map(|n| json_str(n)).collect::<Vec<_>>().join(", ")
             ));
         }
     }
-    let _ = writeln!(md, "\nRatios are kjump's median over that system's (below 1: kjump is faster or smaller). kjump resumes the usual way (the system boots, then loads the restore kernel); kjump-entry from the boot loader entry `kjump boot-entry` writes, which starts the restore kernel directly. Resume ends when A's workload hash is checked; back in A ends when A's hibernate command returns, before that check (reading the workload back costs both systems the same, except where swsusp swapped the workload out to make room).\n");
-    if !entry_md.is_empty() {
-        let _ = writeln!(md, "### kjump-entry (resumed from the boot loader entry) against each system\n");
-        let _ = writeln!(md, "| workload | system | hibernate ratio | resume ratio | back in A ratio | image ratio |");
-        let _ = writeln!(md, "|---|---|---|---|---|---|");
-        let _ = writeln!(md, "{entry_md}");
-    }
-    if !resident_md.is_empty() {
-        let _ =
-            writeln!(md, "### kjump-resident (hibernation kernel loaded ahead with `kjump load`; resumed from the boot loader entry) against each system\n");
-        let _ = writeln!(md, "| workload | system | hibernate ratio | resume ratio | back in A ratio | image ratio |");
-        let _ = writeln!(md, "|---|---|---|---|---|---|");
-        let _ = writeln!(md, "{resident_md}");
+    let _ = writeln!(md, "\nRatios are kjump's median over that system's (below 1: kjump is faster or smaller). kjump resumes the usual way (the system boots, then loads the restore kernel); kjump-entry from the boot loader entry `kjump boot-entry` writes, which starts the restore kernel directly; kjump-resident ran `kjump load` before the timer started, hibernates by entering that resident hibernation kernel, and resumes from the boot loader entry. Resume ends when A's workload hash is checked; back in A ends when A's hibernate command returns, before that check (reading the workload back costs both systems the same, except where swsusp swapped the workload out to make room).\n");
+    for ((_, title), table) in variants.iter().zip(&variant_md) {
+        if !table.is_empty() {
+            let _ = writeln!(md, "### {title} against each system\n");
+            let _ = writeln!(md, "| workload | system | hibernate ratio | resume ratio | back in A ratio | image ratio |");
+            let _ = writeln!(md, "|---|---|---|---|---|---|");
+            let _ = writeln!(md, "{table}");
+        }
     }
     let _ = writeln!(md, "### Physical limits in the same VM (`kjump bench-io`, in the hibernation kernel)\n");
     let _ = writeln!(md, "| reading /proc/vmcore | raw O_DIRECT write | raw O_DIRECT read |");
