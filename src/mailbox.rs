@@ -150,6 +150,11 @@ fn pin(page: NonNull<u8>) -> Result<(OwnedFd, OwnedFd), Error> {
     Ok((read_end, write_end))
 }
 
+/// Whether the page at `phys` lies wholly outside `[avoid.0, avoid.1)`.
+fn outside(phys: u64, avoid: (u64, u64)) -> bool {
+    phys + PAGE_SIZE <= avoid.0 || phys >= avoid.1
+}
+
 /// Pages mapped per attempt while looking for one outside the region.
 const BATCH_PAGES: usize = 256;
 
@@ -224,7 +229,7 @@ impl Mailbox {
                 held.iter().for_each(|b| unmap(*b, BATCH_PAGES));
                 return Err(e);
             }
-            if let Some(i) = phys.iter().position(|&p| p + PAGE_SIZE <= avoid.0 || p >= avoid.1) {
+            if let Some(i) = phys.iter().position(|&p| outside(p, avoid)) {
                 found = Some((base, i));
                 break;
             }
@@ -249,23 +254,27 @@ impl Mailbox {
         let Some(base) = NonNull::new(page) else {
             return Err(Error::Msg("mailbox page mapped at address 0".into()));
         };
-        let pinned = pin(base);
         // Where the page is now that it cannot move (it may have moved
         // since the batch was read).
+        let mailbox = Mailbox::pinned(base)?;
+        if !outside(mailbox.phys, avoid) {
+            return Err(Error::Msg("the mailbox page moved into the kjump region while being pinned; try again".into()));
+        }
+        Ok(mailbox)
+    }
+
+    /// The mailbox at `base` (one locked page this module mapped), pinned
+    /// ([`pin`]) and with its physical address read after pinning; the
+    /// page is unmapped if either fails.
+    fn pinned(base: NonNull<u8>) -> Result<Self, Error> {
         let mut now = [0u64; 1];
-        let checked = pinned.and_then(|pin| physical_addresses(page as usize, &mut now).map(|()| pin));
-        let pin = match checked {
-            Ok(pin) if now[0] + PAGE_SIZE <= avoid.0 || now[0] >= avoid.1 => pin,
-            Ok(_) => {
-                unmap(page, 1);
-                return Err(Error::Msg("the mailbox page moved into the kjump region while being pinned; try again".into()));
-            }
+        match pin(base).and_then(|pin| physical_addresses(base.as_ptr() as usize, &mut now).map(|()| pin)) {
+            Ok(pin) => Ok(Mailbox { base, phys: now[0], _pin: pin }),
             Err(e) => {
-                unmap(page, 1);
-                return Err(e);
+                unmap(base.as_ptr(), 1);
+                Err(e)
             }
-        };
-        Ok(Mailbox { base, phys: now[0], _pin: pin })
+        }
     }
 
     /// A mailbox page that outlives this process, for a resident B
@@ -320,17 +329,8 @@ impl Mailbox {
                 unmap(base.as_ptr(), 1);
                 return Err(Error::sys("locking the mailbox page (mlock)", e));
             }
-            let pinned = pin(base);
-            let mut now = [0u64; 1];
-            let pin = match pinned.and_then(|pin| physical_addresses(base.as_ptr() as usize, &mut now).map(|()| pin)) {
-                Ok(pin) => pin,
-                Err(e) => {
-                    unmap(base.as_ptr(), 1);
-                    return Err(e);
-                }
-            };
-            let mailbox = Mailbox { base, phys: now[0], _pin: pin };
-            if now[0] + PAGE_SIZE <= avoid.0 || now[0] >= avoid.1 {
+            let mailbox = Mailbox::pinned(base)?;
+            if outside(mailbox.phys, avoid) {
                 return Ok(mailbox);
             }
             if !fresh {

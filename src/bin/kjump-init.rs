@@ -43,6 +43,12 @@ fn uptime() -> String {
     std::fs::read_to_string("/proc/uptime").ok().and_then(|t| t.split_whitespace().next().map(|s| format!("{s} s"))).unwrap_or_else(|| "an unknown time".into())
 }
 
+/// The target from `kjump.target=`, which every mode but roundtrip needs.
+fn target_param(p: &Params<'_>) -> Result<target::Target, Error> {
+    let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
+    target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))
+}
+
 /// Where A is to be re-entered, from the purgatory's additions.
 struct JumpBack {
     entry: u64,
@@ -112,8 +118,7 @@ fn bench_mode(p: &Params<'_>) -> Result<Infallible, Error> {
     let jb = jump_back_params(p)?;
     let mem = DevMem::open()?;
     let measured = (|| -> Result<kjump::iobench::Limits, Error> {
-        let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
-        let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
+        let target = target_param(p)?;
         let mailbox = p.mailbox.ok_or_else(|| Error::Msg("no kjump.mailbox= on the command line".into()))?;
         let in_use = mailbox::read_request(&mem, mailbox)?;
         let dev = target::wait_for(&target.device, Duration::from_secs(p.wait_secs.unwrap_or(10)), |m| say!("{m}"))?;
@@ -223,11 +228,10 @@ fn ready_to_save(p: &Params<'_>, jb: &JumpBack) -> Result<String, Error> {
             "kjump.resident=1, but A's re-entry page is not in this kernel's map: only 'kjump load' loads a resident hibernation kernel".into(),
         ));
     }
-    let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
-    let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
+    let target = target_param(p)?;
     let dev = target::wait_for(&target.device, Duration::from_secs(p.wait_secs.unwrap_or(10)), |m| say!("{m}"))?;
     kjump::msi::check_in_hibernation_kernel(&dev)?;
-    Ok(format!("ready to save to {text} (found {}; booted in {})", dev.display(), uptime()))
+    Ok(format!("ready to save to {target} (found {}; booted in {})", dev.display(), uptime()))
 }
 
 fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
@@ -236,8 +240,7 @@ fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
         // since this kernel read them at boot.
         target::forget_disks()?;
     }
-    let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
-    let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
+    let target = target_param(p)?;
     let compression = match p.compress {
         None => Compression::Lz4,
         Some(c) => Compression::parse(c).ok_or_else(|| Error::Msg(format!("kjump.compress={c}: use lz4, deflate or none")))?,
@@ -266,8 +269,7 @@ fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
 /// Any doubt means a reboot into a normal boot, never a half-restored A.
 fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
     say!("mode restore (this kernel up after {}{})", uptime(), if p.direct { ", started by the boot loader" } else { "" });
-    let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
-    let target = target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))?;
+    let target = target_param(p)?;
     let region = p.region.ok_or_else(|| Error::Msg("no kjump.region= on the command line".into()))?;
     if p.direct {
         // Nothing C checked for us: this kernel must run in the region alone.
