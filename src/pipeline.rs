@@ -126,12 +126,21 @@ impl<J: Send + 'static> Ordered<J> {
         self.workers.len()
     }
 
+    /// Jobs handed over and not yet taken back: with the workers, or done
+    /// and waiting for an earlier one.
+    pub fn outstanding(&self) -> usize {
+        self.in_flight + self.pending.len()
+    }
+
     /// Whether [`Ordered::submit`] should wait: every slot is taken.
+    /// Jobs done out of order still hold their buffers, so they count:
+    /// otherwise a worker stuck on one slow job lets the others fill
+    /// memory with finished ones (B ran out of memory that way).
     pub fn is_full(&self) -> bool {
         if self.workers.is_empty() {
             !self.pending.is_empty()
         } else {
-            self.in_flight >= self.max_in_flight
+            self.outstanding() >= self.max_in_flight
         }
     }
 
@@ -580,6 +589,37 @@ mod tests {
             }
             assert_eq!(got, (0..30u64).map(|i| (i, i * i)).collect::<Vec<_>>(), "{workers} workers");
         }
+    }
+
+    #[test]
+    fn ordered_holds_no_more_jobs_than_its_slots_while_one_is_slow() {
+        // Job 0 takes long; the other worker finishes the rest at once.
+        // Finished jobs wait for job 0 and must not make room for more.
+        fn slow_first(j: &mut (u64, u64)) {
+            if j.0 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            j.1 = j.0 + 1;
+        }
+        let max = 4;
+        let mut o = Ordered::new(2, max, slow_first, "test").unwrap();
+        let (mut most, mut got) = (0, Vec::new());
+        for i in 0..40u64 {
+            while o.is_full() {
+                got.push(o.wait_next().unwrap().unwrap());
+            }
+            o.submit((i, 0)).unwrap();
+            most = most.max(o.outstanding());
+            while let Some(j) = o.try_next() {
+                got.push(j);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        while let Some(j) = o.wait_next().unwrap() {
+            got.push(j);
+        }
+        assert_eq!(got, (0..40u64).map(|i| (i, i + 1)).collect::<Vec<_>>());
+        assert!(most <= max, "{most} jobs held at once, {max} slots");
     }
 
     #[test]
