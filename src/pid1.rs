@@ -6,13 +6,16 @@ use rustix::mount::{mount, MountFlags};
 
 use crate::Error;
 
-/// Prints one line on the console, prefixed with `kjump-init:`.
+/// Prints one line on the console, prefixed with the time since this
+/// kernel booted (like the kernel's own lines, to see where a slow
+/// hibernation or resume spent its time) and `kjump-init:`.
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "kjump-init: {}", format_args!($($arg)*));
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let _ = writeln!(out, "[{:5}.{:03}] kjump-init: {}", t.tv_sec, t.tv_nsec / 1_000_000, format_args!($($arg)*));
         let _ = out.flush();
     }};
 }
