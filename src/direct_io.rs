@@ -33,6 +33,10 @@ pub struct Aligned {
 // moves the only access to that memory.
 unsafe impl Send for Aligned {}
 
+// SAFETY: through `&Aligned` the memory can only be read (`as_bytes`);
+// every write goes through `&mut Aligned`, which excludes other borrows.
+unsafe impl Sync for Aligned {}
+
 impl Aligned {
     /// Maps `len` bytes.
     pub fn new(len: usize) -> Result<Self, Error> {
@@ -40,6 +44,14 @@ impl Aligned {
         let ptr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
             .map_err(|e| Error::sys("mapping an I/O buffer", e))?;
         Ok(Aligned { ptr: ptr.cast(), len })
+    }
+
+    /// The whole buffer, to read.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` bytes, readable, and lives as long
+        // as `self`; writing needs `&mut self`, so nothing changes it
+        // while this borrow lasts.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
     }
 
     /// The whole buffer.
@@ -60,10 +72,84 @@ impl Drop for Aligned {
 /// Opens a second handle on the open file `f` with `O_DIRECT` (through
 /// `/proc/self/fd`, so a file on a mounted filesystem works too). `None`
 /// where the file or its filesystem does not take `O_DIRECT` (tmpfs).
-pub fn reopen_direct(f: &File) -> Option<OwnedFd> {
+/// `write` opens it for writing, else for reading.
+pub fn reopen_direct(f: &File, write: bool) -> Option<OwnedFd> {
     use std::os::fd::AsRawFd;
     let path = format!("/proc/self/fd/{}", f.as_raw_fd());
-    rustix::fs::open(path.as_str(), OFlags::WRONLY | OFlags::DIRECT | OFlags::CLOEXEC, Mode::empty()).ok()
+    let access = if write { OFlags::WRONLY } else { OFlags::RDONLY };
+    rustix::fs::open(path.as_str(), access | OFlags::DIRECT | OFlags::CLOEXEC, Mode::empty()).ok()
+}
+
+/// Bytes of a file read with one large aligned read, shared read-only
+/// by the jobs that decode them (on other threads) through an `Arc`.
+pub struct ReadBatch {
+    buf: Aligned,
+    at: u64,
+    len: usize,
+}
+
+impl ReadBatch {
+    /// The bytes `[at, at + len)` of the file, if this batch holds them all.
+    pub fn get(&self, at: u64, len: usize) -> Option<&[u8]> {
+        let from = usize::try_from(at.checked_sub(self.at)?).ok()?;
+        self.buf.as_bytes()[..self.len].get(from..from.checked_add(len)?)
+    }
+}
+
+/// A file read in large batches with `O_DIRECT` where it takes it (no
+/// page cache filling a small kernel's memory, no copy out of it), a
+/// fixed few going round: a batch is read into again only once nothing
+/// else holds it.
+pub struct BatchReader {
+    fd: OwnedFd,
+    direct: bool,
+    pool: Vec<std::sync::Arc<ReadBatch>>,
+}
+
+impl BatchReader {
+    /// Reads `file` in `batches` batches of `size` bytes (a multiple of [`ALIGN`]).
+    pub fn new(file: &File, batches: usize, size: usize) -> Result<Self, Error> {
+        let direct_fd = reopen_direct(file, false);
+        let direct = direct_fd.is_some();
+        let fd: OwnedFd = match direct_fd {
+            Some(fd) => fd,
+            None => file.as_fd().try_clone_to_owned().map_err(|e| Error::io("duplicating the target's handle", e))?,
+        };
+        let size = size.next_multiple_of(ALIGN);
+        let pool =
+            (0..batches.max(1)).map(|_| Aligned::new(size).map(|buf| std::sync::Arc::new(ReadBatch { buf, at: 0, len: 0 }))).collect::<Result<_, _>>()?;
+        Ok(BatchReader { fd, direct, pool })
+    }
+
+    /// Whether data comes around the page cache.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// A batch of the file from `at` (a multiple of [`ALIGN`]), as much as
+    /// fits but nothing at or past `end` (rounded up to [`ALIGN`]), read
+    /// into a batch nothing else holds: `None` while every batch is still
+    /// held. Less where the file ends.
+    pub fn read(&mut self, at: u64, end: u64) -> Result<Option<std::sync::Arc<ReadBatch>>, Error> {
+        if at % ALIGN as u64 != 0 {
+            return Err(Error::Msg(format!("reading image data at byte {at}: not aligned to {ALIGN} bytes")));
+        }
+        let Some(i) = (0..self.pool.len()).find(|&i| std::sync::Arc::get_mut(&mut self.pool[i]).is_some()) else { return Ok(None) };
+        let Some(batch) = std::sync::Arc::get_mut(&mut self.pool[i]) else { return Ok(None) };
+        // The buffer's length is a multiple of ALIGN, so rounding up stays within it.
+        let want = (end.saturating_sub(at).min(batch.buf.len as u64) as usize).next_multiple_of(ALIGN);
+        (batch.at, batch.len) = (at, 0);
+        while batch.len < want {
+            let from = at + batch.len as u64;
+            let n = rustix::io::pread(&self.fd, &mut batch.buf.bytes()[batch.len..want], from)
+                .map_err(|e| Error::sys(format!("reading image data at byte {from}"), e))?;
+            if n == 0 {
+                break;
+            }
+            batch.len += n;
+        }
+        Ok(Some(std::sync::Arc::clone(&self.pool[i])))
+    }
 }
 
 /// One batch: a buffer, how much of it is filled, and where it goes.
@@ -108,7 +194,7 @@ impl BatchWriter {
     /// batches of `batch` bytes (a multiple of [`ALIGN`]), with `O_DIRECT`
     /// where the file takes it, buffered through `file` where not.
     pub fn new(file: &File, start: u64, batch: usize) -> Result<Self, Error> {
-        let direct_fd = reopen_direct(file);
+        let direct_fd = reopen_direct(file, true);
         let direct = direct_fd.is_some();
         let fd: OwnedFd = match direct_fd {
             Some(fd) => fd,
@@ -246,6 +332,32 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         assert_eq!(&got[..ALIGN], &[0xee; ALIGN][..], "what lies before the start is left alone");
         assert_eq!(&got[ALIGN..], &expect[..]);
+    }
+
+    #[test]
+    fn batch_reader_hands_out_free_batches_only() {
+        let path = temp("read");
+        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        let data: Vec<u8> = (0..7 * ALIGN).map(|i| (i / ALIGN * 31 + i % 251) as u8).collect();
+        f.write_all_at(&data, 0).unwrap();
+        let mut r = BatchReader::new(&f, 2, 2 * ALIGN).unwrap();
+        let a = r.read(0, u64::MAX).unwrap().unwrap();
+        assert_eq!(a.get(0, 2 * ALIGN), Some(&data[..2 * ALIGN]));
+        assert_eq!(a.get(ALIGN as u64, 100), Some(&data[ALIGN..ALIGN + 100]));
+        assert_eq!(a.get(ALIGN as u64, ALIGN + 1), None, "past the batch");
+        // Not past `end`, rounded up to a block.
+        let b = r.read(2 * ALIGN as u64, 3 * ALIGN as u64 + 1).unwrap().unwrap();
+        assert_eq!(b.get(2 * ALIGN as u64, 2 * ALIGN), Some(&data[2 * ALIGN..4 * ALIGN]));
+        let b2 = r.read(4 * ALIGN as u64, 5 * ALIGN as u64).unwrap();
+        assert!(b2.is_none(), "both batches are held");
+        drop(a);
+        let c = r.read(6 * ALIGN as u64, u64::MAX).unwrap().unwrap();
+        // The file ends within the batch: what is there, nothing more.
+        assert_eq!(c.get(6 * ALIGN as u64, ALIGN), Some(&data[6 * ALIGN..]));
+        assert_eq!(c.get(6 * ALIGN as u64, ALIGN + 1), None);
+        assert_eq!(b.get(2 * ALIGN as u64, 1), Some(&data[2 * ALIGN..2 * ALIGN + 1]), "a held batch is not read into");
+        assert!(r.read(100, u64::MAX).is_err(), "unaligned");
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub const MAX_CHUNK_PAGES: usize = 256;
 pub const MAX_RUNS: usize = MAX_CHUNK_PAGES;
 /// Size of a chunk header before its runs.
 pub const CHUNK_HEADER: usize = 40;
+
+/// The most bytes one chunk takes on disk: its header, the most runs of
+/// both kinds and every page stored as it is, padded to a block.
+pub const MAX_CHUNK_DISK_LEN: usize = (CHUNK_HEADER + 2 * MAX_RUNS * 16 + MAX_CHUNK_PAGES * PAGE).next_multiple_of(BLOCK);
 /// Longest copy of A's low memory a header may record: the purgatory copies
 /// A's RAM below 1 MiB, and the restore side gathers it in a buffer.
 pub const MAX_BACKUP: u64 = 1 << 20;
@@ -838,10 +842,68 @@ pub struct Reader<R> {
     pub header: Header,
     /// The state block.
     pub state: StateBlock,
+    walk: ChunkWalk,
+    buf: Vec<u8>,
+}
+
+/// The chunks of an image in order, for any reader: where the next one
+/// starts, its header checked against its place, and after the last one
+/// the checksum chain and the end offset checked against the state block.
+/// [`Reader`] walks this way; so does a restore that reads the image in
+/// its own batches.
+#[derive(Clone, Debug)]
+pub struct ChunkWalk {
+    chunk_count: u64,
+    chain_crc: u32,
+    data_end: u64,
     next_index: u64,
     offset: u64,
     chain: Chain,
-    buf: Vec<u8>,
+}
+
+impl ChunkWalk {
+    /// A walk over the chunks `state` counts, from the first.
+    pub fn new(state: &StateBlock) -> Self {
+        ChunkWalk {
+            chunk_count: state.chunk_count,
+            chain_crc: state.chain_crc,
+            data_end: state.data_end,
+            next_index: 0,
+            offset: DATA_OFFSET,
+            chain: Chain::default(),
+        }
+    }
+
+    /// The index of the next chunk.
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Where the next chunk starts on disk, or `None` once every chunk has
+    /// been taken and the chain and the end offset match the state block.
+    pub fn next_offset(&self) -> Result<Option<u64>, Error> {
+        if self.next_index < self.chunk_count {
+            return Ok(Some(self.offset));
+        }
+        if self.chain.value() != self.chain_crc {
+            return Err(Error::ChainMismatch);
+        }
+        if self.offset != self.data_end {
+            return Err(Error::BadField { what: "state".into(), field: "data end" });
+        }
+        Ok(None)
+    }
+
+    /// Checks the header of the chunk at [`ChunkWalk::next_offset`] (at
+    /// least its first [`CHUNK_HEADER`] bytes) and moves past the chunk.
+    /// The chunk's data is checked when it is decoded.
+    pub fn take(&mut self, header: &[u8]) -> Result<ChunkInfo, Error> {
+        let info = parse_chunk_header(header, self.next_index)?;
+        self.chain.add(info.data_sum);
+        self.next_index += 1;
+        self.offset += info.disk_len as u64;
+        Ok(info)
+    }
 }
 
 /// I/O or format error while reading an image.
@@ -883,7 +945,8 @@ impl<R: std::io::Read> Reader<R> {
         read_full(&mut input, &mut blocks, "header")?;
         let header = Header::decode(&blocks[..BLOCK])?;
         let state = StateBlock::decode(&blocks[BLOCK..])?;
-        Ok(Reader { input, header, state, next_index: 0, offset: DATA_OFFSET, chain: Chain::default(), buf: Vec::new() })
+        let walk = ChunkWalk::new(&state);
+        Ok(Reader { input, header, state, walk, buf: Vec::new() })
     }
 
     /// Whether the state block commits this header.
@@ -911,24 +974,15 @@ impl<R: std::io::Read> Reader<R> {
     /// the checksum chain (of the CRCs the headers declare; each chunk's
     /// decoding checks its own) and the end offset.
     pub fn next_raw(&mut self, raw: &mut Vec<u8>) -> Result<Option<ChunkInfo>, ReadError> {
-        if self.next_index == self.state.chunk_count {
-            if self.chain.value() != self.state.chain_crc {
-                return Err(Error::ChainMismatch.into());
-            }
-            if self.offset != self.state.data_end {
-                return Err(Error::BadField { what: "state".into(), field: "data end" }.into());
-            }
+        if self.walk.next_offset()?.is_none() {
             return Ok(None);
         }
-        let what = format!("chunk {}", self.next_index);
+        let what = format!("chunk {}", self.walk.next_index());
         raw.resize(BLOCK, 0);
         read_full(&mut self.input, &mut raw[..BLOCK], &what)?;
-        let info = parse_chunk_header(raw, self.next_index)?;
+        let info = self.walk.take(raw)?;
         raw.resize(info.disk_len, 0);
         read_full(&mut self.input, &mut raw[BLOCK..], &what)?;
-        self.chain.add(info.data_sum);
-        self.next_index += 1;
-        self.offset += info.disk_len as u64;
         Ok(Some(info))
     }
 }
@@ -1144,6 +1198,33 @@ mod tests {
                 assert!(img.len() < 2 * BLOCK + 5 * PAGE, "text compresses with {c:?}");
             }
         }
+    }
+
+    #[test]
+    fn chunk_walk_finds_each_chunk_then_checks_the_end() {
+        let (img, _) = image(Compression::Lz4);
+        let r = Reader::open(&img[..]).unwrap();
+        let walk_all = |state: &StateBlock| -> Result<Vec<u64>, Error> {
+            let mut walk = ChunkWalk::new(state);
+            let mut starts = Vec::new();
+            while let Some(at) = walk.next_offset()? {
+                starts.push(at);
+                let info = walk.take(&img[at as usize..])?;
+                assert_eq!(info.index + 1, walk.next_index());
+            }
+            Ok(starts)
+        };
+        let starts = walk_all(&r.state).unwrap();
+        assert_eq!(starts.len(), 2);
+        assert_eq!(starts[0], DATA_OFFSET);
+        assert!(starts[1] > starts[0] && starts[1] % BLOCK as u64 == 0);
+        let chain = StateBlock { chain_crc: r.state.chain_crc ^ 1, ..r.state.clone() };
+        assert!(matches!(walk_all(&chain), Err(Error::ChainMismatch)));
+        let end = StateBlock { data_end: r.state.data_end + BLOCK as u64, ..r.state.clone() };
+        assert!(matches!(walk_all(&end), Err(Error::BadField { field: "data end", .. })));
+        // A header out of place: the second chunk's where the first belongs.
+        let mut walk = ChunkWalk::new(&r.state);
+        assert!(matches!(walk.take(&img[starts[1] as usize..]), Err(Error::BadField { field: "index", .. })));
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::devmem::{DevMem, Writer};
-use crate::image::{self, Header, ReadError, Reader, State, PAGE};
+use crate::direct_io::{BatchReader, ReadBatch};
+use crate::image::{self, ChunkWalk, Header, ReadError, Reader, State, BLOCK, PAGE};
 use crate::pipeline::{Budget, Ordered};
 use crate::progress::Progress;
 use crate::target::Target;
@@ -130,7 +131,9 @@ struct Dest {
 /// A's memory on a worker.
 struct DecodeJob {
     info: Option<image::ChunkInfo>,
-    raw: Vec<u8>,
+    /// The batch of the image holding the chunk, and where the chunk
+    /// starts on disk; let go as soon as the chunk is decoded.
+    raw: Option<(Arc<ReadBatch>, u64)>,
     runs: Vec<image::Run>,
     zero_runs: Vec<image::Run>,
     pages: Vec<u8>,
@@ -145,30 +148,27 @@ struct DecodeJob {
 }
 
 impl DecodeJob {
-    /// Bytes one job holds: the chunk as read and its pages unpacked.
-    const BYTES: u64 = (2 * image::MAX_CHUNK_PAGES * PAGE + 4 * image::BLOCK) as u64;
+    /// Bytes one job holds: its pages unpacked (the chunk as read stays
+    /// in the reader's batch).
+    const BYTES: u64 = (image::MAX_CHUNK_PAGES * PAGE + 4 * BLOCK) as u64;
 
     fn new(dest: Arc<Dest>, writer: Writer) -> Self {
-        DecodeJob {
-            info: None,
-            raw: Vec::new(),
-            runs: Vec::new(),
-            zero_runs: Vec::new(),
-            pages: Vec::new(),
-            result: Ok(()),
-            dest,
-            writer,
-            writing: Duration::ZERO,
-        }
+        DecodeJob { info: None, raw: None, runs: Vec::new(), zero_runs: Vec::new(), pages: Vec::new(), result: Ok(()), dest, writer, writing: Duration::ZERO }
     }
 }
 
 fn decode(job: &mut DecodeJob) {
-    let Some(info) = &job.info else {
+    let (Some(info), Some((batch, at))) = (&job.info, job.raw.take()) else {
         job.result = Ok(());
         return;
     };
-    if let Err(e) = image::decode_chunk(&job.raw, info, &mut job.runs, &mut job.zero_runs, &mut job.pages) {
+    let decoded = match batch.get(at, info.disk_len) {
+        Some(raw) => image::decode_chunk(raw, info, &mut job.runs, &mut job.zero_runs, &mut job.pages),
+        None => Err(image::Error::Truncated { what: format!("chunk {}", info.index) }),
+    };
+    // The batch goes back to the reader before the slow part.
+    drop(batch);
+    if let Err(e) = decoded {
         job.result = Err(Failure { error: Error::Msg(format!("{e}")), image_at_fault: true });
         return;
     }
@@ -205,8 +205,12 @@ fn write_pages(job: &mut DecodeJob) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Bytes of the image read at a time.
-const READ_BUFFER: usize = 8 << 20;
+/// Bytes of the image read at a time, and how many such batches go
+/// round: enough that the reader seldom waits for the workers to let go
+/// of one (a batch holds at least three chunks).
+const READ_BATCH: usize = 4 << 20;
+const READ_BATCHES: usize = 3;
+const _: () = assert!(3 * image::MAX_CHUNK_DISK_LEN <= READ_BATCH);
 
 /// Bytes of A's memory mapped at a time while writing it.
 const WRITE_WINDOW: u64 = 64 << 20;
@@ -277,31 +281,58 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
         }
         Ok(())
     };
-    let mut file = &img.file;
-    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(|e| Error::io(format!("reading {}", img.name), e))?;
-    let mut reader = Reader::open(std::io::BufReader::with_capacity(READ_BUFFER, file)).map_err(|e| fault(e, &img.name))?;
+    // The image is read in large batches around the page cache, and each
+    // chunk decoded straight out of its batch: under emulation, copying
+    // the image out of the page cache and then out of a buffer took half
+    // of D's main thread.
+    let mut reader = BatchReader::new(&img.file, READ_BATCHES, READ_BATCH)?;
+    let mut walk = ChunkWalk::new(&img.state);
+    let mut current: Option<Arc<ReadBatch>> = None;
+    let bad_image = |e: image::Error| fault(ReadError::Format(e), &img.name);
     let total = h.stored_pages.max(1);
     let mut written = 0u64;
     let mut progress = Progress::new("restoring", total * PAGE as u64);
     // Worker threads check and unpack chunks while this thread reads the
     // next ones and writes finished ones into A's memory, in order.
     // As many jobs as this kernel's free memory holds besides the reader's
-    // buffer (the image's page cache can be dropped again).
-    let (budget, _) = Budget::for_this_kernel(READ_BUFFER as u64 + (2 << 20), DecodeJob::BYTES)?;
+    // batches.
+    let (budget, _) = Budget::for_this_kernel((READ_BATCHES * READ_BATCH) as u64 + (2 << 20), DecodeJob::BYTES)?;
     let mut ordered = Ordered::new(budget.workers, budget.in_flight, decode, "kjump-decode")?;
     let mut spare: Vec<DecodeJob> = Vec::new();
     let new_job = || DecodeJob::new(Arc::clone(&dest), Writer::new(Arc::clone(mem), WORKER_WINDOW));
     let mut read_all = false;
     loop {
         while !read_all && !ordered.is_full() {
-            let mut job = spare.pop().unwrap_or_else(new_job);
-            match reader.next_raw(&mut job.raw).map_err(|e| fault(e, &img.name))? {
-                Some(info) => {
-                    job.info = Some(info);
-                    ordered.submit(job)?;
+            let Some(at) = walk.next_offset().map_err(bad_image)? else {
+                read_all = true;
+                break;
+            };
+            // The chunk from the batch read last, or a new batch from its
+            // start (the largest chunk fits one).
+            let index = walk.next_index();
+            let holds_chunk =
+                |b: &ReadBatch| b.get(at, BLOCK).and_then(|head| image::parse_chunk_header(head, index).ok()).is_some_and(|i| b.get(at, i.disk_len).is_some());
+            if !current.as_deref().is_some_and(holds_chunk) {
+                // Let go of the old batch first: it may be the one free.
+                drop(current.take());
+                current = reader.read(at, img.state.data_end)?;
+                if current.is_none() {
+                    if ordered.outstanding() == 0 {
+                        return Err(Error::Msg("reading the image: every read batch is held, with no chunk being decoded".into()).into());
+                    }
+                    // Every batch is held by chunks being decoded: take one back.
+                    break;
                 }
-                None => read_all = true,
             }
+            let Some(batch) = current.clone() else { break };
+            let head = batch.get(at, BLOCK).ok_or_else(|| bad_image(image::Error::Truncated { what: format!("chunk {index}") }))?;
+            let info = walk.take(head).map_err(bad_image)?;
+            if batch.get(at, info.disk_len).is_none() {
+                return Err(bad_image(image::Error::Truncated { what: format!("chunk {index}") }));
+            }
+            let mut job = spare.pop().unwrap_or_else(new_job);
+            (job.info, job.raw) = (Some(info), Some((batch, at)));
+            ordered.submit(job)?;
         }
         let t = Instant::now();
         let next = ordered.wait_next()?;
