@@ -625,6 +625,26 @@ pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Er
 /// decodes it: its runs into `runs`, its runs of zero pages into
 /// `zero_runs`, its pages into `pages`.
 pub fn decode_chunk(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Result<(), Error> {
+    if let ChunkPages::InChunk(stored) = decode_chunk_in_place(b, info, runs, zero_runs, pages)? {
+        pages.clear();
+        pages.extend_from_slice(&b[stored]);
+    }
+    Ok(())
+}
+
+/// Where [`decode_chunk_in_place`] left a chunk's stored pages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChunkPages {
+    /// In the chunk itself, at this range of its bytes (stored without
+    /// compression: nothing to copy).
+    InChunk(std::ops::Range<usize>),
+    /// In the `pages` buffer, decompressed.
+    InBuffer,
+}
+
+/// [`decode_chunk`] without copying pages stored as they are: those stay
+/// in `b`, and `pages` is left alone.
+pub fn decode_chunk_in_place(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Result<ChunkPages, Error> {
     let what = || format!("chunk {}", info.index);
     let runs_len = (info.run_count + info.zero_run_count) * 16;
     let body_end = CHUNK_HEADER + runs_len + info.stored_len;
@@ -635,10 +655,12 @@ pub fn decode_chunk(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: 
     parse_runs(body, info, runs, zero_runs)?;
     let stored = &body[runs_len..];
     let raw_len = info.page_count * PAGE;
-    pages.clear();
     match info.compression {
-        Compression::None => pages.extend_from_slice(stored),
+        Compression::None => return Ok(ChunkPages::InChunk(CHUNK_HEADER + runs_len..body_end)),
         Compression::Lz4 => {
+            // Sized without clearing first: zero-filling a chunk's worth
+            // each time is wasted work, since decompressing writes every
+            // byte (the length is checked below).
             pages.resize(raw_len, 0);
             match lz4_flex::block::decompress_into(stored, pages) {
                 Ok(n) if n == raw_len => {}
@@ -653,7 +675,7 @@ pub fn decode_chunk(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: 
             *pages = out;
         }
     }
-    Ok(())
+    Ok(ChunkPages::InBuffer)
 }
 
 /// Reads a chunk's runs from `body` (the bytes after its header): the
@@ -1254,6 +1276,36 @@ mod tests {
             Err(ReadError::Format(Error::Truncated { what })) => assert_eq!(what, "chunk 1"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn pages_stored_as_they_are_are_decoded_in_place() {
+        let (img, all) = image(Compression::Lz4);
+        let r = Reader::open(&img[..]).unwrap();
+        let mut walk = ChunkWalk::new(&r.state);
+        let (mut runs, mut zero_runs) = (Vec::new(), Vec::new());
+        let mut pages = b"left alone".to_vec();
+        // Chunk 0 (text) is compressed, chunk 1 (noise) stored as it is.
+        let at0 = walk.next_offset().unwrap().unwrap() as usize;
+        let info0 = walk.take(&img[at0..]).unwrap();
+        let c0 = &img[at0..at0 + info0.disk_len];
+        assert_eq!(decode_chunk_in_place(c0, &info0, &mut runs, &mut zero_runs, &mut pages).unwrap(), ChunkPages::InBuffer);
+        assert!(pages == all[..3 * PAGE]);
+        let at1 = walk.next_offset().unwrap().unwrap() as usize;
+        let info1 = walk.take(&img[at1..]).unwrap();
+        assert_eq!(info1.compression, Compression::None);
+        let c1 = &img[at1..at1 + info1.disk_len];
+        pages = b"left alone".to_vec();
+        match decode_chunk_in_place(c1, &info1, &mut runs, &mut zero_runs, &mut pages).unwrap() {
+            ChunkPages::InChunk(range) => assert!(c1[range] == all[3 * PAGE..]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pages, b"left alone");
+        assert_eq!(runs, [(0x300, 2)]);
+        // Checked all the same: a flipped stored byte is refused.
+        let mut bad = c1.to_vec();
+        bad[CHUNK_HEADER + 16 + info1.stored_len - 1] ^= 1;
+        assert!(matches!(decode_chunk_in_place(&bad, &info1, &mut runs, &mut zero_runs, &mut pages), Err(Error::BadChecksum { .. })));
     }
 
     #[test]

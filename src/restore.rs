@@ -162,31 +162,41 @@ fn decode(job: &mut DecodeJob) {
         job.result = Ok(());
         return;
     };
-    let decoded = match batch.get(at, info.disk_len) {
-        Some(raw) => image::decode_chunk(raw, info, &mut job.runs, &mut job.zero_runs, &mut job.pages),
-        None => Err(image::Error::Truncated { what: format!("chunk {}", info.index) }),
-    };
-    // The batch goes back to the reader before the slow part.
-    drop(batch);
-    if let Err(e) = decoded {
-        job.result = Err(Failure { error: Error::Msg(format!("{e}")), image_at_fault: true });
+    let Some(raw) = batch.get(at, info.disk_len) else {
+        job.result = Err(Failure { error: Error::Msg(format!("chunk {}: truncated", info.index)), image_at_fault: true });
         return;
-    }
+    };
+    // Pages stored as they are are written straight from the batch;
+    // compressed ones from `pages`.
+    let stored = match image::decode_chunk_in_place(raw, info, &mut job.runs, &mut job.zero_runs, &mut job.pages) {
+        Ok(image::ChunkPages::InChunk(range)) => {
+            // The main thread gathers low memory from `pages` after the
+            // batch is gone: only the chunks that reach it are copied.
+            if job.runs.iter().any(|&(pfn, _)| pfn.saturating_mul(PAGE as u64) < job.dest.low_end) {
+                job.pages.clear();
+                job.pages.extend_from_slice(&raw[range.clone()]);
+            }
+            &raw[range]
+        }
+        Ok(image::ChunkPages::InBuffer) => &job.pages[..],
+        Err(e) => {
+            job.result = Err(Failure { error: Error::Msg(format!("{e}")), image_at_fault: true });
+            return;
+        }
+    };
     let t = Instant::now();
-    job.result = write_pages(job);
+    job.result = write_pages(&job.dest, &mut job.writer, info.index, &job.runs, &job.zero_runs, stored);
     job.writing += t.elapsed();
 }
 
-/// Writes a decoded chunk's stored pages, and zeros over its zero pages,
-/// above A's low memory. The pre-pass checked every run; each is checked
-/// again here (inside one RAM range, outside the region) since this is the
-/// step that writes.
-fn write_pages(job: &mut DecodeJob) -> Result<(), Failure> {
-    let (dest, writer) = (&job.dest, &mut job.writer);
-    let index = job.info.as_ref().map_or(0, |i| i.index);
+/// Writes a decoded chunk's stored pages (`stored`, in the order of
+/// `runs`), and zeros over its zero pages, above A's low memory. The
+/// pre-pass checked every run; each is checked again here (inside one RAM
+/// range, outside the region) since this is the step that writes.
+fn write_pages(dest: &Dest, writer: &mut Writer, index: u64, runs: &[image::Run], zero_runs: &[image::Run], stored: &[u8]) -> Result<(), Failure> {
     let bad = |what: String| Failure { error: Error::Msg(format!("chunk {index}: {what}")), image_at_fault: true };
     let mut at = 0usize;
-    for (zero, &(pfn, n)) in job.runs.iter().map(|r| (false, r)).chain(job.zero_runs.iter().map(|r| (true, r))) {
+    for (zero, &(pfn, n)) in runs.iter().map(|r| (false, r)).chain(zero_runs.iter().map(|r| (true, r))) {
         let addr = pfn.checked_mul(PAGE as u64).ok_or_else(|| bad(format!("page {pfn:#x} out of range")))?;
         let len = n * PAGE as u64;
         let range = range_of(&dest.ram, addr, len).map_err(|e| bad(e.to_string()))?;
@@ -195,7 +205,11 @@ fn write_pages(job: &mut DecodeJob) -> Result<(), Failure> {
         }
         let skip = dest.low_end.saturating_sub(addr).min(len);
         if skip < len {
-            let data = if zero { None } else { Some(&job.pages[at + skip as usize..at + len as usize]) };
+            let data = if zero {
+                None
+            } else {
+                Some(stored.get(at + skip as usize..at + len as usize).ok_or_else(|| bad("fewer stored pages than its runs".into()))?)
+            };
             writer.write(addr + skip, len - skip, data, range)?;
         }
         if !zero {
@@ -209,7 +223,7 @@ fn write_pages(job: &mut DecodeJob) -> Result<(), Failure> {
 /// round: enough that the reader seldom waits for the workers to let go
 /// of one (a batch holds at least three chunks).
 const READ_BATCH: usize = 4 << 20;
-const READ_BATCHES: usize = 3;
+const READ_BATCHES: usize = 4;
 const _: () = assert!(3 * image::MAX_CHUNK_DISK_LEN <= READ_BATCH);
 
 /// Bytes of A's memory mapped at a time while writing it.
@@ -359,7 +373,11 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
             if !zero {
                 if addr < low_end {
                     let n_low = (low_end.min(addr + len) - addr) as usize;
-                    low[addr as usize..addr as usize + n_low].copy_from_slice(&pages[at..at + n_low]);
+                    let from = pages.get(at..at + n_low).ok_or_else(|| Failure {
+                        error: Error::Msg(format!("{}: chunk {}: fewer stored pages than its runs", img.name, info.index)),
+                        image_at_fault: true,
+                    })?;
+                    low[addr as usize..addr as usize + n_low].copy_from_slice(from);
                 }
                 at += len as usize;
                 written += n;
