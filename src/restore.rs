@@ -132,7 +132,7 @@ struct Dest {
 struct DecodeJob {
     info: Option<image::ChunkInfo>,
     /// The batch of the image holding the chunk, and where the chunk
-    /// starts on disk; let go as soon as the chunk is decoded.
+    /// starts on disk; let go once the chunk's pages are written.
     raw: Option<(Arc<ReadBatch>, u64)>,
     runs: Vec<image::Run>,
     zero_runs: Vec<image::Run>,
