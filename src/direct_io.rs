@@ -80,6 +80,15 @@ pub fn reopen_direct(f: &File, write: bool) -> Option<OwnedFd> {
     rustix::fs::open(path.as_str(), access | OFlags::DIRECT | OFlags::CLOEXEC, Mode::empty()).ok()
 }
 
+/// A handle on `file` with `O_DIRECT` where it takes it (and `true`),
+/// else a duplicate of `file`'s own (and `false`).
+fn direct_or_buffered(file: &File, write: bool) -> Result<(OwnedFd, bool), Error> {
+    match reopen_direct(file, write) {
+        Some(fd) => Ok((fd, true)),
+        None => Ok((file.as_fd().try_clone_to_owned().map_err(|e| Error::io("duplicating the target's handle", e))?, false)),
+    }
+}
+
 /// Bytes of a file read with one large aligned read, shared read-only
 /// by the jobs that decode them (on other threads) through an `Arc`.
 pub struct ReadBatch {
@@ -109,12 +118,7 @@ pub struct BatchReader {
 impl BatchReader {
     /// Reads `file` in `batches` batches of `size` bytes (a multiple of [`ALIGN`]).
     pub fn new(file: &File, batches: usize, size: usize) -> Result<Self, Error> {
-        let direct_fd = reopen_direct(file, false);
-        let direct = direct_fd.is_some();
-        let fd: OwnedFd = match direct_fd {
-            Some(fd) => fd,
-            None => file.as_fd().try_clone_to_owned().map_err(|e| Error::io("duplicating the target's handle", e))?,
-        };
+        let (fd, direct) = direct_or_buffered(file, false)?;
         let size = size.next_multiple_of(ALIGN);
         let pool =
             (0..batches.max(1)).map(|_| Aligned::new(size).map(|buf| std::sync::Arc::new(ReadBatch { buf, at: 0, len: 0 }))).collect::<Result<_, _>>()?;
@@ -194,12 +198,7 @@ impl BatchWriter {
     /// batches of `batch` bytes (a multiple of [`ALIGN`]), with `O_DIRECT`
     /// where the file takes it, buffered through `file` where not.
     pub fn new(file: &File, start: u64, batch: usize) -> Result<Self, Error> {
-        let direct_fd = reopen_direct(file, true);
-        let direct = direct_fd.is_some();
-        let fd: OwnedFd = match direct_fd {
-            Some(fd) => fd,
-            None => file.as_fd().try_clone_to_owned().map_err(|e| Error::io("duplicating the target's handle", e))?,
-        };
+        let (fd, direct) = direct_or_buffered(file, true)?;
         let (full_tx, full_rx) = sync_channel::<Batch>(1);
         let (empty_tx, empty_rx) = sync_channel::<Batch>(2);
         empty_tx.send(Batch { buf: Aligned::new(batch)?, len: 0, at: 0 }).map_err(|_| Error::Msg("starting the image writer".into()))?;
