@@ -111,23 +111,17 @@ impl ReadBatch {
 /// else holds it.
 pub struct BatchReader {
     fd: OwnedFd,
-    direct: bool,
     pool: Vec<std::sync::Arc<ReadBatch>>,
 }
 
 impl BatchReader {
     /// Reads `file` in `batches` batches of `size` bytes (a multiple of [`ALIGN`]).
     pub fn new(file: &File, batches: usize, size: usize) -> Result<Self, Error> {
-        let (fd, direct) = direct_or_buffered(file, false)?;
+        let (fd, _) = direct_or_buffered(file, false)?;
         let size = size.next_multiple_of(ALIGN);
         let pool =
             (0..batches.max(1)).map(|_| Aligned::new(size).map(|buf| std::sync::Arc::new(ReadBatch { buf, at: 0, len: 0 }))).collect::<Result<_, _>>()?;
-        Ok(BatchReader { fd, direct, pool })
-    }
-
-    /// Whether data comes around the page cache.
-    pub fn is_direct(&self) -> bool {
-        self.direct
+        Ok(BatchReader { fd, pool })
     }
 
     /// A batch of the file from `at` (a multiple of [`ALIGN`]), as much as
