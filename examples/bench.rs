@@ -217,17 +217,18 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
     } else {
         None
     };
-    let t1 = Instant::now();
     let cfg = VmConfig { name: &format!("{name}-c"), memory_mib: MEMORY_MIB, cpus: CPUS, initrd, append: &resume_append, echo: false, disks, uuid: None };
     let mut c = match entry {
         Some((kernel, cmdline, d_initrd)) => Vm::start_with(&kernel, &cmdline, VmConfig { initrd: d_initrd, ..cfg }),
         None => Vm::start(p, cfg),
     };
-    let back = c.try_in_order(&["A: hibernate returned"], TIMEOUT).map(|_| t1.elapsed().as_secs_f64());
+    // Timed from QEMU's start (a restart, if the boot hung before any
+    // program ran: see harness::BOOT_STALL).
+    let back = c.try_in_order(&["A: hibernate returned"], TIMEOUT).map(|_| c.started().elapsed().as_secs_f64());
     match back.and_then(|b| c.try_in_order(&["A: workload intact"], TIMEOUT).map(|_| b)) {
         Ok(b) => {
             run.back_s = Some(b);
-            run.resume_s = Some(t1.elapsed().as_secs_f64());
+            run.resume_s = Some(c.started().elapsed().as_secs_f64());
             run.ok = true;
         }
         Err(e) => {

@@ -16,6 +16,17 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// Generous limit for one VM run under TCG.
 pub const VM_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How long a freshly started guest may leave its console silent before
+/// its first program runs. A boot under TCG prints a line at least every
+/// second or two; QEMU has been seen (rarely) to hang a plain boot during
+/// PCI setup, before any of kjump's code runs. Such a guest is restarted
+/// once, since nothing has touched its disks yet.
+pub const BOOT_STALL: Duration = Duration::from_secs(60);
+
+/// Console text that shows a program has run in the guest: from then on a
+/// guest is never restarted, whatever it does.
+const USERSPACE_MARKERS: [&str; 3] = ["Run /", "kjump-init", "\nA: "];
+
 /// Where the test kernel and the built binaries are.
 pub struct Paths {
     pub kernel: PathBuf,
@@ -84,10 +95,20 @@ pub fn a_initramfs(p: &Paths, script: &str) -> Vec<u8> {
 /// A QEMU guest; killed when dropped.
 pub struct Vm {
     child: Option<Child>,
+    /// QEMU's arguments, to start the guest again if it hangs at boot.
+    args: Vec<std::ffi::OsString>,
     log: PathBuf,
     seen: usize,
     echo: bool,
     name: String,
+    /// When the current QEMU process started.
+    started: Instant,
+    /// When the console last grew, and to what length.
+    quiet_since: Instant,
+    log_len: usize,
+    /// Whether a program has run in this guest (see [`USERSPACE_MARKERS`]).
+    userspace: bool,
+    restarted: bool,
     _dir: TempDir,
 }
 
@@ -146,28 +167,85 @@ impl Vm {
         std::fs::write(&initrd, &cfg.initrd).unwrap();
         let log = dir.0.join("serial.log");
         std::fs::write(&log, b"").unwrap();
-        let mut cmd = Command::new("qemu-system-x86_64");
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
         for d in &cfg.disks {
-            cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio,cache=unsafe,discard=unmap", d.display()));
+            args.push("-drive".into());
+            args.push(format!("file={},format=raw,if=virtio,cache=unsafe,discard=unmap", d.display()).into());
         }
-        cmd.args(["-uuid", cfg.uuid.unwrap_or(MACHINE_UUID)]);
-        let child = cmd
-            .args(["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot"])
-            .args(["-m", &cfg.memory_mib.to_string(), "-smp", &cfg.cpus.to_string()])
-            .arg("-serial")
-            .arg(format!("file:{}", log.display()))
-            .arg("-kernel")
-            .arg(kernel)
-            .arg("-initrd")
-            .arg(&initrd)
-            .arg("-append")
-            .arg(cmdline)
+        let uuid = cfg.uuid.unwrap_or(MACHINE_UUID);
+        let memory = cfg.memory_mib.to_string();
+        let cpus = cfg.cpus.to_string();
+        let serial = format!("file:{}", log.display());
+        for a in ["-uuid", uuid, "-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot", "-m", &memory, "-smp", &cpus, "-serial", &serial] {
+            args.push(a.into());
+        }
+        for (flag, value) in [("-kernel", kernel.as_os_str()), ("-initrd", initrd.as_os_str()), ("-append", cmdline.as_ref())] {
+            args.push(flag.into());
+            args.push(value.into());
+        }
+        let now = Instant::now();
+        let mut vm = Vm {
+            child: None,
+            args,
+            log,
+            seen: 0,
+            echo: cfg.echo,
+            name: cfg.name.to_string(),
+            started: now,
+            quiet_since: now,
+            log_len: 0,
+            userspace: false,
+            restarted: false,
+            _dir: dir,
+        };
+        vm.spawn();
+        vm
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("qemu-system-x86_64")
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("starting qemu-system-x86_64 (run 'make deps')");
-        Vm { child: Some(child), log, seen: 0, echo: cfg.echo, name: cfg.name.to_string(), _dir: dir }
+        self.child = Some(child);
+        self.started = Instant::now();
+        self.quiet_since = self.started;
+        self.log_len = 0;
+    }
+
+    /// When the running QEMU process started: after a restart at boot
+    /// (see [`BOOT_STALL`]), the restart's time.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Restarts a guest whose console has been silent for [`BOOT_STALL`]
+    /// before any program ran in it, once; the hung boot's console is kept
+    /// beside the new one as `serial.log.hung`.
+    fn watch_boot(&mut self, log: &str) {
+        if log.len() != self.log_len {
+            self.log_len = log.len();
+            self.quiet_since = Instant::now();
+        }
+        if !self.userspace {
+            let text = format!("\n{log}");
+            self.userspace = USERSPACE_MARKERS.iter().any(|m| text.contains(m));
+        }
+        let running = self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none());
+        if self.userspace || self.restarted || !running || self.quiet_since.elapsed() < BOOT_STALL {
+            return;
+        }
+        self.kill();
+        let tail = log.lines().last().unwrap_or("(nothing)");
+        eprintln!("[{}] QEMU hung at boot, console silent for {} s after: {tail}; starting it again", self.name, BOOT_STALL.as_secs());
+        let _ = std::fs::rename(&self.log, self.log.with_extension("log.hung"));
+        std::fs::write(&self.log, b"").unwrap();
+        self.seen = 0;
+        self.restarted = true;
+        self.spawn();
     }
 
     /// The whole serial log so far.
@@ -212,6 +290,7 @@ impl Vm {
         loop {
             let log = self.log();
             self.poll_echo(&log);
+            self.watch_boot(&log);
             let mut at = 0;
             let mut lines = Vec::new();
             for m in markers {
@@ -270,6 +349,7 @@ impl Vm {
         loop {
             let log = self.log();
             self.poll_echo(&log);
+            self.watch_boot(&log);
             if let Some(c) = self.child.as_mut() {
                 if c.try_wait().ok().flatten().is_some() {
                     self.child = None;
