@@ -437,6 +437,32 @@ mod tests {
         assert!(conflict(&f, &[]).is_err(), "a missing path");
     }
 
+    /// A sysfs-like tree: disk `sda` held by `dm-0`, its partition `sda1`
+    /// held by `md127`, partition `sda2` held by nothing, and a `queue`
+    /// directory that is no partition (its `holders` must not count).
+    #[test]
+    fn holders_of_a_disk_and_of_its_partitions_are_found() {
+        let root = std::env::temp_dir().join(format!("kjump-holders-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let disk = root.join("sda");
+        for d in ["holders/dm-0", "sda1/holders/md127", "sda2/holders", "queue/holders/not-a-holder"] {
+            std::fs::create_dir_all(disk.join(d)).unwrap();
+        }
+        for p in ["sda1", "sda2"] {
+            std::fs::write(disk.join(p).join("partition"), b"1\n").unwrap();
+        }
+        let mut held = holders(&disk);
+        held.sort();
+        let (of_sda1, of_sda2) = (holders(&disk.join("sda1")), holders(&disk.join("sda2")));
+        let wholes = (whole_disk(&disk.join("sda1")), whole_disk(&disk));
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(held, ["dm-0", "md127"]);
+        assert_eq!(of_sda1, ["md127"]);
+        assert!(of_sda2.is_empty());
+        assert_eq!(wholes, (disk.clone(), disk));
+        assert!(holders(&root.join("gone")).is_empty(), "a missing directory holds nothing");
+    }
+
     #[test]
     fn swaps() {
         let text = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/dev/vdb1                               partition\t1048572\t\t0\t\t-2\n/swap\\040file file 100 0 -3\n";
