@@ -694,7 +694,18 @@ fn restore_mode_args(tgt: &target::Target, s: &Settings) -> String {
 /// `kjump::boot_entry`): the hibernation kernel asking to run at the
 /// region, its initramfs, and D's command line, which reserves the rest of
 /// this machine's RAM.
+/// Where a kernel booted through UEFI finds its firmware's tables.
+const EFI_SYSFS: &str = "/sys/firmware/efi";
+
 fn cmd_boot_entry(s: &Settings, dir: &str) -> Result<(), Error> {
+    // Under UEFI the boot loader starts the kernel through its EFI stub,
+    // which places the kernel itself, not at the entry's address; D would
+    // then find itself outside the region and refuse at every resume.
+    if std::path::Path::new(EFI_SYSFS).exists() {
+        return Err(Error::Msg(
+            "boot-entry: this machine booted through UEFI, where the kernel's EFI stub places the restore kernel itself and it would refuse to run; resume through the normal boot instead (kjump resume in the initramfs)".into(),
+        ));
+    }
     let text = s.target.as_deref().ok_or_else(|| Error::Msg("boot-entry: no target; pass --target or set target= in /etc/kjump.conf".into()))?;
     let tgt = target::parse(text).map_err(|e| Error::Msg(format!("boot-entry: target {text}: {e}")))?;
     let dev = target::wait_for(&tgt.device, Duration::from_secs(s.wait), |m| eprintln!("kjump: boot-entry: {m}"))?;
