@@ -6,7 +6,7 @@
 set -eu
 missing=""
 for pkg in qemu-system-x86 linux-source-6.12 busybox-static build-essential flex bison bc \
-           libelf-dev libssl-dev cpio xz-utils e2fsprogs lz4 debootstrap; do
+           libelf-dev libssl-dev cpio xz-utils e2fsprogs lz4 debootstrap ovmf; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then

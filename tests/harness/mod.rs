@@ -150,6 +150,9 @@ pub struct VmConfig<'a> {
     pub uuid: Option<&'a str>,
 }
 
+/// UEFI firmware for QEMU (Debian's `ovmf` package), for [`Vm::start_uefi`].
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
 /// The system UUID the test machines share.
 pub const MACHINE_UUID: &str = "6b29fc40-ca47-1067-b31d-00dd010662da";
 
@@ -159,9 +162,23 @@ impl Vm {
         Vm::start_with(&p.kernel, &cmdline, cfg)
     }
 
+    /// Like [`Vm::start`], on UEFI firmware ([`OVMF`]): the kernel boots
+    /// through its EFI stub, as on a machine whose boot loader is an EFI
+    /// application.
+    pub fn start_uefi(p: &Paths, cfg: VmConfig<'_>) -> Vm {
+        assert!(Path::new(OVMF).exists(), "{OVMF} is missing: run 'make test' (make deps installs ovmf)");
+        let cmdline = format!("console=ttyS0 rdinit=/init panic=-1 {}", cfg.append);
+        Vm::launch(&p.kernel, &cmdline, cfg, &["-bios", OVMF])
+    }
+
     /// A guest started straight into `kernel` with exactly `cmdline`, as a
     /// boot loader entry would (`cfg.append` is not used).
     pub fn start_with(kernel: &Path, cmdline: &str, cfg: VmConfig<'_>) -> Vm {
+        Vm::launch(kernel, cmdline, cfg, &[])
+    }
+
+    /// Starts QEMU on `kernel` with `cmdline`, adding `firmware_args`.
+    fn launch(kernel: &Path, cmdline: &str, cfg: VmConfig<'_>, firmware_args: &[&str]) -> Vm {
         let dir = TempDir::new(cfg.name);
         let initrd = dir.0.join("a-initramfs.img");
         std::fs::write(&initrd, &cfg.initrd).unwrap();
@@ -179,6 +196,7 @@ impl Vm {
         for a in ["-uuid", uuid, "-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot", "-m", &memory, "-smp", &cpus, "-serial", &serial] {
             args.push(a.into());
         }
+        args.extend(firmware_args.iter().map(std::ffi::OsString::from));
         for (flag, value) in [("-kernel", kernel.as_os_str()), ("-initrd", initrd.as_os_str()), ("-append", cmdline.as_ref())] {
             args.push(flag.into());
             args.push(value.into());
