@@ -156,9 +156,14 @@ pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 /// The system UUID the test machines share.
 pub const MACHINE_UUID: &str = "6b29fc40-ca47-1067-b31d-00dd010662da";
 
+/// The command line of a guest booting the test kernel into A's initramfs.
+fn a_cmdline(append: &str) -> String {
+    format!("console=ttyS0 rdinit=/init panic=-1 {append}")
+}
+
 impl Vm {
     pub fn start(p: &Paths, cfg: VmConfig<'_>) -> Vm {
-        let cmdline = format!("console=ttyS0 rdinit=/init panic=-1 {}", cfg.append);
+        let cmdline = a_cmdline(cfg.append);
         Vm::start_with(&p.kernel, &cmdline, cfg)
     }
 
@@ -167,7 +172,7 @@ impl Vm {
     /// application.
     pub fn start_uefi(p: &Paths, cfg: VmConfig<'_>) -> Vm {
         assert!(Path::new(OVMF).exists(), "{OVMF} is missing: run 'make test' (make deps installs ovmf)");
-        let cmdline = format!("console=ttyS0 rdinit=/init panic=-1 {}", cfg.append);
+        let cmdline = a_cmdline(cfg.append);
         Vm::launch(&p.kernel, &cmdline, cfg, &["-bios", OVMF])
     }
 
