@@ -150,8 +150,10 @@ pub struct VmConfig<'a> {
     pub uuid: Option<&'a str>,
 }
 
-/// UEFI firmware for QEMU (Debian's `ovmf` package), for [`Vm::start_uefi`].
-pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+/// UEFI firmware for QEMU (Debian's `ovmf` package), for [`Vm::start_uefi`]:
+/// its code, and the empty variable store each machine starts from.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
 
 /// The system UUID the test machines share.
 pub const MACHINE_UUID: &str = "6b29fc40-ca47-1067-b31d-00dd010662da";
@@ -167,13 +169,21 @@ impl Vm {
         Vm::start_with(&p.kernel, &cmdline, cfg)
     }
 
-    /// Like [`Vm::start`], on UEFI firmware ([`OVMF`]): the kernel boots
-    /// through its EFI stub, as on a machine whose boot loader is an EFI
-    /// application.
-    pub fn start_uefi(p: &Paths, cfg: VmConfig<'_>) -> Vm {
-        assert!(Path::new(OVMF).exists(), "{OVMF} is missing: run 'make test' (make deps installs ovmf)");
-        let cmdline = a_cmdline(cfg.append);
-        Vm::launch(&p.kernel, &cmdline, cfg, &["-bios", OVMF])
+    /// Like [`Vm::start`], on UEFI firmware ([`OVMF_CODE`]): the kernel
+    /// boots through its EFI stub, as on a machine whose boot loader is an
+    /// EFI application. `vars` is the firmware's variable store (a copy of
+    /// [`OVMF_VARS`]); passing the same file to each boot keeps variables
+    /// across power cycles, as a machine's NVRAM does.
+    pub fn start_uefi(p: &Paths, cfg: VmConfig<'_>, vars: &Path) -> Vm {
+        for f in [OVMF_CODE, OVMF_VARS] {
+            assert!(Path::new(f).exists(), "{f} is missing: run 'make test' (make deps installs ovmf)");
+        }
+        if !vars.exists() {
+            std::fs::copy(OVMF_VARS, vars).unwrap();
+        }
+        let code = format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}");
+        let store = format!("if=pflash,format=raw,file={}", vars.display());
+        Vm::launch(&p.kernel, &a_cmdline(cfg.append), cfg, &["-drive", &code, "-drive", &store])
     }
 
     /// A guest started straight into `kernel` with exactly `cmdline`, as a
