@@ -690,13 +690,13 @@ fn restore_mode_args(tgt: &target::Target, s: &Settings) -> String {
     format!("kjump.mode=restore kjump.target={tgt} kjump.wait={} kjump.keep={}", s.wait, u8::from(s.keep))
 }
 
+/// Where a kernel booted through UEFI finds its firmware's tables.
+const EFI_SYSFS: &str = "/sys/firmware/efi";
+
 /// Writes the files of a boot loader entry that starts D directly (see
 /// `kjump::boot_entry`): the hibernation kernel asking to run at the
 /// region, its initramfs, and D's command line, which reserves the rest of
 /// this machine's RAM.
-/// Where a kernel booted through UEFI finds its firmware's tables.
-const EFI_SYSFS: &str = "/sys/firmware/efi";
-
 fn cmd_boot_entry(s: &Settings, dir: &str) -> Result<(), Error> {
     // Under UEFI the boot loader starts the kernel through its EFI stub,
     // which places the kernel itself, not at the entry's address; D would
