@@ -23,6 +23,9 @@
 //! - `kjump.resident=1` — B was loaded by `kjump load`: it checks the target,
 //!   parks and goes back to A, and saves when A enters it again
 //!   (see `kjump::resident`).
+//! - `kjump.snapshot=1` — D may resume an image committed as a snapshot.
+//! - `kjump.attempts=N` — D gives the image up (marks it bad) once the
+//!   restore kernel was started more than N times for it.
 //!
 //! The parser never panics and never allocates: every malformed value is an
 //! [`Error`] that names the parameter.
@@ -119,6 +122,11 @@ pub struct Params<'a> {
     /// `kjump.resident=1`: B boots ahead of time, goes back to A at once and
     /// waits there, parked, until A enters it again to hibernate.
     pub resident: bool,
+    /// `kjump.snapshot=1`: D may resume an image committed as a snapshot
+    /// (`kjump resume --snapshot`).
+    pub snapshot: bool,
+    /// `kjump.attempts=N`: starts of D after which the image is given up.
+    pub max_attempts: Option<u32>,
 }
 
 /// Why a command line was refused.
@@ -210,9 +218,44 @@ fn number(key: &'static str, value: Option<&str>) -> Result<u64, Error> {
 
 /// Parses the command line of B or D. Later occurrences win, as in the kernel.
 pub fn parse(line: &str) -> Result<Params<'_>, Error> {
+    parse_with(line, true)
+}
+
+/// Parses what can be parsed of a command line [`parse`] refused, word by
+/// word, skipping the words it refuses: enough for B to find its way back
+/// to A (re-entry address, backup, mailbox) and report why it stopped.
+pub fn parse_lenient(line: &str) -> Params<'_> {
+    parse_with(line, false).unwrap_or_default()
+}
+
+fn parse_with(line: &str, strict: bool) -> Result<Params<'_>, Error> {
     let mut p = Params::default();
     for word in words(line) {
-        let (key, value) = split_param(word?);
+        let word = match word {
+            Ok(w) => w,
+            Err(e) if strict => return Err(e),
+            Err(_) => break,
+        };
+        match parse_word(&mut p, word) {
+            Err(e) if strict => return Err(e),
+            _ => {}
+        }
+    }
+    if let Some(pfn) = p.jump_buf_pfn {
+        let page = pfn.checked_mul(PAGE_SIZE).ok_or(Error::BadNumber { key: "kexec_jump_buf_pfn" });
+        match (page, p.jump_back_entry) {
+            (Ok(page), Some(entry)) if entry & !(PAGE_SIZE - 1) != page && strict => return Err(Error::EntryPfnMismatch),
+            (Ok(page), None) => p.jump_back_entry = Some(page),
+            (Err(e), _) if strict => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+fn parse_word<'a>(p: &mut Params<'a>, word: &'a str) -> Result<(), Error> {
+    {
+        let (key, value) = split_param(word);
         match key {
             "kexec_jump_back_entry" => p.jump_back_entry = Some(number("kexec_jump_back_entry", value)?),
             "kexec_jump_buf_pfn" => p.jump_buf_pfn = Some(number("kexec_jump_buf_pfn", value)?),
@@ -254,19 +297,13 @@ pub fn parse(line: &str) -> Result<Params<'_>, Error> {
             "kjump.zero_free" => p.zero_free = number("kjump.zero_free", value)? != 0,
             "kjump.direct" => p.direct = number("kjump.direct", value)? != 0,
             "kjump.resident" => p.resident = number("kjump.resident", value)? != 0,
+            "kjump.snapshot" => p.snapshot = number("kjump.snapshot", value)? != 0,
+            "kjump.attempts" => p.max_attempts = Some(number("kjump.attempts", value)?.try_into().map_err(|_| Error::BadNumber { key: "kjump.attempts" })?),
             k if k.starts_with("kjump.") => return Err(Error::UnknownOption),
             _ => {}
         }
     }
-    if let Some(pfn) = p.jump_buf_pfn {
-        let page = pfn.checked_mul(PAGE_SIZE).ok_or(Error::BadNumber { key: "kexec_jump_buf_pfn" })?;
-        match p.jump_back_entry {
-            Some(entry) if entry & !(PAGE_SIZE - 1) != page => return Err(Error::EntryPfnMismatch),
-            Some(_) => {}
-            None => p.jump_back_entry = Some(page),
-        }
-    }
-    Ok(p)
+    Ok(())
 }
 
 /// The word of a kernel command line that forbids resuming, if any:

@@ -130,6 +130,10 @@ pub enum State {
     /// image verify`), or given up by a boot with `noresume`. The state
     /// block's note says which.
     Bad,
+    /// Complete, but A went on running after it was saved (`--after
+    /// resume`): no boot resumes it by itself, since A's filesystems moved
+    /// on; only `kjump resume --snapshot`, and only if they did not.
+    Snapshot,
 }
 
 impl State {
@@ -139,6 +143,7 @@ impl State {
             State::Committed => 2,
             State::Consumed => 3,
             State::Bad => 4,
+            State::Snapshot => 5,
         }
     }
 
@@ -148,6 +153,7 @@ impl State {
             2 => Some(State::Committed),
             3 => Some(State::Consumed),
             4 => Some(State::Bad),
+            5 => Some(State::Snapshot),
             _ => None,
         }
     }
@@ -159,6 +165,7 @@ impl State {
             State::Committed => "committed",
             State::Consumed => "consumed (already resumed)",
             State::Bad => "bad (never to be resumed; see its note)",
+            State::Snapshot => "a snapshot (A went on running after it; resumed only by 'kjump resume --snapshot')",
         }
     }
 }
@@ -279,6 +286,9 @@ pub struct Header {
     /// zeroes pages when it frees them, `init_on_free`, and skips zeroing
     /// when it allocates): D writes zeros there instead of leaving them.
     pub zero_free: bool,
+    /// What B found on each device of [`Header::in_use`] (same order):
+    /// C and D refuse the image when a device was written since.
+    pub stamps: Vec<crate::freshness::Stamp>,
 }
 
 /// Header flag: [`Header::zero_free`].
@@ -290,6 +300,11 @@ const MACHINE_ID_OFF: usize = 1288;
 const MACHINE_ID_LEN: usize = 40;
 /// Offset of A's device table in the header block.
 const IN_USE_OFF: usize = 1328;
+/// Offset of the stamps' kinds (a byte per device-table entry) and of
+/// their digests (8 bytes each), after the device table.
+const STAMP_KIND_OFF: usize = IN_USE_OFF + crate::in_use::TABLE_LEN;
+const STAMP_DIGEST_OFF: usize = STAMP_KIND_OFF + crate::in_use::MAX_ENTRIES;
+const _: () = assert!(STAMP_DIGEST_OFF + 8 * crate::in_use::MAX_ENTRIES <= BLOCK - 4);
 
 impl Header {
     /// Encodes the header block.
@@ -330,6 +345,13 @@ impl Header {
         put_text(&mut b, MACHINE_ID_OFF, MACHINE_ID_LEN, &self.machine_id);
         let table = crate::in_use::encode_table(&self.in_use).map_err(|_| Error::BadField { what: "header".into(), field: "device table" })?;
         b[IN_USE_OFF..IN_USE_OFF + table.len()].copy_from_slice(&table);
+        if self.stamps.len() > crate::in_use::MAX_ENTRIES {
+            return Err(Error::BadField { what: "header".into(), field: "device stamps" });
+        }
+        for (i, s) in self.stamps.iter().enumerate() {
+            b[STAMP_KIND_OFF + i] = s.code();
+            put64(&mut b, STAMP_DIGEST_OFF + 8 * i, s.digest());
+        }
         let crc = crc32(&b[..BLOCK - 4]);
         put32(&mut b, BLOCK - 4, crc);
         Ok(b)
@@ -399,7 +421,13 @@ impl Header {
             machine_id: text_at(b, MACHINE_ID_OFF, MACHINE_ID_LEN),
             in_use: crate::in_use::decode_table(&b[IN_USE_OFF..IN_USE_OFF + crate::in_use::TABLE_LEN]).map_err(|_| bad("device table"))?,
             zero_free: flags & FLAG_ZERO_FREE != 0,
+            stamps: Vec::new(),
         };
+        let mut h = h;
+        for i in 0..h.in_use.len() {
+            let s = crate::freshness::Stamp::from_parts(b[STAMP_KIND_OFF + i], u64_at(b, STAMP_DIGEST_OFF + 8 * i)).ok_or(bad("device stamps"))?;
+            h.stamps.push(s);
+        }
         if h.region.1 <= h.region.0 {
             return Err(bad("region"));
         }
@@ -434,6 +462,10 @@ pub struct StateBlock {
     pub data_end: u64,
     /// Why an image is bad, or a note on who consumed it.
     pub note: String,
+    /// How many times a boot started the restore kernel for this image
+    /// (recorded before each start): bounds the boots a failing restore
+    /// can take.
+    pub attempts: u32,
 }
 
 impl StateBlock {
@@ -448,6 +480,7 @@ impl StateBlock {
         put64(&mut b, 24, self.chunk_count);
         put64(&mut b, 32, self.data_end);
         put_text(&mut b, 40, 256, &self.note);
+        put32(&mut b, 296, self.attempts);
         let crc = crc32(&b[..BLOCK - 4]);
         put32(&mut b, BLOCK - 4, crc);
         b
@@ -476,6 +509,7 @@ impl StateBlock {
             chunk_count: u64_at(b, 24),
             data_end: u64_at(b, 32),
             note: text_at(b, 40, 256),
+            attempts: u32_at(b, 296),
         })
     }
 }
@@ -483,8 +517,19 @@ impl StateBlock {
 /// Rewrites the state block of an image in `file` (for the restore side:
 /// consumed or bad) and flushes it.
 pub fn set_state(file: &std::fs::File, old: &StateBlock, state: State, note: &str) -> std::io::Result<()> {
+    write_state(file, &StateBlock { state, note: note.to_string(), ..old.clone() })
+}
+
+/// Counts one more start of the restore kernel in the image's state
+/// block, durably, before that start; returns the new state block.
+pub fn record_attempt(file: &std::fs::File, old: &StateBlock) -> std::io::Result<StateBlock> {
+    let new = StateBlock { attempts: old.attempts.saturating_add(1), ..old.clone() };
+    write_state(file, &new)?;
+    Ok(new)
+}
+
+fn write_state(file: &std::fs::File, new: &StateBlock) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let new = StateBlock { state, note: note.to_string(), ..old.clone() };
     file.write_all_at(&new.encode(), STATE_OFFSET)?;
     file.sync_all()
 }
@@ -1033,6 +1078,7 @@ mod tests {
             machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
             in_use: vec![crate::in_use::InUse { kind: crate::in_use::Kind::MountedReadWrite, major: 254, minor: 0, uuid: Some([9; 16]), name: "vda".into() }],
             zero_free: true,
+            stamps: vec![crate::freshness::Stamp::Ext(0x1234_5678_9abc)],
         }
     }
 
@@ -1186,6 +1232,7 @@ mod tests {
             chunk_count: 2,
             data_end: DATA_OFFSET + chunks.len() as u64,
             note: String::new(),
+            attempts: 0,
         };
         let mut img = Vec::new();
         img.extend_from_slice(&h);

@@ -29,14 +29,27 @@ pub struct Request<'a> {
     pub wait: Duration,
     /// The region D runs in (from its command line).
     pub region: (u64, u64),
+    /// A snapshot may be resumed (`kjump resume --snapshot`).
+    pub snapshot: bool,
+    /// D was started by the boot loader, not by C: D itself counts this
+    /// start in the image's state block.
+    pub count_attempt: bool,
+    /// Starts of the restore kernel after which the image is given up.
+    pub max_attempts: u32,
 }
+
+/// How many times the restore kernel may be started for one image before
+/// the image is marked bad: a restore that keeps failing (a disk that
+/// vanishes in D, a kernel that cannot drive it) must not take every boot.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 2;
 
 /// Why a restore stopped, and whether the image is to blame.
 #[derive(Debug)]
 pub struct Failure {
     /// What went wrong.
     pub error: Error,
-    /// The image itself is damaged (mark it bad) rather than unreachable.
+    /// The image must never be tried again (damaged, stale, or tried too
+    /// often): mark it bad rather than leave it.
     pub image_at_fault: bool,
 }
 
@@ -52,17 +65,24 @@ pub struct Opened {
     /// The image's header.
     pub header: Header,
     state: image::StateBlock,
+    /// The state block commits this header.
+    committed: bool,
     /// Where it is, for messages.
     pub name: String,
 }
 
-/// Opens the image on the target and checks, before writing anything,
-/// that it can be resumed here: committed, made on this machine with this
-/// region, and every chunk's pages inside A's RAM, outside the region,
-/// each stored once, the image complete to its last byte. A file's
-/// filesystem is first mounted read-only without its journal, to read the
-/// header's list of A's devices; it is mounted read-write only if A was
-/// not using it.
+impl Opened {
+    /// The image's state block as it was read (or last written by D).
+    pub fn state(&self) -> &image::StateBlock {
+        &self.state
+    }
+}
+
+/// Opens the image on the target without writing anything: its header
+/// and state are read, and it must be this machine's. A file's filesystem
+/// is first mounted read-only without its journal, to read the header's
+/// list of A's devices; it is mounted read-write only if A was not using
+/// it. [`check`] then decides whether it can be resumed.
 pub fn open(req: &Request<'_>) -> Result<Opened, Failure> {
     let head = crate::save::peek_header(req.target, req.wait)?;
     let peeked = Header::decode(&head).map_err(|e| Error::Msg(format!("{}: {e}", req.target)))?;
@@ -71,29 +91,64 @@ pub fn open(req: &Request<'_>) -> Result<Opened, Failure> {
     }
     let (file, name) = crate::save::open_existing(req.target, req.wait, &peeked.in_use)?;
     let reader = Reader::open(&file).map_err(|e| fault(e, &name))?;
-    if reader.state.state != State::Committed {
-        return Err(Error::Msg(format!("{name}: the image is {}, not resumable", reader.state.state.name())).into());
+    let (header, state, committed) = (reader.header.clone(), reader.state.clone(), reader.header_committed());
+    drop(reader);
+    Ok(Opened { file, header, state, committed, name })
+}
+
+/// Checks, before writing anything, that the opened image can be resumed
+/// here: committed (or a snapshot when asked for), not started too often,
+/// made with this region, A's filesystems unchanged since, and every
+/// chunk's pages inside A's RAM, outside the region, each stored once, the
+/// image complete to its last byte. A failure that makes the image
+/// unresumable for good says so ([`Failure::image_at_fault`]).
+pub fn check(req: &Request<'_>, img: &mut Opened) -> Result<(), Failure> {
+    let name = img.name.clone();
+    let bad = |what: String| Failure { error: Error::Msg(format!("{name}: {what}")), image_at_fault: true };
+    match img.state.state {
+        State::Committed => {}
+        State::Snapshot if req.snapshot => {}
+        other => return Err(Error::Msg(format!("{name}: the image is {}, not resumable", other.name())).into()),
     }
-    if !reader.header_committed() {
-        return Err(Failure { error: Error::Msg(format!("{name}: the state block commits a different header")), image_at_fault: true });
+    if !img.committed {
+        return Err(bad("the state block commits a different header".into()));
     }
-    if reader.header.region != req.region {
+    if req.count_attempt {
+        img.state = image::record_attempt(&img.file, &img.state).map_err(|e| Error::io(format!("counting this start in the state of {name}"), e))?;
+    }
+    if img.state.attempts > req.max_attempts {
+        return Err(bad(format!(
+            "the restore kernel was started {} times for this image (at most {}) without resuming it",
+            img.state.attempts, req.max_attempts
+        )));
+    }
+    if img.header.region != req.region {
         return Err(Error::Msg(format!(
             "{name}: the image was made with the kjump region {:#x}-{:#x}, this kernel runs in {:#x}-{:#x}",
-            reader.header.region.0, reader.header.region.1, req.region.0, req.region.1
+            img.header.region.0, img.header.region.1, req.region.0, req.region.1
         ))
         .into());
     }
-    let (header, state) = (reader.header.clone(), reader.state.clone());
+    let header = &img.header;
     for &(s, e) in &header.ram {
         if s < req.region.1 && e > req.region.0 {
-            return Err(Failure { error: Error::Msg(format!("{name}: RAM range {s:#x}-{e:#x} overlaps the kjump region")), image_at_fault: true });
+            return Err(bad(format!("RAM range {s:#x}-{e:#x} overlaps the kjump region")));
         }
     }
+    let verdict = crate::freshness::compare(&header.in_use, &header.stamps, &crate::freshness::scan());
+    if !verdict.changed.is_empty() {
+        return Err(bad(verdict.refusal().unwrap_or_default()));
+    }
+    if let Some(why) = verdict.refusal() {
+        return Err(Error::Msg(format!("{name}: {why}")).into());
+    }
+    for d in &verdict.unvouched {
+        say!("cannot tell whether A's device {d} was written since the image was made; resuming anyway");
+    }
     let mut check = image::RunCheck::new(&header.ram, req.region);
-    let mut input = &file;
+    let mut input = &img.file;
     let (mut chunks, mut pages, mut zero) = (0u64, 0u64, 0u64);
-    image::scan_runs(&mut input, &state, |info, runs, zero_runs| {
+    image::scan_runs(&mut input, &img.state, |info, runs, zero_runs| {
         chunks += 1;
         pages += info.page_count as u64;
         zero += zero_runs.iter().map(|r| r.1).sum::<u64>();
@@ -101,17 +156,13 @@ pub fn open(req: &Request<'_>) -> Result<Opened, Failure> {
     })
     .map_err(|e| fault(e, &name))?;
     if zero != header.zero_pages {
-        return Err(Failure {
-            error: Error::Msg(format!("{name}: chunks list {zero} zero pages, the header says {}", header.zero_pages)),
-            image_at_fault: true,
-        });
+        return Err(bad(format!("chunks list {zero} zero pages, the header says {}", header.zero_pages)));
     }
     if pages != header.stored_pages {
-        return Err(Failure { error: Error::Msg(format!("{name}: chunks hold {pages} pages, the header says {}", header.stored_pages)), image_at_fault: true });
+        return Err(bad(format!("chunks hold {pages} pages, the header says {}", header.stored_pages)));
     }
-    drop(reader);
     say!("checked the layout of {chunks} chunks: every page inside A's RAM, none twice");
-    Ok(Opened { file, header, state, name })
+    Ok(())
 }
 
 fn fault(e: ReadError, name: &str) -> Failure {

@@ -51,7 +51,18 @@ pub struct Request<'a> {
     pub in_use: &'a [InUse],
     /// A counts on its free pages being zero ([`Header::zero_free`]).
     pub zero_free: bool,
+    /// A goes on running after the save (`kjump.after=resume`): the
+    /// image is committed as a [`State::Snapshot`], which no boot resumes
+    /// by itself.
+    pub snapshot: bool,
 }
+
+/// Set once B starts writing the commit record, and left set unless the
+/// image was put back to uncommitted: from then on B must not go back to
+/// A after a failure (A would run on while the next boot may resume the
+/// image), unless the image is a snapshot. `kjump-init` and its panic hook
+/// read it.
+pub static COMMIT_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// What was saved.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -217,6 +228,18 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
             None
         }
     };
+    // What A's devices look like on disk now, for C and D to tell
+    // whether another system wrote them before the resume.
+    let stamps = crate::freshness::record(req.in_use, &crate::freshness::scan());
+    for (u, st) in req.in_use.iter().zip(&stamps) {
+        match st {
+            crate::freshness::Stamp::Missing => say!("A's device {} is not to be found here: a resume will not be able to check it", u.name),
+            crate::freshness::Stamp::Unvouched => {
+                say!("cannot tell later whether A's device {} was written (kjump reads ext2/3/4, btrfs and swap only)", u.name)
+            }
+            _ => {}
+        }
+    }
     let (file, name) = open_target(req.target, req.wait, true, req.in_use)?;
     say!("writing the image to {name}");
     let mut header = Header {
@@ -232,12 +255,21 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         machine_id: crate::machine::id(),
         in_use: req.in_use.to_vec(),
         zero_free: req.zero_free,
+        stamps,
         ..Header::default()
     };
     let mut blocks = vec![0u8; 2 * BLOCK];
     let h = header.encode()?;
     blocks[..BLOCK].copy_from_slice(&h);
-    let writing = StateBlock { state: State::Writing, header_crc: Header::crc(&h), chain_crc: 0, chunk_count: 0, data_end: DATA_OFFSET, note: String::new() };
+    let writing = StateBlock {
+        state: State::Writing,
+        header_crc: Header::crc(&h),
+        chain_crc: 0,
+        chunk_count: 0,
+        data_end: DATA_OFFSET,
+        note: String::new(),
+        attempts: 0,
+    };
     blocks[BLOCK..].copy_from_slice(&writing.encode());
     write_at(&file, &blocks, 0, "the header")?;
     flush(&file)?;
@@ -319,17 +351,25 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     header.data_bytes = pos - DATA_OFFSET;
     let h = header.encode()?;
     let committed = StateBlock {
-        state: State::Committed,
+        state: if req.snapshot { State::Snapshot } else { State::Committed },
         header_crc: Header::crc(&h),
         chain_crc: chain.value(),
         chunk_count: header.chunk_count,
         data_end: pos,
         note: String::new(),
+        attempts: 0,
     };
     blocks[..BLOCK].copy_from_slice(&h);
     blocks[BLOCK..].copy_from_slice(&committed.encode());
-    write_at(&file, &blocks, 0, "the commit record")?;
-    flush(&file)?;
+    COMMIT_STARTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Err(e) = write_at(&file, &blocks, 0, "the commit record").and_then(|()| flush(&file)) {
+        // Whether the commit reached the disk is unknown: put the image
+        // back to uncommitted, so that B may still go back to A.
+        if write_at(&file, &writing.encode(), crate::image::STATE_OFFSET, "the state block back to uncommitted").and_then(|()| flush(&file)).is_ok() {
+            COMMIT_STARTED.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        return Err(e);
+    }
     drop(file);
     close_target(req.target)?;
     s.bytes_on_disk = pos;

@@ -152,19 +152,35 @@ fn hibernate_to_a_file_on_ext4() {
 fn failure_in_b_returns_to_a_with_the_reason() {
     let dir = TempDir::new("failure-disk");
     let disk = sparse_disk(&dir.0, "target.img", 1200);
-    // A checks /dev/vda; B is told (by a later parameter, which wins) to use
-    // a device that does not exist there.
-    let cmd = "kjump hibernate --target /dev/vda --append 'kjump.target=/dev/vdz kjump.wait=2'";
-    let mut vm = start("failure", &dir, cmd, vec![disk]);
+    // A checks /dev/vda; B is told (by a later parameter, which wins, added
+    // past A's checks by the tests' own variable) to use a device that does
+    // not exist there. Then a word B's parser refuses: `--append` refuses it
+    // in A; slipped past A, B still goes back to A with the reason instead
+    // of powering off. Last, A's session goes on (the workload is intact).
+    let cmd = "KJUMP_TEST_UNCHECKED_APPEND='kjump.target=/dev/vdz kjump.wait=2' kjump hibernate --target /dev/vda
+echo \"A: missing target exited $?\"
+kjump hibernate --target /dev/vda --append kjump.foo=1
+echo \"A: bad append exited $?\"
+KJUMP_TEST_UNCHECKED_APPEND=kjump.foo=1 kjump hibernate --target /dev/vda";
+    let mut vm = start("failure", &dir, cmd, vec![disk.clone()]);
     let lines = vm.expect_in_order(&[
         "A: workload ready",
         "kjump-init: mode save",
         "kjump-init: error: ",
         "kjump-init: the image was not saved; going back to A, nothing is lost",
         "kjump: hibernate failed in the hibernation kernel: ",
+        "A: missing target exited 1",
+        "kjump: append \"kjump.foo=1\": kjump sets kjump.foo itself",
+        "A: bad append exited 1",
+        "kjump-init: error: kernel command line: unknown kjump.* option",
+        "kjump-init: going back to A, nothing is lost",
+        "kjump: hibernate failed in the hibernation kernel: kernel command line: unknown kjump.* option",
         "A: kjump exited 1",
         "A: workload intact",
     ]);
     assert!(lines[4].contains("/dev/vdz"), "{}", lines[4]);
     vm.wait_exit();
+    // No hibernation reached the disk: it holds no image at all.
+    let (ok, text) = kjump_host(&["image", "info", disk.to_str().unwrap()]);
+    assert!(!ok, "{text}");
 }

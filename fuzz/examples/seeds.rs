@@ -61,6 +61,7 @@ fn image(compression: Compression, mode: u8) -> Vec<u8> {
         chunk_count: 2,
         data_end: DATA_OFFSET + chunks.len() as u64,
         note: String::new(),
+        attempts: 0,
     };
     let mut img = vec![mode];
     img.extend_from_slice(&header);

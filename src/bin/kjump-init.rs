@@ -17,10 +17,52 @@ use kjump::{jump, pid1, save, say, target, Error};
 
 fn main() {
     pid1::ensure_console();
-    pid1::install_panic_hook();
+    std::panic::set_hook(Box::new(|info| {
+        // A second panic while handling the first: no more rescue.
+        static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if PANICKED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            pid1::fatal(&format_args!("internal error while stopping: {info}"));
+        }
+        stop_after_failure(&Error::Msg(format!("internal error: {info}")))
+    }));
     match run() {
         Ok(never) => match never {},
-        Err(e) => pid1::fatal(&e),
+        Err(e) => stop_after_failure(&e),
+    }
+}
+
+/// Where B or D goes after a failure that its mode did not handle (an
+/// error passed up, a refused command line, a panic): B goes back to A
+/// with the reason while its image is uncommitted (A loses nothing),
+/// D reboots into a normal boot; powering off only when neither can be
+/// done. Never returns.
+fn stop_after_failure(e: &dyn std::fmt::Display) -> ! {
+    say!("error: {e}");
+    let line = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let p = cmdline::parse_lenient(&line);
+    if p.mode == Some(Mode::Restore) {
+        say!("not resuming: rebooting into a normal boot");
+        pid1::reboot();
+    }
+    let committed = save::COMMIT_STARTED.load(std::sync::atomic::Ordering::SeqCst);
+    if committed && p.after != Some(After::Resume) {
+        say!("the image may be committed: not going back to A; powering off");
+        pid1::power_off();
+    }
+    let back = (|| -> Result<Infallible, Error> {
+        let jb = jump_back_params(&p)?;
+        let mem = DevMem::open()?;
+        if let Some(addr) = p.mailbox {
+            if let Err(e2) = mailbox::post(&mem, addr, &Report { ok: false, text: e.to_string() }) {
+                say!("could not leave a report for A: {e2}");
+            }
+        }
+        say!("going back to A, nothing is lost");
+        back_to_a(&mem, &jb, p.resident)
+    })();
+    match back {
+        Ok(never) => match never {},
+        Err(e2) => pid1::fatal(&format_args!("cannot go back to A ({e2})")),
     }
 }
 
@@ -214,8 +256,19 @@ fn save_mode(p: &Params<'_>) -> Result<Infallible, Error> {
             After::Resume => {}
         }
     }
+    if result.is_err() && save::COMMIT_STARTED.load(std::sync::atomic::Ordering::SeqCst) && after != After::Resume {
+        // The commit record may be on disk: A must not run on beside it.
+        say!("the image may be committed; not going back to A");
+        match after {
+            After::Reboot => pid1::reboot(),
+            _ => pid1::power_off(),
+        }
+    }
     if let Some(addr) = p.mailbox {
-        mailbox::post(&mem, addr, &report)?;
+        // Without the report A says the save may have failed; going back matters more.
+        if let Err(e) = mailbox::post(&mem, addr, &report) {
+            say!("could not leave a report for A: {e}");
+        }
     }
     back_to_a(&mem, &jb, p.resident)
 }
@@ -261,6 +314,7 @@ fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
         mailbox,
         in_use: &in_use,
         zero_free: p.zero_free,
+        snapshot: p.after == Some(After::Resume),
     };
     save::save(&req)
 }
@@ -281,12 +335,22 @@ fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
         }
         say!("running inside the kjump region {:#x}-{:#x} alone", region.0, region.1);
     }
-    let req = restore::Request { target: &target, wait: Duration::from_secs(p.wait_secs.unwrap_or(10)), region };
+    let req = restore::Request {
+        target: &target,
+        wait: Duration::from_secs(p.wait_secs.unwrap_or(10)),
+        region,
+        snapshot: p.snapshot,
+        count_attempt: p.direct,
+        max_attempts: p.max_attempts.unwrap_or(restore::DEFAULT_MAX_ATTEMPTS),
+    };
     let mem = std::sync::Arc::new(DevMem::open()?);
-    let img = match restore::open(&req) {
+    let mut img = match restore::open(&req) {
         Ok(img) => img,
         Err(f) => give_up(f, None),
     };
+    if let Err(f) = restore::check(&req, &mut img) {
+        give_up(f, Some(&img));
+    }
     let h = &img.header;
     say!("image on {}: A's kernel {}, {} pages stored of {}", img.name, h.kernel_release, h.stored_pages, h.ram_pages);
     if p.direct {
@@ -295,7 +359,7 @@ fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
         if let Err(e) = firmware
             .and_then(|page| kjump::boot_entry::check_ram(&kjump::boot_params::ram_ranges(&page), &h.ram, region).map_err(|e| Error::Msg(e.to_string())))
         {
-            give_up(Failure { error: e, image_at_fault: false }, None);
+            give_up(Failure { error: e, image_at_fault: false }, Some(&img));
         }
     }
     if let Err(f) = restore::restore(&mem, &img, region) {
@@ -308,10 +372,10 @@ fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
         }
     }
     if let Err(e) = jump::load_jump_back(&mem, h.reentry) {
-        give_up(Failure { error: e, image_at_fault: false }, None);
+        give_up(Failure { error: e, image_at_fault: false }, Some(&img));
     }
     if let Err(e) = restore::mark(&img, State::Consumed, "resumed") {
-        give_up(Failure { error: e, image_at_fault: false }, None);
+        give_up(Failure { error: e, image_at_fault: false }, Some(&img));
     }
     if p.keep {
         say!("keeping the image's data (kjump.keep=1)");
@@ -336,9 +400,12 @@ fn give_up(f: Failure, img: Option<&restore::Opened>) -> ! {
     say!("error: {}", f.error);
     if let (true, Some(img)) = (f.image_at_fault, img) {
         match restore::mark(img, State::Bad, &f.error.to_string()) {
-            Ok(()) => say!("marked the image bad; 'kjump image verify' shows where"),
+            Ok(()) => say!("marked the image bad: no boot will try it again ('kjump image info' shows why)"),
             Err(e) => say!("could not mark the image bad: {e}"),
         }
+    } else if let Some(img) = img {
+        let st = img.state();
+        say!("the image is left as it was (the restore kernel was started {} time(s) for it; the next boot may try again, up to its limit)", st.attempts);
     } else {
         say!("the image is left as it was");
     }

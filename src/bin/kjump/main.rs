@@ -134,6 +134,10 @@ struct Settings {
     compress: Compression,
     wait: u64,
     keep: bool,
+    /// `kjump resume --snapshot`: a snapshot may be resumed.
+    snapshot: bool,
+    /// Starts of the restore kernel after which an image is given up.
+    attempts: u32,
 }
 
 fn settings(flags: &Flags) -> Result<Settings, Error> {
@@ -170,6 +174,15 @@ fn settings(flags: &Flags) -> Result<Settings, Error> {
             None | Some("no") => false,
             Some("yes") => true,
             Some(v) => return Err(Error::Msg(format!("{} {v:?}: use yes or no", name("keep")))),
+        },
+        snapshot: false,
+        attempts: match get("attempts") {
+            None => kjump::restore::DEFAULT_MAX_ATTEMPTS,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| (1..=10).contains(n))
+                .ok_or_else(|| Error::Msg(format!("{} {v:?}: give a number of attempts from 1 to 10", name("attempts"))))?,
         },
     })
 }
@@ -265,20 +278,43 @@ const NO_INPUT: &str = "initcall_blacklist=i8042_init";
 fn hibernation_kernel(s: &Settings, mode_args: &str, disk: Option<&std::path::Path>) -> Result<HibernationKernel, Error> {
     let own = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::io("reading /proc/cmdline", e))?;
     let routing = if disk.is_some_and(kjump::msi::may_skip_routing) { kjump::msi::SKIP_ROUTING } else { "" };
+    // The words kjump and the purgatory set are kjump's contract with B
+    // and D: `append` may not override them (a mistyped kjump.* word once
+    // made every hibernation power off, the session lost).
+    for word in cmdline::words(&s.append) {
+        let word = word.map_err(|e| Error::Msg(format!("append {:?}: {e}", s.append)))?;
+        let key = cmdline::split_param(word).0;
+        if key.starts_with("kjump.") || key.starts_with("kexec_") || key == "rdinit" || key == "elfcorehdr" {
+            return Err(Error::Msg(format!("append {word:?}: kjump sets {key} itself; remove it from --append or from append= in /etc/kjump.conf")));
+        }
+    }
+    // Words kjump's own tests add, unchecked, to make B fail on purpose.
+    let unchecked = std::env::var(UNCHECKED_APPEND).unwrap_or_default();
+    let line = format!(
+        "{} rdinit=/kjump-init {mode_args} nokaslr nr_cpus={} quiet panic=10 {NO_INPUT} {routing} {} {unchecked}",
+        jump::console_args(&own),
+        hibernation_cpus(),
+        s.append
+    );
+    // B reads its orders with this same parser: a line it would refuse
+    // is refused here, before anything is loaded.
+    if unchecked.is_empty() {
+        cmdline::parse(&line).map_err(|e| Error::Msg(format!("the hibernation kernel's command line would be refused ({e}): check append")))?;
+    }
     Ok(HibernationKernel {
         kernel: std::fs::read(&s.kernel).map_err(|e| Error::io(format!("reading {}", s.kernel), e))?,
         initrd: std::fs::read(&s.initrd).map_err(|e| Error::io(format!("reading {}", s.initrd), e))?,
-        cmdline: format!(
-            "{} rdinit=/kjump-init {mode_args} nokaslr nr_cpus={} quiet panic=10 {NO_INPUT} {routing} {}",
-            jump::console_args(&own),
-            hibernation_cpus(),
-            s.append
-        ),
+        cmdline: line,
         region_size: s.region_size,
         set_region_aside: true,
         resident: false,
     })
 }
+
+/// For kjump's own tests only: words added to the hibernation kernel's
+/// command line after kjump's, without the checks above (to make B meet a
+/// missing or forbidden target on purpose).
+const UNCHECKED_APPEND: &str = "KJUMP_TEST_UNCHECKED_APPEND";
 
 /// CPUs the hibernation kernel brings up: A's, at most 4 (B compresses on
 /// each; more would cost B memory for little gain).
@@ -292,6 +328,7 @@ fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
     if !live {
         return Ok(());
     }
+    let _lock = kjump::lock::take("check --jump")?;
     let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, "kjump.mode=roundtrip", None)?)?;
     println!("kjump: loaded the hibernation kernel in {:#x}-{:#x} ({} segments); jumping to it", loaded.region.0, loaded.region.1, loaded.segments);
     let away = jump::jump_to_loaded();
@@ -404,6 +441,7 @@ fn resident_kernel(s: &Settings, p: &Prepared) -> Result<Option<Mailbox>, Error>
 }
 
 fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
+    let _lock = kjump::lock::take("hibernate")?;
     let started = std::time::Instant::now();
     let p = prepare(s, "hibernate")?;
     let checked = started.elapsed();
@@ -450,6 +488,7 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
 
 /// `kjump load`: boots B now and leaves it resident (`kjump::resident`).
 fn cmd_load(s: &Settings) -> Result<(), Error> {
+    let _lock = kjump::lock::take("load")?;
     use kjump::resident;
     let p = prepare(s, "load")?;
     resident::make_run_dir()?;
@@ -496,6 +535,7 @@ fn cmd_load(s: &Settings) -> Result<(), Error> {
 
 /// `kjump unload`: frees a resident B.
 fn cmd_unload() -> Result<(), Error> {
+    let _lock = kjump::lock::take("unload")?;
     if kjump::resident::recorded().is_none() {
         println!("kjump: no resident hibernation kernel");
         return Ok(());
@@ -572,18 +612,29 @@ fn on_noresume(state: State, other_machine: bool, check_only: bool) -> OnNoresum
     }
 }
 
-/// Marks the image on `tgt` bad with `note`, if it is still committed.
-/// A raw device is opened read-write; a file's filesystem is mounted
-/// read-write, the state written and flushed, and unmounted.
-fn mark_image_bad(tgt: &target::Target, dev: &std::path::Path, note: &str) -> Result<(), Error> {
+/// Updates the state block of the image on `tgt` with `update`, if the
+/// image is still in the state `expected`. A raw device is opened
+/// read-write; a file's filesystem is mounted read-write, the state
+/// written and flushed, and unmounted.
+fn update_image(
+    tgt: &target::Target,
+    dev: &std::path::Path,
+    expected: State,
+    update: impl FnOnce(&std::fs::File, &kjump::image::StateBlock) -> std::io::Result<()>,
+) -> Result<(), Error> {
     with_image(tgt, dev, true, |path| {
         let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io(format!("opening {} read-write", path.display()), e))?;
         let state = Reader::open(&file).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?.state;
-        if state.state != State::Committed {
+        if state.state != expected {
             return Err(Error::Msg(format!("{} is {} now", path.display(), state.state.name())));
         }
-        kjump::image::set_state(&file, &state, State::Bad, note).map_err(|e| Error::io(format!("updating the state of {}", path.display()), e))
+        update(&file, &state).map_err(|e| Error::io(format!("updating the state of {}", path.display()), e))
     })
+}
+
+/// Marks the image on `tgt` bad with `note`, if it is still committed.
+fn mark_image_bad(tgt: &target::Target, dev: &std::path::Path, note: &str) -> Result<(), Error> {
+    update_image(tgt, dev, State::Committed, |file, state| kjump::image::set_state(file, state, State::Bad, note))
 }
 
 /// `kjump resume` when `word` (`noresume`, `kjump.noresume`) is on the
@@ -622,6 +673,7 @@ fn refuse_noresume(s: &Settings, word: &str, check_only: bool) -> String {
 }
 
 fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
+    let _lock = kjump::lock::take("resume")?;
     let no = |why: String| Error::Msg(format!("resume: not resuming: {why}"));
     // Like the kernel's own resume, `noresume` skips it; and like the
     // kernel, it gives the image up (marks a committed one bad).
@@ -636,6 +688,13 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     let (h, state, committed) = read_image_head(&tgt, &dev).map_err(|e| no(format!("no image on {tgt}: {e}")))?;
     match state.state {
         State::Committed => {}
+        State::Snapshot if s.snapshot => {}
+        State::Snapshot => {
+            return Err(no(format!(
+                "the image on {tgt} is a snapshot: A went on running after it was saved; \
+                 'kjump resume --snapshot' resumes it, if A's filesystems have not changed since"
+            )))
+        }
         State::Writing => return Err(no(format!("the image on {tgt} is incomplete: its save never finished (state writing)"))),
         State::Bad if !state.note.is_empty() => return Err(no(format!("the image on {tgt} is bad: {}", state.note))),
         other => return Err(no(format!("the image on {tgt} is {}", other.name()))),
@@ -646,6 +705,27 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     in_use::check_device(&dev, &h.in_use).map_err(|e| no(e.to_string()))?;
     if !committed {
         return Err(no(format!("the image on {tgt} is damaged: its state block commits a different header")));
+    }
+    // Resuming replaces this system with A: only before any of A's
+    // filesystems is mounted read-write here (in the initramfs).
+    if let Some(why) = kjump::freshness::mounted_here(&in_use::collect()?, &h.in_use) {
+        return Err(no(format!("{why}: 'kjump resume' runs at boot, before A's filesystems are mounted read-write (the initramfs hooks do that)")));
+    }
+    // Another system may have written A's filesystems since the image was
+    // made: resuming over them would corrupt them, now or ever.
+    let fresh = kjump::freshness::compare(&h.in_use, &h.stamps, &kjump::freshness::scan());
+    if let Some(why) = fresh.refusal() {
+        if !fresh.changed.is_empty() && !check_only {
+            let note = format!("not resumed: {why}");
+            return Err(no(match update_image(&tgt, &dev, state.state, |f, st| kjump::image::set_state(f, st, State::Bad, &note)) {
+                Ok(()) => format!("{why}; marked the image bad, never to be resumed"),
+                Err(e) => format!("{why}; could not mark the image bad ({e}): wipe it with 'kjump image wipe'"),
+            }));
+        }
+        return Err(no(why));
+    }
+    for d in &fresh.unvouched {
+        eprintln!("kjump: resume: cannot tell whether A's device {d} was written since the image was made");
     }
     // The image must come from this machine: same RAM, same region.
     let map = MemoryMap::read()?;
@@ -671,9 +751,25 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
         human_size(h.data_bytes),
         if check_only { "would resume" } else { "resuming" }
     );
+    // A restore that keeps failing must not take every boot: each start
+    // of D is counted in the image first, and the image is given up after
+    // `attempts` of them.
+    if state.attempts >= s.attempts {
+        let why = format!("the restore kernel was started {} time(s) for the image on {tgt} without resuming it", state.attempts);
+        if check_only {
+            return Err(no(format!("{why}; it would be marked bad")));
+        }
+        let note = format!("not resumed: {why}");
+        return Err(no(match update_image(&tgt, &dev, state.state, |f, st| kjump::image::set_state(f, st, State::Bad, &note)) {
+            Ok(()) => format!("{why}; marked it bad, never to be tried again"),
+            Err(e) => format!("{why}; could not mark it bad ({e}): wipe it with 'kjump image wipe'"),
+        }));
+    }
     if check_only {
         return Ok(());
     }
+    update_image(&tgt, &dev, state.state, |f, st| kjump::image::record_attempt(f, st).map(drop))
+        .map_err(|e| no(format!("cannot count this attempt in the image's state ({e})")))?;
     let s = Settings { region_size: size, ..s.clone() };
     let mode = restore_mode_args(&tgt, &s);
     // This kernel (C) is not resumed: nothing of it in the region needs
@@ -687,7 +783,13 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
 
 /// D's mode arguments, the same whether C loads D or a boot entry starts it.
 fn restore_mode_args(tgt: &target::Target, s: &Settings) -> String {
-    format!("kjump.mode=restore kjump.target={tgt} kjump.wait={} kjump.keep={}", s.wait, u8::from(s.keep))
+    format!(
+        "kjump.mode=restore kjump.target={tgt} kjump.wait={} kjump.keep={} kjump.attempts={}{}",
+        s.wait,
+        u8::from(s.keep),
+        s.attempts,
+        if s.snapshot { " kjump.snapshot=1" } else { "" }
+    )
 }
 
 /// Where a kernel booted through UEFI finds its firmware's tables.
@@ -759,13 +861,14 @@ fn config_text(s: &Settings) -> String {
         None => "# target is not set".to_string(),
     };
     format!(
-        "{target}\nafter = {}\ncompress = {}\nwait = {}\nkernel = {}\ninitrd = {}\nregion-size = {size}\nkeep = {}\n{}\n",
+        "{target}\nafter = {}\ncompress = {}\nwait = {}\nkernel = {}\ninitrd = {}\nregion-size = {size}\nkeep = {}\nattempts = {}\n{}\n",
         s.after.name(),
         s.compress.name(),
         s.wait,
         s.kernel,
         s.initrd,
         if s.keep { "yes" } else { "no" },
+        s.attempts,
         format!("append = {}", s.append).trim_end()
     )
 }
@@ -892,6 +995,7 @@ fn wipe_end(state: &kjump::image::StateBlock, data_bytes: u64, size: u64) -> u64
 /// `kjump bench-io`: the machine's physical limits, measured in the
 /// hibernation kernel (B), which then jumps back.
 fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
+    let _lock = kjump::lock::take("bench-io")?;
     let text = s.target.as_deref().ok_or_else(|| Error::Msg("bench-io: pass --target DEVICE (a scratch disk: it is overwritten)".into()))?;
     let tgt = target::parse(text).map_err(|e| Error::Msg(format!("bench-io: target {text}: {e}")))?;
     if tgt.file.is_some() {
@@ -982,7 +1086,7 @@ mod tests {
     #[test]
     fn wipe_covers_every_byte_b_may_have_written() {
         use kjump::image::{StateBlock, DATA_OFFSET};
-        let st = |state, data_end| StateBlock { state, header_crc: 0, chain_crc: 0, chunk_count: 0, data_end, note: String::new() };
+        let st = |state, data_end| StateBlock { state, header_crc: 0, chain_crc: 0, chunk_count: 0, data_end, note: String::new(), attempts: 0 };
         let gib = 1 << 30;
         // Committed, consumed, bad: the chunks end where the records say.
         for state in [State::Committed, State::Consumed, State::Bad] {
