@@ -1,5 +1,7 @@
 //! `kjump`: the trigger on the main system (A), and image tools for any host.
 
+mod cli;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,6 +13,8 @@ use kjump::mailbox::Mailbox;
 use kjump::memmap::MemoryMap;
 use kjump::units::{human_size, parse_size, MIB};
 use kjump::{check, in_use, target, Error};
+
+use cli::{Command, SettingFlags};
 
 const USAGE: &str = "\
 kjump — hibernation for Linux built on kexec jump
@@ -49,6 +53,7 @@ Usage:
                                    write the hibernation initramfs (holds only kjump-init;
                                    default: the kjump-init next to kjump, else {LIBDIR}/kjump-init)
   kjump config [OPTIONS]           print the settings kjump would use, as kjump.conf lines
+  kjump COMMAND --help             that command's options
   kjump --help | --version
 
 Options (flags win over /etc/kjump.conf, whose keys have the same names):
@@ -58,7 +63,7 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
   --after ACTION       poweroff (default), reboot, or resume (save, then continue: a snapshot)
   --compress KIND      lz4 (default, fast), deflate (smaller), none
   --wait SECONDS       how long the hibernation kernel, and kjump resume at boot,
-                       wait for the target to appear  [default: 10]
+                       wait for the target to appear: 0 to 600  [default: 10]
   --kernel PATH        hibernation kernel (bzImage)   [default: {LIBDIR}/vmlinuz]
   --initrd PATH        hibernation initramfs          [default: {LIBDIR}/initramfs.img]
   --region-size SIZE   RAM the hibernation kernel runs in, set aside only while
@@ -68,58 +73,26 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
   --keep               resume: keep the image's data afterwards (default: the restore
                        kernel discards it once A's memory is back; the image is
                        marked consumed either way)
+  --check              resume: only say what it would do
+  --jump               check: also do a live round trip
+Each command takes only the options it uses; see 'kjump COMMAND --help'.
 
 Exit status: 0 when all is well, 1 when a check, the jump or the save failed, 2 on bad usage.
 ";
 
+/// `kjump`'s exit statuses, as USAGE and kjump(8) list them.
+mod exit {
+    /// All is well.
+    pub const OK: u8 = 0;
+    /// A check, the jump, the save, the resume or another step failed.
+    pub const FAILURE: u8 = 1;
+    /// Bad usage, found before anything was done.
+    pub const USAGE: u8 = 2;
+}
+
 /// The help text, with the installed location of the hibernation files.
 fn usage() -> String {
     USAGE.replace("{LIBDIR}", LIBDIR)
-}
-
-#[derive(Default)]
-struct Flags {
-    jump: bool,
-    values: Vec<(String, String)>,
-    positional: Vec<String>,
-}
-
-impl Flags {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.values.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-}
-
-const VALUE_FLAGS: &[&str] = &["target", "after", "compress", "wait", "kernel", "initrd", "region-size", "append", "config", "output", "init"];
-
-fn parse_flags(args: &[String]) -> Result<Flags, String> {
-    let mut f = Flags::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--jump" || a == "--check" {
-            f.jump = true;
-        } else if a == "--keep" {
-            f.values.push(("keep".into(), "yes".into()));
-        } else if let Some(name) = a.strip_prefix("--") {
-            let (name, inline) = match name.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (name, None),
-            };
-            if !VALUE_FLAGS.contains(&name) {
-                return Err(format!("unknown option --{name}"));
-            }
-            let v = match inline {
-                Some(v) => v,
-                None => it.next().cloned().ok_or_else(|| format!("--{name} needs a value"))?,
-            };
-            f.values.push((name.to_string(), v));
-        } else if a == "-o" {
-            f.values.push(("output".into(), it.next().cloned().ok_or("-o needs a value")?));
-        } else {
-            f.positional.push(a.clone());
-        }
-    }
-    Ok(f)
 }
 
 /// Settings after merging defaults, the config file and flags.
@@ -134,9 +107,11 @@ struct Settings {
     compress: Compression,
     wait: u64,
     keep: bool,
+    /// `resume --snapshot`; never set by the config file.
+    snapshot: bool,
 }
 
-fn settings(flags: &Flags) -> Result<Settings, Error> {
+fn settings(flags: &SettingFlags) -> Result<Settings, Error> {
     let config = Config::load(flags.get("config").unwrap_or(kjump::config::DEFAULT_PATH))?;
     let get = |k: &str| flags.get(k).or_else(|| config.get(k));
     let config_path = flags.get("config").unwrap_or(kjump::config::DEFAULT_PATH);
@@ -164,75 +139,85 @@ fn settings(flags: &Flags) -> Result<Settings, Error> {
         },
         wait: match get("wait") {
             None => 10,
-            Some(v) => v.parse().map_err(|_| Error::Msg(format!("{} {v:?}: give a number of seconds", name("wait"))))?,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|&w| w <= cli::MAX_WAIT)
+                .ok_or_else(|| Error::Msg(format!("{} {v:?}: give a number of seconds from 0 to {}", name("wait"), cli::MAX_WAIT)))?,
         },
         keep: match get("keep") {
             None | Some("no") => false,
             Some("yes") => true,
             Some(v) => return Err(Error::Msg(format!("{} {v:?}: use yes or no", name("keep")))),
         },
+        snapshot: flags.snapshot,
     })
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else {
-        eprint!("{}", usage());
-        return ExitCode::from(2);
-    };
-    match cmd.as_str() {
-        "--help" | "-h" | "help" => {
-            print!("{}", usage());
-            return ExitCode::SUCCESS;
-        }
-        "--version" => {
-            println!("kjump {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        _ => {}
-    }
-    let flags = match parse_flags(&args[1..]) {
-        Ok(f) => f,
-        Err(m) => return usage_error(&m),
-    };
-    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "load" | "resume" | "bench-io" | "config" | "boot-entry");
-    let s = match needs_settings.then(|| settings(&flags)).transpose() {
-        Ok(s) => s,
-        Err(e) => return usage_error(&e.to_string()),
-    };
-    let result = match (cmd.as_str(), s) {
-        ("check", Some(s)) => cmd_check(&s, flags.jump),
-        ("hibernate", Some(s)) => cmd_hibernate(&s),
-        ("load", Some(s)) => cmd_load(&s),
-        ("unload", _) => cmd_unload(),
-        ("resume", Some(s)) => cmd_resume(&s, flags.jump),
-        ("bench-io", Some(s)) => cmd_bench_io(&s),
-        ("boot-entry", Some(s)) => cmd_boot_entry(&s, flags.get("output").unwrap_or("/boot/kjump")),
-        ("config", Some(s)) => {
-            print!("{}", config_text(&s));
-            Ok(())
-        }
-        ("initramfs", _) => cmd_initramfs(&flags),
-        ("image", _) => match flags.positional.as_slice() {
-            [sub, path] if sub == "info" => cmd_image(path, false),
-            [sub, path] if sub == "verify" => cmd_image(path, true),
-            [sub, path] if sub == "wipe" => cmd_wipe(path),
-            _ => return usage_error("use 'kjump image info|verify|wipe FILE|DEVICE'"),
-        },
-        (other, _) => return usage_error(&format!("unknown command {other:?}")),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let command = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(c) => c,
         Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let topic = command.topic();
+    match run(command) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(Failure::Usage(msg)) => usage_error(topic, &msg),
+        Err(Failure::Error(e)) => {
             eprintln!("kjump: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::FAILURE)
         }
     }
 }
 
-fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("kjump: {msg}; see 'kjump --help'");
-    ExitCode::from(2)
+/// Why a command did not do what it was asked: each with its exit status.
+#[derive(Debug)]
+enum Failure {
+    /// A bad setting, found before anything was done (`exit::USAGE`).
+    Usage(String),
+    /// Anything else (`exit::FAILURE`).
+    Error(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Error(e)
+    }
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    let settings = |flags: &SettingFlags| settings(flags).map_err(|e| Failure::Usage(e.to_string()));
+    match command {
+        Command::Help(text) => print!("{text}"),
+        Command::Version => println!("kjump {}", env!("CARGO_PKG_VERSION")),
+        Command::Check { jump, flags } => cmd_check(&settings(&flags)?, jump)?,
+        Command::Hibernate(flags) => cmd_hibernate(&settings(&flags)?)?,
+        Command::Load(flags) => cmd_load(&settings(&flags)?)?,
+        Command::Unload => cmd_unload()?,
+        Command::Resume { check, flags } => cmd_resume(&settings(&flags)?, check)?,
+        Command::BenchIo(flags) => cmd_bench_io(&settings(&flags)?)?,
+        Command::BootEntry { output, flags } => cmd_boot_entry(&settings(&flags)?, &output)?,
+        Command::Config(flags) => {
+            let s = settings(&flags)?;
+            if let Some(text) = &s.target {
+                target::parse(text).map_err(|e| Failure::Usage(format!("target {text}: {e}")))?;
+            }
+            print!("{}", config_text(&s));
+        }
+        Command::Initramfs { output, init } => cmd_initramfs(&output, init.as_deref())?,
+        Command::ImageInfo(path) => cmd_image(&path, false)?,
+        Command::ImageVerify(path) => cmd_image(&path, true)?,
+        Command::ImageWipe(path) => cmd_wipe(&path)?,
+    }
+    Ok(())
+}
+
+fn usage_error(topic: &'static str, msg: &str) -> ExitCode {
+    eprintln!("{}", cli::UsageError { msg: msg.to_string(), topic });
+    ExitCode::from(exit::USAGE)
 }
 
 fn run_checks(s: &Settings, quiet: bool) -> Result<(), Error> {
@@ -622,6 +607,7 @@ fn refuse_noresume(s: &Settings, word: &str, check_only: bool) -> String {
 }
 
 fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
+    let _ = s.snapshot; // used by the snapshot check
     let no = |why: String| Error::Msg(format!("resume: not resuming: {why}"));
     // Like the kernel's own resume, `noresume` skips it; and like the
     // kernel, it gives the image up (marks a committed one bad).
@@ -770,9 +756,8 @@ fn config_text(s: &Settings) -> String {
     )
 }
 
-fn cmd_initramfs(flags: &Flags) -> Result<(), Error> {
-    let output = flags.get("output").ok_or_else(|| Error::Msg("initramfs: --output FILE is required".into()))?;
-    let init_path = match flags.get("init") {
+fn cmd_initramfs(output: &str, init: Option<&str>) -> Result<(), Error> {
+    let init_path = match init {
         Some(p) => std::path::PathBuf::from(p),
         None => default_init(&std::env::current_exe().map_err(|e| Error::io("finding kjump's own path", e))?),
     };
@@ -926,8 +911,12 @@ fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
 mod tests {
     use super::*;
 
-    fn flags(args: &[&str]) -> Flags {
-        parse_flags(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap()
+    /// The setting flags of `kjump config ARGS`.
+    fn flags(args: &[&str]) -> SettingFlags {
+        match cli::parse(std::iter::once("config").chain(args.iter().copied())) {
+            Ok(Command::Config(flags)) => flags,
+            other => panic!("{args:?}: {other:?}"),
+        }
     }
 
     #[test]
