@@ -25,7 +25,7 @@ Usage:
   kjump resume [--check] [OPTIONS]
                                    at boot, before A's filesystems are mounted read-write:
                                    resume from a committed image on the target, or say
-                                   in one line why not and exit 1 (boot goes on);
+                                   in one line why not and exit 3 (boot goes on);
                                    'noresume' or 'kjump.noresume' on the kernel command
                                    line forbids it and marks a committed image bad
                                    (that boot may change A's filesystems)
@@ -77,7 +77,9 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
   --jump               check: also do a live round trip
 Each command takes only the options it uses; see 'kjump COMMAND --help'.
 
-Exit status: 0 when all is well, 1 when a check, the jump or the save failed, 2 on bad usage.
+Exit status: 0 when all is well; 1 when a check, the jump, the save or the resume failed;
+2 on bad usage (nothing was done); 3 when 'kjump resume' found nothing to resume (no
+image, not committed, of another machine or RAM map, or noresume given).
 ";
 
 /// `kjump`'s exit statuses, as USAGE and kjump(8) list them.
@@ -88,6 +90,8 @@ mod exit {
     pub const FAILURE: u8 = 1;
     /// Bad usage, found before anything was done.
     pub const USAGE: u8 = 2;
+    /// `kjump resume` found nothing to resume: the boot goes on as usual.
+    pub const NOTHING_TO_RESUME: u8 = 3;
 }
 
 /// The help text, with the installed location of the hibernation files.
@@ -166,6 +170,10 @@ fn main() -> ExitCode {
     match run(command) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(Failure::Usage(msg)) => usage_error(topic, &msg),
+        Err(Failure::NothingToResume(msg)) => {
+            eprintln!("kjump: {msg}");
+            ExitCode::from(exit::NOTHING_TO_RESUME)
+        }
         Err(Failure::Error(e)) => {
             eprintln!("kjump: {e}");
             ExitCode::from(exit::FAILURE)
@@ -178,6 +186,8 @@ fn main() -> ExitCode {
 enum Failure {
     /// A bad setting, found before anything was done (`exit::USAGE`).
     Usage(String),
+    /// `kjump resume` found nothing here to resume (`exit::NOTHING_TO_RESUME`).
+    NothingToResume(String),
     /// Anything else (`exit::FAILURE`).
     Error(Error),
 }
@@ -185,6 +195,12 @@ enum Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         Failure::Error(e)
+    }
+}
+
+impl From<kjump::memmap::Error> for Failure {
+    fn from(e: kjump::memmap::Error) -> Self {
+        Failure::Error(e.into())
     }
 }
 
@@ -606,9 +622,9 @@ fn refuse_noresume(s: &Settings, word: &str, check_only: bool) -> String {
     }
 }
 
-fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
+fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
     let _ = s.snapshot; // used by the snapshot check
-    let no = |why: String| Error::Msg(format!("resume: not resuming: {why}"));
+    let no = |why: String| Failure::NothingToResume(format!("resume: not resuming: {why}"));
     // Like the kernel's own resume, `noresume` skips it; and like the
     // kernel, it gives the image up (marks a committed one bad).
     let own = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::io("reading /proc/cmdline", e))?;
@@ -629,7 +645,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     if let Some(why) = kjump::machine::mismatch(&h.machine_id, &kjump::machine::id()) {
         return Err(no(why));
     }
-    in_use::check_device(&dev, &h.in_use).map_err(|e| no(e.to_string()))?;
+    in_use::check_device(&dev, &h.in_use).map_err(|e| Error::Msg(format!("resume: not resuming: {e}")))?;
     if !committed {
         return Err(no(format!("the image on {tgt} is damaged: its state block commits a different header")));
     }
@@ -668,7 +684,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     d.set_region_aside = false;
     jump::load_hibernation_kernel(&d)?;
     jump::jump_to_loaded()?;
-    Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()))
+    Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()).into())
 }
 
 /// D's mode arguments, the same whether C loads D or a boot entry starts it.
