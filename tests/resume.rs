@@ -106,7 +106,7 @@ fn hibernate_power_off_resume_then_boot_normally() {
     again.expect_in_order(&[
         "C: booting, trying kjump resume",
         "resume: not resuming: the image on /dev/vda is consumed",
-        "C: normal boot (kjump resume exited 1)",
+        "C: normal boot (kjump resume exited 3)",
     ]);
     again.wait_exit();
 }
@@ -204,7 +204,7 @@ fn flipped_byte_makes_d_refuse_and_verify_name_the_chunk() {
     assert!(text.contains("bad (never to be resumed"), "{text}");
     // The next boot is a normal one.
     let mut again = boot("flip-again", &disks, "kjump_boot=c");
-    again.expect_in_order(&["resume: not resuming: the image on /dev/vda is bad", "C: normal boot (kjump resume exited 1)"]);
+    again.expect_in_order(&["resume: not resuming: the image on /dev/vda is bad", "C: normal boot (kjump resume exited 3)"]);
     again.wait_exit();
 }
 
@@ -219,7 +219,7 @@ fn noresume_abandons_the_image() {
         "C: booting, trying kjump resume",
         "resume: not resuming: 'noresume' is on the kernel command line",
         "marked the committed image on /dev/vda bad",
-        "C: normal boot (kjump resume exited 1)",
+        "C: normal boot (kjump resume exited 3)",
     ]);
     c.wait_exit();
     c.expect_absent("kjump-init: mode restore");
@@ -232,7 +232,7 @@ fn noresume_abandons_the_image() {
     again.expect_in_order(&[
         "C: booting, trying kjump resume",
         "resume: not resuming: the image on /dev/vda is bad: not resumed: noresume given at boot",
-        "C: normal boot (kjump resume exited 1)",
+        "C: normal boot (kjump resume exited 3)",
     ]);
     again.wait_exit();
     again.expect_absent("kjump-init: mode restore");
@@ -250,7 +250,7 @@ fn image_from_a_different_memory_size_is_refused_before_d() {
         // 1.5 GiB puts the region where 1 GiB does (512 MiB): the RAM map
         // check is the one that refuses.
         "resume: not resuming: the image's RAM map differs from this machine's",
-        "C: normal boot (kjump resume exited 1)",
+        "C: normal boot (kjump resume exited 3)",
     ]);
     c.wait_exit();
     c.expect_absent("kjump-init: mode restore");
@@ -422,7 +422,7 @@ fn image_from_another_kjump_version_is_refused() {
     drop(e);
     let mut c = boot("version-c", &disks, "kjump_boot=c");
     let why = format!("header: version {other} is not supported (this kjump reads {})", kjump::image::VERSION);
-    c.expect_in_order(&["C: booting, trying kjump resume", &why, "C: normal boot (kjump resume exited 1)"]);
+    c.expect_in_order(&["C: booting, trying kjump resume", &why, "C: normal boot (kjump resume exited 3)"]);
     c.wait_exit();
     c.expect_absent("kjump-init: mode restore");
 }
@@ -439,7 +439,7 @@ fn image_from_another_machine_is_refused() {
     c.expect_in_order(&[
         "C: booting, trying kjump resume",
         &format!("resume: not resuming: the image was made on another machine (system UUID {}; this one is {other})", harness::MACHINE_UUID),
-        "C: normal boot (kjump resume exited 1)",
+        "C: normal boot (kjump resume exited 3)",
     ]);
     c.wait_exit();
     c.expect_absent("kjump-init: mode restore");

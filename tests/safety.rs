@@ -67,7 +67,7 @@ fn power_cut_while_b_writes_then_normal_boot_and_clean_disks() {
     c.expect_in_order(&[
         "C: booting, trying kjump resume",
         "resume: not resuming: the image on /dev/vda is incomplete: its save never finished",
-        "C: normal boot (kjump resume exited 1)",
+        "C: normal boot (kjump resume exited 3)",
         "C: file: written before hibernate|",
         "C: unmounted /data",
     ]);

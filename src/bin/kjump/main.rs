@@ -1,5 +1,7 @@
 //! `kjump`: the trigger on the main system (A), and image tools for any host.
 
+mod cli;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ use kjump::memmap::MemoryMap;
 use kjump::units::{human_size, parse_size, MIB};
 use kjump::{check, in_use, target, Error};
 
+use cli::{Command, SettingFlags};
+
 const USAGE: &str = "\
 kjump — hibernation for Linux built on kexec jump
 
@@ -21,7 +25,7 @@ Usage:
   kjump resume [--check] [OPTIONS]
                                    at boot, before A's filesystems are mounted read-write:
                                    resume from a committed image on the target, or say
-                                   in one line why not and exit 1 (boot goes on);
+                                   in one line why not and exit 3 (boot goes on);
                                    'noresume' or 'kjump.noresume' on the kernel command
                                    line forbids it and marks a committed image bad
                                    (that boot may change A's filesystems)
@@ -49,6 +53,7 @@ Usage:
                                    write the hibernation initramfs (holds only kjump-init;
                                    default: the kjump-init next to kjump, else {LIBDIR}/kjump-init)
   kjump config [OPTIONS]           print the settings kjump would use, as kjump.conf lines
+  kjump COMMAND --help             that command's options
   kjump --help | --version
 
 Options (flags win over /etc/kjump.conf, whose keys have the same names):
@@ -58,7 +63,7 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
   --after ACTION       poweroff (default), reboot, or resume (save, then continue: a snapshot)
   --compress KIND      lz4 (default, fast), deflate (smaller), none
   --wait SECONDS       how long the hibernation kernel, and kjump resume at boot,
-                       wait for the target to appear  [default: 10]
+                       wait for the target to appear: 0 to 600  [default: 10]
   --kernel PATH        hibernation kernel (bzImage)   [default: {LIBDIR}/vmlinuz]
   --initrd PATH        hibernation initramfs          [default: {LIBDIR}/initramfs.img]
   --region-size SIZE   RAM the hibernation kernel runs in, set aside only while
@@ -68,58 +73,30 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
   --keep               resume: keep the image's data afterwards (default: the restore
                        kernel discards it once A's memory is back; the image is
                        marked consumed either way)
+  --check              resume: only say what it would do
+  --jump               check: also do a live round trip
+Each command takes only the options it uses; see 'kjump COMMAND --help'.
 
-Exit status: 0 when all is well, 1 when a check, the jump or the save failed, 2 on bad usage.
+Exit status: 0 when all is well; 1 when a check, the jump, the save or the resume failed;
+2 on bad usage (nothing was done); 3 when 'kjump resume' found nothing to resume (no
+image, not committed, of another machine or RAM map, or noresume given).
 ";
+
+/// `kjump`'s exit statuses, as USAGE and kjump(8) list them.
+mod exit {
+    /// All is well.
+    pub const OK: u8 = 0;
+    /// A check, the jump, the save, the resume or another step failed.
+    pub const FAILURE: u8 = 1;
+    /// Bad usage, found before anything was done.
+    pub const USAGE: u8 = 2;
+    /// `kjump resume` found nothing to resume: the boot goes on as usual.
+    pub const NOTHING_TO_RESUME: u8 = 3;
+}
 
 /// The help text, with the installed location of the hibernation files.
 fn usage() -> String {
     USAGE.replace("{LIBDIR}", LIBDIR)
-}
-
-#[derive(Default)]
-struct Flags {
-    jump: bool,
-    values: Vec<(String, String)>,
-    positional: Vec<String>,
-}
-
-impl Flags {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.values.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-}
-
-const VALUE_FLAGS: &[&str] = &["target", "after", "compress", "wait", "kernel", "initrd", "region-size", "append", "config", "output", "init"];
-
-fn parse_flags(args: &[String]) -> Result<Flags, String> {
-    let mut f = Flags::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--jump" || a == "--check" {
-            f.jump = true;
-        } else if a == "--keep" {
-            f.values.push(("keep".into(), "yes".into()));
-        } else if let Some(name) = a.strip_prefix("--") {
-            let (name, inline) = match name.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (name, None),
-            };
-            if !VALUE_FLAGS.contains(&name) {
-                return Err(format!("unknown option --{name}"));
-            }
-            let v = match inline {
-                Some(v) => v,
-                None => it.next().cloned().ok_or_else(|| format!("--{name} needs a value"))?,
-            };
-            f.values.push((name.to_string(), v));
-        } else if a == "-o" {
-            f.values.push(("output".into(), it.next().cloned().ok_or("-o needs a value")?));
-        } else {
-            f.positional.push(a.clone());
-        }
-    }
-    Ok(f)
 }
 
 /// Settings after merging defaults, the config file and flags.
@@ -134,13 +111,14 @@ struct Settings {
     compress: Compression,
     wait: u64,
     keep: bool,
-    /// `kjump resume --snapshot`: a snapshot may be resumed.
+    /// `kjump resume --snapshot`: a snapshot may be resumed (never set
+    /// by the config file).
     snapshot: bool,
     /// Starts of the restore kernel after which an image is given up.
     attempts: u32,
 }
 
-fn settings(flags: &Flags) -> Result<Settings, Error> {
+fn settings(flags: &SettingFlags) -> Result<Settings, Error> {
     let config = Config::load(flags.get("config").unwrap_or(kjump::config::DEFAULT_PATH))?;
     let get = |k: &str| flags.get(k).or_else(|| config.get(k));
     let config_path = flags.get("config").unwrap_or(kjump::config::DEFAULT_PATH);
@@ -168,14 +146,18 @@ fn settings(flags: &Flags) -> Result<Settings, Error> {
         },
         wait: match get("wait") {
             None => 10,
-            Some(v) => v.parse().map_err(|_| Error::Msg(format!("{} {v:?}: give a number of seconds", name("wait"))))?,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|&w| w <= cli::MAX_WAIT)
+                .ok_or_else(|| Error::Msg(format!("{} {v:?}: give a number of seconds from 0 to {}", name("wait"), cli::MAX_WAIT)))?,
         },
         keep: match get("keep") {
             None | Some("no") => false,
             Some("yes") => true,
             Some(v) => return Err(Error::Msg(format!("{} {v:?}: use yes or no", name("keep")))),
         },
-        snapshot: false,
+        snapshot: flags.snapshot,
         attempts: match get("attempts") {
             None => kjump::restore::DEFAULT_MAX_ATTEMPTS,
             Some(v) => v
@@ -188,64 +170,81 @@ fn settings(flags: &Flags) -> Result<Settings, Error> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else {
-        eprint!("{}", usage());
-        return ExitCode::from(2);
-    };
-    match cmd.as_str() {
-        "--help" | "-h" | "help" => {
-            print!("{}", usage());
-            return ExitCode::SUCCESS;
-        }
-        "--version" => {
-            println!("kjump {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        _ => {}
-    }
-    let flags = match parse_flags(&args[1..]) {
-        Ok(f) => f,
-        Err(m) => return usage_error(&m),
-    };
-    let needs_settings = matches!(cmd.as_str(), "check" | "hibernate" | "load" | "resume" | "bench-io" | "config" | "boot-entry");
-    let s = match needs_settings.then(|| settings(&flags)).transpose() {
-        Ok(s) => s,
-        Err(e) => return usage_error(&e.to_string()),
-    };
-    let result = match (cmd.as_str(), s) {
-        ("check", Some(s)) => cmd_check(&s, flags.jump),
-        ("hibernate", Some(s)) => cmd_hibernate(&s),
-        ("load", Some(s)) => cmd_load(&s),
-        ("unload", _) => cmd_unload(),
-        ("resume", Some(s)) => cmd_resume(&s, flags.jump),
-        ("bench-io", Some(s)) => cmd_bench_io(&s),
-        ("boot-entry", Some(s)) => cmd_boot_entry(&s, flags.get("output").unwrap_or("/boot/kjump")),
-        ("config", Some(s)) => {
-            print!("{}", config_text(&s));
-            Ok(())
-        }
-        ("initramfs", _) => cmd_initramfs(&flags),
-        ("image", _) => match flags.positional.as_slice() {
-            [sub, path] if sub == "info" => cmd_image(path, false),
-            [sub, path] if sub == "verify" => cmd_image(path, true),
-            [sub, path] if sub == "wipe" => cmd_wipe(path),
-            _ => return usage_error("use 'kjump image info|verify|wipe FILE|DEVICE'"),
-        },
-        (other, _) => return usage_error(&format!("unknown command {other:?}")),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let command = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(c) => c,
         Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let topic = command.topic();
+    match run(command) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(Failure::Usage(msg)) => usage_error(topic, &msg),
+        Err(Failure::NothingToResume(msg)) => {
+            eprintln!("kjump: {msg}");
+            ExitCode::from(exit::NOTHING_TO_RESUME)
+        }
+        Err(Failure::Error(e)) => {
             eprintln!("kjump: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::FAILURE)
         }
     }
 }
 
-fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("kjump: {msg}; see 'kjump --help'");
-    ExitCode::from(2)
+/// Why a command did not do what it was asked: each with its exit status.
+#[derive(Debug)]
+enum Failure {
+    /// A bad setting, found before anything was done (`exit::USAGE`).
+    Usage(String),
+    /// `kjump resume` found nothing here to resume (`exit::NOTHING_TO_RESUME`).
+    NothingToResume(String),
+    /// Anything else (`exit::FAILURE`).
+    Error(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Error(e)
+    }
+}
+
+impl From<kjump::memmap::Error> for Failure {
+    fn from(e: kjump::memmap::Error) -> Self {
+        Failure::Error(e.into())
+    }
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    let settings = |flags: &SettingFlags| settings(flags).map_err(|e| Failure::Usage(e.to_string()));
+    match command {
+        Command::Help(text) => print!("{text}"),
+        Command::Version => println!("kjump {}", env!("CARGO_PKG_VERSION")),
+        Command::Check { jump, flags } => cmd_check(&settings(&flags)?, jump)?,
+        Command::Hibernate(flags) => cmd_hibernate(&settings(&flags)?)?,
+        Command::Load(flags) => cmd_load(&settings(&flags)?)?,
+        Command::Unload => cmd_unload()?,
+        Command::Resume { check, flags } => cmd_resume(&settings(&flags)?, check)?,
+        Command::BenchIo(flags) => cmd_bench_io(&settings(&flags)?)?,
+        Command::BootEntry { output, flags } => cmd_boot_entry(&settings(&flags)?, &output)?,
+        Command::Config(flags) => {
+            let s = settings(&flags)?;
+            if let Some(text) = &s.target {
+                target::parse(text).map_err(|e| Failure::Usage(format!("target {text}: {e}")))?;
+            }
+            print!("{}", config_text(&s));
+        }
+        Command::Initramfs { output, init } => cmd_initramfs(&output, init.as_deref())?,
+        Command::ImageInfo(path) => cmd_image(&path, false)?,
+        Command::ImageVerify(path) => cmd_image(&path, true)?,
+        Command::ImageWipe(path) => cmd_wipe(&path)?,
+    }
+    Ok(())
+}
+
+fn usage_error(topic: &'static str, msg: &str) -> ExitCode {
+    eprintln!("{}", cli::UsageError { msg: msg.to_string(), topic });
+    ExitCode::from(exit::USAGE)
 }
 
 fn run_checks(s: &Settings, quiet: bool) -> Result<(), Error> {
@@ -672,9 +671,9 @@ fn refuse_noresume(s: &Settings, word: &str, check_only: bool) -> String {
     }
 }
 
-fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
+fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
     let _lock = kjump::lock::take("resume")?;
-    let no = |why: String| Error::Msg(format!("resume: not resuming: {why}"));
+    let no = |why: String| Failure::NothingToResume(format!("resume: not resuming: {why}"));
     // Like the kernel's own resume, `noresume` skips it; and like the
     // kernel, it gives the image up (marks a committed one bad).
     let own = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::io("reading /proc/cmdline", e))?;
@@ -702,14 +701,16 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     if let Some(why) = kjump::machine::mismatch(&h.machine_id, &kjump::machine::id()) {
         return Err(no(why));
     }
-    in_use::check_device(&dev, &h.in_use).map_err(|e| no(e.to_string()))?;
+    in_use::check_device(&dev, &h.in_use).map_err(|e| Error::Msg(format!("resume: not resuming: {e}")))?;
     if !committed {
         return Err(no(format!("the image on {tgt} is damaged: its state block commits a different header")));
     }
     // Resuming replaces this system with A: only before any of A's
     // filesystems is mounted read-write here (in the initramfs).
     if let Some(why) = kjump::freshness::mounted_here(&in_use::collect()?, &h.in_use) {
-        return Err(no(format!("{why}: 'kjump resume' runs at boot, before A's filesystems are mounted read-write (the initramfs hooks do that)")));
+        return Err(Failure::Error(Error::Msg(format!(
+            "resume: not resuming: {why}: 'kjump resume' runs at boot, before A's filesystems are mounted read-write (the initramfs hooks do that)"
+        ))));
     }
     // Another system may have written A's filesystems since the image was
     // made: resuming over them would corrupt them, now or ever.
@@ -769,7 +770,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
         return Ok(());
     }
     update_image(&tgt, &dev, state.state, |f, st| kjump::image::record_attempt(f, st).map(drop))
-        .map_err(|e| no(format!("cannot count this attempt in the image's state ({e})")))?;
+        .map_err(|e| Error::Msg(format!("resume: not resuming: cannot count this attempt in the image's state ({e})")))?;
     let s = Settings { region_size: size, ..s.clone() };
     let mode = restore_mode_args(&tgt, &s);
     // This kernel (C) is not resumed: nothing of it in the region needs
@@ -778,7 +779,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Error> {
     d.set_region_aside = false;
     jump::load_hibernation_kernel(&d)?;
     jump::jump_to_loaded()?;
-    Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()))
+    Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()).into())
 }
 
 /// D's mode arguments, the same whether C loads D or a boot entry starts it.
@@ -873,9 +874,8 @@ fn config_text(s: &Settings) -> String {
     )
 }
 
-fn cmd_initramfs(flags: &Flags) -> Result<(), Error> {
-    let output = flags.get("output").ok_or_else(|| Error::Msg("initramfs: --output FILE is required".into()))?;
-    let init_path = match flags.get("init") {
+fn cmd_initramfs(output: &str, init: Option<&str>) -> Result<(), Error> {
+    let init_path = match init {
         Some(p) => std::path::PathBuf::from(p),
         None => default_init(&std::env::current_exe().map_err(|e| Error::io("finding kjump's own path", e))?),
     };
@@ -1030,8 +1030,12 @@ fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
 mod tests {
     use super::*;
 
-    fn flags(args: &[&str]) -> Flags {
-        parse_flags(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap()
+    /// The setting flags of `kjump config ARGS`.
+    fn flags(args: &[&str]) -> SettingFlags {
+        match cli::parse(std::iter::once("config").chain(args.iter().copied())) {
+            Ok(Command::Config(flags)) => flags,
+            other => panic!("{args:?}: {other:?}"),
+        }
     }
 
     #[test]
