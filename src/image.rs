@@ -244,6 +244,13 @@ fn text_at(b: &[u8], off: usize, len: usize) -> String {
     String::from_utf8_lossy(&s[..end]).into_owned()
 }
 
+/// `text` read from an image (a note, a kernel release), safe to print:
+/// control characters (escape sequences among them) become `?`, since the
+/// image may be forged.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
 /// The header block: what the image holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Header {
@@ -1080,6 +1087,12 @@ mod tests {
             zero_free: true,
             stamps: vec![crate::freshness::Stamp::Ext(0x1234_5678_9abc)],
         }
+    }
+
+    #[test]
+    fn printable_text_has_no_escape_codes() {
+        assert_eq!(printable("6.12.1\x1b[2J\n\u{9b}x"), "6.12.1?[2J??x");
+        assert_eq!(printable("plain, ünicode"), "plain, ünicode");
     }
 
     #[test]

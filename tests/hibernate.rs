@@ -152,12 +152,19 @@ fn hibernate_to_a_file_on_ext4() {
 fn failure_in_b_returns_to_a_with_the_reason() {
     let dir = TempDir::new("failure-disk");
     let disk = sparse_disk(&dir.0, "target.img", 1200);
-    // A checks /dev/vda; B is told (by a later parameter, which wins, added
+    // First, a second kjump command while one runs is refused. Then A
+    // checks /dev/vda; B is told (by a later parameter, which wins, added
     // past A's checks by the tests' own variable) to use a device that does
     // not exist there. Then a word B's parser refuses: `--append` refuses it
     // in A; slipped past A, B still goes back to A with the reason instead
     // of powering off. Last, A's session goes on (the workload is intact).
-    let cmd = "KJUMP_TEST_UNCHECKED_APPEND='kjump.target=/dev/vdz kjump.wait=2' kjump hibernate --target /dev/vda
+    let cmd = "kjump resume --target /dev/vdz --wait 60 > /dev/null 2>&1 &
+holder=$!
+while [ ! -e /run/kjump/lock ]; do sleep 0.1; done; sleep 1
+kjump hibernate --target /dev/vda
+echo \"A: second command exited $?\"
+kill $holder; wait $holder
+KJUMP_TEST_UNCHECKED_APPEND='kjump.target=/dev/vdz kjump.wait=2' kjump hibernate --target /dev/vda
 echo \"A: missing target exited $?\"
 kjump hibernate --target /dev/vda --append kjump.foo=1
 echo \"A: bad append exited $?\"
@@ -165,6 +172,9 @@ KJUMP_TEST_UNCHECKED_APPEND=kjump.foo=1 kjump hibernate --target /dev/vda";
     let mut vm = start("failure", &dir, cmd, vec![disk.clone()]);
     let lines = vm.expect_in_order(&[
         "A: workload ready",
+        // One kjump command at a time: a waiting `kjump resume` holds the lock.
+        "kjump: hibernate: another kjump command is running",
+        "A: second command exited 1",
         "kjump-init: mode save",
         "kjump-init: error: ",
         "kjump-init: the image was not saved; going back to A, nothing is lost",
@@ -178,7 +188,7 @@ KJUMP_TEST_UNCHECKED_APPEND=kjump.foo=1 kjump hibernate --target /dev/vda";
         "A: kjump exited 1",
         "A: workload intact",
     ]);
-    assert!(lines[4].contains("/dev/vdz"), "{}", lines[4]);
+    assert!(lines[6].contains("/dev/vdz"), "{}", lines[6]);
     vm.wait_exit();
     // No hibernation reached the disk: it holds no image at all.
     let (ok, text) = kjump_host(&["image", "info", disk.to_str().unwrap()]);

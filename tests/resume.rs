@@ -14,10 +14,17 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 if grep -q kjump_boot=c /proc/cmdline; then
   echo "C: booting, trying kjump resume"
-  kjump resume --target /dev/vda
+  # Test switches: D looks for a disk that is not there; C mounts A's
+  # data disk before it tries to resume (and writes it); C resumes a snapshot.
+  if grep -q kjump_lose_target /proc/cmdline; then export KJUMP_TEST_UNCHECKED_APPEND="kjump.target=/dev/vdz kjump.wait=1"; fi
+  if grep -q kjump_mount_first /proc/cmdline; then mkdir -p /data; mount -t ext4 /dev/vdb /data && echo "C: mounted /data"; fi
+  snapshot=""; if grep -q kjump_resume_snapshot /proc/cmdline; then snapshot=--snapshot; fi
+  kjump resume --target /dev/vda $snapshot
   echo "C: normal boot (kjump resume exited $?)"
+  if grep -q kjump_mount_first /proc/cmdline; then echo "written by another boot" > /data/other.txt; umount /data && echo "C: unmounted /data"; fi
   poweroff -f
 fi
+after=""; if grep -q kjump_snapshot /proc/cmdline; then after="--after resume"; fi
 mkdir -p /data
 mount -t ext4 /dev/vdb /data
 head -c 134217728 /dev/urandom > /root/random
@@ -30,7 +37,7 @@ counter=$!
 sleep 3
 exec 3>>/data/log.txt
 echo "written before hibernate" >&3
-kjump hibernate --target /dev/vda
+kjump hibernate --target /dev/vda $after
 echo "A: kjump exited $?"
 echo "written after resume" >&3
 exec 3>&-
@@ -333,19 +340,151 @@ impl Edit {
     }
 }
 
-/// Boots C on `disks` and expects D to refuse with `why` before writing.
+/// Boots C on `disks` and expects D to refuse with `why` before writing,
+/// and to mark the image bad; then boots again and expects a normal boot
+/// that does not start D (no boot loop).
 fn d_refuses(name: &str, disks: Vec<PathBuf>, why: &str) {
     let mut c = boot(name, &disks, "kjump_boot=c");
     c.expect_in_order(&[
         "kjump resume: committed image on /dev/vda",
         "kjump-init: mode restore",
         &format!("kjump-init: error: {why}"),
+        "kjump-init: marked the image bad",
         "kjump-init: not resuming: rebooting into a normal boot",
     ]);
     c.wait_exit();
     c.expect_absent("kjump-init: checked the layout");
     c.expect_absent("kjump-init: restoring");
     c.expect_absent("jumping into A");
+    normal_boot_next(&format!("{name}-next"), &disks, "the image on /dev/vda is bad");
+}
+
+/// The next power-on after a refusal: `kjump resume` says `why` without
+/// starting D, and the boot goes on.
+fn normal_boot_next(name: &str, disks: &[PathBuf], why: &str) {
+    let mut next = boot(name, disks, "kjump_boot=c");
+    next.expect_in_order(&["C: booting, trying kjump resume", &format!("resume: not resuming: {why}"), "C: normal boot (kjump resume exited 3)"]);
+    next.wait_exit();
+    next.expect_absent("kjump-init: mode restore");
+}
+
+/// `kjump image info` on `disk`: its text.
+fn image_info(disk: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kjump")).args(["image", "info"]).arg(disk).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn d_failing_for_another_reason_twice_then_the_next_boot_is_normal() {
+    let dir = TempDir::new("dfails");
+    let disks = copies(&dir);
+    // D cannot find the target (it is told another disk): not the image's
+    // fault, so it is left as it is, but each start of D is counted.
+    for round in 1..=2 {
+        let mut c = boot(&format!("dfails-{round}"), &disks, "kjump_boot=c kjump_lose_target");
+        c.expect_in_order(&[
+            "kjump resume: committed image on /dev/vda",
+            "kjump-init: mode restore",
+            "kjump-init: error: ",
+            "kjump-init: the image is left as it was",
+            "kjump-init: not resuming: rebooting into a normal boot",
+        ]);
+        c.wait_exit();
+        c.expect_absent("jumping into A");
+    }
+    // The third boot gives the image up instead of starting D again.
+    let mut c = boot("dfails-3", &disks, "kjump_boot=c kjump_lose_target");
+    c.expect_in_order(&[
+        "resume: not resuming: the restore kernel was started 2 time(s) for the image on /dev/vda without resuming it; marked it bad",
+        "C: normal boot (kjump resume exited 3)",
+    ]);
+    c.wait_exit();
+    c.expect_absent("kjump-init: mode restore");
+    assert!(image_info(&disks[0]).contains("started 2 time(s)"));
+    normal_boot_next("dfails-4", &disks, "the image on /dev/vda is bad: not resumed: the restore kernel was started 2 time(s)");
+    // What the user is left with: A's data disk as A synced it.
+    fsck_clean_after_replay(&disks[1]);
+}
+
+/// `e2fsck -fn` on a copy of `disk` whose journal was replayed first (A
+/// never came back to unmount it: a later mount replays it the same way).
+fn fsck_clean_after_replay(disk: &std::path::Path) {
+    let copy = disk.with_extension("replayed");
+    assert!(Command::new("cp").arg("--sparse=always").arg(disk).arg(&copy).status().unwrap().success());
+    let out = Command::new("e2fsck").arg("-fy").arg(&copy).output().unwrap();
+    // 0: clean; 1: the journal replay (and nothing else) changed it.
+    assert!(matches!(out.status.code(), Some(0 | 1)), "e2fsck -fy {}: {}", copy.display(), String::from_utf8_lossy(&out.stdout));
+    fsck_clean(&copy);
+    let cat = Command::new("debugfs").args(["-R", "cat /log.txt"]).arg(&copy).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), "written before hibernate\n");
+    let _ = std::fs::remove_file(&copy);
+}
+
+#[test]
+fn a_boot_that_writes_a_filesystem_of_a_makes_the_image_stale() {
+    let dir = TempDir::new("stale");
+    let disks = copies(&dir);
+    // This boot mounts A's data disk before trying to resume (as a system
+    // booted without kjump's hook would): kjump resume refuses to replace
+    // a running system's mounted filesystem; the boot goes on and writes it.
+    let mut c = boot("stale-c", &disks, "kjump_boot=c kjump_mount_first");
+    c.expect_in_order(&[
+        "C: mounted /data",
+        "resume: not resuming: vdb (UUID ",
+        "one of A's devices, is mounted read-write here",
+        "C: normal boot (kjump resume exited 1)",
+        "C: unmounted /data",
+    ]);
+    c.wait_exit();
+    c.expect_absent("kjump-init: mode restore");
+    // The next boot finds A's data disk written since the image: refused,
+    // named, marked bad.
+    let mut next = boot("stale-next", &disks, "kjump_boot=c");
+    next.expect_in_order(&[
+        "resume: not resuming: vdb (UUID ",
+        "written since the image was made",
+        "marked the image bad, never to be resumed",
+        "C: normal boot (kjump resume exited 3)",
+    ]);
+    next.wait_exit();
+    next.expect_absent("kjump-init: mode restore");
+    assert!(image_info(&disks[0]).contains("written since the image was made"));
+    normal_boot_next("stale-last", &disks, "the image on /dev/vda is bad: not resumed: vdb");
+    // What the user is left with: the other boot's file, a clean filesystem.
+    fsck_clean(&disks[1]);
+    let cat = Command::new("debugfs").args(["-R", "cat /other.txt"]).arg(&disks[1]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), "written by another boot\n");
+}
+
+#[test]
+fn a_snapshot_is_never_resumed_by_a_boot_on_its_own() {
+    let dir = TempDir::new("snapshot-state");
+    let target = sparse_disk(&dir.0, "target.img", 1200);
+    let data = sparse_disk(&dir.0, "data.img", 64);
+    assert!(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&data).status().unwrap().success());
+    let disks = vec![target.clone(), data.clone()];
+    // A saves a snapshot and goes on: it writes its data disk, unmounts it
+    // and powers off.
+    let mut a = boot("snapshot-a", &disks, "kjump_snapshot");
+    a.expect_in_order(&["A: workload ready", "kjump-init: mode save", "kjump-init: restored A's low memory; jumping back to A", "A: kjump exited 0", "A: unmounted /data"]);
+    a.wait_exit();
+    assert!(image_info(&target).contains("a snapshot"));
+    // The next boot does not resume it.
+    let mut c = boot("snapshot-c", &disks, "kjump_boot=c");
+    c.expect_in_order(&["resume: not resuming: the image on /dev/vda is a snapshot", "C: normal boot (kjump resume exited 3)"]);
+    c.wait_exit();
+    c.expect_absent("kjump-init: mode restore");
+    // Asked for explicitly, it is refused all the same: A wrote its data
+    // disk after the snapshot.
+    let mut c = boot("snapshot-asked", &disks, "kjump_boot=c kjump_resume_snapshot");
+    c.expect_in_order(&["resume: not resuming: vdb (UUID ", "written since the image was made", "C: normal boot (kjump resume exited 3)"]);
+    c.wait_exit();
+    c.expect_absent("kjump-init: mode restore");
+    // What the user is left with: what A wrote after the snapshot, clean.
+    fsck_clean(&data);
+    let cat = Command::new("debugfs").args(["-R", "cat /log.txt"]).arg(&data).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), "written before hibernate\nwritten after resume\n");
 }
 
 #[test]

@@ -352,7 +352,7 @@ fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
         give_up(f, Some(&img));
     }
     let h = &img.header;
-    say!("image on {}: A's kernel {}, {} pages stored of {}", img.name, h.kernel_release, h.stored_pages, h.ram_pages);
+    say!("image on {}: A's kernel {}, {} pages stored of {}", img.name, kjump::image::printable(&h.kernel_release), h.stored_pages, h.ram_pages);
     if p.direct {
         // C would have compared the image with this machine's memory map.
         let firmware = std::fs::read("/sys/kernel/boot_params/data").map_err(|e| Error::io("reading /sys/kernel/boot_params/data", e));

@@ -695,7 +695,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
             )))
         }
         State::Writing => return Err(no(format!("the image on {tgt} is incomplete: its save never finished (state writing)"))),
-        State::Bad if !state.note.is_empty() => return Err(no(format!("the image on {tgt} is bad: {}", state.note))),
+        State::Bad if !state.note.is_empty() => return Err(no(format!("the image on {tgt} is bad: {}", kjump::image::printable(&state.note)))),
         other => return Err(no(format!("the image on {tgt} is {}", other.name()))),
     }
     if let Some(why) = kjump::machine::mismatch(&h.machine_id, &kjump::machine::id()) {
@@ -748,7 +748,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
     }
     println!(
         "kjump resume: committed image on {tgt}: A's kernel {}, {} stored; {}",
-        h.kernel_release,
+        kjump::image::printable(&h.kernel_release),
         human_size(h.data_bytes),
         if check_only { "would resume" } else { "resuming" }
     );
@@ -895,9 +895,14 @@ fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
     println!("image {path}");
     println!("  state        {}", r.state.state.name());
     if !r.state.note.is_empty() {
-        println!("  note         {}", r.state.note);
+        println!("  note         {}", kjump::image::printable(&r.state.note));
     }
-    println!("  kernel       {} (build id {})", h.kernel_release, if h.build_id.is_empty() { "unknown" } else { &h.build_id });
+    println!("  attempts     {} start(s) of the restore kernel", r.state.attempts);
+    println!(
+        "  kernel       {} (build id {})",
+        kjump::image::printable(&h.kernel_release),
+        if h.build_id.is_empty() { "unknown".into() } else { kjump::image::printable(&h.build_id) }
+    );
     println!("  created      {} (seconds since 1970)", h.created_unix);
     println!("  compression  {}", h.compression.map_or("none", Compression::name));
     println!("  RAM          {} in {} ranges, {} pages", human_size(h.ram.iter().map(|r| r.1 - r.0).sum()), h.ram.len(), h.ram_pages);
