@@ -85,6 +85,9 @@ impl Config {
 
     /// Reads `path`; a missing file is an empty config.
     pub fn load(path: &str) -> Result<Self, crate::Error> {
+        if std::path::Path::new(path).exists() {
+            check_trusted(path, "the settings file")?;
+        }
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text).map_err(|e| crate::Error::Msg(format!("{path}: {e}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
@@ -96,6 +99,22 @@ impl Config {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
+}
+
+/// Refuses a file kjump would act on (its settings, the hibernation
+/// kernel and initramfs it loads and jumps to) that someone other than
+/// root or the user running kjump could have changed: owned by another
+/// user, or writable by group or others.
+pub fn check_trusted(path: &str, what: &str) -> Result<(), crate::Error> {
+    let st = rustix::fs::stat(path).map_err(|e| crate::Error::sys(format!("examining {what} {path}"), e))?;
+    let me = rustix::process::geteuid().as_raw();
+    if st.st_uid != 0 && st.st_uid != me {
+        return Err(crate::Error::Msg(format!("{what} {path} belongs to user {}: only root's (or yours) is trusted; chown it", st.st_uid)));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(crate::Error::Msg(format!("{what} {path} is writable by others (mode {:o}): run 'chmod go-w {path}'", st.st_mode & 0o7777)));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -117,6 +136,23 @@ mod tests {
         assert_eq!(default_kernel(), format!("{LIBDIR}/vmlinuz"));
         assert_eq!(default_initrd(), format!("{LIBDIR}/initramfs.img"));
         assert_eq!(installed_init(), format!("{LIBDIR}/kjump-init"));
+    }
+
+    #[test]
+    fn files_others_may_write_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("kjump-trusted-{}", std::process::id()));
+        std::fs::write(&path, "wait = 5\n").unwrap();
+        let p = path.to_str().unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(check_trusted(p, "the settings file").is_ok());
+        assert_eq!(Config::load(p).unwrap().get("wait"), Some("5"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = Config::load(p).unwrap_err().to_string();
+        assert!(e.contains("is writable by others (mode 666)"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o620)).unwrap();
+        assert!(check_trusted(p, "x").is_err());
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -467,7 +467,13 @@ fn a_snapshot_is_never_resumed_by_a_boot_on_its_own() {
     // A saves a snapshot and goes on: it writes its data disk, unmounts it
     // and powers off.
     let mut a = boot("snapshot-a", &disks, "kjump_snapshot");
-    a.expect_in_order(&["A: workload ready", "kjump-init: mode save", "kjump-init: restored A's low memory; jumping back to A", "A: kjump exited 0", "A: unmounted /data"]);
+    a.expect_in_order(&[
+        "A: workload ready",
+        "kjump-init: mode save",
+        "kjump-init: restored A's low memory; jumping back to A",
+        "A: kjump exited 0",
+        "A: unmounted /data",
+    ]);
     a.wait_exit();
     assert!(image_info(&target).contains("a snapshot"));
     // The next boot does not resume it.

@@ -300,6 +300,8 @@ fn hibernation_kernel(s: &Settings, mode_args: &str, disk: Option<&std::path::Pa
     if unchecked.is_empty() {
         cmdline::parse(&line).map_err(|e| Error::Msg(format!("the hibernation kernel's command line would be refused ({e}): check append")))?;
     }
+    kjump::config::check_trusted(&s.kernel, "the hibernation kernel")?;
+    kjump::config::check_trusted(&s.initrd, "the hibernation initramfs")?;
     Ok(HibernationKernel {
         kernel: std::fs::read(&s.kernel).map_err(|e| Error::io(format!("reading {}", s.kernel), e))?,
         initrd: std::fs::read(&s.initrd).map_err(|e| Error::io(format!("reading {}", s.initrd), e))?,
@@ -888,8 +890,25 @@ fn cmd_initramfs(output: &str, init: Option<&str>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Opens an image file or device for the image tools: never through a
+/// symbolic link (wipe would zero the link's target and remove the link),
+/// never a FIFO or socket (reading one blocks), and never a directory.
+fn open_image(path: &str, write: bool) -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = std::fs::OpenOptions::new().read(true).write(write).custom_flags(flags.bits() as i32).open(path).map_err(|e| match e.raw_os_error() {
+        Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => Error::Msg(format!("{path} is a symbolic link: name the image file or device itself")),
+        _ => Error::io(format!("opening {path}"), e),
+    })?;
+    let kind = file.metadata().map_err(|e| Error::io(format!("examining {path}"), e))?.file_type();
+    if !(kind.is_file() || kind.is_block_device()) {
+        return Err(Error::Msg(format!("{path} is not a regular file or a block device: no image there")));
+    }
+    Ok(file)
+}
+
 fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {path}"), e))?;
+    let file = open_image(path, false)?;
     let mut r = Reader::open(std::io::BufReader::with_capacity(4 << 20, file)).map_err(|e| Error::Msg(format!("{path}: {e}")))?;
     let h = &r.header;
     println!("image {path}");
@@ -919,11 +938,25 @@ fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
     if !r.header_committed() {
         return Err(Error::Msg(format!("verify {path}: the state block commits a different header")));
     }
+    // First what D checks before it writes a page: every chunk's pages
+    // inside A's RAM, outside the kjump region, in order, none twice, and
+    // the image complete to its last byte.
+    {
+        let mut layout = kjump::image::RunCheck::new(&r.header.ram, r.header.region);
+        let mut input = open_image(path, false)?;
+        kjump::image::scan_runs(&mut input, &r.state, |info, runs, zero_runs| {
+            layout.check(info.index, runs, zero_runs).map_err(|e| kjump::image::ReadError::Format(kjump::image::Error::Run(e)))
+        })
+        .map_err(|e| Error::Msg(format!("verify {path}: {e}")))?;
+    }
     let (mut runs, mut zero_runs, mut pages, mut stored, mut zero) = (Vec::new(), Vec::new(), Vec::new(), 0u64, 0u64);
     let mut last = std::time::Instant::now();
     while let Some(info) = r.next_chunk(&mut runs, &mut zero_runs, &mut pages).map_err(|e| Error::Msg(format!("verify {path}: {e}")))? {
         stored += info.page_count as u64;
-        zero += zero_runs.iter().map(|r| r.1).sum::<u64>();
+        zero = zero_runs
+            .iter()
+            .try_fold(zero, |z, r| z.checked_add(r.1))
+            .ok_or_else(|| Error::Msg(format!("verify {path}: chunk {}: zero page count overflows", info.index)))?;
         if last.elapsed() > Duration::from_secs(1) {
             eprintln!("  verified {} of {} chunks", info.index + 1, r.header.chunk_count);
             last = std::time::Instant::now();
@@ -944,7 +977,7 @@ fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
 /// file. Anything that is not a kjump image is left alone.
 fn cmd_wipe(path: &str) -> Result<(), Error> {
     use std::os::unix::fs::{FileExt, FileTypeExt};
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io(format!("wipe: opening {path}"), e))?;
+    let file = open_image(path, true).map_err(|e| Error::Msg(format!("wipe: {e}; nothing was written")))?;
     let meta = file.metadata().map_err(|e| Error::io(format!("wipe: examining {path}"), e))?;
     let r = Reader::open(&file).map_err(|e| Error::Msg(format!("wipe: {path} does not hold a kjump image ({e}); nothing was written")))?;
     if meta.file_type().is_block_device() {
@@ -1034,6 +1067,26 @@ fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_tools_refuse_links_fifos_and_directories() {
+        let dir = std::env::temp_dir().join(format!("kjump-open-image-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("image");
+        std::fs::write(&file, b"x").unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let fifo = dir.join("fifo");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+        assert!(open_image(file.to_str().unwrap(), false).is_ok());
+        let e = open_image(link.to_str().unwrap(), true).unwrap_err().to_string();
+        assert!(e.contains("is a symbolic link"), "{e}");
+        let e = open_image(fifo.to_str().unwrap(), false).unwrap_err().to_string();
+        assert!(e.contains("not a regular file or a block device"), "{e}");
+        let e = open_image(dir.to_str().unwrap(), false).unwrap_err().to_string();
+        assert!(e.contains("not a regular file or a block device") || e.contains("Is a directory"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// The setting flags of `kjump config ARGS`.
     fn flags(args: &[&str]) -> SettingFlags {
