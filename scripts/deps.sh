@@ -1,12 +1,12 @@
 #!/bin/sh
 # Installs what kjump's build and tests need, and nothing when all is there:
 # the musl target, rustfmt and clippy (make lint), QEMU, busybox (for the test harness's A system only),
-# debootstrap (make test-distro),
+# debootstrap (make test-distro), makedumpfile (an independent reader of B's /proc/vmcore in a test),
 # Debian's linux-source-6.12 and the kernel build dependencies.
 set -eu
 missing=""
 for pkg in qemu-system-x86 linux-source-6.12 busybox-static build-essential flex bison bc \
-           libelf-dev libssl-dev cpio xz-utils e2fsprogs lz4 debootstrap ovmf; do
+           libelf-dev libssl-dev cpio xz-utils e2fsprogs lz4 debootstrap ovmf makedumpfile; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then

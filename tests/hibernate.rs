@@ -194,3 +194,132 @@ KJUMP_TEST_UNCHECKED_APPEND=kjump.foo=1 kjump hibernate --target /dev/vda";
     let (ok, text) = kjump_host(&["image", "info", disk.to_str().unwrap()]);
     assert!(!ok, "{text}");
 }
+
+/// B's PID 1 (`rdinit=`) for [`makedumpfile_counts_b_s_vmcore_as_kjump_does`]: run
+/// Debian's makedumpfile over `/proc/vmcore` (dry run: nothing written,
+/// its report on the console), then become kjump-init, which saves as in
+/// production (it is still PID 1).
+const MAKEDUMPFILE_INIT: &str = r#"#!/bin/sh
+/bin/busybox mount -t proc proc /proc
+echo "test-init: cmdline $(/bin/busybox cat /proc/cmdline)"
+for level in 31 17; do
+  /usr/bin/makedumpfile -d $level --dry-run --message-level 22 /proc/vmcore /tmp/dumpfile > /tmp/report 2>&1
+  echo "test-init: makedumpfile -d $level exited $?"
+  /bin/busybox sed "s/^/test-init: d$level: /" /tmp/report
+  /bin/busybox rm -f /tmp/report
+done
+exec /kjump-init
+"#;
+
+/// The page counts in a makedumpfile report (hexadecimal), by the text
+/// before the colon, from the lines `test-init: d{level}: …`.
+fn makedumpfile_count(log: &str, level: u32, name: &str) -> u64 {
+    let prefix = format!("test-init: d{level}: ");
+    log.lines()
+        .filter_map(|l| l.split_once(&prefix).map(|(_, r)| r))
+        .find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            let value = value.trim().strip_prefix("0x")?;
+            (key.trim() == name).then(|| u64::from_str_radix(value, 16).ok()).flatten()
+        })
+        .unwrap_or_else(|| panic!("makedumpfile -d {level} reported no {name:?}:\n{log}"))
+}
+
+/// A number `name=N` or `name N` in one of kjump-init's lines.
+fn field(line: &str, name: &str) -> u64 {
+    let rest = line.split_once(name).map(|(_, r)| r.trim_start_matches('=').trim_start()).unwrap_or("");
+    rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no {name} in {line:?}"))
+}
+
+/// An independent reader of B's `/proc/vmcore`, Debian's makedumpfile,
+/// counts A's pages as kjump does, but for one difference, explained:
+///
+/// - Both see the same RAM: the ELF core header's PT_LOADs, A's RAM outside
+///   the region (makedumpfile's "Original pages" is kjump's `ram_pages`).
+/// - Both find A's free pages the same way, from the buddy marks in A's
+///   `struct page`s, and count as many in the PT_LOADs.
+/// - The region's pages are not in the PT_LOADs: they hold B. A's contents
+///   of each sit in the page A's `kexec_load` allocated as that page's
+///   source (outside the region), moved there by the preserve-context
+///   swap. To A's allocator a source page is in use (kexec's, reserved),
+///   and makedumpfile keeps it or counts it as zero. kjump reads A's kexec
+///   image (`kimage`), and where the region page was free in A leaves its
+///   source page out as free too: A does not care what a free page held.
+///   B prints how many: "left out N pages that hold the region's free
+///   pages".
+///
+/// So kjump's free pages = makedumpfile's + N, exactly. In this test's
+/// freshly booted A nearly every page of the region is free, so N is about
+/// the region's size (16384 pages of 64 MiB; runs gave 16384 and 16294: a
+/// region page A had in use, or that A's `kexec_load` took as its own
+/// source, is not free). Those source pages hold what A's free pages held,
+/// zeros in a fresh machine, so with `-d 17` (zero and free pages, what
+/// kjump leaves out) makedumpfile keeps as many pages as kjump stores, and
+/// at most N more if some held stale data. (`-d 31` also drops A's page
+/// cache and user pages, which kjump must keep: only its free count
+/// compares.)
+#[test]
+fn makedumpfile_counts_b_s_vmcore_as_kjump_does() {
+    let makedumpfile = Path::new("/usr/bin/makedumpfile");
+    assert!(makedumpfile.exists(), "{} is missing: run 'make deps' (it installs makedumpfile)", makedumpfile.display());
+    let p = paths();
+    let mut files = harness::with_libraries(makedumpfile);
+    files.push(("bin/busybox".to_string(), 0o755, std::fs::read(&p.busybox).unwrap()));
+    files.push(("test-init".to_string(), 0o755, MAKEDUMPFILE_INIT.as_bytes().to_vec()));
+    let b_initrd = harness::b_initramfs_with(&p, &files, &[("bin/sh", "busybox")]);
+
+    let dir = TempDir::new("makedumpfile-disk");
+    let disk = sparse_disk(&dir.0, "target.img", 1200);
+    let cmd = "kjump hibernate --target /dev/vda --after resume --append rdinit=/test-init";
+    let initrd = harness::a_initramfs_with_b(&p, &workload(cmd), &b_initrd);
+    let mut vm =
+        Vm::start(&p, VmConfig { name: "makedumpfile", memory_mib: 1024, cpus: 2, initrd, append: "", echo: false, disks: vec![disk.clone()], uuid: None });
+    let lines = vm.expect_in_order(&[
+        "A: workload ready",
+        "test-init: cmdline ",
+        "test-init: makedumpfile -d 31 exited 0",
+        "test-init: makedumpfile -d 17 exited 0",
+        "kjump-init: mode save",
+        "kjump-init: found ",
+        "kjump-init: left out ",
+        "kjump-init: summary: ",
+        "kjump: back in A after",
+        "A: workload intact",
+        "A: done",
+    ]);
+    vm.wait_exit();
+    let log = vm.log();
+    check_image(&disk, &lines[7]);
+
+    let (start, end) = kjump::cmdline::parse(lines[1].split_once("cmdline ").unwrap().1).unwrap().region.expect("no kjump.region= on B's command line");
+    let region_pages = (end - start) / PAGE as u64;
+    // A's free pages kjump found, in the PT_LOADs and in the region, before
+    // it added the holders.
+    let found = field(&lines[5], "found");
+    let holders = field(&lines[6], "left out");
+    let summary = &lines[7];
+    let (ram, zero, free, stored) = (field(summary, "ram_pages"), field(summary, "zero_pages"), field(summary, "free_pages"), field(summary, "stored_pages"));
+    println!("kjump: ram {ram} zero {zero} free {free} stored {stored}; region {region_pages} pages, {holders} of their holders left out");
+    for level in [31, 17] {
+        let count = |name| makedumpfile_count(&log, level, name);
+        let (original, m_zero, m_free, remaining) = (count("Original pages"), count("Pages filled with zero"), count("Free pages"), count("Remaining pages"));
+        println!("makedumpfile -d {level}: original {original} zero {m_zero} free {m_free} remaining {remaining}");
+        assert_eq!(original, ram, "-d {level}: the same RAM");
+        assert_eq!(m_free + holders, free, "-d {level}: the same free pages, and the source pages of the region's free pages");
+    }
+    // The difference is really there to explain: the region's free pages
+    // were found through A's kexec image, a holder for at most each of them
+    // (the rest of what kjump found free lies in the PT_LOADs, where
+    // makedumpfile counts it).
+    let m_free = makedumpfile_count(&log, 31, "Free pages");
+    let region_free = found.checked_sub(m_free).unwrap_or_else(|| panic!("kjump found {found} free pages, makedumpfile {m_free} outside the region"));
+    assert!(region_free <= region_pages, "{region_free} free pages in a region of {region_pages}");
+    assert!(holders > 0 && holders <= region_free, "{holders} holders left out for {region_free} free pages in the region");
+    // Of the pages makedumpfile keeps (neither zero nor free), kjump stores
+    // every one but the holders it left out.
+    let remaining = makedumpfile_count(&log, 17, "Remaining pages");
+    assert!(
+        stored <= remaining && remaining <= stored + holders,
+        "makedumpfile -d 17 keeps {remaining} pages, kjump stores {stored}, left out {holders} holders"
+    );
+}

@@ -65,6 +65,12 @@ fn read(p: &Path) -> Vec<u8> {
 /// puts them: `kjump::config::LIBDIR`).
 pub fn a_initramfs(p: &Paths, script: &str) -> Vec<u8> {
     let b_initrd = kjump::initramfs::build(&read(&p.kjump_init)).expect("building B's initramfs");
+    a_initramfs_with_b(p, script, &b_initrd)
+}
+
+/// Like [`a_initramfs`], with `b_initrd` at kjump's default path in place
+/// of B's initramfs as kjump builds it (see [`b_initramfs_with`]).
+pub fn a_initramfs_with_b(p: &Paths, script: &str, b_initrd: &[u8]) -> Vec<u8> {
     let (kernel, initrd) = (kjump::config::default_kernel(), kjump::config::default_initrd());
     let mut dirs: Vec<String> = ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "root", "tmp", "mnt"].map(String::from).to_vec();
     // The directories holding the hibernation files, parents first.
@@ -88,8 +94,56 @@ pub fn a_initramfs(p: &Paths, script: &str) -> Vec<u8> {
     w.file("init", 0o755, format!("#!/bin/sh\n/bin/busybox --install -s\n{script}").as_bytes()).unwrap();
     w.file("usr/sbin/kjump", 0o755, &read(&p.kjump)).unwrap();
     w.file(kernel.trim_start_matches('/'), 0o644, &read(&p.kernel)).unwrap();
-    w.file(initrd.trim_start_matches('/'), 0o644, &b_initrd).unwrap();
+    w.file(initrd.trim_start_matches('/'), 0o644, b_initrd).unwrap();
     kjump::gzip::compress(&w.finish(), 1)
+}
+
+/// A test-only B initramfs: B's as kjump builds it, followed by a second
+/// archive (the kernel unpacks each in turn) holding `files`, each
+/// `(path inside, mode, contents)`, their parent directories, and
+/// `symlinks`, each `(path, target)`. B's command line picks its PID 1
+/// (`rdinit=`, the last one given wins).
+pub fn b_initramfs_with(p: &Paths, files: &[(String, u32, Vec<u8>)], symlinks: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = kjump::initramfs::build(&read(&p.kjump_init)).expect("building B's initramfs");
+    let mut w = kjump::cpio::Writer::new();
+    let mut dirs: Vec<String> = Vec::new();
+    let names = files.iter().map(|f| f.0.as_str()).chain(symlinks.iter().map(|s| s.0));
+    for name in names {
+        let mut parents: Vec<String> =
+            Path::new(name).ancestors().skip(1).filter_map(|a| a.to_str().map(|a| a.trim_start_matches('/').to_string())).filter(|a| !a.is_empty()).collect();
+        parents.reverse();
+        for d in parents {
+            if !dirs.contains(&d) {
+                w.dir(&d, 0o755).unwrap();
+                dirs.push(d);
+            }
+        }
+    }
+    for (name, mode, data) in files {
+        w.file(name.trim_start_matches('/'), *mode, data).unwrap();
+    }
+    for (name, target) in symlinks {
+        w.symlink(name.trim_start_matches('/'), target).unwrap();
+    }
+    out.extend_from_slice(&kjump::gzip::compress(&w.finish(), 1));
+    out
+}
+
+/// `program` (a host binary) and the shared libraries `ldd` lists for it,
+/// each at its host path, for [`b_initramfs_with`].
+pub fn with_libraries(program: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    let out = Command::new("ldd").arg(program).output().unwrap_or_else(|e| panic!("ldd {}: {e}", program.display()));
+    assert!(out.status.success(), "ldd {}: {}", program.display(), String::from_utf8_lossy(&out.stderr));
+    let mut files = vec![(program.display().to_string(), 0o755, read(program))];
+    // Lines are "name => /path (address)", "/path (address)" or a vdso
+    // without a path.
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let path = line.split("=>").last().and_then(|r| r.split_whitespace().next()).filter(|w| w.starts_with('/'));
+        if let Some(path) = path {
+            files.push((path.to_string(), 0o755, read(Path::new(path))));
+        }
+    }
+    files
 }
 
 /// A QEMU guest; killed when dropped.
