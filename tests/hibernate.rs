@@ -270,7 +270,7 @@ fn makedumpfile_counts_b_s_vmcore_as_kjump_does() {
 
     let dir = TempDir::new("makedumpfile-disk");
     let disk = sparse_disk(&dir.0, "target.img", 1200);
-    let cmd = "kjump hibernate --target /dev/vda --after resume --append rdinit=/test-init";
+    let cmd = "KJUMP_TEST_UNCHECKED_APPEND=rdinit=/test-init kjump hibernate --target /dev/vda --after resume";
     let initrd = harness::a_initramfs_with_b(&p, &workload(cmd), &b_initrd);
     let mut vm =
         Vm::start(&p, VmConfig { name: "makedumpfile", memory_mib: 1024, cpus: 2, initrd, append: "", echo: false, disks: vec![disk.clone()], uuid: None });
