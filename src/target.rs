@@ -544,7 +544,7 @@ fn attr(path: &Path) -> Option<String> {
 }
 
 /// `MAJ:MIN`.
-fn parse_devnum(s: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_devnum(s: &str) -> Option<(u32, u32)> {
     let (major, minor) = s.split_once(':')?;
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
@@ -830,6 +830,11 @@ pub struct MountEntry {
     pub mount_point: String,
     /// The mount's options say `rw` and the superblock's do not say `ro`.
     pub read_write: bool,
+    /// The filesystem type (`ext4`, `btrfs`).
+    pub fstype: String,
+    /// The mount source (`/dev/vda1`; `/dev/vdb:/dev/vdc` for bcachefs),
+    /// with escapes decoded.
+    pub source: String,
 }
 
 /// Decodes the kernel's `\ooo` octal escapes (space, tab, newline, backslash).
@@ -871,9 +876,12 @@ fn parse_mount_line(line: &str) -> Option<MountEntry> {
     let mount_point = unescape(fields.next()?);
     let options = fields.next()?;
     // Optional fields up to "-", then fstype, source and superblock options.
-    let super_options = fields.skip_while(|f| *f != "-").nth(3).unwrap_or("");
+    let mut rest = fields.skip_while(|f| *f != "-").skip(1);
+    let fstype = unescape(rest.next().unwrap_or(""));
+    let source = unescape(rest.next().unwrap_or(""));
+    let super_options = rest.next().unwrap_or("");
     let read_write = options.split(',').any(|o| o == "rw") && !super_options.split(',').any(|o| o == "ro");
-    Some(MountEntry { major, minor, mount_point, read_write })
+    Some(MountEntry { major, minor, mount_point, read_write, fstype, source })
 }
 
 /// Parses `/proc/self/mountinfo`; lines that are not understood are skipped.
@@ -1639,22 +1647,31 @@ garbage line
 45 22 x:y / /bad rw - ext4 /dev/x rw
 
 46 22 8:18 / /short
+47 22 0:50 / /btrfs rw - btrfs /dev/my\\040disk rw,space_cache=v2,subvolid=5
 ";
 
     #[test]
     fn parses_mountinfo() {
         let m = parse_mountinfo(MOUNTINFO);
-        let e = |major, minor, mp: &str, rw| MountEntry { major, minor, mount_point: mp.into(), read_write: rw };
+        let e = |major, minor, mp: &str, rw, fs: &str, src: &str| MountEntry {
+            major,
+            minor,
+            mount_point: mp.into(),
+            read_write: rw,
+            fstype: fs.into(),
+            source: src.into(),
+        };
         assert_eq!(
             m,
             vec![
-                e(253, 1, "/", true),
-                e(0, 21, "/proc", true),
-                e(253, 2, "/mnt/my disk\tx", true),
-                e(253, 3, "/ro", false),
-                e(253, 4, "/super-ro", false),
-                e(8, 16, "/bind", true),
-                e(8, 17, "/back\\slash\\777", true),
+                e(253, 1, "/", true, "ext4", "/dev/vda1"),
+                e(0, 21, "/proc", true, "proc", "proc"),
+                e(253, 2, "/mnt/my disk\tx", true, "ext4", "/dev/vda2"),
+                e(253, 3, "/ro", false, "ext4", "/dev/vda3"),
+                e(253, 4, "/super-ro", false, "ext4", "/dev/vda4"),
+                e(8, 16, "/bind", true, "ext4", "/dev/sdb"),
+                e(8, 17, "/back\\slash\\777", true, "", ""),
+                e(0, 50, "/btrfs", true, "btrfs", "/dev/my disk"),
             ]
         );
         assert!(parse_mountinfo("").is_empty());
