@@ -261,6 +261,7 @@ fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
         mailbox,
         in_use: &in_use,
         zero_free: p.zero_free,
+        target_id: p.target_id,
     };
     save::save(&req)
 }
