@@ -119,10 +119,12 @@ pub fn open_image_file(root: &Path, path: &str, write: bool, create: bool) -> Re
         flags |= OFlags::CREATE | OFlags::TRUNC;
     }
     let mode = Mode::from_raw_mode(0o600);
+    // openat2 refuses a mode without O_CREAT.
+    let create_mode = if create { mode } else { Mode::empty() };
     let dir = rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Error::sys(what("opening the directory above"), e))?;
-    let fd = match rustix::fs::openat2(&dir, rel, flags, mode, ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS) {
-        Err(rustix::io::Errno::NOSYS) => open_no_follow(dir, rel, flags, mode),
+    let fd = match rustix::fs::openat2(&dir, rel, flags, create_mode, ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS) {
+        Err(rustix::io::Errno::NOSYS) => open_no_follow(dir, rel, flags, create_mode),
         r => r,
     }
     .map_err(|e| match e {
@@ -403,4 +405,61 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     s.bytes_on_disk = pos;
     s.seconds = start.elapsed().as_secs_f64();
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A directory standing for the mounted filesystem: a 0644 image, a
+    /// link to it, a link to a directory, a FIFO and a directory.
+    #[test]
+    fn image_files_are_opened_without_links_and_made_owner_only() {
+        let root = std::env::temp_dir().join(format!("kjump-open-image-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::write(root.join("real/keep.txt"), b"precious").unwrap();
+        std::fs::write(root.join("old.kjump"), b"old").unwrap();
+        std::fs::set_permissions(root.join("old.kjump"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink("real/keep.txt", root.join("link.kjump")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("dirlink")).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, root.join("fifo.kjump"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+
+        let refused = |path: &str, create: bool| open_image_file(&root, path, true, create).map(|_| ()).unwrap_err().to_string();
+        let link = refused("/link.kjump", true);
+        let dirlink = refused("/dirlink/new.kjump", true);
+        let followed = root.join("real/new.kjump").exists();
+        let fifo = refused("/fifo.kjump", false);
+        let dir = refused("/real", false);
+        let missing = refused("/nothing.kjump", false);
+        // Reading an existing image (D's header peek), updating it (D),
+        // creating one (B): an existing 0644 file ends 0600, as a new one.
+        let peeked = open_image_file(&root, "/old.kjump", false, false).map(|_| ());
+        let mode_after_peek = mode(&root.join("old.kjump"));
+        let updated = open_image_file(&root, "/old.kjump", true, false).map(|_| ());
+        let mode_after_update = mode(&root.join("old.kjump"));
+        let created = open_image_file(&root, "/real/new.kjump", true, true).map(|_| ());
+        let new_mode = mode(&root.join("real/new.kjump"));
+        let keep = std::fs::read(root.join("real/keep.txt")).unwrap();
+        let _ = std::fs::remove_dir_all(&root);
+
+        assert!(link.contains("the path goes through a symbolic link"), "{link}");
+        assert!(dirlink.contains("the path goes through a symbolic link"), "{dirlink}");
+        assert!(fifo.contains("not a regular file"), "{fifo}");
+        assert!(dir.contains("opening the image file /real"), "{dir}");
+        assert!(missing.contains("opening the image file /nothing.kjump"), "{missing}");
+        assert!(peeked.is_ok(), "{peeked:?}");
+        assert_eq!(mode_after_peek, 0o644, "reading changes nothing");
+        assert!(updated.is_ok(), "{updated:?}");
+        assert_eq!(mode_after_update, 0o600);
+        assert!(created.is_ok(), "{created:?}");
+        assert_eq!(new_mode, 0o600);
+        assert_eq!(keep, b"precious");
+        assert!(!followed, "a file was created through the directory link");
+    }
 }
