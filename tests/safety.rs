@@ -277,6 +277,12 @@ const FILES: &str = r#"mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /data
+if grep -q kjump_boot=c /proc/cmdline; then
+  echo "C: booting, trying kjump resume"
+  kjump resume --target /dev/vda:/old.kjump
+  echo "C: normal boot (kjump resume exited $?)"
+  poweroff -f
+fi
 mount -t ext4 /dev/vda /data
 mkdir /data/real
 echo precious > /data/real/keep.txt
@@ -286,10 +292,10 @@ mkfifo /data/fifo.kjump
 echo old > /data/old.kjump && chmod 0644 /data/old.kjump
 umount /data
 echo "session token 4712" > /root/session
-try() { echo "A: try $*"; kjump hibernate --after resume "$@" 2>&1; echo "A: exit $?"; }
-try --target /dev/vda:/link.kjump
-try --target /dev/vda:/dirlink/new.kjump
-try --target /dev/vda:/fifo.kjump
+try() { echo "A: try $*"; kjump hibernate "$@" 2>&1; echo "A: exit $?"; }
+try --target /dev/vda:/link.kjump --after resume
+try --target /dev/vda:/dirlink/new.kjump --after resume
+try --target /dev/vda:/fifo.kjump --after resume
 try --target /dev/vda:/old.kjump
 mount -t ext4 /dev/vda /data
 echo "A: keep: $(cat /data/real/keep.txt)"
@@ -302,13 +308,15 @@ poweroff -f
 
 /// B opens a file target without following symbolic links (neither the
 /// file nor a directory on its path), refuses a FIFO, and leaves an image
-/// file it writes owner-only (0600), even one that existed as 0644.
+/// file it writes owner-only (0600), even one that existed as 0644; D
+/// opens that file the same way and resumes A from it.
 #[test]
 fn file_targets_follow_no_symlinks_and_end_owner_only() {
     let dir = TempDir::new("file-targets");
     let data = sparse_disk(&dir.0, "data.img", 1200);
     mkfs(&data, &[], None);
-    let mut a = boot("files-a", FILES, std::slice::from_ref(&data), "");
+    let disks = vec![data.clone()];
+    let mut a = boot("files-a", FILES, &disks, "");
     a.expect_in_order(&[
         "A: try --target /dev/vda:/link.kjump",
         "kjump-init: error: opening the image file /link.kjump (on /mnt): the path goes through a symbolic link",
@@ -322,17 +330,26 @@ fn file_targets_follow_no_symlinks_and_end_owner_only() {
         "A: exit 1",
         "A: try --target /dev/vda:/old.kjump",
         "kjump-init: writing the image to /dev/vda:/old.kjump",
-        "kjump: back in A after",
+        "kjump-init: image committed; powering off",
+    ]);
+    a.wait_exit();
+    // While A is hibernated, the image file is owner-only.
+    let stat = Command::new("debugfs").args(["-R", "stat /old.kjump"]).arg(&data).output().unwrap();
+    let text = String::from_utf8_lossy(&stat.stdout);
+    assert!(text.contains("Mode:  0600"), "{text}");
+
+    let mut c = boot("files-c", FILES, &disks, "kjump_boot=c");
+    c.expect_in_order(&[
+        "C: booting, trying kjump resume",
+        "kjump-init: mode restore",
         "A: exit 0",
         "A: keep: precious",
         "A: mode 600",
         "A: unmounted",
         "A: after: session token 4712",
     ]);
-    a.wait_exit();
-    a.expect_absent("A: FOLLOWED THE LINK");
+    c.wait_exit();
+    c.expect_absent("A: FOLLOWED THE LINK");
+    c.expect_absent("C: normal boot");
     fsck_clean(&data);
-    let stat = Command::new("debugfs").args(["-R", "stat /old.kjump"]).arg(&data).output().unwrap();
-    let text = String::from_utf8_lossy(&stat.stdout);
-    assert!(text.contains("Mode:  0600") || text.contains("Mode:  0100600"), "{text}");
 }
