@@ -153,25 +153,21 @@ pub fn decode_table(t: &[u8]) -> Result<Vec<InUse>, BadTable> {
 // ---------------------------------------------------------------------------
 // Signatures: which filesystem or swap area a device holds.
 
-const EXT4_SB: usize = 1024;
-const SWAP_MAGIC: &[u8; 10] = b"SWAPSPACE2";
+/// The ext2/3/4 superblock's `s_uuid`.
+const EXT4_UUID_OFF: usize = 1024 + 0x68;
 /// The swap header's `sws_uuid`.
 const SWAP_UUID_OFF: usize = 1024 + 12;
 
 /// The UUID of the ext2/3/4 filesystem or swap area whose first bytes are
-/// `head` (at least 4096 bytes for swap), or `None`.
+/// `head` (at least 4096 bytes for swap), or `None`. What the device holds
+/// is `kjump::target::signature`'s answer.
 pub fn signature_uuid(head: &[u8]) -> Option<[u8; 16]> {
-    let sb = head.get(EXT4_SB..EXT4_SB + 0x78)?;
-    let mut u = [0u8; 16];
-    if sb[0x38..0x3a] == [0x53, 0xef] {
-        u.copy_from_slice(&sb[0x68..0x78]);
-        return Some(u);
-    }
-    if head.get(4096 - 10..4096)? == SWAP_MAGIC {
-        u.copy_from_slice(head.get(SWAP_UUID_OFF..SWAP_UUID_OFF + 16)?);
-        return Some(u);
-    }
-    None
+    let off = match crate::target::signature(head) {
+        crate::target::Signature::Ext => EXT4_UUID_OFF,
+        crate::target::Signature::Swap => SWAP_UUID_OFF,
+        _ => return None,
+    };
+    head.get(off..off.checked_add(16)?)?.try_into().ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -470,7 +466,7 @@ mod tests {
         ext4[1024 + 0x68..1024 + 0x78].copy_from_slice(&[0xab; 16]);
         assert_eq!(signature_uuid(&ext4), Some([0xab; 16]));
         let mut swap = vec![0u8; 4096];
-        swap[4086..].copy_from_slice(SWAP_MAGIC);
+        swap[4086..].copy_from_slice(b"SWAPSPACE2");
         swap[1036..1052].copy_from_slice(&[3; 16]);
         assert_eq!(signature_uuid(&swap), Some([3; 16]));
         assert_eq!(signature_uuid(&swap[..4000]), None);
