@@ -10,6 +10,8 @@
 //! - `kjump.backup_size=SIZE` — how many bytes of A's low memory were copied;
 //! - `kjump.region=START-END` — the kjump region (hexadecimal), for the image;
 //! - `kjump.target=TARGET` — where the image goes (see `kjump::target`);
+//! - `kjump.target_id=sectors:N[,partuuid:U][,serial:HEX]` — the target's
+//!   device as A saw it; B refuses a device that differs (see `kjump::target::Identity`);
 //! - `kjump.after=poweroff|reboot|resume` — what B does once the image is saved;
 //! - `kjump.compress=lz4|deflate|none` — how pages are stored;
 //! - `kjump.wait=SECONDS` — how long B waits for the target to appear;
@@ -105,6 +107,8 @@ pub struct Params<'a> {
     pub region: Option<(u64, u64)>,
     /// `kjump.target=` (checked by `kjump::target::parse`).
     pub target: Option<&'a str>,
+    /// `kjump.target_id=` (checked by `kjump::target::Identity::parse`).
+    pub target_id: Option<&'a str>,
     /// `kjump.after=`.
     pub after: Option<After>,
     /// `kjump.compress=` (checked by `kjump::image::Compression::parse`).
@@ -289,6 +293,7 @@ fn parse_word<'a>(p: &mut Params<'a>, word: &'a str) -> Result<(), Error> {
                 p.region = Some((a, b));
             }
             "kjump.target" => p.target = Some(value.filter(|v| !v.is_empty()).ok_or(Error::BadNumber { key: "kjump.target" })?),
+            "kjump.target_id" => p.target_id = Some(value.filter(|v| !v.is_empty()).ok_or(Error::BadNumber { key: "kjump.target_id" })?),
             "kjump.after" => p.after = Some(value.and_then(After::parse).ok_or(Error::UnknownAfter)?),
             "kjump.compress" => p.compress = value,
             "kjump.wait" => p.wait_secs = Some(number("kjump.wait", value)?),
@@ -347,6 +352,9 @@ mod tests {
         assert_eq!(parse("kjump.region=0x5-0x5"), Err(Error::BadRegion));
         assert_eq!(parse("kjump.region=5"), Err(Error::BadRegion));
         assert_eq!(parse("kjump.target="), Err(Error::BadNumber { key: "kjump.target" }));
+        assert_eq!(parse("kjump.target_id=sectors:8,serial:6162").unwrap().target_id, Some("sectors:8,serial:6162"));
+        assert_eq!(parse("kjump.target_id="), Err(Error::BadNumber { key: "kjump.target_id" }));
+        assert_eq!(parse("kjump.target_id"), Err(Error::BadNumber { key: "kjump.target_id" }));
         assert_eq!(parse("kjump.wait=soon"), Err(Error::BadNumber { key: "kjump.wait" }));
         assert!(parse("kjump.keep=1").unwrap().keep);
         assert!(parse("kjump.direct=1").unwrap().direct);

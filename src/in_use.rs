@@ -153,25 +153,21 @@ pub fn decode_table(t: &[u8]) -> Result<Vec<InUse>, BadTable> {
 // ---------------------------------------------------------------------------
 // Signatures: which filesystem or swap area a device holds.
 
-const EXT4_SB: usize = 1024;
-const SWAP_MAGIC: &[u8; 10] = b"SWAPSPACE2";
+/// The ext2/3/4 superblock's `s_uuid`.
+const EXT4_UUID_OFF: usize = 1024 + 0x68;
 /// The swap header's `sws_uuid`.
 const SWAP_UUID_OFF: usize = 1024 + 12;
 
 /// The UUID of the ext2/3/4 filesystem or swap area whose first bytes are
-/// `head` (at least 4096 bytes for swap), or `None`.
+/// `head` (at least 4096 bytes for swap), or `None`. What the device holds
+/// is `kjump::target::signature`'s answer.
 pub fn signature_uuid(head: &[u8]) -> Option<[u8; 16]> {
-    let sb = head.get(EXT4_SB..EXT4_SB + 0x78)?;
-    let mut u = [0u8; 16];
-    if sb[0x38..0x3a] == [0x53, 0xef] {
-        u.copy_from_slice(&sb[0x68..0x78]);
-        return Some(u);
-    }
-    if head.get(4096 - 10..4096)? == SWAP_MAGIC {
-        u.copy_from_slice(head.get(SWAP_UUID_OFF..SWAP_UUID_OFF + 16)?);
-        return Some(u);
-    }
-    None
+    let off = match crate::target::signature(head) {
+        crate::target::Signature::Ext => EXT4_UUID_OFF,
+        crate::target::Signature::Swap => SWAP_UUID_OFF,
+        _ => return None,
+    };
+    head.get(off..off.checked_add(16)?)?.try_into().ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -203,6 +199,60 @@ fn uuid_of(name: &str) -> Option<[u8; 16]> {
     crate::target::read_head(&Path::new("/dev").join(name)).ok().as_deref().and_then(signature_uuid)
 }
 
+/// Where btrfs lists the devices of each filesystem (`<fsid>/devices/*`).
+const SYS_FS_BTRFS: &str = "/sys/fs/btrfs";
+
+/// The device number of `path` if it is a block device node.
+fn block_devnum(path: &str) -> Option<(u32, u32)> {
+    let st = rustix::fs::stat(path).ok()?;
+    (FileType::from_raw_mode(st.st_mode) == FileType::BlockDevice).then(|| (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)))
+}
+
+/// The block devices under a mount whose own device number is anonymous
+/// (major 0, as btrfs and bcachefs show): the device paths of its source
+/// (bcachefs joins several with `:`) as `devnum` resolves them, and for
+/// btrfs every device of each filesystem in `btrfs` (`/sys/fs/btrfs`)
+/// that lists one of those (`<fsid>/devices/*/dev`). Sources that name
+/// no block device (tmpfs, overlay, NFS) give nothing.
+fn backing_devices(m: &crate::target::MountEntry, btrfs: &Path, devnum: &dyn Fn(&str) -> Option<(u32, u32)>) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = m.source.split(':').filter(|p| p.starts_with('/')).filter_map(devnum).collect();
+    if m.fstype == "btrfs" && !out.is_empty() {
+        for fs in std::fs::read_dir(btrfs).into_iter().flatten().flatten() {
+            let devices: Vec<(u32, u32)> = std::fs::read_dir(fs.path().join("devices"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|d| crate::target::parse_devnum(std::fs::read_to_string(d.path().join("dev")).ok()?.trim()))
+                .collect();
+            if devices.iter().any(|d| out.contains(d)) {
+                out.extend(devices);
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Why `dev` cannot be opened exclusively, or `None` when it can: opened
+/// read-only with `O_EXCL` and closed at once, a block device held by a
+/// mounted filesystem of any type, active swap, device-mapper or md makes
+/// the kernel answer `EBUSY`, whatever kjump knows of them. Worded for
+/// the user.
+pub fn exclusive_refusal(dev: &Path) -> Result<Option<String>, Error> {
+    use rustix::fs::{Mode, OFlags};
+    match rustix::fs::open(dev, OFlags::RDONLY | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) {
+        Ok(fd) => {
+            drop(fd);
+            Ok(None)
+        }
+        Err(rustix::io::Errno::BUSY) => {
+            Ok(Some(format!("{} is busy: the kernel says something here holds it (a mounted filesystem, swap, device-mapper or md)", dev.display())))
+        }
+        Err(e) => Err(Error::sys(format!("opening {} exclusively to see whether this system uses it", dev.display()), e)),
+    }
+}
+
 /// What A uses now: block-backed mounts and swap partitions (swap files
 /// count as the mount they live on).
 pub fn collect() -> Result<Vec<InUse>, Error> {
@@ -226,7 +276,16 @@ pub fn collect() -> Result<Vec<InUse>, Error> {
         out.push(InUse { kind, major, minor, uuid, name });
     };
     for m in crate::target::parse_mountinfo(&mounts) {
-        add(if m.read_write { Kind::MountedReadWrite } else { Kind::MountedReadOnly }, m.major, m.minor);
+        let kind = if m.read_write { Kind::MountedReadWrite } else { Kind::MountedReadOnly };
+        if m.major == 0 {
+            // btrfs and bcachefs show an anonymous device number: find
+            // the disks under them.
+            for (major, minor) in backing_devices(&m, Path::new(SYS_FS_BTRFS), &block_devnum) {
+                add(kind, major, minor);
+            }
+        } else {
+            add(kind, m.major, m.minor);
+        }
     }
     let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
     for (path, partition) in parse_swaps(&swaps) {
@@ -407,7 +466,7 @@ mod tests {
         ext4[1024 + 0x68..1024 + 0x78].copy_from_slice(&[0xab; 16]);
         assert_eq!(signature_uuid(&ext4), Some([0xab; 16]));
         let mut swap = vec![0u8; 4096];
-        swap[4086..].copy_from_slice(SWAP_MAGIC);
+        swap[4086..].copy_from_slice(b"SWAPSPACE2");
         swap[1036..1052].copy_from_slice(&[3; 16]);
         assert_eq!(signature_uuid(&swap), Some([3; 16]));
         assert_eq!(signature_uuid(&swap[..4000]), None);
@@ -461,6 +520,61 @@ mod tests {
         assert!(of_sda2.is_empty());
         assert_eq!(wholes, (disk.clone(), disk));
         assert!(holders(&root.join("gone")).is_empty(), "a missing directory holds nothing");
+    }
+
+    /// A fake `/sys/fs/btrfs`: filesystem `aaaa` on vdb and vdc, `bbbb`
+    /// on vdd; devices named by their mount source through a fake stat.
+    #[test]
+    fn devices_under_anonymous_mounts_are_found() {
+        let root = std::env::temp_dir().join(format!("kjump-btrfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for (fs, dev, num) in [("aaaa", "vdb", "254:16"), ("aaaa", "vdc", "254:32"), ("bbbb", "vdd", "254:48")] {
+            let d = root.join(fs).join("devices").join(dev);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("dev"), format!("{num}\n")).unwrap();
+        }
+        std::fs::create_dir_all(root.join("features")).unwrap();
+        std::fs::create_dir_all(root.join("cccc/devices/broken")).unwrap();
+        let devnum = |p: &str| match p {
+            "/dev/vdb" => Some((254, 16)),
+            "/dev/vdd" => Some((254, 48)),
+            "/dev/vde" => Some((254, 64)),
+            "/dev/vdf" => Some((254, 80)),
+            _ => None,
+        };
+        let mount = |fstype: &str, source: &str| crate::target::MountEntry {
+            major: 0,
+            minor: 40,
+            mount_point: "/m".into(),
+            read_write: true,
+            fstype: fstype.into(),
+            source: source.into(),
+        };
+        let btrfs = backing_devices(&mount("btrfs", "/dev/vdb"), &root, &devnum);
+        let btrfs_d = backing_devices(&mount("btrfs", "/dev/vdd"), &root, &devnum);
+        let bcachefs = backing_devices(&mount("bcachefs", "/dev/vde:/dev/vdf"), &root, &devnum);
+        let missing_sysfs = backing_devices(&mount("btrfs", "/dev/vdb"), &root.join("gone"), &devnum);
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(btrfs, [(254, 16), (254, 32)]);
+        assert_eq!(btrfs_d, [(254, 48)]);
+        assert_eq!(bcachefs, [(254, 64), (254, 80)]);
+        assert_eq!(missing_sysfs, [(254, 16)], "the source alone when sysfs says nothing");
+        for (fstype, source) in [("tmpfs", "tmpfs"), ("overlay", "overlay"), ("nfs", "server:/export"), ("btrfs", "/dev/unknown"), ("btrfs", "")] {
+            assert!(backing_devices(&mount(fstype, source), &root, &devnum).is_empty(), "{fstype} {source}");
+        }
+    }
+
+    #[test]
+    fn exclusive_open_of_a_file_is_no_refusal() {
+        // O_EXCL without O_CREAT means nothing for a regular file; a
+        // missing path is an error that says what was done.
+        let f = std::env::temp_dir().join(format!("kjump-excl-{}", std::process::id()));
+        std::fs::write(&f, b"x").unwrap();
+        let ok = exclusive_refusal(&f);
+        let _ = std::fs::remove_file(&f);
+        assert_eq!(ok.unwrap(), None);
+        let err = exclusive_refusal(&f).unwrap_err().to_string();
+        assert!(err.contains("opening") && err.contains("exclusively"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! durable (data, flush, commit record, flush).
 
 use std::fs::File;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,9 @@ pub struct Request<'a> {
     /// image is committed as a [`State::Snapshot`], which no boot resumes
     /// by itself.
     pub snapshot: bool,
+    /// `kjump.target_id=`: the target device as A saw it
+    /// (`kjump::target::Identity`); B refuses a device that differs.
+    pub target_id: Option<&'a str>,
 }
 
 /// Set once B starts writing the commit record, and left set unless the
@@ -104,13 +108,84 @@ impl Summary {
     }
 }
 
+/// Mount flags for a target's filesystem: nothing on it is a device,
+/// runs or gains privileges.
+pub const MOUNT_FLAGS: rustix::mount::MountFlags =
+    rustix::mount::MountFlags::NODEV.union(rustix::mount::MountFlags::NOSUID).union(rustix::mount::MountFlags::NOEXEC);
+
+/// Opens the image file `path` (absolute, as in the target) below the
+/// directory `root` where its filesystem is mounted, never following a
+/// symbolic link on the way (`openat2` with `RESOLVE_NO_SYMLINKS`, or
+/// `O_NOFOLLOW` component by component on kernels before 5.6). The file
+/// must be a regular file. When `write`, it is opened read-write, created
+/// when `create` (and emptied), and its mode forced to 0600: the image
+/// holds all of A's memory, secrets included.
+pub fn open_image_file(root: &Path, path: &str, write: bool, create: bool) -> Result<File, Error> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let what = |doing: &str| format!("{doing} the image file {path} (on {})", root.display());
+    let rel = path.trim_start_matches('/');
+    let mut flags = OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK;
+    flags |= if write { OFlags::RDWR } else { OFlags::RDONLY };
+    if create {
+        flags |= OFlags::CREATE | OFlags::TRUNC;
+    }
+    let mode = Mode::from_raw_mode(0o600);
+    // openat2 refuses a mode without O_CREAT.
+    let create_mode = if create { mode } else { Mode::empty() };
+    let dir = rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys(what("opening the directory above"), e))?;
+    let fd = match rustix::fs::openat2(&dir, rel, flags, create_mode, ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS) {
+        Err(rustix::io::Errno::NOSYS) => open_no_follow(dir, rel, flags, create_mode),
+        r => r,
+    }
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => {
+            Error::Msg(format!("{}: the path goes through a symbolic link; kjump follows none", what("opening")))
+        }
+        e => Error::sys(what("opening"), e),
+    })?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::sys(what("examining"), e))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(Error::Msg(format!("{}: it is not a regular file (a device node, FIFO or directory): refusing it", what("opening"))));
+    }
+    if write {
+        rustix::fs::fchmod(&fd, mode).map_err(|e| Error::sys(what("making owner-only (0600)"), e))?;
+    }
+    // Back to blocking I/O for the image itself.
+    rustix::fs::fcntl_setfl(&fd, rustix::fs::fcntl_getfl(&fd).map_err(|e| Error::sys(what("reading the flags of"), e))? - OFlags::NONBLOCK)
+        .map_err(|e| Error::sys(what("setting the flags of"), e))?;
+    Ok(File::from(fd))
+}
+
+/// Opens `rel` below `dir` one component at a time with `O_NOFOLLOW`, for
+/// kernels without `openat2`.
+fn open_no_follow(dir: rustix::fd::OwnedFd, rel: &str, flags: rustix::fs::OFlags, mode: rustix::fs::Mode) -> rustix::io::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::OFlags;
+    let (parents, last) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let mut at = dir;
+    for c in parents.split('/').filter(|c| !c.is_empty()) {
+        if c == "." || c == ".." {
+            return Err(rustix::io::Errno::XDEV);
+        }
+        at = rustix::fs::openat(&at, c, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+    }
+    rustix::fs::openat(&at, last, flags, mode)
+}
+
 /// Opens where the image goes: the device itself, or a file on the ext4
-/// filesystem on it (mounted on [`MOUNT_POINT`]), created when `create`.
-/// Refuses, before writing or mounting anything, a device that holds a
-/// filesystem or swap area A uses (`avoid`).
-fn open_target(target: &Target, wait: Duration, create: bool, avoid: &[InUse]) -> Result<(File, String), Error> {
+/// filesystem on it (mounted on [`MOUNT_POINT`] `nodev,nosuid,noexec`),
+/// created when `create`. Refuses, before writing or mounting anything,
+/// a device that holds a filesystem or swap area A uses (`avoid`), one
+/// that is not the device A described (`target_id`, the text of
+/// `kjump.target_id=`), and one holding something kjump must not write
+/// over (`kjump::target::signature`).
+fn open_target(target: &Target, wait: Duration, create: bool, avoid: &[InUse], target_id: Option<&str>) -> Result<(File, String), Error> {
     let dev = crate::target::wait_for(&target.device, wait, |m| say!("{m}"))?;
     crate::in_use::check_device(&dev, avoid)?;
+    if let Some(id) = target_id {
+        crate::target::check_identity(target, &dev, id)?;
+    }
+    crate::target::check_overwrite(&dev, target.file.is_some())?;
     if crate::msi::check_in_hibernation_kernel(&dev)? {
         say!("{} uses MSI: booted without legacy interrupt routing", dev.display());
     }
@@ -119,24 +194,17 @@ fn open_target(target: &Target, wait: Duration, create: bool, avoid: &[InUse]) -
         return Ok((f, dev.display().to_string()));
     };
     let _ = rustix::fs::mkdir(MOUNT_POINT, rustix::fs::Mode::from_raw_mode(0o755));
-    rustix::mount::mount(dev.as_path(), MOUNT_POINT, "ext4", rustix::mount::MountFlags::empty(), None)
+    rustix::mount::mount(dev.as_path(), MOUNT_POINT, "ext4", MOUNT_FLAGS, None)
         .map_err(|e| Error::sys(format!("mounting {} (ext4) on {MOUNT_POINT}", dev.display()), e))?;
-    let full = format!("{MOUNT_POINT}{path}");
-    // The image holds all of A's memory, secrets included: owner only.
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create(create)
-        .truncate(create)
-        .mode(0o600)
-        .open(&full)
-        .map_err(|e| Error::io(format!("opening the image file {path} on {}", dev.display()), e))?;
+    let f = open_image_file(Path::new(MOUNT_POINT), path, true, create).inspect_err(|_| {
+        let _ = rustix::mount::unmount(MOUNT_POINT, rustix::mount::UnmountFlags::empty());
+    })?;
     Ok((f, format!("{}:{path}", dev.display())))
 }
 
 /// Opens an existing image on `target` for reading and updating its state.
 pub fn open_existing(target: &Target, wait: Duration, avoid: &[InUse]) -> Result<(File, String), Error> {
-    open_target(target, wait, false, avoid)
+    open_target(target, wait, false, avoid, None)
 }
 
 /// Reads the header block of the image on `target` without writing
@@ -146,24 +214,26 @@ pub fn peek_header(target: &Target, wait: Duration) -> Result<Vec<u8>, Error> {
     use std::io::Read;
     let dev = crate::target::wait_for(&target.device, wait, |m| say!("{m}"))?;
     crate::msi::check_in_hibernation_kernel(&dev)?;
-    let read = |path: &std::path::Path| -> Result<Vec<u8>, Error> {
-        let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let read = |f: File, name: &str| -> Result<Vec<u8>, Error> {
         let mut b = Vec::with_capacity(BLOCK);
-        f.take(BLOCK as u64).read_to_end(&mut b).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        f.take(BLOCK as u64).read_to_end(&mut b).map_err(|e| Error::io(format!("reading {name}"), e))?;
         Ok(b)
     };
-    let Some(path) = &target.file else { return read(&dev) };
+    let Some(path) = &target.file else {
+        let f = File::open(&dev).map_err(|e| Error::io(format!("opening {}", dev.display()), e))?;
+        return read(f, &dev.display().to_string());
+    };
     let _ = rustix::fs::mkdir(MOUNT_POINT, rustix::fs::Mode::from_raw_mode(0o755));
-    mount_read_only(&dev, std::path::Path::new(MOUNT_POINT))?;
-    let result = read(std::path::Path::new(&format!("{MOUNT_POINT}{path}")));
+    mount_read_only(&dev, Path::new(MOUNT_POINT))?;
+    let result = open_image_file(Path::new(MOUNT_POINT), path, false, false).and_then(|f| read(f, path));
     let _ = rustix::mount::unmount(MOUNT_POINT, rustix::mount::UnmountFlags::empty());
     result
 }
 
 /// Mounts the ext4 filesystem on `dev` at `dir` read-only, without
 /// replaying its journal: nothing at all is written to the device.
-pub fn mount_read_only(dev: &std::path::Path, dir: &std::path::Path) -> Result<(), Error> {
-    rustix::mount::mount(dev, dir, "ext4", rustix::mount::MountFlags::RDONLY, Some(c"noload"))
+pub fn mount_read_only(dev: &Path, dir: &Path) -> Result<(), Error> {
+    rustix::mount::mount(dev, dir, "ext4", MOUNT_FLAGS | rustix::mount::MountFlags::RDONLY, Some(c"noload"))
         .map_err(|e| Error::sys(format!("mounting {} read-only on {}", dev.display(), dir.display()), e))
 }
 
@@ -240,7 +310,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
             _ => {}
         }
     }
-    let (file, name) = open_target(req.target, req.wait, true, req.in_use)?;
+    let (file, name) = open_target(req.target, req.wait, true, req.in_use, req.target_id)?;
     say!("writing the image to {name}");
     let mut header = Header {
         compression: Some(req.compression),
@@ -375,4 +445,61 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     s.bytes_on_disk = pos;
     s.seconds = start.elapsed().as_secs_f64();
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A directory standing for the mounted filesystem: a 0644 image, a
+    /// link to it, a link to a directory, a FIFO and a directory.
+    #[test]
+    fn image_files_are_opened_without_links_and_made_owner_only() {
+        let root = std::env::temp_dir().join(format!("kjump-open-image-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::write(root.join("real/keep.txt"), b"precious").unwrap();
+        std::fs::write(root.join("old.kjump"), b"old").unwrap();
+        std::fs::set_permissions(root.join("old.kjump"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink("real/keep.txt", root.join("link.kjump")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("dirlink")).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, root.join("fifo.kjump"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+
+        let refused = |path: &str, create: bool| open_image_file(&root, path, true, create).map(|_| ()).unwrap_err().to_string();
+        let link = refused("/link.kjump", true);
+        let dirlink = refused("/dirlink/new.kjump", true);
+        let followed = root.join("real/new.kjump").exists();
+        let fifo = refused("/fifo.kjump", false);
+        let dir = refused("/real", false);
+        let missing = refused("/nothing.kjump", false);
+        // Reading an existing image (D's header peek), updating it (D),
+        // creating one (B): an existing 0644 file ends 0600, as a new one.
+        let peeked = open_image_file(&root, "/old.kjump", false, false).map(|_| ());
+        let mode_after_peek = mode(&root.join("old.kjump"));
+        let updated = open_image_file(&root, "/old.kjump", true, false).map(|_| ());
+        let mode_after_update = mode(&root.join("old.kjump"));
+        let created = open_image_file(&root, "/real/new.kjump", true, true).map(|_| ());
+        let new_mode = mode(&root.join("real/new.kjump"));
+        let keep = std::fs::read(root.join("real/keep.txt")).unwrap();
+        let _ = std::fs::remove_dir_all(&root);
+
+        assert!(link.contains("the path goes through a symbolic link"), "{link}");
+        assert!(dirlink.contains("the path goes through a symbolic link"), "{dirlink}");
+        assert!(fifo.contains("not a regular file"), "{fifo}");
+        assert!(dir.contains("opening the image file /real"), "{dir}");
+        assert!(missing.contains("opening the image file /nothing.kjump"), "{missing}");
+        assert!(peeked.is_ok(), "{peeked:?}");
+        assert_eq!(mode_after_peek, 0o644, "reading changes nothing");
+        assert!(updated.is_ok(), "{updated:?}");
+        assert_eq!(mode_after_update, 0o600);
+        assert!(created.is_ok(), "{created:?}");
+        assert_eq!(new_mode, 0o600);
+        assert_eq!(keep, b"precious");
+        assert!(!followed, "a file was created through the directory link");
+    }
 }

@@ -43,7 +43,8 @@ pub const MAX_LABEL_LEN: usize = 16;
 pub const MAX_NAME_LEN: usize = 255;
 
 /// How much of each device [`resolve`] reads to find signatures.
-pub const HEAD_LEN: usize = 64 * 1024;
+/// (68 KiB: btrfs's superblock lies at 64 KiB.)
+pub const HEAD_LEN: usize = 68 * 1024;
 
 /// Most GPT entries looked at (the kernel stops at 255 partitions).
 pub const MAX_GPT_ENTRIES: u32 = 256;
@@ -515,6 +516,241 @@ pub fn partition_name(disk: &str, number: u32) -> String {
 }
 
 // ---------------------------------------------------------------------------
+// What a device holds: the one place that tells kjump's own image, an
+// empty start, and the formats kjump must never write over.
+
+/// What [`signature`] found at the start of a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signature {
+    /// A kjump image (`KJUMPIMG` at byte 0): kjump may write it again.
+    Kjump,
+    /// Nothing but zero bytes in what was read.
+    Empty,
+    /// Bytes in none of the formats below (old data, random fill).
+    Unknown,
+    /// A Linux swap area (`SWAPSPACE2`); kjump refuses it in A only when
+    /// it is active swap there.
+    Swap,
+    /// A swap area holding a swsusp hibernation image.
+    SwsuspImage,
+    /// LUKS, the version in the header (1 or 2).
+    Luks(u16),
+    /// An LVM2 physical volume.
+    Lvm2,
+    /// An md RAID member (superblock 1.1 or 1.2).
+    MdRaid,
+    /// ext2/3/4 (or an ext4 external journal).
+    Ext,
+    /// XFS.
+    Xfs,
+    /// btrfs.
+    Btrfs,
+    /// bcachefs (or a bcache device).
+    Bcachefs,
+    /// F2FS.
+    F2fs,
+    /// NTFS.
+    Ntfs,
+    /// exFAT.
+    Exfat,
+    /// FAT12/16/32 (vfat).
+    Vfat,
+    /// ISO 9660.
+    Iso9660,
+    /// A GPT partition table.
+    Gpt,
+    /// An MBR (DOS) partition table with at least one partition.
+    Mbr,
+}
+
+impl Signature {
+    /// Whether B may write an image over what it found: a kjump image, an
+    /// empty or unrecognised start, or a swap area that A does not use
+    /// (kept from before: A refuses its own active swap, see
+    /// `kjump::in_use`).
+    pub fn may_overwrite(self) -> bool {
+        matches!(self, Signature::Kjump | Signature::Empty | Signature::Unknown | Signature::Swap)
+    }
+
+    /// The format's name, as blkid would say it.
+    pub fn name(self) -> String {
+        match self {
+            Signature::Kjump => "a kjump image".into(),
+            Signature::Empty => "nothing (zeros)".into(),
+            Signature::Unknown => "no known format".into(),
+            Signature::Swap => "a swap area".into(),
+            Signature::SwsuspImage => "a swap area holding a swsusp hibernation image".into(),
+            Signature::Luks(v) => format!("a LUKS{v} encrypted volume"),
+            Signature::Lvm2 => "an LVM2 physical volume".into(),
+            Signature::MdRaid => "an md RAID member".into(),
+            Signature::Ext => "an ext2/3/4 filesystem".into(),
+            Signature::Xfs => "an XFS filesystem".into(),
+            Signature::Btrfs => "a btrfs filesystem".into(),
+            Signature::Bcachefs => "a bcachefs (or bcache) device".into(),
+            Signature::F2fs => "an F2FS filesystem".into(),
+            Signature::Ntfs => "an NTFS filesystem".into(),
+            Signature::Exfat => "an exFAT filesystem".into(),
+            Signature::Vfat => "a FAT filesystem".into(),
+            Signature::Iso9660 => "an ISO 9660 filesystem".into(),
+            Signature::Gpt => "a GPT partition table".into(),
+            Signature::Mbr => "an MBR partition table".into(),
+        }
+    }
+}
+
+/// `KJUMPIMG`, the image header's magic (`kjump::image::MAGIC`).
+const KJUMP_MAGIC: &[u8; 8] = crate::image::MAGIC;
+/// LUKS1/2 primary header magic, at byte 0; the version follows (big-endian).
+const LUKS_MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
+/// LUKS2 secondary header magic, at one of the offsets after it.
+const LUKS2_SECONDARY_MAGIC: &[u8; 6] = b"SKUL\xba\xbe";
+/// Where a LUKS2 secondary header can be (its JSON area sizes), within [`HEAD_LEN`].
+const LUKS2_SECONDARY_OFFS: [usize; 2] = [0x4000, 0x8000];
+/// LVM2: a label in one of the first four sectors: `LABELONE`, then the type at byte 24.
+const LVM_LABEL: &[u8; 8] = b"LABELONE";
+const LVM_TYPE: &[u8; 8] = b"LVM2 001";
+/// md superblock 1.x magic (little-endian), at byte 0 (1.1) or 4096 (1.2).
+const MD_MAGIC: u32 = 0xa92b_4efc;
+/// XFS superblock magic at byte 0.
+const XFS_MAGIC: &[u8; 4] = b"XFSB";
+/// btrfs: superblock at 64 KiB, magic at 0x40 in it.
+const BTRFS_MAGIC_OFF: usize = 0x1_0000 + 0x40;
+const BTRFS_MAGIC: &[u8; 8] = b"_BHRfS_M";
+/// bcache/bcachefs: superblock at 4 KiB, magic (a UUID) at 24 in it.
+const BCACHE_MAGIC_OFF: usize = 0x1000 + 24;
+const BCACHE_MAGIC: [u8; 16] = [0xc6, 0x85, 0x73, 0xf6, 0x4e, 0x1a, 0x45, 0xca, 0x82, 0x65, 0xf5, 0x7f, 0x48, 0xba, 0x6d, 0x81];
+const BCHFS_MAGIC: [u8; 16] = [0xc6, 0x85, 0x73, 0xf6, 0x66, 0xce, 0x90, 0xa9, 0xd9, 0x6a, 0x60, 0xcf, 0x80, 0x3d, 0xf7, 0xef];
+/// F2FS superblock magic (little-endian) at 1 KiB.
+const F2FS_MAGIC: u32 = 0xf2f5_2010;
+/// The swap header's magic ends the first 4 KiB page.
+const SWAP_MAGIC_OFF: usize = 4096 - 10;
+const SWAP_MAGIC: &[u8; 10] = b"SWAPSPACE2";
+/// swsusp's replacements for it while a hibernation image is in the area.
+const SWSUSP_MAGICS: [&[u8]; 4] = [b"S1SUSPEND", b"S2SUSPEND", b"ULSUSPEND", b"LINHIB0001"];
+/// NTFS and exFAT: the OEM name at byte 3 of the boot sector.
+const NTFS_OEM: &[u8; 8] = b"NTFS    ";
+const EXFAT_OEM: &[u8; 8] = b"EXFAT   ";
+/// ISO 9660: the first volume descriptor at 32 KiB, `CD001` at byte 1 of it.
+const ISO9660_MAGIC_OFF: usize = 0x8001;
+
+fn at(b: &[u8], off: usize, magic: &[u8]) -> bool {
+    off.checked_add(magic.len()).and_then(|end| b.get(off..end)) == Some(magic)
+}
+
+/// A FAT boot sector: a jump instruction, `55 AA`, and the type string of
+/// FAT12/16 (at 0x36) or FAT32 (at 0x52), as mkfs.vfat writes them.
+fn is_fat(b: &[u8]) -> bool {
+    matches!(b.first(), Some(0xeb | 0xe9)) && at(b, 510, &[0x55, 0xaa]) && (at(b, 0x36, b"FAT") || at(b, 0x52, b"FAT32"))
+}
+
+/// An MBR partition table: `55 AA`, valid boot indicators, one record in use.
+fn is_mbr(b: &[u8]) -> bool {
+    mbr_records(b).is_some_and(|rs| rs.iter().all(|r| r[0] == 0 || r[0] == 0x80) && rs.iter().any(|r| r[4] != 0 && le32(r, 12).is_some_and(|n| n != 0)))
+}
+
+/// What the first bytes of a device (`head`, up to [`HEAD_LEN`]) hold, the
+/// way blkid would tell it for the formats kjump knows: a kjump image
+/// first, then encryption and volume managers, filesystems, swap, and
+/// partition tables last (a filesystem may keep `55 AA` from an old table).
+/// Short or garbage input gives [`Signature::Unknown`] or
+/// [`Signature::Empty`], never a panic.
+pub fn signature(head: &[u8]) -> Signature {
+    if at(head, 0, KJUMP_MAGIC) {
+        return Signature::Kjump;
+    }
+    if at(head, 0, LUKS_MAGIC) {
+        return Signature::Luks(bytes::<2>(head, 6).map_or(0, u16::from_be_bytes));
+    }
+    if LUKS2_SECONDARY_OFFS.iter().any(|&o| at(head, o, LUKS2_SECONDARY_MAGIC)) {
+        return Signature::Luks(2);
+    }
+    if (0..4).any(|s| at(head, s * 512, LVM_LABEL) && at(head, s * 512 + 24, LVM_TYPE)) {
+        return Signature::Lvm2;
+    }
+    if le32(head, 0) == Some(MD_MAGIC) || le32(head, 4096) == Some(MD_MAGIC) {
+        return Signature::MdRaid;
+    }
+    if at(head, 0, XFS_MAGIC) {
+        return Signature::Xfs;
+    }
+    if at(head, BTRFS_MAGIC_OFF, BTRFS_MAGIC) {
+        return Signature::Btrfs;
+    }
+    if at(head, BCACHE_MAGIC_OFF, &BCACHE_MAGIC) || at(head, BCACHE_MAGIC_OFF, &BCHFS_MAGIC) {
+        return Signature::Bcachefs;
+    }
+    if le16(head, EXT4_SUPERBLOCK + EXT4_MAGIC_OFF) == Some(EXT4_MAGIC) {
+        return Signature::Ext;
+    }
+    if le32(head, 1024) == Some(F2FS_MAGIC) {
+        return Signature::F2fs;
+    }
+    if at(head, SWAP_MAGIC_OFF, SWAP_MAGIC) {
+        return Signature::Swap;
+    }
+    if SWSUSP_MAGICS.iter().any(|m| at(head, SWAP_MAGIC_OFF, m)) {
+        return Signature::SwsuspImage;
+    }
+    if at(head, 3, NTFS_OEM) {
+        return Signature::Ntfs;
+    }
+    if at(head, 3, EXFAT_OEM) {
+        return Signature::Exfat;
+    }
+    if is_fat(head) {
+        return Signature::Vfat;
+    }
+    if at(head, ISO9660_MAGIC_OFF, b"CD001") {
+        return Signature::Iso9660;
+    }
+    if at(head, 512, GPT_SIGNATURE) || at(head, 4096, GPT_SIGNATURE) {
+        return Signature::Gpt;
+    }
+    if is_mbr(head) {
+        return Signature::Mbr;
+    }
+    if head.iter().all(|&b| b == 0) {
+        Signature::Empty
+    } else {
+        Signature::Unknown
+    }
+}
+
+/// Why kjump must not write what `head` holds, or `None` when it may: a
+/// raw target (`file == false`) must hold what [`Signature::may_overwrite`]
+/// allows; the device of a file target must hold an ext2/3/4 filesystem.
+/// `dev` names the device in the reason.
+pub fn overwrite_refusal(dev: &Path, head: &[u8], file: bool) -> Option<String> {
+    let found = signature(head);
+    if file {
+        return (found != Signature::Ext).then(|| {
+            format!(
+                "{} holds {}, not ext4: a file target must be on an ext2/3/4 filesystem; name the device alone (/dev/NAME) to write it raw",
+                dev.display(),
+                found.name()
+            )
+        });
+    }
+    (!found.may_overwrite()).then(|| {
+        format!(
+            "refusing to write over {}: it holds {}; kjump writes only over a kjump image, an empty device or an inactive swap area (wipe it yourself, e.g. with wipefs -a, if its contents are no longer wanted, or choose another target)",
+            dev.display(),
+            found.name()
+        )
+    })
+}
+
+/// Reads the start of `dev` and refuses (an error worded for the user)
+/// what [`overwrite_refusal`] refuses.
+pub fn check_overwrite(dev: &Path, file: bool) -> Result<(), crate::Error> {
+    let head = read_head(dev)?;
+    match overwrite_refusal(dev, &head, file) {
+        Some(why) => Err(crate::Error::Msg(why)),
+        None => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Finding the device in sysfs (B has no udev).
 
 /// Creates a block device node `(path, major, minor)`.
@@ -544,7 +780,7 @@ fn attr(path: &Path) -> Option<String> {
 }
 
 /// `MAJ:MIN`.
-fn parse_devnum(s: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_devnum(s: &str) -> Option<(u32, u32)> {
     let (major, minor) = s.split_once(':')?;
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
@@ -817,6 +1053,195 @@ pub fn wait_for(device: &Device, timeout: Duration, mut progress: impl FnMut(&st
 }
 
 // ---------------------------------------------------------------------------
+// The target's identity: what A saw, for B to check it found the same device.
+
+/// Longest disk serial number or WWN kept, in bytes.
+pub const MAX_SERIAL_LEN: usize = 64;
+
+/// What A knows of the target's device beyond its name, which B's kernel
+/// may give to another disk: its size, its PARTUUID when it is a
+/// partition, and its whole disk's WWN or serial number when sysfs shows
+/// one. Travels as `kjump.target_id=sectors:N[,partuuid:U][,serial:HEX]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Size in 512-byte sectors (sysfs `size`).
+    pub sectors: u64,
+    /// The partition's PARTUUID, lowercase.
+    pub partuuid: Option<String>,
+    /// The whole disk's `wwid` or `serial` attribute, trimmed.
+    pub serial: Option<Vec<u8>>,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sectors:{}", self.sectors)?;
+        if let Some(p) = &self.partuuid {
+            write!(f, ",partuuid:{p}")?;
+        }
+        if let Some(s) = &self.serial {
+            let mut h = String::with_capacity(2 * s.len());
+            hex(&mut h, s);
+            write!(f, ",serial:{h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a `kjump.target_id=` value was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadIdentity(pub &'static str);
+
+impl fmt::Display for BadIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kjump.target_id=: {}", self.0)
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    s.as_bytes().chunks_exact(2).map(|p| u8::from_str_radix(core::str::from_utf8(p).ok()?, 16).ok()).collect()
+}
+
+impl Identity {
+    /// Parses what [`Identity`]'s `Display` prints; every field checked.
+    pub fn parse(text: &str) -> Result<Identity, BadIdentity> {
+        if text.len() > 64 + 2 * MAX_SERIAL_LEN + 64 {
+            return Err(BadIdentity("too long"));
+        }
+        let (mut sectors, mut partuuid, mut serial) = (None, None, None);
+        for field in text.split(',') {
+            let (key, value) = field.split_once(':').ok_or(BadIdentity("a field without ':'"))?;
+            match key {
+                "sectors" if sectors.is_none() => {
+                    let n = value.parse::<u64>().ok().filter(|&n| n > 0 && value.bytes().all(|b| b.is_ascii_digit()));
+                    sectors = Some(n.ok_or(BadIdentity("sectors must be a positive decimal number"))?);
+                }
+                "partuuid" if partuuid.is_none() => {
+                    if !is_uuid(value) && !is_mbr_partuuid(value) {
+                        return Err(BadIdentity("partuuid must be a GPT or MBR partition UUID"));
+                    }
+                    partuuid = Some(value.to_ascii_lowercase());
+                }
+                "serial" if serial.is_none() => {
+                    let s = unhex(value).filter(|s| !s.is_empty() && s.len() <= MAX_SERIAL_LEN);
+                    serial = Some(s.ok_or(BadIdentity("serial must be 1 to 64 bytes in hexadecimal"))?);
+                }
+                "sectors" | "partuuid" | "serial" => return Err(BadIdentity("a field given twice")),
+                _ => return Err(BadIdentity("unknown field (sectors, partuuid and serial are known)")),
+            }
+        }
+        Ok(Identity { sectors: sectors.ok_or(BadIdentity("no sectors"))?, partuuid, serial })
+    }
+
+    /// Why `found` (the device B found) is not the device A described,
+    /// or `None`: the size must match exactly, and the PARTUUID and serial
+    /// number too when A had them.
+    pub fn mismatch(&self, found: &Identity) -> Option<String> {
+        if found.sectors != self.sectors {
+            return Some(format!("it has {} sectors, A's target had {}", found.sectors, self.sectors));
+        }
+        if let Some(p) = &self.partuuid {
+            if found.partuuid.as_ref() != Some(p) {
+                return Some(format!("its PARTUUID is {}, A's target had {p}", found.partuuid.as_deref().unwrap_or("none")));
+            }
+        }
+        if let Some(s) = &self.serial {
+            if found.serial.as_ref() != Some(s) {
+                let show = |s: Option<&Vec<u8>>| s.map_or("none".to_string(), |s| String::from_utf8_lossy(s).into_owned());
+                return Some(format!("its disk's serial number is {}, A's target's was {}", show(found.serial.as_ref()), show(Some(s))));
+            }
+        }
+        None
+    }
+}
+
+impl Roots<'_> {
+    /// The whole disk a device of `/sys/class/block` belongs to (itself for a disk).
+    fn disk_of(&self, name: &str) -> Option<String> {
+        if self.partition_number(name).is_none() {
+            return Some(name.to_string());
+        }
+        // A disk's directory holds its partitions' directories.
+        self.entries().ok()?.into_iter().find(|d| self.partition_number(d).is_none() && self.sys_block.join(d).join(name).join("partition").exists())
+    }
+
+    /// The PARTUUID of partition `name`: from its uevent, else from its
+    /// disk's partition table.
+    fn partuuid(&self, name: &str) -> Option<String> {
+        let number = self.partition_number(name)?;
+        if let Some(u) = uevent_partuuid(self, name) {
+            return Some(u);
+        }
+        let disk = self.disk_of(name)?;
+        let head = head_of(self, &disk, &mut |_| {})?;
+        partition_table(&head, self.sector_size(&disk)).into_iter().find(|(n, _)| *n == number).map(|(_, u)| u)
+    }
+
+    /// The whole disk's WWN (`wwid`) or serial number, the first sysfs shows.
+    fn serial(&self, disk: &str) -> Option<Vec<u8>> {
+        let dir = self.sys_block.join(disk);
+        ["wwid", "device/wwid", "serial", "device/serial"]
+            .iter()
+            .filter_map(|a| attr(&dir.join(a)))
+            .find(|s| !s.is_empty() && s.len() <= MAX_SERIAL_LEN)
+            .map(String::into_bytes)
+    }
+
+    /// The identity of device `name` of `/sys/class/block`.
+    fn identity(&self, name: &str) -> Result<Identity, crate::Error> {
+        let size = self.sys_block.join(name).join("size");
+        let sectors = attr(&size)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| crate::Error::Msg(format!("reading the size of {name} from {}: missing or not a number", size.display())))?;
+        let serial = self.disk_of(name).and_then(|d| self.serial(&d));
+        Ok(Identity { sectors, partuuid: self.partuuid(name), serial })
+    }
+}
+
+/// The name under `/sys/class/block` of block device `dev`.
+fn sysfs_name(dev: &Path) -> Result<String, crate::Error> {
+    let st = rustix::fs::stat(dev).map_err(|e| crate::Error::sys(format!("examining {}", dev.display()), e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::BlockDevice {
+        return Err(Error::NotBlockDevice { path: dev.to_path_buf() }.into_crate());
+    }
+    let link = format!("/sys/dev/block/{}:{}", rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+    let real = std::fs::canonicalize(&link).map_err(|e| crate::Error::io(format!("finding {} in sysfs ({link})", dev.display()), e))?;
+    real.file_name().and_then(|n| n.to_str()).map(str::to_string).ok_or_else(|| crate::Error::Msg(format!("{link} names no device")))
+}
+
+/// The identity of block device `dev`, from sysfs (and its disk's
+/// partition table for the PARTUUID on kernels before 6.13).
+pub fn identity(dev: &Path) -> Result<Identity, crate::Error> {
+    real_roots().identity(&sysfs_name(dev)?)
+}
+
+/// The words A adds to B's command line so that B can check the device
+/// it finds: ` kjump.target_id=…` for the device `target` names here, or
+/// nothing when it cannot be found or described (B then checks nothing).
+pub fn identity_words(target: &Target) -> String {
+    match resolve(&target.device).ok().flatten().map(|dev| identity(&dev)) {
+        Some(Ok(id)) => format!(" kjump.target_id={id}"),
+        _ => String::new(),
+    }
+}
+
+/// B's check that `dev`, found by the target's name, is the device A
+/// described in `want` (the text of `kjump.target_id=`).
+pub fn check_identity(target: &Target, dev: &Path, want: &str) -> Result<(), crate::Error> {
+    let want = Identity::parse(want).map_err(|e| crate::Error::Msg(e.to_string()))?;
+    let found = identity(dev)?;
+    match want.mismatch(&found) {
+        None => Ok(()),
+        Some(why) => Err(crate::Error::Msg(format!(
+            "refusing {}: it is not the device A named {target} ({why}); this kernel may name the disks differently: name the target by PARTUUID= or UUID=",
+            dev.display()
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------
 // A's checks.
 
 /// One line of `/proc/self/mountinfo`, the parts kjump needs.
@@ -830,6 +1255,11 @@ pub struct MountEntry {
     pub mount_point: String,
     /// The mount's options say `rw` and the superblock's do not say `ro`.
     pub read_write: bool,
+    /// The filesystem type (`ext4`, `btrfs`).
+    pub fstype: String,
+    /// The mount source (`/dev/vda1`; `/dev/vdb:/dev/vdc` for bcachefs),
+    /// with escapes decoded.
+    pub source: String,
 }
 
 /// Decodes the kernel's `\ooo` octal escapes (space, tab, newline, backslash).
@@ -871,9 +1301,12 @@ fn parse_mount_line(line: &str) -> Option<MountEntry> {
     let mount_point = unescape(fields.next()?);
     let options = fields.next()?;
     // Optional fields up to "-", then fstype, source and superblock options.
-    let super_options = fields.skip_while(|f| *f != "-").nth(3).unwrap_or("");
+    let mut rest = fields.skip_while(|f| *f != "-").skip(1);
+    let fstype = unescape(rest.next().unwrap_or(""));
+    let source = unescape(rest.next().unwrap_or(""));
+    let super_options = rest.next().unwrap_or("");
     let read_write = options.split(',').any(|o| o == "rw") && !super_options.split(',').any(|o| o == "ro");
-    Some(MountEntry { major, minor, mount_point, read_write })
+    Some(MountEntry { major, minor, mount_point, read_write, fstype, source })
 }
 
 /// Parses `/proc/self/mountinfo`; lines that are not understood are skipped.
@@ -1196,6 +1629,234 @@ mod tests {
         assert_eq!(ext4_identity(&d).unwrap().1, "\u{fffd}\u{fffd}a");
     }
 
+    // ---- signatures --------------------------------------------------------
+
+    /// A device head of [`HEAD_LEN`] zero bytes with `magic` at `off`.
+    fn head_with(parts: &[(usize, &[u8])]) -> Vec<u8> {
+        let mut d = vec![0u8; HEAD_LEN];
+        for &(off, magic) in parts {
+            d[off..off + magic.len()].copy_from_slice(magic);
+        }
+        d
+    }
+
+    fn fat(type_off: usize, name: &[u8]) -> Vec<u8> {
+        head_with(&[(0, &[0xeb, 0x3c, 0x90]), (3, b"mkfs.fat"), (type_off, name), (510, &[0x55, 0xaa])])
+    }
+
+    /// Every format, built at the offsets of its specification (and of
+    /// util-linux's libblkid).
+    fn formats() -> Vec<(&'static str, Vec<u8>, Signature)> {
+        let mut ext = vec![0u8; HEAD_LEN];
+        ext[..4096].copy_from_slice(&ext4(FS_UUID, b"x"));
+        let mut gpt = vec![0u8; HEAD_LEN];
+        let g = Gpt::new(512).with(0, guid(1)).build();
+        gpt[..g.len()].copy_from_slice(&g);
+        let mut gpt4k = vec![0u8; HEAD_LEN];
+        let g = Gpt::new(4096).with(0, guid(1)).build();
+        gpt4k[..g.len()].copy_from_slice(&g);
+        let mut table = vec![0u8; HEAD_LEN];
+        table[..512].copy_from_slice(&mbr(0x1234_5678, &[(2, 0x83, 100)]));
+        vec![
+            ("kjump", head_with(&[(0, b"KJUMPIMG")]), Signature::Kjump),
+            ("LUKS1", head_with(&[(0, b"LUKS\xba\xbe\x00\x01")]), Signature::Luks(1)),
+            ("LUKS2", head_with(&[(0, b"LUKS\xba\xbe\x00\x02")]), Signature::Luks(2)),
+            ("LUKS2 secondary only", head_with(&[(0x4000, b"SKUL\xba\xbe\x00\x02")]), Signature::Luks(2)),
+            ("LUKS2 secondary, 64 KiB areas", head_with(&[(0x8000, b"SKUL\xba\xbe\x00\x02")]), Signature::Luks(2)),
+            ("LVM2 in sector 1", head_with(&[(512, b"LABELONE"), (512 + 24, b"LVM2 001")]), Signature::Lvm2),
+            ("LVM2 in sector 3", head_with(&[(1536, b"LABELONE"), (1536 + 24, b"LVM2 001")]), Signature::Lvm2),
+            ("md 1.1", head_with(&[(0, &0xa92b_4efcu32.to_le_bytes())]), Signature::MdRaid),
+            ("md 1.2", head_with(&[(4096, &0xa92b_4efcu32.to_le_bytes())]), Signature::MdRaid),
+            ("XFS", head_with(&[(0, b"XFSB\x00\x00\x10\x00")]), Signature::Xfs),
+            ("btrfs", head_with(&[(0x10040, b"_BHRfS_M")]), Signature::Btrfs),
+            ("bcachefs", head_with(&[(0x1018, &BCHFS_MAGIC)]), Signature::Bcachefs),
+            ("bcache", head_with(&[(0x1018, &BCACHE_MAGIC)]), Signature::Bcachefs),
+            ("ext4", ext, Signature::Ext),
+            ("F2FS", head_with(&[(1024, &0xf2f5_2010u32.to_le_bytes())]), Signature::F2fs),
+            ("swap", head_with(&[(4086, b"SWAPSPACE2")]), Signature::Swap),
+            ("swsusp", head_with(&[(4086, b"S1SUSPEND\0")]), Signature::SwsuspImage),
+            ("NTFS", head_with(&[(0, &[0xeb, 0x52, 0x90]), (3, b"NTFS    "), (510, &[0x55, 0xaa])]), Signature::Ntfs),
+            ("exFAT", head_with(&[(0, &[0xeb, 0x76, 0x90]), (3, b"EXFAT   "), (510, &[0x55, 0xaa])]), Signature::Exfat),
+            ("FAT16", fat(0x36, b"FAT16   "), Signature::Vfat),
+            ("FAT32", fat(0x52, b"FAT32   "), Signature::Vfat),
+            ("ISO 9660", head_with(&[(0x8000, b"\x01CD001\x01")]), Signature::Iso9660),
+            ("GPT", gpt, Signature::Gpt),
+            ("GPT, 4 KiB sectors", gpt4k, Signature::Gpt),
+            ("MBR", table, Signature::Mbr),
+            ("zeros", vec![0u8; HEAD_LEN], Signature::Empty),
+            ("old data", vec![0x5au8; HEAD_LEN], Signature::Unknown),
+        ]
+    }
+
+    #[test]
+    fn recognises_every_signature() {
+        for (what, head, want) in formats() {
+            assert_eq!(signature(&head), want, "{what}");
+        }
+        // A kjump image keeps what lies past its first blocks (here a
+        // stale btrfs superblock): it is still an image.
+        assert_eq!(signature(&head_with(&[(0, b"KJUMPIMG"), (0x10040, b"_BHRfS_M")])), Signature::Kjump);
+        // Only the magics count: near misses are not a format.
+        for (what, head) in [
+            ("LVM label of another type", head_with(&[(512, b"LABELONE"), (512 + 24, b"LVM1 001")])),
+            ("LVM label in sector 4", head_with(&[(2048, b"LABELONE"), (2048 + 24, b"LVM2 001")])),
+            ("btrfs magic one byte off", head_with(&[(0x10041, b"_BHRfS_M")])),
+            ("FAT type without a boot sector", head_with(&[(0x36, b"FAT16   ")])),
+            ("MBR with a bad boot indicator", head_with(&[(0x1be, &[0x7f, 0, 0, 0, 0x83, 0, 0, 0, 0, 8, 0, 0, 1, 0, 0, 0]), (510, &[0x55, 0xaa])])),
+            ("MBR with empty records", head_with(&[(510, &[0x55, 0xaa])])),
+        ] {
+            assert_eq!(signature(&head), Signature::Unknown, "{what}");
+        }
+        assert_eq!(signature(&[]), Signature::Empty);
+    }
+
+    #[test]
+    fn only_images_empty_unknown_and_swap_may_be_overwritten() {
+        let dev = Path::new("/dev/vdz");
+        for (what, head, found) in formats() {
+            let allowed = matches!(found, Signature::Kjump | Signature::Empty | Signature::Unknown | Signature::Swap);
+            assert_eq!(found.may_overwrite(), allowed, "{what}");
+            let refusal = overwrite_refusal(dev, &head, false);
+            assert_eq!(refusal.is_none(), allowed, "{what}: {refusal:?}");
+            if let Some(why) = refusal {
+                assert!(why.starts_with("refusing to write over /dev/vdz: it holds ") && why.contains(&found.name()) && !why.contains('\n'), "{why}");
+            }
+            // A file target needs ext2/3/4 under it, and nothing else.
+            let file = overwrite_refusal(dev, &head, true);
+            assert_eq!(file.is_none(), found == Signature::Ext, "{what} as a file target's device: {file:?}");
+        }
+    }
+
+    #[test]
+    fn truncated_and_garbage_heads_never_panic() {
+        for (what, head, want) in formats() {
+            for len in (0..=head.len()).step_by(7).chain([head.len()]) {
+                let got = signature(&head[..len]);
+                if len == head.len() {
+                    assert_eq!(got, want, "{what}");
+                }
+            }
+        }
+        // A magic cut by the end of what was read is not there.
+        let btrfs = head_with(&[(0x10040, b"_BHRfS_M")]);
+        assert_eq!(signature(&btrfs[..0x10047]), Signature::Unknown);
+        let mut x: u32 = 99;
+        let mut buf = vec![0u8; HEAD_LEN];
+        for round in 0..200 {
+            for b in buf.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *b = x as u8;
+            }
+            let _ = signature(&buf[..(x as usize) % HEAD_LEN]);
+            let _ = overwrite_refusal(Path::new("/dev/x"), &buf, round % 2 == 0);
+        }
+    }
+
+    // ---- identity ----------------------------------------------------------
+
+    #[test]
+    fn identity_round_trips_and_refuses_bad_text() {
+        let ids = [
+            Identity { sectors: 2_457_600, partuuid: None, serial: None },
+            Identity { sectors: 8, partuuid: Some("1234abcd-01".into()), serial: Some(b"QM00001".to_vec()) },
+            Identity { sectors: 1, partuuid: Some(ESP_TEXT.into()), serial: Some(b"a b,c:\"d\"".to_vec()) },
+        ];
+        for id in ids {
+            let text = id.to_string();
+            assert!(!text.contains([' ', '"', '=']), "{text}");
+            assert_eq!(Identity::parse(&text), Ok(id));
+        }
+        assert_eq!(Identity::parse("sectors:8,serial:514d"), Ok(Identity { sectors: 8, partuuid: None, serial: Some(b"QM".to_vec()) }));
+        assert_eq!(Identity::parse("sectors:8,partuuid:1234ABCD-01").unwrap().partuuid.as_deref(), Some("1234abcd-01"));
+        let long_serial = format!("sectors:8,serial:{}", "ab".repeat(MAX_SERIAL_LEN + 1));
+        for bad in [
+            "",
+            "sectors",
+            "sectors:",
+            "sectors:0",
+            "sectors:-1",
+            "sectors:+1",
+            "sectors:0x10",
+            "sectors:18446744073709551616",
+            "partuuid:1234abcd-01",
+            "sectors:8,partuuid:xyz",
+            "sectors:8,serial:",
+            "sectors:8,serial:abc",
+            "sectors:8,serial:zz",
+            "sectors:8,sectors:8",
+            "sectors:8,serial:61,serial:61",
+            "sectors:8,size:9",
+            "sectors:8,",
+            long_serial.as_str(),
+        ] {
+            assert!(Identity::parse(bad).is_err(), "{bad:?}");
+            assert!(!Identity::parse(bad).unwrap_err().to_string().contains('\n'));
+        }
+        let soup = "sectorpartuid:,0123456789abcdef-";
+        let chars: Vec<char> = soup.chars().collect();
+        let mut x: u32 = 3;
+        for _ in 0..3000 {
+            let mut s = String::new();
+            for _ in 0..(x % 40) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                s.push(chars[(x as usize) % chars.len()]);
+            }
+            if let Ok(id) = Identity::parse(&s) {
+                assert_eq!(Identity::parse(&id.to_string()), Ok(id), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn identity_mismatches_name_the_difference() {
+        let a = Identity { sectors: 100, partuuid: Some("1234abcd-01".into()), serial: Some(b"S1".to_vec()) };
+        assert_eq!(a.mismatch(&a.clone()), None);
+        let smaller = Identity { sectors: 99, ..a.clone() };
+        assert!(a.mismatch(&smaller).unwrap().contains("99 sectors, A's target had 100"));
+        let other_part = Identity { partuuid: Some("1234abcd-02".into()), ..a.clone() };
+        assert!(a.mismatch(&other_part).unwrap().contains("PARTUUID is 1234abcd-02"));
+        let no_part = Identity { partuuid: None, ..a.clone() };
+        assert!(a.mismatch(&no_part).unwrap().contains("PARTUUID is none"));
+        let other_disk = Identity { serial: Some(b"S2".to_vec()), ..a.clone() };
+        assert!(a.mismatch(&other_disk).unwrap().contains("serial number is S2, A's target's was S1"));
+        // What A did not have is not asked for: size alone then.
+        let size_only = Identity { sectors: 100, partuuid: None, serial: None };
+        assert_eq!(size_only.mismatch(&a), None);
+        assert!(size_only.mismatch(&smaller).is_some());
+    }
+
+    #[test]
+    fn identity_from_sysfs() {
+        let t = machine();
+        std::fs::write(t.sys().join("vda/serial"), "QM00001\n").unwrap();
+        std::fs::write(t.sys().join("vda1/size"), "4096\n").unwrap();
+        std::fs::write(t.sys().join("nvme0n1/wwid"), "eui.0011223344556677\n").unwrap();
+        std::fs::create_dir_all(t.sys().join("nvme0n1/device")).unwrap();
+        std::fs::write(t.sys().join("nvme0n1/device/serial"), "ignored, wwid wins\n").unwrap();
+        std::fs::write(t.sys().join("nvme0n1p1/size"), "100\n").unwrap();
+        // vda1: PARTUUID from the GPT (no uevent), serial of its disk.
+        let vda1 = t.identity("vda1").unwrap();
+        assert_eq!(vda1, Identity { sectors: 4096, partuuid: Some(guid_text(1)), serial: Some(b"QM00001".to_vec()) });
+        // A whole disk: size and serial, no PARTUUID.
+        assert_eq!(t.identity("vda").unwrap(), Identity { sectors: t.identity("vda").unwrap().sectors, partuuid: None, serial: Some(b"QM00001".to_vec()) });
+        // MBR partition; the WWN comes before the serial number.
+        let nvme = t.identity("nvme0n1p1").unwrap();
+        assert_eq!(nvme, Identity { sectors: 100, partuuid: Some("cafef00d-01".into()), serial: Some(b"eui.0011223344556677".to_vec()) });
+        // The kernel's uevent wins over the table.
+        std::fs::write(t.sys().join("vda1/uevent"), "PARTUUID=AAAAAAAA-01\n").unwrap();
+        assert_eq!(t.identity("vda1").unwrap().partuuid.as_deref(), Some("aaaaaaaa-01"));
+        // A disk without a serial (virtio without serial=): size alone.
+        assert_eq!(t.identity("sr0").unwrap(), Identity { sectors: 0, partuuid: None, serial: None });
+        // No size: an error naming what was read.
+        let err = t.identity("vda2").unwrap_err().to_string();
+        assert!(err.contains("reading the size of vda2"), "{err}");
+        assert!(t.identity("gone").is_err());
+    }
+
     // ---- GPT ---------------------------------------------------------------
 
     #[test]
@@ -1442,6 +2103,12 @@ mod tests {
             }
         }
 
+        fn identity(&self, name: &str) -> Result<Identity, crate::Error> {
+            let mknod = self.mknod();
+            let (sys, dev) = (self.sys(), self.dev());
+            Roots { sys_block: &sys, dev: &dev, make_node: &mknod }.identity(name)
+        }
+
         fn resolve(&self, device: &Device) -> Result<Option<PathBuf>, crate::Error> {
             let mknod = self.mknod();
             let sys = self.sys();
@@ -1639,22 +2306,31 @@ garbage line
 45 22 x:y / /bad rw - ext4 /dev/x rw
 
 46 22 8:18 / /short
+47 22 0:50 / /btrfs rw - btrfs /dev/my\\040disk rw,space_cache=v2,subvolid=5
 ";
 
     #[test]
     fn parses_mountinfo() {
         let m = parse_mountinfo(MOUNTINFO);
-        let e = |major, minor, mp: &str, rw| MountEntry { major, minor, mount_point: mp.into(), read_write: rw };
+        let e = |major, minor, mp: &str, rw, fs: &str, src: &str| MountEntry {
+            major,
+            minor,
+            mount_point: mp.into(),
+            read_write: rw,
+            fstype: fs.into(),
+            source: src.into(),
+        };
         assert_eq!(
             m,
             vec![
-                e(253, 1, "/", true),
-                e(0, 21, "/proc", true),
-                e(253, 2, "/mnt/my disk\tx", true),
-                e(253, 3, "/ro", false),
-                e(253, 4, "/super-ro", false),
-                e(8, 16, "/bind", true),
-                e(8, 17, "/back\\slash\\777", true),
+                e(253, 1, "/", true, "ext4", "/dev/vda1"),
+                e(0, 21, "/proc", true, "proc", "proc"),
+                e(253, 2, "/mnt/my disk\tx", true, "ext4", "/dev/vda2"),
+                e(253, 3, "/ro", false, "ext4", "/dev/vda3"),
+                e(253, 4, "/super-ro", false, "ext4", "/dev/vda4"),
+                e(8, 16, "/bind", true, "ext4", "/dev/sdb"),
+                e(8, 17, "/back\\slash\\777", true, "", ""),
+                e(0, 50, "/btrfs", true, "btrfs", "/dev/my disk"),
             ]
         );
         assert!(parse_mountinfo("").is_empty());

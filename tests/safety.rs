@@ -168,3 +168,188 @@ fn targets_a_uses_are_refused_in_a_and_in_b() {
     let allocated = std::fs::metadata(&free).map(|m| std::os::unix::fs::MetadataExt::blocks(&m)).unwrap();
     assert_eq!(allocated, 0, "B wrote to {}", free.display());
 }
+
+/// Writes `bytes` at byte `offset` of the disk image `disk`.
+fn poke(disk: &Path, offset: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(disk).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// The first `len` bytes from `offset` of `disk`.
+fn peek(disk: &Path, offset: u64, len: usize) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(disk).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut b = vec![0u8; len];
+    f.read_exact(&mut b).unwrap();
+    b
+}
+
+/// An XFS superblock's start: magic, block size 4096.
+const XFS_SB: &[u8] = b"XFSB\x00\x00\x10\x00";
+/// A LUKS2 header's start (magic, version 2, header size 16 KiB) and its
+/// secondary header's, at 16 KiB.
+const LUKS2_HDR: &[u8] = b"LUKS\xba\xbe\x00\x02\x00\x00\x00\x00\x00\x00\x40\x00";
+const LUKS2_SECONDARY: &[u8] = b"SKUL\xba\xbe\x00\x02\x00\x00\x00\x00\x00\x00\x40\x00";
+const MIB: u64 = 1 << 20;
+
+const FOREIGN: &str = r#"mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "session token 4711" > /root/session
+try() { echo "A: try $*"; kjump hibernate --after resume "$@" 2>&1; echo "A: exit $?"; }
+try --target /dev/vda
+try --target /dev/vdb
+# A's check passes, B's must catch it: the partitions' page cache keeps
+# their empty start in A (held open, read once), while the signature is
+# written through the whole disk below them, so only B, booting fresh,
+# reads what the disk holds.
+exec 3</dev/vdc1 4</dev/vdd1
+head -c 69632 /dev/vdc1 > /dev/null
+head -c 69632 /dev/vdd1 > /dev/null
+printf 'XFSB\000\000\020\000' | dd of=/dev/vdc bs=1048576 seek=1 conv=notrunc 2>/dev/null
+printf 'LUKS\272\276\000\002\000\000\000\000\000\000\100\000' | dd of=/dev/vdd bs=1048576 seek=1 conv=notrunc 2>/dev/null
+sync
+try --target /dev/vdc1
+try --target /dev/vdd1
+exec 3<&- 4<&-
+echo "A: after: $(cat /root/session)"
+poweroff -f
+"#;
+
+/// Targets holding an XFS filesystem or a LUKS2 volume (written onto the
+/// disk from the host) are refused in A; and when A's check is bypassed
+/// (A reads a stale cached start of the partition, the disk below holds
+/// the signature), B refuses them on its own and goes back to A with the
+/// reason. A's session goes on after each refusal, and not a byte of the
+/// disks changed.
+#[test]
+fn xfs_and_luks2_targets_are_refused_in_a_and_in_b() {
+    let dir = TempDir::new("foreign-disks");
+    let xfs = sparse_disk(&dir.0, "xfs.img", 1200);
+    let luks = sparse_disk(&dir.0, "luks.img", 1200);
+    let xfs_b = sparse_disk(&dir.0, "xfs-b.img", 1200);
+    let luks_b = sparse_disk(&dir.0, "luks-b.img", 1200);
+    poke(&xfs, 0, XFS_SB);
+    poke(&luks, 0, LUKS2_HDR);
+    poke(&luks, 0x4000, LUKS2_SECONDARY);
+    partition(&xfs_b, 1200);
+    partition(&luks_b, 1200);
+    let disks = vec![xfs.clone(), luks.clone(), xfs_b.clone(), luks_b.clone()];
+    let before: Vec<Vec<u8>> = disks.iter().map(|d| peek(d, 0, 2 * MIB as usize)).collect();
+    let mut a = boot("foreign-a", FOREIGN, &disks, "");
+    a.expect_in_order(&[
+        "A: try --target /dev/vda",
+        "hibernate: refusing to write over /dev/vda: it holds an XFS filesystem",
+        "A: exit 1",
+        "A: try --target /dev/vdb",
+        "hibernate: refusing to write over /dev/vdb: it holds a LUKS2 encrypted volume",
+        "A: exit 1",
+        "A: try --target /dev/vdc1",
+        "kjump-init: mode save",
+        "kjump-init: error: refusing to write over /dev/vdc1: it holds an XFS filesystem",
+        "kjump-init: restored A's low memory; jumping back to A",
+        "hibernate failed in the hibernation kernel: refusing to write over /dev/vdc1: it holds an XFS filesystem",
+        "A: exit 1",
+        "A: try --target /dev/vdd1",
+        "kjump-init: error: refusing to write over /dev/vdd1: it holds a LUKS2 encrypted volume",
+        "hibernate failed in the hibernation kernel: refusing to write over /dev/vdd1: it holds a LUKS2 encrypted volume",
+        "A: exit 1",
+        "A: after: session token 4711",
+    ]);
+    a.wait_exit();
+    a.expect_absent("kjump-init: writing the image");
+    // The host's disks hold what the test put there, and A's writes of
+    // the signatures through the whole disks: nothing from kjump.
+    assert_eq!(peek(&xfs, 0, 2 * MIB as usize), before[0], "xfs disk changed");
+    assert_eq!(peek(&luks, 0, 2 * MIB as usize), before[1], "luks disk changed");
+    let mut want = before[2].clone();
+    want[MIB as usize..MIB as usize + XFS_SB.len()].copy_from_slice(XFS_SB);
+    assert!(peek(&xfs_b, 0, 2 * MIB as usize) == want, "the XFS partition changed beyond its signature");
+    let mut want = before[3].clone();
+    want[MIB as usize..MIB as usize + LUKS2_HDR.len()].copy_from_slice(LUKS2_HDR);
+    assert!(peek(&luks_b, 0, 2 * MIB as usize) == want, "the LUKS2 partition changed beyond its signature");
+}
+
+const FILES: &str = r#"mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /data
+if grep -q kjump_boot=c /proc/cmdline; then
+  echo "C: booting, trying kjump resume"
+  kjump resume --target /dev/vda:/old.kjump
+  echo "C: normal boot (kjump resume exited $?)"
+  poweroff -f
+fi
+mount -t ext4 /dev/vda /data
+mkdir /data/real
+echo precious > /data/real/keep.txt
+ln -s /real/keep.txt /data/link.kjump
+ln -s /real /data/dirlink
+mkfifo /data/fifo.kjump
+echo old > /data/old.kjump && chmod 0644 /data/old.kjump
+umount /data
+echo "session token 4712" > /root/session
+try() { echo "A: try $*"; kjump hibernate "$@" 2>&1; echo "A: exit $?"; }
+try --target /dev/vda:/link.kjump --after resume
+try --target /dev/vda:/dirlink/new.kjump --after resume
+try --target /dev/vda:/fifo.kjump --after resume
+try --target /dev/vda:/old.kjump
+mount -t ext4 /dev/vda /data
+echo "A: keep: $(cat /data/real/keep.txt)"
+echo "A: mode $(stat -c %a /data/old.kjump)"
+[ -e /data/real/new.kjump ] && echo "A: FOLLOWED THE LINK"
+umount /data && echo "A: unmounted"
+echo "A: after: $(cat /root/session)"
+poweroff -f
+"#;
+
+/// B opens a file target without following symbolic links (neither the
+/// file nor a directory on its path), refuses a FIFO, and leaves an image
+/// file it writes owner-only (0600), even one that existed as 0644; D
+/// opens that file the same way and resumes A from it.
+#[test]
+fn file_targets_follow_no_symlinks_and_end_owner_only() {
+    let dir = TempDir::new("file-targets");
+    let data = sparse_disk(&dir.0, "data.img", 1200);
+    mkfs(&data, &[], None);
+    let disks = vec![data.clone()];
+    let mut a = boot("files-a", FILES, &disks, "");
+    a.expect_in_order(&[
+        "A: try --target /dev/vda:/link.kjump",
+        "kjump-init: error: opening the image file /link.kjump (on /mnt): the path goes through a symbolic link",
+        "hibernate failed in the hibernation kernel: opening the image file /link.kjump",
+        "A: exit 1",
+        "A: try --target /dev/vda:/dirlink/new.kjump",
+        "hibernate failed in the hibernation kernel: opening the image file /dirlink/new.kjump (on /mnt): the path goes through a symbolic link",
+        "A: exit 1",
+        "A: try --target /dev/vda:/fifo.kjump",
+        "hibernate failed in the hibernation kernel: opening the image file /fifo.kjump (on /mnt): it is not a regular file",
+        "A: exit 1",
+        "A: try --target /dev/vda:/old.kjump",
+        "kjump-init: writing the image to /dev/vda:/old.kjump",
+        "kjump-init: image committed; powering off",
+    ]);
+    a.wait_exit();
+    // While A is hibernated, the image file is owner-only.
+    let stat = Command::new("debugfs").args(["-R", "stat /old.kjump"]).arg(&data).output().unwrap();
+    let text = String::from_utf8_lossy(&stat.stdout);
+    assert!(text.contains("Mode:  0600"), "{text}");
+
+    let mut c = boot("files-c", FILES, &disks, "kjump_boot=c");
+    c.expect_in_order(&[
+        "C: booting, trying kjump resume",
+        "kjump-init: mode restore",
+        "A: exit 0",
+        "A: keep: precious",
+        "A: mode 600",
+        "A: unmounted",
+        "A: after: session token 4712",
+    ]);
+    c.wait_exit();
+    c.expect_absent("A: FOLLOWED THE LINK");
+    c.expect_absent("C: normal boot");
+    fsck_clean(&data);
+}

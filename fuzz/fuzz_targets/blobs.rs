@@ -1,6 +1,6 @@
 //! Binary structures kjump reads, each parser on every input: the ELF
 //! header of `/proc/vmcore` (`vmcore::parse`), disk signatures (ext4
-//! superblock, MBR, GPT in `target`), the mailbox page (`mailbox::decode`),
+//! superblock, MBR, GPT, `target::signature`), the mailbox page (`mailbox::decode`),
 //! newc cpio (`cpio::read`), gzip (`gzip::decompress`, as for
 //! `/proc/config.gz`), crash note buffers (`crash_info::notes_len`), the
 //! BIOS-area RSDP scan (`acpi::scan_for_rsdp`) and A's kexec entry list
@@ -32,6 +32,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(layout.segments.len() + layout.notes.len() <= usize::from(u16::MAX));
     }
     let _ = target::ext4_identity(data);
+    let found = target::signature(data);
+    assert_eq!(target::overwrite_refusal(std::path::Path::new("/dev/x"), data, false).is_none(), found.may_overwrite());
     for sector in [512, 4096] {
         for (n, uuid) in target::gpt_partitions(data, sector) {
             assert!(n >= 1);

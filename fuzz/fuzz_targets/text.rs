@@ -1,6 +1,6 @@
 //! The other text kjump reads from files it does not control, each parser
 //! on every input: `/etc/kjump.conf` (`config::Config::parse`), targets
-//! (`target::parse`), `/proc/self/mountinfo` (`target::parse_mountinfo`),
+//! (`target::parse`, `target::Identity::parse`), `/proc/self/mountinfo` (`target::parse_mountinfo`),
 //! `/sys/kernel/vmcoreinfo` (`crash_info::parse_vmcoreinfo`), kernel
 //! releases and configs (`check`), `/sys/firmware/efi/systab` (`acpi`), and
 //! the number and size syntax (`units`).
@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = format!("{t:?}");
     }
     for m in target::parse_mountinfo(text) {
-        let _ = m.mount_point.len();
+        let _ = m.mount_point.len() + m.fstype.len() + m.source.len();
+    }
+    if let Ok(id) = target::Identity::parse(text) {
+        assert_eq!(target::Identity::parse(&id.to_string()), Ok(id));
     }
     if let Some(note) = crash_info::parse_vmcoreinfo(text) {
         assert!(note.size > 0);

@@ -315,6 +315,7 @@ fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
         in_use: &in_use,
         zero_free: p.zero_free,
         snapshot: p.after == Some(After::Resume),
+        target_id: p.target_id,
     };
     save::save(&req)
 }

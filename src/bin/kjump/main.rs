@@ -376,6 +376,12 @@ fn prepare(s: &Settings, cmd: &str) -> Result<Prepared, Error> {
             "{cmd}: {why}; unmount it (or swapoff), or choose another target: the hibernation kernel must never write a device this system is using"
         )));
     }
+    // What kjump does not know of (another filesystem type, a holder
+    // outside sysfs), the kernel does: it refuses an exclusive open.
+    if let Some(why) = in_use::exclusive_refusal(&dev)? {
+        return Err(Error::Msg(format!("{cmd}: {why}; unmount it, swapoff, or choose another target")));
+    }
+    target::check_overwrite(&dev, tgt.file.is_some()).map_err(|e| Error::Msg(format!("{cmd}: {e}")))?;
     let map = MemoryMap::read()?;
     let region = map.choose_region(s.region_size)?;
     if tgt.file.is_none() {
@@ -402,7 +408,7 @@ fn save_mode_args(s: &Settings, tgt: &target::Target, mailbox: u64, resident: bo
         s.wait,
         u8::from(kjump::check::free_pages_must_be_zero()),
         if resident { " kjump.resident=1" } else { "" }
-    )
+    ) + &target::identity_words(tgt)
 }
 
 /// The resident B `kjump load` left, if it can be entered to hibernate
@@ -561,7 +567,7 @@ fn with_image<T>(tgt: &target::Target, dev: &std::path::Path, write: bool, f: im
     // planted link) is an error, never mounted over.
     std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let mounted = if write {
-        rustix::mount::mount(dev, &dir, "ext4", rustix::mount::MountFlags::empty(), None)
+        rustix::mount::mount(dev, &dir, "ext4", kjump::save::MOUNT_FLAGS, None)
             .map_err(|e| Error::sys(format!("mounting {} read-write on {}", dev.display(), dir.display()), e))
     } else {
         kjump::save::mount_read_only(dev, &dir)
