@@ -51,6 +51,7 @@ fn image(compression: Compression, mode: u8) -> Vec<u8> {
         mailbox: 0x123_4000,
         machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
         in_use: vec![kjump::in_use::InUse { kind: kjump::in_use::Kind::MountedReadWrite, major: 254, minor: 0, uuid: Some([7; 16]), name: "vda".into() }],
+        stamps: vec![kjump::freshness::Stamp::Ext(0x0123_4567_89ab_cdef)],
     }
     .encode()
     .expect("header encodes");
