@@ -158,7 +158,12 @@ fn failure_in_b_returns_to_a_with_the_reason() {
     // not exist there. Then a word B's parser refuses: `--append` refuses it
     // in A; slipped past A, B still goes back to A with the reason instead
     // of powering off. Last, A's session goes on (the workload is intact).
-    let cmd = "kjump resume --target /dev/vdz --wait 60 > /dev/null 2>&1 &
+    let cmd = "kjump hibernate -h > /dev/null
+echo \"A: help exited $?\"
+kjump hibernate --target /dev/vda extra
+echo \"A: stray word exited $?\"
+kjump check -h | head -1
+kjump resume --target /dev/vdz --wait 60 > /dev/null 2>&1 &
 holder=$!
 while [ ! -e /run/kjump/lock ]; do sleep 0.1; done; sleep 1
 kjump hibernate --target /dev/vda
@@ -172,6 +177,10 @@ KJUMP_TEST_UNCHECKED_APPEND=kjump.foo=1 kjump hibernate --target /dev/vda";
     let mut vm = start("failure", &dir, cmd, vec![disk.clone()]);
     let lines = vm.expect_in_order(&[
         "A: workload ready",
+        // Help and bad usage do nothing at all.
+        "A: help exited 0",
+        "A: stray word exited 2",
+        "Usage: kjump check",
         // One kjump command at a time: a waiting `kjump resume` holds the lock.
         "kjump: hibernate: another kjump command is running",
         "A: second command exited 1",
@@ -188,7 +197,7 @@ KJUMP_TEST_UNCHECKED_APPEND=kjump.foo=1 kjump hibernate --target /dev/vda";
         "A: kjump exited 1",
         "A: workload intact",
     ]);
-    assert!(lines[6].contains("/dev/vdz"), "{}", lines[6]);
+    assert!(lines[9].contains("/dev/vdz"), "{}", lines[9]);
     vm.wait_exit();
     // No hibernation reached the disk: it holds no image at all.
     let (ok, text) = kjump_host(&["image", "info", disk.to_str().unwrap()]);
