@@ -234,20 +234,18 @@ fn backing_devices(m: &crate::target::MountEntry, btrfs: &Path, devnum: &dyn Fn(
     out
 }
 
-/// Why `dev` cannot be opened exclusively, or `None` when it can: opened
-/// read-only with `O_EXCL` and closed at once, a block device held by a
-/// mounted filesystem of any type, active swap, device-mapper or md makes
-/// the kernel answer `EBUSY`, whatever kjump knows of them. Worded for
-/// the user.
-pub fn exclusive_refusal(dev: &Path) -> Result<Option<String>, Error> {
+/// Opens `dev` read-only with `O_EXCL` and keeps it so (while the returned
+/// descriptor lives), so that nothing here can mount it, swap on it or
+/// stack a device on it between kjump's checks and the jump; or says, for
+/// the user, why it cannot: a block device held by a mounted filesystem of
+/// any type, active swap, device-mapper or md makes the kernel answer
+/// `EBUSY`, whatever kjump knows of them.
+pub fn hold_exclusive(dev: &Path) -> Result<Result<rustix::fd::OwnedFd, String>, Error> {
     use rustix::fs::{Mode, OFlags};
     match rustix::fs::open(dev, OFlags::RDONLY | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) {
-        Ok(fd) => {
-            drop(fd);
-            Ok(None)
-        }
+        Ok(fd) => Ok(Ok(fd)),
         Err(rustix::io::Errno::BUSY) => {
-            Ok(Some(format!("{} is busy: the kernel says something here holds it (a mounted filesystem, swap, device-mapper or md)", dev.display())))
+            Ok(Err(format!("{} is busy: the kernel says something here holds it (a mounted filesystem, swap, device-mapper or md)", dev.display())))
         }
         Err(e) => Err(Error::sys(format!("opening {} exclusively to see whether this system uses it", dev.display()), e)),
     }
@@ -570,10 +568,10 @@ mod tests {
         // missing path is an error that says what was done.
         let f = std::env::temp_dir().join(format!("kjump-excl-{}", std::process::id()));
         std::fs::write(&f, b"x").unwrap();
-        let ok = exclusive_refusal(&f);
+        let ok = hold_exclusive(&f);
         let _ = std::fs::remove_file(&f);
-        assert_eq!(ok.unwrap(), None);
-        let err = exclusive_refusal(&f).unwrap_err().to_string();
+        assert!(matches!(ok, Ok(Ok(_))), "{ok:?}");
+        let err = hold_exclusive(&f).unwrap_err().to_string();
         assert!(err.contains("opening") && err.contains("exclusively"), "{err}");
     }
 

@@ -360,6 +360,9 @@ struct Prepared {
     dev: std::path::PathBuf,
     uses: Vec<in_use::InUse>,
     region: kjump::memmap::Region,
+    /// The target held open exclusively from the checks to the return:
+    /// nothing here can mount it or swap on it in between.
+    _held: rustix::fd::OwnedFd,
 }
 
 fn prepare(s: &Settings, cmd: &str) -> Result<Prepared, Error> {
@@ -378,9 +381,7 @@ fn prepare(s: &Settings, cmd: &str) -> Result<Prepared, Error> {
     }
     // What kjump does not know of (another filesystem type, a holder
     // outside sysfs), the kernel does: it refuses an exclusive open.
-    if let Some(why) = in_use::exclusive_refusal(&dev)? {
-        return Err(Error::Msg(format!("{cmd}: {why}; unmount it, swapoff, or choose another target")));
-    }
+    let held = in_use::hold_exclusive(&dev)?.map_err(|why| Error::Msg(format!("{cmd}: {why}; unmount it, swapoff, or choose another target")))?;
     target::check_overwrite(&dev, tgt.file.is_some()).map_err(|e| Error::Msg(format!("{cmd}: {e}")))?;
     let map = MemoryMap::read()?;
     let region = map.choose_region(s.region_size)?;
@@ -396,7 +397,7 @@ fn prepare(s: &Settings, cmd: &str) -> Result<Prepared, Error> {
             )));
         }
     }
-    Ok(Prepared { tgt, dev, uses, region })
+    Ok(Prepared { tgt, dev, uses, region, _held: held })
 }
 
 /// B's `kjump.mode=save …` arguments.
