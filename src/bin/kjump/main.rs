@@ -554,14 +554,20 @@ fn cmd_unload() -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs `f` on the image of `tgt` on `dev`: the device itself, or the
-/// file on the ext4 filesystem there, mounted on a new directory of this
-/// process's own (read-only without replaying its journal, or read-write
-/// when `write`) and unmounted afterwards. The target's filesystem is
-/// never one A uses: `kjump hibernate` and B refuse those.
-fn with_image<T>(tgt: &target::Target, dev: &std::path::Path, write: bool, f: impl FnOnce(&std::path::Path) -> Result<T, Error>) -> Result<T, Error> {
+/// Runs `f` on the image of `tgt` on `dev`, opened (read-write when
+/// `write`), with its name for messages: the device itself, or the file on
+/// the ext4 filesystem there, mounted on a new directory of this process's
+/// own (read-only without replaying its journal, or read-write when
+/// `write`; `nodev,nosuid,noexec`) and unmounted afterwards, and opened
+/// without following symbolic links. The target's filesystem is never one
+/// A uses: `kjump hibernate` and B refuse those.
+fn with_image<T>(tgt: &target::Target, dev: &std::path::Path, write: bool, f: impl FnOnce(&std::fs::File, &str) -> Result<T, Error>) -> Result<T, Error> {
     use std::os::unix::fs::DirBuilderExt;
-    let Some(file) = &tgt.file else { return f(dev) };
+    let Some(file) = &tgt.file else {
+        let name = dev.display().to_string();
+        let opened = std::fs::OpenOptions::new().read(true).write(write).open(dev).map_err(|e| Error::io(format!("opening {name}"), e))?;
+        return f(&opened, &name);
+    };
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let dir = std::env::temp_dir().join(format!("kjump-resume-{}-{nanos}", std::process::id()));
     // Created here, owner only; an existing path (a stale directory, a
@@ -574,7 +580,9 @@ fn with_image<T>(tgt: &target::Target, dev: &std::path::Path, write: bool, f: im
         kjump::save::mount_read_only(dev, &dir)
     };
     let result = mounted.and_then(|()| {
-        let result = f(&dir.join(file.trim_start_matches('/')));
+        // Never through a symbolic link on the target filesystem, as in B and D.
+        let name = format!("{}:{file}", dev.display());
+        let result = kjump::save::open_image_file(&dir, file, write, false).and_then(|opened| f(&opened, &name));
         let _ = rustix::mount::unmount(&dir, rustix::mount::UnmountFlags::empty());
         result
     });
@@ -585,9 +593,8 @@ fn with_image<T>(tgt: &target::Target, dev: &std::path::Path, write: bool, f: im
 /// Reads the header and state of the image on `tgt` (mounting its
 /// filesystem read-only when it is a file).
 fn read_image_head(tgt: &target::Target, dev: &std::path::Path) -> Result<(kjump::image::Header, kjump::image::StateBlock, bool), Error> {
-    with_image(tgt, dev, false, |path| {
-        let f = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let r = Reader::open(f).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+    with_image(tgt, dev, false, |file, name| {
+        let r = Reader::open(file).map_err(|e| Error::Msg(format!("{name}: {e}")))?;
         let committed = r.header_committed();
         Ok((r.header, r.state, committed))
     })
@@ -630,13 +637,12 @@ fn update_image(
     expected: State,
     update: impl FnOnce(&std::fs::File, &kjump::image::StateBlock) -> std::io::Result<()>,
 ) -> Result<(), Error> {
-    with_image(tgt, dev, true, |path| {
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io(format!("opening {} read-write", path.display()), e))?;
-        let state = Reader::open(&file).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?.state;
+    with_image(tgt, dev, true, |file, name| {
+        let state = Reader::open(file).map_err(|e| Error::Msg(format!("{name}: {e}")))?.state;
         if state.state != expected {
-            return Err(Error::Msg(format!("{} is {} now", path.display(), state.state.name())));
+            return Err(Error::Msg(format!("{name} is {} now", state.state.name())));
         }
-        update(&file, &state).map_err(|e| Error::io(format!("updating the state of {}", path.display()), e))
+        update(file, &state).map_err(|e| Error::io(format!("updating the state of {name}"), e))
     })
 }
 
