@@ -38,7 +38,7 @@ pub fn installed_init() -> String {
 }
 
 /// The keys a config file may set.
-pub const KEYS: &[&str] = &["target", "kernel", "initrd", "after", "compress", "wait", "region-size", "append", "keep", "attempts"];
+pub const KEYS: &[&str] = &["target", "kernel", "initrd", "after", "compress", "wait", "region-size", "append", "keep", "attempts", "encrypt"];
 
 /// Why a config file was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]

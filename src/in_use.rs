@@ -191,6 +191,38 @@ fn sysfs_dir(major: u32, minor: u32) -> Option<PathBuf> {
     std::fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).ok()
 }
 
+/// The dm-crypt device under the block device whose sysfs directory is
+/// `dir` (itself, or one it is stacked on: LVM on LUKS, say), if any, by
+/// name. dm-crypt devices say so in `dm/uuid` (`CRYPT-…`); the devices a
+/// device-mapper device is built on are its `slaves`.
+fn crypt_under(dir: &Path, depth: u32) -> Option<String> {
+    if depth > 8 {
+        return None;
+    }
+    let name = || dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if std::fs::read_to_string(dir.join("dm").join("uuid")).is_ok_and(|u| u.starts_with("CRYPT-")) {
+        let dm_name = std::fs::read_to_string(dir.join("dm").join("name")).map(|n| n.trim().to_string()).unwrap_or_default();
+        return Some(if dm_name.is_empty() { name() } else { format!("{} ({dm_name})", name()) });
+    }
+    let slaves = std::fs::read_dir(dir.join("slaves")).ok()?;
+    slaves.flatten().find_map(|e| crypt_under(&e.path(), depth + 1))
+}
+
+/// The first of A's devices `uses` that sits on dm-crypt, worded for the
+/// user: an image of A's memory then holds that volume's key, which the
+/// user had kept off the disk. `sys_dev_block` is `/sys/dev/block`.
+pub fn on_dm_crypt_in(sys_dev_block: &Path, uses: &[InUse]) -> Option<String> {
+    uses.iter().find_map(|u| {
+        let dir = std::fs::canonicalize(sys_dev_block.join(format!("{}:{}", u.major, u.minor))).ok()?;
+        crypt_under(&dir, 0).map(|c| format!("{} ({}) is on the encrypted volume {c}", u.name, u.kind.describe()))
+    })
+}
+
+/// [`on_dm_crypt_in`] on this system.
+pub fn on_dm_crypt(uses: &[InUse]) -> Option<String> {
+    on_dm_crypt_in(Path::new("/sys/dev/block"), uses)
+}
+
 fn name_of(major: u32, minor: u32) -> String {
     sysfs_dir(major, minor).and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| format!("{major}:{minor}"))
 }
@@ -573,6 +605,37 @@ mod tests {
         assert!(matches!(ok, Ok(Ok(_))), "{ok:?}");
         let err = hold_exclusive(&f).unwrap_err().to_string();
         assert!(err.contains("opening") && err.contains("exclusively"), "{err}");
+    }
+
+    #[test]
+    fn devices_on_dm_crypt_are_found_through_lvm() {
+        // /sys/block: dm-1 (LVM root) on dm-0 (LUKS) on nvme0n1p2; vda plain.
+        let root = std::env::temp_dir().join(format!("kjump-crypt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let block = root.join("block");
+        let dev = root.join("dev-block");
+        for d in ["dm-0/dm", "dm-0/slaves", "dm-1/dm", "dm-1/slaves", "vda/slaves", "nvme0n1p2"] {
+            std::fs::create_dir_all(block.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(block.join("dm-0/dm/uuid"), "CRYPT-LUKS2-0123abcd-luks-0123\n").unwrap();
+        std::fs::write(block.join("dm-0/dm/name"), "luks-0123\n").unwrap();
+        std::fs::write(block.join("dm-1/dm/uuid"), "LVM-abcdef\n").unwrap();
+        std::os::unix::fs::symlink(block.join("nvme0n1p2"), block.join("dm-0/slaves/nvme0n1p2")).unwrap();
+        std::os::unix::fs::symlink(block.join("dm-0"), block.join("dm-1/slaves/dm-0")).unwrap();
+        std::os::unix::fs::symlink(block.join("dm-1"), dev.join("253:1")).unwrap();
+        std::os::unix::fs::symlink(block.join("vda"), dev.join("254:0")).unwrap();
+        let root_fs = InUse { kind: Kind::MountedReadWrite, major: 253, minor: 1, uuid: None, name: "dm-1".into() };
+        let plain = InUse { kind: Kind::MountedReadWrite, major: 254, minor: 0, uuid: None, name: "vda".into() };
+        assert_eq!(on_dm_crypt_in(&dev, std::slice::from_ref(&plain)), None);
+        let why = on_dm_crypt_in(&dev, &[plain, root_fs]).unwrap();
+        assert_eq!(why, "dm-1 (mounted read-write) is on the encrypted volume dm-0 (luks-0123)");
+        // A loop of slaves (a hostile tree) ends.
+        std::os::unix::fs::symlink(block.join("dm-1"), block.join("dm-0/slaves/loop")).unwrap();
+        std::fs::write(block.join("dm-0/dm/uuid"), "LVM-x\n").unwrap();
+        let looped = InUse { kind: Kind::Swap, major: 253, minor: 1, uuid: None, name: "dm-1".into() };
+        assert_eq!(on_dm_crypt_in(&dev, &[looped]), None);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -116,6 +116,9 @@ struct Settings {
     snapshot: bool,
     /// Starts of the restore kernel after which an image is given up.
     attempts: u32,
+    /// `encrypt = none` was set: images are written in the clear even when
+    /// this system's disks are encrypted.
+    encrypt_none: bool,
 }
 
 fn settings(flags: &SettingFlags) -> Result<Settings, Error> {
@@ -165,6 +168,11 @@ fn settings(flags: &SettingFlags) -> Result<Settings, Error> {
                 .ok()
                 .filter(|n| (1..=10).contains(n))
                 .ok_or_else(|| Error::Msg(format!("{} {v:?}: give a number of attempts from 1 to 10", name("attempts"))))?,
+        },
+        encrypt_none: match config.get("encrypt") {
+            None => false,
+            Some("none") => true,
+            Some(v) => return Err(Error::Msg(format!("encrypt= in {config_path} {v:?}: this kjump writes images in the clear only: the one value is none"))),
         },
     })
 }
@@ -323,8 +331,22 @@ fn hibernation_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
 }
 
+/// kjump cannot encrypt images yet: on a system whose filesystems or swap
+/// sit on dm-crypt, an image would put that volume's key on the target in
+/// the clear. Refused unless the user said `encrypt = none` explicitly.
+fn refuse_clear_image_of_encrypted_disks(s: &Settings, uses: &[in_use::InUse]) -> Result<(), Error> {
+    match (s.encrypt_none, in_use::on_dm_crypt(uses)) {
+        (false, Some(why)) => Err(Error::Msg(format!(
+            "{why}: kjump does not encrypt its images yet, so the image would hold that volume's key in the clear; \
+             to accept that (the target itself encrypted, say), set encrypt = none in /etc/kjump.conf"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
     run_checks(s, false).map_err(|e| Error::Msg(format!("check: {e}")))?;
+    refuse_clear_image_of_encrypted_disks(s, &in_use::collect()?).map_err(|e| Error::Msg(format!("check: {e}")))?;
     println!("kjump check: this machine can hibernate with kjump");
     if !live {
         return Ok(());
@@ -374,6 +396,7 @@ fn prepare(s: &Settings, cmd: &str) -> Result<Prepared, Error> {
     run_checks(s, true).map_err(|e| Error::Msg(format!("{cmd}: {e}")))?;
     let dev = target::resolve(&tgt.device)?.ok_or_else(|| Error::Msg(format!("{cmd}: target {text} is missing: no such device here")))?;
     let uses = in_use::collect()?;
+    refuse_clear_image_of_encrypted_disks(s, &uses).map_err(|e| Error::Msg(format!("{cmd}: {e}")))?;
     if let Some(why) = in_use::conflict(&dev, &uses)? {
         return Err(Error::Msg(format!(
             "{cmd}: {why}; unmount it (or swapoff), or choose another target: the hibernation kernel must never write a device this system is using"
@@ -877,7 +900,7 @@ fn config_text(s: &Settings) -> String {
         None => "# target is not set".to_string(),
     };
     format!(
-        "{target}\nafter = {}\ncompress = {}\nwait = {}\nkernel = {}\ninitrd = {}\nregion-size = {size}\nkeep = {}\nattempts = {}\n{}\n",
+        "{target}\nafter = {}\ncompress = {}\nwait = {}\nkernel = {}\ninitrd = {}\nregion-size = {size}\nkeep = {}\nattempts = {}\n{}\n{}\n",
         s.after.name(),
         s.compress.name(),
         s.wait,
@@ -885,6 +908,7 @@ fn config_text(s: &Settings) -> String {
         s.initrd,
         if s.keep { "yes" } else { "no" },
         s.attempts,
+        if s.encrypt_none { "encrypt = none" } else { "# encrypt is not set: refused on a system with encrypted disks" },
         format!("append = {}", s.append).trim_end()
     )
 }
