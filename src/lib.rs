@@ -39,6 +39,7 @@ pub mod machine;
 pub mod mailbox;
 pub mod memmap;
 pub mod msi;
+pub mod orders;
 pub mod pagetable;
 pub mod pid1;
 pub mod pipeline;

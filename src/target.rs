@@ -1217,14 +1217,11 @@ pub fn identity(dev: &Path) -> Result<Identity, crate::Error> {
     real_roots().identity(&sysfs_name(dev)?)
 }
 
-/// The words A adds to B's command line so that B can check the device
-/// it finds: ` kjump.target_id=…` for the device `target` names here, or
-/// nothing when it cannot be found or described (B then checks nothing).
-pub fn identity_words(target: &Target) -> String {
-    match resolve(&target.device).ok().flatten().map(|dev| identity(&dev)) {
-        Some(Ok(id)) => format!(" kjump.target_id={id}"),
-        _ => String::new(),
-    }
+/// What A tells B of the device `target` names here, so that B can check
+/// the device it finds (`kjump.target_id=`); `None` when it cannot be
+/// found or described (B then checks nothing).
+pub fn identity_of(target: &Target) -> Option<Identity> {
+    resolve(&target.device).ok().flatten().and_then(|dev| identity(&dev).ok())
 }
 
 /// B's check that `dev`, found by the target's name, is the device A

@@ -30,4 +30,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(c) = p.compress {
         let _ = kjump::image::Compression::parse(c);
     }
+    // Orders that parse read back the same from the words they write.
+    if let Ok(orders) = kjump::orders::Orders::from_params(&p) {
+        let text = orders.to_string();
+        let again = cmdline::parse(&text).map(|q| kjump::orders::Orders::from_params(&q));
+        assert_eq!(again, Ok(Ok(orders)), "{text}");
+    }
 });

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use kjump::cmdline::{self, After, Mode, Params};
 use kjump::devmem::DevMem;
-use kjump::image::Compression;
 use kjump::image::State;
 use kjump::mailbox::{self, Report};
+use kjump::orders::{self, Orders};
 use kjump::restore::{self, Failure};
 use kjump::{jump, pid1, save, say, target, Error};
 
@@ -70,12 +70,11 @@ fn run() -> Result<Infallible, Error> {
     pid1::mount_basics()?;
     let line = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::io("reading /proc/cmdline", e))?;
     let params = cmdline::parse(&line)?;
-    match params.mode {
-        Some(Mode::Roundtrip) => roundtrip(&params),
-        Some(Mode::Save) => save_mode(&params),
-        Some(Mode::Restore) => restore_mode(&params),
-        Some(Mode::Bench) => bench_mode(&params),
-        None => Err(Error::Msg("no kjump.mode= on the kernel command line: this initramfs is for kjump's hibernation kernel".into())),
+    match Orders::from_params(&params)? {
+        Orders::Roundtrip => roundtrip(&params),
+        Orders::Save(o) => save_mode(&params, &o),
+        Orders::Restore(o) => restore_mode(&params, &o),
+        Orders::Bench(o) => bench_mode(&params, &o),
     }
 }
 
@@ -83,12 +82,6 @@ fn run() -> Result<Infallible, Error> {
 /// the console: the boot is part of every hibernate and resume.
 fn uptime() -> String {
     std::fs::read_to_string("/proc/uptime").ok().and_then(|t| t.split_whitespace().next().map(|s| format!("{s} s"))).unwrap_or_else(|| "an unknown time".into())
-}
-
-/// The target from `kjump.target=`, which every mode but roundtrip needs.
-fn target_param(p: &Params<'_>) -> Result<target::Target, Error> {
-    let text = p.target.ok_or_else(|| Error::Msg("no kjump.target= on the command line".into()))?;
-    target::parse(text).map_err(|e| Error::Msg(format!("kjump.target={text}: {e}")))
 }
 
 /// Where A is to be re-entered, from the purgatory's additions.
@@ -150,20 +143,18 @@ fn roundtrip(p: &Params<'_>) -> Result<Infallible, Error> {
     let vmcore = rustix::fs::stat("/proc/vmcore").map_err(|e| Error::sys("looking for /proc/vmcore", e))?;
     say!("/proc/vmcore is {} bytes ({} MiB of A's memory)", vmcore.st_size, vmcore.st_size >> 20);
     let mem = DevMem::open()?;
-    back_to_a(&mem, &jb, p.resident)
+    back_to_a(&mem, &jb, false)
 }
 
 /// `kjump bench-io`: measure the physical limits (reading `/proc/vmcore`,
 /// raw writes and reads of the target), report them, go back to A.
-fn bench_mode(p: &Params<'_>) -> Result<Infallible, Error> {
+fn bench_mode(p: &Params<'_>, o: &orders::Bench) -> Result<Infallible, Error> {
     say!("mode bench");
     let jb = jump_back_params(p)?;
     let mem = DevMem::open()?;
     let measured = (|| -> Result<kjump::iobench::Limits, Error> {
-        let target = target_param(p)?;
-        let mailbox = p.mailbox.ok_or_else(|| Error::Msg("no kjump.mailbox= on the command line".into()))?;
-        let in_use = mailbox::read_request(&mem, mailbox)?;
-        let dev = target::wait_for(&target.device, Duration::from_secs(p.wait_secs.unwrap_or(10)), |m| say!("{m}"))?;
+        let in_use = mailbox::read_request(&mem, o.mailbox)?;
+        let dev = target::wait_for(&o.target.device, Duration::from_secs(o.wait), |m| say!("{m}"))?;
         kjump::in_use::check_device(&dev, &in_use)?;
         kjump::msi::check_in_hibernation_kernel(&dev)?;
         let vmcore = kjump::iobench::vmcore_read("/proc/vmcore")?;
@@ -182,32 +173,30 @@ fn bench_mode(p: &Params<'_>) -> Result<Infallible, Error> {
             Report { ok: false, text: e.to_string() }
         }
     };
-    if let Some(addr) = p.mailbox {
-        mailbox::post(&mem, addr, &report)?;
+    if let Err(e) = mailbox::post(&mem, o.mailbox, &report) {
+        say!("could not leave a report for A: {e}");
     }
-    back_to_a(&mem, &jb, p.resident)
+    back_to_a(&mem, &jb, false)
 }
 
 /// `kjump hibernate`: save A's memory, then power off, reboot, or go back.
 /// If saving fails, B goes back to A with the reason: nothing is lost.
-fn save_mode(p: &Params<'_>) -> Result<Infallible, Error> {
-    say!("mode save (this kernel up after {}{})", uptime(), if p.resident { ", resident" } else { "" });
+fn save_mode(p: &Params<'_>, o: &orders::Save) -> Result<Infallible, Error> {
+    say!("mode save (this kernel up after {}{})", uptime(), if o.resident { ", resident" } else { "" });
     let jb = jump_back_params(p)?;
     let mem = DevMem::open()?;
-    let after = p.after.unwrap_or(After::PowerOff);
-    if p.resident {
+    let after = o.after;
+    if o.resident {
         // Loaded ahead of time by `kjump load`: check what can be checked
         // now, then wait in A until it hibernates.
-        let ready = ready_to_save(p, &jb);
+        let ready = ready_to_save(o, &jb);
         let report = match &ready {
             Ok(text) => Report { ok: true, text: text.clone() },
             Err(e) => Report { ok: false, text: e.to_string() },
         };
-        if let Some(addr) = p.mailbox {
-            // Without the report A gives this kernel up; going back matters more.
-            if let Err(e) = mailbox::post(&mem, addr, &report) {
-                say!("could not leave a report for A: {e}");
-            }
+        // Without the report A gives this kernel up; going back matters more.
+        if let Err(e) = mailbox::post(&mem, o.mailbox, &report) {
+            say!("could not leave a report for A: {e}");
         }
         if let Err(e) = ready {
             say!("error: {e}");
@@ -215,15 +204,13 @@ fn save_mode(p: &Params<'_>) -> Result<Infallible, Error> {
         }
         if let Err(e) = wait_in_a(&mem, &jb) {
             say!("error: {e}");
-            if let Some(addr) = p.mailbox {
-                if let Err(e) = mailbox::post(&mem, addr, &Report { ok: false, text: e.to_string() }) {
-                    say!("could not leave a report for A: {e}");
-                }
+            if let Err(e) = mailbox::post(&mem, o.mailbox, &Report { ok: false, text: e.to_string() }) {
+                say!("could not leave a report for A: {e}");
             }
             return back_to_a(&mem, &jb, true);
         }
     }
-    let result = save_image(p, &jb);
+    let result = save_image(p, o, &jb);
     let report = match &result {
         Ok(summary) => {
             say!("{}", summary.line());
@@ -264,69 +251,61 @@ fn save_mode(p: &Params<'_>) -> Result<Infallible, Error> {
             _ => pid1::power_off(),
         }
     }
-    if let Some(addr) = p.mailbox {
-        // Without the report A says the save may have failed; going back matters more.
-        if let Err(e) = mailbox::post(&mem, addr, &report) {
-            say!("could not leave a report for A: {e}");
-        }
+    // Without the report A says the save may have failed; going back matters more.
+    if let Err(e) = mailbox::post(&mem, o.mailbox, &report) {
+        say!("could not leave a report for A: {e}");
     }
-    back_to_a(&mem, &jb, p.resident)
+    back_to_a(&mem, &jb, o.resident)
 }
 
 /// A resident B's checks before it parks: it can jump back through a page
 /// of its own, the target is there, and this kernel may use its disk.
-fn ready_to_save(p: &Params<'_>, jb: &JumpBack) -> Result<String, Error> {
+fn ready_to_save(o: &orders::Save, jb: &JumpBack) -> Result<String, Error> {
     if !reentry_mapped(jb) {
         return Err(Error::Msg(
             "kjump.resident=1, but A's re-entry page is not in this kernel's map: only 'kjump load' loads a resident hibernation kernel".into(),
         ));
     }
-    let target = target_param(p)?;
-    let dev = target::wait_for(&target.device, Duration::from_secs(p.wait_secs.unwrap_or(10)), |m| say!("{m}"))?;
+    let dev = target::wait_for(&o.target.device, Duration::from_secs(o.wait), |m| say!("{m}"))?;
     kjump::msi::check_in_hibernation_kernel(&dev)?;
-    Ok(format!("ready to save to {target} (found {}; booted in {})", dev.display(), uptime()))
+    Ok(format!("ready to save to {} (found {}; booted in {})", o.target, dev.display(), uptime()))
 }
 
-fn save_image(p: &Params<'_>, jb: &JumpBack) -> Result<save::Summary, Error> {
-    if p.resident {
+fn save_image(p: &Params<'_>, o: &orders::Save, jb: &JumpBack) -> Result<save::Summary, Error> {
+    if o.resident {
         // A may have written its disks, even changed their partitions,
         // since this kernel read them at boot.
         target::forget_disks()?;
     }
-    let target = target_param(p)?;
-    let compression = match p.compress {
-        None => Compression::Lz4,
-        Some(c) => Compression::parse(c).ok_or_else(|| Error::Msg(format!("kjump.compress={c}: use lz4, deflate or none")))?,
-    };
     let region = p.region.ok_or_else(|| Error::Msg("no kjump.region= on the command line".into()))?;
     // Which devices A uses, so that none of them is written: without
     // that list, nothing is saved.
-    let mailbox = p.mailbox.ok_or_else(|| Error::Msg("no kjump.mailbox= on the command line: cannot tell which devices A uses".into()))?;
-    let in_use = mailbox::read_request(&DevMem::open()?, mailbox)?;
+    let in_use = mailbox::read_request(&DevMem::open()?, o.mailbox)?;
+    let target_id = o.target_id.as_ref().map(|id| id.to_string());
     say!("A uses {} block device(s){}", in_use.len(), in_use.iter().map(|u| format!(" {} ({})", u.name, u.kind.describe())).collect::<String>());
     let req = save::Request {
-        target: &target,
-        compression,
-        wait: Duration::from_secs(p.wait_secs.unwrap_or(10)),
+        target: &o.target,
+        compression: o.compress,
+        wait: Duration::from_secs(o.wait),
         reentry: jb.entry,
         region,
         backup: (jb.backup, jb.backup_size),
-        mailbox,
+        mailbox: o.mailbox,
         in_use: &in_use,
-        zero_free: p.zero_free,
-        snapshot: p.after == Some(After::Resume),
-        target_id: p.target_id,
+        zero_free: o.zero_free,
+        snapshot: o.after == After::Resume,
+        target_id: target_id.as_deref(),
     };
     save::save(&req)
 }
 
 /// `kjump resume`: write A's memory back from the image and jump into A.
 /// Any doubt means a reboot into a normal boot, never a half-restored A.
-fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
-    say!("mode restore (this kernel up after {}{})", uptime(), if p.direct { ", started by the boot loader" } else { "" });
-    let target = target_param(p)?;
+fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error> {
+    say!("mode restore (this kernel up after {}{})", uptime(), if o.direct { ", started by the boot loader" } else { "" });
+    let target = &o.target;
     let region = p.region.ok_or_else(|| Error::Msg("no kjump.region= on the command line".into()))?;
-    if p.direct {
+    if o.direct {
         // Nothing C checked for us: this kernel must run in the region alone.
         let confined = std::fs::read_to_string("/proc/iomem")
             .map_err(|e| Error::io("reading /proc/iomem", e))
@@ -336,14 +315,7 @@ fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
         }
         say!("running inside the kjump region {:#x}-{:#x} alone", region.0, region.1);
     }
-    let req = restore::Request {
-        target: &target,
-        wait: Duration::from_secs(p.wait_secs.unwrap_or(10)),
-        region,
-        snapshot: p.snapshot,
-        count_attempt: p.direct,
-        max_attempts: p.max_attempts.unwrap_or(restore::DEFAULT_MAX_ATTEMPTS),
-    };
+    let req = restore::Request { target, wait: Duration::from_secs(o.wait), region, snapshot: o.snapshot, count_attempt: o.direct, max_attempts: o.attempts };
     let mem = std::sync::Arc::new(DevMem::open()?);
     let mut img = match restore::open(&req) {
         Ok(img) => img,
@@ -354,7 +326,7 @@ fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
     }
     let h = &img.header;
     say!("image on {}: A's kernel {}, {} pages stored of {}", img.name, kjump::image::printable(&h.kernel_release), h.stored_pages, h.ram_pages);
-    if p.direct {
+    if o.direct {
         // C would have compared the image with this machine's memory map.
         let firmware = std::fs::read("/sys/kernel/boot_params/data").map_err(|e| Error::io("reading /sys/kernel/boot_params/data", e));
         if let Err(e) = firmware
@@ -378,7 +350,7 @@ fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
     if let Err(e) = restore::mark(&img, State::Consumed, "resumed") {
         give_up(Failure { error: e, image_at_fault: false }, Some(&img));
     }
-    if p.keep {
+    if o.keep {
         say!("keeping the image's data (kjump.keep=1)");
     } else {
         match restore::discard_data(&img) {
@@ -389,7 +361,7 @@ fn restore_mode(p: &Params<'_>) -> Result<Infallible, Error> {
             Err(e) => say!("could not discard the image's data: {e}"),
         }
     }
-    let _ = save::close_target(&target);
+    let _ = save::close_target(target);
     say!("image marked consumed; jumping into A at {:#x}", h.reentry);
     jump::jump_to_loaded()?;
     Err(Error::Msg("the jump into A returned to D".into()))

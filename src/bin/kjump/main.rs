@@ -11,6 +11,7 @@ use kjump::image::{Compression, Reader, State};
 use kjump::jump::{self, HibernationKernel};
 use kjump::mailbox::Mailbox;
 use kjump::memmap::MemoryMap;
+use kjump::orders::Orders;
 use kjump::units::{human_size, parse_size, MIB};
 use kjump::{check, in_use, target, Error};
 
@@ -306,7 +307,8 @@ fn hibernation_kernel(s: &Settings, mode_args: &str, disk: Option<&std::path::Pa
     // B reads its orders with this same parser: a line it would refuse
     // is refused here, before anything is loaded.
     if unchecked.is_empty() {
-        cmdline::parse(&line).map_err(|e| Error::Msg(format!("the hibernation kernel's command line would be refused ({e}): check append")))?;
+        let params = cmdline::parse(&line).map_err(|e| Error::Msg(format!("the hibernation kernel's command line would be refused ({e}): check append")))?;
+        Orders::from_params(&params).map_err(|e| Error::Msg(format!("the hibernation kernel would refuse its orders ({e})")))?;
     }
     kjump::config::check_trusted(&s.kernel, "the hibernation kernel")?;
     kjump::config::check_trusted(&s.initrd, "the hibernation initramfs")?;
@@ -352,7 +354,7 @@ fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
         return Ok(());
     }
     let _lock = kjump::lock::take("check --jump")?;
-    let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, "kjump.mode=roundtrip", None)?)?;
+    let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &Orders::Roundtrip.to_string(), None)?)?;
     println!("kjump: loaded the hibernation kernel in {:#x}-{:#x} ({} segments); jumping to it", loaded.region.0, loaded.region.1, loaded.segments);
     let away = jump::jump_to_loaded();
     unload_after_jump();
@@ -425,14 +427,17 @@ fn prepare(s: &Settings, cmd: &str) -> Result<Prepared, Error> {
 
 /// B's `kjump.mode=save …` arguments.
 fn save_mode_args(s: &Settings, tgt: &target::Target, mailbox: u64, resident: bool) -> String {
-    format!(
-        "kjump.mode=save kjump.target={tgt} kjump.after={} kjump.compress={} kjump.wait={} kjump.mailbox={mailbox:#x} kjump.zero_free={}{}",
-        s.after.name(),
-        s.compress.name(),
-        s.wait,
-        u8::from(kjump::check::free_pages_must_be_zero()),
-        if resident { " kjump.resident=1" } else { "" }
-    ) + &target::identity_words(tgt)
+    Orders::Save(kjump::orders::Save {
+        target: tgt.clone(),
+        after: s.after,
+        compress: s.compress,
+        wait: s.wait,
+        mailbox,
+        zero_free: kjump::check::free_pages_must_be_zero(),
+        resident,
+        target_id: target::identity_of(tgt),
+    })
+    .to_string()
 }
 
 /// The resident B `kjump load` left, if it can be entered to hibernate
@@ -810,7 +815,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
     update_image(&tgt, &dev, state.state, |f, st| kjump::image::record_attempt(f, st).map(drop))
         .map_err(|e| Error::Msg(format!("resume: not resuming: cannot count this attempt in the image's state ({e})")))?;
     let s = Settings { region_size: size, ..s.clone() };
-    let mode = restore_mode_args(&tgt, &s);
+    let mode = restore_mode_args(&tgt, &s, false);
     // This kernel (C) is not resumed: nothing of it in the region needs
     // setting aside, and D restores A over all the rest.
     let mut d = hibernation_kernel(&s, &mode, Some(&dev))?;
@@ -821,14 +826,8 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
 }
 
 /// D's mode arguments, the same whether C loads D or a boot entry starts it.
-fn restore_mode_args(tgt: &target::Target, s: &Settings) -> String {
-    format!(
-        "kjump.mode=restore kjump.target={tgt} kjump.wait={} kjump.keep={} kjump.attempts={}{}",
-        s.wait,
-        u8::from(s.keep),
-        s.attempts,
-        if s.snapshot { " kjump.snapshot=1" } else { "" }
-    )
+fn restore_mode_args(tgt: &target::Target, s: &Settings, direct: bool) -> String {
+    Orders::Restore(kjump::orders::Restore { target: tgt.clone(), wait: s.wait, keep: s.keep, attempts: s.attempts, snapshot: s.snapshot, direct }).to_string()
 }
 
 /// Where a kernel booted through UEFI finds its firmware's tables.
@@ -852,11 +851,11 @@ fn cmd_boot_entry(s: &Settings, dir: &str) -> Result<(), Error> {
     let dev = target::wait_for(&tgt.device, Duration::from_secs(s.wait), |m| eprintln!("kjump: boot-entry: {m}"))?;
     let map = MemoryMap::read()?;
     let region = map.choose_region(s.region_size)?;
-    let mode = restore_mode_args(&tgt, s);
+    let mode = restore_mode_args(&tgt, s, true);
     let d = hibernation_kernel(s, &mode, Some(&dev))?;
     let kernel = kjump::boot_entry::kernel_at(&d.kernel, region).map_err(|e| Error::Msg(format!("boot-entry: {e}")))?;
     let cmdline = format!(
-        "{} kjump.region={:#x}-{:#x} kjump.direct=1 no5lvl {}",
+        "{} kjump.region={:#x}-{:#x} no5lvl {}",
         d.cmdline.split_whitespace().collect::<Vec<_>>().join(" "),
         region.start,
         region.end,
@@ -1086,7 +1085,7 @@ fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
     let region = map.choose_region(s.region_size)?;
     let mailbox = Mailbox::new((region.start, region.end))?;
     mailbox.write_request(&in_use::table_for_b(&uses))?;
-    let mode = format!("kjump.mode=bench kjump.target={tgt} kjump.wait={} kjump.mailbox={:#x}", s.wait, mailbox.phys());
+    let mode = Orders::Bench(kjump::orders::Bench { target: tgt.clone(), wait: s.wait, mailbox: mailbox.phys() }).to_string();
     jump::load_hibernation_kernel(&hibernation_kernel(s, &mode, Some(&dev))?)?;
     let away = jump::jump_to_loaded();
     unload_after_jump();
