@@ -43,19 +43,44 @@ pub struct Request<'a> {
 /// vanishes in D, a kernel that cannot drive it) must not take every boot.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 2;
 
-/// Why a restore stopped, and whether the image is to blame.
+/// Why a restore stopped, and so what becomes of the image.
 #[derive(Debug)]
-pub struct Failure {
-    /// What went wrong.
-    pub error: Error,
+pub enum Failure {
+    /// Not resumable here or now (the target missing, another region, one
+    /// of A's disks missing, an I/O error): the image is left as it is,
+    /// and the attempt count bounds how often a boot tries again.
+    Leave(Error),
     /// The image must never be tried again (damaged, stale, or tried too
-    /// often): mark it bad rather than leave it.
-    pub image_at_fault: bool,
+    /// often): it is marked bad.
+    GiveUp(Error),
+}
+
+impl Failure {
+    /// What went wrong.
+    pub fn error(&self) -> &Error {
+        match self {
+            Failure::Leave(e) | Failure::GiveUp(e) => e,
+        }
+    }
+
+    /// The same failure, its message prefixed with `what` (`/dev/vda: …`).
+    fn about(self, what: &str) -> Failure {
+        match self {
+            Failure::Leave(e) => Failure::Leave(Error::Msg(format!("{what}: {e}"))),
+            Failure::GiveUp(e) => Failure::GiveUp(Error::Msg(format!("{what}: {e}"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error().fmt(f)
+    }
 }
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
-        Failure { error, image_at_fault: false }
+        Failure::Leave(error)
     }
 }
 
@@ -101,10 +126,10 @@ pub fn open(req: &Request<'_>) -> Result<Opened, Failure> {
 /// made with this region, A's filesystems unchanged since, and every
 /// chunk's pages inside A's RAM, outside the region, each stored once, the
 /// image complete to its last byte. A failure that makes the image
-/// unresumable for good says so ([`Failure::image_at_fault`]).
+/// unresumable for good says so ([`Failure::GiveUp`]).
 pub fn check(req: &Request<'_>, img: &mut Opened) -> Result<(), Failure> {
     let name = img.name.clone();
-    let bad = |what: String| Failure { error: Error::Msg(format!("{name}: {what}")), image_at_fault: true };
+    let bad = |what: String| Failure::GiveUp(Error::Msg(format!("{name}: {what}")));
     match img.state.state {
         State::Committed => {}
         State::Snapshot if req.snapshot => {}
@@ -166,8 +191,11 @@ pub fn check(req: &Request<'_>, img: &mut Opened) -> Result<(), Failure> {
 }
 
 fn fault(e: ReadError, name: &str) -> Failure {
-    let image_at_fault = matches!(e, ReadError::Format(_));
-    Failure { error: Error::Msg(format!("{name}: {e}")), image_at_fault }
+    let error = Error::Msg(format!("{name}: {e}"));
+    match e {
+        ReadError::Format(_) => Failure::GiveUp(error),
+        _ => Failure::Leave(error),
+    }
 }
 
 /// Where the workers write unpacked pages: A's RAM (outside the region)
@@ -214,7 +242,7 @@ fn decode(job: &mut DecodeJob) {
         return;
     };
     let Some(raw) = batch.get(at, info.disk_len) else {
-        job.result = Err(Failure { error: Error::Msg(format!("chunk {}: truncated", info.index)), image_at_fault: true });
+        job.result = Err(Failure::GiveUp(Error::Msg(format!("chunk {}: truncated", info.index))));
         return;
     };
     // Pages stored as they are are written straight from the batch;
@@ -231,7 +259,7 @@ fn decode(job: &mut DecodeJob) {
         }
         Ok(image::ChunkPages::InBuffer) => &job.pages[..],
         Err(e) => {
-            job.result = Err(Failure { error: Error::Msg(format!("{e}")), image_at_fault: true });
+            job.result = Err(Failure::GiveUp(Error::Msg(format!("{e}"))));
             return;
         }
     };
@@ -245,7 +273,7 @@ fn decode(job: &mut DecodeJob) {
 /// pre-pass checked every run; each is checked again here (inside one RAM
 /// range, outside the region) since this is the step that writes.
 fn write_pages(dest: &Dest, writer: &mut Writer, index: u64, runs: &[image::Run], zero_runs: &[image::Run], stored: &[u8]) -> Result<(), Failure> {
-    let bad = |what: String| Failure { error: Error::Msg(format!("chunk {index}: {what}")), image_at_fault: true };
+    let bad = |what: String| Failure::GiveUp(Error::Msg(format!("chunk {index}: {what}")));
     let mut at = 0usize;
     for (zero, &(pfn, n)) in runs.iter().map(|r| (false, r)).chain(zero_runs.iter().map(|r| (true, r))) {
         let addr = pfn.checked_mul(PAGE as u64).ok_or_else(|| bad(format!("page {pfn:#x} out of range")))?;
@@ -305,7 +333,7 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
     let mut low = vec![0u8; low_end as usize];
     for &(s, e) in &h.ram {
         if s < region.1 && e > region.0 {
-            return Err(Failure { error: Error::Msg(format!("{}: RAM range {s:#x}-{e:#x} overlaps the kjump region", img.name)), image_at_fault: true });
+            return Err(Failure::GiveUp(Error::Msg(format!("{}: RAM range {s:#x}-{e:#x} overlaps the kjump region", img.name))));
         }
     }
     // Pages are written in address order; `cursor` is the next physical
@@ -405,7 +433,7 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
         let Some(mut job) = next else { break };
         writing += std::mem::take(&mut job.writing);
         let (Some(info), result) = (job.info, std::mem::replace(&mut job.result, Ok(()))) else { continue };
-        result.map_err(|f| Failure { error: Error::Msg(format!("{}: {}", img.name, f.error)), ..f })?;
+        result.map_err(|f| f.about(&img.name))?;
         // The workers wrote the pages above low memory; here the runs are
         // checked to come in address order, the gaps between them (free
         // pages) handled, and low memory gathered.
@@ -415,19 +443,15 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
             let addr = pfn * PAGE as u64;
             let len = n * PAGE as u64;
             if addr < cursor {
-                return Err(Failure {
-                    error: Error::Msg(format!("{}: chunk {}: pages out of order at {addr:#x}", img.name, info.index)),
-                    image_at_fault: true,
-                });
+                return Err(Failure::GiveUp(Error::Msg(format!("{}: chunk {}: pages out of order at {addr:#x}", img.name, info.index))));
             }
             free_until(addr, &mut cursor, &mut low)?;
             if !zero {
                 if addr < low_end {
                     let n_low = (low_end.min(addr + len) - addr) as usize;
-                    let from = pages.get(at..at + n_low).ok_or_else(|| Failure {
-                        error: Error::Msg(format!("{}: chunk {}: fewer stored pages than its runs", img.name, info.index)),
-                        image_at_fault: true,
-                    })?;
+                    let from = pages
+                        .get(at..at + n_low)
+                        .ok_or_else(|| Failure::GiveUp(Error::Msg(format!("{}: chunk {}: fewer stored pages than its runs", img.name, info.index))))?;
                     low[addr as usize..addr as usize + n_low].copy_from_slice(from);
                 }
                 at += len as usize;

@@ -311,7 +311,7 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
             .map_err(|e| Error::io("reading /proc/iomem", e))
             .and_then(|iomem| kjump::boot_entry::check_confined(&iomem, region).map_err(|e| Error::Msg(e.to_string())));
         if let Err(e) = confined {
-            give_up(Failure { error: e, image_at_fault: false }, None);
+            give_up(Failure::Leave(e), None);
         }
         say!("running inside the kjump region {:#x}-{:#x} alone", region.0, region.1);
     }
@@ -332,7 +332,7 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
         if let Err(e) = firmware
             .and_then(|page| kjump::boot_entry::check_ram(&kjump::boot_params::ram_ranges(&page), &h.ram, region).map_err(|e| Error::Msg(e.to_string())))
         {
-            give_up(Failure { error: e, image_at_fault: false }, Some(&img));
+            give_up(Failure::Leave(e), Some(&img));
         }
     }
     if let Err(f) = restore::restore(&mem, &img, region) {
@@ -345,10 +345,10 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
         }
     }
     if let Err(e) = jump::load_jump_back(&mem, h.reentry) {
-        give_up(Failure { error: e, image_at_fault: false }, Some(&img));
+        give_up(Failure::Leave(e), Some(&img));
     }
     if let Err(e) = restore::mark(&img, State::Consumed, "resumed") {
-        give_up(Failure { error: e, image_at_fault: false }, Some(&img));
+        give_up(Failure::Leave(e), Some(&img));
     }
     if o.keep {
         say!("keeping the image's data (kjump.keep=1)");
@@ -370,9 +370,9 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
 /// Reports why D stops, marks the image bad when it is to blame, and
 /// reboots into a normal boot.
 fn give_up(f: Failure, img: Option<&restore::Opened>) -> ! {
-    say!("error: {}", f.error);
-    if let (true, Some(img)) = (f.image_at_fault, img) {
-        match restore::mark(img, State::Bad, &f.error.to_string()) {
+    say!("error: {f}");
+    if let (Failure::GiveUp(e), Some(img)) = (&f, img) {
+        match restore::mark(img, State::Bad, &e.to_string()) {
             Ok(()) => say!("marked the image bad: no boot will try it again ('kjump image info' shows why)"),
             Err(e) => say!("could not mark the image bad: {e}"),
         }
