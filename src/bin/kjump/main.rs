@@ -926,6 +926,15 @@ fn cmd_initramfs(output: &str, init: Option<&str>) -> Result<(), Error> {
     Ok(())
 }
 
+/// When an image was made, for people: an RFC 3339 UTC date, and the raw
+/// seconds when they are beyond what a date can say.
+fn created_text(unix: u64) -> String {
+    match std::time::UNIX_EPOCH.checked_add(Duration::from_secs(unix)) {
+        Some(t) if unix < 253_402_300_800 => format!("{} ({unix} seconds since 1970)", humantime::format_rfc3339_seconds(t)),
+        _ => format!("{unix} seconds since 1970"),
+    }
+}
+
 /// Opens an image file or device for the image tools: never through a
 /// symbolic link (wipe would zero the link's target and remove the link),
 /// never a FIFO or socket (reading one blocks), and never a directory.
@@ -958,7 +967,7 @@ fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
         kjump::image::printable(&h.kernel_release),
         if h.build_id.is_empty() { "unknown".into() } else { kjump::image::printable(&h.build_id) }
     );
-    println!("  created      {} (seconds since 1970)", h.created_unix);
+    println!("  created      {}", created_text(h.created_unix));
     println!("  compression  {}", h.compression.map_or("none", Compression::name));
     println!("  RAM          {} in {} ranges, {} pages", human_size(h.ram.iter().map(|r| r.1 - r.0).sum()), h.ram.len(), h.ram_pages);
     println!("  pages        {} stored, {} zero, {} free (left out)", h.stored_pages, h.zero_pages, h.free_pages);
@@ -1103,6 +1112,13 @@ fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn creation_times_read_as_dates() {
+        assert_eq!(created_text(1_800_000_000), "2027-01-15T08:00:00Z (1800000000 seconds since 1970)");
+        assert_eq!(created_text(0), "1970-01-01T00:00:00Z (0 seconds since 1970)");
+        assert_eq!(created_text(u64::MAX), "18446744073709551615 seconds since 1970");
+    }
 
     #[test]
     fn image_tools_refuse_links_fifos_and_directories() {
