@@ -7,6 +7,17 @@ RELEASE := target/$(TARGET)/release
 # Where the test kernel is cached (outside the checkout), keyed by its config.
 export KJUMP_CACHE ?= $(HOME)/.cache/kjump
 
+# The test kernels (scripts/kernel.sh builds each from Debian's source
+# package with kernel/kjump.config): `make test` runs the QEMU tests on every
+# one of KERNELS; KERNEL=6.12 or KERNEL=7.3 picks one. demo, bench,
+# test-distro and stage use KERNEL too, 6.12 unless told.
+KERNELS := 6.12 7.3
+KERNEL  ?=
+ONE_KERNEL := $(or $(KERNEL),6.12)
+# The integration tests (QEMU, and the host's own `kjump check`), run once
+# per kernel; tests/distro.rs is `make test-distro`'s.
+QEMU_TESTS := $(patsubst tests/%.rs,--test %,$(filter-out tests/distro.rs,$(wildcard tests/*.rs)))
+
 # Seconds each fuzz target runs in `make fuzz` and in `make fuzz-ci`.
 FUZZ_SECONDS    ?= 60
 FUZZ_CI_SECONDS ?= 20
@@ -48,7 +59,7 @@ deps:
 	@scripts/deps.sh
 
 kernel: deps
-	@scripts/kernel.sh
+	@for k in $(or $(KERNEL),$(KERNELS)); do scripts/kernel.sh $$k || exit 1; done
 
 build: deps
 	cargo build --release
@@ -56,9 +67,17 @@ build: deps
 initramfs: build
 	$(RELEASE)/kjump initramfs --output target/kjump-initramfs.img
 
-# Unit tests, then the QEMU boot tests (at most two guests at once).
+# Unit tests once, then the QEMU boot tests (at most two guests at once)
+# on each test kernel in turn (every kernel is tested even when one fails;
+# the make fails if any did).
 test: deps lint
-	kernel=$$(scripts/kernel.sh) && KJUMP_KERNEL=$$kernel cargo test --release --no-fail-fast -- --test-threads=2
+	cargo test --release --no-fail-fast --lib --bins
+	@failed=""; for k in $(or $(KERNEL),$(KERNELS)); do \
+	  echo "test: the QEMU tests on Linux $$k"; \
+	  kernel=$$(scripts/kernel.sh $$k) && \
+	  KJUMP_KERNEL=$$kernel cargo test --release --no-fail-fast $(QEMU_TESTS) -- --test-threads=2 || failed="$$failed $$k"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test: the QEMU tests failed on Linux$$failed" >&2; exit 1; fi
 
 # The code's format (rustfmt.toml) and clippy's lints, as errors.
 lint: deps
@@ -69,7 +88,7 @@ lint: deps
 # by `make install`: systemctl start kjump-hibernate, resume through Debian's
 # initramfs-tools. Needs root.
 test-distro: deps
-	kernel=$$(scripts/kernel.sh) && rootfs=$$(scripts/debian-rootfs.sh) && \
+	kernel=$$(scripts/kernel.sh $(ONE_KERNEL)) && rootfs=$$(scripts/debian-rootfs.sh) && \
 	  KJUMP_KERNEL=$$kernel KJUMP_DEBIAN_ROOTFS=$$rootfs cargo test --release --test distro -- --nocapture
 
 unit: deps
@@ -77,13 +96,13 @@ unit: deps
 
 demo: deps
 	cargo build --release
-	kernel=$$(scripts/kernel.sh) && KJUMP_KERNEL=$$kernel KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example demo
+	kernel=$$(scripts/kernel.sh $(ONE_KERNEL)) && KJUMP_KERNEL=$$kernel KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example demo
 
 # kjump against swsusp in QEMU (about half an hour; BENCH_REPS, BENCH_SIZES,
 # BENCH_SYSTEMS narrow it). Writes bench/results.json and bench/results.md.
 bench: deps
 	cargo build --release
-	kernel=$$(scripts/kernel.sh) && KJUMP_KERNEL=$$kernel KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example bench
+	kernel=$$(scripts/kernel.sh $(ONE_KERNEL)) && KJUMP_KERNEL=$$kernel KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example bench
 
 # kjump's encoder and decoder on the host against the lz4 and gzip tools.
 bench-host: deps
@@ -107,7 +126,8 @@ clean:
 
 # Everything `make install` copies, built as yourself into $(STAGE): the
 # binaries, the hibernation kernel (the first time, scripts/kernel.sh builds
-# it from linux-source-6.12: a few minutes on 2 cores) and its initramfs.
+# it from linux-source-6.12, or KERNEL=7.3's: a few minutes on 2 cores) and
+# its initramfs.
 # Needs the musl target and the kernel build tools (`make deps` installs
 # them, and QEMU for the tests).
 stage:
@@ -117,7 +137,7 @@ stage:
 	  echo "stage: hibernation kernel: $(BZIMAGE)"; cp "$(BZIMAGE)" $(STAGE)/vmlinuz; \
 	else \
 	  echo "stage: hibernation kernel: kjump's own build (scripts/kernel.sh; if it is not cached in $(KJUMP_CACHE) yet, building it takes a few minutes)"; \
-	  kernel=$$(scripts/kernel.sh) && echo "stage: using $$kernel" && cp "$$kernel" $(STAGE)/vmlinuz; \
+	  kernel=$$(scripts/kernel.sh $(ONE_KERNEL)) && echo "stage: using $$kernel" && cp "$$kernel" $(STAGE)/vmlinuz; \
 	fi
 	cp $(RELEASE)/kjump $(RELEASE)/kjump-init $(STAGE)/
 	$(STAGE)/kjump initramfs --init $(STAGE)/kjump-init --output $(STAGE)/initramfs.img

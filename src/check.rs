@@ -35,16 +35,51 @@ fn read_trim(path: &str) -> Option<String> {
     crate::crash_info::read_trimmed(path).ok()
 }
 
-/// Parses `MAJOR.MINOR.PATCH` at the start of a kernel release string.
+/// Parses `MAJOR.MINOR[.PATCH]` at the start of a kernel release string
+/// (`uname -r`, VMCOREINFO's `OSRELEASE`): "6.12.118+deb12-amd64",
+/// "7.3.4", "6.6.66-rc1", "6.13". Whatever follows the numbers is left
+/// alone; a missing patch level is 0. `None` when the string does not
+/// start that way, or a number does not fit a `u32`.
 pub fn parse_release(release: &str) -> Option<(u32, u32, u32)> {
-    let mut nums = release.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().ok());
-    Some((nums.next()??, nums.next()??, nums.next().flatten().unwrap_or(0)))
+    fn number(s: &str) -> Option<(u32, &str)> {
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 10 {
+            return None;
+        }
+        Some((s[..digits].parse().ok()?, &s[digits..]))
+    }
+    let (major, rest) = number(release)?;
+    let (minor, rest) = number(rest.strip_prefix('.')?)?;
+    let (patch, rest) = match rest.strip_prefix('.') {
+        Some(r) => number(r)?,
+        None => (0, rest),
+    };
+    let _ = rest; // a fourth number, a local version, anything
+    Some((major, minor, patch))
 }
 
-/// Whether a kernel release has the GDT restore on the way back from a
-/// preserve-context kexec (upstream 07fa619f2a40: 6.13, and 6.12.5 on).
+/// The fix a kernel needs to come back from B: the GDT restore on return
+/// from a preserve-context kexec (upstream 07fa619f2a40).
+pub const GDT_FIX: &str = "the GDT restore on return from a preserve-context kexec (upstream 07fa619f2a40; in 6.6.66+, 6.12.5+ and 6.13+)";
+
+/// Whether a kernel release has [`GDT_FIX`]: 6.13 and later, and the
+/// stable series it was backported to, 6.12.5+ and 6.6.66+. Never in
+/// 6.1.y, 5.15.y or 6.7 to 6.11.
 pub fn has_gdt_fix(release: (u32, u32, u32)) -> bool {
-    release >= (6, 13, 0) || (release.0 == 6 && release.1 == 12 && release.2 >= 5)
+    match release {
+        (6, 12, patch) => patch >= 5,
+        (6, 6, patch) => patch >= 66,
+        r => r >= (6, 13, 0),
+    }
+}
+
+/// The `kjump check` line for the running kernel's release.
+pub fn gdt_fix_item(release: &str) -> Item {
+    match parse_release(release) {
+        Some(r) if has_gdt_fix(r) => item(true, format!("kernel {release} restores its GDT when jumped back to (6.6.66+, 6.12.5+, 6.13+)")),
+        Some(_) => item(false, format!("kernel {release} lacks {GDT_FIX}: it could not come back from B; boot a newer kernel")),
+        None => item(false, format!("cannot tell from release {release:?} whether the kernel has {GDT_FIX}")),
+    }
 }
 
 /// Looks up `CONFIG_KEXEC_JUMP` in a kernel config text: `Some(true)` when
@@ -144,15 +179,7 @@ pub fn run(cfg: &Config) -> Vec<Item> {
         Err(t) => item(false, t),
     });
 
-    let fix = parse_release(&release).is_some_and(has_gdt_fix);
-    items.push(item(
-        fix,
-        if fix {
-            format!("kernel {release} restores its GDT when jumped back to (6.12.5+/6.13+)")
-        } else {
-            format!("kernel {release} predates the GDT restore fix (07fa619f2a40, in 6.12.5 and 6.13): it could not come back from B")
-        },
-    ));
+    items.push(gdt_fix_item(&release));
 
     match read_trim("/proc/sys/kernel/kexec_load_disabled").as_deref() {
         Some("1") => items.push(item(false, "kexec_load is disabled (/proc/sys/kernel/kexec_load_disabled = 1, until reboot)")),
@@ -224,14 +251,90 @@ mod tests {
     #[test]
     fn releases() {
         assert_eq!(parse_release("6.12.117-amd64"), Some((6, 12, 117)));
+        assert_eq!(parse_release("6.12.118+deb12-amd64"), Some((6, 12, 118)));
         assert_eq!(parse_release("6.1.0-41-amd64"), Some((6, 1, 0)));
+        assert_eq!(parse_release("7.3.4"), Some((7, 3, 4)));
+        assert_eq!(parse_release("6.6.66-rc1"), Some((6, 6, 66)));
         assert_eq!(parse_release("6.13"), Some((6, 13, 0)));
-        assert_eq!(parse_release("garbage"), None);
-        assert_eq!(parse_release("99999999999999.1"), None);
-        assert!(has_gdt_fix((6, 12, 117)));
-        assert!(has_gdt_fix((7, 0, 0)));
-        assert!(!has_gdt_fix((6, 12, 4)));
-        assert!(!has_gdt_fix((6, 1, 192)));
+        assert_eq!(parse_release("6.13-rc7"), Some((6, 13, 0)));
+        assert_eq!(parse_release("6.14.0-rc1"), Some((6, 14, 0)));
+        assert_eq!(parse_release("6.8.0-51-generic"), Some((6, 8, 0)));
+        assert_eq!(parse_release("6.15.2-arch1-1"), Some((6, 15, 2)));
+        assert_eq!(parse_release("7.1.3-200.fc44.x86_64"), Some((7, 1, 3)));
+        assert_eq!(parse_release("6.12.5.1"), Some((6, 12, 5)));
+        assert_eq!(parse_release("4294967295.0.0"), Some((u32::MAX, 0, 0)));
+    }
+
+    #[test]
+    fn hostile_releases_parse_to_nothing() {
+        for r in [
+            "",
+            "garbage",
+            "6",
+            "6.",
+            "6.x",
+            ".6.12",
+            "-6.12.5",
+            "+6.12.5",
+            " 6.12.5",
+            "6..12",
+            "6.12.",
+            "6.12.-rc1",
+            "6-12-5",
+            "6_12_5",
+            "v6.12.5",
+            "99999999999999.1",
+            "4294967296.0",
+            "6.99999999999999999999",
+            "6.12.99999999999999999999",
+            "٦.١٢.٥",
+            "6.12\u{0}",
+            "\u{feff}6.12.5",
+        ] {
+            let p = parse_release(r);
+            assert!(p.is_none() || r == "6.12\u{0}", "{r:?} parsed as {p:?}");
+        }
+        assert_eq!(parse_release("6.12\u{0}"), Some((6, 12, 0)));
+        // Never a panic, whatever the bytes.
+        for len in 0..6 {
+            for seed in 0..2000u32 {
+                let s: String = (0..len).map(|i| ['6', '.', '1', '2', '-', '9', '\u{e9}', '0'][((seed >> (i * 3)) & 7) as usize]).collect();
+                let _ = parse_release(&s);
+                let _ = gdt_fix_item(&s);
+            }
+        }
+    }
+
+    #[test]
+    fn the_gdt_fix_gate() {
+        for ok in [(6, 6, 66), (6, 6, 120), (6, 12, 5), (6, 12, 118), (6, 13, 0), (6, 14, 3), (6, 18, 0), (7, 0, 0), (7, 3, 4), (8, 0, 0)] {
+            assert!(has_gdt_fix(ok), "{ok:?}");
+        }
+        for old in [
+            (6, 6, 65),
+            (6, 6, 0),
+            (6, 12, 4),
+            (6, 12, 0),
+            (6, 11, 11),
+            (6, 7, 0),
+            (6, 8, 12),
+            (6, 1, 192),
+            (5, 15, 180),
+            (5, 10, 999),
+            (4, 19, 325),
+            (0, 0, 0),
+        ] {
+            assert!(!has_gdt_fix(old), "{old:?}");
+        }
+        assert!(gdt_fix_item("6.12.118+deb12-amd64").ok);
+        assert!(gdt_fix_item("6.6.66-rc1").ok);
+        assert!(gdt_fix_item("7.3.4").ok);
+        for bad in ["6.1.0-41-amd64", "5.15.0-130-generic", "6.8.0-51-generic", "6.6.65", "6.12.4"] {
+            let i = gdt_fix_item(bad);
+            assert!(!i.ok && i.text.contains("07fa619f2a40") && i.text.contains("GDT restore"), "{bad}: {}", i.text);
+        }
+        let i = gdt_fix_item("weird");
+        assert!(!i.ok && i.text.contains("cannot tell") && i.text.contains("07fa619f2a40"));
     }
 
     #[test]

@@ -284,7 +284,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     let free: Option<Arc<FreePages>> = match find_free_pages(&info, &vmcore, &classify) {
         Ok(mut f) => {
             say!("found {} free pages of A ({} pages unknown)", f.count(), f.unknown());
-            match kimage::region_sources(&vmcore, req.reentry, req.region) {
+            match kimage::region_sources(&vmcore, &info, req.reentry, req.region) {
                 Ok(r) => {
                     let n = f.mark_holders_of_free(r.moved());
                     say!("left out {n} pages that hold the region's free pages");

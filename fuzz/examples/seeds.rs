@@ -334,6 +334,7 @@ fn main() {
     bios[24] = 0u8.wrapping_sub(sum);
     write(&dir, "blobs", "bios-rsdp", &bios);
     write(&dir, "blobs", "kexec-entry-list", &kexec_entry_list());
+    write(&dir, "blobs", "kexec-entry-list-6.14", &kexec_entry_list_data_section());
 }
 
 /// A's memory from address 0 with a kexec image as 6.12 leaves it: the
@@ -350,5 +351,24 @@ fn kexec_entry_list() -> Vec<u8> {
         put(0x1008 + 8 * i as usize, source | 8);
     }
     put(0x1048, 4);
+    m
+}
+
+/// The same image as 6.14 and later leave it: the head in
+/// `relocate_kernel`'s data block inside the control page's first 2 KiB,
+/// next to `kexec_va_control_page`, which the page tables at 0x3000 map to
+/// physical 0 (a 1 GiB page at the direct map's usual base).
+fn kexec_entry_list_data_section() -> Vec<u8> {
+    let mut m = kexec_entry_list();
+    m.resize(0x5000, 0);
+    let mut put = |at: usize, v: u64| m[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(kjump::kimage::HEAD_IN_CONTROL_PAGE as usize, 0xffff_c900_0001_3f00);
+    let va: u64 = 0xffff_8880_0000_0000;
+    let block = [0xffff_c900_0001_3e58, 0x8005_0033, 0x0247_0000, 0x0035_06f0, va, 0x6000, 0x7000, 0x1000 | 2];
+    for (i, w) in block.iter().enumerate() {
+        put(0x5d0 + 8 * i, *w);
+    }
+    put(0x3000 + 8 * ((va >> 39) & 511) as usize, 0x4000 | 0x63);
+    put(0x4000 + 8 * ((va >> 30) & 511) as usize, 0x80 | 0x63);
     m
 }

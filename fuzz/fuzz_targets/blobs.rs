@@ -3,12 +3,14 @@
 //! superblock, MBR, GPT, `target::signature`), the mailbox page (`mailbox::decode`),
 //! newc cpio (`cpio::read`), gzip (`gzip::decompress`, as for
 //! `/proc/config.gz`), crash note buffers (`crash_info::notes_len`), the
-//! BIOS-area RSDP scan (`acpi::scan_for_rsdp`) and A's kexec entry list
-//! (`kimage::region_sources`, the input being A's memory from address 0).
+//! BIOS-area RSDP scan (`acpi::scan_for_rsdp`) and A's kexec entry list in
+//! each layout (`kimage::region_sources_in`, the input being A's memory
+//! from address 0; for the 6.14+ layout, A's page tables at 0x3000).
 
 #![no_main]
 
-use kjump::pagetable::{PhysRead, Unreadable};
+use kjump::kimage::Layout;
+use kjump::pagetable::{PageTables, PhysRead, Unreadable};
 use kjump::{acpi, cpio, crash_info, gzip, kimage, mailbox, target, vmcore};
 use libfuzzer_sys::fuzz_target;
 
@@ -58,11 +60,14 @@ fuzz_target!(|data: &[u8]| {
         assert!(at >= 0xe0000 && at - 0xe0000 + 20 <= data.len() as u64);
     }
     // The control page is page 0.
-    if let Ok(r) = kimage::region_sources(&Memory(data), 0xa4, KIMAGE_REGION) {
-        assert_eq!(r.sources.len(), 8);
-        for (page, holder) in r.moved() {
-            assert!((0x100..0x108).contains(&page));
-            assert!(!(0x100..0x108).contains(&holder));
+    let tables = PageTables::new(0x3000, false);
+    for (layout, tables) in [(Layout::AfterCode, None), (Layout::DataSection, Some(&tables))] {
+        if let Ok(r) = kimage::region_sources_in(&Memory(data), layout, tables, 0xa4, KIMAGE_REGION) {
+            assert_eq!(r.sources.len(), 8);
+            for (page, holder) in r.moved() {
+                assert!((0x100..0x108).contains(&page));
+                assert!(!(0x100..0x108).contains(&holder));
+            }
         }
     }
 });
