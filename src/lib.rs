@@ -17,6 +17,7 @@ pub mod config;
 pub mod cpio;
 pub mod crash_info;
 pub mod crc32;
+pub mod drivers;
 pub mod devmem;
 pub mod direct_io;
 pub mod discard;
