@@ -108,7 +108,11 @@ pub fn check_device(sys: &Path, kernel: &str, dev: &Path) -> Item {
         Err(e) => {
             return Item {
                 ok: true,
-                text: format!("target {} needs {}; not checked: no manifest of the hibernation kernel's drivers ({manifest}: {e})", dev.display(), known.join(", ")),
+                text: format!(
+                    "target {} needs {}; not checked: no manifest of the hibernation kernel's drivers ({manifest}: {e})",
+                    dev.display(),
+                    known.join(", ")
+                ),
             }
         }
     };
