@@ -66,21 +66,44 @@ pub fn built_in(config: &str) -> Vec<&str> {
 /// first, each once. Empty when sysfs has no such device.
 pub fn driver_chain(sys: &Path, name: &str) -> Vec<String> {
     let Ok(devices) = sys.join("devices").canonicalize() else { return Vec::new() };
-    let Ok(mut at) = sys.join("class/block").join(name).canonicalize() else { return Vec::new() };
+    let Ok(start) = sys.join("class/block").join(name).canonicalize() else { return Vec::new() };
     let mut chain: Vec<String> = Vec::new();
-    while at.starts_with(&devices) && at != devices {
-        if let Ok(link) = std::fs::read_link(at.join("driver")) {
-            if let Some(d) = link.file_name().and_then(|d| d.to_str()) {
-                if !chain.iter().any(|c| c == d) {
-                    chain.push(d.to_string());
+    let mut todo = vec![start];
+    let mut followed = false;
+    while let Some(mut at) = todo.pop() {
+        while at.starts_with(&devices) && at != devices {
+            if let Ok(link) = std::fs::read_link(at.join("driver")) {
+                if let Some(d) = link.file_name().and_then(|d| d.to_str()) {
+                    if !chain.iter().any(|c| c == d) {
+                        chain.push(d.to_string());
+                    }
                 }
             }
-        }
-        if !at.pop() {
-            break;
+            // With NVMe multipath (distribution kernels), the disk hangs
+            // under a virtual subsystem that links to its controllers.
+            if at.file_name().is_some_and(|n| n.to_string_lossy().starts_with("nvme-subsys")) && !followed {
+                followed = true;
+                todo.extend(nvme_controllers(&at));
+            }
+            if !at.pop() {
+                break;
+            }
         }
     }
     chain
+}
+
+/// The controllers an NVMe subsystem directory links to (`nvme0`, …).
+fn nvme_controllers(subsys: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::read_dir(subsys) else { return Vec::new() };
+    let mut out: Vec<PathBuf> = dir
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("nvme")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+        .filter_map(|e| e.path().canonicalize().ok())
+        .collect();
+    out.sort();
+    out
 }
 
 /// The first driver of `chain` that `config` does not build in, with the
@@ -177,6 +200,7 @@ mod tests {
                 ("sda", &format!("{USB}/block/sda")),
                 ("vda", "pci0000:00/0000:00:06.0/virtio2/block/vda"),
                 ("loop0", "virtual/block/loop0"),
+                ("nvme1n1", "virtual/nvme-subsystem/nvme-subsys1/nvme1n1"),
             ],
             &[
                 (PCI, "nvme"),
@@ -189,12 +213,18 @@ mod tests {
                 ("pci0000:00/0000:00:06.0/virtio2", "virtio_blk"),
             ],
         );
-        let chains = ["nvme0n1p2", "sda", "vda", "loop0", "nosuch"].map(|n| driver_chain(&root, n));
+        // NVMe multipath: the subsystem links to its controller.
+        std::fs::create_dir_all(root.join("devices/pci0000:00/0000:00:07.0/nvme/nvme1")).unwrap();
+        std::os::unix::fs::symlink(root.join("devices/pci0000:00/0000:00:07.0/nvme/nvme1"), root.join("devices/virtual/nvme-subsystem/nvme-subsys1/nvme1"))
+            .unwrap();
+        std::os::unix::fs::symlink(root.join("bus/x/drivers/nvme"), root.join("devices/pci0000:00/0000:00:07.0/driver")).unwrap();
+        let chains = ["nvme0n1p2", "sda", "vda", "loop0", "nosuch", "nvme1n1"].map(|n| driver_chain(&root, n));
         let _ = std::fs::remove_dir_all(&root);
         assert_eq!(chains[0], ["nvme"]);
         assert_eq!(chains[1], ["sd", "usb-storage", "usb", "xhci_hcd"]);
         assert_eq!(chains[2], ["virtio_blk", "virtio-pci"]);
         assert!(chains[3].is_empty() && chains[4].is_empty());
+        assert_eq!(chains[5], ["nvme"]);
     }
 
     #[test]
