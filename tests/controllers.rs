@@ -80,7 +80,7 @@ fn round_trip(name: &str, target_bus: Bus, target_dev: &str, data_bus: Bus, data
         &format!("A: mounted {data_dev}"),
         "A: workload ready",
         "kjump-init: mode save",
-        &format!("kjump-init: image on {target_dev}"),
+        &format!("kjump-init: writing the image to {target_dev}"),
         "kjump-init: image committed; powering off",
     ]);
     a.wait_exit();
