@@ -317,16 +317,14 @@ impl Vm {
     pub fn start_with_extras(p: &Paths, cmdline: Option<&str>, cfg: VmConfig<'_>, disks: &[Disk], vga: bool) -> Vm {
         let cmdline = cmdline.map_or_else(|| a_cmdline(cfg.append), str::to_string);
         let mut extra: Vec<String> = disks.iter().enumerate().flat_map(|(n, d)| d.qemu_args(n)).collect();
-        let monitor = TempDir::new(&format!("{}-monitor", cfg.name));
-        if vga {
-            let sock = monitor.0.join("monitor.sock");
+        let monitor = vga.then(|| TempDir::new(&format!("{}-monitor", cfg.name)));
+        if let Some(m) = &monitor {
+            let sock = m.0.join("monitor.sock");
             extra.extend(["-vga".into(), "std".into(), "-monitor".into(), format!("unix:{},server=on,wait=off", sock.display())]);
         }
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let mut vm = Vm::launch(&p.kernel, &cmdline, cfg, &extra);
-        if vga {
-            vm.monitor = Some(monitor);
-        }
+        vm.monitor = monitor;
         vm
     }
 
