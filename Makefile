@@ -135,9 +135,11 @@ stage:
 	@mkdir -p $(STAGE)
 	@if [ -n "$(BZIMAGE)" ]; then \
 	  echo "stage: hibernation kernel: $(BZIMAGE)"; cp "$(BZIMAGE)" $(STAGE)/vmlinuz; \
+	  rm -f $(STAGE)/vmlinuz.config; if [ -f "$(BZIMAGE).config" ]; then cp "$(BZIMAGE).config" $(STAGE)/vmlinuz.config; fi; \
 	else \
 	  echo "stage: hibernation kernel: kjump's own build (scripts/kernel.sh; if it is not cached in $(KJUMP_CACHE) yet, building it takes a few minutes)"; \
-	  kernel=$$(scripts/kernel.sh $(ONE_KERNEL)) && echo "stage: using $$kernel" && cp "$$kernel" $(STAGE)/vmlinuz; \
+	  kernel=$$(scripts/kernel.sh $(ONE_KERNEL)) && echo "stage: using $$kernel" && cp "$$kernel" $(STAGE)/vmlinuz && \
+	  cp "$$(dirname "$$kernel")/.config" $(STAGE)/vmlinuz.config; \
 	fi
 	cp $(RELEASE)/kjump $(RELEASE)/kjump-init $(STAGE)/
 	$(STAGE)/kjump initramfs --init $(STAGE)/kjump-init --output $(STAGE)/initramfs.img
@@ -158,6 +160,7 @@ install: $(if $(wildcard $(STAGE)/complete),,stage)
 	install -m 755 $(STAGE)/kjump $(DESTDIR)$(SBINDIR)/kjump
 	install -m 755 $(STAGE)/kjump-init $(DESTDIR)$(LIBDIR)/kjump-init
 	install -m 644 $(STAGE)/vmlinuz $(STAGE)/initramfs.img $(DESTDIR)$(LIBDIR)/
+	rm -f $(DESTDIR)$(LIBDIR)/vmlinuz.config; if [ -f $(STAGE)/vmlinuz.config ]; then install -m 644 $(STAGE)/vmlinuz.config $(DESTDIR)$(LIBDIR)/; fi
 	for m in kjump.8 kjump-init.8; do $(SUBST) man/$$m > $(DESTDIR)$(MANDIR)/man8/$$m; done
 	$(SUBST) man/kjump.conf.5 > $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
 	chmod 644 $(DESTDIR)$(MANDIR)/man8/kjump.8 $(DESTDIR)$(MANDIR)/man8/kjump-init.8 $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
@@ -186,7 +189,7 @@ install: $(if $(wildcard $(STAGE)/complete),,stage)
 # since (it may hold your target): that one is kept, and said so.
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/kjump
-	rm -f $(DESTDIR)$(LIBDIR)/kjump-init $(DESTDIR)$(LIBDIR)/vmlinuz $(DESTDIR)$(LIBDIR)/initramfs.img
+	rm -f $(DESTDIR)$(LIBDIR)/kjump-init $(DESTDIR)$(LIBDIR)/vmlinuz $(DESTDIR)$(LIBDIR)/vmlinuz.config $(DESTDIR)$(LIBDIR)/initramfs.img
 	rm -f $(DESTDIR)$(MANDIR)/man8/kjump.8 $(DESTDIR)$(MANDIR)/man8/kjump-init.8 $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
 	rm -f $(DESTDIR)$(UNITDIR)/kjump-hibernate.service $(DESTDIR)$(UNITDIR)/kjump-load.service
 	rm -f $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf

@@ -84,6 +84,22 @@ pub fn ram_ranges(page: &[u8]) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// `struct screen_info`, at the start of the zero page: how the firmware or
+/// the boot loader left the screen (VGA text mode, or a linear framebuffer
+/// from VESA or UEFI's GOP, its address and geometry).
+pub const SCREEN_INFO_LEN: usize = 0x40;
+
+/// The screen_info this kernel booted with (`/sys/kernel/boot_params/data`),
+/// for B and D: kexec starts them at their 64-bit entry, past the setup
+/// code that fills it in, so without it they would find no screen and
+/// show nothing there (vgacon needs its lines and columns; efifb and
+/// vesafb its framebuffer). `None` when it cannot be read or is empty.
+pub fn screen_info_of_this_boot() -> Option<[u8; SCREEN_INFO_LEN]> {
+    let data = std::fs::read("/sys/kernel/boot_params/data").ok()?;
+    let si: [u8; SCREEN_INFO_LEN] = data.get(..SCREEN_INFO_LEN)?.try_into().ok()?;
+    si.iter().any(|&b| b != 0).then_some(si)
+}
+
 /// Builds the zero page for `bz` with `cfg`.
 pub fn build(bz: &BzImage<'_>, cfg: &Config<'_>) -> Result<Box<[u8; SIZE]>, Error> {
     if cfg.e820.len() > MAX_E820 {

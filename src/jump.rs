@@ -91,7 +91,11 @@ pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> 
         acpi_rsdp: crate::acpi::find_rsdp(),
         map_a_ram: hk.resident,
     };
-    let plan: Plan<'_> = layout::plan(&inputs)?;
+    let mut plan: Plan<'_> = layout::plan(&inputs)?;
+    // B's and D's progress shows on the screen too, not only on a serial port.
+    if let Some(si) = crate::boot_params::screen_info_of_this_boot() {
+        plan.set_screen_info(&si);
+    }
     let segments = plan.kexec_segments(hk.set_region_aside);
     // This load replaces any resident B (`kjump::resident`).
     crate::resident::forget();

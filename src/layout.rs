@@ -143,6 +143,15 @@ pub struct Plan<'a> {
 }
 
 impl Plan<'_> {
+    /// Gives B the screen `si` describes (a `struct screen_info`, see
+    /// [`boot_params::screen_info_of_this_boot`]): it goes at the start of
+    /// B's zero page, which `plan` leaves zeroed.
+    pub fn set_screen_info(&mut self, si: &[u8; boot_params::SCREEN_INFO_LEN]) {
+        if let Some(seg) = self.segments.iter_mut().find(|s| s.what == "boot_params and command line") {
+            seg.data.to_mut()[..si.len()].copy_from_slice(si);
+        }
+    }
+
     /// The segments as `kexec_load` takes them: all of them when the
     /// loading kernel is to come back (A: the swap must set every page of
     /// the region aside), else only those B needs. C, which loads D and is
@@ -367,6 +376,14 @@ mod tests {
         let off = (note_at - p.elfcorehdr) as usize;
         assert_eq!(&hdr.data[off..off + 0x1024], &[0x55u8; 0x1024][..]);
         assert!(note_at + 0x1024 <= p.backup_addr);
+        // The screen goes at the start of the zero page, the rest unchanged.
+        let zero_of = |p: &Plan<'_>| p.segments.iter().find(|s| s.what.starts_with("boot_params")).unwrap().data.to_vec();
+        let before = zero_of(&p);
+        assert!(before[..0x40].iter().all(|&b| b == 0));
+        let mut p = p;
+        p.set_screen_info(&[0x33; 0x40]);
+        let after = zero_of(&p);
+        assert_eq!((&after[..0x40], &after[0x40..]), (&[0x33u8; 0x40][..], &before[0x40..]));
         Ok(())
     }
 

@@ -20,6 +20,7 @@ pub mod crc32;
 pub mod devmem;
 pub mod direct_io;
 pub mod discard;
+pub mod drivers;
 pub mod e820;
 pub mod elf_core;
 pub mod error;

@@ -15,8 +15,10 @@ macro_rules! say {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
         let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-        let _ = writeln!(out, "[{:5}.{:03}] kjump-init: {}", t.tv_sec, t.tv_nsec / 1_000_000, format_args!($($arg)*));
+        let line = format!("[{:5}.{:03}] kjump-init: {}\n", t.tv_sec, t.tv_nsec / 1_000_000, format_args!($($arg)*));
+        let _ = out.write_all(line.as_bytes());
         let _ = out.flush();
+        $crate::pid1::to_other_consoles(line.as_bytes());
     }};
 }
 
@@ -31,11 +33,51 @@ fn mount_one(source: &str, target: &str, fstype: &str) -> Result<(), Error> {
     }
 }
 
-/// Mounts proc on /proc, sysfs on /sys and devtmpfs on /dev.
+/// Mounts proc on /proc, sysfs on /sys and devtmpfs on /dev, then opens
+/// the consoles besides `/dev/console` (see [`to_other_consoles`]).
 pub fn mount_basics() -> Result<(), Error> {
     mount_one("proc", "/proc", "proc")?;
     mount_one("sysfs", "/sys", "sysfs")?;
-    mount_one("devtmpfs", "/dev", "devtmpfs")
+    mount_one("devtmpfs", "/dev", "devtmpfs")?;
+    let _ = OTHER_CONSOLES.get_or_init(|| other_consoles(&std::fs::read_to_string("/proc/consoles").unwrap_or_default()));
+    Ok(())
+}
+
+/// The consoles the kernel prints on besides the one `/dev/console` is.
+static OTHER_CONSOLES: std::sync::OnceLock<Vec<std::fs::File>> = std::sync::OnceLock::new();
+
+/// Opens each enabled console of a `/proc/consoles` text but the one
+/// `/dev/console` leads to (flag `C`). With `console=tty0
+/// console=ttyS0`, the kernel prints on both, but PID 1's output, through
+/// `/dev/console`, reached the serial port only, and the screen stayed
+/// silent while B saved.
+fn other_consoles(text: &str) -> Vec<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    consoles_besides_the_main_one(text)
+        .into_iter()
+        .filter_map(|name| std::fs::OpenOptions::new().write(true).custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32).open(format!("/dev/{name}")).ok())
+        .collect()
+}
+
+/// The names of the enabled consoles of a `/proc/consoles` text (lines
+/// such as `ttyS0  -W- (EC p a)    4:64`) but the main one.
+pub fn consoles_besides_the_main_one(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            let name = l.split_whitespace().next()?;
+            let flags = l.split_once('(')?.1.split_once(')')?.0;
+            (flags.contains('E') && !flags.contains('C') && name.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// Writes `text` on the consoles besides `/dev/console` (once
+/// [`mount_basics`] has found them); errors are ignored, as for stdout.
+pub fn to_other_consoles(text: &[u8]) {
+    use std::io::Write as _;
+    for mut f in OTHER_CONSOLES.get().into_iter().flatten() {
+        let _ = f.write_all(text);
+    }
 }
 
 /// Makes sure stdin, stdout and stderr are the console, for when the
@@ -82,4 +124,15 @@ pub fn fatal(err: &dyn core::fmt::Display) -> ! {
 /// never leaves the kernel to panic over a dead PID 1.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| fatal(&format_args!("internal error: {info}"))));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_other_consoles_are_found() {
+        let text = "ttyS0                -W- (EC p a)    4:64\ntty0                 -WU (E  p  )    4:1\nnetcon0              -W- (   p  )\n";
+        assert_eq!(super::consoles_besides_the_main_one(text), ["tty0"]);
+        assert!(super::consoles_besides_the_main_one("tty0                 -WU (EC p  )    4:1\n").is_empty());
+        assert!(super::consoles_besides_the_main_one("").is_empty());
+    }
 }

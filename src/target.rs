@@ -992,10 +992,20 @@ fn wait_in(roots: &Roots<'_>, device: &Device, timeout: Duration, poll: Duration
                 seen.push(m);
             }
         };
-        if let Some(path) = resolve_in(roots, device, &mut note)? {
-            return Ok(path);
-        }
+        let found = resolve_in(roots, device, &mut note)?;
         let waited = start.elapsed();
+        if let Some(path) = found {
+            // A disk's node appears (devtmpfs) a moment before the disk
+            // can be opened: a USB disk's open failed with ENXIO between
+            // the two, and C booted normally instead of resuming. Such a
+            // node is waited for like a missing one (then returned, for
+            // the caller's open to say why).
+            let opening = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty());
+            if !matches!(opening, Err(rustix::io::Errno::NXIO)) || waited >= timeout {
+                return Ok(path);
+            }
+            note(format!("{} is there but cannot be opened yet", path.display()));
+        }
         if waited >= timeout {
             return Err(Error::Timeout { target: device.to_string(), waited: timeout }.into_crate());
         }

@@ -94,8 +94,18 @@ pub fn a_initramfs_with_b(p: &Paths, script: &str, b_initrd: &[u8]) -> Vec<u8> {
     w.file("init", 0o755, format!("#!/bin/sh\n/bin/busybox --install -s\n{script}").as_bytes()).unwrap();
     w.file("usr/sbin/kjump", 0o755, &read(&p.kjump)).unwrap();
     w.file(kernel.trim_start_matches('/'), 0o644, &read(&p.kernel)).unwrap();
+    // The manifest of its drivers, where `make install` puts it.
+    if let Some(config) = kernel_config(p) {
+        w.file(kjump::drivers::manifest_path(&kernel).trim_start_matches('/'), 0o644, &config).unwrap();
+    }
     w.file(initrd.trim_start_matches('/'), 0o644, b_initrd).unwrap();
     kjump::gzip::compress(&w.finish(), 1)
+}
+
+/// The test kernel's `.config`, which `scripts/kernel.sh` keeps beside
+/// the bzImage in its cache (the hibernation kernel's manifest of drivers).
+pub fn kernel_config(p: &Paths) -> Option<Vec<u8>> {
+    std::fs::read(p.kernel.parent()?.join(".config")).ok()
 }
 
 /// A test-only B initramfs: B's as kjump builds it, followed by a second
@@ -164,6 +174,10 @@ pub struct Vm {
     userspace: bool,
     restarted: bool,
     _dir: TempDir,
+    /// The directory of the monitor socket, for a guest with a screen.
+    monitor: Option<TempDir>,
+    /// Screendumps taken so far.
+    dumps: usize,
 }
 
 /// A directory removed when dropped.
@@ -202,6 +216,56 @@ pub struct VmConfig<'a> {
     /// The machine's SMBIOS system UUID; `None` gives every VM the same
     /// one ([`MACHINE_UUID`]), as one physical machine would have.
     pub uuid: Option<&'a str>,
+}
+
+/// The controller a [`Disk`] hangs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bus {
+    /// virtio-blk: /dev/vdX.
+    Virtio,
+    /// An NVMe controller of its own: /dev/nvmeNn1.
+    Nvme,
+    /// An AHCI (SATA) controller of its own: /dev/sdX.
+    Ahci,
+    /// A USB mass-storage device on an xHCI controller of its own: /dev/sdX.
+    Usb,
+    /// A virtio-scsi controller of its own: /dev/sdX.
+    VirtioScsi,
+}
+
+/// A raw disk image on a given controller, for [`Vm::start_with_extras`].
+#[derive(Clone, Debug)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub bus: Bus,
+}
+
+impl Disk {
+    pub fn new(path: &Path, bus: Bus) -> Disk {
+        Disk { path: path.to_path_buf(), bus }
+    }
+
+    /// QEMU's arguments for disk number `n` (ids must differ).
+    fn qemu_args(&self, n: usize) -> Vec<String> {
+        let drive = |iface: &str| format!("file={},format=raw,if={iface},id=disk{n},cache=unsafe,discard=unmap", self.path.display());
+        let dev = |v: &[String]| v.iter().flat_map(|d| ["-device".to_string(), d.clone()]).collect::<Vec<_>>();
+        let mut args = vec!["-drive".to_string()];
+        match self.bus {
+            Bus::Virtio => {
+                args.push(drive("virtio"));
+                return args;
+            }
+            _ => args.push(drive("none")),
+        }
+        args.extend(dev(&match self.bus {
+            Bus::Virtio => unreachable!(),
+            Bus::Nvme => vec![format!("nvme,serial=kjump{n},drive=disk{n}")],
+            Bus::Ahci => vec![format!("ahci,id=ahci{n}"), format!("ide-hd,bus=ahci{n}.0,drive=disk{n}")],
+            Bus::Usb => vec![format!("qemu-xhci,id=xhci{n}"), format!("usb-storage,bus=xhci{n}.0,drive=disk{n}")],
+            Bus::VirtioScsi => vec![format!("virtio-scsi-pci,id=scsi{n}"), format!("scsi-hd,bus=scsi{n}.0,drive=disk{n}")],
+        }));
+        args
+    }
 }
 
 /// UEFI firmware for QEMU (Debian's `ovmf` package), for [`Vm::start_uefi`]:
@@ -246,6 +310,51 @@ impl Vm {
         Vm::launch(kernel, cmdline, cfg, &[])
     }
 
+    /// Like [`Vm::start_with`] (`cmdline` `None`: as [`Vm::start`]), with
+    /// `disks` on their own controllers after `cfg.disks`' virtio disks,
+    /// and with a standard VGA card and a monitor socket
+    /// ([`Vm::screendump`]) when `vga` is set.
+    pub fn start_with_extras(p: &Paths, cmdline: Option<&str>, cfg: VmConfig<'_>, disks: &[Disk], vga: bool) -> Vm {
+        let cmdline = cmdline.map_or_else(|| a_cmdline(cfg.append), str::to_string);
+        let mut extra: Vec<String> = disks.iter().enumerate().flat_map(|(n, d)| d.qemu_args(n)).collect();
+        let monitor = vga.then(|| TempDir::new(&format!("{}-monitor", cfg.name)));
+        if let Some(m) = &monitor {
+            let sock = m.0.join("monitor.sock");
+            extra.extend(["-vga".into(), "std".into(), "-monitor".into(), format!("unix:{},server=on,wait=off", sock.display())]);
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let mut vm = Vm::launch(&p.kernel, &cmdline, cfg, &extra);
+        vm.monitor = monitor;
+        vm
+    }
+
+    /// The guest's screen, through QEMU's monitor (`screendump`): width,
+    /// height and RGB pixels. Only for a guest started with a VGA card.
+    pub fn screendump(&mut self) -> (usize, usize, Vec<u8>) {
+        use std::io::{BufRead as _, BufReader};
+        let dir = self.monitor.as_ref().expect("started without a VGA card and monitor").0.clone();
+        let ppm = dir.join(format!("screen-{}.ppm", self.dumps));
+        self.dumps += 1;
+        let sock = std::os::unix::net::UnixStream::connect(dir.join("monitor.sock")).unwrap_or_else(|e| panic!("QEMU's monitor: {e}"));
+        sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut w = &sock;
+        w.write_all(format!("screendump {}\n", ppm.display()).as_bytes()).unwrap();
+        // The monitor prints its banner and a prompt, echoes the command,
+        // and prompts again when it is done.
+        let mut r = BufReader::new(&sock);
+        let mut seen = String::new();
+        let mut buf = Vec::new();
+        while seen.matches("(qemu)").count() < 2 {
+            buf.clear();
+            match r.read_until(b' ', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => seen.push_str(&String::from_utf8_lossy(&buf)),
+            }
+        }
+        let data = read(&ppm);
+        parse_ppm(&data).unwrap_or_else(|| panic!("{}: not a PPM picture; monitor said {seen:?}", ppm.display()))
+    }
+
     /// Starts QEMU on `kernel` with `cmdline`, adding `firmware_args`.
     fn launch(kernel: &Path, cmdline: &str, cfg: VmConfig<'_>, firmware_args: &[&str]) -> Vm {
         let dir = TempDir::new(cfg.name);
@@ -284,6 +393,8 @@ impl Vm {
             userspace: false,
             restarted: false,
             _dir: dir,
+            monitor: None,
+            dumps: 0,
         };
         vm.spawn();
         vm
@@ -515,4 +626,36 @@ pub fn entry_files(p: &Paths, a_log: &str, dir: &Path) -> Result<(PathBuf, Strin
     std::fs::write(&path, kernel).map_err(|e| e.to_string())?;
     let initrd = kjump::initramfs::build(&read(&p.kjump_init)).map_err(|e| e.to_string())?;
     Ok((path, cmdline, initrd))
+}
+
+/// A binary PPM picture (`P6`, 8 bits a channel, as QEMU's `screendump`
+/// writes): width, height and RGB pixels.
+pub fn parse_ppm(data: &[u8]) -> Option<(usize, usize, Vec<u8>)> {
+    // Four header fields separated by whitespace: P6 WIDTH HEIGHT MAX.
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while fields.len() < 4 {
+        while data.get(at)?.is_ascii_whitespace() {
+            at += 1;
+        }
+        let start = at;
+        while !data.get(at)?.is_ascii_whitespace() {
+            at += 1;
+        }
+        fields.push(std::str::from_utf8(&data[start..at]).ok()?.to_string());
+    }
+    at += 1;
+    let (w, h): (usize, usize) = (fields[1].parse().ok()?, fields[2].parse().ok()?);
+    (fields[0] == "P6" && fields[3] == "255" && data.len() >= at + w * h * 3).then(|| (w, h, data[at..at + w * h * 3].to_vec()))
+}
+
+/// How many pixels of an RGB picture differ from its most common colour
+/// (the background).
+pub fn foreground_pixels(rgb: &[u8]) -> usize {
+    let mut counts = std::collections::HashMap::new();
+    for px in rgb.chunks_exact(3) {
+        *counts.entry(px).or_insert(0usize) += 1;
+    }
+    let background = counts.values().copied().max().unwrap_or(0);
+    rgb.len() / 3 - background
 }

@@ -257,7 +257,8 @@ fn usage_error(topic: &'static str, msg: &str) -> ExitCode {
 }
 
 fn run_checks(s: &Settings, quiet: bool) -> Result<(), Error> {
-    let items = check::run(&check::Config { kernel: s.kernel.clone(), initrd: s.initrd.clone(), region_size: s.region_size });
+    let mut items = check::run(&check::Config { kernel: s.kernel.clone(), initrd: s.initrd.clone(), region_size: s.region_size });
+    items.extend(kjump::drivers::check_target(&s.kernel, s.target.as_deref()));
     if !quiet {
         println!("kjump check:");
         print!("{}", check::report(&items));
