@@ -122,7 +122,8 @@ fn hibernate_power_off_resume_then_boot_normally() {
 fn golden() -> &'static (PathBuf, PathBuf) {
     static GOLDEN: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
     GOLDEN.get_or_init(|| {
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kjump-golden");
+        // One per test process: two suites (two kernels) may run at once in one tree.
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kjump-golden-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let target = sparse_disk(&dir, "target.img", 1200);
