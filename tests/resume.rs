@@ -397,7 +397,7 @@ fn d_failing_for_another_reason_twice_then_the_next_boot_is_normal() {
     // The third boot gives the image up instead of starting D again.
     let mut c = boot("dfails-3", &disks, "kjump_boot=c kjump_lose_target");
     c.expect_in_order(&[
-        "resume: not resuming: the restore kernel was started 2 time(s) for the image on /dev/vda without resuming it; marked it bad",
+        "resume: not resuming: the restore kernel was started 2 time(s) for the image on /dev/vda without resuming it; marked the image bad, never to be resumed",
         "C: normal boot (kjump resume exited 3)",
     ]);
     c.wait_exit();

@@ -675,9 +675,18 @@ fn update_image(
     })
 }
 
-/// Marks the image on `tgt` bad with `note`, if it is still committed.
-fn mark_image_bad(tgt: &target::Target, dev: &std::path::Path, note: &str) -> Result<(), Error> {
-    update_image(tgt, dev, State::Committed, |file, state| kjump::image::set_state(file, state, State::Bad, note))
+/// Marks the image on `tgt` bad with `note`, if it is still `expected`.
+fn mark_image_bad(tgt: &target::Target, dev: &std::path::Path, expected: State, note: &str) -> Result<(), Error> {
+    update_image(tgt, dev, expected, |file, state| kjump::image::set_state(file, state, State::Bad, note))
+}
+
+/// `kjump resume` giving the image on `tgt` up because of `why`: marks it
+/// bad (if it is still `expected`) and says so, or says what to do.
+fn give_up_image(tgt: &target::Target, dev: &std::path::Path, expected: State, why: &str) -> String {
+    match mark_image_bad(tgt, dev, expected, &format!("not resumed: {why}")) {
+        Ok(()) => format!("{why}; marked the image bad, never to be resumed"),
+        Err(e) => format!("{why}; could not mark the image bad ({e}): wipe it with 'kjump image wipe'"),
+    }
 }
 
 /// `kjump resume` when `word` (`noresume`, `kjump.noresume`) is on the
@@ -706,7 +715,7 @@ fn refuse_noresume(s: &Settings, word: &str, check_only: bool) -> String {
             None => format!("{given}; the image on {tgt} is {}", state.state.name()),
         },
         OnNoresume::WouldMarkBad => format!("{given}; the committed image on {tgt} would be marked bad, never to be resumed"),
-        OnNoresume::MarkBad => match in_use::check_device(&dev, &h.in_use).and_then(|()| mark_image_bad(&tgt, &dev, NORESUME_NOTE)) {
+        OnNoresume::MarkBad => match in_use::check_device(&dev, &h.in_use).and_then(|()| mark_image_bad(&tgt, &dev, State::Committed, NORESUME_NOTE)) {
             Ok(()) => format!("{given}; marked the committed image on {tgt} bad: this boot may change A's filesystems, so no later boot may resume it"),
             Err(e) => {
                 format!("{given}; could not mark the committed image on {tgt} bad ({e}): give it up with 'kjump image wipe' before another boot resumes it")
@@ -761,11 +770,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
     let fresh = kjump::freshness::compare(&h.in_use, &h.stamps, &kjump::freshness::scan());
     if let Some(why) = fresh.refusal() {
         if !fresh.changed.is_empty() && !check_only {
-            let note = format!("not resumed: {why}");
-            return Err(no(match update_image(&tgt, &dev, state.state, |f, st| kjump::image::set_state(f, st, State::Bad, &note)) {
-                Ok(()) => format!("{why}; marked the image bad, never to be resumed"),
-                Err(e) => format!("{why}; could not mark the image bad ({e}): wipe it with 'kjump image wipe'"),
-            }));
+            return Err(no(give_up_image(&tgt, &dev, state.state, &why)));
         }
         return Err(no(why));
     }
@@ -804,11 +809,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
         if check_only {
             return Err(no(format!("{why}; it would be marked bad")));
         }
-        let note = format!("not resumed: {why}");
-        return Err(no(match update_image(&tgt, &dev, state.state, |f, st| kjump::image::set_state(f, st, State::Bad, &note)) {
-            Ok(()) => format!("{why}; marked it bad, never to be tried again"),
-            Err(e) => format!("{why}; could not mark it bad ({e}): wipe it with 'kjump image wipe'"),
-        }));
+        return Err(no(give_up_image(&tgt, &dev, state.state, &why)));
     }
     if check_only {
         return Ok(());
