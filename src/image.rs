@@ -42,6 +42,9 @@ pub const MAX_CHUNK_PAGES: usize = 256;
 pub const MAX_RUNS: usize = MAX_CHUNK_PAGES;
 /// Size of a chunk header before its runs.
 pub const CHUNK_HEADER: usize = 40;
+/// Most bytes of associated data a sealed chunk has: the image ID, the
+/// chunk header fields before its checksums, and the most runs.
+pub const MAX_CHUNK_AD: usize = 16 + 32 + 2 * MAX_RUNS * 16;
 
 /// The most bytes one chunk takes on disk: its header, the most runs of
 /// both kinds and every page stored as it is, padded to a block.

@@ -49,6 +49,7 @@ pub mod purgatory;
 pub mod resident;
 pub mod restore;
 pub mod save;
+pub mod seal;
 pub mod target;
 pub mod units;
 pub mod vmcore;
