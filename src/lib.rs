@@ -8,6 +8,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod acpi;
+pub mod ask;
 pub mod boot_entry;
 pub mod boot_params;
 pub mod bzimage;
@@ -54,6 +55,7 @@ pub mod target;
 pub mod units;
 pub mod vmcore;
 pub mod vmcoreinfo;
+pub mod wrap;
 pub mod xxh64;
 
 pub use error::Error;
