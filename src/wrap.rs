@@ -79,6 +79,13 @@ pub const PRIVATE_KEY_LEN: usize = PRIVATE_HEAD + WRAPPED_LEN + 4;
 const INFO_KEY_FILE: &[u8] = b"kjump key block v1: key file KEK";
 const INFO_X25519: &[u8] = b"kjump key block v1: X25519 KEK";
 
+/// Where `kjump keygen` puts the key pair by default.
+pub const DEFAULT_KEY_DIR: &str = "/etc/kjump";
+/// The public key's file name in the key directory.
+pub const PUBLIC_KEY_FILE: &str = "public.key";
+/// The sealed private key's file name in the key directory.
+pub const PRIVATE_KEY_FILE: &str = "private.key";
+
 /// How an image's data key is wrapped (the key block's method code).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -613,6 +620,35 @@ pub fn keygen(passphrase: &[u8], params: Argon2Params) -> Result<(PublicKey, Sea
     Ok((public, sealed))
 }
 
+/// A's side: reads the key pair `kjump keygen` wrote in `dir`, and checks
+/// that its halves belong together.
+pub fn read_key_pair(dir: &std::path::Path) -> Result<(PublicKey, SealedPrivateKey), Error> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        let meta = std::fs::metadata(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::Msg(format!("{} is missing: make a key pair with 'kjump keygen' (or set encrypt = none)", path.display())),
+            _ => Error::io(format!("reading {}", path.display()), e),
+        })?;
+        // Both files are a few dozen bytes: refuse anything big before reading it.
+        if meta.len() > 4096 {
+            return Err(Error::Msg(format!("{} is {} bytes, not a kjump key file: make a new pair with 'kjump keygen --force'", path.display(), meta.len())));
+        }
+        std::fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
+    };
+    let public = PublicKey::decode(&read(PUBLIC_KEY_FILE)?).map_err(|e| Error::Msg(format!("{}: {e}", dir.join(PUBLIC_KEY_FILE).display())))?;
+    let sealed = SealedPrivateKey::decode(&read(PRIVATE_KEY_FILE)?).map_err(|e| Error::Msg(format!("{}: {e}", dir.join(PRIVATE_KEY_FILE).display())))?;
+    if sealed.public != public {
+        return Err(Error::Msg(format!(
+            "{} and {} are not one pair (public keys {} and {}): make a new pair with 'kjump keygen --force'",
+            dir.join(PUBLIC_KEY_FILE).display(),
+            dir.join(PRIVATE_KEY_FILE).display(),
+            public.fingerprint(),
+            sealed.public.fingerprint()
+        )));
+    }
+    Ok((public, sealed))
+}
+
 /// The KEK of a passphrase block: HKDF-SHA-256 over the X25519 shared
 /// secret, with both public keys in the info.
 fn x25519_kek(shared: &x25519_dalek::SharedSecret, ephemeral: &[u8; 32], public: &PublicKey) -> Zeroizing<[u8; 32]> {
@@ -771,6 +807,24 @@ mod tests {
         let e = PublicKey::decode(&sb).unwrap_err().to_string();
         assert!(e.starts_with("public key file:") && e.contains("kjump keygen"), "{e}");
         assert_eq!(public.fingerprint().len(), 16);
+    }
+
+    #[test]
+    fn a_key_pair_is_read_back_and_checked() {
+        let dir = std::env::temp_dir().join(format!("kjump-wrap-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = read_key_pair(&dir).unwrap_err().to_string();
+        assert!(e.contains("missing") && e.contains("kjump keygen"), "{e}");
+        let (public, sealed) = pair(b"pw");
+        std::fs::write(dir.join(PUBLIC_KEY_FILE), public.encode()).unwrap();
+        std::fs::write(dir.join(PRIVATE_KEY_FILE), sealed.encode()).unwrap();
+        assert_eq!(read_key_pair(&dir).unwrap(), (public, sealed));
+        let (other, _) = pair(b"pw");
+        std::fs::write(dir.join(PUBLIC_KEY_FILE), other.encode()).unwrap();
+        assert!(read_key_pair(&dir).unwrap_err().to_string().contains("not one pair"));
+        std::fs::write(dir.join(PUBLIC_KEY_FILE), vec![0u8; 5000]).unwrap();
+        assert!(read_key_pair(&dir).unwrap_err().to_string().contains("5000 bytes"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A private key with the given cost, resealed (valid CRC, stale tag).

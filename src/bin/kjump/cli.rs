@@ -80,6 +80,13 @@ pub enum Command {
         init: Option<String>,
     },
     Config(SettingFlags),
+    /// `keygen`: where to write the key pair, Argon2 memory in KiB,
+    /// whether to replace a pair that is there.
+    Keygen {
+        dir: String,
+        argon2_memory: Option<u32>,
+        force: bool,
+    },
     /// Print this text on standard output, do nothing else.
     Help(String),
     Version,
@@ -101,6 +108,7 @@ impl Command {
             Command::BootEntry { .. } => "boot-entry",
             Command::Initramfs { .. } => "initramfs",
             Command::Config(_) => "config",
+            Command::Keygen { .. } => "keygen",
             Command::Help(_) | Command::Version => "",
         }
     }
@@ -143,11 +151,14 @@ enum Flag {
     Jump,
     Output,
     Init,
+    Dir,
+    Argon2Memory,
+    Force,
 }
 
 use Flag::*;
 
-const ALL_FLAGS: [Flag; 15] = [Target, After, Compress, Wait, Kernel, Initrd, RegionSize, Append, Config, Keep, Snapshot, Check, Jump, Output, Init];
+const ALL_FLAGS: [Flag; 18] = [Target, After, Compress, Wait, Kernel, Initrd, RegionSize, Append, Config, Keep, Snapshot, Check, Jump, Output, Init, Dir, Argon2Memory, Force];
 
 impl Flag {
     fn name(self) -> &'static str {
@@ -167,11 +178,14 @@ impl Flag {
             Jump => "jump",
             Output => "output",
             Init => "init",
+            Dir => "dir",
+            Argon2Memory => "argon2-memory",
+            Force => "force",
         }
     }
 
     fn takes_value(self) -> bool {
-        !matches!(self, Keep | Snapshot | Check | Jump)
+        !matches!(self, Keep | Snapshot | Check | Jump | Force)
     }
 
     /// The flag's lines in the help of command `cmd`.
@@ -211,6 +225,9 @@ impl Flag {
             Output if cmd == "initramfs" => "  -o, --output FILE    the initramfs to write (required)\n",
             Output => "  -o, --output DIR     where to write the entry's files  [default: /boot/kjump]\n",
             Init => "  --init PATH          the kjump-init to put in [default: the one next to kjump,\n                       else {LIBDIR}/kjump-init]\n",
+            Dir => "  --dir DIR            where to write public.key and private.key  [default: /etc/kjump]\n",
+            Argon2Memory => "  --argon2-memory KIB  Argon2id memory cost in KiB, 8 to 1048576  [default: 65536]\n",
+            Force => "  --force              replace an existing key pair\n",
         }
     }
 }
@@ -340,7 +357,20 @@ does not parse.
     flags: &[Target, After, Compress, Wait, Kernel, Initrd, RegionSize, Append, Config, Keep],
 };
 
-const COMMANDS: [&Spec; 9] = [&HIBERNATE, &LOAD, &UNLOAD, &RESUME, &CHECK, &BENCH_IO, &BOOT_ENTRY, &INITRAMFS, &CONFIG];
+const KEYGEN: Spec = Spec {
+    topic: "keygen",
+    synopsis: "kjump keygen [--dir DIR] [--argon2-memory KIB] [--force]",
+    about: "Make the key pair of an encrypted image's passphrase: asks for a new passphrase
+twice (or reads two lines from standard input when it is not a terminal) and
+writes DIR/public.key and DIR/private.key (the private key sealed under the
+passphrase with Argon2id). Hibernation wraps each image's key to the public key;
+resuming asks for the passphrase. Refuses to replace an existing pair without
+--force: images made with the old pair then need the old passphrase.
+",
+    flags: &[Dir, Argon2Memory, Force],
+};
+
+const COMMANDS: [&Spec; 10] = [&HIBERNATE, &LOAD, &UNLOAD, &RESUME, &CHECK, &BENCH_IO, &BOOT_ENTRY, &INITRAMFS, &CONFIG, &KEYGEN];
 
 impl Spec {
     fn help(&self) -> String {
@@ -364,6 +394,9 @@ struct Parsed {
     jump: bool,
     output: Option<String>,
     init: Option<String>,
+    dir: Option<String>,
+    argon2_memory: Option<u32>,
+    force: bool,
     words: Vec<String>,
 }
 
@@ -426,6 +459,7 @@ fn parse_command(p: &mut Parser, spec: &Spec, max_words: usize) -> Result<Parsed
             (Snapshot, _) => f.snapshot = true,
             (Check, _) => out.check = true,
             (Jump, _) => out.jump = true,
+            (Force, _) => out.force = true,
             (_, None) => unreachable!("every other flag takes a value"),
             (Wait, Some(v)) => match v.parse::<u64>() {
                 Ok(n) if n <= MAX_WAIT => f.wait = Some(v),
@@ -441,6 +475,11 @@ fn parse_command(p: &mut Parser, spec: &Spec, max_words: usize) -> Result<Parsed
             (Config, v) => f.config = v,
             (Output, v) => out.output = v,
             (Init, v) => out.init = v,
+            (Dir, v) => out.dir = v,
+            (Argon2Memory, Some(v)) => match v.parse::<u32>() {
+                Ok(n) if (8..=1024 * 1024).contains(&n) => out.argon2_memory = Some(n),
+                _ => return Err(usage(topic, format!("--argon2-memory {v:?}: give KiB from 8 to 1048576 (1 GiB)"))),
+            },
         }
     }
     Ok(out)
@@ -491,6 +530,7 @@ where
             let output = a.output.ok_or_else(|| usage(spec.topic, "--output FILE is required"))?;
             Command::Initramfs { output, init: a.init }
         }
+        "keygen" => Command::Keygen { dir: a.dir.unwrap_or_else(|| "/etc/kjump".into()), argon2_memory: a.argon2_memory, force: a.force },
         _ => Command::Config(a.flags),
     })
 }
@@ -686,6 +726,18 @@ mod tests {
         assert!(refused(&["initramfs"]).msg.contains("--output FILE is required"));
         assert!(matches!(ok(&["boot-entry"]), Command::BootEntry { output, .. } if output == "/boot/kjump"));
         assert!(matches!(ok(&["boot-entry", "-o", "/e", "--keep"]), Command::BootEntry { output, flags } if output == "/e" && flags.keep));
+    }
+
+    #[test]
+    fn keygen_flags() {
+        assert_eq!(ok(&["keygen"]), Command::Keygen { dir: "/etc/kjump".into(), argon2_memory: None, force: false });
+        assert_eq!(ok(&["keygen", "--dir", "/k", "--argon2-memory=1024", "--force"]), Command::Keygen { dir: "/k".into(), argon2_memory: Some(1024), force: true });
+        assert!(refused(&["keygen", "--argon2-memory", "7"]).msg.contains("8 to 1048576"));
+        assert!(refused(&["keygen", "--argon2-memory", "1048577"]).msg.contains("8 to 1048576"));
+        assert!(refused(&["keygen", "--force=yes"]).msg.contains("takes no value"));
+        assert!(refused(&["keygen", "--target", "/dev/a"]).msg.contains("not an option of 'kjump keygen'"));
+        assert!(refused(&["hibernate", "--force"]).msg.contains("--force"));
+        assert!(help_text(&["keygen", "-h"]).contains("--argon2-memory KIB"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `kjump`: the trigger on the main system (A), and image tools for any host.
 
 mod cli;
+mod keygen;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -247,6 +248,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::ImageInfo(path) => cmd_image(&path, false)?,
         Command::ImageVerify(path) => cmd_image(&path, true)?,
         Command::ImageWipe(path) => cmd_wipe(&path)?,
+        Command::Keygen { dir, argon2_memory, force } => keygen::run(&dir, argon2_memory, force)?,
     }
     Ok(())
 }
