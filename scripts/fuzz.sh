@@ -20,7 +20,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 HOST=x86_64-unknown-linux-gnu
-TARGETS="image cmdline bzimage vmcoreinfo iomem text blobs"
+TARGETS="image cmdline bzimage vmcoreinfo iomem text blobs keyblock"
 # Per-input time limit (s), and memory limits (MiB): kjump's readers need a
 # few MiB at most; anything near these is an unchecked length.
 FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-10}

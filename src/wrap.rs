@@ -475,6 +475,15 @@ impl KeyBlock {
         }
     }
 
+    /// For a passphrase block: the Argon2id cost of opening it (C may
+    /// say what it is about to spend, and the fuzz target skips big ones).
+    pub fn argon2_params(&self) -> Option<Argon2Params> {
+        match &self.body {
+            Body::Passphrase { private, .. } => Some(private.params),
+            Body::KeyFile { .. } => None,
+        }
+    }
+
     /// The block's bytes, as the state block holds them.
     pub fn encode(&self) -> [u8; KEY_BLOCK_LEN] {
         let mut body = Vec::with_capacity(PASSPHRASE_BODY);
@@ -750,6 +759,7 @@ mod tests {
         let block = wrap_to_public_key(&key, id(7), &public, &sealed).unwrap();
         assert_eq!(block.method(), Method::Passphrase);
         assert_eq!(block.public_key(), Some(public));
+        assert_eq!(block.argon2_params(), Some(FAST));
         let back = KeyBlock::decode(&block.encode()).unwrap().unwrap();
         assert_eq!(back, block);
         assert_eq!(unwrap_with_passphrase(&back, id(7), b"correct horse").unwrap(), key);

@@ -259,6 +259,27 @@ fn check_seeds() {
     assert_eq!(kjump::target::ext4_identity(&ext4_head()).map(|(_, label)| label).as_deref(), Some("kjump"));
 }
 
+/// The keyblock target's seeds: a key-file block and a passphrase block
+/// for its fixed image ID, key file and passphrase (Argon2id at 8 KiB, so
+/// the target tries them), and the two key files.
+fn key_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use kjump::seal::{DataKey, ImageId};
+    use kjump::wrap::{self, Argon2Params};
+    let id = ImageId([0x1d; 16]);
+    let key = DataKey::from_bytes([0x33; 32]);
+    let (public, sealed) = wrap::keygen(b"kjump fuzz", Argon2Params { m_kib: 8, t: 1, p: 1 }).expect("key pair");
+    let key_file = wrap::wrap_with_key_file(&key, id, &[0x4b; 32]).expect("key-file block");
+    let passphrase = wrap::wrap_to_public_key(&key, id, &public, &sealed).expect("passphrase block");
+    assert_eq!(wrap::unwrap_with_key_file(&key_file, id, &[0x4b; 32]).expect("seed unwraps"), key);
+    assert_eq!(wrap::unwrap_with_passphrase(&passphrase, id, b"kjump fuzz").expect("seed unwraps"), key);
+    vec![
+        ("key-file-block", key_file.encode().to_vec()),
+        ("passphrase-block", passphrase.encode().to_vec()),
+        ("public-key", public.encode().to_vec()),
+        ("private-key", sealed.encode().to_vec()),
+    ]
+}
+
 fn main() {
     check_seeds();
     let dir: PathBuf = std::env::args_os().nth(1).map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"), PathBuf::from);
@@ -335,6 +356,10 @@ fn main() {
     write(&dir, "blobs", "bios-rsdp", &bios);
     write(&dir, "blobs", "kexec-entry-list", &kexec_entry_list());
     write(&dir, "blobs", "kexec-entry-list-6.14", &kexec_entry_list_data_section());
+
+    for (name, bytes) in key_seeds() {
+        write(&dir, "keyblock", name, &bytes);
+    }
 }
 
 /// A's memory from address 0 with a kexec image as 6.12 leaves it: the
