@@ -7,14 +7,18 @@
 //! kjump's encoder works as B's workers do (`pipeline::sort_pages`): each
 //! 256 pages of memory become one chunk, zero pages listed without data,
 //! the others compressed and checksummed. Its
-//! decoder checks and unpacks every chunk as D does. One core each; MB/s
-//! are of the sample's bytes.
+//! decoder checks and unpacks every chunk as D does. The "sealed" rows
+//! encrypt and authenticate each chunk (XChaCha20-Poly1305, image format
+//! 4) as B does with `encrypt` set, and open it as D does. One core each;
+//! MB/s are of the sample's bytes.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use kjump::image::{decode_chunk, parse_chunk_header, Chain, ChunkEncoder, Compression, PAGE};
+use std::sync::Arc;
+
+use kjump::image::{decode_chunk, parse_chunk_header, Chain, ChunkBufs, ChunkEncoder, Compression, Sealer, PAGE};
 use kjump::pipeline::{sort_pages, PAGES_PER_JOB};
 
 fn sample(mib: usize) -> Vec<u8> {
@@ -43,9 +47,14 @@ fn sample(mib: usize) -> Vec<u8> {
     mixed
 }
 
-fn encode(data: &[u8], compression: Compression) -> (Vec<u8>, f64) {
+fn sealer() -> Sealer {
+    let key = kjump::seal::DataKey::from_bytes([0x42; 32]);
+    Sealer { keys: Arc::new(kjump::seal::Keys::derive(&key, kjump::seal::ImageId([1; 16]))), salt: [2; 16] }
+}
+
+fn encode(data: &[u8], compression: Compression, sealer: Option<&Sealer>) -> (Vec<u8>, f64) {
     let start = Instant::now();
-    let mut enc = ChunkEncoder::new(compression);
+    let mut enc = ChunkEncoder::new(compression, sealer.cloned());
     let mut chain = Chain::default();
     let mut out = Vec::with_capacity(data.len() / 2);
     let (mut runs, mut zero_runs) = (Vec::new(), Vec::new());
@@ -56,21 +65,21 @@ fn encode(data: &[u8], compression: Compression) -> (Vec<u8>, f64) {
         zero_runs.clear();
         pages.clear();
         sort_pages(job, (index * PAGES_PER_JOB) as u64, None, &mut runs, &mut zero_runs, &mut pages);
-        chain.add(enc.encode(index as u64, &runs, &zero_runs, &pages, &mut out));
+        chain.add(&enc.encode(index as u64, &runs, &zero_runs, &pages, &mut out));
     }
     std::hint::black_box(chain.value());
     (out, start.elapsed().as_secs_f64())
 }
 
-fn decode(image: &[u8]) -> f64 {
+fn decode(image: &[u8], sealer: Option<&Sealer>) -> f64 {
     let start = Instant::now();
-    let (mut runs, mut zero_runs, mut pages) = (Vec::new(), Vec::new(), Vec::new());
+    let mut bufs = ChunkBufs::default();
     let mut at = 0;
     let mut index = 0;
     while at < image.len() {
         let info = parse_chunk_header(&image[at..], index).expect("chunk header");
-        decode_chunk(&image[at..at + info.disk_len], &info, &mut runs, &mut zero_runs, &mut pages).expect("chunk");
-        std::hint::black_box(&pages);
+        decode_chunk(&image[at..at + info.disk_len], &info, &mut bufs, sealer).expect("chunk");
+        std::hint::black_box(&bufs.pages);
         at += info.disk_len;
         index += 1;
     }
@@ -99,9 +108,16 @@ fn main() {
     println!("## Image pipeline on the host ({} MiB sample: 1/3 random, 1/3 text, 1/3 zero pages; one core)\n", data.len() >> 20);
     println!("| pipeline | compress MB/s | decompress MB/s | bytes out | of input |");
     println!("|---|---|---|---|---|");
-    for (name, c) in [("kjump lz4", Compression::Lz4), ("kjump deflate-1", Compression::Deflate), ("kjump none", Compression::None)] {
-        let (img, enc_s) = encode(&data, c);
-        let dec_s = decode(&img);
+    let sealed = sealer();
+    for (name, c, s) in [
+        ("kjump lz4", Compression::Lz4, None),
+        ("kjump lz4, sealed", Compression::Lz4, Some(&sealed)),
+        ("kjump deflate-1", Compression::Deflate, None),
+        ("kjump none", Compression::None, None),
+        ("kjump none, sealed", Compression::None, Some(&sealed)),
+    ] {
+        let (img, enc_s) = encode(&data, c, s);
+        let dec_s = decode(&img, s);
         println!("| {name} | {:.0} | {:.0} | {} | {:.1} % |", mb / enc_s, mb / dec_s, img.len(), 100.0 * img.len() as f64 / data.len() as f64);
     }
     for (name, cmd, args) in [("lz4 -1 (CLI)", "lz4", ["-1", "-c"]), ("gzip -1 (CLI)", "gzip", ["-1", "-c"])] {

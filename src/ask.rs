@@ -73,7 +73,10 @@ pub fn from_terminal(prompt: &str) -> Result<Zeroizing<String>, Error> {
     let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
     let (tty, path) = match rustix::fs::open("/dev/tty", flags, Mode::empty()) {
         Ok(fd) => (fd, "/dev/tty"),
-        Err(_) => (rustix::fs::open("/dev/console", flags, Mode::empty()).map_err(|e| Error::sys("opening /dev/tty or /dev/console to ask for the passphrase", e))?, "/dev/console"),
+        Err(_) => (
+            rustix::fs::open("/dev/console", flags, Mode::empty()).map_err(|e| Error::sys("opening /dev/tty or /dev/console to ask for the passphrase", e))?,
+            "/dev/console",
+        ),
     };
     let echo_off = EchoOff::new(&tty, path)?;
     write_all(tty.as_fd(), prompt.as_bytes()).map_err(|e| Error::sys(format!("writing the prompt to {path}"), e))?;

@@ -16,6 +16,8 @@
 //! - `kjump.compress=lz4|deflate|none` — how pages are stored;
 //! - `kjump.wait=SECONDS` — how long B waits for the target to appear;
 //! - `kjump.mailbox=ADDR` — a page of A's where B leaves its result for A;
+//! - `kjump.keypage=ADDR` — a reserved page where C left an encrypted
+//!   image's key for D (added by the loader);
 //! - `kjump.keep=1` — D keeps the image's data after a resume (default: discard it).
 //! - `kjump.zero_free=1` — A counts on its free pages being zero (`init_on_free`):
 //!   the image says so, and D zeroes them instead of leaving them.
@@ -105,6 +107,9 @@ pub struct Params<'a> {
     pub elfcorehdr: Option<u64>,
     /// `kjump.region=START-END`.
     pub region: Option<(u64, u64)>,
+    /// `kjump.keypage=ADDR`: where C left an encrypted image's key for D
+    /// (a page the loader reserves; see `kjump::keypage`).
+    pub key_page: Option<u64>,
     /// `kjump.target=` (checked by `kjump::target::parse`).
     pub target: Option<&'a str>,
     /// `kjump.target_id=` (checked by `kjump::target::Identity::parse`).
@@ -298,6 +303,7 @@ fn parse_word<'a>(p: &mut Params<'a>, word: &'a str) -> Result<(), Error> {
             "kjump.compress" => p.compress = value,
             "kjump.wait" => p.wait_secs = Some(number("kjump.wait", value)?),
             "kjump.mailbox" => p.mailbox = Some(number("kjump.mailbox", value)?),
+            "kjump.keypage" => p.key_page = Some(number("kjump.keypage", value)?),
             "kjump.keep" => p.keep = number("kjump.keep", value)? != 0,
             "kjump.zero_free" => p.zero_free = number("kjump.zero_free", value)? != 0,
             "kjump.direct" => p.direct = number("kjump.direct", value)? != 0,

@@ -5,6 +5,7 @@
 //! `region-size`, `append`, `keep`.
 
 use core::fmt;
+use std::os::unix::fs::OpenOptionsExt;
 
 /// Where kjump looks for its settings.
 pub const DEFAULT_PATH: &str = "/etc/kjump.conf";
@@ -101,6 +102,82 @@ impl Config {
     }
 }
 
+/// How images are encrypted (`encrypt =` in kjump.conf(5)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Encrypt {
+    /// Not set: images in the clear, refused when A's disks are encrypted.
+    Unset,
+    /// `none`: images in the clear, said on purpose.
+    None,
+    /// `keyfile:PATH`: each image's key wrapped with a key read from PATH.
+    KeyFile(String),
+    /// `passphrase`: each image's key wrapped to the public key `kjump
+    /// keygen` made; the passphrase is asked at resume only.
+    Passphrase,
+}
+
+impl Encrypt {
+    /// Parses the value of `encrypt =`.
+    pub fn parse(value: &str) -> Result<Encrypt, String> {
+        match value {
+            "none" => Ok(Encrypt::None),
+            "passphrase" => Ok(Encrypt::Passphrase),
+            "tpm2" => Err("tpm2 is not supported yet: use passphrase or keyfile:PATH".into()),
+            v => match v.strip_prefix("keyfile:") {
+                Some(path) if path.starts_with('/') && !path.contains('\0') => Ok(Encrypt::KeyFile(path.to_string())),
+                Some(path) => Err(format!("keyfile:{path}: the key file's path must be absolute (keyfile:/path/to/key)")),
+                None => Err(format!("{v:?}: one of passphrase, keyfile:/path/to/key or none")),
+            },
+        }
+    }
+
+    /// The value [`Encrypt::parse`] reads, or `None` when unset.
+    pub fn value(&self) -> Option<String> {
+        match self {
+            Encrypt::Unset => None,
+            Encrypt::None => Some("none".into()),
+            Encrypt::KeyFile(p) => Some(format!("keyfile:{p}")),
+            Encrypt::Passphrase => Some("passphrase".into()),
+        }
+    }
+
+    /// Whether images are encrypted.
+    pub fn encrypts(&self) -> bool {
+        matches!(self, Encrypt::KeyFile(_) | Encrypt::Passphrase)
+    }
+}
+
+/// Reads a key file: root's (or the caller's), a regular file, readable by
+/// its owner only, 32 bytes to 64 KiB.
+pub fn read_key_file(path: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
+    use std::io::Read;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(|e| crate::Error::io(format!("opening the key file {path}"), e))?;
+    let st = rustix::fs::fstat(&file).map_err(|e| crate::Error::sys(format!("examining the key file {path}"), e))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(crate::Error::Msg(format!("the key file {path} is not a regular file")));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if st.st_uid != 0 && st.st_uid != me {
+        return Err(crate::Error::Msg(format!("the key file {path} belongs to user {}: only root's (or yours) is used; chown it", st.st_uid)));
+    }
+    if st.st_mode & 0o077 != 0 {
+        return Err(crate::Error::Msg(format!("the key file {path} may be read by others (mode {:o}): run 'chmod 600 {path}'", st.st_mode & 0o7777)));
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(4096));
+    file.take(64 * 1024 + 1).read_to_end(&mut bytes).map_err(|e| crate::Error::io(format!("reading the key file {path}"), e))?;
+    if bytes.len() < 32 || bytes.len() > 64 * 1024 {
+        return Err(crate::Error::Msg(format!(
+            "the key file {path} holds {} bytes: a key file holds 32 bytes to 64 KiB (make one with 'head -c 64 /dev/urandom > {path}')",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Refuses a file kjump would act on (its settings, the hibernation
 /// kernel and initramfs it loads and jumps to) that someone other than
 /// root or the user running kjump could have changed: owned by another
@@ -159,6 +236,40 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         // `make install` reads no settings through --config /dev/null (mode 666).
         assert!(Config::load("/dev/null").is_ok());
+    }
+
+    #[test]
+    fn encrypt_values() {
+        assert_eq!(Encrypt::parse("none"), Ok(Encrypt::None));
+        assert_eq!(Encrypt::parse("passphrase"), Ok(Encrypt::Passphrase));
+        assert_eq!(Encrypt::parse("keyfile:/media/key/kjump.key"), Ok(Encrypt::KeyFile("/media/key/kjump.key".into())));
+        for bad in ["keyfile:", "keyfile:relative", "yes", "", "Passphrase", "tpm2"] {
+            assert!(Encrypt::parse(bad).is_err(), "{bad}");
+        }
+        for e in [Encrypt::None, Encrypt::Passphrase, Encrypt::KeyFile("/k".into())] {
+            assert_eq!(Encrypt::parse(&e.value().unwrap()), Ok(e.clone()));
+        }
+        assert_eq!(Encrypt::Unset.value(), None);
+        assert!(Encrypt::Passphrase.encrypts() && !Encrypt::None.encrypts() && !Encrypt::Unset.encrypts());
+    }
+
+    #[test]
+    fn key_files_must_be_private_and_sized() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("kjump-keyfile-{}", std::process::id()));
+        let p = path.to_str().unwrap();
+        std::fs::write(&path, [7u8; 64]).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(&read_key_file(p).unwrap()[..], &[7u8; 64][..]);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(read_key_file(p).unwrap_err().to_string().contains("chmod 600"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, [7u8; 31]).unwrap();
+        assert!(read_key_file(p).unwrap_err().to_string().contains("31 bytes"));
+        std::fs::write(&path, vec![7u8; 64 * 1024 + 1]).unwrap();
+        assert!(read_key_file(p).is_err());
+        let _ = std::fs::remove_file(&path);
+        assert!(read_key_file(p).unwrap_err().to_string().contains("opening the key file"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The kjump image format, version 3 (see `docs/image-format.md`).
+//! The kjump image format, version 4 (see `docs/image-format.md`).
 //!
 //! ```text
 //! offset 0      header block (4 KiB): what was saved, from which kernel, where
@@ -8,7 +8,10 @@
 //!               frame numbers it holds, the pages (compressed or raw)
 //! ```
 //! Every field is little-endian and covered by a checksum (CRC-32 for
-//! headers, XXH64 for chunk data). Readers reject
+//! headers, XXH64 for chunk data). An encrypted image ([`crate::seal`])
+//! also has its chunks' pages sealed with an AEAD and its header and state
+//! blocks under HMACs; [`Header::decode`] and [`StateBlock::decode`] read
+//! them without the key, and [`authenticate`] checks them with it. Readers reject
 //! anything malformed with an error that names the field; they never
 //! panic and never allocate from a length they have not bounded.
 
@@ -27,7 +30,7 @@ pub const STATE_MAGIC: &[u8; 8] = b"KJSTATE\0";
 /// Chunk magic.
 pub const CHUNK_MAGIC: &[u8; 8] = b"KJCHUNK\0";
 /// Format version.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Offset of the header block.
 pub const HEADER_OFFSET: u64 = 0;
 /// Offset of the state block.
@@ -41,7 +44,7 @@ pub const MAX_CHUNK_PAGES: usize = 256;
 /// Most runs of consecutive pages in one chunk.
 pub const MAX_RUNS: usize = MAX_CHUNK_PAGES;
 /// Size of a chunk header before its runs.
-pub const CHUNK_HEADER: usize = 40;
+pub const CHUNK_HEADER: usize = 56;
 /// Most bytes of associated data a sealed chunk has: the image ID, the
 /// chunk header fields before its checksums, and the most runs.
 pub const MAX_CHUNK_AD: usize = 16 + 32 + 2 * MAX_RUNS * 16;
@@ -55,6 +58,15 @@ pub const MAX_BACKUP: u64 = 1 << 20;
 /// Runs of a chunk end below this page frame number, so that the byte
 /// address just past every run fits in 64 bits.
 pub const PFN_LIMIT: u64 = 1 << (64 - 12);
+
+/// Bytes of a header or state block covered by its MAC (the MAC and the
+/// CRC follow).
+pub const MAC_COVERS: usize = BLOCK - 4 - crate::seal::MAC_LEN;
+/// Offset of the key block in the state block.
+pub const KEY_BLOCK_OFF: usize = 1024;
+/// Bytes of the key block.
+pub const KEY_BLOCK_LEN: usize = 1024;
+const _: () = assert!(KEY_BLOCK_OFF + KEY_BLOCK_LEN <= MAC_COVERS);
 
 /// Whether `bytes` (a page) are all zero: such pages are listed in zero
 /// runs, never stored.
@@ -194,6 +206,12 @@ pub enum Error {
     ChainMismatch,
     /// A chunk's pages may not be written where it says.
     Run(BadRun),
+    /// An encrypted image's header or state block fails its MAC, or its
+    /// chunks' tags do not chain to the state block's digest: changed
+    /// since B wrote it, or made with another key.
+    Forged { what: &'static str },
+    /// A chunk's authentication tag does not match its pages.
+    BadTag { chunk: u64 },
 }
 
 impl fmt::Display for Error {
@@ -208,6 +226,8 @@ impl fmt::Display for Error {
             Error::HeaderMismatch => f.write_str("state: commits a different header"),
             Error::ChainMismatch => f.write_str("state: chunk checksum chain does not match"),
             Error::Run(r) => r.fmt(f),
+            Error::Forged { what } => write!(f, "{what}: fails authentication (changed since it was written, or not made with this key)"),
+            Error::BadTag { chunk } => write!(f, "chunk {chunk}: fails authentication (its pages were changed, or it comes from another image)"),
         }
     }
 }
@@ -299,7 +319,18 @@ pub struct Header {
     /// What B found on each device of [`Header::in_use`] (same order):
     /// C and D refuse the image when a device was written since.
     pub stamps: Vec<crate::freshness::Stamp>,
+    /// How the chunks are sealed ([`crate::seal::Cipher::None`]: not).
+    pub cipher: crate::seal::Cipher,
+    /// The image's random ID (the salt of its keys).
+    pub image_id: crate::seal::ImageId,
+    /// B's random salt for the chunks' nonces.
+    pub nonce_salt: [u8; crate::seal::ID_LEN],
 }
+
+/// Offsets of the encryption fields in the header block.
+const CIPHER_OFF: usize = 3936;
+const IMAGE_ID_OFF: usize = 3944;
+const NONCE_SALT_OFF: usize = 3960;
 
 /// Header flag: [`Header::zero_free`].
 const FLAG_ZERO_FREE: u32 = 1;
@@ -314,11 +345,18 @@ const IN_USE_OFF: usize = 1328;
 /// their digests (8 bytes each), after the device table.
 const STAMP_KIND_OFF: usize = IN_USE_OFF + crate::in_use::TABLE_LEN;
 const STAMP_DIGEST_OFF: usize = STAMP_KIND_OFF + crate::in_use::MAX_ENTRIES;
-const _: () = assert!(STAMP_DIGEST_OFF + 8 * crate::in_use::MAX_ENTRIES <= BLOCK - 4);
+const _: () = assert!(STAMP_DIGEST_OFF + 8 * crate::in_use::MAX_ENTRIES <= CIPHER_OFF);
+const _: () = assert!(NONCE_SALT_OFF + crate::seal::ID_LEN <= MAC_COVERS);
 
 impl Header {
-    /// Encodes the header block.
+    /// Encodes the header block, without a MAC (an image in the clear,
+    /// or one B has not finished).
     pub fn encode(&self) -> Result<[u8; BLOCK], Error> {
+        self.encode_sealed(None)
+    }
+
+    /// Encodes the header block; with `keys`, under its MAC.
+    pub fn encode_sealed(&self, keys: Option<&crate::seal::Keys>) -> Result<[u8; BLOCK], Error> {
         if self.ram.len() > MAX_RAM_RANGES {
             return Err(Error::BadField { what: "header".into(), field: "ram range count" });
         }
@@ -361,6 +399,13 @@ impl Header {
         for (i, s) in self.stamps.iter().enumerate() {
             b[STAMP_KIND_OFF + i] = s.code();
             put64(&mut b, STAMP_DIGEST_OFF + 8 * i, s.digest());
+        }
+        put32(&mut b, CIPHER_OFF, self.cipher.code());
+        b[IMAGE_ID_OFF..IMAGE_ID_OFF + crate::seal::ID_LEN].copy_from_slice(&self.image_id.0);
+        b[NONCE_SALT_OFF..NONCE_SALT_OFF + crate::seal::ID_LEN].copy_from_slice(&self.nonce_salt);
+        if let Some(k) = keys {
+            let mac = k.header_mac(&b[..MAC_COVERS]);
+            b[MAC_COVERS..BLOCK - 4].copy_from_slice(&mac);
         }
         let crc = crc32(&b[..BLOCK - 4]);
         put32(&mut b, BLOCK - 4, crc);
@@ -432,6 +477,9 @@ impl Header {
             in_use: crate::in_use::decode_table(&b[IN_USE_OFF..IN_USE_OFF + crate::in_use::TABLE_LEN]).map_err(|_| bad("device table"))?,
             zero_free: flags & FLAG_ZERO_FREE != 0,
             stamps: Vec::new(),
+            cipher: crate::seal::Cipher::from_code(u32_at(b, CIPHER_OFF)).ok_or(bad("cipher"))?,
+            image_id: crate::seal::ImageId(b[IMAGE_ID_OFF..IMAGE_ID_OFF + crate::seal::ID_LEN].try_into().map_err(|_| bad("image id"))?),
+            nonce_salt: b[NONCE_SALT_OFF..NONCE_SALT_OFF + crate::seal::ID_LEN].try_into().map_err(|_| bad("nonce salt"))?,
         };
         let mut h = h;
         for i in 0..h.in_use.len() {
@@ -476,11 +524,26 @@ pub struct StateBlock {
     /// (recorded before each start): bounds the boots a failing restore
     /// can take.
     pub attempts: u32,
+    /// SHA-256 over the chunks' authentication tags, in order
+    /// ([`crate::seal::TagChain`]).
+    pub tags: [u8; 32],
+    /// The image's key block ([`crate::wrap`]): its data key, wrapped.
+    /// Empty when the image is not encrypted, and once it was consumed or
+    /// given up (the key is destroyed with it: a "crypto-erase").
+    pub key_block: Vec<u8>,
 }
 
+/// Offset of the tag digest in the state block.
+const TAGS_OFF: usize = 304;
+
 impl StateBlock {
-    /// Encodes the state block.
+    /// Encodes the state block, without a MAC.
     pub fn encode(&self) -> [u8; BLOCK] {
+        self.encode_sealed(None)
+    }
+
+    /// Encodes the state block; with `keys`, under its MAC.
+    pub fn encode_sealed(&self, keys: Option<&crate::seal::Keys>) -> [u8; BLOCK] {
         let mut b = [0u8; BLOCK];
         b[..8].copy_from_slice(STATE_MAGIC);
         put32(&mut b, 8, VERSION);
@@ -491,6 +554,13 @@ impl StateBlock {
         put64(&mut b, 32, self.data_end);
         put_text(&mut b, 40, 256, &self.note);
         put32(&mut b, 296, self.attempts);
+        b[TAGS_OFF..TAGS_OFF + 32].copy_from_slice(&self.tags);
+        let n = self.key_block.len().min(KEY_BLOCK_LEN);
+        b[KEY_BLOCK_OFF..KEY_BLOCK_OFF + n].copy_from_slice(&self.key_block[..n]);
+        if let Some(k) = keys {
+            let mac = k.state_mac(&b[..MAC_COVERS]);
+            b[MAC_COVERS..BLOCK - 4].copy_from_slice(&mac);
+        }
         let crc = crc32(&b[..BLOCK - 4]);
         put32(&mut b, BLOCK - 4, crc);
         b
@@ -520,52 +590,115 @@ impl StateBlock {
             data_end: u64_at(b, 32),
             note: text_at(b, 40, 256),
             attempts: u32_at(b, 296),
+            tags: b[TAGS_OFF..TAGS_OFF + 32].try_into().map_err(|_| Error::BadField { what: what(), field: "tags" })?,
+            key_block: {
+                let k = &b[KEY_BLOCK_OFF..KEY_BLOCK_OFF + KEY_BLOCK_LEN];
+                if k.iter().all(|&c| c == 0) {
+                    Vec::new()
+                } else {
+                    k.to_vec()
+                }
+            },
         })
     }
 }
 
 /// Rewrites the state block of an image in `file` (for the restore side:
-/// consumed or bad) and flushes it.
-pub fn set_state(file: &std::fs::File, old: &StateBlock, state: State, note: &str) -> std::io::Result<()> {
-    write_state(file, &StateBlock { state, note: note.to_string(), ..old.clone() })
+/// consumed or bad) and flushes it. An image that can no longer be resumed
+/// (consumed, bad) loses its key block with it: an encrypted image's pages
+/// then cannot be read by anyone, whatever its state block is edited to
+/// later. With `keys` the new block is under its MAC (needed only by the
+/// states that allow a resume).
+pub fn set_state(file: &std::fs::File, old: &StateBlock, state: State, note: &str, keys: Option<&crate::seal::Keys>) -> std::io::Result<()> {
+    let key_block = match state {
+        State::Consumed | State::Bad | State::Writing => Vec::new(),
+        State::Committed | State::Snapshot => old.key_block.clone(),
+    };
+    write_state(file, &StateBlock { state, note: note.to_string(), key_block, ..old.clone() }, keys)
 }
 
 /// Counts one more start of the restore kernel in the image's state
-/// block, durably, before that start; returns the new state block.
-pub fn record_attempt(file: &std::fs::File, old: &StateBlock) -> std::io::Result<StateBlock> {
+/// block, durably, before that start; returns the new state block. An
+/// encrypted image's count is under its state MAC, so `keys` are needed
+/// for it to stay resumable.
+pub fn record_attempt(file: &std::fs::File, old: &StateBlock, keys: Option<&crate::seal::Keys>) -> std::io::Result<StateBlock> {
     let new = StateBlock { attempts: old.attempts.saturating_add(1), ..old.clone() };
-    write_state(file, &new)?;
+    write_state(file, &new, keys)?;
     Ok(new)
 }
 
-fn write_state(file: &std::fs::File, new: &StateBlock) -> std::io::Result<()> {
+fn write_state(file: &std::fs::File, new: &StateBlock, keys: Option<&crate::seal::Keys>) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    file.write_all_at(&new.encode(), STATE_OFFSET)?;
+    file.write_all_at(&new.encode_sealed(keys), STATE_OFFSET)?;
     file.sync_all()
+}
+
+/// Checks an encrypted image's header and state blocks (as read from
+/// disk) against their MACs under `keys`, and that the header is the image
+/// the keys belong to. Anything B did not write with this key fails here,
+/// before a page is read.
+pub fn authenticate(keys: &crate::seal::Keys, header_block: &[u8], state_block: &[u8]) -> Result<(), Error> {
+    let (Some(h), Some(s)) = (header_block.get(..BLOCK), state_block.get(..BLOCK)) else {
+        return Err(Error::Truncated { what: "header".into() });
+    };
+    if h[IMAGE_ID_OFF..IMAGE_ID_OFF + crate::seal::ID_LEN] != keys.id().0 || !keys.header_mac_ok(&h[..MAC_COVERS], &h[MAC_COVERS..BLOCK - 4]) {
+        return Err(Error::Forged { what: "header" });
+    }
+    if !keys.state_mac_ok(&s[..MAC_COVERS], &s[MAC_COVERS..BLOCK - 4]) {
+        return Err(Error::Forged { what: "state" });
+    }
+    Ok(())
 }
 
 /// A run of consecutive page frames: `(first_pfn, count)`.
 pub type Run = (u64, u64);
+
+/// The keys that seal (or open) an image's chunks, and the image's nonce
+/// salt: shared by the threads that encode or decode chunks.
+#[derive(Clone)]
+pub struct Sealer {
+    /// The image's keys.
+    pub keys: std::sync::Arc<crate::seal::Keys>,
+    /// The header's nonce salt.
+    pub salt: [u8; crate::seal::ID_LEN],
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sealer")
+    }
+}
+
+/// What the checksum chain and the tag digest take from each chunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkSums {
+    /// The data checksum ([`data_sum`]).
+    pub sum: u32,
+    /// The authentication tag (zero in an image in the clear).
+    pub tag: [u8; crate::seal::TAG_LEN],
+}
 
 /// Builds chunks.
 #[derive(Debug)]
 pub struct ChunkEncoder {
     compression: Compression,
     scratch: Vec<u8>,
+    sealer: Option<Sealer>,
 }
 
 impl ChunkEncoder {
-    /// An encoder for `compression`.
-    pub fn new(compression: Compression) -> Self {
-        ChunkEncoder { compression, scratch: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE + 4096) }
+    /// An encoder for `compression`, sealing each chunk when `sealer` is set.
+    pub fn new(compression: Compression, sealer: Option<Sealer>) -> Self {
+        ChunkEncoder { compression, scratch: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE + 4096), sealer }
     }
 
     /// Appends chunk `index` holding `pages` (whole pages, in the order of
     /// `runs`) and the runs of zero pages `zero_runs` (no data) to `out`,
-    /// padded to a block. Returns the chunk's data checksum. `runs`, `zero_runs`
+    /// padded to a block; seals its stored bytes when the encoder has keys.
+    /// Returns the chunk's checksum and tag. `runs`, `zero_runs`
     /// and `pages` come from kjump's own save loop: their sizes agree and
     /// stay within the limits (checked in debug builds).
-    pub fn encode(&mut self, index: u64, runs: &[Run], zero_runs: &[Run], pages: &[u8], out: &mut Vec<u8>) -> u32 {
+    pub fn encode(&mut self, index: u64, runs: &[Run], zero_runs: &[Run], pages: &[u8], out: &mut Vec<u8>) -> ChunkSums {
         let page_count = pages.len() / PAGE;
         debug_assert!(page_count <= MAX_CHUNK_PAGES && runs.len() <= MAX_RUNS && zero_runs.len() <= MAX_RUNS);
         debug_assert!(!runs.is_empty() || !zero_runs.is_empty());
@@ -592,28 +725,46 @@ impl ChunkEncoder {
         let (kind, payload) = if compressed && self.scratch.len() < pages.len() { (self.compression, &self.scratch[..]) } else { (Compression::None, pages) };
         let start = out.len();
         out.resize(start + CHUNK_HEADER, 0);
+        {
+            let h = &mut out[start..start + CHUNK_HEADER];
+            h[..8].copy_from_slice(CHUNK_MAGIC);
+            put64(h, 8, index);
+            put32(h, 16, kind.code());
+            put16(h, 20, runs.len() as u16);
+            put16(h, 22, zero_runs.len() as u16);
+            put32(h, 24, page_count as u32);
+            put32(h, 28, payload.len() as u32);
+        }
         for (pfn, n) in runs.iter().chain(zero_runs) {
             out.extend_from_slice(&pfn.to_le_bytes());
             out.extend_from_slice(&n.to_le_bytes());
         }
+        let payload_at = out.len();
         out.extend_from_slice(payload);
-        let data_sum = data_sum(&out[start + CHUNK_HEADER..]);
+        let mut tag = [0u8; crate::seal::TAG_LEN];
+        if let Some(s) = &self.sealer {
+            let (head, data) = out.split_at_mut(payload_at);
+            let ad = [&head[start..start + CHUNK_SUMS_OFF], &head[start + CHUNK_HEADER..]];
+            tag = s.keys.seal_chunk(&s.salt, index, &ad, data);
+        }
+        let sum = data_sum(&out[start + CHUNK_HEADER..]);
         let h = &mut out[start..start + CHUNK_HEADER];
-        h[..8].copy_from_slice(CHUNK_MAGIC);
-        put64(h, 8, index);
-        put32(h, 16, kind.code());
-        put16(h, 20, runs.len() as u16);
-        put16(h, 22, zero_runs.len() as u16);
-        put32(h, 24, page_count as u32);
-        put32(h, 28, payload.len() as u32);
-        put32(h, 32, data_sum);
-        let hcrc = crc32(&h[..36]);
-        put32(h, 36, hcrc);
+        put32(h, CHUNK_SUMS_OFF, sum);
+        h[CHUNK_TAG_OFF..CHUNK_TAG_OFF + crate::seal::TAG_LEN].copy_from_slice(&tag);
+        let hcrc = crc32(&h[..CHUNK_HEADER - 4]);
+        put32(h, CHUNK_HEADER - 4, hcrc);
         let padded = (out.len() - start).next_multiple_of(BLOCK);
         out.resize(start + padded, 0);
-        data_sum
+        ChunkSums { sum, tag }
     }
 }
+
+/// Offset of the data checksum in a chunk header: the fields before it
+/// (and the runs) are a sealed chunk's associated data.
+const CHUNK_SUMS_OFF: usize = 32;
+/// Offset of the authentication tag in a chunk header.
+const CHUNK_TAG_OFF: usize = 36;
+const _: () = assert!(CHUNK_TAG_OFF + crate::seal::TAG_LEN + 4 == CHUNK_HEADER);
 
 /// What a chunk header says, once checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -632,6 +783,8 @@ pub struct ChunkInfo {
     pub stored_len: usize,
     /// Checksum of runs and stored pages ([`data_sum`]).
     pub data_sum: u32,
+    /// Authentication tag of a sealed chunk (zero in the clear).
+    pub tag: [u8; crate::seal::TAG_LEN],
     /// Bytes the chunk takes on disk, padding included.
     pub disk_len: usize,
 }
@@ -646,7 +799,7 @@ pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Er
     if &b[..8] != CHUNK_MAGIC {
         return Err(Error::BadMagic { what: what() });
     }
-    if crc32(&b[..36]) != u32_at(b, 36) {
+    if crc32(&b[..CHUNK_HEADER - 4]) != u32_at(b, CHUNK_HEADER - 4) {
         return Err(Error::BadChecksum { what: format!("chunk {expected_index} header") });
     }
     if u64_at(b, 8) != expected_index {
@@ -673,18 +826,48 @@ pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Er
         return Err(bad("compression"));
     }
     let disk_len = (CHUNK_HEADER + (run_count + zero_run_count) * 16 + stored_len).next_multiple_of(BLOCK);
-    Ok(ChunkInfo { index: expected_index, compression, run_count, zero_run_count, page_count, stored_len, data_sum: u32_at(b, 32), disk_len })
+    let mut tag = [0u8; crate::seal::TAG_LEN];
+    tag.copy_from_slice(&b[CHUNK_TAG_OFF..CHUNK_TAG_OFF + crate::seal::TAG_LEN]);
+    Ok(ChunkInfo { index: expected_index, compression, run_count, zero_run_count, page_count, stored_len, data_sum: u32_at(b, CHUNK_SUMS_OFF), tag, disk_len })
+}
+
+/// Buffers a chunk is decoded into: its runs, its runs of zero pages, its
+/// pages, and room for a sealed chunk's compressed bytes once opened.
+#[derive(Clone, Debug, Default)]
+pub struct ChunkBufs {
+    /// Runs of stored pages.
+    pub runs: Vec<Run>,
+    /// Runs of zero pages.
+    pub zero_runs: Vec<Run>,
+    /// The pages (when not left in the chunk).
+    pub pages: Vec<u8>,
+    /// A sealed chunk's stored bytes, decrypted.
+    pub opened: Vec<u8>,
 }
 
 /// Checks a whole chunk (`b` holds at least `info.disk_len` bytes) and
-/// decodes it: its runs into `runs`, its runs of zero pages into
-/// `zero_runs`, its pages into `pages`.
-pub fn decode_chunk(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Result<(), Error> {
-    if let ChunkPages::InChunk(stored) = decode_chunk_in_place(b, info, runs, zero_runs, pages)? {
+/// decodes it into `bufs`, opening it with `sealer` when the image is
+/// encrypted.
+pub fn decode_chunk(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs, sealer: Option<&Sealer>) -> Result<(), Error> {
+    if let ChunkPages::InChunk(stored) = decode_chunk_in_place(b, info, bufs, sealer)? {
+        let pages = &mut bufs.pages;
         pages.clear();
         pages.extend_from_slice(&b[stored]);
     }
     Ok(())
+}
+
+/// What can be checked of a sealed chunk without its key: its data
+/// checksum and runs (`bufs.pages` is left empty). Its tag, and so whether
+/// anyone changed it, is not.
+pub fn check_sealed_chunk(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs) -> Result<(), Error> {
+    let runs_len = (info.run_count + info.zero_run_count) * 16;
+    let body = b.get(CHUNK_HEADER..CHUNK_HEADER + runs_len + info.stored_len).ok_or(Error::Truncated { what: format!("chunk {}", info.index) })?;
+    if data_sum(body) != info.data_sum {
+        return Err(Error::BadChecksum { what: format!("chunk {}", info.index) });
+    }
+    bufs.pages.clear();
+    parse_runs(body, info, &mut bufs.runs, &mut bufs.zero_runs)
 }
 
 /// Where [`decode_chunk_in_place`] left a chunk's stored pages.
@@ -697,9 +880,9 @@ pub enum ChunkPages {
     InBuffer,
 }
 
-/// [`decode_chunk`] without copying pages stored as they are: those stay
-/// in `b`, and `pages` is left alone.
-pub fn decode_chunk_in_place(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Result<ChunkPages, Error> {
+/// [`decode_chunk`] without copying pages stored as they are in an image
+/// in the clear: those stay in `b`, and `bufs.pages` is left alone.
+pub fn decode_chunk_in_place(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs, sealer: Option<&Sealer>) -> Result<ChunkPages, Error> {
     let what = || format!("chunk {}", info.index);
     let runs_len = (info.run_count + info.zero_run_count) * 16;
     let body_end = CHUNK_HEADER + runs_len + info.stored_len;
@@ -707,9 +890,23 @@ pub fn decode_chunk_in_place(b: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, ze
     if data_sum(body) != info.data_sum {
         return Err(Error::BadChecksum { what: what() });
     }
+    let ChunkBufs { runs, zero_runs, pages, opened } = bufs;
     parse_runs(body, info, runs, zero_runs)?;
-    let stored = &body[runs_len..];
+    let mut stored = &body[runs_len..];
     let raw_len = info.page_count * PAGE;
+    if let Some(s) = sealer {
+        // Opened into a buffer of its own: the chunk as read may be shared
+        // (a batch of the image) and is left as it is.
+        let out = if info.compression == Compression::None { &mut *pages } else { &mut *opened };
+        out.clear();
+        out.extend_from_slice(stored);
+        let ad = [&b[..CHUNK_SUMS_OFF], &body[..runs_len]];
+        s.keys.open_chunk(&s.salt, info.index, &ad, out, &info.tag).map_err(|_| Error::BadTag { chunk: info.index })?;
+        if info.compression == Compression::None {
+            return Ok(ChunkPages::InBuffer);
+        }
+        stored = &opened[..];
+    }
     match info.compression {
         Compression::None => return Ok(ChunkPages::InChunk(CHUNK_HEADER + runs_len..body_end)),
         Compression::Lz4 => {
@@ -857,6 +1054,7 @@ pub fn scan_runs<R: std::io::Read + std::io::Seek>(
     mut visit: impl FnMut(&ChunkInfo, &[Run], &[Run]) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
     let mut offset = DATA_OFFSET;
+    let mut tags = crate::seal::TagChain::default();
     let mut buf = vec![0u8; CHUNK_HEADER + 2 * MAX_RUNS * 16];
     let mut runs = Vec::with_capacity(MAX_RUNS);
     let mut zero_runs = Vec::with_capacity(MAX_RUNS);
@@ -876,6 +1074,7 @@ pub fn scan_runs<R: std::io::Read + std::io::Seek>(
         seek(input, offset, &what)?;
         read_full(input, &mut buf[..BLOCK], &what)?;
         let info = parse_chunk_header(&buf, index)?;
+        tags.add(&info.tag);
         let runs_end = CHUNK_HEADER + (info.run_count + info.zero_run_count) * 16;
         if runs_end > BLOCK {
             read_full(input, &mut buf[BLOCK..runs_end], &what)?;
@@ -887,6 +1086,11 @@ pub fn scan_runs<R: std::io::Read + std::io::Seek>(
     if offset != state.data_end {
         return Err(Error::BadField { what: "state".into(), field: "data end" }.into());
     }
+    // Every chunk is the one B wrote in that place (in an encrypted image,
+    // whose state block's MAC covers the digest).
+    if tags.value() != state.tags {
+        return Err(Error::Forged { what: "the chunks' tags" }.into());
+    }
     // The last chunk's last byte must be there too.
     if offset > DATA_OFFSET {
         seek(input, offset - 1, "the last chunk")?;
@@ -895,19 +1099,26 @@ pub fn scan_runs<R: std::io::Read + std::io::Seek>(
     Ok(())
 }
 
-/// The running checksum chain: a CRC-32 over the chunks' data checksums.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Chain(Crc32);
+/// The running checksum chain: a CRC-32 over the chunks' data checksums,
+/// and the digest of their tags ([`crate::seal::TagChain`]).
+#[derive(Clone, Debug, Default)]
+pub struct Chain(Crc32, crate::seal::TagChain);
 
 impl Chain {
-    /// Adds a chunk's data checksum.
-    pub fn add(&mut self, data_sum: u32) {
-        self.0.update(&data_sum.to_le_bytes());
+    /// Adds a chunk's checksum and tag.
+    pub fn add(&mut self, sums: &ChunkSums) {
+        self.0.update(&sums.sum.to_le_bytes());
+        self.1.add(&sums.tag);
     }
 
     /// The chain value.
     pub fn value(&self) -> u32 {
         self.0.finish()
+    }
+
+    /// The digest of the tags.
+    pub fn tags(&self) -> [u8; 32] {
+        self.1.value()
     }
 }
 
@@ -919,8 +1130,12 @@ pub struct Reader<R> {
     pub header: Header,
     /// The state block.
     pub state: StateBlock,
+    /// The header and state blocks as read, for [`Reader::unlock`].
+    blocks: Vec<u8>,
     walk: ChunkWalk,
     buf: Vec<u8>,
+    bufs: ChunkBufs,
+    sealer: Option<Sealer>,
 }
 
 /// The chunks of an image in order, for any reader: where the next one
@@ -932,6 +1147,7 @@ pub struct Reader<R> {
 pub struct ChunkWalk {
     chunk_count: u64,
     chain_crc: u32,
+    tags: [u8; 32],
     data_end: u64,
     next_index: u64,
     offset: u64,
@@ -944,6 +1160,7 @@ impl ChunkWalk {
         ChunkWalk {
             chunk_count: state.chunk_count,
             chain_crc: state.chain_crc,
+            tags: state.tags,
             data_end: state.data_end,
             next_index: 0,
             offset: DATA_OFFSET,
@@ -965,6 +1182,9 @@ impl ChunkWalk {
         if self.chain.value() != self.chain_crc {
             return Err(Error::ChainMismatch);
         }
+        if self.chain.tags() != self.tags {
+            return Err(Error::Forged { what: "the chunks' tags" });
+        }
         if self.offset != self.data_end {
             return Err(Error::BadField { what: "state".into(), field: "data end" });
         }
@@ -976,7 +1196,7 @@ impl ChunkWalk {
     /// The chunk's data is checked when it is decoded.
     pub fn take(&mut self, header: &[u8]) -> Result<ChunkInfo, Error> {
         let info = parse_chunk_header(header, self.next_index)?;
-        self.chain.add(info.data_sum);
+        self.chain.add(&ChunkSums { sum: info.data_sum, tag: info.tag });
         self.next_index += 1;
         self.offset += info.disk_len as u64;
         Ok(info)
@@ -1023,26 +1243,55 @@ impl<R: std::io::Read> Reader<R> {
         let header = Header::decode(&blocks[..BLOCK])?;
         let state = StateBlock::decode(&blocks[BLOCK..])?;
         let walk = ChunkWalk::new(&state);
-        Ok(Reader { input, header, state, walk, buf: Vec::new() })
+        Ok(Reader { input, header, state, blocks, walk, buf: Vec::new(), bufs: ChunkBufs::default(), sealer: None })
     }
 
     /// Whether the state block commits this header.
     pub fn header_committed(&self) -> bool {
-        let crc = self.header.encode().map(|b| Header::crc(&b)).unwrap_or(0);
-        crc == self.state.header_crc
+        Header::crc(self.blocks[..BLOCK].try_into().unwrap_or(&[0; BLOCK])) == self.state.header_crc
     }
 
-    /// The next chunk: its info, runs and pages. `None` after the last one
-    /// (as counted by the state block), after checking the checksum chain.
-    pub fn next_chunk(&mut self, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Result<Option<ChunkInfo>, ReadError> {
+    /// The header and state blocks as read.
+    pub fn blocks(&self) -> (&[u8], &[u8]) {
+        self.blocks.split_at(BLOCK)
+    }
+
+    /// Whether the image is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.header.cipher != crate::seal::Cipher::None
+    }
+
+    /// Checks an encrypted image's header and state against `key` and,
+    /// when they pass, opens its chunks with it from now on; returns the
+    /// keys (for writing the state block under its MAC).
+    pub fn unlock(&mut self, key: &crate::seal::DataKey) -> Result<std::sync::Arc<crate::seal::Keys>, Error> {
+        let keys = std::sync::Arc::new(crate::seal::Keys::derive(key, self.header.image_id));
+        let (h, st) = self.blocks();
+        authenticate(&keys, h, st)?;
+        self.sealer = Some(Sealer { keys: keys.clone(), salt: self.header.nonce_salt });
+        Ok(keys)
+    }
+
+    /// The next chunk, decoded (its runs, zero runs and pages in the
+    /// returned buffers). `None` after the last one (as counted by the
+    /// state block), after checking the checksum chain. An encrypted
+    /// image's chunks are opened only after [`Reader::unlock`]; before
+    /// that only their checksums and runs are checked
+    /// ([`check_sealed_chunk`]) and no pages are returned.
+    pub fn next_chunk(&mut self) -> Result<Option<(ChunkInfo, &ChunkBufs)>, ReadError> {
         let mut raw = std::mem::take(&mut self.buf);
         let next = self.next_raw(&mut raw);
+        let encrypted = self.encrypted();
         let result = match next {
-            Ok(Some(info)) => decode_chunk(&raw, &info, runs, zero_runs, pages).map(|()| Some(info)).map_err(ReadError::from),
-            other => other,
+            Ok(Some(info)) => match (encrypted, &self.sealer) {
+                (true, None) => check_sealed_chunk(&raw, &info, &mut self.bufs).map(|()| Some(info)).map_err(ReadError::from),
+                (_, sealer) => decode_chunk(&raw, &info, &mut self.bufs, sealer.as_ref()).map(|()| Some(info)).map_err(ReadError::from),
+            },
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
         };
         self.buf = raw;
-        result
+        Ok(result?.map(|info| (info, &self.bufs)))
     }
 
     /// The next chunk's bytes, header checked but data not yet (for
@@ -1089,6 +1338,9 @@ mod tests {
             in_use: vec![crate::in_use::InUse { kind: crate::in_use::Kind::MountedReadWrite, major: 254, minor: 0, uuid: Some([9; 16]), name: "vda".into() }],
             zero_free: true,
             stamps: vec![crate::freshness::Stamp::Ext(0x1234_5678_9abc)],
+            cipher: crate::seal::Cipher::None,
+            image_id: crate::seal::ImageId::default(),
+            nonce_salt: [0; 16],
         }
     }
 
@@ -1111,15 +1363,15 @@ mod tests {
 
     #[test]
     fn zero_runs_round_trip_and_are_checked() {
-        let mut enc = ChunkEncoder::new(Compression::Lz4);
+        let mut enc = ChunkEncoder::new(Compression::Lz4, None);
         let mut c = Vec::new();
         enc.encode(0, &[(0x10, 2)], &[(0x8, 2), (0x12, 3)], &[9u8; 2 * PAGE], &mut c);
         let info = parse_chunk_header(&c, 0).unwrap();
         assert_eq!((info.run_count, info.zero_run_count, info.page_count), (1, 2, 2));
-        let (mut runs, mut zero, mut pages) = (Vec::new(), Vec::new(), Vec::new());
-        decode_chunk(&c, &info, &mut runs, &mut zero, &mut pages).unwrap();
-        assert_eq!((runs.as_slice(), zero.as_slice(), pages.len()), (&[(0x10, 2)][..], &[(0x8, 2), (0x12, 3)][..], 2 * PAGE));
-        let order: Vec<_> = merged(&runs, &zero).collect();
+        let mut bufs = ChunkBufs::default();
+        decode_chunk(&c, &info, &mut bufs, None).unwrap();
+        assert_eq!((bufs.runs.as_slice(), bufs.zero_runs.as_slice(), bufs.pages.len()), (&[(0x10, 2)][..], &[(0x8, 2), (0x12, 3)][..], 2 * PAGE));
+        let order: Vec<_> = merged(&bufs.runs, &bufs.zero_runs).collect();
         assert_eq!(order, vec![((0x8, 2), true), ((0x10, 2), false), ((0x12, 3), true)]);
 
         // A chunk of zero runs only: no pages, nothing stored.
@@ -1127,15 +1379,15 @@ mod tests {
         enc.encode(1, &[], &[(0x40, 100)], &[], &mut c);
         let info = parse_chunk_header(&c, 1).unwrap();
         assert_eq!((info.run_count, info.zero_run_count, info.page_count, info.stored_len, info.compression), (0, 1, 0, 0, Compression::None));
-        decode_chunk(&c, &info, &mut runs, &mut zero, &mut pages).unwrap();
-        assert!(runs.is_empty() && pages.is_empty());
-        assert_eq!(zero, vec![(0x40, 100)]);
+        decode_chunk(&c, &info, &mut bufs, None).unwrap();
+        assert!(bufs.runs.is_empty() && bufs.pages.is_empty());
+        assert_eq!(bufs.zero_runs, vec![(0x40, 100)]);
 
         // A zero run overlapping a stored run is refused.
         let mut c = Vec::new();
         enc.encode(0, &[(0x10, 2)], &[(0x11, 1)], &[9u8; 2 * PAGE], &mut c);
         let info = parse_chunk_header(&c, 0).unwrap();
-        assert!(decode_chunk(&c, &info, &mut runs, &mut zero, &mut pages).is_err());
+        assert!(decode_chunk(&c, &info, &mut bufs, None).is_err());
 
         // The layout check covers zero runs like stored ones.
         let h = header();
@@ -1226,7 +1478,18 @@ mod tests {
     }
 
     fn image(compression: Compression) -> (Vec<u8>, Vec<u8>) {
-        let mut enc = ChunkEncoder::new(compression);
+        sealed_image(compression, None)
+    }
+
+    fn sealer(seed: u8) -> Sealer {
+        let key = crate::seal::DataKey::from_bytes([seed; 32]);
+        Sealer { keys: std::sync::Arc::new(crate::seal::Keys::derive(&key, crate::seal::ImageId([seed; 16]))), salt: [seed; 16] }
+    }
+
+    /// A two-chunk image, its chunks sealed and its blocks under their
+    /// MACs when `sealer` is given.
+    fn sealed_image(compression: Compression, sealer: Option<&Sealer>) -> (Vec<u8>, Vec<u8>) {
+        let mut enc = ChunkEncoder::new(compression, sealer.cloned());
         let mut chunks = Vec::new();
         let mut chain = Chain::default();
         let text: Vec<u8> = b"kjump marker text ".iter().cycle().take(3 * PAGE).copied().collect();
@@ -1238,9 +1501,14 @@ mod tests {
             x ^= x << 5;
             *b = x as u8;
         }
-        chain.add(enc.encode(0, &[(0x100, 2), (0x200, 1)], &[], &text, &mut chunks));
-        chain.add(enc.encode(1, &[(0x300, 2)], &[], &noise, &mut chunks));
-        let h = header().encode().unwrap();
+        chain.add(&enc.encode(0, &[(0x100, 2), (0x200, 1)], &[], &text, &mut chunks));
+        chain.add(&enc.encode(1, &[(0x300, 2)], &[], &noise, &mut chunks));
+        let mut header = header();
+        if let Some(s) = sealer {
+            (header.cipher, header.image_id, header.nonce_salt) = (crate::seal::Cipher::XChaCha20Poly1305, s.keys.id(), s.salt);
+        }
+        let keys = sealer.map(|s| &*s.keys);
+        let h = header.encode_sealed(keys).unwrap();
         let state = StateBlock {
             state: State::Committed,
             header_crc: Header::crc(&h),
@@ -1249,10 +1517,12 @@ mod tests {
             data_end: DATA_OFFSET + chunks.len() as u64,
             note: String::new(),
             attempts: 0,
+            tags: chain.tags(),
+            key_block: if sealer.is_some() { vec![0x6b; 100] } else { Vec::new() },
         };
         let mut img = Vec::new();
         img.extend_from_slice(&h);
-        img.extend_from_slice(&state.encode());
+        img.extend_from_slice(&state.encode_sealed(keys));
         img.extend_from_slice(&chunks);
         let mut all = text;
         all.extend_from_slice(&noise);
@@ -1260,13 +1530,116 @@ mod tests {
     }
 
     fn read_all(img: &[u8]) -> Result<(Vec<Run>, Vec<u8>), ReadError> {
+        read_all_with(img, None)
+    }
+
+    fn read_all_with(img: &[u8], key: Option<&crate::seal::DataKey>) -> Result<(Vec<Run>, Vec<u8>), ReadError> {
         let mut r = Reader::open(img)?;
-        let (mut runs, mut pages, mut all_runs, mut all_pages) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        while r.next_chunk(&mut runs, &mut Vec::new(), &mut pages)?.is_some() {
-            all_runs.extend_from_slice(&runs);
-            all_pages.extend_from_slice(&pages);
+        if let Some(k) = key {
+            r.unlock(k)?;
+        }
+        let (mut all_runs, mut all_pages) = (Vec::new(), Vec::new());
+        while let Some((_, bufs)) = r.next_chunk()? {
+            all_runs.extend_from_slice(&bufs.runs);
+            all_pages.extend_from_slice(&bufs.pages);
         }
         Ok((all_runs, all_pages))
+    }
+
+    #[test]
+    fn a_sealed_image_reads_back_with_its_key_only() {
+        for c in [Compression::None, Compression::Lz4, Compression::Deflate] {
+            let (img, pages) = sealed_image(c, Some(&sealer(1)));
+            assert!(!img.windows(17).any(|w| w == b"kjump marker text"), "pages in the clear with {c:?}");
+            let (runs, got) = read_all_with(&img, Some(&crate::seal::DataKey::from_bytes([1; 32]))).unwrap();
+            assert_eq!(runs, [(0x100, 2), (0x200, 1), (0x300, 2)]);
+            assert_eq!(got, pages, "{c:?}");
+            // Another key: refused at the header, before any chunk.
+            let e = read_all_with(&img, Some(&crate::seal::DataKey::from_bytes([2; 32]))).unwrap_err();
+            assert!(matches!(e, ReadError::Format(Error::Forged { what: "header" })), "{e:?}");
+            // No key: checksums and runs only, no pages.
+            let (runs, got) = read_all(&img).unwrap();
+            assert_eq!((runs.len(), got.len()), (3, 0));
+            assert_eq!(StateBlock::decode(&img[BLOCK..]).unwrap().key_block[..101], [[0x6b; 100].as_slice(), &[0]].concat());
+        }
+    }
+
+    #[test]
+    fn a_forged_sealed_image_is_refused_however_its_checksums_are_made_to_fit() {
+        let key = crate::seal::DataKey::from_bytes([1; 32]);
+        let (img, _) = sealed_image(Compression::Lz4, Some(&sealer(1)));
+        // The re-entry address changed and the header CRC fixed.
+        let mut forged = img.clone();
+        forged[32] ^= 1;
+        let crc = crc32(&forged[..BLOCK - 4]);
+        put32(&mut forged, BLOCK - 4, crc);
+        let mut r = Reader::open(&forged[..]).unwrap();
+        assert_eq!(r.unlock(&key).map(|_| ()), Err(Error::Forged { what: "header" }));
+        // The state edited (attempts reset), CRC fixed.
+        let mut forged = img.clone();
+        forged[BLOCK + 296] = 9;
+        let crc = crc32(&forged[BLOCK..2 * BLOCK - 4]);
+        put32(&mut forged[BLOCK..2 * BLOCK], BLOCK - 4, crc);
+        assert_eq!(Reader::open(&forged[..]).unwrap().unlock(&key).map(|_| ()), Err(Error::Forged { what: "state" }));
+        // A byte of sealed pages changed, the chunk's checksum and the
+        // chain fixed: the header and state still pass, the chunk's tag not.
+        let mut forged = img.clone();
+        let d = DATA_OFFSET as usize;
+        let info = parse_chunk_header(&forged[d..], 0).unwrap();
+        let runs_len = (info.run_count + info.zero_run_count) * 16;
+        forged[d + CHUNK_HEADER + runs_len + 5] ^= 1;
+        let sum = data_sum(&forged[d + CHUNK_HEADER..d + CHUNK_HEADER + runs_len + info.stored_len]);
+        put32(&mut forged[d..], 32, sum);
+        let hcrc = crc32(&forged[d..d + CHUNK_HEADER - 4]);
+        put32(&mut forged[d..], CHUNK_HEADER - 4, hcrc);
+        let e = read_all_with(&forged, Some(&key)).unwrap_err();
+        assert!(matches!(e, ReadError::Format(Error::BadTag { chunk: 0 })), "{e:?}");
+    }
+
+    #[test]
+    fn a_chunk_from_another_image_fails_its_tag_and_the_first_pass() {
+        // Two images of one machine, the same pages, other keys: the second
+        // chunk of one put in the other (it fits: same runs, same length).
+        let (mine, _) = sealed_image(Compression::Lz4, Some(&sealer(1)));
+        let (other, _) = sealed_image(Compression::Lz4, Some(&sealer(2)));
+        let second = |img: &[u8]| {
+            let d = DATA_OFFSET as usize;
+            let first = parse_chunk_header(&img[d..], 0).unwrap().disk_len;
+            let len = parse_chunk_header(&img[d + first..], 1).unwrap().disk_len;
+            d + first..d + first + len
+        };
+        assert_eq!(second(&mine), second(&other));
+        let mut forged = mine.clone();
+        forged[second(&mine)].copy_from_slice(&other[second(&other)]);
+        // D's first pass (headers and runs only, state untouched): the tags
+        // do not chain to the authenticated digest.
+        let state = StateBlock::decode(&forged[BLOCK..]).unwrap();
+        let e = scan_runs(&mut std::io::Cursor::new(&forged), &state, |_, _, _| Ok(())).unwrap_err();
+        assert!(matches!(e, ReadError::Format(Error::Forged { what: "the chunks' tags" })), "{e:?}");
+        // Reading it: the chunk's tag fails under this image's key.
+        let e = read_all_with(&forged, Some(&crate::seal::DataKey::from_bytes([1; 32]))).unwrap_err();
+        assert!(matches!(e, ReadError::Format(Error::BadTag { chunk: 1 })), "{e:?}");
+    }
+
+    #[test]
+    fn giving_an_image_up_destroys_its_key() {
+        let st = StateBlock::decode(&sealed_image(Compression::Lz4, Some(&sealer(1))).0[BLOCK..2 * BLOCK]).unwrap();
+        let path = std::env::temp_dir().join(format!("kjump-state-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
+        file.set_len(2 * BLOCK as u64).unwrap();
+        let read = || {
+            use std::os::unix::fs::FileExt;
+            let mut b = vec![0u8; BLOCK];
+            file.read_exact_at(&mut b, STATE_OFFSET).unwrap();
+            StateBlock::decode(&b).unwrap()
+        };
+        let attempt = record_attempt(&file, &st, None).unwrap();
+        assert_eq!((read().attempts, read().key_block[..100] == [0x6b; 100]), (1, true), "an attempt keeps the key");
+        for state in [State::Consumed, State::Bad] {
+            set_state(&file, &attempt, state, "x", None).unwrap();
+            assert!(read().key_block.is_empty(), "{state:?} kept the key");
+        }
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
@@ -1346,29 +1719,28 @@ mod tests {
         let (img, all) = image(Compression::Lz4);
         let r = Reader::open(&img[..]).unwrap();
         let mut walk = ChunkWalk::new(&r.state);
-        let (mut runs, mut zero_runs) = (Vec::new(), Vec::new());
-        let mut pages = b"left alone".to_vec();
+        let mut bufs = ChunkBufs { pages: b"left alone".to_vec(), ..ChunkBufs::default() };
         // Chunk 0 (text) is compressed, chunk 1 (noise) stored as it is.
         let at0 = walk.next_offset().unwrap().unwrap() as usize;
         let info0 = walk.take(&img[at0..]).unwrap();
         let c0 = &img[at0..at0 + info0.disk_len];
-        assert_eq!(decode_chunk_in_place(c0, &info0, &mut runs, &mut zero_runs, &mut pages).unwrap(), ChunkPages::InBuffer);
-        assert!(pages == all[..3 * PAGE]);
+        assert_eq!(decode_chunk_in_place(c0, &info0, &mut bufs, None).unwrap(), ChunkPages::InBuffer);
+        assert!(bufs.pages == all[..3 * PAGE]);
         let at1 = walk.next_offset().unwrap().unwrap() as usize;
         let info1 = walk.take(&img[at1..]).unwrap();
         assert_eq!(info1.compression, Compression::None);
         let c1 = &img[at1..at1 + info1.disk_len];
-        pages = b"left alone".to_vec();
-        match decode_chunk_in_place(c1, &info1, &mut runs, &mut zero_runs, &mut pages).unwrap() {
+        bufs.pages = b"left alone".to_vec();
+        match decode_chunk_in_place(c1, &info1, &mut bufs, None).unwrap() {
             ChunkPages::InChunk(range) => assert!(c1[range] == all[3 * PAGE..]),
             other => panic!("{other:?}"),
         }
-        assert_eq!(pages, b"left alone");
-        assert_eq!(runs, [(0x300, 2)]);
+        assert_eq!(bufs.pages, b"left alone");
+        assert_eq!(bufs.runs, [(0x300, 2)]);
         // Checked all the same: a flipped stored byte is refused.
         let mut bad = c1.to_vec();
         bad[CHUNK_HEADER + 16 + info1.stored_len - 1] ^= 1;
-        assert!(matches!(decode_chunk_in_place(&bad, &info1, &mut runs, &mut zero_runs, &mut pages), Err(Error::BadChecksum { .. })));
+        assert!(matches!(decode_chunk_in_place(&bad, &info1, &mut bufs, None), Err(Error::BadChecksum { .. })));
     }
 
     #[test]
@@ -1376,27 +1748,29 @@ mod tests {
         // B's encoder and D's page buffer are reused from chunk to chunk;
         // nothing of a larger chunk may leak into a smaller one.
         let text = |n: usize, seed: u8| -> Vec<u8> { (0..n * PAGE).map(|i| (i % 251) as u8 ^ seed).collect() };
-        let mut enc = ChunkEncoder::new(Compression::Lz4);
-        let (mut runs, mut zero_runs, mut pages) = (Vec::new(), Vec::new(), Vec::new());
-        for (index, n, seed) in [(0u64, 64usize, 1u8), (1, 3, 2), (2, 1, 3)] {
-            let data = text(n, seed);
-            let mut c = Vec::new();
-            enc.encode(index, &[(0x100 * (index + 1), n as u64)], &[], &data, &mut c);
-            let info = parse_chunk_header(&c, index).unwrap();
-            assert_eq!(info.compression, Compression::Lz4);
-            decode_chunk(&c, &info, &mut runs, &mut zero_runs, &mut pages).unwrap();
-            assert!(pages == data, "chunk {index}");
+        for sealer in [None, Some(sealer(5))] {
+            let mut enc = ChunkEncoder::new(Compression::Lz4, sealer.clone());
+            let mut bufs = ChunkBufs::default();
+            for (index, n, seed) in [(0u64, 64usize, 1u8), (1, 3, 2), (2, 1, 3)] {
+                let data = text(n, seed);
+                let mut c = Vec::new();
+                enc.encode(index, &[(0x100 * (index + 1), n as u64)], &[], &data, &mut c);
+                let info = parse_chunk_header(&c, index).unwrap();
+                assert_eq!(info.compression, Compression::Lz4);
+                decode_chunk(&c, &info, &mut bufs, sealer.as_ref()).unwrap();
+                assert!(bufs.pages == data, "chunk {index}");
+            }
         }
     }
 
     #[test]
     fn hostile_chunk_headers() {
-        let mut enc = ChunkEncoder::new(Compression::None);
+        let mut enc = ChunkEncoder::new(Compression::None, None);
         let mut c = Vec::new();
         enc.encode(0, &[(1, 1)], &[], &[5u8; PAGE], &mut c);
         let reseal = |c: &mut Vec<u8>| {
-            let crc = crc32(&c[..36]);
-            c[36..40].copy_from_slice(&crc.to_le_bytes());
+            let crc = crc32(&c[..CHUNK_HEADER - 4]);
+            c[CHUNK_HEADER - 4..CHUNK_HEADER].copy_from_slice(&crc.to_le_bytes());
         };
         for (off, value, field) in [
             (20, 0u32, "run count"),
@@ -1414,14 +1788,15 @@ mod tests {
         }
         assert_eq!(parse_chunk_header(&c, 1), Err(Error::BadField { what: "chunk 1".into(), field: "index" }));
         let mut bad = c.clone();
-        bad[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
-        bad[48..56].copy_from_slice(&2u64.to_le_bytes());
+        let h = CHUNK_HEADER;
+        bad[h..h + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        bad[h + 8..h + 16].copy_from_slice(&2u64.to_le_bytes());
         let info = parse_chunk_header(&bad, 0).unwrap();
-        let sum = data_sum(&bad[40..40 + 16 + PAGE]);
+        let sum = data_sum(&bad[h..h + 16 + PAGE]);
         bad[32..36].copy_from_slice(&sum.to_le_bytes());
         reseal(&mut bad);
         let info = ChunkInfo { data_sum: sum, ..info };
-        assert!(decode_chunk(&bad, &info, &mut Vec::new(), &mut Vec::new(), &mut Vec::new()).is_err());
+        assert!(decode_chunk(&bad, &info, &mut ChunkBufs::default(), None).is_err());
     }
 
     #[test]
@@ -1462,12 +1837,12 @@ mod tests {
     /// computes `pfn * PAGE` from it.
     #[test]
     fn run_beyond_the_address_space() {
-        let mut enc = ChunkEncoder::new(Compression::None);
+        let mut enc = ChunkEncoder::new(Compression::None, None);
         for (pfn, ok) in [(PFN_LIMIT - 2, true), (PFN_LIMIT - 1, false), (u64::MAX - 1, false)] {
             let mut c = Vec::new();
             enc.encode(0, &[(pfn, 1)], &[], &[7u8; PAGE], &mut c);
             let info = parse_chunk_header(&c, 0).unwrap();
-            let got = decode_chunk(&c, &info, &mut Vec::new(), &mut Vec::new(), &mut Vec::new());
+            let got = decode_chunk(&c, &info, &mut ChunkBufs::default(), None);
             assert_eq!(got.is_ok(), ok, "pfn {pfn:#x}");
         }
     }

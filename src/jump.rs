@@ -37,6 +37,9 @@ pub struct HibernationKernel {
     /// B is loaded to stay resident (`kjump load`): see
     /// [`layout::Inputs::map_a_ram`].
     pub resident: bool,
+    /// An encrypted image's key for D ([`crate::keypage`]), wiped with
+    /// this value.
+    pub key_page: Option<Vec<u8>>,
 }
 
 impl Drop for HibernationKernel {
@@ -50,6 +53,9 @@ impl Drop for HibernationKernel {
             buf.fill(0);
             // The writes must happen although nothing reads them again.
             std::hint::black_box(buf.as_slice());
+        }
+        if let Some(k) = &mut self.key_page {
+            zeroize::Zeroize::zeroize(k);
         }
     }
 }
@@ -90,6 +96,7 @@ pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> 
         notes: &notes,
         acpi_rsdp: crate::acpi::find_rsdp(),
         map_a_ram: hk.resident,
+        key_page: hk.key_page.as_deref(),
     };
     let mut plan: Plan<'_> = layout::plan(&inputs)?;
     // B's and D's progress shows on the screen too, not only on a serial port.

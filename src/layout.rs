@@ -12,10 +12,11 @@
 //! ```text
 //! region.start                                                    region.end
 //! | kernel (init_size) | zero page | cmdline | purgatory | ELF core header |
-//!   low-memory backup | initrd | free RAM for B ...                       |
+//!   [key for D] | low-memory backup | initrd | free RAM for B ...         |
 //! ```
-//! B's E820 map lists the region as RAM except the ELF core header and the
-//! backup (reserved, so B keeps them intact), RAM below 1 MiB (B needs some
+//! B's E820 map lists the region as RAM except the ELF core header, D's
+//! key page when there is one, and the backup (reserved, so B keeps them
+//! intact), RAM below 1 MiB (B needs some
 //! for its real-mode trampoline), and A's non-RAM ranges (ACPI tables).
 
 use core::fmt;
@@ -47,6 +48,8 @@ pub enum Error {
     TooManyRanges,
     /// The purgatory does not fit in one page.
     PurgatoryTooLarge,
+    /// The key for D does not fit in one page.
+    KeyPageTooLarge,
     /// Building a table failed.
     ElfCore(elf_core::Error),
     /// Building the zero page failed.
@@ -65,6 +68,7 @@ impl fmt::Display for Error {
             Error::CmdlineHasNul => f.write_str("command line contains a NUL byte"),
             Error::TooManyRanges => f.write_str("too many memory ranges for B's E820 map"),
             Error::PurgatoryTooLarge => f.write_str("purgatory is larger than a page"),
+            Error::KeyPageTooLarge => f.write_str("the key for the restore kernel is larger than a page"),
             Error::ElfCore(e) => write!(f, "ELF core header: {e}"),
             Error::BootParams(e) => write!(f, "boot_params: {e}"),
         }
@@ -99,6 +103,9 @@ pub struct Inputs<'a> {
     /// needs that to jump back to A through a segment of its own instead of
     /// A's re-entry page (see `jump::load_jump_back_via`).
     pub map_a_ram: bool,
+    /// An encrypted image's key for D ([`crate::keypage`]): placed in a
+    /// page of its own that D's map reserves, named by `kjump.keypage=`.
+    pub key_page: Option<&'a [u8]>,
 }
 
 /// A named kexec segment.
@@ -228,7 +235,13 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
     let elfcorehdr = purgatory_addr + PAGE_SIZE;
     let header_space = page_up(crate::elf_core::MAX_PHDRS as u64 * 56 + 64);
     let notes_len: u64 = inp.notes.iter().map(|n| align_up(n.len() as u64, 8).unwrap_or(u64::MAX)).sum();
-    let backup_addr = elfcorehdr + header_space + page_up(notes_len);
+    let key_addr = elfcorehdr + header_space + page_up(notes_len);
+    let key_len = match inp.key_page {
+        Some(k) if k.len() as u64 > PAGE_SIZE => return Err(Error::KeyPageTooLarge),
+        Some(_) => PAGE_SIZE,
+        None => 0,
+    };
+    let backup_addr = key_addr + key_len;
     let initrd_addr = backup_addr + page_up(backup_len);
     let used_end = initrd_addr + page_up(inp.initrd.len() as u64);
     let needed = used_end - region.start + MIN_FREE_FOR_B;
@@ -241,8 +254,11 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
     if inp.cmdline.contains('\0') {
         return Err(Error::CmdlineHasNul);
     }
-    let cmdline =
+    let mut cmdline =
         format!("{} elfcorehdr={:#x} kjump.backup_size={:#x} kjump.region={:#x}-{:#x}", inp.cmdline.trim(), elfcorehdr, backup_len, region.start, region.end);
+    if inp.key_page.is_some() {
+        cmdline.push_str(&format!(" kjump.keypage={key_addr:#x}"));
+    }
     let max = bz.cmdline_max.min(PAGE_SIZE - 1);
     if (cmdline.len() + purgatory::CMDLINE_APPEND_MAX) as u64 > max {
         return Err(Error::CmdlineTooLong { len: cmdline.len() + purgatory::CMDLINE_APPEND_MAX, max });
@@ -303,11 +319,15 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
             sets_aside_only: false,
         },
         PlannedSegment { what: "purgatory", data: Cow::Owned(purgatory.bytes().to_vec()), mem: purgatory_addr, memsz: PAGE_SIZE, sets_aside_only: false },
-        PlannedSegment { what: "ELF core header", data: Cow::Owned(header_segment), mem: elfcorehdr, memsz: backup_addr - elfcorehdr, sets_aside_only: false },
+        PlannedSegment { what: "ELF core header", data: Cow::Owned(header_segment), mem: elfcorehdr, memsz: key_addr - elfcorehdr, sets_aside_only: false },
         PlannedSegment { what: "low-memory backup", data: Cow::Borrowed(&[]), mem: backup_addr, memsz: initrd_addr - backup_addr, sets_aside_only: false },
         PlannedSegment { what: "initramfs", data: Cow::Borrowed(inp.initrd), mem: initrd_addr, memsz: used_end - initrd_addr, sets_aside_only: false },
         PlannedSegment { what: "free RAM for B", data: Cow::Borrowed(&[]), mem: used_end, memsz: region.end - used_end, sets_aside_only: true },
     ]);
+    if let Some(key) = inp.key_page {
+        let at = segments.iter().position(|s| s.mem > key_addr).unwrap_or(segments.len());
+        segments.insert(at, PlannedSegment { what: "key for D", data: Cow::Borrowed(key), mem: key_addr, memsz: key_len, sets_aside_only: false });
+    }
     Ok(Plan { region, segments, entry: purgatory_addr, kernel_addr, elfcorehdr, backup_addr, backup_len, cmdline, e820, loads })
 }
 
@@ -339,7 +359,7 @@ mod tests {
         let bz = BzImage::parse(&f).unwrap();
         let notes = [vec![0x55u8; 0x1024]];
         let region = map.choose_region(region_size).unwrap();
-        let inp = Inputs { map: &map, region, kernel: &bz, initrd, cmdline, notes: &notes, acpi_rsdp: 0, map_a_ram: false };
+        let inp = Inputs { map: &map, region, kernel: &bz, initrd, cmdline, notes: &notes, acpi_rsdp: 0, map_a_ram: false, key_page: None };
         let p = plan(&inp)?;
         // The segments are acceptable to kexec_load and tile the region.
         kexec::validate(&p.kexec_segments(true)).unwrap();
@@ -390,6 +410,32 @@ mod tests {
     #[test]
     fn lays_out_b_in_a_128m_region() {
         plan_for(128 * MIB, &[7u8; 3 << 20], "console=ttyS0 rdinit=/kjump-init kjump.mode=roundtrip").unwrap();
+    }
+
+    #[test]
+    fn the_key_for_d_has_a_reserved_page_of_its_own() {
+        let map = MemoryMap::parse_iomem(QEMU_1G).unwrap();
+        let f = fake_bzimage(3 << 20);
+        let bz = BzImage::parse(&f).unwrap();
+        let key = [0x4bu8; 60];
+        let region = map.choose_region(128 * MIB).unwrap();
+        let notes = [vec![0x55u8; 0x1024]];
+        let inp =
+            Inputs { map: &map, region, kernel: &bz, initrd: &[1; 4096], cmdline: "x", notes: &notes, acpi_rsdp: 0, map_a_ram: false, key_page: Some(&key) };
+        let p = plan(&inp).unwrap();
+        let seg = p.segments.iter().find(|s| s.what == "key for D").unwrap();
+        assert_eq!((&seg.data[..], seg.memsz), (&key[..], PAGE_SIZE));
+        assert!(p.cmdline.ends_with(&format!(" kjump.keypage={:#x}", seg.mem)));
+        // D's kernel never uses it: it lies in the reserved range.
+        assert!(p.e820.iter().any(|r| r.kind == Kind::Reserved && r.start <= seg.mem && seg.mem + PAGE_SIZE <= r.end));
+        kexec::validate(&p.kexec_segments(true)).unwrap();
+        kexec::validate(&p.kexec_segments(false)).unwrap();
+        assert!(p.kexec_segments(false).iter().any(|s| s.mem == seg.mem));
+        for w in p.segments.windows(2) {
+            assert_eq!(w[0].mem + w[0].memsz, w[1].mem, "{} / {}", w[0].what, w[1].what);
+        }
+        let inp = Inputs { key_page: Some(&[0; 5000]), ..inp };
+        assert_eq!(plan(&inp).map(|_| ()), Err(Error::KeyPageTooLarge));
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod initramfs;
 pub mod iobench;
 pub mod jump;
 pub mod kexec;
+pub mod keypage;
 pub mod kimage;
 pub mod layout;
 pub mod lock;

@@ -67,20 +67,47 @@ pub fn decode(page: &[u8]) -> Option<Report> {
 }
 
 const REQUEST_MAGIC: &[u8; 8] = b"KJMREQ01";
+/// Where an encrypted image's key starts in the request page, and where
+/// its key block (length, then bytes) follows.
+const KEY_OFF: usize = 2304;
+const KEY_BLOCK_LEN_OFF: usize = KEY_OFF + crate::keypage::LEN;
+const KEY_BLOCK_OFF: usize = KEY_BLOCK_LEN_OFF + 4;
+const _: () = assert!(8 + TABLE_LEN <= KEY_OFF && KEY_BLOCK_OFF + crate::image::KEY_BLOCK_LEN <= PAGE_SIZE as usize - 4);
 
-/// Encodes what A tells B before the jump: the block devices A uses
-/// (B must not write them, and records them in the image header).
-pub fn encode_request(uses: &[InUse]) -> Result<[u8; PAGE_SIZE as usize], Error> {
+/// What A tells B before the jump.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The block devices A uses (B must not write them, and records them
+    /// in the image header).
+    pub uses: Vec<InUse>,
+    /// Encrypt the image: its key, and the wrapped key to store with it.
+    pub key: Option<crate::save::ImageKey>,
+}
+
+/// Encodes A's request.
+pub fn encode_request(req: &Request) -> Result<[u8; PAGE_SIZE as usize], Error> {
     let mut page = [0u8; PAGE_SIZE as usize];
     page[..8].copy_from_slice(REQUEST_MAGIC);
-    page[8..8 + TABLE_LEN].copy_from_slice(&encode_table(uses)?);
-    let crc = crate::crc32::crc32(&page[..PAGE_SIZE as usize - 4]);
-    page[PAGE_SIZE as usize - 4..].copy_from_slice(&crc.to_le_bytes());
+    page[8..8 + TABLE_LEN].copy_from_slice(&encode_table(&req.uses)?);
+    if let Some(k) = &req.key {
+        if k.key_block.len() > crate::image::KEY_BLOCK_LEN {
+            return Err(Error::Msg(format!("the wrapped key takes {} bytes, more than the image's {}", k.key_block.len(), crate::image::KEY_BLOCK_LEN)));
+        }
+        crate::keypage::encode(&k.key, k.id, &mut page[KEY_OFF..])?;
+        page[KEY_BLOCK_LEN_OFF..KEY_BLOCK_OFF].copy_from_slice(&(k.key_block.len() as u32).to_le_bytes());
+        page[KEY_BLOCK_OFF..KEY_BLOCK_OFF + k.key_block.len()].copy_from_slice(&k.key_block);
+    }
+    seal_request(&mut page);
     Ok(page)
 }
 
+fn seal_request(page: &mut [u8; PAGE_SIZE as usize]) {
+    let crc = crate::crc32::crc32(&page[..PAGE_SIZE as usize - 4]);
+    page[PAGE_SIZE as usize - 4..].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Decodes A's request; an error names what is wrong with it.
-pub fn decode_request(page: &[u8]) -> Result<Vec<InUse>, Error> {
+pub fn decode_request(page: &[u8]) -> Result<Request, Error> {
     let bad = |what: &str| Error::Msg(format!("A's request in the mailbox page: {what}"));
     if page.len() < PAGE_SIZE as usize || &page[..8] != REQUEST_MAGIC {
         return Err(bad("missing (no magic)"));
@@ -90,13 +117,37 @@ pub fn decode_request(page: &[u8]) -> Result<Vec<InUse>, Error> {
     if crate::crc32::crc32(&page[..PAGE_SIZE as usize - 4]) != u32::from_le_bytes(crc) {
         return Err(bad("checksum mismatch"));
     }
-    decode_table(&page[8..8 + TABLE_LEN]).map_err(|e| bad(&e.to_string()))
+    let uses = decode_table(&page[8..8 + TABLE_LEN]).map_err(|e| bad(&e.to_string()))?;
+    let key = match crate::keypage::decode(&page[KEY_OFF..]).map_err(|why| bad(&format!("image key: {why}")))? {
+        None => None,
+        Some(k) => {
+            let mut len = [0u8; 4];
+            len.copy_from_slice(&page[KEY_BLOCK_LEN_OFF..KEY_BLOCK_OFF]);
+            let len = u32::from_le_bytes(len) as usize;
+            if len == 0 || len > crate::image::KEY_BLOCK_LEN {
+                return Err(bad("wrapped key length"));
+            }
+            Some(crate::save::ImageKey { key: k.key, id: k.id, key_block: page[KEY_BLOCK_OFF..KEY_BLOCK_OFF + len].to_vec() })
+        }
+    };
+    Ok(Request { uses, key })
 }
 
-/// B's side: reads A's request from the mailbox page at `phys`.
-pub fn read_request(mem: &DevMem, phys: u64) -> Result<Vec<InUse>, Error> {
-    let w = mem.map(phys, PAGE_SIZE as usize)?;
-    decode_request(w.bytes())
+/// B's side: reads A's request from the mailbox page at `phys`, and wipes
+/// the image key from it at once (A's memory is about to be saved: the key
+/// must not be in it).
+pub fn read_request(mem: &DevMem, phys: u64) -> Result<Request, Error> {
+    let mut w = mem.map(phys, PAGE_SIZE as usize)?;
+    let req = decode_request(w.bytes())?;
+    if req.key.is_some() {
+        let mut page = [0u8; PAGE_SIZE as usize];
+        page.copy_from_slice(w.bytes());
+        zeroize::Zeroize::zeroize(&mut page[KEY_OFF..KEY_OFF + crate::keypage::LEN]);
+        seal_request(&mut page);
+        w.bytes_mut().copy_from_slice(&page);
+        zeroize::Zeroize::zeroize(&mut page[..]);
+    }
+    Ok(req)
 }
 
 /// B's (and D's) side: writes `report` into A's mailbox page at `phys`,
@@ -348,14 +399,23 @@ impl Mailbox {
     }
 
     /// Leaves A's request for B in the page (see [`encode_request`]).
-    pub fn write_request(&self, uses: &[InUse]) -> Result<(), Error> {
-        let page = encode_request(uses)?;
+    pub fn write_request(&self, req: &Request) -> Result<(), Error> {
+        let mut page = encode_request(req)?;
         for (i, b) in page.iter().enumerate() {
             // SAFETY: writes inside the live, locked mapping of one page;
             // volatile so the bytes reach memory before the jump.
             unsafe { self.base.as_ptr().add(i).write_volatile(*b) };
         }
+        zeroize::Zeroize::zeroize(&mut page[..]);
         Ok(())
+    }
+
+    /// Wipes the page (A's copy of an image key with it), once B is back.
+    pub fn wipe(&self) {
+        for i in 0..PAGE_SIZE as usize {
+            // SAFETY: as in `write_request`.
+            unsafe { self.base.as_ptr().add(i).write_volatile(0) };
+        }
     }
 
     /// What B left, if anything.
@@ -372,6 +432,8 @@ impl Mailbox {
 
 impl Drop for Mailbox {
     fn drop(&mut self) {
+        // An image key B never read (it failed first) goes with the page.
+        self.wipe();
         unmap(self.base.as_ptr(), 1);
     }
 }
@@ -393,8 +455,16 @@ mod tests {
         assert_eq!(decode(&p), None);
         assert_eq!(decode(&p[..100]), None);
         let uses = vec![InUse { kind: crate::in_use::Kind::Swap, major: 1, minor: 2, uuid: None, name: "vdb".into() }];
-        let req = encode_request(&uses).unwrap();
-        assert_eq!(decode_request(&req).unwrap(), uses);
+        let req = encode_request(&Request { uses: uses.clone(), key: None }).unwrap();
+        let back = decode_request(&req).unwrap();
+        assert_eq!((back.uses, back.key.is_none()), (uses.clone(), true));
+        // With an image key: it comes back, and any change to it is refused.
+        let key = crate::save::ImageKey { key: crate::seal::DataKey::from_bytes([5; 32]), id: crate::seal::ImageId([6; 16]), key_block: vec![9; 300] };
+        let with_key = encode_request(&Request { uses: uses.clone(), key: Some(key.clone()) }).unwrap();
+        let back = decode_request(&with_key).unwrap().key.unwrap();
+        assert_eq!((back.key, back.id, back.key_block), (key.key.clone(), key.id, key.key_block.clone()));
+        let too_long = crate::save::ImageKey { key_block: vec![1; crate::image::KEY_BLOCK_LEN + 1], ..key };
+        assert!(encode_request(&Request { uses: uses.clone(), key: Some(too_long) }).is_err());
         let mut bad = req;
         bad[100] ^= 1;
         assert!(decode_request(&bad).unwrap_err().to_string().contains("checksum"));
@@ -405,7 +475,7 @@ mod tests {
 
     #[test]
     fn reports_go_only_where_a_request_is() {
-        let req = encode_request(&[]).unwrap();
+        let req = encode_request(&Request { uses: Vec::new(), key: None }).unwrap();
         assert!(may_post(&req, 0x1000).is_ok());
         let report = encode(&Report { ok: true, text: "done".into() });
         let zero = [0u8; 4096];
@@ -424,10 +494,10 @@ mod tests {
         assert!(m.phys() > 0 && m.phys() % PAGE_SIZE == 0);
         // Written after pinning: the pipe shows it, so it holds a reference
         // to the page, not a copy made when it was pinned.
-        m.write_request(&[]).unwrap();
+        m.write_request(&Request { uses: Vec::new(), key: None }).unwrap();
         let mut seen = [0u8; PAGE_SIZE as usize];
         let n = rustix::io::read(&m._pin.0, &mut seen).unwrap();
         assert_eq!(n, PAGE_SIZE as usize);
-        assert_eq!(seen, encode_request(&[]).unwrap());
+        assert_eq!(seen, encode_request(&Request { uses: Vec::new(), key: None }).unwrap());
     }
 }

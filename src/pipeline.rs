@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::free_pages::FreePages;
-use crate::image::{is_zero, ChunkEncoder, Compression, Run, MAX_CHUNK_PAGES, PAGE};
+use crate::image::{is_zero, ChunkEncoder, ChunkSums, Compression, Run, Sealer, MAX_CHUNK_PAGES, PAGE};
 use crate::vmcore::Mapping;
 use crate::Error;
 
@@ -302,7 +302,7 @@ struct EncodeJob {
     zero_runs: Vec<Run>,
     pages: Vec<u8>,
     out: Vec<u8>,
-    sum: u32,
+    sums: ChunkSums,
     encoder: ChunkEncoder,
 }
 
@@ -318,17 +318,18 @@ fn sort_and_encode(job: &mut EncodeJob) {
         }
     }
     job.out.clear();
-    job.sum = job.encoder.encode(job.index, &job.runs, &job.zero_runs, &job.pages, &mut job.out);
+    job.sums = job.encoder.encode(job.index, &job.runs, &job.zero_runs, &job.pages, &mut job.out);
 }
 
-/// Where finished chunks go, in order: (encoded bytes, data checksum, what
-/// became of the chunk's pages).
-pub type Sink<'a> = dyn FnMut(&[u8], u32, Counts) -> Result<(), Error> + 'a;
+/// Where finished chunks go, in order: (encoded bytes, checksum and tag,
+/// what became of the chunk's pages).
+pub type Sink<'a> = dyn FnMut(&[u8], &ChunkSums, Counts) -> Result<(), Error> + 'a;
 
 /// Sorts A's pages and encodes them into chunks, on worker threads when
 /// there are CPUs for them, and passes the chunks on in order.
 pub struct Pipeline {
     compression: Compression,
+    sealer: Option<Sealer>,
     free: Option<Arc<FreePages>>,
     ordered: Ordered<EncodeJob>,
     spare: Vec<EncodeJob>,
@@ -342,10 +343,12 @@ impl Pipeline {
     pub const BYTES_PER_JOB: u64 = (3 * MAX_CHUNK_PAGES * PAGE + 3 * crate::image::BLOCK) as u64;
 
     /// A pipeline with `budget.workers` threads (0: everything inline),
-    /// leaving out the pages `free` marks.
-    pub fn new(compression: Compression, free: Option<Arc<FreePages>>, budget: Budget) -> Result<Self, Error> {
+    /// leaving out the pages `free` marks, sealing chunks with `sealer`
+    /// when the image is encrypted.
+    pub fn new(compression: Compression, sealer: Option<Sealer>, free: Option<Arc<FreePages>>, budget: Budget) -> Result<Self, Error> {
         Ok(Pipeline {
             compression,
+            sealer,
             free,
             ordered: Ordered::new(budget.workers, budget.in_flight, sort_and_encode, "kjump-encode")?,
             spare: Vec::new(),
@@ -382,8 +385,8 @@ impl Pipeline {
             zero_runs: Vec::with_capacity(crate::image::MAX_RUNS),
             pages: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE),
             out: Vec::with_capacity(MAX_CHUNK_PAGES * PAGE + 2 * crate::image::BLOCK),
-            sum: 0,
-            encoder: ChunkEncoder::new(self.compression),
+            sums: ChunkSums::default(),
+            encoder: ChunkEncoder::new(self.compression, self.sealer.clone()),
         })
     }
 
@@ -419,7 +422,7 @@ impl Pipeline {
     }
 
     fn pass_on(&mut self, done: EncodeJob, sink: &mut Sink<'_>) -> Result<(), Error> {
-        let r = sink(&done.out, done.sum, done.counts);
+        let r = sink(&done.out, &done.sums, done.counts);
         self.spare.push(done);
         r
     }
@@ -458,13 +461,13 @@ mod tests {
 
     /// Every chunk the pipeline makes of `memory(n)`, in order, and the
     /// free pages it skipped.
-    fn chunks(workers: usize, n: usize, free: &[u64]) -> (Vec<(Vec<u8>, u32, Counts)>, u64) {
+    fn chunks(workers: usize, n: usize, free: &[u64], sealer: Option<&Sealer>) -> (Vec<(Vec<u8>, ChunkSums, Counts)>, u64) {
         let free = Arc::new(FreePages::of(free, FIRST + n as u64));
-        let mut p = Pipeline::new(Compression::Lz4, Some(free), Budget { workers, in_flight: workers * IN_FLIGHT_PER_WORKER }).unwrap();
+        let mut p = Pipeline::new(Compression::Lz4, sealer.cloned(), Some(free), Budget { workers, in_flight: workers * IN_FLIGHT_PER_WORKER }).unwrap();
         let window = Arc::new(Window::Read(memory(n)));
         let mut got = Vec::new();
-        let mut sink = |b: &[u8], sum: u32, c: Counts| {
-            got.push((b.to_vec(), sum, c));
+        let mut sink = |b: &[u8], sums: &ChunkSums, c: Counts| {
+            got.push((b.to_vec(), *sums, c));
             Ok(())
         };
         let mut skipped = 0;
@@ -476,28 +479,56 @@ mod tests {
         (got, skipped)
     }
 
+    fn sealer(seed: u8) -> Sealer {
+        let key = crate::seal::DataKey::from_bytes([seed; 32]);
+        Sealer { keys: Arc::new(crate::seal::Keys::derive(&key, crate::seal::ImageId([seed; 16]))), salt: [seed; 16] }
+    }
+
     #[test]
     fn workers_give_the_same_chunks_in_order_as_inline() {
+        workers_give_the_same_chunks(None);
+    }
+
+    #[test]
+    fn sealed_chunks_hide_the_pages_and_open_with_their_key_only() {
+        let s = sealer(3);
+        workers_give_the_same_chunks(Some(&s));
+        let n = PAGES_PER_JOB;
+        let (chunks, _) = chunks(0, n, &[], Some(&s));
+        let page = &memory(n)[PAGE..2 * PAGE];
+        for (i, (bytes, sums, _)) in chunks.iter().enumerate() {
+            assert!(!bytes.windows(64).any(|w| w == &page[..64]), "a page in the clear");
+            assert_ne!(sums.tag, [0; 16]);
+            let info = parse_chunk_header(bytes, i as u64).unwrap();
+            let mut bufs = crate::image::ChunkBufs::default();
+            let e = decode_chunk(bytes, &info, &mut bufs, Some(&sealer(4))).unwrap_err();
+            assert_eq!(e, crate::image::Error::BadTag { chunk: i as u64 });
+            assert!(decode_chunk(bytes, &info, &mut bufs, None).is_err(), "sealed bytes decompressed as they are");
+        }
+    }
+
+    fn workers_give_the_same_chunks(sealer: Option<&Sealer>) {
         let n = 3 * PAGES_PER_JOB + 17;
         // Pages 5, 6 and the whole second job are free.
         let free: Vec<u64> = [FIRST + 5, FIRST + 6].into_iter().chain((0..PAGES_PER_JOB as u64).map(|i| FIRST + PAGES_PER_JOB as u64 + i)).collect();
-        let (inline, skipped) = chunks(0, n, &free);
+        let (inline, skipped) = chunks(0, n, &free, sealer);
         assert_eq!(skipped, PAGES_PER_JOB as u64, "an all-free job makes no chunk");
         assert_eq!(inline.len(), 3);
         for workers in [1, 2, 3] {
-            assert_eq!(chunks(workers, n, &free), (inline.clone(), skipped), "{workers} workers");
+            assert_eq!(chunks(workers, n, &free, sealer), (inline.clone(), skipped), "{workers} workers");
         }
         // Decoded, the chunks give back every page that is not free, zero
         // pages as zero runs.
         let memory = memory(n);
-        let (mut runs, mut zero_runs, mut pages) = (Vec::new(), Vec::new(), Vec::new());
+        let mut bufs = crate::image::ChunkBufs::default();
         let mut seen = Counts::default();
-        for (i, (bytes, sum, counts)) in inline.iter().enumerate() {
+        for (i, (bytes, sums, counts)) in inline.iter().enumerate() {
             let info = parse_chunk_header(bytes, i as u64).unwrap();
-            assert_eq!(info.data_sum, *sum);
-            decode_chunk(bytes, &info, &mut runs, &mut zero_runs, &mut pages).unwrap();
+            assert_eq!((info.data_sum, info.tag), (sums.sum, sums.tag));
+            decode_chunk(bytes, &info, &mut bufs, sealer).unwrap();
+            let (runs, zero_runs, pages) = (&bufs.runs, &bufs.zero_runs, &bufs.pages);
             let mut at = 0;
-            for &(pfn, k) in &runs {
+            for &(pfn, k) in runs {
                 for p in pfn..pfn + k {
                     let i = (p - FIRST) as usize;
                     assert_eq!(&pages[at..at + PAGE], &memory[i * PAGE..(i + 1) * PAGE], "page {p:#x}");
@@ -505,7 +536,7 @@ mod tests {
                     at += PAGE;
                 }
             }
-            for &(pfn, k) in &zero_runs {
+            for &(pfn, k) in zero_runs {
                 assert!((pfn..pfn + k).all(|p| (p - FIRST) % 7 == 0 && !free.contains(&p)));
             }
             assert_eq!(counts.stored, runs.iter().map(|r| r.1).sum::<u64>());
@@ -534,9 +565,9 @@ mod tests {
 
     #[test]
     fn a_job_outside_its_window_is_refused() {
-        let mut p = Pipeline::new(Compression::Lz4, None, Budget { workers: 0, in_flight: 0 }).unwrap();
+        let mut p = Pipeline::new(Compression::Lz4, None, None, Budget { workers: 0, in_flight: 0 }).unwrap();
         let window = Arc::new(Window::Read(vec![1u8; 4 * PAGE]));
-        let mut sink = |_: &[u8], _: u32, _: Counts| Ok(());
+        let mut sink = |_: &[u8], _: &ChunkSums, _: Counts| Ok(());
         assert!(p.submit(&window, PAGE, 0, 4, &mut sink).is_err());
         assert!(p.submit(&window, 0, 0, 0, &mut sink).is_err());
         assert!(p.submit(&window, usize::MAX, 0, 1, &mut sink).is_err());
@@ -545,10 +576,10 @@ mod tests {
 
     #[test]
     fn a_failing_sink_stops_the_pipeline() {
-        let mut p = Pipeline::new(Compression::Lz4, None, Budget { workers: 2, in_flight: 2 * IN_FLIGHT_PER_WORKER }).unwrap();
+        let mut p = Pipeline::new(Compression::Lz4, None, None, Budget { workers: 2, in_flight: 2 * IN_FLIGHT_PER_WORKER }).unwrap();
         let window = Arc::new(Window::Read(memory(20)));
         let mut calls = 0;
-        let mut sink = |_: &[u8], _: u32, _: Counts| {
+        let mut sink = |_: &[u8], _: &ChunkSums, _: Counts| {
             calls += 1;
             if calls == 3 {
                 Err(Error::Msg("disk full".into()))

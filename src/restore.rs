@@ -36,6 +36,8 @@ pub struct Request<'a> {
     pub count_attempt: bool,
     /// Starts of the restore kernel after which the image is given up.
     pub max_attempts: u32,
+    /// The image's data key, when it is encrypted (C hands it to D).
+    pub key: Option<&'a crate::seal::DataKey>,
 }
 
 /// How many times the restore kernel may be started for one image before
@@ -92,6 +94,10 @@ pub struct Opened {
     state: image::StateBlock,
     /// The state block commits this header.
     committed: bool,
+    /// The header and state blocks as read.
+    blocks: Vec<u8>,
+    /// An encrypted image's keys, once [`check`] has authenticated it.
+    sealer: Option<image::Sealer>,
     /// Where it is, for messages.
     pub name: String,
 }
@@ -100,6 +106,11 @@ impl Opened {
     /// The image's state block as it was read (or last written by D).
     pub fn state(&self) -> &image::StateBlock {
         &self.state
+    }
+
+    /// An encrypted image's keys, once authenticated.
+    fn keys(&self) -> Option<&crate::seal::Keys> {
+        self.sealer.as_ref().map(|s| &*s.keys)
     }
 }
 
@@ -117,8 +128,10 @@ pub fn open(req: &Request<'_>) -> Result<Opened, Failure> {
     let (file, name) = crate::save::open_existing(req.target, req.wait, &peeked.in_use)?;
     let reader = Reader::open(&file).map_err(|e| fault(e, &name))?;
     let (header, state, committed) = (reader.header.clone(), reader.state.clone(), reader.header_committed());
+    let (h, st) = reader.blocks();
+    let blocks = [h, st].concat();
     drop(reader);
-    Ok(Opened { file, header, state, committed, name })
+    Ok(Opened { file, header, state, committed, blocks, sealer: None, name })
 }
 
 /// Checks, before writing anything, that the opened image can be resumed
@@ -138,8 +151,18 @@ pub fn check(req: &Request<'_>, img: &mut Opened) -> Result<(), Failure> {
     if !img.committed {
         return Err(bad("the state block commits a different header".into()));
     }
+    if img.header.cipher != crate::seal::Cipher::None {
+        let Some(key) = req.key else {
+            return Err(Error::Msg(format!("{name}: the image is encrypted and this restore kernel was given no key (resume it with 'kjump resume')")).into());
+        };
+        let keys = Arc::new(crate::seal::Keys::derive(key, img.header.image_id));
+        let (h, st) = img.blocks.split_at(BLOCK);
+        image::authenticate(&keys, h, st).map_err(|e| bad(e.to_string()))?;
+        img.sealer = Some(image::Sealer { keys, salt: img.header.nonce_salt });
+    }
     if req.count_attempt {
-        img.state = image::record_attempt(&img.file, &img.state).map_err(|e| Error::io(format!("counting this start in the state of {name}"), e))?;
+        img.state =
+            image::record_attempt(&img.file, &img.state, img.keys()).map_err(|e| Error::io(format!("counting this start in the state of {name}"), e))?;
     }
     if img.state.attempts > req.max_attempts {
         return Err(bad(format!(
@@ -204,6 +227,7 @@ struct Dest {
     ram: Vec<(u64, u64)>,
     region: (u64, u64),
     low_end: u64,
+    sealer: Option<image::Sealer>,
 }
 
 /// A chunk read from the image, to be checked, unpacked and written into
@@ -213,9 +237,7 @@ struct DecodeJob {
     /// The batch of the image holding the chunk, and where the chunk
     /// starts on disk; let go once the chunk's pages are written.
     raw: Option<(Arc<ReadBatch>, u64)>,
-    runs: Vec<image::Run>,
-    zero_runs: Vec<image::Run>,
-    pages: Vec<u8>,
+    bufs: image::ChunkBufs,
     result: Result<(), Failure>,
     /// Where this job's pages go.
     dest: Arc<Dest>,
@@ -228,11 +250,11 @@ struct DecodeJob {
 
 impl DecodeJob {
     /// Bytes one job holds: its pages unpacked (the chunk as read stays
-    /// in the reader's batch).
-    const BYTES: u64 = (image::MAX_CHUNK_PAGES * PAGE + 4 * BLOCK) as u64;
+    /// in the reader's batch), and a sealed chunk's bytes once opened.
+    const BYTES: u64 = (2 * image::MAX_CHUNK_PAGES * PAGE + 4 * BLOCK) as u64;
 
     fn new(dest: Arc<Dest>, writer: Writer) -> Self {
-        DecodeJob { info: None, raw: None, runs: Vec::new(), zero_runs: Vec::new(), pages: Vec::new(), result: Ok(()), dest, writer, writing: Duration::ZERO }
+        DecodeJob { info: None, raw: None, bufs: image::ChunkBufs::default(), result: Ok(()), dest, writer, writing: Duration::ZERO }
     }
 }
 
@@ -247,24 +269,24 @@ fn decode(job: &mut DecodeJob) {
     };
     // Pages stored as they are are written straight from the batch;
     // compressed ones from `pages`.
-    let stored = match image::decode_chunk_in_place(raw, info, &mut job.runs, &mut job.zero_runs, &mut job.pages) {
+    let stored = match image::decode_chunk_in_place(raw, info, &mut job.bufs, job.dest.sealer.as_ref()) {
         Ok(image::ChunkPages::InChunk(range)) => {
             // The main thread gathers low memory from `pages` after the
             // batch is gone: only the chunks that reach it are copied.
-            if job.runs.iter().any(|&(pfn, _)| pfn.saturating_mul(PAGE as u64) < job.dest.low_end) {
-                job.pages.clear();
-                job.pages.extend_from_slice(&raw[range.clone()]);
+            if job.bufs.runs.iter().any(|&(pfn, _)| pfn.saturating_mul(PAGE as u64) < job.dest.low_end) {
+                job.bufs.pages.clear();
+                job.bufs.pages.extend_from_slice(&raw[range.clone()]);
             }
             &raw[range]
         }
-        Ok(image::ChunkPages::InBuffer) => &job.pages[..],
+        Ok(image::ChunkPages::InBuffer) => &job.bufs.pages[..],
         Err(e) => {
             job.result = Err(Failure::GiveUp(Error::Msg(format!("{e}"))));
             return;
         }
     };
     let t = Instant::now();
-    job.result = write_pages(&job.dest, &mut job.writer, info.index, &job.runs, &job.zero_runs, stored);
+    job.result = write_pages(&job.dest, &mut job.writer, info.index, &job.bufs.runs, &job.bufs.zero_runs, stored);
     job.writing += t.elapsed();
 }
 
@@ -341,7 +363,10 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
     let mut ranges = h.ram.iter().copied().peekable();
     let mut cursor = 0u64;
     let writer = std::cell::RefCell::new(Writer::new(Arc::clone(mem), WRITE_WINDOW));
-    let dest = Arc::new(Dest { ram: h.ram.clone(), region, low_end });
+    if h.cipher != crate::seal::Cipher::None && img.sealer.is_none() {
+        return Err(Error::Msg(format!("{}: the image is encrypted and was not authenticated before restoring", img.name)).into());
+    }
+    let dest = Arc::new(Dest { ram: h.ram.clone(), region, low_end, sealer: img.sealer.clone() });
     // Where D's time goes, for the console: zeroing free pages, writing
     // pages on the workers, waiting for the workers.
     let zeroing = std::cell::Cell::new(Duration::ZERO);
@@ -437,9 +462,9 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
         // The workers wrote the pages above low memory; here the runs are
         // checked to come in address order, the gaps between them (free
         // pages) handled, and low memory gathered.
-        let pages = &job.pages;
+        let pages = &job.bufs.pages;
         let mut at = 0usize;
-        for ((pfn, n), zero) in image::merged(&job.runs, &job.zero_runs) {
+        for ((pfn, n), zero) in image::merged(&job.bufs.runs, &job.bufs.zero_runs) {
             let addr = pfn * PAGE as u64;
             let len = n * PAGE as u64;
             if addr < cursor {
@@ -495,7 +520,8 @@ pub fn discard_data(img: &Opened) -> Result<crate::discard::Outcome, Error> {
     crate::discard::discard(&img.file, image::DATA_OFFSET, len)
 }
 
-/// Marks the image consumed (after a successful restore) and flushes it.
+/// Marks the image consumed (after a successful restore) or bad, and
+/// flushes it; either destroys an encrypted image's wrapped key.
 pub fn mark(img: &Opened, state: State, note: &str) -> Result<(), Error> {
-    image::set_state(&img.file, &img.state, state, note).map_err(|e| Error::io(format!("updating the state of {}", img.name), e))
+    image::set_state(&img.file, &img.state, state, note, img.keys()).map_err(|e| Error::io(format!("updating the state of {}", img.name), e))
 }

@@ -59,6 +59,20 @@ pub struct Request<'a> {
     /// `kjump.target_id=`: the target device as A saw it
     /// (`kjump::target::Identity`); B refuses a device that differs.
     pub target_id: Option<&'a str>,
+    /// Encrypt the image with this key (from A's request).
+    pub key: Option<&'a ImageKey>,
+}
+
+/// An encrypted image's key as A hands it to B: the data key, the image
+/// ID it was wrapped for, and the wrapped key to store in the image.
+#[derive(Clone, Debug)]
+pub struct ImageKey {
+    /// The data key (wiped when dropped).
+    pub key: crate::seal::DataKey,
+    /// The image ID.
+    pub id: crate::seal::ImageId,
+    /// The key block ([`crate::wrap`]) for the state block.
+    pub key_block: Vec<u8>,
 }
 
 /// Set once B starts writing the commit record, and left set unless the
@@ -259,8 +273,8 @@ struct Chunks {
 }
 
 impl Chunks {
-    fn add(&mut self, chunk: &[u8], sum: u32) -> Result<(), Error> {
-        self.chain.add(sum);
+    fn add(&mut self, chunk: &[u8], sums: &crate::image::ChunkSums) -> Result<(), Error> {
+        self.chain.add(sums);
         self.count += 1;
         self.writer.append(chunk)
     }
@@ -312,6 +326,15 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     }
     let (file, name) = open_target(req.target, req.wait, true, req.in_use, req.target_id)?;
     say!("writing the image to {name}");
+    let sealer = match req.key {
+        Some(k) => {
+            let mut salt = [0u8; crate::seal::ID_LEN];
+            crate::seal::random(&mut salt)?;
+            say!("encrypting the image ({})", crate::seal::Cipher::XChaCha20Poly1305.name());
+            Some(crate::image::Sealer { keys: Arc::new(crate::seal::Keys::derive(&k.key, k.id)), salt })
+        }
+        None => None,
+    };
     let mut header = Header {
         compression: Some(req.compression),
         created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
@@ -326,6 +349,9 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         in_use: req.in_use.to_vec(),
         zero_free: req.zero_free,
         stamps,
+        cipher: if sealer.is_some() { crate::seal::Cipher::XChaCha20Poly1305 } else { crate::seal::Cipher::None },
+        image_id: req.key.map(|k| k.id).unwrap_or_default(),
+        nonce_salt: sealer.as_ref().map(|s| s.salt).unwrap_or_default(),
         ..Header::default()
     };
     let mut blocks = vec![0u8; 2 * BLOCK];
@@ -339,6 +365,8 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         data_end: DATA_OFFSET,
         note: String::new(),
         attempts: 0,
+        tags: [0; 32],
+        key_block: Vec::new(),
     };
     blocks[BLOCK..].copy_from_slice(&writing.encode());
     write_at(&file, &blocks, 0, "the header")?;
@@ -351,7 +379,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     // then as many jobs (a chunk each) as fit.
     let fixed = (2 * WRITE_BATCH + WINDOW) as u64 + MISC_BYTES;
     let (budget, available) = Budget::for_this_kernel(fixed, Pipeline::BYTES_PER_JOB)?;
-    let mut pipeline = Pipeline::new(req.compression, free, budget)?;
+    let mut pipeline = Pipeline::new(req.compression, sealer.clone(), free, budget)?;
     say!("compressing on {} thread(s), {} chunk(s) in flight ({} MiB free)", pipeline.workers().max(1), budget.in_flight.max(1), available.min(1 << 50) >> 20);
     let writer = BatchWriter::new(&file, DATA_OFFSET, WRITE_BATCH)?;
     if !writer.is_direct() {
@@ -361,11 +389,11 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     let mut done = 0u64;
     let mut s = Summary::default();
     let mut counts = Counts::default();
-    let mut add = |chunk: &[u8], sum: u32, c: Counts| {
+    let mut add = |chunk: &[u8], sums: &crate::image::ChunkSums, c: Counts| {
         counts.zero += c.zero;
         counts.free += c.free;
         counts.stored += c.stored;
-        sink.add(chunk, sum)
+        sink.add(chunk, sums)
     };
 
     // This thread maps A's memory a window at a time; the workers sort
@@ -419,7 +447,8 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     header.free_pages = s.free_pages;
     header.stored_pages = s.stored_pages;
     header.data_bytes = pos - DATA_OFFSET;
-    let h = header.encode()?;
+    let keys = sealer.as_ref().map(|s| &*s.keys);
+    let h = header.encode_sealed(keys)?;
     let committed = StateBlock {
         state: if req.snapshot { State::Snapshot } else { State::Committed },
         header_crc: Header::crc(&h),
@@ -428,9 +457,11 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         data_end: pos,
         note: String::new(),
         attempts: 0,
+        tags: chain.tags(),
+        key_block: req.key.map(|k| k.key_block.clone()).unwrap_or_default(),
     };
     blocks[..BLOCK].copy_from_slice(&h);
-    blocks[BLOCK..].copy_from_slice(&committed.encode());
+    blocks[BLOCK..].copy_from_slice(&committed.encode_sealed(keys));
     COMMIT_STARTED.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Err(e) = write_at(&file, &blocks, 0, "the commit record").and_then(|()| flush(&file)) {
         // Whether the commit reached the disk is unknown: put the image

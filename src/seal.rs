@@ -36,9 +36,10 @@ pub const TAG_LEN: usize = 16;
 pub const MAC_LEN: usize = 32;
 
 /// Which AEAD seals an image's chunks (recorded in the header).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Cipher {
     /// Not encrypted: pages in the clear, headers under CRC only.
+    #[default]
     None,
     /// XChaCha20-Poly1305 (RFC 8439 with a 192-bit nonce), HKDF-SHA-256,
     /// HMAC-SHA-256.
@@ -183,8 +184,9 @@ impl Keys {
     }
 
     /// Encrypts chunk `index`'s stored bytes in place and returns the tag;
-    /// `ad` (the chunk's header fields and runs) is authenticated with them.
-    pub fn seal_chunk(&self, salt: &[u8; ID_LEN], index: u64, ad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
+    /// `ad` (the chunk's header fields and runs, in pieces) is
+    /// authenticated with them.
+    pub fn seal_chunk(&self, salt: &[u8; ID_LEN], index: u64, ad: &[&[u8]], data: &mut [u8]) -> [u8; TAG_LEN] {
         let full_ad = self.full_ad(ad);
         // Encryption fails only past ChaCha20's 256 GiB per nonce; a chunk
         // is at most 1 MiB.
@@ -196,20 +198,22 @@ impl Keys {
 
     /// Checks chunk `index`'s tag and decrypts its stored bytes in place.
     /// On a bad tag `data` is left encrypted.
-    pub fn open_chunk(&self, salt: &[u8; ID_LEN], index: u64, ad: &[u8], data: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), BadTag> {
+    pub fn open_chunk(&self, salt: &[u8; ID_LEN], index: u64, ad: &[&[u8]], data: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), BadTag> {
         let full_ad = self.full_ad(ad);
         self.chunk.decrypt_in_place_detached(&Self::nonce(salt, index), &full_ad, data, tag.into()).map_err(|_| BadTag)
     }
 
     /// The image ID, then `ad`: chunks are bound to their image twice
     /// (through the key and here), so a chunk of another image fails.
-    fn full_ad(&self, ad: &[u8]) -> heapless::Vec<u8, { crate::image::MAX_CHUNK_AD }> {
+    fn full_ad(&self, ad: &[&[u8]]) -> heapless::Vec<u8, { crate::image::MAX_CHUNK_AD }> {
         let mut v = heapless::Vec::new();
         // Callers pass at most the chunk header and its runs; anything
         // longer is cut, and then no tag matches.
         let _ = v.extend_from_slice(&self.id.0);
-        let room = v.capacity() - v.len();
-        let _ = v.extend_from_slice(&ad[..ad.len().min(room)]);
+        for piece in ad {
+            let room = v.capacity() - v.len();
+            let _ = v.extend_from_slice(&piece[..piece.len().min(room)]);
+        }
         v
     }
 
@@ -290,20 +294,20 @@ mod tests {
         let salt = [7u8; ID_LEN];
         let plain = b"A's page: secret marker".to_vec();
         let mut data = plain.clone();
-        let tag = k.seal_chunk(&salt, 3, b"header+runs", &mut data);
+        let tag = k.seal_chunk(&salt, 3, &[b"header+", b"runs"], &mut data);
         assert_ne!(data, plain);
         // Another index, other associated data, another salt, another
         // image's keys, a changed byte: all refused, data left sealed.
         let mut d = data.clone();
-        assert_eq!(k.open_chunk(&salt, 4, b"header+runs", &mut d, &tag), Err(BadTag));
+        assert_eq!(k.open_chunk(&salt, 4, &[b"header+", b"runs"], &mut d, &tag), Err(BadTag));
         assert_eq!(d, data);
-        assert_eq!(k.open_chunk(&salt, 3, b"header+runz", &mut d, &tag), Err(BadTag));
-        assert_eq!(k.open_chunk(&[8; ID_LEN], 3, b"header+runs", &mut d, &tag), Err(BadTag));
-        assert_eq!(keys(2).open_chunk(&salt, 3, b"header+runs", &mut d, &tag), Err(BadTag));
+        assert_eq!(k.open_chunk(&salt, 3, &[b"header+", b"runz"], &mut d, &tag), Err(BadTag));
+        assert_eq!(k.open_chunk(&[8; ID_LEN], 3, &[b"header+", b"runs"], &mut d, &tag), Err(BadTag));
+        assert_eq!(keys(2).open_chunk(&salt, 3, &[b"header+", b"runs"], &mut d, &tag), Err(BadTag));
         d[0] ^= 1;
-        assert_eq!(k.open_chunk(&salt, 3, b"header+runs", &mut d, &tag), Err(BadTag));
+        assert_eq!(k.open_chunk(&salt, 3, &[b"header+", b"runs"], &mut d, &tag), Err(BadTag));
         d[0] ^= 1;
-        k.open_chunk(&salt, 3, b"header+runs", &mut d, &tag).unwrap();
+        k.open_chunk(&salt, 3, &[b"header+", b"runs"], &mut d, &tag).unwrap();
         assert_eq!(d, plain);
     }
 

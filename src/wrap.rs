@@ -33,7 +33,7 @@ use crate::seal::{self, DataKey, ImageId, ID_LEN, KEY_LEN};
 use crate::Error;
 
 /// Bytes of a key block in the state block.
-pub const KEY_BLOCK_LEN: usize = 2048;
+pub const KEY_BLOCK_LEN: usize = crate::image::KEY_BLOCK_LEN;
 /// Fewest bytes a key file may have.
 pub const KEY_FILE_MIN: usize = 32;
 /// Most bytes a key file may have.

@@ -49,11 +49,11 @@ fn check_image(image: &Path, summary: &str) {
 
     let mut r = Reader::open(std::io::BufReader::new(std::fs::File::open(image).unwrap())).unwrap();
     let h = r.header.clone();
-    let (mut runs, mut zero_runs, mut pages, mut found, mut stored, mut zero) = (Vec::new(), Vec::new(), Vec::new(), false, 0u64, 0u64);
-    while r.next_chunk(&mut runs, &mut zero_runs, &mut pages).unwrap().is_some() {
-        stored += (pages.len() / PAGE) as u64;
-        zero += zero_runs.iter().map(|r| r.1).sum::<u64>();
-        found |= pages.windows(MARKER.len()).any(|w| w == MARKER.as_bytes());
+    let (mut found, mut stored, mut zero) = (false, 0u64, 0u64);
+    while let Some((_, bufs)) = r.next_chunk().unwrap() {
+        stored += (bufs.pages.len() / PAGE) as u64;
+        zero += bufs.zero_runs.iter().map(|r| r.1).sum::<u64>();
+        found |= bufs.pages.windows(MARKER.len()).any(|w| w == MARKER.as_bytes());
     }
     assert!(found, "the workload's marker is not in the decoded pages");
     assert_eq!(stored, h.stored_pages);

@@ -18,7 +18,17 @@ fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
 /// A committed image of two chunks; the first byte is the fuzz target's
 /// mode (1: reseal the CRCs before reading).
 fn image(compression: Compression, mode: u8) -> Vec<u8> {
-    let mut enc = ChunkEncoder::new(compression);
+    image_sealed(compression, mode, None)
+}
+
+/// The same, its chunks sealed and its blocks under their MACs with a
+/// fixed key ([7; 32], the key the fuzz target tries) when `sealed`.
+fn image_sealed(compression: Compression, mode: u8, sealed: Option<u8>) -> Vec<u8> {
+    let sealer = sealed.map(|seed| kjump::image::Sealer {
+        keys: std::sync::Arc::new(kjump::seal::Keys::derive(&kjump::seal::DataKey::from_bytes([7; 32]), kjump::seal::ImageId([seed; 16]))),
+        salt: [seed; 16],
+    });
+    let mut enc = ChunkEncoder::new(compression, sealer.clone());
     let mut chunks = Vec::new();
     let mut chain = Chain::default();
     let text: Vec<u8> = b"kjump fuzz seed ".iter().cycle().take(3 * PAGE).copied().collect();
@@ -30,8 +40,9 @@ fn image(compression: Compression, mode: u8) -> Vec<u8> {
         x ^= x << 5;
         *b = x as u8;
     }
-    chain.add(enc.encode(0, &[(0x100, 2), (0x200, 1)], &[(0x102, 3)], &text, &mut chunks));
-    chain.add(enc.encode(1, &[(0x300, 1)], &[(0x301, 1)], &noise, &mut chunks));
+    chain.add(&enc.encode(0, &[(0x100, 2), (0x200, 1)], &[(0x102, 3)], &text, &mut chunks));
+    chain.add(&enc.encode(1, &[(0x300, 1)], &[(0x301, 1)], &noise, &mut chunks));
+    let keys = sealer.as_ref().map(|s| &*s.keys);
     let header = Header {
         compression: Some(compression),
         created_unix: 1_800_000_000,
@@ -52,8 +63,11 @@ fn image(compression: Compression, mode: u8) -> Vec<u8> {
         machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
         in_use: vec![kjump::in_use::InUse { kind: kjump::in_use::Kind::MountedReadWrite, major: 254, minor: 0, uuid: Some([7; 16]), name: "vda".into() }],
         stamps: vec![kjump::freshness::Stamp::Ext(0x0123_4567_89ab_cdef)],
+        cipher: if sealer.is_some() { kjump::seal::Cipher::XChaCha20Poly1305 } else { kjump::seal::Cipher::None },
+        image_id: sealer.as_ref().map(|s| s.keys.id()).unwrap_or_default(),
+        nonce_salt: sealer.as_ref().map(|s| s.salt).unwrap_or_default(),
     }
-    .encode()
+    .encode_sealed(keys)
     .expect("header encodes");
     let state = StateBlock {
         state: State::Committed,
@@ -63,10 +77,12 @@ fn image(compression: Compression, mode: u8) -> Vec<u8> {
         data_end: DATA_OFFSET + chunks.len() as u64,
         note: String::new(),
         attempts: 0,
+        tags: chain.tags(),
+        key_block: Vec::new(),
     };
     let mut img = vec![mode];
     img.extend_from_slice(&header);
-    img.extend_from_slice(&state.encode());
+    img.extend_from_slice(&state.encode_sealed(keys));
     img.extend_from_slice(&chunks);
     img
 }
@@ -231,8 +247,11 @@ fn ext4_head() -> Vec<u8> {
 fn read_image(img: &[u8]) -> usize {
     let mut r = kjump::image::Reader::open(img).expect("seed image opens");
     assert!(r.header_committed());
-    let (mut runs, mut zero_runs, mut pages, mut n) = (Vec::new(), Vec::new(), Vec::new(), 0);
-    while r.next_chunk(&mut runs, &mut zero_runs, &mut pages).expect("seed chunk reads").is_some() {
+    if r.encrypted() {
+        r.unlock(&kjump::seal::DataKey::from_bytes([7; 32])).expect("seed image authenticates");
+    }
+    let mut n = 0;
+    while r.next_chunk().expect("seed chunk reads").is_some() {
         n += 1;
     }
     n
@@ -243,6 +262,7 @@ fn read_image(img: &[u8]) -> usize {
 fn check_seeds() {
     for c in [Compression::None, Compression::Lz4, Compression::Deflate] {
         assert_eq!(read_image(&image(c, 0)[1..]), 2);
+        assert_eq!(read_image(&image_sealed(c, 2, Some(3))[1..]), 2);
     }
     assert!(kjump::bzimage::BzImage::parse(&bzimage(512)).is_ok());
     let info = kjump::vmcoreinfo::VmcoreInfo::parse(VMCOREINFO);
@@ -287,6 +307,8 @@ fn main() {
     write(&dir, "image", "lz4-exact", &image(Compression::Lz4, 0));
     write(&dir, "image", "deflate-reseal", &image(Compression::Deflate, 1));
     write(&dir, "image", "raw-reseal", &image(Compression::None, 1));
+    write(&dir, "image", "lz4-sealed", &image_sealed(Compression::Lz4, 2, Some(3)));
+    write(&dir, "image", "raw-sealed-reseal", &image_sealed(Compression::None, 3, Some(4)));
     // Regression: a low-memory backup longer than 1 MiB (CRCs resealed).
     let mut huge_backup = image(Compression::Lz4, 1);
     huge_backup[1 + 64..1 + 72].copy_from_slice(&0x100a_0000u64.to_le_bytes());

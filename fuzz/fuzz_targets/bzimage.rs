@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     for size in [64 << 20, 256 << 20] {
         let Ok(region) = map.choose_region(size) else { continue };
         let notes = [vec![0u8; 100]];
-        let inputs = Inputs { map: &map, region, kernel: &bz, initrd: &[0u8; 4096], cmdline: "console=ttyS0", notes: &notes, acpi_rsdp: 0, map_a_ram: false };
+        let inputs = Inputs { map: &map, region, kernel: &bz, initrd: &[0u8; 4096], cmdline: "console=ttyS0", notes: &notes, acpi_rsdp: 0, map_a_ram: false, key_page: None };
         if let Ok(plan) = layout::plan(&inputs) {
             assert!(plan.kernel_addr >= region.start && plan.kernel_addr < region.end);
             assert_eq!(plan.kernel_addr % bz.alignment.max(4096), 0);

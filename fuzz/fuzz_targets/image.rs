@@ -6,12 +6,15 @@
 //! So that the fuzzer also reaches the checks behind them, the low bit
 //! of the first byte asks for the input (the rest of it) to be *resealed*
 //! first: every checksum the reader checks (header, state, chunk header, chunk
-//! data, chain) is recomputed the way a writer would have written it.
+//! data, chain) is recomputed the way a writer would have written it. The
+//! second bit tries the chunks as sealed ones, opened with a fixed key
+//! (a tag matches only by chance, so this reaches the opening path and
+//! its refusals).
 
 #![no_main]
 
 use kjump::crc32::crc32;
-use kjump::image::{self, Chain, Header, Reader, StateBlock, BLOCK, CHUNK_HEADER, DATA_OFFSET, PAGE};
+use kjump::image::{self, Chain, ChunkSums, Header, Reader, StateBlock, BLOCK, CHUNK_HEADER, DATA_OFFSET, PAGE};
 use libfuzzer_sys::fuzz_target;
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
@@ -40,10 +43,12 @@ fn reseal(img: &mut [u8]) {
         if body_end <= img.len() {
             let data_sum = kjump::image::data_sum(&img[off + CHUNK_HEADER..body_end]);
             put32(img, off + 32, data_sum);
-            chain.add(data_sum);
+            let mut tag = [0u8; 16];
+            tag.copy_from_slice(&img[off + 36..off + 52]);
+            chain.add(&ChunkSums { sum: data_sum, tag });
         }
-        let hcrc = crc32(&img[off..off + 36]);
-        put32(img, off + 36, hcrc);
+        let hcrc = crc32(&img[off..off + CHUNK_HEADER - 4]);
+        put32(img, off + CHUNK_HEADER - 4, hcrc);
         chunks += 1;
         off += (CHUNK_HEADER + runs * 16 + stored).next_multiple_of(BLOCK);
     }
@@ -55,6 +60,7 @@ fn reseal(img: &mut [u8]) {
         // unless they are zero (then count what is there).
         put32(s, 16, hcrc);
         put32(s, 20, chain.value());
+        s[304..336].copy_from_slice(&chain.tags());
         if s[24..32] == [0; 8] {
             s[24..32].copy_from_slice(&chunks.to_le_bytes());
             s[32..40].copy_from_slice(&(off as u64).to_le_bytes());
@@ -91,16 +97,22 @@ fuzz_target!(|data: &[u8]| {
     // The whole image, as the restore side reads it.
     let Ok(mut reader) = Reader::open(&img[..]) else { return };
     let _ = reader.header_committed();
-    let (mut runs, mut zero_runs, mut pages) = (Vec::new(), Vec::new(), Vec::new());
+    if mode & 2 == 2 {
+        let _ = reader.unlock(&kjump::seal::DataKey::from_bytes([7; 32]));
+    }
+    let sealed_unopened = reader.encrypted() && mode & 2 == 0;
     // Each chunk takes at least a block of input, so this ends; the bound
     // is only a second guard.
     for _ in 0..=img.len() / BLOCK {
-        match reader.next_chunk(&mut runs, &mut zero_runs, &mut pages) {
-            Ok(Some(info)) => {
-                assert_eq!(pages.len(), info.page_count * PAGE);
+        match reader.next_chunk() {
+            Ok(Some((info, bufs))) => {
+                let (runs, zero_runs, pages) = (&bufs.runs, &bufs.zero_runs, &bufs.pages);
+                if !sealed_unopened {
+                    assert_eq!(pages.len(), info.page_count * PAGE);
+                }
                 let total: u64 = runs.iter().map(|r| r.1).sum();
                 assert_eq!(total, info.page_count as u64);
-                for &(pfn, n) in runs.iter().chain(&zero_runs) {
+                for &(pfn, n) in runs.iter().chain(zero_runs) {
                     // What restore computes from a run must not overflow.
                     let end = pfn.checked_add(n).expect("run end");
                     assert!(end.checked_mul(PAGE as u64).is_some(), "run beyond the address space");

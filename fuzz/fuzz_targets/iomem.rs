@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(region.start <= region.end && region.end <= 1 << 32);
         assert_eq!(region.start % (2 << 20), 0);
         assert!(map.ram().any(|r| r.start <= region.start && region.end <= r.end));
-        let inputs = Inputs { map: &map, region, kernel: &bz, initrd: &[0u8; 4096], cmdline: "console=ttyS0", notes: &notes, acpi_rsdp: 0, map_a_ram: false };
+        let inputs = Inputs { map: &map, region, kernel: &bz, initrd: &[0u8; 4096], cmdline: "console=ttyS0", notes: &notes, acpi_rsdp: 0, map_a_ram: false, key_page: None };
         if let Ok(plan) = layout::plan(&inputs) {
             assert!(plan.backup_len <= 1 << 20);
             for set_region_aside in [true, false] {

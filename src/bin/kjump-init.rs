@@ -153,7 +153,7 @@ fn bench_mode(p: &Params<'_>, o: &orders::Bench) -> Result<Infallible, Error> {
     let jb = jump_back_params(p)?;
     let mem = DevMem::open()?;
     let measured = (|| -> Result<kjump::iobench::Limits, Error> {
-        let in_use = mailbox::read_request(&mem, o.mailbox)?;
+        let in_use = mailbox::read_request(&mem, o.mailbox)?.uses;
         let dev = target::wait_for(&o.target.device, Duration::from_secs(o.wait), |m| say!("{m}"))?;
         kjump::in_use::check_device(&dev, &in_use)?;
         kjump::msi::check_in_hibernation_kernel(&dev)?;
@@ -280,7 +280,8 @@ fn save_image(p: &Params<'_>, o: &orders::Save, jb: &JumpBack) -> Result<save::S
     let region = p.region.ok_or_else(|| Error::Msg("no kjump.region= on the command line".into()))?;
     // Which devices A uses, so that none of them is written: without
     // that list, nothing is saved.
-    let in_use = mailbox::read_request(&DevMem::open()?, o.mailbox)?;
+    let request = mailbox::read_request(&DevMem::open()?, o.mailbox)?;
+    let in_use = request.uses;
     let target_id = o.target_id.as_ref().map(|id| id.to_string());
     say!("A uses {} block device(s){}", in_use.len(), in_use.iter().map(|u| format!(" {} ({})", u.name, u.kind.describe())).collect::<String>());
     let req = save::Request {
@@ -295,6 +296,7 @@ fn save_image(p: &Params<'_>, o: &orders::Save, jb: &JumpBack) -> Result<save::S
         zero_free: o.zero_free,
         snapshot: o.after == After::Resume,
         target_id: target_id.as_deref(),
+        key: request.key.as_ref(),
     };
     save::save(&req)
 }
@@ -315,8 +317,23 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
         }
         say!("running inside the kjump region {:#x}-{:#x} alone", region.0, region.1);
     }
-    let req = restore::Request { target, wait: Duration::from_secs(o.wait), region, snapshot: o.snapshot, count_attempt: o.direct, max_attempts: o.attempts };
     let mem = std::sync::Arc::new(DevMem::open()?);
+    // The key C left for an encrypted image: taken (and its page wiped)
+    // before anything else can fail.
+    let key = match p.key_page.map(|at| kjump::keypage::take(&mem, at)) {
+        None => None,
+        Some(Ok(k)) => Some(k),
+        Some(Err(e)) => give_up(Failure::Leave(e), None),
+    };
+    let req = restore::Request {
+        target,
+        wait: Duration::from_secs(o.wait),
+        region,
+        snapshot: o.snapshot,
+        count_attempt: o.direct,
+        max_attempts: o.attempts,
+        key: key.as_ref().map(|k| &k.key),
+    };
     let mut img = match restore::open(&req) {
         Ok(img) => img,
         Err(f) => give_up(f, None),

@@ -29,6 +29,7 @@ pub struct SettingFlags {
     pub append: Option<String>,
     pub keep: bool,
     pub snapshot: bool,
+    pub key_file: Option<String>,
 }
 
 impl SettingFlags {
@@ -46,6 +47,7 @@ impl SettingFlags {
             "region-size" => self.region_size.as_deref(),
             "append" => self.append.as_deref(),
             "keep" => self.keep.then_some("yes"),
+            "key-file" => self.key_file.as_deref(),
             _ => None,
         }
     }
@@ -68,7 +70,7 @@ pub enum Command {
         flags: SettingFlags,
     },
     ImageInfo(String),
-    ImageVerify(String),
+    ImageVerify(String, Option<String>),
     ImageWipe(String),
     BenchIo(SettingFlags),
     BootEntry {
@@ -102,7 +104,7 @@ impl Command {
             Command::Resume { .. } => "resume",
             Command::Check { .. } => "check",
             Command::ImageInfo(_) => "image info",
-            Command::ImageVerify(_) => "image verify",
+            Command::ImageVerify(..) => "image verify",
             Command::ImageWipe(_) => "image wipe",
             Command::BenchIo(_) => "bench-io",
             Command::BootEntry { .. } => "boot-entry",
@@ -153,12 +155,14 @@ enum Flag {
     Init,
     Dir,
     Argon2Memory,
+    KeyFile,
     Force,
 }
 
 use Flag::*;
 
-const ALL_FLAGS: [Flag; 18] = [Target, After, Compress, Wait, Kernel, Initrd, RegionSize, Append, Config, Keep, Snapshot, Check, Jump, Output, Init, Dir, Argon2Memory, Force];
+const ALL_FLAGS: [Flag; 19] =
+    [Target, After, Compress, Wait, Kernel, Initrd, RegionSize, Append, Config, Keep, Snapshot, Check, Jump, Output, Init, Dir, Argon2Memory, Force, KeyFile];
 
 impl Flag {
     fn name(self) -> &'static str {
@@ -180,6 +184,7 @@ impl Flag {
             Init => "init",
             Dir => "dir",
             Argon2Memory => "argon2-memory",
+            KeyFile => "key-file",
             Force => "force",
         }
     }
@@ -227,6 +232,7 @@ impl Flag {
             Init => "  --init PATH          the kjump-init to put in [default: the one next to kjump,\n                       else {LIBDIR}/kjump-init]\n",
             Dir => "  --dir DIR            where to write public.key and private.key  [default: /etc/kjump]\n",
             Argon2Memory => "  --argon2-memory KIB  Argon2id memory cost in KiB, 8 to 1048576  [default: 65536]\n",
+            KeyFile => "  --key-file PATH      the key file that unwraps an encrypted image's key\n                       [default: the one encrypt = keyfile:PATH names]\n",
             Force => "  --force              replace an existing key pair\n",
         }
     }
@@ -279,7 +285,7 @@ Exit status: 3 when there is nothing to resume (no image, or not committed, or o
 another machine or RAM map, or noresume given), 1 when it failed, 2 on bad usage;
 with --check, 0 when it would resume.
 ",
-    flags: &[Check, Snapshot, Target, Wait, Kernel, Initrd, Append, Config, Keep],
+    flags: &[Check, Snapshot, Target, Wait, Kernel, Initrd, Append, Config, Keep, KeyFile],
 };
 
 const CHECK: Spec = Spec {
@@ -306,11 +312,13 @@ const IMAGE_INFO: Spec = Spec { topic: "image info", synopsis: "kjump image info
 
 const IMAGE_VERIFY: Spec = Spec {
     topic: "image verify",
-    synopsis: "kjump image verify FILE|DEVICE",
+    synopsis: "kjump image verify [--key-file PATH] FILE|DEVICE",
     about: "Show an image's header and state, then check every checksum; a non-zero exit
-names the first fault.
+names the first fault. An encrypted image is authenticated with its key (from
+--key-file, or a passphrase asked on the terminal); without it, verify says
+that it could not tell whether someone rewrote the image.
 ",
-    flags: &[],
+    flags: &[KeyFile],
 };
 
 const IMAGE_WIPE: Spec = Spec {
@@ -476,6 +484,7 @@ fn parse_command(p: &mut Parser, spec: &Spec, max_words: usize) -> Result<Parsed
             (Output, v) => out.output = v,
             (Init, v) => out.init = v,
             (Dir, v) => out.dir = v,
+            (KeyFile, v) => f.key_file = v,
             (Argon2Memory, Some(v)) => match v.parse::<u32>() {
                 Ok(n) if (8..=1024 * 1024).contains(&n) => out.argon2_memory = Some(n),
                 _ => return Err(usage(topic, format!("--argon2-memory {v:?}: give KiB from 8 to 1048576 (1 GiB)"))),
@@ -566,7 +575,7 @@ fn image(p: &mut Parser) -> Result<Command, UsageError> {
     let Some(path) = a.words.into_iter().next() else { return Err(usage(spec.topic, "give one FILE or DEVICE")) };
     Ok(match spec.topic {
         "image info" => Command::ImageInfo(path),
-        "image verify" => Command::ImageVerify(path),
+        "image verify" => Command::ImageVerify(path, a.flags.key_file),
         _ => Command::ImageWipe(path),
     })
 }
@@ -622,7 +631,7 @@ mod tests {
         assert!(check.starts_with("Usage: kjump check [--jump]") && check.contains("--jump") && !check.contains("--check"), "{check}");
         let resume = help_text(&["resume", "--help"]);
         assert!(resume.contains("--check") && !resume.contains("--jump ") && resume.contains("exit 3"), "{resume}");
-        assert!(help_text(&["image", "verify", "-h"]).starts_with("Usage: kjump image verify FILE|DEVICE"));
+        assert!(help_text(&["image", "verify", "-h"]).starts_with("Usage: kjump image verify [--key-file PATH] FILE|DEVICE"));
         assert!(help_text(&["image", "-h"]).contains("verify"));
         assert_eq!(help_text(&["help", "check"]), check);
         assert_eq!(help_text(&["--help"]), super::super::usage());
@@ -684,7 +693,8 @@ mod tests {
 
     #[test]
     fn image_takes_exactly_one_path() {
-        assert_eq!(ok(&["image", "verify", "/dev/sdb2"]), Command::ImageVerify("/dev/sdb2".into()));
+        assert_eq!(ok(&["image", "verify", "/dev/sdb2"]), Command::ImageVerify("/dev/sdb2".into(), None));
+        assert_eq!(ok(&["image", "verify", "--key-file", "/k", "/dev/sdb2"]), Command::ImageVerify("/dev/sdb2".into(), Some("/k".into())));
         assert_eq!(ok(&["image", "info", "--", "-odd"]), Command::ImageInfo("-odd".into()));
         assert_eq!(ok(&["image", "wipe", "f"]), Command::ImageWipe("f".into()));
         assert_eq!(refused(&["image", "verify"]).topic, "image verify");
@@ -731,7 +741,10 @@ mod tests {
     #[test]
     fn keygen_flags() {
         assert_eq!(ok(&["keygen"]), Command::Keygen { dir: "/etc/kjump".into(), argon2_memory: None, force: false });
-        assert_eq!(ok(&["keygen", "--dir", "/k", "--argon2-memory=1024", "--force"]), Command::Keygen { dir: "/k".into(), argon2_memory: Some(1024), force: true });
+        assert_eq!(
+            ok(&["keygen", "--dir", "/k", "--argon2-memory=1024", "--force"]),
+            Command::Keygen { dir: "/k".into(), argon2_memory: Some(1024), force: true }
+        );
         assert!(refused(&["keygen", "--argon2-memory", "7"]).msg.contains("8 to 1048576"));
         assert!(refused(&["keygen", "--argon2-memory", "1048577"]).msg.contains("8 to 1048576"));
         assert!(refused(&["keygen", "--force=yes"]).msg.contains("takes no value"));

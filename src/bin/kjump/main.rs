@@ -118,9 +118,11 @@ struct Settings {
     snapshot: bool,
     /// Starts of the restore kernel after which an image is given up.
     attempts: u32,
-    /// `encrypt = none` was set: images are written in the clear even when
-    /// this system's disks are encrypted.
-    encrypt_none: bool,
+    /// How images are encrypted (`encrypt =`).
+    encrypt: kjump::config::Encrypt,
+    /// The key file that unwraps an image's key at resume: `--key-file`,
+    /// else the one `encrypt = keyfile:PATH` names.
+    key_file: Option<String>,
 }
 
 fn settings(flags: &SettingFlags) -> Result<Settings, Error> {
@@ -134,6 +136,10 @@ fn settings(flags: &SettingFlags) -> Result<Settings, Error> {
         Some(v) => parse_size(v)
             .filter(|&s| s >= MIN_REGION_SIZE)
             .ok_or_else(|| Error::Msg(format!("{} {v:?} is not a size of at least {}M (like 96M)", name("region-size"), MIN_REGION_SIZE / MIB)))?,
+    };
+    let encrypt = match config.get("encrypt") {
+        None => kjump::config::Encrypt::Unset,
+        Some(v) => kjump::config::Encrypt::parse(v).map_err(|why| Error::Msg(format!("encrypt= in {config_path}: {why}")))?,
     };
     Ok(Settings {
         kernel: get("kernel").map_or_else(kjump::config::default_kernel, str::to_string),
@@ -171,10 +177,11 @@ fn settings(flags: &SettingFlags) -> Result<Settings, Error> {
                 .filter(|n| (1..=10).contains(n))
                 .ok_or_else(|| Error::Msg(format!("{} {v:?}: give a number of attempts from 1 to 10", name("attempts"))))?,
         },
-        encrypt_none: match config.get("encrypt") {
-            None => false,
-            Some("none") => true,
-            Some(v) => return Err(Error::Msg(format!("encrypt= in {config_path} {v:?}: this kjump writes images in the clear only: the one value is none"))),
+        encrypt: encrypt.clone(),
+        key_file: match (flags.get("key-file"), &encrypt) {
+            (Some(path), _) => Some(path.to_string()),
+            (None, kjump::config::Encrypt::KeyFile(path)) => Some(path.clone()),
+            (None, _) => None,
         },
     })
 }
@@ -245,8 +252,8 @@ fn run(command: Command) -> Result<(), Failure> {
             print!("{}", config_text(&s));
         }
         Command::Initramfs { output, init } => cmd_initramfs(&output, init.as_deref())?,
-        Command::ImageInfo(path) => cmd_image(&path, false)?,
-        Command::ImageVerify(path) => cmd_image(&path, true)?,
+        Command::ImageInfo(path) => cmd_image(&path, false, None)?,
+        Command::ImageVerify(path, key_file) => cmd_image(&path, true, key_file.as_deref())?,
         Command::ImageWipe(path) => cmd_wipe(&path)?,
         Command::Keygen { dir, argon2_memory, force } => keygen::run(&dir, argon2_memory, force)?,
     }
@@ -322,6 +329,7 @@ fn hibernation_kernel(s: &Settings, mode_args: &str, disk: Option<&std::path::Pa
         region_size: s.region_size,
         set_region_aside: true,
         resident: false,
+        key_page: None,
     })
 }
 
@@ -336,17 +344,104 @@ fn hibernation_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
 }
 
-/// kjump cannot encrypt images yet: on a system whose filesystems or swap
-/// sit on dm-crypt, an image would put that volume's key on the target in
-/// the clear. Refused unless the user said `encrypt = none` explicitly.
+/// On a system whose filesystems or swap sit on dm-crypt, an image in the
+/// clear would put that volume's key on the target. Refused unless
+/// `encrypt` is set: to a method, or to `none` explicitly.
 fn refuse_clear_image_of_encrypted_disks(s: &Settings, uses: &[in_use::InUse]) -> Result<(), Error> {
-    match (s.encrypt_none, in_use::on_dm_crypt(uses)) {
-        (false, Some(why)) => Err(Error::Msg(format!(
-            "{why}: kjump does not encrypt its images yet, so the image would hold that volume's key in the clear; \
-             to accept that (the target itself encrypted, say), set encrypt = none in /etc/kjump.conf"
+    match (&s.encrypt, in_use::on_dm_crypt(uses)) {
+        (kjump::config::Encrypt::Unset, Some(why)) => Err(Error::Msg(format!(
+            "{why}: an image in the clear would hold that volume's key; set encrypt = passphrase (after 'kjump keygen') \
+             or encrypt = keyfile:/path in /etc/kjump.conf, or encrypt = none to accept that (the target itself encrypted, say)"
         ))),
         _ => Ok(()),
     }
+}
+
+/// How an image is encrypted, for `kjump image info`.
+fn encryption_text(h: &kjump::image::Header, st: &kjump::image::StateBlock) -> String {
+    use kjump::wrap::Method;
+    if h.cipher == kjump::seal::Cipher::None {
+        return "none: A's memory is in the clear in this image".into();
+    }
+    let how = match kjump::wrap::KeyBlock::decode(&st.key_block) {
+        Ok(Some(b)) => match (b.method(), b.public_key()) {
+            (Method::Passphrase, Some(p)) => format!("key wrapped to a passphrase, key pair {}", p.fingerprint()),
+            (Method::Passphrase, None) => "key wrapped to a passphrase".into(),
+            (Method::KeyFile, _) => "key wrapped with a key file".into(),
+        },
+        Ok(None) => "key destroyed when the image was consumed or given up: its pages can never be read".into(),
+        Err(e) => format!("key block unreadable: {e}"),
+    };
+    format!("{}; {how}; image id {}", h.cipher.name(), h.image_id.hex())
+}
+
+/// Tries of a passphrase at resume, as cryptsetup gives.
+const PASSPHRASE_TRIES: u32 = 3;
+
+/// The data key of an encrypted image: unwrapped with `key_file` (or the
+/// settings' key file), or with a passphrase asked on the terminal. With
+/// `ask` false and no key file, `Ok(None)`.
+fn image_key(h: &kjump::image::Header, st: &kjump::image::StateBlock, key_file: Option<&str>, ask: bool) -> Result<Option<kjump::seal::DataKey>, Error> {
+    use kjump::wrap::{Method, UnwrapError};
+    let block = kjump::wrap::KeyBlock::decode(&st.key_block)
+        .map_err(|e| Error::Msg(format!("the image's key block: {e}")))?
+        .ok_or_else(|| Error::Msg("the image's key was destroyed when it was consumed or given up: it can never be resumed".into()))?;
+    match block.method() {
+        Method::KeyFile => {
+            let Some(path) = key_file else {
+                return if ask {
+                    Err(Error::Msg("the image's key is wrapped with a key file: give --key-file PATH, or set encrypt = keyfile:PATH".into()))
+                } else {
+                    Ok(None)
+                };
+            };
+            let bytes = kjump::config::read_key_file(path)?;
+            kjump::wrap::unwrap_with_key_file(&block, h.image_id, &bytes).map(Some).map_err(|e| Error::Msg(format!("key file {path}: {e}")))
+        }
+        Method::Passphrase => {
+            if let Some(path) = key_file {
+                return Err(Error::Msg(format!("--key-file {path}: {}", UnwrapError::WrongMethod(Method::Passphrase))));
+            }
+            if !ask {
+                return Ok(None);
+            }
+            for left in (0..PASSPHRASE_TRIES).rev() {
+                // A keyscript or a test may pipe the passphrase in.
+                let pass = if kjump::ask::stdin_is_terminal() {
+                    kjump::ask::passphrase("Passphrase of the hibernated system:")?
+                } else {
+                    kjump::ask::line_from_stdin()?
+                };
+                match kjump::wrap::unwrap_with_passphrase(&block, h.image_id, pass.as_bytes()) {
+                    Ok(key) => return Ok(Some(key)),
+                    Err(UnwrapError::WrongKey(_)) if left > 0 => eprintln!("kjump: wrong passphrase; {left} more tr{}", if left == 1 { "y" } else { "ies" }),
+                    Err(UnwrapError::WrongKey(_)) => {
+                        return Err(Error::Msg(format!("wrong passphrase {PASSPHRASE_TRIES} times; the image is kept for the next boot")));
+                    }
+                    Err(e) => return Err(Error::Msg(e.to_string())),
+                }
+            }
+            Err(Error::Msg("no passphrase".into()))
+        }
+    }
+}
+
+/// A fresh key for the image about to be saved, wrapped as `encrypt` says
+/// (`None` when images are in the clear).
+fn new_image_key(s: &Settings) -> Result<Option<kjump::save::ImageKey>, Error> {
+    use kjump::config::Encrypt;
+    let key = kjump::seal::DataKey::random()?;
+    let id = kjump::seal::ImageId::random()?;
+    let block = match &s.encrypt {
+        Encrypt::Unset | Encrypt::None => return Ok(None),
+        Encrypt::KeyFile(path) => kjump::wrap::wrap_with_key_file(&key, id, &kjump::config::read_key_file(path)?)?,
+        Encrypt::Passphrase => {
+            let (public, sealed) = kjump::wrap::read_key_pair(std::path::Path::new(kjump::wrap::DEFAULT_KEY_DIR))?;
+            kjump::wrap::wrap_to_public_key(&key, id, &public, &sealed)?
+        }
+    };
+    let key_block = block.encode().to_vec();
+    Ok(Some(kjump::save::ImageKey { key, id, key_block }))
 }
 
 fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
@@ -484,16 +579,21 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
     let started = std::time::Instant::now();
     let p = prepare(s, "hibernate")?;
     let checked = started.elapsed();
+    // The image's key reaches B in the mailbox page only (B wipes it
+    // there before it reads A's memory); A's other copies are wiped when
+    // the request is dropped, before the jump.
+    let request = kjump::mailbox::Request { uses: in_use::table_for_b(&p.uses), key: new_image_key(s).map_err(|e| Error::Msg(format!("hibernate: {e}")))? };
+    let encrypted = request.key.is_some();
     let (mailbox, how) = match resident_kernel(s, &p)? {
         Some(mailbox) => {
-            mailbox.write_request(&in_use::table_for_b(&p.uses))?;
+            mailbox.write_request(&request)?;
             let how = format!("resident hibernation kernel in {:#x}-{:#x}, checked in {:.2} s", p.region.start, p.region.end, started.elapsed().as_secs_f64());
             (mailbox, how)
         }
         None => {
             let mailbox = Mailbox::new((p.region.start, p.region.end))?;
             let found = started.elapsed();
-            mailbox.write_request(&in_use::table_for_b(&p.uses))?;
+            mailbox.write_request(&request)?;
             let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &save_mode_args(s, &p.tgt, mailbox.phys(), false), Some(&p.dev))?)?;
             let prepared = started.elapsed();
             let how = format!(
@@ -508,10 +608,11 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
             (mailbox, how)
         }
     };
+    drop(request);
     // What A's filesystems hold in memory reaches the disks now, so that
     // a power cut before the image is committed costs no data.
     rustix::fs::sync();
-    println!("kjump: hibernating to {} (then {}); {how}", p.tgt, s.after.name());
+    println!("kjump: hibernating to {} (then {}{}); {how}", p.tgt, s.after.name(), if encrypted { ", encrypted" } else { "" });
     let away = jump::jump_to_loaded();
     unload_after_jump();
     let away = away?;
@@ -540,7 +641,7 @@ fn cmd_load(s: &Settings) -> Result<(), Error> {
         region: (p.region.start, p.region.end),
         fingerprint: resident::fingerprint(&hk.cmdline, &hk.kernel, &hk.initrd),
     };
-    mailbox.write_request(&in_use::table_for_b(&p.uses))?;
+    mailbox.write_request(&kjump::mailbox::Request { uses: in_use::table_for_b(&p.uses), key: None })?;
     let loaded = jump::load_hibernation_kernel(&hk)?;
     drop(hk);
     println!("kjump: starting the hibernation kernel in {:#x}-{:#x}, to keep it resident for {}", loaded.region.0, loaded.region.1, p.tgt);
@@ -623,12 +724,24 @@ fn with_image<T>(tgt: &target::Target, dev: &std::path::Path, write: bool, f: im
 
 /// Reads the header and state of the image on `tgt` (mounting its
 /// filesystem read-only when it is a file).
-fn read_image_head(tgt: &target::Target, dev: &std::path::Path) -> Result<(kjump::image::Header, kjump::image::StateBlock, bool), Error> {
+fn read_image_head(tgt: &target::Target, dev: &std::path::Path) -> Result<ImageHead, Error> {
     with_image(tgt, dev, false, |file, name| {
         let r = Reader::open(file).map_err(|e| Error::Msg(format!("{name}: {e}")))?;
         let committed = r.header_committed();
-        Ok((r.header, r.state, committed))
+        let (h, st) = r.blocks();
+        let blocks = [h, st].concat();
+        Ok(ImageHead { header: r.header, state: r.state, committed, blocks })
     })
+}
+
+/// An image's header and state blocks, decoded and as read.
+struct ImageHead {
+    header: kjump::image::Header,
+    state: kjump::image::StateBlock,
+    /// The state block commits this header.
+    committed: bool,
+    /// Both blocks as read (for an encrypted image's MACs).
+    blocks: Vec<u8>,
 }
 
 /// The note of an image given up because the boot said `noresume`.
@@ -679,7 +792,10 @@ fn update_image(
 
 /// Marks the image on `tgt` bad with `note`, if it is still `expected`.
 fn mark_image_bad(tgt: &target::Target, dev: &std::path::Path, expected: State, note: &str) -> Result<(), Error> {
-    update_image(tgt, dev, expected, |file, state| kjump::image::set_state(file, state, State::Bad, note))
+    // Without the key: the state block is not under its MAC, and an
+    // encrypted image's wrapped key goes with it (no state allows a
+    // resume without both).
+    update_image(tgt, dev, expected, |file, state| kjump::image::set_state(file, state, State::Bad, note, None))
 }
 
 /// `kjump resume` giving the image on `tgt` up because of `why`: marks it
@@ -707,7 +823,7 @@ fn refuse_noresume(s: &Settings, word: &str, check_only: bool) -> String {
         Err(e) => return format!("{given}; {e}"),
     };
     let (h, state) = match read_image_head(&tgt, &dev) {
-        Ok((h, state, _)) => (h, state),
+        Ok(head) => (head.header, head.state),
         Err(_) => return format!("{given}; no image on {tgt}"),
     };
     let other = kjump::machine::mismatch(&h.machine_id, &kjump::machine::id());
@@ -739,7 +855,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
     let tgt = target::parse(text).map_err(|e| Error::Msg(format!("resume: target {text}: {e}")))?;
     // Early in boot the disk may still be appearing: wait for it as B does.
     let dev = target::wait_for(&tgt.device, Duration::from_secs(s.wait), |m| eprintln!("kjump: resume: {m}")).map_err(|e| no(e.to_string()))?;
-    let (h, state, committed) = read_image_head(&tgt, &dev).map_err(|e| no(format!("no image on {tgt}: {e}")))?;
+    let ImageHead { header: h, state, committed, blocks } = read_image_head(&tgt, &dev).map_err(|e| no(format!("no image on {tgt}: {e}")))?;
     match state.state {
         State::Committed => {}
         State::Snapshot if s.snapshot => {}
@@ -755,6 +871,11 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
     }
     if let Some(why) = kjump::machine::mismatch(&h.machine_id, &kjump::machine::id()) {
         return Err(no(why));
+    }
+    // An encrypted image without its wrapped key can never be read again
+    // (its state block was edited back after it was consumed, say).
+    if h.cipher != kjump::seal::Cipher::None && state.key_block.is_empty() {
+        return Err(no(format!("the image on {tgt}: the image's key was destroyed when it was consumed or given up: it can never be resumed")));
     }
     in_use::check_device(&dev, &h.in_use).map_err(|e| Error::Msg(format!("resume: not resuming: {e}")))?;
     if !committed {
@@ -814,16 +935,49 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
         return Err(no(give_up_image(&tgt, &dev, state.state, &why)));
     }
     if check_only {
+        if h.cipher != kjump::seal::Cipher::None {
+            println!("kjump resume: the image is encrypted ({}); its key would be asked for", encryption_text(&h, &state));
+        }
         return Ok(());
     }
-    update_image(&tgt, &dev, state.state, |f, st| kjump::image::record_attempt(f, st).map(drop))
-        .map_err(|e| Error::Msg(format!("resume: not resuming: cannot count this attempt in the image's state ({e})")))?;
+    // An encrypted image: its key first (a wrong passphrase or key file
+    // leaves the image as it is and counts no attempt), then its header
+    // and state authenticated, before anything is written or loaded.
+    let unlocked = if h.cipher != kjump::seal::Cipher::None {
+        let key = image_key(&h, &state, s.key_file.as_deref(), true)
+            .map_err(|e| Error::Msg(format!("resume: not resuming the image on {tgt}: {e}")))?
+            .ok_or_else(|| Error::Msg("resume: not resuming: no key".into()))?;
+        let keys = kjump::seal::Keys::derive(&key, h.image_id);
+        let (hb, sb) = blocks.split_at(kjump::image::BLOCK);
+        if let Err(e) = kjump::image::authenticate(&keys, hb, sb) {
+            return Err(no(give_up_image(&tgt, &dev, state.state, &format!("the image on {tgt} is forged or damaged: {e}"))));
+        }
+        Some((key, keys))
+    } else {
+        None
+    };
+    let keys = unlocked.as_ref().map(|(_, k)| k);
+    update_image(&tgt, &dev, state.state, |f, st| {
+        // The state block MACed again must be the one just authenticated.
+        if *st != state {
+            return Err(std::io::Error::other("the state block changed while kjump resume read it"));
+        }
+        kjump::image::record_attempt(f, st, keys).map(drop)
+    })
+    .map_err(|e| Error::Msg(format!("resume: not resuming: cannot count this attempt in the image's state ({e})")))?;
     let s = Settings { region_size: size, ..s.clone() };
     let mode = restore_mode_args(&tgt, &s, false);
     // This kernel (C) is not resumed: nothing of it in the region needs
     // setting aside, and D restores A over all the rest.
     let mut d = hibernation_kernel(&s, &mode, Some(&dev))?;
     d.set_region_aside = false;
+    if let Some((key, _)) = &unlocked {
+        // D finds the key in a page of its own (kjump.keypage=) and wipes it.
+        let mut page = vec![0u8; kjump::units::PAGE_SIZE as usize];
+        kjump::keypage::encode(key, h.image_id, &mut page)?;
+        d.key_page = Some(page);
+    }
+    drop(unlocked);
     jump::load_hibernation_kernel(&d)?;
     jump::jump_to_loaded()?;
     Err(Error::Msg("resume: the restore kernel came back; A was not resumed".into()).into())
@@ -911,7 +1065,10 @@ fn config_text(s: &Settings) -> String {
         s.initrd,
         if s.keep { "yes" } else { "no" },
         s.attempts,
-        if s.encrypt_none { "encrypt = none" } else { "# encrypt is not set: refused on a system with encrypted disks" },
+        match s.encrypt.value() {
+            Some(v) => format!("encrypt = {v}"),
+            None => "# encrypt is not set: refused on a system with encrypted disks".to_string(),
+        },
         format!("append = {}", s.append).trim_end()
     )
 }
@@ -956,7 +1113,7 @@ fn open_image(path: &str, write: bool) -> Result<std::fs::File, Error> {
     Ok(file)
 }
 
-fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
+fn cmd_image(path: &str, verify: bool, key_file: Option<&str>) -> Result<(), Error> {
     let file = open_image(path, false)?;
     let mut r = Reader::open(std::io::BufReader::with_capacity(4 << 20, file)).map_err(|e| Error::Msg(format!("{path}: {e}")))?;
     let h = &r.header;
@@ -978,6 +1135,7 @@ fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
     println!("  data         {} in {} chunks", human_size(h.data_bytes), h.chunk_count);
     println!("  region       {:#x}-{:#x}", h.region.0, h.region.1);
     println!("  re-entry     {:#x}, low memory {:#x}+{:#x}", h.reentry, h.backup.0, h.backup.1);
+    println!("  encryption   {}", encryption_text(h, &r.state));
     if !verify {
         return Ok(());
     }
@@ -998,11 +1156,26 @@ fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
         })
         .map_err(|e| Error::Msg(format!("verify {path}: {e}")))?;
     }
-    let (mut runs, mut zero_runs, mut pages, mut stored, mut zero) = (Vec::new(), Vec::new(), Vec::new(), 0u64, 0u64);
+    // An encrypted image is authenticated when its key can be had; without
+    // it only what anyone could recompute is checked, and that is said.
+    let unlocked = if r.encrypted() {
+        let key = image_key(&r.header, &r.state, key_file, kjump::ask::stdin_is_terminal()).map_err(|e| Error::Msg(format!("verify {path}: {e}")))?;
+        match key {
+            Some(key) => {
+                r.unlock(&key).map_err(|e| Error::Msg(format!("verify {path}: {e}")))?;
+                true
+            }
+            None => false,
+        }
+    } else {
+        false
+    };
+    let (mut stored, mut zero) = (0u64, 0u64);
     let mut last = std::time::Instant::now();
-    while let Some(info) = r.next_chunk(&mut runs, &mut zero_runs, &mut pages).map_err(|e| Error::Msg(format!("verify {path}: {e}")))? {
+    while let Some((info, bufs)) = r.next_chunk().map_err(|e| Error::Msg(format!("verify {path}: {e}")))? {
         stored += info.page_count as u64;
-        zero = zero_runs
+        zero = bufs
+            .zero_runs
             .iter()
             .try_fold(zero, |z, r| z.checked_add(r.1))
             .ok_or_else(|| Error::Msg(format!("verify {path}: chunk {}: zero page count overflows", info.index)))?;
@@ -1017,7 +1190,19 @@ fn cmd_image(path: &str, verify: bool) -> Result<(), Error> {
     if zero != r.header.zero_pages {
         return Err(Error::Msg(format!("verify {path}: chunks list {zero} zero pages, the header says {}", r.header.zero_pages)));
     }
-    println!("kjump: image verified: {} chunks, {stored} pages stored and {zero} zero, every checksum good", r.header.chunk_count);
+    if r.encrypted() && !unlocked {
+        println!(
+            "kjump: image checked: {} chunks, {stored} pages stored and {zero} zero, every checksum good; NOT authenticated: \
+             without the key nothing tells whether someone rewrote it (give --key-file, or run on a terminal to be asked for the passphrase)",
+            r.header.chunk_count
+        );
+        return Ok(());
+    }
+    println!(
+        "kjump: image verified: {} chunks, {stored} pages stored and {zero} zero, every checksum good{}",
+        r.header.chunk_count,
+        if unlocked { ", header, state and every chunk authenticated" } else { "" }
+    );
     Ok(())
 }
 
@@ -1097,7 +1282,7 @@ fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
     let map = MemoryMap::read()?;
     let region = map.choose_region(s.region_size)?;
     let mailbox = Mailbox::new((region.start, region.end))?;
-    mailbox.write_request(&in_use::table_for_b(&uses))?;
+    mailbox.write_request(&kjump::mailbox::Request { uses: in_use::table_for_b(&uses), key: None })?;
     let mode = Orders::Bench(kjump::orders::Bench { target: tgt.clone(), wait: s.wait, mailbox: mailbox.phys() }).to_string();
     jump::load_hibernation_kernel(&hibernation_kernel(s, &mode, Some(&dev))?)?;
     let away = jump::jump_to_loaded();
@@ -1204,7 +1389,17 @@ mod tests {
     #[test]
     fn wipe_covers_every_byte_b_may_have_written() {
         use kjump::image::{StateBlock, DATA_OFFSET};
-        let st = |state, data_end| StateBlock { state, header_crc: 0, chain_crc: 0, chunk_count: 0, data_end, note: String::new(), attempts: 0 };
+        let st = |state, data_end| StateBlock {
+            state,
+            header_crc: 0,
+            chain_crc: 0,
+            chunk_count: 0,
+            data_end,
+            note: String::new(),
+            attempts: 0,
+            tags: [0; 32],
+            key_block: Vec::new(),
+        };
         let gib = 1 << 30;
         // Committed, consumed, bad: the chunks end where the records say.
         for state in [State::Committed, State::Consumed, State::Bad] {
