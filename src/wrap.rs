@@ -17,7 +17,7 @@
 //!   derived from the passphrase with Argon2id, so that C needs nothing but
 //!   the image and the passphrase.
 //!
-//! The byte layouts are in `docs/key-block.md`. Every decoder checks
+//! The byte layouts are in `docs/image-format.md` ("Key block", "Key files"). Every decoder checks
 //! lengths before it reads, bounds the Argon2 cost it accepts and never
 //! panics; every secret buffer is wiped when dropped.
 

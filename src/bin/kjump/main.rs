@@ -400,7 +400,8 @@ fn image_key(h: &kjump::image::Header, st: &kjump::image::StateBlock, key_file: 
         }
         Method::Passphrase => {
             if let Some(path) = key_file {
-                return Err(Error::Msg(format!("--key-file {path}: {}", UnwrapError::WrongMethod(Method::Passphrase))));
+                // Set in kjump.conf for later images, or given by mistake.
+                eprintln!("kjump: the image's key is wrapped to a passphrase; the key file {path} is not used");
             }
             if !ask {
                 return Ok(None);
