@@ -321,8 +321,8 @@ impl Edit {
         chunk[CHUNK_HEADER + run * 16..CHUNK_HEADER + run * 16 + 8].copy_from_slice(&pfn.to_le_bytes());
         let data_sum = kjump::image::data_sum(&chunk[CHUNK_HEADER..]);
         chunk[32..36].copy_from_slice(&data_sum.to_le_bytes());
-        let header_crc = crc32(&chunk[..36]);
-        chunk[36..40].copy_from_slice(&header_crc.to_le_bytes());
+        let header_crc = crc32(&chunk[..CHUNK_HEADER - 4]);
+        chunk[CHUNK_HEADER - 4..CHUNK_HEADER].copy_from_slice(&header_crc.to_le_bytes());
         self.write(at, &chunk);
         let mut chain = kjump::crc32::Crc32::default();
         for (_, c) in self.chunks() {
@@ -336,7 +336,7 @@ impl Edit {
     /// Run `run` of chunk `index`: (pfn, count).
     fn run(&mut self, index: usize, run: usize) -> (u64, u64) {
         let (at, _) = self.chunks()[index];
-        let b = self.read(at + 40 + run as u64 * 16, 16);
+        let b = self.read(at + kjump::image::CHUNK_HEADER as u64 + run as u64 * 16, 16);
         (u64::from_le_bytes(b[..8].try_into().unwrap()), u64::from_le_bytes(b[8..].try_into().unwrap()))
     }
 }
