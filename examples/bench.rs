@@ -13,7 +13,9 @@
 //!
 //! Environment: `BENCH_REPS` (default 3), `BENCH_SIZES` (MiB, comma
 //! separated; default 128,384,768), `BENCH_SYSTEMS` (default
-//! kjump,swsusp-lzo,swsusp-lz4).
+//! kjump,kjump-entry,kjump-resident,swsusp-lzo,swsusp-lz4; also
+//! kjump-encrypted), `BENCH_OUT` (default `bench/results`: the `.json`
+//! and `.md` written).
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -41,6 +43,8 @@ enum System {
     /// kjump with its hibernation kernel resident (`kjump load` ahead of
     /// the hibernation), resumed from the boot loader entry.
     KjumpResident,
+    /// kjump as `Kjump`, with images encrypted (`encrypt = keyfile:…`).
+    KjumpEncrypted,
     Swsusp(&'static str),
 }
 
@@ -50,6 +54,7 @@ impl System {
             System::Kjump => "kjump".into(),
             System::KjumpEntry => "kjump-entry".into(),
             System::KjumpResident => "kjump-resident".into(),
+            System::KjumpEncrypted => "kjump-encrypted".into(),
             System::Swsusp(c) => format!("swsusp-{c}"),
         }
     }
@@ -59,6 +64,7 @@ impl System {
             "kjump" => Some(System::Kjump),
             "kjump-entry" => Some(System::KjumpEntry),
             "kjump-resident" => Some(System::KjumpResident),
+            "kjump-encrypted" => Some(System::KjumpEncrypted),
             "swsusp-lzo" => Some(System::Swsusp("lzo")),
             "swsusp-lz4" => Some(System::Swsusp("lz4")),
             _ => None,
@@ -68,20 +74,28 @@ impl System {
     /// Extra kernel parameters for both boots.
     fn append(self) -> String {
         match self {
-            System::Kjump | System::KjumpEntry | System::KjumpResident => String::new(),
+            System::Kjump | System::KjumpEntry | System::KjumpResident | System::KjumpEncrypted => String::new(),
             System::Swsusp(c) => format!("resume=/dev/vda hibernate.compressor={c}"),
         }
     }
 
     fn is_kjump(self) -> bool {
-        matches!(self, System::Kjump | System::KjumpEntry | System::KjumpResident)
+        matches!(self, System::Kjump | System::KjumpEntry | System::KjumpResident | System::KjumpEncrypted)
     }
 }
 
 fn script(system: System, mib: u64) -> String {
     let third = mib * 1024 * 1024 / 3 / 4096 * 4096;
+    // Both boots have the key file and the setting (on a real machine the
+    // key would sit on separate media).
+    let setup = match system {
+        System::KjumpEncrypted => {
+            "mkdir -p /etc && printf 'kjump bench key file 0123456789abcdef0123456789abcdef\\n' > /etc/kjump.key && chmod 600 /etc/kjump.key && echo 'encrypt = keyfile:/etc/kjump.key' > /etc/kjump.conf"
+        }
+        _ => "",
+    };
     let (c_boot, prepare, hibernate) = match system {
-        System::Kjump => {
+        System::Kjump | System::KjumpEncrypted => {
             ("kjump resume --target /dev/vda; echo \"C: no resume (exit $?)\"", "", "kjump hibernate --target /dev/vda; echo \"A: hibernate returned $?\"")
         }
         System::KjumpEntry => (
@@ -104,6 +118,7 @@ fn script(system: System, mib: u64) -> String {
         r#"mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+{setup}
 if grep -q bench_boot=c /proc/cmdline; then
   {c_boot}
   poweroff -f
@@ -412,6 +427,7 @@ fn main() {
     let variants = [
         (System::KjumpEntry, "kjump-entry (resumed from the boot loader entry)"),
         (System::KjumpResident, "kjump-resident (hibernation kernel loaded ahead with `kjump load`; resumed from the boot loader entry)"),
+        (System::KjumpEncrypted, "kjump-encrypted (images encrypted and authenticated, `encrypt = keyfile:…`)"),
     ];
     let mut variant_md = vec![String::new(); variants.len()];
     for (mib, per) in &results {
@@ -458,7 +474,7 @@ fn main() {
                 )
             };
             json_rows.push(format!(
-                "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"resume_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"back_in_a_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"kjump_ratio\": {}, \"kjump_entry_ratio\": {}, \"kjump_resident_ratio\": {}, \"failures\": [{}]}}",
+                "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"resume_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"back_in_a_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"kjump_ratio\": {}, \"kjump_entry_ratio\": {}, \"kjump_resident_ratio\": {}, \"kjump_encrypted_ratio\": {}, \"failures\": [{}]}}",
                 json_str(&system.name()),
                 runs.len(),
                 json_num(h.map(|v| v.0)),
@@ -475,6 +491,7 @@ fn main() {
                 json_ratios(Some(&kjump)),
                 json_ratios(variant_medians[0].as_ref()),
                 json_ratios(variant_medians[1].as_ref()),
+                json_ratios(variant_medians[2].as_ref()),
                 notes.iter().map(|n| json_str(n)).collect::<Vec<_>>().join(", ")
             ));
         }
@@ -487,6 +504,22 @@ fn main() {
             let _ = writeln!(md, "|---|---|---|---|---|---|");
             let _ = writeln!(md, "{table}");
         }
+    }
+    // What encryption costs kjump: the encrypted runs over the plain ones.
+    let mut cost = String::new();
+    for (mib, per) in &results {
+        let of = |system: System| per.iter().find(|(s, r)| *s == system && !r.is_empty()).map(|(_, r)| medians(r));
+        if let (Some(plain), Some(sealed)) = (of(System::Kjump), of(System::KjumpEncrypted)) {
+            let [h, r, b, _] = ratios(&sealed, &plain);
+            let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:+.0} %", (v - 1.0) * 100.0));
+            let _ = writeln!(cost, "| {mib} MiB | {} | {} | {} |", pct(h), pct(r), pct(b));
+        }
+    }
+    if !cost.is_empty() {
+        let _ = writeln!(md, "### What encryption costs kjump (kjump-encrypted over kjump, medians)\n");
+        let _ = writeln!(md, "| workload | hibernate | resume | back in A |");
+        let _ = writeln!(md, "|---|---|---|---|");
+        let _ = writeln!(md, "{cost}");
     }
     let _ = writeln!(md, "### Physical limits in the same VM (`kjump bench-io`, in the hibernation kernel)\n");
     let _ = writeln!(md, "| reading /proc/vmcore | raw O_DIRECT write | raw O_DIRECT read |");
@@ -515,8 +548,11 @@ fn main() {
         json_num(read.map(|v| v.0)),
         json_rows.join(",\n")
     );
-    let _ = std::fs::create_dir_all("bench");
-    std::fs::write("bench/results.json", json).expect("writing bench/results.json");
-    std::fs::write("bench/results.md", md).expect("writing bench/results.md");
-    eprintln!("bench: wrote bench/results.json and bench/results.md");
+    let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| "bench/results".into());
+    if let Some(dir) = std::path::Path::new(&out).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(format!("{out}.json"), json).unwrap_or_else(|e| panic!("writing {out}.json: {e}"));
+    std::fs::write(format!("{out}.md"), md).unwrap_or_else(|e| panic!("writing {out}.md: {e}"));
+    eprintln!("bench: wrote {out}.json and {out}.md");
 }
