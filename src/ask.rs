@@ -80,7 +80,7 @@ pub fn from_terminal(prompt: &str) -> Result<Zeroizing<String>, Error> {
     };
     let echo_off = EchoOff::new(&tty, path)?;
     write_all(tty.as_fd(), prompt.as_bytes()).map_err(|e| Error::sys(format!("writing the prompt to {path}"), e))?;
-    let line = read_line(&mut FdReader(tty.as_fd()));
+    let line = read_typed_line(&mut FdReader(tty.as_fd()));
     let _ = write_all(tty.as_fd(), b"\n");
     drop(echo_off);
     line
@@ -97,7 +97,10 @@ pub fn stdin_is_terminal() -> bool {
     termios::isatty(rustix::stdio::stdin())
 }
 
-/// A terminal's echo, off until dropped: then its settings are restored.
+/// A terminal's echo, line editing and signal keys, off until dropped:
+/// then its settings are restored. Ctrl-C arrives as a byte, so that
+/// [`read_typed_line`] cancels with the terminal restored (a signal would
+/// kill kjump with echo still off).
 struct EchoOff<'a> {
     fd: &'a OwnedFd,
     saved: Termios,
@@ -107,8 +110,9 @@ impl<'a> EchoOff<'a> {
     fn new(fd: &'a OwnedFd, path: &str) -> Result<Self, Error> {
         let saved = termios::tcgetattr(fd).map_err(|e| Error::sys(format!("{path} is not a terminal to ask for the passphrase on"), e))?;
         let mut quiet = saved.clone();
-        quiet.local_modes.remove(LocalModes::ECHO | LocalModes::ECHONL);
-        quiet.local_modes.insert(LocalModes::ICANON);
+        quiet.local_modes.remove(LocalModes::ECHO | LocalModes::ECHONL | LocalModes::ICANON | LocalModes::ISIG);
+        quiet.special_codes[termios::SpecialCodeIndex::VMIN] = 1;
+        quiet.special_codes[termios::SpecialCodeIndex::VTIME] = 0;
         termios::tcsetattr(fd, OptionalActions::Flush, &quiet).map_err(|e| Error::sys(format!("turning off echo on {path}"), e))?;
         Ok(EchoOff { fd, saved })
     }
@@ -139,6 +143,50 @@ pub struct FdReader<'a>(pub BorrowedFd<'a>);
 impl Read for FdReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         rustix::io::read(self.0, buf).map_err(std::io::Error::from)
+    }
+}
+
+/// Reads a line typed on a terminal with line editing off, a byte at a
+/// time: Enter ends it, Backspace and Ctrl-U edit it, Ctrl-C cancels,
+/// Ctrl-D on an empty line is "no passphrase given".
+pub fn read_typed_line(src: &mut impl Read) -> Result<Zeroizing<String>, Error> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_LEN));
+    let mut byte = Zeroizing::new([0u8; 1]);
+    loop {
+        match src.read(&mut byte[..]) {
+            Ok(0) if buf.is_empty() => return Err(Error::Msg("no passphrase given (end of input)".into())),
+            Ok(0) => break,
+            Ok(_) => match byte[0] {
+                b'\n' | b'\r' => break,
+                0x03 => return Err(Error::Msg("cancelled (Ctrl-C) at the passphrase prompt".into())),
+                0x04 if buf.is_empty() => return Err(Error::Msg("no passphrase given (Ctrl-D)".into())),
+                0x04 => {}
+                0x7f | 0x08 => {
+                    // A whole UTF-8 character goes.
+                    while let Some(b) = buf.pop() {
+                        if b & 0xc0 != 0x80 {
+                            break;
+                        }
+                    }
+                }
+                0x15 => buf.zeroize(),
+                b => {
+                    if buf.len() == MAX_LEN {
+                        return Err(Error::Msg(format!("the passphrase is longer than {MAX_LEN} bytes: use a shorter one")));
+                    }
+                    buf.push(b);
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("reading the passphrase", e)),
+        }
+    }
+    match String::from_utf8(std::mem::take(&mut *buf)) {
+        Ok(s) => Ok(Zeroizing::new(s)),
+        Err(e) => {
+            e.into_bytes().zeroize();
+            Err(Error::Msg("the passphrase is not valid UTF-8: check the keyboard layout and terminal".into()))
+        }
     }
 }
 
@@ -184,6 +232,20 @@ pub fn read_line(src: &mut impl Read) -> Result<Zeroizing<String>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_lines_are_edited_and_ctrl_c_cancels() {
+        let typed = |b: &[u8]| read_typed_line(&mut &b[..]).map(|s| s.to_string()).map_err(|e| e.to_string());
+        assert_eq!(typed(b"secret\r").unwrap(), "secret");
+        assert_eq!(typed(b"secrex\x7ft\n").unwrap(), "secret");
+        assert_eq!(typed(b"wrong\x15right\r").unwrap(), "right");
+        assert_eq!(typed("p\u{e4}\x7fa\r".as_bytes()).unwrap(), "pa", "Backspace takes a whole character");
+        assert!(typed(b"half\x03more\r").unwrap_err().contains("cancelled"));
+        assert!(typed(b"\x04").unwrap_err().contains("no passphrase"));
+        assert!(typed(b"").unwrap_err().contains("no passphrase"));
+        assert_eq!(typed(b"\r").unwrap(), "");
+        assert!(typed(&[b'x'; MAX_LEN + 1]).unwrap_err().contains("longer than"));
+    }
 
     /// Hands out its bytes `chunk` at a time, with an interruption first.
     struct Src<'a> {

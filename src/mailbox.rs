@@ -72,7 +72,9 @@ const REQUEST_MAGIC: &[u8; 8] = b"KJMREQ01";
 const KEY_OFF: usize = 2304;
 const KEY_BLOCK_LEN_OFF: usize = KEY_OFF + crate::keypage::LEN;
 const KEY_BLOCK_OFF: usize = KEY_BLOCK_LEN_OFF + 4;
-const _: () = assert!(8 + TABLE_LEN <= KEY_OFF && KEY_BLOCK_OFF + crate::image::KEY_BLOCK_LEN <= PAGE_SIZE as usize - 4);
+/// Where the nonce salt follows the key block.
+const SALT_OFF: usize = KEY_BLOCK_OFF + crate::image::KEY_BLOCK_LEN;
+const _: () = assert!(8 + TABLE_LEN <= KEY_OFF && SALT_OFF + crate::seal::ID_LEN <= PAGE_SIZE as usize - 4);
 
 /// What A tells B before the jump.
 #[derive(Clone, Debug)]
@@ -96,6 +98,7 @@ pub fn encode_request(req: &Request) -> Result<[u8; PAGE_SIZE as usize], Error> 
         crate::keypage::encode(&k.key, k.id, &mut page[KEY_OFF..])?;
         page[KEY_BLOCK_LEN_OFF..KEY_BLOCK_OFF].copy_from_slice(&(k.key_block.len() as u32).to_le_bytes());
         page[KEY_BLOCK_OFF..KEY_BLOCK_OFF + k.key_block.len()].copy_from_slice(&k.key_block);
+        page[SALT_OFF..SALT_OFF + crate::seal::ID_LEN].copy_from_slice(&k.salt);
     }
     seal_request(&mut page);
     Ok(page)
@@ -127,7 +130,9 @@ pub fn decode_request(page: &[u8]) -> Result<Request, Error> {
             if len == 0 || len > crate::image::KEY_BLOCK_LEN {
                 return Err(bad("wrapped key length"));
             }
-            Some(crate::save::ImageKey { key: k.key, id: k.id, key_block: page[KEY_BLOCK_OFF..KEY_BLOCK_OFF + len].to_vec() })
+            let mut salt = [0u8; crate::seal::ID_LEN];
+            salt.copy_from_slice(&page[SALT_OFF..SALT_OFF + crate::seal::ID_LEN]);
+            Some(crate::save::ImageKey { key: k.key, id: k.id, key_block: page[KEY_BLOCK_OFF..KEY_BLOCK_OFF + len].to_vec(), salt })
         }
     };
     Ok(Request { uses, key })
@@ -459,10 +464,11 @@ mod tests {
         let back = decode_request(&req).unwrap();
         assert_eq!((back.uses, back.key.is_none()), (uses.clone(), true));
         // With an image key: it comes back, and any change to it is refused.
-        let key = crate::save::ImageKey { key: crate::seal::DataKey::from_bytes([5; 32]), id: crate::seal::ImageId([6; 16]), key_block: vec![9; 300] };
+        let key =
+            crate::save::ImageKey { key: crate::seal::DataKey::from_bytes([5; 32]), id: crate::seal::ImageId([6; 16]), key_block: vec![9; 300], salt: [4; 16] };
         let with_key = encode_request(&Request { uses: uses.clone(), key: Some(key.clone()) }).unwrap();
         let back = decode_request(&with_key).unwrap().key.unwrap();
-        assert_eq!((back.key, back.id, back.key_block), (key.key.clone(), key.id, key.key_block.clone()));
+        assert_eq!((back.key, back.id, back.key_block, back.salt), (key.key.clone(), key.id, key.key_block.clone(), key.salt));
         let too_long = crate::save::ImageKey { key_block: vec![1; crate::image::KEY_BLOCK_LEN + 1], ..key };
         assert!(encode_request(&Request { uses: uses.clone(), key: Some(too_long) }).is_err());
         let mut bad = req;

@@ -153,7 +153,15 @@ pub fn check(req: &Request<'_>, img: &mut Opened) -> Result<(), Failure> {
     }
     if img.header.cipher != crate::seal::Cipher::None {
         let Some(key) = req.key else {
-            return Err(Error::Msg(format!("{name}: the image is encrypted and this restore kernel was given no key (resume it with 'kjump resume')")).into());
+            let why = "the image is encrypted and this restore kernel was given no key (only 'kjump resume' in a normal boot gives it one)";
+            // Started by a boot loader entry, D would be started again at
+            // every boot and refuse again: a loop. It cannot count the
+            // start without the key either, so the image is given up.
+            return Err(if req.count_attempt {
+                bad(format!("{why}; given up, since the boot loader would start this kernel again at every boot"))
+            } else {
+                Error::Msg(format!("{name}: {why}")).into()
+            });
         };
         let keys = Arc::new(crate::seal::Keys::derive(key, img.header.image_id));
         let (h, st) = img.blocks.split_at(BLOCK);

@@ -73,6 +73,10 @@ pub struct ImageKey {
     pub id: crate::seal::ImageId,
     /// The key block ([`crate::wrap`]) for the state block.
     pub key_block: Vec<u8>,
+    /// The salt of the chunks' nonces. A draws it with the key: B, a
+    /// kernel just booted, may wait seconds for its random number
+    /// generator (a measured +2.7 s of hibernate under QEMU).
+    pub salt: [u8; crate::seal::ID_LEN],
 }
 
 /// Set once B starts writing the commit record, and left set unless the
@@ -328,10 +332,8 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     say!("writing the image to {name}");
     let sealer = match req.key {
         Some(k) => {
-            let mut salt = [0u8; crate::seal::ID_LEN];
-            crate::seal::random(&mut salt)?;
             say!("encrypting the image ({})", crate::seal::Cipher::XChaCha20Poly1305.name());
-            Some(crate::image::Sealer { keys: Arc::new(crate::seal::Keys::derive(&k.key, k.id)), salt })
+            Some(crate::image::Sealer { keys: Arc::new(crate::seal::Keys::derive(&k.key, k.id)), salt: k.salt })
         }
         None => None,
     };

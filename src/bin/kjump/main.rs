@@ -442,7 +442,9 @@ fn new_image_key(s: &Settings) -> Result<Option<kjump::save::ImageKey>, Error> {
         }
     };
     let key_block = block.encode().to_vec();
-    Ok(Some(kjump::save::ImageKey { key, id, key_block }))
+    let mut salt = [0u8; kjump::seal::ID_LEN];
+    kjump::seal::random(&mut salt)?;
+    Ok(Some(kjump::save::ImageKey { key, id, key_block, salt }))
 }
 
 fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
@@ -1003,6 +1005,12 @@ fn cmd_boot_entry(s: &Settings, dir: &str) -> Result<(), Error> {
     if std::path::Path::new(EFI_SYSFS).exists() {
         return Err(Error::Msg(
             "boot-entry: this machine booted through UEFI, where the kernel's EFI stub places the restore kernel itself and it would refuse to run; resume through the normal boot instead (kjump resume in the initramfs)".into(),
+        ));
+    }
+    // A restore kernel the boot loader starts gets no key from C.
+    if s.encrypt.encrypts() {
+        return Err(Error::Msg(
+            "boot-entry: images are encrypted (encrypt in /etc/kjump.conf), and a restore kernel started by the boot loader has no key to open them; resume through the normal boot instead (kjump resume in the initramfs)".into(),
         ));
     }
     let text = s.target.as_deref().ok_or_else(|| Error::Msg("boot-entry: no target; pass --target or set target= in /etc/kjump.conf".into()))?;
