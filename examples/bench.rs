@@ -13,8 +13,8 @@
 //!
 //! Environment: `BENCH_REPS` (default 3), `BENCH_SIZES` (MiB, comma
 //! separated; default 128,384,768), `BENCH_SYSTEMS` (default
-//! kjump,kjump-entry,kjump-resident,swsusp-lzo,swsusp-lz4; also
-//! kjump-encrypted), `BENCH_OUT` (default `bench/results`: the `.json`
+//! kjump,kjump-entry,kjump-resident,kjump-encrypted,swsusp-lzo,swsusp-lz4),
+//! `BENCH_OUT` (default `bench/results`: the `.json`
 //! and `.md` written).
 
 #[path = "../tests/harness/mod.rs"]
@@ -363,7 +363,7 @@ fn main() {
     let reps: u32 = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let sizes: Vec<u64> = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "128,384,768".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let systems: Vec<System> = std::env::var("BENCH_SYSTEMS")
-        .unwrap_or_else(|_| "kjump,kjump-entry,kjump-resident,swsusp-lzo,swsusp-lz4".into())
+        .unwrap_or_else(|_| "kjump,kjump-entry,kjump-resident,kjump-encrypted,swsusp-lzo,swsusp-lz4".into())
         .split(',')
         .filter_map(|s| System::parse(s.trim()))
         .collect();
