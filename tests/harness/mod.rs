@@ -421,8 +421,9 @@ impl Vm {
     }
 
     /// Restarts a guest whose console has been silent for [`BOOT_STALL`]
-    /// before any program ran in it, once; the hung boot's console is kept
-    /// beside the new one as `serial.log.hung`.
+    /// before any program ran in it, or whose QEMU exited by then, once;
+    /// the failed boot's console is kept beside the new one as
+    /// `serial.log.hung`.
     fn watch_boot(&mut self, log: &str) {
         if log.len() != self.log_len {
             self.log_len = log.len();
@@ -433,12 +434,16 @@ impl Vm {
             self.userspace = USERSPACE_MARKERS.iter().any(|m| text.contains(m));
         }
         let running = self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none());
-        if self.userspace || self.restarted || !running || self.quiet_since.elapsed() < BOOT_STALL {
+        if self.userspace || self.restarted || (running && self.quiet_since.elapsed() < BOOT_STALL) {
             return;
         }
+        // Before any program ran, QEMU under load has also reset the guest
+        // silently now and then (with -no-reboot it then exits), in the
+        // middle of the kernel's PCI scan: restarted once too.
+        let how = if running { format!("hung at boot, console silent for {} s", BOOT_STALL.as_secs()) } else { "exited before any program ran".to_string() };
         self.kill();
         let tail = log.lines().last().unwrap_or("(nothing)");
-        eprintln!("[{}] QEMU hung at boot, console silent for {} s after: {tail}; starting it again", self.name, BOOT_STALL.as_secs());
+        eprintln!("[{}] QEMU {how} after: {tail}; starting it again", self.name);
         let _ = std::fs::rename(&self.log, self.log.with_extension("log.hung"));
         std::fs::write(&self.log, b"").unwrap();
         self.seen = 0;
