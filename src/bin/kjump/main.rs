@@ -34,7 +34,9 @@ Usage:
   kjump check [--jump] [OPTIONS]   say whether this machine can hibernate with kjump;
                                    --jump also does a live round trip A -> B -> A
   kjump image info FILE|DEVICE     show an image's header and state
-  kjump image verify FILE|DEVICE   check every checksum; non-zero exit names the first fault
+  kjump image verify [--key-file PATH] FILE|DEVICE
+                                   check every checksum, and authenticate an encrypted
+                                   image with its key; non-zero exit names the first fault
   kjump image wipe FILE|DEVICE     overwrite an image with zeros and discard it (a file is
                                    then removed); refuses anything that is not a kjump image
   kjump bench-io --target DEVICE   for benchmarks: in the hibernation kernel, measure how
@@ -55,6 +57,10 @@ Usage:
                                    write the hibernation initramfs (holds only kjump-init;
                                    default: the kjump-init next to kjump, else {LIBDIR}/kjump-init)
   kjump config [OPTIONS]           print the settings kjump would use, as kjump.conf lines
+  kjump keygen [--dir DIR] [--argon2-memory KIB] [--force]
+                                   make the key pair of encrypt = passphrase: asks for a new
+                                   passphrase twice, writes DIR/public.key and
+                                   DIR/private.key  [default DIR: /etc/kjump]
   kjump COMMAND --help             that command's options
   kjump --help | --version
 
@@ -76,6 +82,8 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
                        kernel discards it once A's memory is back; the image is
                        marked consumed either way)
   --check              resume: only say what it would do
+  --key-file PATH      resume, image verify: the key file that unwraps an encrypted
+                       image's key  [default: the one encrypt = keyfile:PATH names]
   --jump               check: also do a live round trip
 Each command takes only the options it uses; see 'kjump COMMAND --help'.
 
