@@ -499,6 +499,11 @@ impl Header {
         Ok(h)
     }
 
+    /// Whether the image's chunks are sealed.
+    pub fn encrypted(&self) -> bool {
+        self.cipher != crate::seal::Cipher::None
+    }
+
     /// CRC of the encoded header (what the state block commits).
     pub fn crc(block: &[u8; BLOCK]) -> u32 {
         u32_at(block, BLOCK - 4)
@@ -631,6 +636,16 @@ fn write_state(file: &std::fs::File, new: &StateBlock, keys: Option<&crate::seal
     use std::os::unix::fs::FileExt;
     file.write_all_at(&new.encode_sealed(keys), STATE_OFFSET)?;
     file.sync_all()
+}
+
+/// An encrypted image's keys from its data key `key`, once its header and
+/// state blocks (as read from disk, `header` decoded from the first) pass
+/// [`authenticate`]: what opens its chunks and signs its state block. The
+/// one way C, D and `kjump image verify` unlock an image.
+pub fn unlock(key: &crate::seal::DataKey, header: &Header, header_block: &[u8], state_block: &[u8]) -> Result<Sealer, Error> {
+    let keys = std::sync::Arc::new(crate::seal::Keys::derive(key, header.image_id));
+    authenticate(&keys, header_block, state_block)?;
+    Ok(Sealer { keys, salt: header.nonce_salt })
 }
 
 /// Checks an encrypted image's header and state blocks (as read from
@@ -1258,18 +1273,15 @@ impl<R: std::io::Read> Reader<R> {
 
     /// Whether the image is encrypted.
     pub fn encrypted(&self) -> bool {
-        self.header.cipher != crate::seal::Cipher::None
+        self.header.encrypted()
     }
 
     /// Checks an encrypted image's header and state against `key` and,
-    /// when they pass, opens its chunks with it from now on; returns the
-    /// keys (for writing the state block under its MAC).
-    pub fn unlock(&mut self, key: &crate::seal::DataKey) -> Result<std::sync::Arc<crate::seal::Keys>, Error> {
-        let keys = std::sync::Arc::new(crate::seal::Keys::derive(key, self.header.image_id));
+    /// when they pass, opens its chunks with it from now on ([`unlock`]).
+    pub fn unlock(&mut self, key: &crate::seal::DataKey) -> Result<(), Error> {
         let (h, st) = self.blocks();
-        authenticate(&keys, h, st)?;
-        self.sealer = Some(Sealer { keys: keys.clone(), salt: self.header.nonce_salt });
-        Ok(keys)
+        self.sealer = Some(unlock(key, &self.header, h, st)?);
+        Ok(())
     }
 
     /// The next chunk, decoded (its runs, zero runs and pages in the

@@ -151,7 +151,7 @@ pub fn check(req: &Request<'_>, img: &mut Opened) -> Result<(), Failure> {
     if !img.committed {
         return Err(bad("the state block commits a different header".into()));
     }
-    if img.header.cipher != crate::seal::Cipher::None {
+    if img.header.encrypted() {
         let Some(key) = req.key else {
             let why = "the image is encrypted and this restore kernel was given no key (only 'kjump resume' in a normal boot gives it one)";
             // Started by a boot loader entry, D would be started again at
@@ -163,10 +163,8 @@ pub fn check(req: &Request<'_>, img: &mut Opened) -> Result<(), Failure> {
                 Error::Msg(format!("{name}: {why}")).into()
             });
         };
-        let keys = Arc::new(crate::seal::Keys::derive(key, img.header.image_id));
         let (h, st) = img.blocks.split_at(BLOCK);
-        image::authenticate(&keys, h, st).map_err(|e| bad(e.to_string()))?;
-        img.sealer = Some(image::Sealer { keys, salt: img.header.nonce_salt });
+        img.sealer = Some(image::unlock(key, &img.header, h, st).map_err(|e| bad(e.to_string()))?);
     }
     if req.count_attempt {
         img.state =
@@ -371,7 +369,7 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
     let mut ranges = h.ram.iter().copied().peekable();
     let mut cursor = 0u64;
     let writer = std::cell::RefCell::new(Writer::new(Arc::clone(mem), WRITE_WINDOW));
-    if h.cipher != crate::seal::Cipher::None && img.sealer.is_none() {
+    if h.encrypted() && img.sealer.is_none() {
         return Err(Error::Msg(format!("{}: the image is encrypted and was not authenticated before restoring", img.name)).into());
     }
     let dest = Arc::new(Dest { ram: h.ram.clone(), region, low_end, sealer: img.sealer.clone() });

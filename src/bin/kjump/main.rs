@@ -368,7 +368,7 @@ fn refuse_clear_image_of_encrypted_disks(s: &Settings, uses: &[in_use::InUse]) -
 /// How an image is encrypted, for `kjump image info`.
 fn encryption_text(h: &kjump::image::Header, st: &kjump::image::StateBlock) -> String {
     use kjump::wrap::Method;
-    if h.cipher == kjump::seal::Cipher::None {
+    if !h.encrypted() {
         return "none: A's memory is in the clear in this image".into();
     }
     let how = match kjump::wrap::KeyBlock::decode(&st.key_block) {
@@ -383,6 +383,9 @@ fn encryption_text(h: &kjump::image::Header, st: &kjump::image::StateBlock) -> S
     format!("{}; {how}; image id {}", h.cipher.name(), h.image_id.hex())
 }
 
+/// Why an encrypted image without its key block is refused.
+const KEY_DESTROYED: &str = "the image's key was destroyed when it was consumed or given up: it can never be resumed";
+
 /// Tries of a passphrase at resume, as cryptsetup gives.
 const PASSPHRASE_TRIES: u32 = 3;
 
@@ -393,7 +396,7 @@ fn image_key(h: &kjump::image::Header, st: &kjump::image::StateBlock, key_file: 
     use kjump::wrap::{Method, UnwrapError};
     let block = kjump::wrap::KeyBlock::decode(&st.key_block)
         .map_err(|e| Error::Msg(format!("the image's key block: {e}")))?
-        .ok_or_else(|| Error::Msg("the image's key was destroyed when it was consumed or given up: it can never be resumed".into()))?;
+        .ok_or_else(|| Error::Msg(KEY_DESTROYED.into()))?;
     match block.method() {
         Method::KeyFile => {
             let Some(path) = key_file else {
@@ -885,8 +888,8 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
     }
     // An encrypted image without its wrapped key can never be read again
     // (its state block was edited back after it was consumed, say).
-    if h.cipher != kjump::seal::Cipher::None && state.key_block.is_empty() {
-        return Err(no(format!("the image on {tgt}: the image's key was destroyed when it was consumed or given up: it can never be resumed")));
+    if h.encrypted() && state.key_block.is_empty() {
+        return Err(no(format!("the image on {tgt}: {KEY_DESTROYED}")));
     }
     in_use::check_device(&dev, &h.in_use).map_err(|e| Error::Msg(format!("resume: not resuming: {e}")))?;
     if !committed {
@@ -946,7 +949,7 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
         return Err(no(give_up_image(&tgt, &dev, state.state, &why)));
     }
     if check_only {
-        if h.cipher != kjump::seal::Cipher::None {
+        if h.encrypted() {
             println!("kjump resume: the image is encrypted ({}); its key would be asked for", encryption_text(&h, &state));
         }
         return Ok(());
@@ -954,20 +957,19 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
     // An encrypted image: its key first (a wrong passphrase or key file
     // leaves the image as it is and counts no attempt), then its header
     // and state authenticated, before anything is written or loaded.
-    let unlocked = if h.cipher != kjump::seal::Cipher::None {
+    let unlocked = if h.encrypted() {
         let key = image_key(&h, &state, s.key_file.as_deref(), true)
             .map_err(|e| Error::Msg(format!("resume: not resuming the image on {tgt}: {e}")))?
             .ok_or_else(|| Error::Msg("resume: not resuming: no key".into()))?;
-        let keys = kjump::seal::Keys::derive(&key, h.image_id);
         let (hb, sb) = blocks.split_at(kjump::image::BLOCK);
-        if let Err(e) = kjump::image::authenticate(&keys, hb, sb) {
-            return Err(no(give_up_image(&tgt, &dev, state.state, &format!("the image on {tgt} is forged or damaged: {e}"))));
+        match kjump::image::unlock(&key, &h, hb, sb) {
+            Ok(sealer) => Some((key, sealer)),
+            Err(e) => return Err(no(give_up_image(&tgt, &dev, state.state, &format!("the image on {tgt} is forged or damaged: {e}")))),
         }
-        Some((key, keys))
     } else {
         None
     };
-    let keys = unlocked.as_ref().map(|(_, k)| k);
+    let keys = unlocked.as_ref().map(|(_, s)| &*s.keys);
     update_image(&tgt, &dev, state.state, |f, st| {
         // The state block MACed again must be the one just authenticated.
         if *st != state {
