@@ -73,9 +73,9 @@ pub struct ImageKey {
     pub id: crate::seal::ImageId,
     /// The key block ([`crate::wrap`]) for the state block.
     pub key_block: Vec<u8>,
-    /// The salt of the chunks' nonces. A draws it with the key: B, a
-    /// kernel just booted, may wait seconds for its random number
-    /// generator (a measured +2.7 s of hibernate under QEMU).
+    /// The salt of the chunks' nonces. A draws it with the key, so that B,
+    /// a kernel just booted, needs no randomness of its own (its random
+    /// number generator may not be ready yet).
     pub salt: [u8; crate::seal::ID_LEN],
 }
 
