@@ -114,6 +114,9 @@ pub enum Encrypt {
     /// `passphrase`: each image's key wrapped to the public key `kjump
     /// keygen` made; the passphrase is asked at resume only.
     Passphrase,
+    /// `tpm2` or `tpm2:PCRS`: each image's key sealed to this machine's
+    /// TPM 2.0, under those PCRs (7 alone by default) and kjump's counter.
+    Tpm2(crate::tpm::PcrSet),
 }
 
 impl Encrypt {
@@ -122,11 +125,12 @@ impl Encrypt {
         match value {
             "none" => Ok(Encrypt::None),
             "passphrase" => Ok(Encrypt::Passphrase),
-            "tpm2" => Err("tpm2 is not supported yet: use passphrase or keyfile:PATH".into()),
-            v => match v.strip_prefix("keyfile:") {
-                Some(path) if path.starts_with('/') && !path.contains('\0') => Ok(Encrypt::KeyFile(path.to_string())),
-                Some(path) => Err(format!("keyfile:{path}: the key file's path must be absolute (keyfile:/path/to/key)")),
-                None => Err(format!("{v:?}: one of passphrase, keyfile:/path/to/key or none")),
+            "tpm2" => Ok(Encrypt::Tpm2(crate::tpm::PcrSet::DEFAULT)),
+            v => match (v.strip_prefix("keyfile:"), v.strip_prefix("tpm2:")) {
+                (Some(path), _) if path.starts_with('/') && !path.contains('\0') => Ok(Encrypt::KeyFile(path.to_string())),
+                (Some(path), _) => Err(format!("keyfile:{path}: the key file's path must be absolute (keyfile:/path/to/key)")),
+                (None, Some(list)) => crate::tpm::PcrSet::parse(list).map(Encrypt::Tpm2).map_err(|why| format!("{v}: {why}; give PCR numbers, as in tpm2:0,7")),
+                (None, None) => Err(format!("{v:?}: one of passphrase, tpm2, tpm2:PCRS, keyfile:/path/to/key or none")),
             },
         }
     }
@@ -138,12 +142,14 @@ impl Encrypt {
             Encrypt::None => Some("none".into()),
             Encrypt::KeyFile(p) => Some(format!("keyfile:{p}")),
             Encrypt::Passphrase => Some("passphrase".into()),
+            Encrypt::Tpm2(p) if *p == crate::tpm::PcrSet::DEFAULT => Some("tpm2".into()),
+            Encrypt::Tpm2(p) => Some(format!("tpm2:{}", p.list())),
         }
     }
 
     /// Whether images are encrypted.
     pub fn encrypts(&self) -> bool {
-        matches!(self, Encrypt::KeyFile(_) | Encrypt::Passphrase)
+        matches!(self, Encrypt::KeyFile(_) | Encrypt::Passphrase | Encrypt::Tpm2(_))
     }
 }
 
@@ -243,10 +249,18 @@ mod tests {
         assert_eq!(Encrypt::parse("none"), Ok(Encrypt::None));
         assert_eq!(Encrypt::parse("passphrase"), Ok(Encrypt::Passphrase));
         assert_eq!(Encrypt::parse("keyfile:/media/key/kjump.key"), Ok(Encrypt::KeyFile("/media/key/kjump.key".into())));
-        for bad in ["keyfile:", "keyfile:relative", "yes", "", "Passphrase", "tpm2"] {
+        assert_eq!(Encrypt::parse("tpm2"), Ok(Encrypt::Tpm2(crate::tpm::PcrSet::DEFAULT)));
+        assert_eq!(Encrypt::parse("tpm2:0,7"), Ok(Encrypt::Tpm2(crate::tpm::PcrSet(0x81))));
+        for bad in ["keyfile:", "keyfile:relative", "yes", "", "Passphrase", "tpm2:", "tpm2:24", "tpm2:7,7", "TPM2", "tpm"] {
             assert!(Encrypt::parse(bad).is_err(), "{bad}");
         }
-        for e in [Encrypt::None, Encrypt::Passphrase, Encrypt::KeyFile("/k".into())] {
+        for e in [
+            Encrypt::None,
+            Encrypt::Passphrase,
+            Encrypt::KeyFile("/k".into()),
+            Encrypt::Tpm2(crate::tpm::PcrSet::DEFAULT),
+            Encrypt::Tpm2(crate::tpm::PcrSet(0x95)),
+        ] {
             assert_eq!(Encrypt::parse(&e.value().unwrap()), Ok(e.clone()));
         }
         assert_eq!(Encrypt::Unset.value(), None);

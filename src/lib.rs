@@ -53,6 +53,7 @@ pub mod restore;
 pub mod save;
 pub mod seal;
 pub mod target;
+pub mod tpm;
 pub mod units;
 pub mod vmcore;
 pub mod vmcoreinfo;

@@ -91,9 +91,10 @@ pub const PRIVATE_KEY_FILE: &str = "private.key";
 pub enum Method {
     /// Under a key derived from a key file's bytes (code 1).
     KeyFile,
-    /// To the public key of a passphrase's key pair (code 2). Code 3 is
-    /// reserved for a TPM2-sealed key.
+    /// To the public key of a passphrase's key pair (code 2).
     Passphrase,
+    /// Under a key sealed to the machine's TPM 2.0 (code 3, `crate::tpm`).
+    Tpm2,
 }
 
 impl Method {
@@ -102,6 +103,7 @@ impl Method {
         match self {
             Method::KeyFile => 1,
             Method::Passphrase => 2,
+            Method::Tpm2 => 3,
         }
     }
 
@@ -110,7 +112,17 @@ impl Method {
         match code {
             1 => Some(Method::KeyFile),
             2 => Some(Method::Passphrase),
+            3 => Some(Method::Tpm2),
             _ => None,
+        }
+    }
+
+    /// How `image info` and errors say a key is wrapped this way.
+    pub fn wrapped_how(self) -> &'static str {
+        match self {
+            Method::KeyFile => "wrapped with a key file",
+            Method::Passphrase => "wrapped to a passphrase",
+            Method::Tpm2 => "sealed to a TPM",
         }
     }
 
@@ -119,6 +131,7 @@ impl Method {
         match self {
             Method::KeyFile => "key file",
             Method::Passphrase => "passphrase",
+            Method::Tpm2 => "TPM",
         }
     }
 }
@@ -194,8 +207,8 @@ impl fmt::Display for UnwrapError {
             UnwrapError::WrongKey(Method::Passphrase) => f.write_str("wrong passphrase"),
             UnwrapError::WrongKey(Method::KeyFile) => f.write_str("wrong key file (or a key block copied from another image)"),
             UnwrapError::OtherImage => f.write_str("the image's key block belongs to another image (copied or moved): this image cannot be resumed"),
-            UnwrapError::WrongMethod(Method::KeyFile) => f.write_str("this image's key is wrapped with a key file, not a passphrase"),
-            UnwrapError::WrongMethod(Method::Passphrase) => f.write_str("this image's key is wrapped to a passphrase, not a key file"),
+            UnwrapError::WrongKey(Method::Tpm2) => f.write_str("the key the TPM unsealed does not open this image's key"),
+            UnwrapError::WrongMethod(m) => write!(f, "this image's key is {}, not that way", m.wrapped_how()),
             UnwrapError::NoMemory { kib } => write!(f, "not enough memory for Argon2id ({kib} KiB): free memory or boot with more, then try again"),
             UnwrapError::Damaged(why) => write!(f, "damaged key block: {why}"),
         }
@@ -260,6 +273,17 @@ impl<'a> Reader<'a> {
         let a = self.b.get(self.at..end)?.try_into().ok()?;
         self.at = end;
         Some(a)
+    }
+
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let b = self.b.get(self.at..end)?;
+        self.at = end;
+        Some(b)
+    }
+
+    fn at_end(&self) -> bool {
+        self.at == self.b.len()
     }
 
     fn u16(&mut self) -> Option<u16> {
@@ -450,6 +474,7 @@ fn key_ad(method: Method, id: ImageId) -> [u8; 12 + ID_LEN] {
 enum Body {
     KeyFile { salt: [u8; KEY_FILE_SALT_LEN], key: Wrapped },
     Passphrase { ephemeral: [u8; 32], key: Wrapped, private: SealedPrivateKey },
+    Tpm2 { sealed: crate::tpm::Sealed, key: Wrapped },
 }
 
 /// An image's wrapped data key, as the state block keeps it.
@@ -464,6 +489,7 @@ impl KeyBlock {
         match self.body {
             Body::KeyFile { .. } => Method::KeyFile,
             Body::Passphrase { .. } => Method::Passphrase,
+            Body::Tpm2 { .. } => Method::Tpm2,
         }
     }
 
@@ -471,7 +497,15 @@ impl KeyBlock {
     pub fn public_key(&self) -> Option<PublicKey> {
         match &self.body {
             Body::Passphrase { private, .. } => Some(private.public),
-            Body::KeyFile { .. } => None,
+            Body::KeyFile { .. } | Body::Tpm2 { .. } => None,
+        }
+    }
+
+    /// For a TPM block: what the TPM sealed, and the policy it answers to.
+    pub fn tpm_sealed(&self) -> Option<&crate::tpm::Sealed> {
+        match &self.body {
+            Body::Tpm2 { sealed, .. } => Some(sealed),
+            Body::KeyFile { .. } | Body::Passphrase { .. } => None,
         }
     }
 
@@ -480,7 +514,7 @@ impl KeyBlock {
     pub fn argon2_params(&self) -> Option<Argon2Params> {
         match &self.body {
             Body::Passphrase { private, .. } => Some(private.params),
-            Body::KeyFile { .. } => None,
+            Body::KeyFile { .. } | Body::Tpm2 { .. } => None,
         }
     }
 
@@ -496,6 +530,18 @@ impl KeyBlock {
                 body.extend_from_slice(ephemeral);
                 key.put(&mut body);
                 body.extend_from_slice(&private.encode());
+            }
+            Body::Tpm2 { sealed, key } => {
+                body.extend_from_slice(&sealed.pcrs.0.to_le_bytes());
+                body.extend_from_slice(&sealed.index.to_le_bytes());
+                body.extend_from_slice(&sealed.counter.to_le_bytes());
+                // Each half is at most tpm::MAX_BLOB bytes (checked where
+                // a Sealed is made or read), so the body fits MAX_BODY.
+                for half in [&sealed.public, &sealed.private] {
+                    body.extend_from_slice(&(half.len() as u16).to_le_bytes());
+                    body.extend_from_slice(half);
+                }
+                key.put(&mut body);
             }
         }
         let mut out = [0u8; KEY_BLOCK_LEN];
@@ -537,15 +583,13 @@ impl KeyBlock {
             return Err(format!("version {version} is not known to this kjump"));
         }
         let code = r.u16().ok_or_else(truncated)?;
-        let method = match Method::from_code(code) {
-            Some(m) => m,
-            None if code == 3 => return Err("the key is sealed to a TPM2, which this kjump cannot unseal".into()),
-            None => return Err(format!("unknown wrapping method {code}")),
-        };
+        let method = Method::from_code(code).ok_or_else(|| format!("unknown wrapping method {code}"))?;
         let len = r.u32().ok_or_else(truncated)?;
         let want = match method {
             Method::KeyFile => KEY_FILE_BODY,
             Method::Passphrase => PASSPHRASE_BODY,
+            // Its length is checked against its halves' below.
+            Method::Tpm2 => usize::try_from(len).ok().filter(|&n| n <= MAX_BODY).ok_or_else(|| format!("a TPM body of {len} bytes, more than {MAX_BODY}"))?,
         };
         if usize::try_from(len).ok() != Some(want) {
             return Err(format!("a {} body of {len} bytes, not {want}", method.name()));
@@ -564,6 +608,24 @@ impl KeyBlock {
                 let private = r.array::<PRIVATE_KEY_LEN>().ok_or_else(truncated)?;
                 let private = SealedPrivateKey::parse(&private).map_err(|why| format!("its private key: {why}"))?;
                 Body::Passphrase { ephemeral, key, private }
+            }
+            Method::Tpm2 => {
+                let pcrs = crate::tpm::PcrSet::from_mask(r.u32().ok_or_else(truncated)?).map_err(|why| format!("its PCR set: {why}"))?;
+                let index = r.u32().ok_or_else(truncated)?;
+                let counter = u64::from_le_bytes(r.array().ok_or_else(truncated)?);
+                let mut half = |what: &str| -> Result<Vec<u8>, String> {
+                    let n = usize::from(r.u16().ok_or_else(truncated)?);
+                    if n == 0 || n > crate::tpm::MAX_BLOB {
+                        return Err(format!("its sealed object's {what} half is {n} bytes (1 to {})", crate::tpm::MAX_BLOB));
+                    }
+                    Ok(r.bytes(n).ok_or_else(truncated)?.to_vec())
+                };
+                let (public, private) = (half("public")?, half("private")?);
+                let key = Wrapped::take(&mut r).ok_or_else(truncated)?;
+                if !r.at_end() {
+                    return Err("its TPM body is longer than its fields".into());
+                }
+                Body::Tpm2 { sealed: crate::tpm::Sealed { pcrs, index, counter, public, private }, key }
             }
         };
         Ok(Some(KeyBlock { body }))
@@ -707,6 +769,29 @@ pub fn unwrap_with_passphrase(block: &KeyBlock, id: ImageId, passphrase: &[u8]) 
     Ok(DataKey::from_bytes(*k))
 }
 
+/// A's side, TPM: wraps `key` for image `id` under a fresh random key
+/// that this machine's TPM seals (PCRs `pcrs`, kjump's counter as it is).
+pub fn wrap_to_tpm(key: &DataKey, id: ImageId, pcrs: crate::tpm::PcrSet) -> Result<KeyBlock, Error> {
+    let mut kek = Zeroizing::new([0u8; 32]);
+    seal::random(&mut kek[..])?;
+    let sealed = crate::tpm::seal(&kek, pcrs)?;
+    wrap_with_sealed_kek(key, id, &kek, sealed)
+}
+
+/// The block [`wrap_to_tpm`] makes, from a `kek` already sealed as `sealed`.
+pub fn wrap_with_sealed_kek(key: &DataKey, id: ImageId, kek: &[u8; 32], sealed: crate::tpm::Sealed) -> Result<KeyBlock, Error> {
+    let wrapped = Wrapped::seal(kek, &key_ad(Method::Tpm2, id), key.bytes())?;
+    Ok(KeyBlock { body: Body::Tpm2 { sealed, key: wrapped } })
+}
+
+/// C's side, TPM: the data key of image `id`, with the key the TPM
+/// unsealed (`crate::tpm::unseal` of [`KeyBlock::tpm_sealed`]).
+pub fn unwrap_with_kek(block: &KeyBlock, id: ImageId, kek: &[u8; 32]) -> Result<DataKey, UnwrapError> {
+    let Body::Tpm2 { key, .. } = &block.body else { return Err(UnwrapError::WrongMethod(block.method())) };
+    let k = key.open(kek, &key_ad(Method::Tpm2, id)).ok_or(UnwrapError::OtherImage)?;
+    Ok(DataKey::from_bytes(*k))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -739,7 +824,7 @@ mod tests {
         assert_eq!(unwrap_with_key_file(&back, id(1), &file[..31]), Err(UnwrapError::WrongKey(Method::KeyFile)));
         assert_eq!(unwrap_with_key_file(&back, id(2), &file), Err(UnwrapError::WrongKey(Method::KeyFile)));
         assert_eq!(unwrap_with_passphrase(&back, id(1), b"x"), Err(UnwrapError::WrongMethod(Method::KeyFile)));
-        assert_eq!(UnwrapError::WrongMethod(Method::KeyFile).to_string(), "this image's key is wrapped with a key file, not a passphrase");
+        assert_eq!(UnwrapError::WrongMethod(Method::KeyFile).to_string(), "this image's key is wrapped with a key file, not that way");
     }
 
     #[test]
@@ -887,10 +972,76 @@ mod tests {
             reseal(&mut b);
             assert!(KeyBlock::decode(&b).is_err(), "byte {at} = {v}");
         }
+        // A key file's body read as a TPM one.
         let mut b = good;
         b[10] = 3;
         reseal(&mut b);
-        assert!(KeyBlock::decode(&b).unwrap_err().to_string().contains("TPM2"));
+        assert!(KeyBlock::decode(&b).is_err());
+    }
+
+    fn tpm_sealed(public: usize, private: usize) -> crate::tpm::Sealed {
+        crate::tpm::Sealed {
+            pcrs: crate::tpm::PcrSet(0x81),
+            index: crate::tpm::COUNTER_INDEX,
+            counter: 41,
+            public: vec![0xa5; public],
+            private: vec![0x5a; private],
+        }
+    }
+
+    #[test]
+    fn tpm_round_trip() {
+        let key = DataKey::random().unwrap();
+        let kek = [9u8; 32];
+        let block = wrap_with_sealed_kek(&key, id(1), &kek, tpm_sealed(80, 160)).unwrap();
+        assert_eq!(block.method(), Method::Tpm2);
+        let back = KeyBlock::decode(&block.encode()).unwrap().unwrap();
+        assert_eq!(back, block);
+        assert_eq!(back.tpm_sealed(), Some(&tpm_sealed(80, 160)));
+        assert_eq!(unwrap_with_kek(&back, id(1), &kek).unwrap(), key);
+        // Another TPM's secret, another image's block, another method.
+        assert_eq!(unwrap_with_kek(&back, id(1), &[8; 32]), Err(UnwrapError::OtherImage));
+        assert_eq!(unwrap_with_kek(&back, id(2), &kek), Err(UnwrapError::OtherImage));
+        assert_eq!(unwrap_with_key_file(&back, id(1), &[0; 32]), Err(UnwrapError::WrongMethod(Method::Tpm2)));
+        // The largest halves fit.
+        let big = wrap_with_sealed_kek(&key, id(1), &kek, tpm_sealed(crate::tpm::MAX_BLOB, crate::tpm::MAX_BLOB)).unwrap();
+        assert_eq!(KeyBlock::decode(&big.encode()).unwrap().unwrap(), big);
+    }
+
+    #[test]
+    fn hostile_tpm_blocks_are_refused() {
+        let key = DataKey::random().unwrap();
+        let good = wrap_with_sealed_kek(&key, id(1), &[9; 32], tpm_sealed(80, 160)).unwrap().encode();
+        let body_len = u32::from_le_bytes(good[12..16].try_into().unwrap()) as usize;
+        // Body: pcrs 16..20, index 20..24, counter 24..32, public length 32..34.
+        let public_len_at = BLOCK_HEAD + 16;
+        let private_len_at = public_len_at + 2 + 80;
+        let cases: Vec<(usize, Vec<u8>)> = vec![
+            (BLOCK_HEAD, 0u32.to_le_bytes().to_vec()),         // no PCR
+            (BLOCK_HEAD, (1u32 << 24).to_le_bytes().to_vec()), // PCR 24
+            (public_len_at, 0u16.to_le_bytes().to_vec()),
+            (public_len_at, 81u16.to_le_bytes().to_vec()),
+            (public_len_at, (crate::tpm::MAX_BLOB as u16 + 1).to_le_bytes().to_vec()),
+            (public_len_at, u16::MAX.to_le_bytes().to_vec()),
+            (private_len_at, 0u16.to_le_bytes().to_vec()),
+            (private_len_at, 159u16.to_le_bytes().to_vec()),
+            (private_len_at, 700u16.to_le_bytes().to_vec()),
+            (12, (body_len as u32 - 1).to_le_bytes().to_vec()),
+            (12, (body_len as u32 + 1).to_le_bytes().to_vec()),
+            (12, (MAX_BODY as u32 + 1).to_le_bytes().to_vec()),
+            (12, u32::MAX.to_le_bytes().to_vec()),
+        ];
+        for (at, bytes) in cases {
+            let mut b = good;
+            b[at..at + bytes.len()].copy_from_slice(&bytes);
+            reseal(&mut b);
+            assert!(KeyBlock::decode(&b).is_err(), "bytes {bytes:?} at {at}");
+        }
+        for i in 0..KEY_BLOCK_LEN {
+            let mut b = good;
+            b[i] ^= 0x10;
+            assert!(KeyBlock::decode(&b).is_err(), "byte {i}");
+        }
     }
 
     fn reseal(b: &mut [u8; KEY_BLOCK_LEN]) {
@@ -917,13 +1068,21 @@ mod tests {
         let key = DataKey::random().unwrap();
         let file = [3u8; 32];
         let (public, sealed) = pair(b"pw");
-        for block in [wrap_with_key_file(&key, id(1), &file).unwrap(), wrap_to_public_key(&key, id(1), &public, &sealed).unwrap()] {
+        let kek = [9u8; 32];
+        let tpm = wrap_with_sealed_kek(&key, id(1), &kek, tpm_sealed(80, 160)).unwrap();
+        for block in [wrap_with_key_file(&key, id(1), &file).unwrap(), wrap_to_public_key(&key, id(1), &public, &sealed).unwrap(), tpm] {
             let good = block.encode();
             let body = match block.method() {
                 Method::KeyFile => KEY_FILE_BODY,
                 Method::Passphrase => PASSPHRASE_BODY,
+                Method::Tpm2 => 16 + 2 + 80 + 2 + 160 + WRAPPED_LEN,
             };
             for i in 0..BLOCK_HEAD + body {
+                // The TPM's part (policy and sealed object) is the TPM's to
+                // check: changed, it refuses to unseal. The wrapped key after it is kjump's.
+                if block.method() == Method::Tpm2 && (BLOCK_HEAD..BLOCK_HEAD + body - WRAPPED_LEN).contains(&i) {
+                    continue;
+                }
                 let mut b = good;
                 b[i] ^= 0x01;
                 reseal(&mut b);
@@ -931,6 +1090,7 @@ mod tests {
                 let got = match k.method() {
                     Method::KeyFile => unwrap_with_key_file(&k, id(1), &file),
                     Method::Passphrase => unwrap_with_passphrase(&k, id(1), b"pw"),
+                    Method::Tpm2 => unwrap_with_kek(&k, id(1), &kek),
                 };
                 assert!(got.is_err(), "{:?} byte {i} unwrapped", block.method());
             }

@@ -376,6 +376,10 @@ fn encryption_text(h: &kjump::image::Header, st: &kjump::image::StateBlock) -> S
             (Method::Passphrase, Some(p)) => format!("key wrapped to a passphrase, key pair {}", p.fingerprint()),
             (Method::Passphrase, None) => "key wrapped to a passphrase".into(),
             (Method::KeyFile, _) => "key wrapped with a key file".into(),
+            (Method::Tpm2, _) => match b.tpm_sealed() {
+                Some(t) => format!("key sealed to the TPM under PCRs sha256:{} and counter {:#010x} at {}", t.pcrs.list(), t.index, t.counter),
+                None => "key sealed to the TPM".into(),
+            },
         },
         Ok(None) => "key destroyed when the image was consumed or given up: its pages can never be read".into(),
         Err(e) => format!("key block unreadable: {e}"),
@@ -389,25 +393,58 @@ const KEY_DESTROYED: &str = "the image's key was destroyed when it was consumed 
 /// Tries of a passphrase at resume, as cryptsetup gives.
 const PASSPHRASE_TRIES: u32 = 3;
 
+/// Why an image's key could not be had.
+enum KeyError {
+    /// Not now: the image is kept as it is (a wrong passphrase, no key
+    /// file, a TPM that refuses under these PCRs).
+    Keep(Error),
+    /// Never: the TPM's counter moved on since the key was sealed.
+    Stale(String),
+}
+
+impl From<Error> for KeyError {
+    fn from(e: Error) -> Self {
+        KeyError::Keep(e)
+    }
+}
+
+impl From<KeyError> for Error {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Keep(e) => e,
+            KeyError::Stale(why) => Error::Msg(why),
+        }
+    }
+}
+
 /// The data key of an encrypted image: unwrapped with `key_file` (or the
-/// settings' key file), or with a passphrase asked on the terminal. With
-/// `ask` false and no key file, `Ok(None)`.
-fn image_key(h: &kjump::image::Header, st: &kjump::image::StateBlock, key_file: Option<&str>, ask: bool) -> Result<Option<kjump::seal::DataKey>, Error> {
+/// settings' key file), with a passphrase asked on the terminal, or with
+/// the key this machine's TPM unseals. With `ask` false and no key file
+/// (key file or passphrase images), `Ok(None)`.
+fn image_key(h: &kjump::image::Header, st: &kjump::image::StateBlock, key_file: Option<&str>, ask: bool) -> Result<Option<kjump::seal::DataKey>, KeyError> {
     use kjump::wrap::{Method, UnwrapError};
     let block = kjump::wrap::KeyBlock::decode(&st.key_block)
         .map_err(|e| Error::Msg(format!("the image's key block: {e}")))?
         .ok_or_else(|| Error::Msg(KEY_DESTROYED.into()))?;
     match block.method() {
+        Method::Tpm2 => {
+            let sealed = block.tpm_sealed().ok_or_else(|| Error::Msg("the image's key block names the TPM but holds no sealed key".into()))?;
+            let kek = kjump::tpm::unseal(sealed).map_err(|e| match e {
+                kjump::tpm::UnsealError::Stale { .. } => KeyError::Stale(e.to_string()),
+                _ => KeyError::Keep(Error::Msg(e.to_string())),
+            })?;
+            kjump::wrap::unwrap_with_kek(&block, h.image_id, &kek).map(Some).map_err(|e| KeyError::Keep(Error::Msg(e.to_string())))
+        }
         Method::KeyFile => {
             let Some(path) = key_file else {
                 return if ask {
-                    Err(Error::Msg("the image's key is wrapped with a key file: give --key-file PATH, or set encrypt = keyfile:PATH".into()))
+                    Err(Error::Msg("the image's key is wrapped with a key file: give --key-file PATH, or set encrypt = keyfile:PATH".into()).into())
                 } else {
                     Ok(None)
                 };
             };
             let bytes = kjump::config::read_key_file(path)?;
-            kjump::wrap::unwrap_with_key_file(&block, h.image_id, &bytes).map(Some).map_err(|e| Error::Msg(format!("key file {path}: {e}")))
+            Ok(kjump::wrap::unwrap_with_key_file(&block, h.image_id, &bytes).map(Some).map_err(|e| Error::Msg(format!("key file {path}: {e}")))?)
         }
         Method::Passphrase => {
             if let Some(path) = key_file {
@@ -428,12 +465,12 @@ fn image_key(h: &kjump::image::Header, st: &kjump::image::StateBlock, key_file: 
                     Ok(key) => return Ok(Some(key)),
                     Err(UnwrapError::WrongKey(_)) if left > 0 => eprintln!("kjump: wrong passphrase; {left} more tr{}", if left == 1 { "y" } else { "ies" }),
                     Err(UnwrapError::WrongKey(_)) => {
-                        return Err(Error::Msg(format!("wrong passphrase {PASSPHRASE_TRIES} times; the image is kept for the next boot")));
+                        return Err(Error::Msg(format!("wrong passphrase {PASSPHRASE_TRIES} times; the image is kept for the next boot")).into());
                     }
-                    Err(e) => return Err(Error::Msg(e.to_string())),
+                    Err(e) => return Err(Error::Msg(e.to_string()).into()),
                 }
             }
-            Err(Error::Msg("no passphrase".into()))
+            Err(Error::Msg("no passphrase".into()).into())
         }
     }
 }
@@ -451,6 +488,7 @@ fn new_image_key(s: &Settings) -> Result<Option<kjump::save::ImageKey>, Error> {
             let (public, sealed) = kjump::wrap::read_key_pair(std::path::Path::new(kjump::wrap::DEFAULT_KEY_DIR))?;
             kjump::wrap::wrap_to_public_key(&key, id, &public, &sealed)?
         }
+        Encrypt::Tpm2(pcrs) => kjump::wrap::wrap_to_tpm(&key, id, *pcrs)?,
     };
     let key_block = block.encode().to_vec();
     let mut salt = [0u8; kjump::seal::ID_LEN];
@@ -461,6 +499,10 @@ fn new_image_key(s: &Settings) -> Result<Option<kjump::save::ImageKey>, Error> {
 fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
     run_checks(s, false).map_err(|e| Error::Msg(format!("check: {e}")))?;
     refuse_clear_image_of_encrypted_disks(s, &in_use::collect()?).map_err(|e| Error::Msg(format!("check: {e}")))?;
+    if let kjump::config::Encrypt::Tpm2(pcrs) = &s.encrypt {
+        let tpm = kjump::tpm::check().map_err(|e| Error::Msg(format!("check: {e}")))?;
+        println!("kjump check: encrypt = tpm2: {tpm}; keys sealed under PCRs sha256:{}", pcrs.list());
+    }
     println!("kjump check: this machine can hibernate with kjump");
     if !live {
         return Ok(());
@@ -629,6 +671,14 @@ fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
     println!("kjump: hibernating to {} (then {}{}); {how}", p.tgt, s.after.name(), if encrypted { ", encrypted" } else { "" });
     let away = jump::jump_to_loaded();
     unload_after_jump();
+    if encrypted && matches!(s.encrypt, kjump::config::Encrypt::Tpm2(_)) {
+        // Back in A, whether the image was resumed or never committed: no
+        // copy of it may unseal from now on.
+        match kjump::tpm::advance(kjump::tpm::COUNTER_INDEX) {
+            Ok(n) => println!("kjump: TPM counter at {n}: no copy of the image can be resumed now"),
+            Err(e) => eprintln!("kjump: {e}: a copy of the image could still be resumed until the next hibernation"),
+        }
+    }
     let away = away?;
     match mailbox.read() {
         Some(r) if r.ok => {
@@ -809,7 +859,28 @@ fn mark_image_bad(tgt: &target::Target, dev: &std::path::Path, expected: State, 
     // Without the key: the state block is not under its MAC, and an
     // encrypted image's wrapped key goes with it (no state allows a
     // resume without both).
-    update_image(tgt, dev, expected, |file, state| kjump::image::set_state(file, state, State::Bad, note, None))
+    let mut block = Vec::new();
+    update_image(tgt, dev, expected, |file, state| {
+        block.clone_from(&state.key_block);
+        kjump::image::set_state(file, state, State::Bad, note, None)
+    })?;
+    retire_tpm_key(&block);
+    Ok(())
+}
+
+/// After an image sealed to the TPM is given up: its counter moved on, so
+/// that no copy of the image unseals again. Only kjump's own counter, at
+/// the value the block names (a forged block must not make C advance
+/// another counter); best effort, since the image is bad already.
+fn retire_tpm_key(key_block: &[u8]) {
+    let Ok(Some(block)) = kjump::wrap::KeyBlock::decode(key_block) else { return };
+    let Some(sealed) = block.tpm_sealed() else { return };
+    if sealed.index != kjump::tpm::COUNTER_INDEX {
+        return;
+    }
+    if let Err(e) = kjump::tpm::advance_from(sealed.index, sealed.counter) {
+        eprintln!("kjump: {e}");
+    }
 }
 
 /// `kjump resume` giving the image on `tgt` up because of `why`: marks it
@@ -958,9 +1029,12 @@ fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
     // leaves the image as it is and counts no attempt), then its header
     // and state authenticated, before anything is written or loaded.
     let unlocked = if h.encrypted() {
-        let key = image_key(&h, &state, s.key_file.as_deref(), true)
-            .map_err(|e| Error::Msg(format!("resume: not resuming the image on {tgt}: {e}")))?
-            .ok_or_else(|| Error::Msg("resume: not resuming: no key".into()))?;
+        let key = match image_key(&h, &state, s.key_file.as_deref(), true) {
+            Ok(Some(key)) => key,
+            Ok(None) => return Err(Error::Msg("resume: not resuming: no key".into()).into()),
+            Err(KeyError::Keep(e)) => return Err(Error::Msg(format!("resume: not resuming the image on {tgt}: {e}")).into()),
+            Err(KeyError::Stale(why)) => return Err(no(give_up_image(&tgt, &dev, state.state, &why))),
+        };
         let (hb, sb) = blocks.split_at(kjump::image::BLOCK);
         match kjump::image::unlock(&key, &h, hb, sb) {
             Ok(sealer) => Some((key, sealer)),
@@ -1178,7 +1252,8 @@ fn cmd_image(path: &str, verify: bool, key_file: Option<&str>) -> Result<(), Err
     // An encrypted image is authenticated when its key can be had; without
     // it only what anyone could recompute is checked, and that is said.
     let unlocked = if r.encrypted() {
-        let key = image_key(&r.header, &r.state, key_file, kjump::ask::stdin_is_terminal()).map_err(|e| Error::Msg(format!("verify {path}: {e}")))?;
+        let key =
+            image_key(&r.header, &r.state, key_file, kjump::ask::stdin_is_terminal()).map_err(|e| Error::Msg(format!("verify {path}: {}", Error::from(e))))?;
         match key {
             Some(key) => {
                 r.unlock(&key).map_err(|e| Error::Msg(format!("verify {path}: {e}")))?;
