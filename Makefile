@@ -88,7 +88,7 @@ lint: deps
 # by `make install`: systemctl start kjump-hibernate, resume through Debian's
 # initramfs-tools. Needs root.
 test-distro: deps
-	kernel=$$(scripts/kernel.sh $(ONE_KERNEL)) && rootfs=$$(scripts/debian-rootfs.sh) && \
+	kernel=$$(scripts/kernel.sh $(ONE_KERNEL) distro) && rootfs=$$(scripts/debian-rootfs.sh) && \
 	  KJUMP_KERNEL=$$kernel KJUMP_DEBIAN_ROOTFS=$$rootfs cargo test --release --test distro -- --nocapture
 
 unit: deps

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds the Debian 12 root filesystem `make test-distro` boots: debootstrap
-# (minbase) plus systemd, udev, dbus, initramfs-tools and busybox, all from
+# (minbase) plus systemd, udev, dbus, initramfs-tools, busybox and tpm2-tools
+# (encrypt = tpm2 seals in A and unseals in C through it), all from
 # Debian's own archive. Cached outside the checkout as a tarball, keyed by
 # this script, so CI builds it once. Prints the tarball's path last.
 # Needs root (debootstrap, chroot).
@@ -8,7 +9,7 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 suite=bookworm
 mirror=${KJUMP_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-packages=systemd,systemd-sysv,udev,dbus,initramfs-tools,busybox,zstd,kmod,e2fsprogs,procps
+packages=systemd,systemd-sysv,udev,dbus,initramfs-tools,busybox,zstd,kmod,e2fsprogs,procps,tpm2-tools
 key=$(cat "$0" | sha256sum | cut -c1-16)
 cache=${KJUMP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kjump}
 out="$cache/debian-$suite-$key.tar"

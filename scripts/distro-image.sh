@@ -1,7 +1,8 @@
 #!/bin/sh
 # Makes the disks `make test-distro` boots, in OUTDIR: root.img, the Debian
 # root filesystem (scripts/debian-rootfs.sh) with kjump put in by
-# 'make install' and configured to hibernate to /dev/vdb, and initrd.img,
+# 'make install' and configured to hibernate to /dev/vdb with its key sealed
+# to the machine's TPM (encrypt = tpm2), and initrd.img,
 # made by Debian's own mkinitramfs (with kjump's initramfs-tools hook) for
 # the test kernel BZIMAGE. Needs root (chroot, file ownership).
 # Usage: distro-image.sh ROOTFS_TAR BZIMAGE OUTDIR
@@ -23,7 +24,7 @@ kver=$(dd if="$bzimage" bs=1 skip=$((ptr + 0x200)) count=64 2>/dev/null | tr '\0
 # kjump, as a user installs it.
 make -s -C "$here" stage >&2
 make -s -C "$here" install DESTDIR="$root" >&2
-printf '\n# make test-distro: the second virtio disk.\ntarget = /dev/vdb\n' >> "$root/etc/kjump.conf"
+printf '\n# make test-distro: the second virtio disk; keys sealed to the TPM.\ntarget = /dev/vdb\nencrypt = tpm2\n' >> "$root/etc/kjump.conf"
 
 # This system hibernates only with kjump: no swap resume device for the
 # initramfs to wait for (mkinitramfs would otherwise take this machine's swap).

@@ -1,9 +1,17 @@
 //! `make test-distro`: a Debian 12 system with systemd, kjump put in by
 //! `make install`, and an initramfs made by Debian's own `mkinitramfs` with
-//! kjump's initramfs-tools hook. `systemctl start kjump-hibernate` powers the
-//! VM off; the next boot resumes it through the hook; the workload service
-//! is the same process with its memory-only state intact, systemd is not
-//! degraded, and the root filesystem is clean after a clean shutdown.
+//! kjump's initramfs-tools hook, on a machine with a TPM 2.0 (swtpm), images
+//! encrypted with `encrypt = tpm2`. `systemctl start kjump-hibernate` powers
+//! the VM off; the next boot resumes it through the hook (C unseals the
+//! key with Debian's tpm2-tools); the workload service is the same process
+//! with its memory-only state intact, systemd is not degraded, A advanced
+//! the TPM's counter, and the root filesystem is clean after a clean
+//! shutdown. Then the image as it was before the resume (a copy an
+//! attacker kept) is put back: the next boot refuses it, gives it up, and
+//! is a normal boot, with the root filesystem clean.
+//!
+//! A and C run the distro flavour of the test kernel (a TPM driver); B and
+//! D, kjump's hibernation kernel, have none.
 //!
 //! Not part of `cargo test` by default (`test = false` in Cargo.toml): it
 //! needs root and the Debian root filesystem, which `make test-distro`
@@ -29,9 +37,15 @@ fn rootfs_tarball() -> PathBuf {
     PathBuf::from(t)
 }
 
-fn boot(name: &str, initrd: &[u8], disks: &[PathBuf]) -> Vm {
+fn boot(name: &str, initrd: &[u8], disks: &[PathBuf], append: &str, tpm: &Path) -> Vm {
     let p = paths();
-    Vm::start(&p, VmConfig { name, memory_mib: 1024, cpus: 2, initrd: initrd.to_vec(), append: APPEND, echo: false, disks: disks.to_vec(), uuid: None })
+    Vm::start_with_tpm(&p, VmConfig { name, memory_mib: 1024, cpus: 2, initrd: initrd.to_vec(), append, echo: false, disks: disks.to_vec(), uuid: None }, tpm)
+}
+
+/// `kjump image info` of the image on `disk`, run on the host.
+fn image_info(disk: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kjump")).args(["image", "info"]).arg(disk).output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// The number after `key ` in `line`.
@@ -53,10 +67,11 @@ fn debian_hibernates_with_systemctl_and_resumes_through_initramfs_tools() {
     let initrd = std::fs::read(dir.0.join("initrd.img")).unwrap();
     let root = dir.0.join("root.img");
     let target = sparse_disk(&dir.0, "target.img", 1200);
-    let disks = vec![root.clone(), target];
+    let disks = vec![root.clone(), target.clone()];
+    let tpm = dir.0.join("tpm");
 
     // A: systemd up, workload running; systemctl start kjump-hibernate.
-    let mut a = boot("distro-a", &initrd, &disks);
+    let mut a = boot("distro-a", &initrd, &disks, APPEND, &tpm);
     let got = a.expect_in_order_within(&["DISTRO: booted: system ", "DISTRO: A ready: workload "], PHASE);
     assert!(got[0].ends_with("system running"), "A did not boot cleanly: {}", got[0]);
     assert!(got[1].contains("workload active pid "), "{}", got[1]);
@@ -67,9 +82,18 @@ fn debian_hibernates_with_systemctl_and_resumes_through_initramfs_tools() {
     let log = a.log();
     assert!(!log.contains("kjump-hibernate finished"), "systemctl start kjump-hibernate returned in A before B ran:\n{log}");
     drop(a);
+    let info = image_info(&target);
+    assert!(info.contains("key sealed to the TPM under PCRs sha256:7"), "the image is not sealed to the TPM:\n{info}");
+    // What someone who can read the disks keeps: both as they are now. The
+    // root filesystem too, so that the freshness stamps cannot tell the
+    // copy from the real thing later: only the TPM's counter can.
+    let copies: Vec<(PathBuf, PathBuf)> = [&root, &target].iter().map(|d| (d.to_path_buf(), d.with_extension("copy"))).collect();
+    for (d, copy) in &copies {
+        assert!(Command::new("cp").arg("--sparse=always").arg(d).arg(copy).status().unwrap().success());
+    }
 
     // The next boot: Debian's initramfs resumes A through kjump's hook.
-    let mut c = boot("distro-c", &initrd, &disks);
+    let mut c = boot("distro-c", &initrd, &disks, APPEND, &tpm);
     c.expect_in_order_within(&["Run /init as init process", "kjump-init: restored ", "DISTRO: kjump-hibernate finished: exit 0"], PHASE);
     let got = c.expect_in_order_within(&["DISTRO: after resume: system ", "DISTRO: workload: "], PHASE);
     let log = c.log();
@@ -85,8 +109,36 @@ fn debian_hibernates_with_systemctl_and_resumes_through_initramfs_tools() {
     assert_eq!(number_after(w, "pid"), pid, "the workload is another process: {w}");
     assert!(number_after(w, "ticks") > ticks, "the workload's counter did not carry on from {ticks}: {w}");
     assert!(w.ends_with("data intact"), "the workload's memory changed: {w}");
+    let said = c.expect_in_order_within(&["DISTRO: kjump-hibernate said: kjump: TPM counter at "], PHASE);
+    assert!(said[0].contains("no copy of the image can be resumed now"), "{}", said[0]);
     c.expect_in_order_within(&["DISTRO: shutting down"], PHASE);
     assert!(c.try_exit(PHASE), "the resumed system did not shut down");
     drop(c);
     fsck_clean(&root);
+
+    // The old copies put back: the TPM's counter moved on, so the image's
+    // key never unseals; C gives it up and this boot is a normal one, of
+    // the root filesystem as the hibernated system left it (its journal
+    // replayed).
+    for (d, copy) in &copies {
+        std::fs::rename(copy, d).unwrap();
+    }
+    let append = format!("{APPEND} kjump_distro_test=check");
+    let mut c = boot("distro-replay", &initrd, &disks, &append, &tpm);
+    let got = c.expect_in_order_within(&["Run /init as init process", "kjump: ", "DISTRO: booted: system ", "DISTRO: normal boot"], PHASE);
+    let log = c.log();
+    assert!(
+        log.contains("sealed at TPM counter") && log.contains("it can never be resumed") && log.contains("marked the image bad"),
+        "C did not refuse the old copy as stale and give it up:\n{}",
+        log.lines().filter(|l| l.contains("kjump")).collect::<Vec<_>>().join("\n")
+    );
+    assert!(!log.contains("kjump-init: restored"), "the old copy was restored:\n{log}");
+    assert!(got[2].ends_with("system running"), "the boot after the refusal is not a clean normal boot: {}", got[2]);
+    assert!(c.try_exit(PHASE), "the normal boot did not shut down");
+    drop(c);
+    fsck_clean(&root);
+    // What is left on the target: the copy, marked bad with its key destroyed.
+    // The root filesystem, checked clean above, is the copy's.
+    let info = image_info(&target);
+    assert!(info.contains("bad") && info.contains("key destroyed"), "the old copy is not given up on disk:\n{info}");
 }

@@ -178,6 +178,68 @@ pub struct Vm {
     monitor: Option<TempDir>,
     /// Screendumps taken so far.
     dumps: usize,
+    /// The machine's TPM, for a guest started with one.
+    tpm: Option<Tpm>,
+}
+
+/// A TPM 2.0 for a guest: swtpm behind QEMU's tpm-tis device, its NV
+/// memory in a directory that outlives the guest, as a machine's TPM does.
+/// Each start of QEMU is a power-on: a fresh swtpm process (PCRs reset,
+/// NV memory kept).
+struct Tpm {
+    state: PathBuf,
+    child: Option<Child>,
+}
+
+impl Tpm {
+    fn socket(&self) -> PathBuf {
+        self.state.join("swtpm.sock")
+    }
+
+    fn qemu_args(&self) -> Vec<String> {
+        vec![
+            "-chardev".into(),
+            format!("socket,id=chrtpm,path={}", self.socket().display()),
+            "-tpmdev".into(),
+            "emulator,id=tpm0,chardev=chrtpm".into(),
+            "-device".into(),
+            "tpm-tis,tpmdev=tpm0".into(),
+        ]
+    }
+
+    fn power_on(&mut self) {
+        self.power_off();
+        let sock = self.socket();
+        let _ = std::fs::remove_file(&sock);
+        let child = Command::new("swtpm")
+            .args(["socket", "--tpm2", "--terminate"])
+            .arg("--tpmstate")
+            .arg(format!("dir={}", self.state.display()))
+            .arg("--ctrl")
+            .arg(format!("type=unixio,path={}", sock.display()))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting swtpm (run 'make deps')");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(30);
+        while !sock.exists() {
+            assert!(Instant::now() < until, "swtpm did not make {}", sock.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// After QEMU is gone: swtpm ends by itself when QEMU lets go of it
+    /// (its NV memory is on disk by then); stopped if it has not.
+    fn power_off(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let until = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// A directory removed when dropped.
@@ -355,8 +417,22 @@ impl Vm {
         parse_ppm(&data).unwrap_or_else(|| panic!("{}: not a PPM picture; monitor said {seen:?}", ppm.display()))
     }
 
+    /// Like [`Vm::start`], with a TPM 2.0 whose NV memory is kept in the
+    /// directory `tpm_state` (pass the same one to each boot of one machine).
+    pub fn start_with_tpm(p: &Paths, cfg: VmConfig<'_>, tpm_state: &Path) -> Vm {
+        std::fs::create_dir_all(tpm_state).unwrap();
+        let tpm = Tpm { state: tpm_state.to_path_buf(), child: None };
+        let extra = tpm.qemu_args();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        Vm::launch_with(&p.kernel, &a_cmdline(cfg.append), cfg, &extra, Some(tpm))
+    }
+
     /// Starts QEMU on `kernel` with `cmdline`, adding `firmware_args`.
     fn launch(kernel: &Path, cmdline: &str, cfg: VmConfig<'_>, firmware_args: &[&str]) -> Vm {
+        Vm::launch_with(kernel, cmdline, cfg, firmware_args, None)
+    }
+
+    fn launch_with(kernel: &Path, cmdline: &str, cfg: VmConfig<'_>, firmware_args: &[&str], tpm: Option<Tpm>) -> Vm {
         let dir = TempDir::new(cfg.name);
         let initrd = dir.0.join("a-initramfs.img");
         std::fs::write(&initrd, &cfg.initrd).unwrap();
@@ -395,12 +471,16 @@ impl Vm {
             _dir: dir,
             monitor: None,
             dumps: 0,
+            tpm,
         };
         vm.spawn();
         vm
     }
 
     fn spawn(&mut self) {
+        if let Some(t) = &mut self.tpm {
+            t.power_on();
+        }
         let child = Command::new("qemu-system-x86_64")
             .args(&self.args)
             .stdin(Stdio::null())
@@ -570,6 +650,9 @@ impl Vm {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(t) = &mut self.tpm {
+            t.power_off();
         }
     }
 }

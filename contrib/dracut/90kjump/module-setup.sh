@@ -33,6 +33,10 @@ installkernel() {
     case $(kjump_setting target) in
         *:/*) hostonly='' instmods ext4 ;;
     esac
+    # encrypt = tpm2: the TPM's driver, where it is a module.
+    case $(kjump_setting encrypt) in
+        tpm2*) hostonly='' instmods tpm_tis tpm_crb ;;
+    esac
     return 0
 }
 
@@ -54,5 +58,13 @@ install() {
     inst_simple /etc/kjump.conf
     inst_simple "$kernel"
     inst_simple "$initrd"
+    # encrypt = tpm2: kjump resume unseals the image's key with tpm2-tools,
+    # which opens its device library at run time.
+    case $(kjump_setting encrypt) in
+        tpm2*)
+            inst_multiple tpm2 || { derror "kjump: encrypt = tpm2, but the tpm2 program (tpm2-tools) is missing"; return 1; }
+            inst_libdir_file "libtss2-tcti-device.so*"
+            ;;
+    esac
     inst_hook pre-mount 05 "$moddir/kjump-resume.sh"
 }

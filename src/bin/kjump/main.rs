@@ -358,8 +358,8 @@ fn hibernation_cpus() -> usize {
 fn refuse_clear_image_of_encrypted_disks(s: &Settings, uses: &[in_use::InUse]) -> Result<(), Error> {
     match (&s.encrypt, in_use::on_dm_crypt(uses)) {
         (kjump::config::Encrypt::Unset, Some(why)) => Err(Error::Msg(format!(
-            "{why}: an image in the clear would hold that volume's key; set encrypt = passphrase (after 'kjump keygen') \
-             or encrypt = keyfile:/path in /etc/kjump.conf, or encrypt = none to accept that (the target itself encrypted, say)"
+            "{why}: an image in the clear would hold that volume's key; set encrypt = passphrase (after 'kjump keygen'), \
+             encrypt = tpm2 or encrypt = keyfile:/path in /etc/kjump.conf, or encrypt = none to accept that (the target itself encrypted, say)"
         ))),
         _ => Ok(()),
     }
@@ -371,6 +371,11 @@ fn encryption_text(h: &kjump::image::Header, st: &kjump::image::StateBlock) -> S
     if !h.encrypted() {
         return "none: A's memory is in the clear in this image".into();
     }
+    const DESTROYED: &str = "key destroyed when the image was consumed or given up: its pages can never be read";
+    // A destroyed key reads as no key block at all (or an all-zero one).
+    if st.key_block.is_empty() {
+        return format!("{}; {DESTROYED}; image id {}", h.cipher.name(), h.image_id.hex());
+    }
     let how = match kjump::wrap::KeyBlock::decode(&st.key_block) {
         Ok(Some(b)) => match (b.method(), b.public_key()) {
             (Method::Passphrase, Some(p)) => format!("key wrapped to a passphrase, key pair {}", p.fingerprint()),
@@ -381,7 +386,7 @@ fn encryption_text(h: &kjump::image::Header, st: &kjump::image::StateBlock) -> S
                 None => "key sealed to the TPM".into(),
             },
         },
-        Ok(None) => "key destroyed when the image was consumed or given up: its pages can never be read".into(),
+        Ok(None) => DESTROYED.into(),
         Err(e) => format!("key block unreadable: {e}"),
     };
     format!("{}; {how}; image id {}", h.cipher.name(), h.image_id.hex())
