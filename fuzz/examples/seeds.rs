@@ -279,9 +279,10 @@ fn check_seeds() {
     assert_eq!(kjump::target::ext4_identity(&ext4_head()).map(|(_, label)| label).as_deref(), Some("kjump"));
 }
 
-/// The keyblock target's seeds: a key-file block and a passphrase block
-/// for its fixed image ID, key file and passphrase (Argon2id at 8 KiB, so
-/// the target tries them), and the two key files.
+/// The keyblock target's seeds: a key-file block, a passphrase block and
+/// a TPM block for its fixed image ID, key file and passphrase (Argon2id
+/// at 8 KiB, so the target tries them; the TPM block's key wrapped under
+/// the key file's bytes, its sealed object made up), and the two key files.
 fn key_seeds() -> Vec<(&'static str, Vec<u8>)> {
     use kjump::seal::{DataKey, ImageId};
     use kjump::wrap::{self, Argon2Params};
@@ -292,7 +293,17 @@ fn key_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let passphrase = wrap::wrap_to_public_key(&key, id, &public, &sealed).expect("passphrase block");
     assert_eq!(wrap::unwrap_with_key_file(&key_file, id, &[0x4b; 32]).expect("seed unwraps"), key);
     assert_eq!(wrap::unwrap_with_passphrase(&passphrase, id, b"kjump fuzz").expect("seed unwraps"), key);
+    let sealed_object = kjump::tpm::Sealed {
+        pcrs: kjump::tpm::PcrSet::DEFAULT,
+        index: kjump::tpm::COUNTER_INDEX,
+        counter: 7,
+        public: vec![0x50; 80],
+        private: vec![0x70; 160],
+    };
+    let tpm = wrap::wrap_with_sealed_kek(&key, id, &[0x4b; 32], sealed_object).expect("TPM block");
+    assert_eq!(wrap::unwrap_with_kek(&tpm, id, &[0x4b; 32]).expect("seed unwraps"), key);
     vec![
+        ("tpm-block", tpm.encode().to_vec()),
         ("key-file-block", key_file.encode().to_vec()),
         ("passphrase-block", passphrase.encode().to_vec()),
         ("public-key", public.encode().to_vec()),

@@ -2,7 +2,8 @@
 //! (`wrap::KeyBlock::decode`, 2048 bytes of the state block), the
 //! `public.key` and `private.key` files, each on every input; a block that
 //! decodes is unwrapped with the fixed key file or passphrase the seeds
-//! were made with (`fuzz/examples/seeds.rs`). Argon2id's cost comes from
+//! were made with (`fuzz/examples/seeds.rs`), a TPM block with the key
+//! file's bytes as the key a TPM would unseal. Argon2id's cost comes from
 //! the input, so a passphrase block is only tried at 64 KiB or less.
 
 #![no_main]
@@ -27,6 +28,9 @@ fuzz_target!(|data: &[u8]| {
                     Some(p) if p.m_kib <= 64 => wrap::unwrap_with_passphrase(&block, ID, PASSPHRASE),
                     _ => continue,
                 },
+                // What a TPM would unseal: the seeds sealed nothing, and
+                // wrapped the key under the key file's bytes.
+                Method::Tpm2 => wrap::unwrap_with_kek(&block, ID, &KEY_FILE),
             };
         }
     }
