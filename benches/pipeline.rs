@@ -19,7 +19,7 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use kjump::image::{decode_chunk, parse_chunk_header, Chain, ChunkBufs, ChunkEncoder, Compression, Sealer, PAGE};
-use kjump::pipeline::{sort_pages, PAGES_PER_JOB};
+use kjump::save::pipeline::{sort_pages, PAGES_PER_JOB};
 
 fn sample(mib: usize) -> Vec<u8> {
     let third = mib * 1024 * 1024 / 3 / PAGE * PAGE;
@@ -48,8 +48,8 @@ fn sample(mib: usize) -> Vec<u8> {
 }
 
 fn sealer() -> Sealer {
-    let key = kjump::seal::DataKey::from_bytes([0x42; 32]);
-    Sealer { keys: Arc::new(kjump::seal::Keys::derive(&key, kjump::seal::ImageId([1; 16]))), salt: [2; 16] }
+    let key = kjump::image::seal::DataKey::from_bytes([0x42; 32]);
+    Sealer { keys: Arc::new(kjump::image::seal::Keys::derive(&key, kjump::image::seal::ImageId([1; 16]))), salt: [2; 16] }
 }
 
 fn encode(data: &[u8], compression: Compression, sealer: Option<&Sealer>) -> (Vec<u8>, f64) {

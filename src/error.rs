@@ -11,23 +11,23 @@ pub enum Error {
     /// A file could not be read or written.
     Io { doing: String, err: std::io::Error },
     /// The hibernation kernel is not a usable bzImage.
-    BzImage(crate::bzimage::Error),
+    BzImage(crate::load::bzimage::Error),
     /// The kernel command line could not be understood.
-    Cmdline(crate::cmdline::Error),
+    Cmdline(crate::handoff::cmdline::Error),
     /// The memory map could not be read or has no room for the region.
-    MemMap(crate::memmap::Error),
+    MemMap(crate::load::memmap::Error),
     /// The kexec segments could not be laid out.
-    Layout(crate::layout::Error),
+    Layout(crate::load::layout::Error),
     /// The kexec segments are not acceptable to `kexec_load`.
-    Kexec(crate::kexec::Error),
+    Kexec(crate::sys::kexec::Error),
     /// The zero page could not be built.
-    BootParams(crate::boot_params::Error),
+    BootParams(crate::load::boot_params::Error),
     /// The ELF core header could not be built.
-    ElfCore(crate::elf_core::Error),
+    ElfCore(crate::load::elf_core::Error),
     /// An image is malformed.
     Image(crate::image::Error),
     /// The initramfs could not be written.
-    Cpio(crate::cpio::Error),
+    Cpio(crate::init::cpio::Error),
     /// Anything else, already worded for the user.
     Msg(String),
 }
@@ -66,11 +66,12 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 macro_rules! from_module {
-    ($($module:ident => $variant:ident),*) => {$(
-        impl From<crate::$module::Error> for Error {
-            fn from(e: crate::$module::Error) -> Self { Error::$variant(e) }
+    ($($error:ty => $variant:ident),*) => {$(
+        impl From<$error> for Error {
+            fn from(e: $error) -> Self { Error::$variant(e) }
         }
     )*};
 }
-from_module!(bzimage => BzImage, cmdline => Cmdline, memmap => MemMap, layout => Layout,
-    kexec => Kexec, boot_params => BootParams, elf_core => ElfCore, cpio => Cpio, image => Image);
+from_module!(crate::load::bzimage::Error => BzImage, crate::handoff::cmdline::Error => Cmdline, crate::load::memmap::Error => MemMap,
+    crate::load::layout::Error => Layout, crate::sys::kexec::Error => Kexec, crate::load::boot_params::Error => BootParams,
+    crate::load::elf_core::Error => ElfCore, crate::init::cpio::Error => Cpio, crate::image::Error => Image);

@@ -12,11 +12,11 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::devmem::{DevMem, Writer};
-use crate::direct_io::{BatchReader, ReadBatch};
+use crate::sys::devmem::{DevMem, Writer};
+use crate::sys::direct_io::{BatchReader, ReadBatch};
 use crate::image::{self, ChunkWalk, Header, ReadError, Reader, State, BLOCK, PAGE};
-use crate::pipeline::{Budget, Ordered};
-use crate::progress::Progress;
+use crate::save::pipeline::{Budget, Ordered};
+use crate::init::progress::Progress;
 use crate::target::Target;
 use crate::{say, Error};
 
@@ -37,7 +37,7 @@ pub struct Request<'a> {
     /// Starts of the restore kernel after which the image is given up.
     pub max_attempts: u32,
     /// The image's data key, when it is encrypted (C hands it to D).
-    pub key: Option<&'a crate::seal::DataKey>,
+    pub key: Option<&'a crate::image::seal::DataKey>,
 }
 
 /// How many times the restore kernel may be started for one image before
@@ -109,7 +109,7 @@ impl Opened {
     }
 
     /// An encrypted image's keys, once authenticated.
-    fn keys(&self) -> Option<&crate::seal::Keys> {
+    fn keys(&self) -> Option<&crate::image::seal::Keys> {
         self.sealer.as_ref().map(|s| &*s.keys)
     }
 }
@@ -122,7 +122,7 @@ impl Opened {
 pub fn open(req: &Request<'_>) -> Result<Opened, Failure> {
     let head = crate::save::peek_header(req.target, req.wait)?;
     let peeked = Header::decode(&head).map_err(|e| Error::Msg(format!("{}: {e}", req.target)))?;
-    if let Some(why) = crate::machine::mismatch(&peeked.machine_id, &crate::machine::id()) {
+    if let Some(why) = crate::host::machine::mismatch(&peeked.machine_id, &crate::host::machine::id()) {
         return Err(Error::Msg(format!("{}: {why}", req.target)).into());
     }
     let (file, name) = crate::save::open_existing(req.target, req.wait, &peeked.in_use)?;
@@ -189,7 +189,7 @@ pub fn check(req: &Request<'_>, img: &mut Opened) -> Result<(), Failure> {
             return Err(bad(format!("RAM range {s:#x}-{e:#x} overlaps the kjump region")));
         }
     }
-    let verdict = crate::freshness::compare(&header.in_use, &header.stamps, &crate::freshness::scan());
+    let verdict = crate::target::freshness::compare(&header.in_use, &header.stamps, &crate::target::freshness::scan());
     if !verdict.changed.is_empty() {
         return Err(bad(verdict.refusal().unwrap_or_default()));
     }
@@ -521,9 +521,9 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
 
 /// Discards the image's data (its chunks) after a resume: A's memory
 /// should not linger on disk once A runs again.
-pub fn discard_data(img: &Opened) -> Result<crate::discard::Outcome, Error> {
+pub fn discard_data(img: &Opened) -> Result<crate::target::discard::Outcome, Error> {
     let len = img.state.data_end.saturating_sub(image::DATA_OFFSET);
-    crate::discard::discard(&img.file, image::DATA_OFFSET, len)
+    crate::target::discard::discard(&img.file, image::DATA_OFFSET, len)
 }
 
 /// Marks the image consumed (after a successful restore) or bad, and

@@ -137,8 +137,8 @@ fn target_on_virtio_scsi_data_on_nvme() {
 fn check_refuses_a_target_whose_controller_the_kernel_lacks() {
     let dir = TempDir::new("nodriver-disks");
     let target = sparse_disk(&dir.0, "target.img", 1200);
-    let kernel = kjump::config::default_kernel();
-    let manifest = kjump::drivers::manifest_path(&kernel);
+    let kernel = kjump::host::config::default_kernel();
+    let manifest = kjump::host::drivers::manifest_path(&kernel);
     let script = format!(
         r#"mount -t proc proc /proc
 mount -t sysfs sysfs /sys

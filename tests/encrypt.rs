@@ -131,7 +131,7 @@ fn write_at(path: &Path, at: u64, bytes: &[u8]) {
 
 fn put_crc(block: &mut [u8]) {
     let n = block.len();
-    let crc = kjump::crc32::crc32(&block[..n - 4]);
+    let crc = kjump::image::crc32::crc32(&block[..n - 4]);
     block[n - 4..].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -214,7 +214,7 @@ fn key_file_hibernate_resume_and_the_disk_never_holds_a_s_memory() {
     // The raw target: committed, encrypted, and no trace of A's marker.
     let raw = std::fs::read(&disks[0]).unwrap();
     let header = image::Header::decode(&raw[..BLOCK]).unwrap();
-    assert_eq!(header.cipher, kjump::seal::Cipher::XChaCha20Poly1305);
+    assert_eq!(header.cipher, kjump::image::seal::Cipher::XChaCha20Poly1305);
     assert_eq!(state_of(&disks[0]).state, image::State::Committed);
     assert!(!raw.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()), "A's marker is on the target in the clear");
     assert!(!raw.windows(19).any(|w| w == b"KJUMP-SECRET-4e1d7b"), "part of A's marker is on the target in the clear");
@@ -333,7 +333,7 @@ fn a_changed_page_or_a_moved_chunk_is_refused_and_a_is_never_entered() {
     // runs, refuses the image before any page is written (the runs out
     // of order, or the tags not chaining to the state block's digest; a
     // chunk of another image, whose runs may fit, fails on its tag: the
-    // unit tests in src/image.rs make one).
+    // unit tests in src/image/mod.rs make one).
     let dir = TempDir::new("encrypt-moved-chunk");
     let disks = copies(&dir);
     let data_end = state_of(&disks[0]).data_end;

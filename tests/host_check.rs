@@ -35,8 +35,8 @@ fn initramfs_command_writes_an_archive_with_only_kjump_init() {
         Command::new(env!("CARGO_BIN_EXE_kjump")).args(["initramfs", "--init", env!("CARGO_BIN_EXE_kjump-init"), "--output"]).arg(&out_path).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let img = std::fs::read(&out_path).unwrap();
-    let cpio = kjump::gzip::decompress(&img, 256 << 20).unwrap();
-    let entries = kjump::cpio::read(&cpio).unwrap();
+    let cpio = kjump::init::gzip::decompress(&img, 256 << 20).unwrap();
+    let entries = kjump::init::cpio::read(&cpio).unwrap();
     let files: Vec<_> = entries.iter().filter(|e| e.mode & 0o170000 == 0o100000).map(|e| e.name.as_str()).collect();
     assert_eq!(files, ["kjump-init"], "no shell, no busybox in B's initramfs");
     std::fs::remove_dir_all(&dir).unwrap();

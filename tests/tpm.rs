@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kjump::tpm::{self, PcrSet, UnsealError};
+use kjump::host::tpm::{self, PcrSet, UnsealError};
 
 /// One power-on of the emulated TPM: swtpm on two local TCP ports, its NV
 /// memory in `state`.
@@ -150,12 +150,12 @@ fn a_sealed_key_unseals_once_and_never_from_an_old_copy() {
     // The whole key block: wrapped under a TPM-sealed key in A, unwrapped in C.
     {
         let _a = Boot::start(&state);
-        let key = kjump::seal::DataKey::random().unwrap();
-        let id = kjump::seal::ImageId::random().unwrap();
-        let block = kjump::wrap::wrap_to_tpm(&key, id, PcrSet::DEFAULT).unwrap();
-        let back = kjump::wrap::KeyBlock::decode(&block.encode()).unwrap().unwrap();
+        let key = kjump::image::seal::DataKey::random().unwrap();
+        let id = kjump::image::seal::ImageId::random().unwrap();
+        let block = kjump::host::wrap::wrap_to_tpm(&key, id, PcrSet::DEFAULT).unwrap();
+        let back = kjump::host::wrap::KeyBlock::decode(&block.encode()).unwrap().unwrap();
         let kek = tpm::unseal(back.tpm_sealed().unwrap()).unwrap();
-        assert_eq!(kjump::wrap::unwrap_with_kek(&back, id, &kek).unwrap(), key);
+        assert_eq!(kjump::host::wrap::unwrap_with_kek(&back, id, &kek).unwrap(), key);
     }
     let _ = std::fs::remove_dir_all(&state);
     let _ = std::fs::remove_dir_all(&other);

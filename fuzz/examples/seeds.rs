@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use kjump::crc32::crc32;
+use kjump::image::crc32::crc32;
 use kjump::image::{Chain, ChunkEncoder, Compression, Header, State, StateBlock, DATA_OFFSET, PAGE};
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
@@ -25,7 +25,7 @@ fn image(compression: Compression, mode: u8) -> Vec<u8> {
 /// fixed key ([7; 32], the key the fuzz target tries) when `sealed`.
 fn image_sealed(compression: Compression, mode: u8, sealed: Option<u8>) -> Vec<u8> {
     let sealer = sealed.map(|seed| kjump::image::Sealer {
-        keys: std::sync::Arc::new(kjump::seal::Keys::derive(&kjump::seal::DataKey::from_bytes([7; 32]), kjump::seal::ImageId([seed; 16]))),
+        keys: std::sync::Arc::new(kjump::image::seal::Keys::derive(&kjump::image::seal::DataKey::from_bytes([7; 32]), kjump::image::seal::ImageId([seed; 16]))),
         salt: [seed; 16],
     });
     let mut enc = ChunkEncoder::new(compression, sealer.clone());
@@ -61,9 +61,9 @@ fn image_sealed(compression: Compression, mode: u8, sealed: Option<u8>) -> Vec<u
         ram: vec![(0x1000, 0x9_fc00), (0x10_0000, 0x1c60_0000), (0x2460_0000, 0x3ffe_0000)],
         mailbox: 0x123_4000,
         machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
-        in_use: vec![kjump::in_use::InUse { kind: kjump::in_use::Kind::MountedReadWrite, major: 254, minor: 0, uuid: Some([7; 16]), name: "vda".into() }],
-        stamps: vec![kjump::freshness::Stamp::Ext(0x0123_4567_89ab_cdef)],
-        cipher: if sealer.is_some() { kjump::seal::Cipher::XChaCha20Poly1305 } else { kjump::seal::Cipher::None },
+        in_use: vec![kjump::target::in_use::InUse { kind: kjump::target::in_use::Kind::MountedReadWrite, major: 254, minor: 0, uuid: Some([7; 16]), name: "vda".into() }],
+        stamps: vec![kjump::target::freshness::Stamp::Ext(0x0123_4567_89ab_cdef)],
+        cipher: if sealer.is_some() { kjump::image::seal::Cipher::XChaCha20Poly1305 } else { kjump::image::seal::Cipher::None },
         image_id: sealer.as_ref().map(|s| s.keys.id()).unwrap_or_default(),
         nonce_salt: sealer.as_ref().map(|s| s.salt).unwrap_or_default(),
     }
@@ -99,7 +99,7 @@ fn bzimage(kernel_len: usize) -> Vec<u8> {
     f[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
     f[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes());
     f[0x234] = 1;
-    f[0x236..0x238].copy_from_slice(&(kjump::bzimage::XLF_KERNEL_64 | 2).to_le_bytes());
+    f[0x236..0x238].copy_from_slice(&(kjump::load::bzimage::XLF_KERNEL_64 | 2).to_le_bytes());
     f[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
     f[0x260..0x264].copy_from_slice(&(16u32 << 20).to_le_bytes());
     for (i, b) in f[setup_len..].iter_mut().enumerate() {
@@ -248,7 +248,7 @@ fn read_image(img: &[u8]) -> usize {
     let mut r = kjump::image::Reader::open(img).expect("seed image opens");
     assert!(r.header_committed());
     if r.encrypted() {
-        r.unlock(&kjump::seal::DataKey::from_bytes([7; 32])).expect("seed image authenticates");
+        r.unlock(&kjump::image::seal::DataKey::from_bytes([7; 32])).expect("seed image authenticates");
     }
     let mut n = 0;
     while r.next_chunk().expect("seed chunk reads").is_some() {
@@ -264,14 +264,14 @@ fn check_seeds() {
         assert_eq!(read_image(&image(c, 0)[1..]), 2);
         assert_eq!(read_image(&image_sealed(c, 2, Some(3))[1..]), 2);
     }
-    assert!(kjump::bzimage::BzImage::parse(&bzimage(512)).is_ok());
-    let info = kjump::vmcoreinfo::VmcoreInfo::parse(VMCOREINFO);
-    assert!(kjump::pagetable::PageTables::from_vmcoreinfo(&info).is_ok());
+    assert!(kjump::load::bzimage::BzImage::parse(&bzimage(512)).is_ok());
+    let info = kjump::inspect::vmcoreinfo::VmcoreInfo::parse(VMCOREINFO);
+    assert!(kjump::inspect::pagetable::PageTables::from_vmcoreinfo(&info).is_ok());
     let mut notes = note("CORE", 1, &[7u8; 64]);
     notes.extend(note("VMCOREINFO", 0, VMCOREINFO.as_bytes()));
-    assert_eq!(kjump::vmcoreinfo::find_in_notes(&notes).as_deref(), Some(VMCOREINFO));
+    assert_eq!(kjump::inspect::vmcoreinfo::find_in_notes(&notes).as_deref(), Some(VMCOREINFO));
     for text in [IOMEM_QEMU, IOMEM_BIG] {
-        let map = kjump::memmap::MemoryMap::parse_iomem(text).expect("seed iomem parses");
+        let map = kjump::load::memmap::MemoryMap::parse_iomem(text).expect("seed iomem parses");
         assert!(map.choose_region(128 << 20).is_ok());
     }
     assert_eq!(kjump::target::gpt_partitions(&gpt_disk(), 512).len(), 2);
@@ -284,8 +284,8 @@ fn check_seeds() {
 /// at 8 KiB, so the target tries them; the TPM block's key wrapped under
 /// the key file's bytes, its sealed object made up), and the two key files.
 fn key_seeds() -> Vec<(&'static str, Vec<u8>)> {
-    use kjump::seal::{DataKey, ImageId};
-    use kjump::wrap::{self, Argon2Params};
+    use kjump::image::seal::{DataKey, ImageId};
+    use kjump::host::wrap::{self, Argon2Params};
     let id = ImageId([0x1d; 16]);
     let key = DataKey::from_bytes([0x33; 32]);
     let (public, sealed) = wrap::keygen(b"kjump fuzz", Argon2Params { m_kib: 8, t: 1, p: 1 }).expect("key pair");
@@ -357,11 +357,11 @@ fn main() {
     write(&dir, "text", "kernel-config", b"CONFIG_KEXEC=y\nCONFIG_KEXEC_JUMP=y\n# CONFIG_HIBERNATION is not set\n");
     write(&dir, "text", "release", b"6.12.5-amd64");
 
-    let layout = kjump::elf_core::build(
-        &[kjump::elf_core::Note { addr: 0x200_0000, size: 0x1000 }],
+    let layout = kjump::load::elf_core::build(
+        &[kjump::load::elf_core::Note { addr: 0x200_0000, size: 0x1000 }],
         &[
-            kjump::elf_core::Load { paddr: 0, offset: 0x3800_0000, size: 0xa_0000 },
-            kjump::elf_core::Load { paddr: 0x10_0000, offset: 0x10_0000, size: 0x3700_0000 },
+            kjump::load::elf_core::Load { paddr: 0, offset: 0x3800_0000, size: 0xa_0000 },
+            kjump::load::elf_core::Load { paddr: 0x10_0000, offset: 0x10_0000, size: 0x3700_0000 },
         ],
     )
     .expect("ELF core header");
@@ -373,14 +373,14 @@ fn main() {
     write(&dir, "blobs", "gpt-disk", &gpt_disk());
     write(&dir, "blobs", "mbr-disk", &mbr_disk());
     write(&dir, "blobs", "ext4-superblock", &ext4_head());
-    write(&dir, "blobs", "mailbox", &kjump::mailbox::encode(&kjump::mailbox::Report { ok: true, text: "saved 1024 pages".into() }));
-    let mut w = kjump::cpio::Writer::new();
+    write(&dir, "blobs", "mailbox", &kjump::handoff::mailbox::encode(&kjump::handoff::mailbox::Report { ok: true, text: "saved 1024 pages".into() }));
+    let mut w = kjump::init::cpio::Writer::new();
     w.dir("dev", 0o755).expect("dir");
     w.char_dev("dev/console", 0o600, 5, 1).expect("char dev");
     w.file("kjump-init", 0o755, b"\x7fELF...").expect("file");
     w.symlink("bin/sh", "busybox").expect("symlink");
     write(&dir, "blobs", "cpio", &w.finish());
-    write(&dir, "blobs", "gzip-config", &kjump::gzip::compress(b"CONFIG_KEXEC=y\nCONFIG_KEXEC_JUMP=y\n", 6));
+    write(&dir, "blobs", "gzip-config", &kjump::init::gzip::compress(b"CONFIG_KEXEC=y\nCONFIG_KEXEC_JUMP=y\n", 6));
     write(&dir, "blobs", "crash-notes", &note("CORE", 1, &[1u8; 336]));
     let mut bios = vec![0u8; 64];
     bios[16..24].copy_from_slice(b"RSD PTR ");
@@ -402,7 +402,7 @@ fn main() {
 fn kexec_entry_list() -> Vec<u8> {
     let mut m = vec![0u8; 0x2000];
     let mut put = |at: usize, v: u64| m[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    put(kjump::kimage::HEAD_IN_CONTROL_PAGE as usize, 0x1000 | 2);
+    put(kjump::inspect::kimage::HEAD_IN_CONTROL_PAGE as usize, 0x1000 | 2);
     put(0x1000, 0x10_0000 | 1);
     for i in 0..8u64 {
         let source = if i == 5 { 0x10_0000 + i * 0x1000 } else { 0x20_0000 + i * 0x1000 };
@@ -420,7 +420,7 @@ fn kexec_entry_list_data_section() -> Vec<u8> {
     let mut m = kexec_entry_list();
     m.resize(0x5000, 0);
     let mut put = |at: usize, v: u64| m[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    put(kjump::kimage::HEAD_IN_CONTROL_PAGE as usize, 0xffff_c900_0001_3f00);
+    put(kjump::inspect::kimage::HEAD_IN_CONTROL_PAGE as usize, 0xffff_c900_0001_3f00);
     let va: u64 = 0xffff_8880_0000_0000;
     let block = [0xffff_c900_0001_3e58, 0x8005_0033, 0x0247_0000, 0x0035_06f0, va, 0x6000, 0x7000, 0x1000 | 2];
     for (i, w) in block.iter().enumerate() {

@@ -9,9 +9,13 @@
 
 #![no_main]
 
-use kjump::kimage::Layout;
-use kjump::pagetable::{PageTables, PhysRead, Unreadable};
-use kjump::{acpi, cpio, crash_info, gzip, kimage, mailbox, target, vmcore};
+use kjump::inspect::kimage::Layout;
+use kjump::inspect::pagetable::{PageTables, PhysRead, Unreadable};
+use kjump::handoff::mailbox;
+use kjump::init::{cpio, gzip};
+use kjump::inspect::{kimage, vmcore};
+use kjump::load::{acpi, crash_info};
+use kjump::target;
 use libfuzzer_sys::fuzz_target;
 
 /// The input as physical memory from address 0.

@@ -1,14 +1,14 @@
-//! The bzImage setup header (`kjump::bzimage::BzImage::parse`), and what is
-//! built from a parsed one: the zero page (`kjump::boot_params::build`) and
-//! the layout of B in a kjump region (`kjump::layout::plan`), which do
+//! The bzImage setup header (`kjump::load::bzimage::BzImage::parse`), and what is
+//! built from a parsed one: the zero page (`kjump::load::boot_params::build`) and
+//! the layout of B in a kjump region (`kjump::load::layout::plan`), which do
 //! arithmetic on the header's sizes and alignment.
 
 #![no_main]
 
-use kjump::boot_params;
-use kjump::bzimage::{BzImage, SETUP_HEADER_OFFSET};
-use kjump::layout::{self, Inputs};
-use kjump::memmap::MemoryMap;
+use kjump::load::boot_params;
+use kjump::load::bzimage::{BzImage, SETUP_HEADER_OFFSET};
+use kjump::load::layout::{self, Inputs};
+use kjump::load::memmap::MemoryMap;
 use libfuzzer_sys::fuzz_target;
 
 /// `/proc/iomem` of a 1 GiB QEMU guest.
@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(plan.kernel_addr >= region.start && plan.kernel_addr < region.end);
             assert_eq!(plan.kernel_addr % bz.alignment.max(4096), 0);
             for set_region_aside in [true, false] {
-                let _ = kjump::kexec::validate(&plan.kexec_segments(set_region_aside));
+                let _ = kjump::sys::kexec::validate(&plan.kexec_segments(set_region_aside));
             }
         }
     }

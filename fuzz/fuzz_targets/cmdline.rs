@@ -1,11 +1,11 @@
-//! The kernel command line of B and D (`kjump::cmdline::parse`, what
+//! The kernel command line of B and D (`kjump::handoff::cmdline::parse`, what
 //! `kjump-init` reads from `/proc/cmdline`), and what is parsed from its
 //! values: the target (`kjump::target::parse`), the compression, and the
-//! console arguments A hands on to B (`kjump::jump::console_args`).
+//! console arguments A hands on to B (`kjump::load::jump::console_args`).
 
 #![no_main]
 
-use kjump::cmdline;
+use kjump::handoff::cmdline;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!word.is_empty());
         let _ = cmdline::split_param(word);
     }
-    let _ = kjump::jump::console_args(line);
+    let _ = kjump::load::jump::console_args(line);
     let Ok(p) = cmdline::parse(line) else { return };
     if let Some((start, end)) = p.region {
         assert!(start < end);
@@ -31,9 +31,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = kjump::image::Compression::parse(c);
     }
     // Orders that parse read back the same from the words they write.
-    if let Ok(orders) = kjump::orders::Orders::from_params(&p) {
+    if let Ok(orders) = kjump::handoff::orders::Orders::from_params(&p) {
         let text = orders.to_string();
-        let again = cmdline::parse(&text).map(|q| kjump::orders::Orders::from_params(&q));
+        let again = cmdline::parse(&text).map(|q| kjump::handoff::orders::Orders::from_params(&q));
         assert_eq!(again, Ok(Ok(orders)), "{text}");
     }
 });

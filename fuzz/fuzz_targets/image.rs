@@ -13,7 +13,7 @@
 
 #![no_main]
 
-use kjump::crc32::crc32;
+use kjump::image::crc32::crc32;
 use kjump::image::{self, Chain, ChunkSums, Header, Reader, StateBlock, BLOCK, CHUNK_HEADER, DATA_OFFSET, PAGE};
 use libfuzzer_sys::fuzz_target;
 
@@ -98,7 +98,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut reader) = Reader::open(&img[..]) else { return };
     let _ = reader.header_committed();
     if mode & 2 == 2 {
-        let _ = reader.unlock(&kjump::seal::DataKey::from_bytes([7; 32]));
+        let _ = reader.unlock(&kjump::image::seal::DataKey::from_bytes([7; 32]));
     }
     let sealed_unopened = reader.encrypted() && mode & 2 == 0;
     // Each chunk takes at least a block of input, so this ends; the bound

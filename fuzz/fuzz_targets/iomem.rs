@@ -5,9 +5,9 @@
 
 #![no_main]
 
-use kjump::bzimage::{BzImage, XLF_KERNEL_64};
-use kjump::layout::{self, Inputs};
-use kjump::memmap::MemoryMap;
+use kjump::load::bzimage::{BzImage, XLF_KERNEL_64};
+use kjump::load::layout::{self, Inputs};
+use kjump::load::memmap::MemoryMap;
 use libfuzzer_sys::fuzz_target;
 
 /// A small valid bzImage: 4 setup sectors, protocol 2.15, 64-bit, relocatable.
@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(plan) = layout::plan(&inputs) {
             assert!(plan.backup_len <= 1 << 20);
             for set_region_aside in [true, false] {
-                let _ = kjump::kexec::validate(&plan.kexec_segments(set_region_aside));
+                let _ = kjump::sys::kexec::validate(&plan.kexec_segments(set_region_aside));
             }
         }
     }

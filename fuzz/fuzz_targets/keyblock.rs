@@ -8,8 +8,8 @@
 
 #![no_main]
 
-use kjump::seal::ImageId;
-use kjump::wrap::{self, KeyBlock, Method, PublicKey, SealedPrivateKey, KEY_BLOCK_LEN};
+use kjump::image::seal::ImageId;
+use kjump::host::wrap::{self, KeyBlock, Method, PublicKey, SealedPrivateKey, KEY_BLOCK_LEN};
 use libfuzzer_sys::fuzz_target;
 
 /// What the seeds were wrapped with.

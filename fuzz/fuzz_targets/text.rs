@@ -7,7 +7,9 @@
 
 #![no_main]
 
-use kjump::{acpi, check, config, crash_info, target, units};
+use kjump::host::{check, config};
+use kjump::load::{acpi, crash_info};
+use kjump::{target, units};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,9 +9,9 @@
 
 #![no_main]
 
-use kjump::free_pages::find_free_pages;
-use kjump::pagetable::{PageTables, PhysRead, Unreadable};
-use kjump::vmcoreinfo::{find_in_notes, VmcoreInfo};
+use kjump::inspect::free_pages::find_free_pages;
+use kjump::inspect::pagetable::{PageTables, PhysRead, Unreadable};
+use kjump::inspect::vmcoreinfo::{find_in_notes, VmcoreInfo};
 use libfuzzer_sys::fuzz_target;
 
 /// A's memory: `bytes` repeated from physical address 0 up to 4 GiB.

@@ -1,19 +1,21 @@
 //! `kjump-init`: PID 1 of the hibernation kernel (B) and the restore
 //! kernel (D). It reads its orders from `/proc/cmdline` (see
-//! `kjump::cmdline`), does them, and ends by jumping back to A or by
+//! `kjump::handoff::cmdline`), does them, and ends by jumping back to A or by
 //! powering off. It never exits.
 
 use std::convert::Infallible;
 
 use std::time::Duration;
 
-use kjump::cmdline::{self, After, Mode, Params};
-use kjump::devmem::DevMem;
+use kjump::handoff::cmdline::{self, After, Mode, Params};
+use kjump::sys::devmem::DevMem;
 use kjump::image::State;
-use kjump::mailbox::{self, Report};
-use kjump::orders::{self, Orders};
+use kjump::handoff::mailbox::{self, Report};
+use kjump::handoff::orders::{self, Orders};
 use kjump::restore::{self, Failure};
-use kjump::{jump, pid1, save, say, target, Error};
+use kjump::init::pid1;
+use kjump::load::jump;
+use kjump::{save, say, target, Error};
 
 fn main() {
     pid1::ensure_console();
@@ -104,8 +106,8 @@ fn jump_back_params(p: &Params<'_>) -> Result<JumpBack, Error> {
 fn reentry_mapped(jb: &JumpBack) -> bool {
     std::fs::read_to_string("/proc/iomem")
         .ok()
-        .and_then(|t| kjump::memmap::MemoryMap::parse_iomem(&t).ok())
-        .is_some_and(|m| m.ranges().iter().any(|r| r.kind == kjump::e820::Kind::Acpi && r.start <= jb.entry && jb.entry < r.end))
+        .and_then(|t| kjump::load::memmap::MemoryMap::parse_iomem(&t).ok())
+        .is_some_and(|m| m.ranges().iter().any(|r| r.kind == kjump::load::e820::Kind::Acpi && r.start <= jb.entry && jb.entry < r.end))
 }
 
 /// Writes A's low memory back and jumps to A. Returns only on failure.
@@ -121,15 +123,15 @@ fn back_to_a(mem: &DevMem, jb: &JumpBack, resident: bool) -> Result<Infallible, 
     Err(Error::Msg("the jump back to A returned to B".into()))
 }
 
-/// Resident B: goes back to A parked (see `kjump::resident`) and returns
+/// Resident B: goes back to A parked (see `kjump::handoff::resident`) and returns
 /// when A enters B again.
 fn wait_in_a(mem: &DevMem, jb: &JumpBack) -> Result<(), Error> {
     jump::load_jump_back_via(mem, jb.entry, jb.backup)?;
-    let parked = kjump::resident::park(mem, jb.backup_size)?;
+    let parked = kjump::handoff::resident::park(mem, jb.backup_size)?;
     jump::restore_low_memory(mem, jb.backup, jb.backup_size)?;
     say!("ready; going back to A until it enters this kernel again");
     jump::jump_to_loaded()?;
-    kjump::resident::unpark(mem, jb.backup, parked)?;
+    kjump::handoff::resident::unpark(mem, jb.backup, parked)?;
     say!("entered again by A (this kernel up for {})", uptime());
     Ok(())
 }
@@ -152,16 +154,16 @@ fn bench_mode(p: &Params<'_>, o: &orders::Bench) -> Result<Infallible, Error> {
     say!("mode bench");
     let jb = jump_back_params(p)?;
     let mem = DevMem::open()?;
-    let measured = (|| -> Result<kjump::iobench::Limits, Error> {
+    let measured = (|| -> Result<kjump::save::iobench::Limits, Error> {
         let in_use = mailbox::read_request(&mem, o.mailbox)?.uses;
         let dev = target::wait_for(&o.target.device, Duration::from_secs(o.wait), |m| say!("{m}"))?;
-        kjump::in_use::check_device(&dev, &in_use)?;
-        kjump::msi::check_in_hibernation_kernel(&dev)?;
-        let vmcore = kjump::iobench::vmcore_read("/proc/vmcore")?;
+        kjump::target::in_use::check_device(&dev, &in_use)?;
+        kjump::load::msi::check_in_hibernation_kernel(&dev)?;
+        let vmcore = kjump::save::iobench::vmcore_read("/proc/vmcore")?;
         say!("read /proc/vmcore: {} MiB in {:.2} s", vmcore.0 >> 20, vmcore.1);
         let size = target::device_size(&dev)?;
-        let (write, read) = kjump::iobench::disk_write_read(&dev, size.min(768 << 20))?;
-        Ok(kjump::iobench::Limits { vmcore, write, read })
+        let (write, read) = kjump::save::iobench::disk_write_read(&dev, size.min(768 << 20))?;
+        Ok(kjump::save::iobench::Limits { vmcore, write, read })
     })();
     let report = match measured {
         Ok(l) => {
@@ -267,7 +269,7 @@ fn ready_to_save(o: &orders::Save, jb: &JumpBack) -> Result<String, Error> {
         ));
     }
     let dev = target::wait_for(&o.target.device, Duration::from_secs(o.wait), |m| say!("{m}"))?;
-    kjump::msi::check_in_hibernation_kernel(&dev)?;
+    kjump::load::msi::check_in_hibernation_kernel(&dev)?;
     Ok(format!("ready to save to {} (found {}; booted in {})", o.target, dev.display(), uptime()))
 }
 
@@ -311,7 +313,7 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
         // Nothing C checked for us: this kernel must run in the region alone.
         let confined = std::fs::read_to_string("/proc/iomem")
             .map_err(|e| Error::io("reading /proc/iomem", e))
-            .and_then(|iomem| kjump::boot_entry::check_confined(&iomem, region).map_err(|e| Error::Msg(e.to_string())));
+            .and_then(|iomem| kjump::host::boot_entry::check_confined(&iomem, region).map_err(|e| Error::Msg(e.to_string())));
         if let Err(e) = confined {
             give_up(Failure::Leave(e), None);
         }
@@ -320,7 +322,7 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
     let mem = std::sync::Arc::new(DevMem::open()?);
     // The key C left for an encrypted image: taken (and its page wiped)
     // before anything else can fail.
-    let key = match p.key_page.map(|at| kjump::keypage::take(&mem, at)) {
+    let key = match p.key_page.map(|at| kjump::handoff::keypage::take(&mem, at)) {
         None => None,
         Some(Ok(k)) => Some(k),
         Some(Err(e)) => give_up(Failure::Leave(e), None),
@@ -347,7 +349,7 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
         // C would have compared the image with this machine's memory map.
         let firmware = std::fs::read("/sys/kernel/boot_params/data").map_err(|e| Error::io("reading /sys/kernel/boot_params/data", e));
         if let Err(e) = firmware
-            .and_then(|page| kjump::boot_entry::check_ram(&kjump::boot_params::ram_ranges(&page), &h.ram, region).map_err(|e| Error::Msg(e.to_string())))
+            .and_then(|page| kjump::host::boot_entry::check_ram(&kjump::load::boot_params::ram_ranges(&page), &h.ram, region).map_err(|e| Error::Msg(e.to_string())))
         {
             give_up(Failure::Leave(e), Some(&img));
         }
@@ -371,8 +373,8 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
         say!("keeping the image's data (kjump.keep=1)");
     } else {
         match restore::discard_data(&img) {
-            Ok(kjump::discard::Outcome::Discarded) => say!("discarded the image's data"),
-            Ok(kjump::discard::Outcome::NotSupported) => {
+            Ok(kjump::target::discard::Outcome::Discarded) => say!("discarded the image's data"),
+            Ok(kjump::target::discard::Outcome::NotSupported) => {
                 say!("the target cannot discard: the image's data stays until overwritten ('kjump image wipe' erases it)")
             }
             Err(e) => say!("could not discard the image's data: {e}"),

@@ -62,16 +62,16 @@ fn read(p: &Path) -> Vec<u8> {
 
 /// A's initramfs: busybox, `/init` = `script`, kjump and the hibernation
 /// kernel and initramfs at kjump's default paths (where `make install`
-/// puts them: `kjump::config::LIBDIR`).
+/// puts them: `kjump::host::config::LIBDIR`).
 pub fn a_initramfs(p: &Paths, script: &str) -> Vec<u8> {
-    let b_initrd = kjump::initramfs::build(&read(&p.kjump_init)).expect("building B's initramfs");
+    let b_initrd = kjump::init::initramfs::build(&read(&p.kjump_init)).expect("building B's initramfs");
     a_initramfs_with_b(p, script, &b_initrd)
 }
 
 /// Like [`a_initramfs`], with `b_initrd` at kjump's default path in place
 /// of B's initramfs as kjump builds it (see [`b_initramfs_with`]).
 pub fn a_initramfs_with_b(p: &Paths, script: &str, b_initrd: &[u8]) -> Vec<u8> {
-    let (kernel, initrd) = (kjump::config::default_kernel(), kjump::config::default_initrd());
+    let (kernel, initrd) = (kjump::host::config::default_kernel(), kjump::host::config::default_initrd());
     let mut dirs: Vec<String> = ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "root", "tmp", "mnt"].map(String::from).to_vec();
     // The directories holding the hibernation files, parents first.
     for file in [&kernel, &initrd] {
@@ -84,7 +84,7 @@ pub fn a_initramfs_with_b(p: &Paths, script: &str, b_initrd: &[u8]) -> Vec<u8> {
             }
         }
     }
-    let mut w = kjump::cpio::Writer::new();
+    let mut w = kjump::init::cpio::Writer::new();
     for d in &dirs {
         w.dir(d, 0o755).unwrap();
     }
@@ -96,10 +96,10 @@ pub fn a_initramfs_with_b(p: &Paths, script: &str, b_initrd: &[u8]) -> Vec<u8> {
     w.file(kernel.trim_start_matches('/'), 0o644, &read(&p.kernel)).unwrap();
     // The manifest of its drivers, where `make install` puts it.
     if let Some(config) = kernel_config(p) {
-        w.file(kjump::drivers::manifest_path(&kernel).trim_start_matches('/'), 0o644, &config).unwrap();
+        w.file(kjump::host::drivers::manifest_path(&kernel).trim_start_matches('/'), 0o644, &config).unwrap();
     }
     w.file(initrd.trim_start_matches('/'), 0o644, b_initrd).unwrap();
-    kjump::gzip::compress(&w.finish(), 1)
+    kjump::init::gzip::compress(&w.finish(), 1)
 }
 
 /// The test kernel's `.config`, which `scripts/kernel.sh` keeps beside
@@ -114,8 +114,8 @@ pub fn kernel_config(p: &Paths) -> Option<Vec<u8>> {
 /// `symlinks`, each `(path, target)`. B's command line picks its PID 1
 /// (`rdinit=`, the last one given wins).
 pub fn b_initramfs_with(p: &Paths, files: &[(String, u32, Vec<u8>)], symlinks: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = kjump::initramfs::build(&read(&p.kjump_init)).expect("building B's initramfs");
-    let mut w = kjump::cpio::Writer::new();
+    let mut out = kjump::init::initramfs::build(&read(&p.kjump_init)).expect("building B's initramfs");
+    let mut w = kjump::init::cpio::Writer::new();
     let mut dirs: Vec<String> = Vec::new();
     let names = files.iter().map(|f| f.0.as_str()).chain(symlinks.iter().map(|s| s.0));
     for name in names {
@@ -135,7 +135,7 @@ pub fn b_initramfs_with(p: &Paths, files: &[(String, u32, Vec<u8>)], symlinks: &
     for (name, target) in symlinks {
         w.symlink(name.trim_start_matches('/'), target).unwrap();
     }
-    out.extend_from_slice(&kjump::gzip::compress(&w.finish(), 1));
+    out.extend_from_slice(&kjump::init::gzip::compress(&w.finish(), 1));
     out
 }
 
@@ -707,12 +707,12 @@ poweroff -f
 /// (written to `dir`), its command line, and its initramfs.
 pub fn entry_files(p: &Paths, a_log: &str, dir: &Path) -> Result<(PathBuf, String, Vec<u8>), String> {
     let cmdline = a_log.lines().find_map(|l| l.trim_end().strip_prefix("A: entry cmdline ")).ok_or("A printed no entry")?.to_string();
-    let (start, end) = kjump::cmdline::parse(&cmdline).map_err(|e| e.to_string())?.region.ok_or("no kjump.region= in the entry")?;
+    let (start, end) = kjump::handoff::cmdline::parse(&cmdline).map_err(|e| e.to_string())?.region.ok_or("no kjump.region= in the entry")?;
     let bz = std::fs::read(&p.kernel).map_err(|e| e.to_string())?;
-    let kernel = kjump::boot_entry::kernel_at(&bz, kjump::memmap::Region { start, end }).map_err(|e| e.to_string())?;
+    let kernel = kjump::host::boot_entry::kernel_at(&bz, kjump::load::memmap::Region { start, end }).map_err(|e| e.to_string())?;
     let path = dir.join("vmlinuz-entry");
     std::fs::write(&path, kernel).map_err(|e| e.to_string())?;
-    let initrd = kjump::initramfs::build(&read(&p.kjump_init)).map_err(|e| e.to_string())?;
+    let initrd = kjump::init::initramfs::build(&read(&p.kjump_init)).map_err(|e| e.to_string())?;
     Ok((path, cmdline, initrd))
 }
 

@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::fmt;
 
-use kjump::config::LIBDIR;
+use kjump::host::config::LIBDIR;
 use lexopt::{Arg, Parser, ValueExt};
 
 /// The longest `--wait` accepted, in seconds: a boot waits at most this

@@ -1,5 +1,5 @@
 //! `kjump keygen`, run in A: makes the key pair of the passphrase method
-//! (`kjump::wrap`). A wraps each image's data key to the public key, so it
+//! (`kjump::host::wrap`). A wraps each image's data key to the public key, so it
 //! hibernates without a passphrase; the private key, sealed under the
 //! passphrase with Argon2id, goes into every image, so that C needs only
 //! the image and the passphrase.
@@ -10,8 +10,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use kjump::wrap::{self, Argon2Params};
-use kjump::{ask, Error};
+use kjump::host::ask;
+use kjump::host::wrap::{self, Argon2Params};
+use kjump::Error;
 use zeroize::Zeroizing;
 
 /// `kjump keygen [--dir DIR] [--argon2-memory KIB] [--force]`.

@@ -1,0 +1,16 @@
+//! A and C, before a jump: what the `kjump` command decides on the running
+//! system. Whether this machine can hibernate (`check`, `drivers`), the
+//! settings (`config`), one command at a time (`lock`), this machine's
+//! identity (`machine`), the boot loader entry that starts D directly
+//! (`boot_entry`), and the keys of encrypted images: wrapping them
+//! (`wrap`), sealing them to the TPM (`tpm`), asking for a passphrase (`ask`).
+
+pub mod check;
+pub mod drivers;
+pub mod config;
+pub mod lock;
+pub mod machine;
+pub mod boot_entry;
+pub mod wrap;
+pub mod tpm;
+pub mod ask;
