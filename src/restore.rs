@@ -12,11 +12,11 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::image::{self, ChunkWalk, Header, ReadError, Reader, State, BLOCK, PAGE};
+use crate::init::progress::Progress;
+use crate::save::pipeline::{Budget, Ordered};
 use crate::sys::devmem::{DevMem, Writer};
 use crate::sys::direct_io::{BatchReader, ReadBatch};
-use crate::image::{self, ChunkWalk, Header, ReadError, Reader, State, BLOCK, PAGE};
-use crate::save::pipeline::{Budget, Ordered};
-use crate::init::progress::Progress;
 use crate::target::Target;
 use crate::{say, Error};
 

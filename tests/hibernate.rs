@@ -300,7 +300,8 @@ fn makedumpfile_counts_b_s_vmcore_as_kjump_does() {
     let log = vm.log();
     check_image(&disk, &lines[7]);
 
-    let (start, end) = kjump::handoff::cmdline::parse(lines[1].split_once("cmdline ").unwrap().1).unwrap().region.expect("no kjump.region= on B's command line");
+    let (start, end) =
+        kjump::handoff::cmdline::parse(lines[1].split_once("cmdline ").unwrap().1).unwrap().region.expect("no kjump.region= on B's command line");
     let region_pages = (end - start) / PAGE as u64;
     // A's free pages kjump found, in the PT_LOADs and in the region, before
     // it added the holders.

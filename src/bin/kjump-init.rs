@@ -8,13 +8,13 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use kjump::handoff::cmdline::{self, After, Mode, Params};
-use kjump::sys::devmem::DevMem;
-use kjump::image::State;
 use kjump::handoff::mailbox::{self, Report};
 use kjump::handoff::orders::{self, Orders};
-use kjump::restore::{self, Failure};
+use kjump::image::State;
 use kjump::init::pid1;
 use kjump::load::jump;
+use kjump::restore::{self, Failure};
+use kjump::sys::devmem::DevMem;
 use kjump::{save, say, target, Error};
 
 fn main() {
@@ -348,9 +348,9 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
     if o.direct {
         // C would have compared the image with this machine's memory map.
         let firmware = std::fs::read("/sys/kernel/boot_params/data").map_err(|e| Error::io("reading /sys/kernel/boot_params/data", e));
-        if let Err(e) = firmware
-            .and_then(|page| kjump::host::boot_entry::check_ram(&kjump::load::boot_params::ram_ranges(&page), &h.ram, region).map_err(|e| Error::Msg(e.to_string())))
-        {
+        if let Err(e) = firmware.and_then(|page| {
+            kjump::host::boot_entry::check_ram(&kjump::load::boot_params::ram_ranges(&page), &h.ram, region).map_err(|e| Error::Msg(e.to_string()))
+        }) {
             give_up(Failure::Leave(e), Some(&img));
         }
     }

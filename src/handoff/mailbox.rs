@@ -464,8 +464,12 @@ mod tests {
         let back = decode_request(&req).unwrap();
         assert_eq!((back.uses, back.key.is_none()), (uses.clone(), true));
         // With an image key: it comes back, and any change to it is refused.
-        let key =
-            crate::save::ImageKey { key: crate::image::seal::DataKey::from_bytes([5; 32]), id: crate::image::seal::ImageId([6; 16]), key_block: vec![9; 300], salt: [4; 16] };
+        let key = crate::save::ImageKey {
+            key: crate::image::seal::DataKey::from_bytes([5; 32]),
+            id: crate::image::seal::ImageId([6; 16]),
+            key_block: vec![9; 300],
+            salt: [4; 16],
+        };
         let with_key = encode_request(&Request { uses: uses.clone(), key: Some(key.clone()) }).unwrap();
         let back = decode_request(&with_key).unwrap().key.unwrap();
         assert_eq!((back.key, back.id, back.key_block, back.salt), (key.key.clone(), key.id, key.key_block.clone(), key.salt));

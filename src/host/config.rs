@@ -129,7 +129,9 @@ impl Encrypt {
             v => match (v.strip_prefix("keyfile:"), v.strip_prefix("tpm2:")) {
                 (Some(path), _) if path.starts_with('/') && !path.contains('\0') => Ok(Encrypt::KeyFile(path.to_string())),
                 (Some(path), _) => Err(format!("keyfile:{path}: the key file's path must be absolute (keyfile:/path/to/key)")),
-                (None, Some(list)) => crate::host::tpm::PcrSet::parse(list).map(Encrypt::Tpm2).map_err(|why| format!("{v}: {why}; give PCR numbers, as in tpm2:0,7")),
+                (None, Some(list)) => {
+                    crate::host::tpm::PcrSet::parse(list).map(Encrypt::Tpm2).map_err(|why| format!("{v}: {why}; give PCR numbers, as in tpm2:0,7"))
+                }
                 (None, None) => Err(format!("{v:?}: one of passphrase, tpm2, tpm2:PCRS, keyfile:/path/to/key or none")),
             },
         }

@@ -16,8 +16,8 @@
 //! panic and never allocate from a length they have not bounded.
 
 // The cryptography of an encrypted image, and the checksums of a clear one.
-pub mod seal;
 pub mod crc32;
+pub mod seal;
 pub mod xxh64;
 
 use core::fmt;
@@ -1352,7 +1352,13 @@ mod tests {
             ram: vec![(0, 0xa0000), (0x100000, 0x1c000000), (0x24000000, 0x3ffe0000)],
             mailbox: 0x1234000,
             machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
-            in_use: vec![crate::target::in_use::InUse { kind: crate::target::in_use::Kind::MountedReadWrite, major: 254, minor: 0, uuid: Some([9; 16]), name: "vda".into() }],
+            in_use: vec![crate::target::in_use::InUse {
+                kind: crate::target::in_use::Kind::MountedReadWrite,
+                major: 254,
+                minor: 0,
+                uuid: Some([9; 16]),
+                name: "vda".into(),
+            }],
             zero_free: true,
             stamps: vec![crate::target::freshness::Stamp::Ext(0x1234_5678_9abc)],
             cipher: crate::image::seal::Cipher::None,

@@ -12,10 +12,10 @@
 use std::time::Duration;
 
 use crate::load::bzimage::BzImage;
-use crate::sys::devmem::DevMem;
-use crate::sys::kexec::{self, Segment, KEXEC_ARCH_X86_64, KEXEC_PRESERVE_CONTEXT};
 use crate::load::layout::{self, Plan};
 use crate::load::memmap::MemoryMap;
+use crate::sys::devmem::DevMem;
+use crate::sys::kexec::{self, Segment, KEXEC_ARCH_X86_64, KEXEC_PRESERVE_CONTEXT};
 use crate::units::PAGE_SIZE;
 use crate::Error;
 

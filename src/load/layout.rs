@@ -26,9 +26,9 @@ use crate::load::boot_params;
 use crate::load::bzimage::{BzImage, ENTRY_64_OFFSET};
 use crate::load::e820::{Kind, Range};
 use crate::load::elf_core::{self, Load, Note};
-use crate::sys::kexec::Segment;
 use crate::load::memmap::{MemoryMap, Region};
 use crate::load::purgatory::{self, Purgatory};
+use crate::sys::kexec::Segment;
 use crate::units::{align_up, MIB, PAGE_SIZE};
 
 /// RAM that B needs for itself beyond what is loaded (its page cache, the
@@ -335,8 +335,8 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
 mod tests {
     use super::*;
     use crate::load::bzimage::tests::fake_bzimage;
-    use crate::sys::kexec;
     use crate::load::memmap::tests::QEMU_1G;
+    use crate::sys::kexec;
 
     #[test]
     fn a_resident_b_sees_a_ram_as_acpi_tables_and_still_only_the_region_as_ram() {

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::sys::direct_io::Aligned;
 use crate::inspect::vmcore::Vmcore;
+use crate::sys::direct_io::Aligned;
 use crate::Error;
 
 /// Bytes per read or write.

@@ -3,8 +3,8 @@
 //! durable (data, flush, commit record, flush).
 
 // Work spread over B's CPUs, and the disk's limits measured in B.
-pub mod pipeline;
 pub mod iobench;
+pub mod pipeline;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -12,16 +12,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::sys::direct_io::BatchWriter;
-use crate::inspect::free_pages::{find_free_pages, FreePages};
 use crate::image::{Chain, Compression, Header, State, StateBlock, BLOCK, DATA_OFFSET, PAGE};
-use crate::target::in_use::InUse;
-use crate::inspect::kimage;
-use crate::save::pipeline::{Budget, Counts, Pipeline, Window, PAGES_PER_JOB};
 use crate::init::progress::Progress;
-use crate::target::Target;
+use crate::inspect::free_pages::{find_free_pages, FreePages};
+use crate::inspect::kimage;
 use crate::inspect::vmcore::Vmcore;
 use crate::inspect::vmcoreinfo::{find_in_notes, VmcoreInfo};
+use crate::save::pipeline::{Budget, Counts, Pipeline, Window, PAGES_PER_JOB};
+use crate::sys::direct_io::BatchWriter;
+use crate::target::in_use::InUse;
+use crate::target::Target;
 use crate::{say, Error};
 
 /// Where B mounts a target's filesystem.

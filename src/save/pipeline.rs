@@ -16,8 +16,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::inspect::free_pages::FreePages;
 use crate::image::{is_zero, ChunkEncoder, ChunkSums, Compression, Run, Sealer, MAX_CHUNK_PAGES, PAGE};
+use crate::inspect::free_pages::FreePages;
 use crate::inspect::vmcore::Mapping;
 use crate::Error;
 

@@ -29,8 +29,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::target::in_use::InUse;
 use crate::image::xxh64::xxh64;
+use crate::target::in_use::InUse;
 
 /// What B found on one of A's devices.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
