@@ -19,15 +19,15 @@
 pub mod error;
 pub mod units;
 
-pub mod handoff;
 pub mod host;
-pub mod image;
+pub mod load;
+pub mod handoff;
 pub mod init;
 pub mod inspect;
-pub mod load;
-pub mod restore;
 pub mod save;
-pub mod sys;
+pub mod restore;
+pub mod image;
 pub mod target;
+pub mod sys;
 
 pub use error::Error;

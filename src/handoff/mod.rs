@@ -4,8 +4,8 @@
 //! booted ahead of time (`resident`), and an image's key as C hands it to D
 //! (`keypage`).
 
-pub mod cmdline;
-pub mod keypage;
-pub mod mailbox;
 pub mod orders;
+pub mod cmdline;
+pub mod mailbox;
 pub mod resident;
+pub mod keypage;

@@ -5,12 +5,12 @@
 //! (`boot_entry`), and the keys of encrypted images: wrapping them
 //! (`wrap`), sealing them to the TPM (`tpm`), asking for a passphrase (`ask`).
 
-pub mod ask;
-pub mod boot_entry;
 pub mod check;
-pub mod config;
 pub mod drivers;
+pub mod config;
 pub mod lock;
 pub mod machine;
-pub mod tpm;
+pub mod boot_entry;
 pub mod wrap;
+pub mod tpm;
+pub mod ask;

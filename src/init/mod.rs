@@ -2,8 +2,8 @@
 //! hibernation initramfs it runs from (`initramfs`, `cpio`, `gzip`), and
 //! progress on the console (`progress`).
 
+pub mod pid1;
+pub mod initramfs;
 pub mod cpio;
 pub mod gzip;
-pub mod initramfs;
-pub mod pid1;
 pub mod progress;

@@ -3,8 +3,8 @@
 //! (`pagetable`), which of its pages are free (`free_pages`), and the kexec
 //! image A loaded, to tell kjump's own pages from A's (`kimage`).
 
-pub mod free_pages;
-pub mod kimage;
-pub mod pagetable;
 pub mod vmcore;
 pub mod vmcoreinfo;
+pub mod pagetable;
+pub mod free_pages;
+pub mod kimage;

@@ -5,14 +5,14 @@
 //! `crash_info`), the code between the kernels (`purgatory`), and the jump
 //! itself in both directions (`jump`).
 
-pub mod acpi;
-pub mod boot_params;
-pub mod bzimage;
-pub mod crash_info;
-pub mod e820;
-pub mod elf_core;
-pub mod jump;
-pub mod layout;
 pub mod memmap;
+pub mod layout;
+pub mod bzimage;
+pub mod boot_params;
+pub mod e820;
+pub mod acpi;
 pub mod msi;
+pub mod elf_core;
+pub mod crash_info;
 pub mod purgatory;
+pub mod jump;
