@@ -131,7 +131,7 @@ fn write_at(path: &Path, at: u64, bytes: &[u8]) {
 
 fn put_crc(block: &mut [u8]) {
     let n = block.len();
-    let crc = kjump::image::crc32::crc32(&block[..n - 4]);
+    let crc = kjump::image::crc32(&block[..n - 4]);
     block[n - 4..].copy_from_slice(&crc.to_le_bytes());
 }
 

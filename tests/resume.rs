@@ -312,7 +312,7 @@ impl Edit {
     /// Sets run `run` of chunk `index` to start at page frame `pfn`, then
     /// makes the chunk's checksums, the chain and the state block good.
     fn set_run_start(&mut self, index: usize, run: usize, pfn: u64) {
-        use kjump::image::crc32::crc32;
+        use kjump::image::crc32;
         use kjump::image::CHUNK_HEADER;
         let chunks = self.chunks();
         let (at, info) = chunks[index];
@@ -324,12 +324,12 @@ impl Edit {
         let header_crc = crc32(&chunk[..CHUNK_HEADER - 4]);
         chunk[CHUNK_HEADER - 4..CHUNK_HEADER].copy_from_slice(&header_crc.to_le_bytes());
         self.write(at, &chunk);
-        let mut chain = kjump::image::crc32::Crc32::default();
+        let mut chain = crc32fast::Hasher::new();
         for (_, c) in self.chunks() {
             chain.update(&c.data_sum.to_le_bytes());
         }
         let mut state = kjump::image::StateBlock::decode(&self.read(4096, 4096)).unwrap();
-        state.chain_crc = chain.finish();
+        state.chain_crc = chain.finalize();
         self.write(4096, &state.encode());
     }
 
@@ -559,7 +559,7 @@ fn image_from_another_kjump_version_is_refused() {
     let mut h = e.read(0, 4096);
     let other = kjump::image::VERSION + 1;
     h[8..12].copy_from_slice(&other.to_le_bytes());
-    let crc = kjump::image::crc32::crc32(&h[..4092]);
+    let crc = kjump::image::crc32(&h[..4092]);
     h[4092..].copy_from_slice(&crc.to_le_bytes());
     e.write(0, &h);
     let mut state = kjump::image::StateBlock::decode(&e.read(4096, 4096)).unwrap();

@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use kjump::image::crc32::crc32;
+use kjump::image::crc32;
 use kjump::image::{Chain, ChunkEncoder, Compression, Header, State, StateBlock, DATA_OFFSET, PAGE};
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {

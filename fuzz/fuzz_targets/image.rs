@@ -13,7 +13,7 @@
 
 #![no_main]
 
-use kjump::image::crc32::crc32;
+use kjump::image::crc32;
 use kjump::image::{self, Chain, ChunkSums, Header, Reader, StateBlock, BLOCK, CHUNK_HEADER, DATA_OFFSET, PAGE};
 use libfuzzer_sys::fuzz_target;
 

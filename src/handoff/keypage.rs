@@ -28,7 +28,7 @@ pub fn encode(key: &DataKey, id: ImageId, out: &mut [u8]) -> Result<(), crate::E
     out[..8].copy_from_slice(MAGIC);
     out[8..8 + KEY_LEN].copy_from_slice(key.bytes());
     out[8 + KEY_LEN..8 + KEY_LEN + ID_LEN].copy_from_slice(&id.0);
-    let crc = crate::image::crc32::crc32(&out[..LEN - 4]);
+    let crc = crate::image::crc32(&out[..LEN - 4]);
     out[LEN - 4..].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }
@@ -43,7 +43,7 @@ pub fn decode(b: &[u8]) -> Result<Option<ImageKeyRef>, &'static str> {
     if &b[..8] != MAGIC {
         return Err("no key there (bad magic)");
     }
-    if crate::image::crc32::crc32(&b[..LEN - 4]).to_le_bytes() != b[LEN - 4..] {
+    if crate::image::crc32(&b[..LEN - 4]).to_le_bytes() != b[LEN - 4..] {
         return Err("checksum mismatch");
     }
     let mut key = [0u8; KEY_LEN];

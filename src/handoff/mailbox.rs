@@ -40,7 +40,7 @@ pub fn encode(report: &Report) -> [u8; PAGE_SIZE as usize] {
     page[8..12].copy_from_slice(&(if report.ok { 1u32 } else { 2 }).to_le_bytes());
     page[12..16].copy_from_slice(&(text.len() as u32).to_le_bytes());
     page[16..16 + text.len()].copy_from_slice(text);
-    let crc = crate::image::crc32::crc32(&page[..16 + text.len()]);
+    let crc = crate::image::crc32(&page[..16 + text.len()]);
     page[PAGE_SIZE as usize - 4..].copy_from_slice(&crc.to_le_bytes());
     page
 }
@@ -60,7 +60,7 @@ pub fn decode(page: &[u8]) -> Option<Report> {
         return None;
     }
     let crc = u32::from_le_bytes(page[PAGE_SIZE as usize - 4..PAGE_SIZE as usize].try_into().ok()?);
-    if crate::image::crc32::crc32(&page[..16 + len]) != crc {
+    if crate::image::crc32(&page[..16 + len]) != crc {
         return None;
     }
     Some(Report { ok, text: String::from_utf8_lossy(&page[16..16 + len]).into_owned() })
@@ -105,7 +105,7 @@ pub fn encode_request(req: &Request) -> Result<[u8; PAGE_SIZE as usize], Error> 
 }
 
 fn seal_request(page: &mut [u8; PAGE_SIZE as usize]) {
-    let crc = crate::image::crc32::crc32(&page[..PAGE_SIZE as usize - 4]);
+    let crc = crate::image::crc32(&page[..PAGE_SIZE as usize - 4]);
     page[PAGE_SIZE as usize - 4..].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -117,7 +117,7 @@ pub fn decode_request(page: &[u8]) -> Result<Request, Error> {
     }
     let mut crc = [0u8; 4];
     crc.copy_from_slice(&page[PAGE_SIZE as usize - 4..PAGE_SIZE as usize]);
-    if crate::image::crc32::crc32(&page[..PAGE_SIZE as usize - 4]) != u32::from_le_bytes(crc) {
+    if crate::image::crc32(&page[..PAGE_SIZE as usize - 4]) != u32::from_le_bytes(crc) {
         return Err(bad("checksum mismatch"));
     }
     let uses = decode_table(&page[8..8 + TABLE_LEN]).map_err(|e| bad(&e.to_string()))?;

@@ -92,12 +92,12 @@ impl Record {
 
 /// What identifies a load of B: its command line, kernel and initramfs.
 pub fn fingerprint(cmdline: &str, kernel: &[u8], initrd: &[u8]) -> u64 {
-    let parts = [crate::image::xxh64::xxh64(cmdline.as_bytes()), crate::image::xxh64::xxh64(kernel), crate::image::xxh64::xxh64(initrd)];
+    let parts = [xxhash_rust::xxh64::xxh64(cmdline.as_bytes(), 0), xxhash_rust::xxh64::xxh64(kernel, 0), xxhash_rust::xxh64::xxh64(initrd, 0)];
     let mut bytes = [0u8; 24];
     for (slot, v) in bytes.chunks_exact_mut(8).zip(parts) {
         slot.copy_from_slice(&v.to_le_bytes());
     }
-    crate::image::xxh64::xxh64(&bytes)
+    xxhash_rust::xxh64::xxh64(&bytes, 0)
 }
 
 /// This boot's identity.

@@ -28,7 +28,7 @@ use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::image::crc32::crc32;
+use crate::image::crc32;
 use crate::image::seal::{self, DataKey, ImageId, ID_LEN, KEY_LEN};
 use crate::Error;
 

@@ -16,13 +16,9 @@
 //! panic and never allocate from a length they have not bounded.
 
 // The cryptography of an encrypted image, and the checksums of a clear one.
-pub mod crc32;
 pub mod seal;
-pub mod xxh64;
 
 use core::fmt;
-
-use crate::image::crc32::{crc32, Crc32};
 
 /// Block size: the header, the state and every chunk start on this boundary.
 pub const BLOCK: usize = 4096;
@@ -82,10 +78,18 @@ pub fn is_zero(bytes: &[u8]) -> bool {
 }
 
 /// The checksum of a chunk's data (its runs and stored bytes): the low 32
-/// bits of XXH64, several times faster than CRC-32 on the path every page
-/// of A takes (see `xxh64`).
+/// bits of XXH64 (seed 0), several times faster than CRC-32 on the path
+/// every page of A takes.
 pub fn data_sum(body: &[u8]) -> u32 {
-    crate::image::xxh64::xxh64(body) as u32
+    xxhash_rust::xxh64::xxh64(body, 0) as u32
+}
+
+/// CRC-32 (IEEE 802.3, as gzip's): the checksum of the image's header,
+/// state and chunk headers, and of kjump's other records (mailbox, key
+/// page, key block, gzip members). crc32fast's, which uses the CPU's
+/// carry-less multiply where it has one.
+pub fn crc32(data: &[u8]) -> u32 {
+    crc32fast::hash(data)
 }
 
 /// How a chunk's pages are stored.
@@ -1122,7 +1126,7 @@ pub fn scan_runs<R: std::io::Read + std::io::Seek>(
 /// The running checksum chain: a CRC-32 over the chunks' data checksums,
 /// and the digest of their tags ([`crate::image::seal::TagChain`]).
 #[derive(Clone, Debug, Default)]
-pub struct Chain(Crc32, crate::image::seal::TagChain);
+pub struct Chain(crc32fast::Hasher, crate::image::seal::TagChain);
 
 impl Chain {
     /// Adds a chunk's checksum and tag.
@@ -1133,7 +1137,7 @@ impl Chain {
 
     /// The chain value.
     pub fn value(&self) -> u32 {
-        self.0.finish()
+        self.0.clone().finalize()
     }
 
     /// The digest of the tags.
@@ -1333,6 +1337,35 @@ impl<R: std::io::Read> Reader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The crates compute the checksums the format defines (so images made
+    /// with kjump's own implementations before still read): CRC-32 IEEE's
+    /// check value, and XXH64 (seed 0) against the reference xxHash over
+    /// bytes `(i * 7 + 3) & 255`, every path through its tail.
+    #[test]
+    fn checksums_are_the_formats() {
+        assert_eq!(crc32(b""), 0);
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        let data: Vec<u8> = (0..1_000_003u32).map(|i| (i.wrapping_mul(7).wrapping_add(3) & 255) as u8).collect();
+        for (n, want) in [
+            (0, 0xef46_db37_51d8_e999u64),
+            (3, 0x31d2_363f_52e5_64c9),
+            (31, 0xa2aa_5f33_cc4a_6119),
+            (32, 0x23c3_c17e_f790_fd97),
+            (33, 0x50a7_cfc7_ba58_8784),
+            (100, 0xa61f_8d4c_170f_e531),
+            (4096, 0x7963_98cd_4327_97cc),
+            (1_000_003, 0x293d_731d_a181_15ef),
+        ] {
+            assert_eq!(data_sum(&data[..n]), want as u32, "{n} bytes");
+        }
+        assert_eq!(xxhash_rust::xxh64::xxh64(b"abc", 0), 0x44bc_2cf5_ad77_0999);
+        // The running CRC of the chain is the CRC of the whole.
+        let mut h = crc32fast::Hasher::new();
+        h.update(&data[..1000]);
+        h.update(&data[1000..5000]);
+        assert_eq!(h.finalize(), crc32(&data[..5000]));
+    }
 
     fn header() -> Header {
         Header {

@@ -1,7 +1,7 @@
 //! Gzip members (RFC 1952) around miniz_oxide's deflate, for the
 //! initramfs the kernel unpacks with `CONFIG_RD_GZIP`.
 
-use crate::image::crc32::crc32;
+use crate::image::crc32;
 
 /// Compresses `data` into one gzip member.
 pub fn compress(data: &[u8], level: u8) -> Vec<u8> {

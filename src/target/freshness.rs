@@ -29,7 +29,6 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::image::xxh64::xxh64;
 use crate::target::in_use::InUse;
 
 /// What B found on one of A's devices.
@@ -134,12 +133,12 @@ pub fn identify(read_at: &mut dyn FnMut(u64, &mut [u8]) -> usize) -> Option<([u8
             for (off, len) in EXT_FIELDS {
                 fields.extend_from_slice(&sb[off..off + len]);
             }
-            return Some((uuid_at(sb, EXT_UUID_OFF)?, Stamp::Ext(xxh64(&fields))));
+            return Some((uuid_at(sb, EXT_UUID_OFF)?, Stamp::Ext(xxhash_rust::xxh64::xxh64(&fields, 0))));
         }
     }
     if head.len() == SWAP_PAGE && &head[SWAP_PAGE - SWAP_MAGIC.len()..] == SWAP_MAGIC {
         let (off, len) = SWAP_FIELDS;
-        return Some((uuid_at(&head, SWAP_UUID_OFF)?, Stamp::Swap(xxh64(&head[off..off + len]))));
+        return Some((uuid_at(&head, SWAP_UUID_OFF)?, Stamp::Swap(xxhash_rust::xxh64::xxh64(&head[off..off + len], 0))));
     }
     if head.get(..4) == Some(&XFS_MAGIC[..]) {
         // sb_uuid is at byte 32 of the XFS superblock.
@@ -148,7 +147,7 @@ pub fn identify(read_at: &mut dyn FnMut(u64, &mut [u8]) -> usize) -> Option<([u8
     let mut sb = vec![0u8; SWAP_PAGE];
     if read_at(BTRFS_SB, &mut sb) == SWAP_PAGE && &sb[BTRFS_MAGIC_OFF..BTRFS_MAGIC_OFF + 8] == BTRFS_MAGIC {
         let (off, len) = BTRFS_FIELDS;
-        return Some((uuid_at(&sb, BTRFS_FSID_OFF)?, Stamp::Btrfs(xxh64(&sb[off..off + len]))));
+        return Some((uuid_at(&sb, BTRFS_FSID_OFF)?, Stamp::Btrfs(xxhash_rust::xxh64::xxh64(&sb[off..off + len], 0))));
     }
     None
 }

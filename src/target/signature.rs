@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::discover::read_head;
 use super::MAX_LABEL_LEN;
-use crate::image::crc32::crc32;
+use crate::image::crc32;
 
 /// How much of each device [`resolve`](super::resolve) reads to find signatures.
 /// (68 KiB: btrfs's superblock lies at 64 KiB.)
