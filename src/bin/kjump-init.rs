@@ -3,6 +3,8 @@
 //! `kjump::handoff::cmdline`), does them, and ends by jumping back to A or by
 //! powering off. It never exits.
 
+#![forbid(unsafe_code)]
+
 use std::convert::Infallible;
 
 use std::time::Duration;

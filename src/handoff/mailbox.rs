@@ -11,6 +11,9 @@
 //! where they find A's request ([`post`]): a page that held anything else
 //! is left alone, whatever the address says.
 
+// Its locked pages are mapped here; they belong in `sys`.
+#![allow(unsafe_code)]
+
 use core::ptr::NonNull;
 use std::os::fd::OwnedFd;
 

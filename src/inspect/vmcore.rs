@@ -133,13 +133,7 @@ impl Vmcore {
         if offset % crate::units::PAGE_SIZE != 0 || len == 0 {
             return Err(Error::Msg(format!("cannot map /proc/vmcore at {offset:#x} (+{len:#x}): not page aligned")));
         }
-        // SAFETY: a new shared read-only mapping of the file, at an
-        // address the kernel picks; it aliases no Rust object and is
-        // unmapped in Mapping's Drop. /proc/vmcore never changes under it.
-        let ptr = unsafe { rustix::mm::mmap(core::ptr::null_mut(), len, rustix::mm::ProtFlags::READ, rustix::mm::MapFlags::SHARED, &self.file, offset) }
-            .map_err(|e| Error::sys(format!("mapping /proc/vmcore at {offset:#x}"), e))?;
-        let base = core::ptr::NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::Msg("mmap returned address 0".into()))?;
-        Ok(Mapping { base, len })
+        crate::sys::mapping::ReadOnly::map(&self.file, offset, len).map_err(|e| Error::sys(format!("mapping /proc/vmcore at {offset:#x}"), e))
     }
 
     /// Total bytes of A's memory described.
@@ -149,35 +143,7 @@ impl Vmcore {
 }
 
 /// A read-only window of `/proc/vmcore`.
-pub struct Mapping {
-    base: core::ptr::NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: a `Mapping` is a read-only view of A's memory, which nothing
-// writes while B runs (A is stopped, B only reads `/proc/vmcore`); the
-// pointer is owned by the `Mapping` and unmapped only when it drops, so
-// sharing it between threads, or moving it to one, is sound.
-unsafe impl Send for Mapping {}
-// SAFETY: as above; `bytes` hands out shared, read-only slices.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    /// The mapped bytes.
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `base..base + len` is a live read-only mapping owned by
-        // `self`; nothing writes it while the slice lives.
-        unsafe { core::slice::from_raw_parts(self.base.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps the mapping made in `Vmcore::map`; the borrow
-        // checker ends every slice of it before this runs.
-        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
-    }
-}
+pub type Mapping = crate::sys::mapping::ReadOnly;
 
 impl PhysRead for Vmcore {
     fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<(), Unreadable> {

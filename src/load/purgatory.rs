@@ -16,6 +16,10 @@
 //! its bytes can be copied to any physical page. Its parameters are 64-bit
 //! slots in the blob that [`Purgatory::patch`] fills in before loading.
 
+// Its bytes are machine code that global_asm! assembles into kjump; reading
+// them back needs the symbols around them.
+#![allow(unsafe_code)]
+
 use core::arch::global_asm;
 
 global_asm!(

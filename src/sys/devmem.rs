@@ -198,7 +198,8 @@ mod tests {
     fn store_copies_and_zeroes_aligned_and_unaligned() {
         let src: Vec<u8> = (0..64u8).collect();
         let mut buf = vec![u64::MAX; 9];
-        // SAFETY (test): a byte view of a Vec<u64>, eight-byte aligned.
+        // SAFETY: (a test) a byte view of a Vec<u64> of 72 bytes, eight-byte
+        // aligned, borrowed mutably once for as long as `buf` lives.
         let bytes = unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), 72) };
         store(&mut bytes[..64], Some(&src));
         assert_eq!(&bytes[..64], &src[..]);

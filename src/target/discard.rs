@@ -11,12 +11,8 @@ use std::os::unix::fs::FileTypeExt;
 
 use rustix::fs::FallocateFlags;
 use rustix::io::Errno;
-use rustix::ioctl::{opcode, Opcode, Setter};
 
 use crate::Error;
-
-/// `BLKDISCARD`, `_IO(0x12, 119)`: discard `[start, start + len)` of a block device.
-const BLKDISCARD: Opcode = opcode::none(0x12, 119);
 
 /// What happened to the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,9 +31,7 @@ pub fn discard(file: &File, start: u64, len: u64) -> Result<Outcome, Error> {
     }
     let meta = file.metadata().map_err(|e| Error::io("examining the image", e))?;
     let result = if meta.file_type().is_block_device() {
-        // SAFETY: BLKDISCARD takes a pointer to two u64 (start, length),
-        // which is exactly the input given; the kernel only reads it.
-        unsafe { rustix::ioctl::ioctl(file, Setter::<BLKDISCARD, [u64; 2]>::new([start, len])) }
+        crate::sys::blockdev::discard(file, start, len)
     } else {
         rustix::fs::fallocate(file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, start, len)
     };

@@ -291,11 +291,6 @@ fn wait_in(roots: &Roots<'_>, device: &Device, timeout: Duration, poll: Duration
     }
 }
 
-/// `BLKFLSBUF`, `_IO(0x12, 97)`: drop a block device's cached data.
-const BLKFLSBUF: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x12, 97);
-/// `BLKRRPART`, `_IO(0x12, 95)`: read a disk's partition table again.
-const BLKRRPART: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x12, 95);
-
 /// Makes this kernel forget what it read from its disks: every block
 /// device's cached data is dropped and every whole disk's partition table
 /// is read again. A resident hibernation kernel (`kjump::handoff::resident`) calls
@@ -311,16 +306,13 @@ pub fn forget_disks() -> Result<(), crate::Error> {
         // A device this kernel cannot open (an empty drive) it cannot read
         // or write later either.
         let Ok(fd) = rustix::fs::open(&node, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) else { continue };
-        // SAFETY: BLKFLSBUF takes no argument.
-        unsafe { rustix::ioctl::ioctl(&fd, rustix::ioctl::NoArg::<BLKFLSBUF>::new()) }
-            .map_err(|e| crate::Error::sys(format!("dropping the cached data of {}", node.display()), e))?;
+        crate::sys::blockdev::flush_buffers(&fd).map_err(|e| crate::Error::sys(format!("dropping the cached data of {}", node.display()), e))?;
         if !roots.sys_block.join(&name).join("partition").exists() {
             disks.push((node, fd));
         }
     }
     for (node, fd) in disks {
-        // SAFETY: BLKRRPART takes no argument.
-        match unsafe { rustix::ioctl::ioctl(&fd, rustix::ioctl::NoArg::<BLKRRPART>::new()) } {
+        match crate::sys::blockdev::reread_partitions(&fd) {
             // EINVAL: a device without partitions (a loop device, a CD).
             Ok(()) | Err(rustix::io::Errno::INVAL) => {}
             Err(e) => return Err(crate::Error::sys(format!("reading the partition table of {} again", node.display()), e)),

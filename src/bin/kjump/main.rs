@@ -7,6 +7,8 @@
 //! `kernel` (loading B or D) and `keys` (encrypted images' keys). This file
 //! runs the command and turns its outcome into the exit status.
 
+#![forbid(unsafe_code)]
+
 mod boot;
 mod check;
 mod cli;
