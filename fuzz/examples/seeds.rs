@@ -293,9 +293,9 @@ fn key_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let passphrase = wrap::wrap_to_public_key(&key, id, &public, &sealed).expect("passphrase block");
     assert_eq!(wrap::unwrap_with_key_file(&key_file, id, &[0x4b; 32]).expect("seed unwraps"), key);
     assert_eq!(wrap::unwrap_with_passphrase(&passphrase, id, b"kjump fuzz").expect("seed unwraps"), key);
-    let sealed_object = kjump::tpm::Sealed {
-        pcrs: kjump::tpm::PcrSet::DEFAULT,
-        index: kjump::tpm::COUNTER_INDEX,
+    let sealed_object = kjump::host::tpm::Sealed {
+        pcrs: kjump::host::tpm::PcrSet::DEFAULT,
+        index: kjump::host::tpm::COUNTER_INDEX,
         counter: 7,
         public: vec![0x50; 80],
         private: vec![0x70; 160],
