@@ -63,7 +63,26 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    /// The error this one wraps: the errno, the I/O error or the module's
+    /// own error. A [`Error::Msg`] wraps none.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Sys { errno, .. } => Some(errno),
+            Error::Io { err, .. } => Some(err),
+            Error::BzImage(e) => Some(e),
+            Error::Cmdline(e) => Some(e),
+            Error::MemMap(e) => Some(e),
+            Error::Layout(e) => Some(e),
+            Error::Kexec(e) => Some(e),
+            Error::BootParams(e) => Some(e),
+            Error::ElfCore(e) => Some(e),
+            Error::Image(e) => Some(e),
+            Error::Cpio(e) => Some(e),
+            Error::Msg(_) => None,
+        }
+    }
+}
 
 macro_rules! from_module {
     ($($error:ty => $variant:ident),*) => {$(
@@ -75,3 +94,27 @@ macro_rules! from_module {
 from_module!(crate::load::bzimage::Error => BzImage, crate::handoff::cmdline::Error => Cmdline, crate::load::memmap::Error => MemMap,
     crate::load::layout::Error => Layout, crate::sys::kexec::Error => Kexec, crate::load::boot_params::Error => BootParams,
     crate::load::elf_core::Error => ElfCore, crate::init::cpio::Error => Cpio, crate::image::Error => Image);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn source_is_the_wrapped_error() {
+        let sys = Error::sys("opening /dev/mem", rustix::io::Errno::ACCESS);
+        let errno = sys.source().and_then(|s| s.downcast_ref::<rustix::io::Errno>());
+        assert_eq!(errno, Some(&rustix::io::Errno::ACCESS));
+
+        let io = Error::io("reading /proc/iomem", std::io::Error::new(std::io::ErrorKind::NotFound, "gone"));
+        let inner = io.source().and_then(|s| s.downcast_ref::<std::io::Error>()).expect("an io::Error");
+        assert_eq!((inner.kind(), inner.to_string()), (std::io::ErrorKind::NotFound, "gone".to_string()));
+
+        let bad = crate::init::cpio::Error::BadName { name: "../x".into() };
+        let cpio = Error::from(bad.clone());
+        assert_eq!(cpio.source().and_then(|s| s.downcast_ref::<crate::init::cpio::Error>()), Some(&bad));
+        assert_eq!(cpio.to_string(), format!("initramfs: {}", cpio.source().map(ToString::to_string).unwrap_or_default()));
+
+        assert!(Error::Msg("anything".into()).source().is_none());
+    }
+}

@@ -174,6 +174,8 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {}
+
 /// Splits a command line into words the way the kernel does: on ASCII
 /// whitespace, with double quotes grouping (the quotes are kept in the word).
 pub fn words(line: &str) -> Words<'_> {

@@ -83,7 +83,14 @@ impl core::fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Kernel(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Offset of `kernel_alignment` in a bzImage.
 const KERNEL_ALIGNMENT: usize = 0x230;

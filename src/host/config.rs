@@ -59,6 +59,8 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {}
+
 /// Settings read from a file, in file order (later lines win).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {

@@ -118,6 +118,8 @@ impl std::fmt::Display for UnsealError {
     }
 }
 
+impl std::error::Error for UnsealError {}
+
 /// A working directory for the tpm2 program's files (contexts, policy,
 /// the sealed object's halves; never a secret), removed when dropped.
 struct Session {

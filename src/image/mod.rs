@@ -241,6 +241,15 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Run(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
 fn u16_at(b: &[u8], off: usize) -> u16 {
     b.get(off..off + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)
 }
@@ -1041,6 +1050,8 @@ impl fmt::Display for BadRun {
     }
 }
 
+impl std::error::Error for BadRun {}
+
 impl<'a> RunCheck<'a> {
     /// Checks against A's RAM ranges and the region.
     pub fn new(ram: &'a [(u64, u64)], region: (u64, u64)) -> Self {
@@ -1241,6 +1252,15 @@ impl fmt::Display for ReadError {
         match self {
             ReadError::Io(e) => write!(f, "read error: {e}"),
             ReadError::Format(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReadError::Io(e) => Some(e),
+            ReadError::Format(e) => Some(e),
         }
     }
 }

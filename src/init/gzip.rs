@@ -20,11 +20,24 @@ pub fn compress(data: &[u8], level: u8) -> Vec<u8> {
 pub enum Error {
     /// Not a gzip member kjump reads (magic, method or flags).
     BadHeader,
-    /// The deflate stream is damaged or truncated.
+    /// The deflate stream is damaged or truncated, or unpacks to more
+    /// than the limit.
     BadData,
     /// The CRC or length in the trailer does not match.
     BadTrailer,
 }
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Error::BadHeader => "not a gzip member kjump reads (bad magic, method or flags)",
+            Error::BadData => "the compressed data is damaged, truncated or larger than allowed",
+            Error::BadTrailer => "the gzip trailer's CRC or length does not match the data",
+        })
+    }
+}
+
+impl std::error::Error for Error {}
 
 /// Decompresses one gzip member without optional header fields except
 /// FNAME (what kjump and the kernel's `/proc/config.gz` write). The output is

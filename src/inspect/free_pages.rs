@@ -86,6 +86,15 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::PageTables(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl From<pagetable::Error> for Error {
     fn from(e: pagetable::Error) -> Self {
         Error::PageTables(e)

@@ -165,6 +165,15 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::NoPageTables(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// For each page of the region, in order, the pfn of the page that holds
 /// A's contents of it while B runs (the page's own pfn when nothing moved).
 #[derive(Clone, Debug, PartialEq, Eq)]

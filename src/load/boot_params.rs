@@ -47,6 +47,8 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {}
+
 /// What goes into the zero page besides the setup header.
 #[derive(Clone, Copy, Debug)]
 pub struct Config<'a> {

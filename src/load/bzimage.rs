@@ -58,6 +58,8 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {}
+
 /// A parsed bzImage, borrowing the file's bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct BzImage<'a> {

@@ -67,6 +67,8 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {}
+
 fn phdr(out: &mut Vec<u8>, p_type: u32, offset: u64, paddr: u64, size: u64) {
     out.extend_from_slice(&p_type.to_le_bytes());
     out.extend_from_slice(&PF_RWX.to_le_bytes());

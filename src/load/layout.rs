@@ -75,6 +75,16 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::ElfCore(e) => Some(e),
+            Error::BootParams(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Everything the plan is made from.
 #[derive(Clone, Copy, Debug)]
 pub struct Inputs<'a> {

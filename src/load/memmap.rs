@@ -48,6 +48,8 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {}
+
 /// A's physical memory map: firmware ranges in address order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryMap {

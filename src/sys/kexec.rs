@@ -57,6 +57,8 @@ impl fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {}
+
 /// Checks a segment list the way the kernel will.
 pub fn validate(segments: &[Segment<'_>]) -> Result<(), Error> {
     if segments.is_empty() || segments.len() > SEGMENT_MAX {

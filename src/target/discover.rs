@@ -373,6 +373,8 @@ impl fmt::Display for BadIdentity {
     }
 }
 
+impl std::error::Error for BadIdentity {}
+
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;

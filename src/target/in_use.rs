@@ -113,6 +113,8 @@ impl core::fmt::Display for BadTable {
     }
 }
 
+impl std::error::Error for BadTable {}
+
 fn u32_at(b: &[u8], off: usize) -> u32 {
     let mut w = [0u8; 4];
     if let Some(s) = b.get(off..off + 4) {

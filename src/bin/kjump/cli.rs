@@ -131,6 +131,8 @@ impl fmt::Display for UsageError {
     }
 }
 
+impl std::error::Error for UsageError {}
+
 fn usage(topic: &'static str, msg: impl Into<String>) -> UsageError {
     UsageError { msg: msg.into(), topic }
 }
