@@ -8,6 +8,7 @@
 use zeroize::Zeroize;
 
 use crate::image::seal::{DataKey, ImageId, ID_LEN, KEY_LEN};
+use crate::le;
 
 const MAGIC: &[u8; 8] = b"KJKEYPG1";
 /// Bytes an encoded key takes: magic, data key, image ID, CRC.
@@ -43,7 +44,7 @@ pub fn decode(b: &[u8]) -> Result<Option<ImageKeyRef>, &'static str> {
     if &b[..8] != MAGIC {
         return Err("no key there (bad magic)");
     }
-    if crate::image::crc32(&b[..LEN - 4]).to_le_bytes() != b[LEN - 4..] {
+    if le::u32_at(b, LEN - 4) != Some(crate::image::crc32(&b[..LEN - 4])) {
         return Err("checksum mismatch");
     }
     let mut key = [0u8; KEY_LEN];

@@ -17,6 +17,7 @@
 use core::ptr::NonNull;
 use std::os::fd::OwnedFd;
 
+use crate::le;
 use crate::sys::devmem::DevMem;
 use crate::target::in_use::{decode_table, encode_table, InUse, TABLE_LEN};
 use crate::units::PAGE_SIZE;
@@ -53,16 +54,16 @@ pub fn decode(page: &[u8]) -> Option<Report> {
     if page.len() < PAGE_SIZE as usize || &page[..8] != MAGIC {
         return None;
     }
-    let ok = match u32::from_le_bytes(page[8..12].try_into().ok()?) {
+    let ok = match le::u32_at(page, 8)? {
         1 => true,
         2 => false,
         _ => return None,
     };
-    let len = u32::from_le_bytes(page[12..16].try_into().ok()?) as usize;
+    let len = le::u32_at(page, 12)? as usize;
     if len > MAX_TEXT {
         return None;
     }
-    let crc = u32::from_le_bytes(page[PAGE_SIZE as usize - 4..PAGE_SIZE as usize].try_into().ok()?);
+    let crc = le::u32_at(page, PAGE_SIZE as usize - 4)?;
     if crate::image::crc32(&page[..16 + len]) != crc {
         return None;
     }
@@ -118,18 +119,14 @@ pub fn decode_request(page: &[u8]) -> Result<Request, Error> {
     if page.len() < PAGE_SIZE as usize || &page[..8] != REQUEST_MAGIC {
         return Err(bad("missing (no magic)"));
     }
-    let mut crc = [0u8; 4];
-    crc.copy_from_slice(&page[PAGE_SIZE as usize - 4..PAGE_SIZE as usize]);
-    if crate::image::crc32(&page[..PAGE_SIZE as usize - 4]) != u32::from_le_bytes(crc) {
+    if le::u32_at(page, PAGE_SIZE as usize - 4) != Some(crate::image::crc32(&page[..PAGE_SIZE as usize - 4])) {
         return Err(bad("checksum mismatch"));
     }
     let uses = decode_table(&page[8..8 + TABLE_LEN]).map_err(|e| bad(&e.to_string()))?;
     let key = match crate::handoff::keypage::decode(&page[KEY_OFF..]).map_err(|why| bad(&format!("image key: {why}")))? {
         None => None,
         Some(k) => {
-            let mut len = [0u8; 4];
-            len.copy_from_slice(&page[KEY_BLOCK_LEN_OFF..KEY_BLOCK_OFF]);
-            let len = u32::from_le_bytes(len) as usize;
+            let len = le::u32_at(page, KEY_BLOCK_LEN_OFF).ok_or_else(|| bad("wrapped key length"))? as usize;
             if len == 0 || len > crate::image::KEY_BLOCK_LEN {
                 return Err(bad("wrapped key length"));
             }

@@ -212,14 +212,14 @@ mod tests {
         let file = fake_bzimage(4096);
         let out = kernel_at(&file, region(0x2000_0000, 64 * MIB)).unwrap();
         assert_eq!(out.len(), file.len());
-        assert_eq!(u64::from_le_bytes(out[PREF_ADDRESS..PREF_ADDRESS + 8].try_into().unwrap()), 0x2000_0000);
-        assert_eq!(u32::from_le_bytes(out[KERNEL_ALIGNMENT..KERNEL_ALIGNMENT + 4].try_into().unwrap()), 0x2000_0000);
+        assert_eq!(crate::le::u64_at(&out, PREF_ADDRESS), Some(0x2000_0000));
+        assert_eq!(crate::le::u32_at(&out, KERNEL_ALIGNMENT), Some(0x2000_0000));
         // Only those two fields change.
         let changed: Vec<usize> = (0..file.len()).filter(|&i| file[i] != out[i]).collect();
         assert!(changed.iter().all(|&i| (PREF_ADDRESS..PREF_ADDRESS + 8).contains(&i) || (KERNEL_ALIGNMENT..KERNEL_ALIGNMENT + 4).contains(&i)));
         // Not a power of two: the alignment stays, the preferred address moves.
         let out = kernel_at(&file, region(0x1e60_0000, 64 * MIB)).unwrap();
-        assert_eq!(u64::from_le_bytes(out[PREF_ADDRESS..PREF_ADDRESS + 8].try_into().unwrap()), 0x1e60_0000);
+        assert_eq!(crate::le::u64_at(&out, PREF_ADDRESS), Some(0x1e60_0000));
         assert_eq!(out[KERNEL_ALIGNMENT..KERNEL_ALIGNMENT + 4], file[KERNEL_ALIGNMENT..KERNEL_ALIGNMENT + 4]);
     }
 

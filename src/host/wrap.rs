@@ -30,6 +30,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::image::crc32;
 use crate::image::seal::{self, DataKey, ImageId, ID_LEN, KEY_LEN};
+use crate::le::Cursor;
 use crate::Error;
 
 /// Bytes of a key block in the state block.
@@ -252,46 +253,8 @@ impl Wrapped {
         out.extend_from_slice(&self.tag);
     }
 
-    fn take(r: &mut Reader<'_>) -> Option<Wrapped> {
+    fn take(r: &mut Cursor<'_>) -> Option<Wrapped> {
         Some(Wrapped { nonce: r.array()?, ct: r.array()?, tag: r.array()? })
-    }
-}
-
-/// Reads fixed-size fields off a byte slice; `None` past its end.
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(b: &'a [u8]) -> Self {
-        Reader { b, at: 0 }
-    }
-
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let end = self.at.checked_add(N)?;
-        let a = self.b.get(self.at..end)?.try_into().ok()?;
-        self.at = end;
-        Some(a)
-    }
-
-    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.at.checked_add(n)?;
-        let b = self.b.get(self.at..end)?;
-        self.at = end;
-        Some(b)
-    }
-
-    fn at_end(&self) -> bool {
-        self.at == self.b.len()
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        self.array().map(u16::from_le_bytes)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.array().map(u32::from_le_bytes)
     }
 }
 
@@ -318,7 +281,7 @@ impl PublicKey {
         if b.len() != PUBLIC_KEY_LEN {
             return Err(bad(&format!("{} bytes, not {PUBLIC_KEY_LEN}", b.len())));
         }
-        let mut r = Reader::new(b);
+        let mut r = Cursor::new(b);
         if r.array::<8>().as_ref() != Some(PUBLIC_MAGIC) {
             return Err(bad("not a kjump public key (wrong magic)"));
         }
@@ -400,7 +363,7 @@ impl SealedPrivateKey {
         if b.len() != PRIVATE_KEY_LEN {
             return Err(format!("{} bytes, not {PRIVATE_KEY_LEN}", b.len()));
         }
-        let mut r = Reader::new(b);
+        let mut r = Cursor::new(b);
         if r.array::<8>().as_ref() != Some(PRIVATE_MAGIC) {
             return Err("not a kjump private key (wrong magic)".into());
         }
@@ -577,7 +540,7 @@ impl KeyBlock {
         if crc_bytes != crc32(covered).to_le_bytes() {
             return Err("CRC-32 does not match (damaged)".into());
         }
-        let mut r = Reader::new(b.get(8..BLOCK_HEAD).ok_or_else(truncated)?);
+        let mut r = Cursor::new(b.get(8..BLOCK_HEAD).ok_or_else(truncated)?);
         let version = r.u16().ok_or_else(truncated)?;
         if version != BLOCK_VERSION {
             return Err(format!("version {version} is not known to this kjump"));
@@ -599,7 +562,7 @@ impl KeyBlock {
         if b.get(end..BLOCK_CRC_AT).ok_or_else(truncated)?.iter().any(|&x| x != 0) {
             return Err("bytes after the body are not zero".into());
         }
-        let mut r = Reader::new(body);
+        let mut r = Cursor::new(body);
         let body = match method {
             Method::KeyFile => Body::KeyFile { salt: r.array().ok_or_else(truncated)?, key: Wrapped::take(&mut r).ok_or_else(truncated)? },
             Method::Passphrase => {
@@ -612,7 +575,7 @@ impl KeyBlock {
             Method::Tpm2 => {
                 let pcrs = crate::host::tpm::PcrSet::from_mask(r.u32().ok_or_else(truncated)?).map_err(|why| format!("its PCR set: {why}"))?;
                 let index = r.u32().ok_or_else(truncated)?;
-                let counter = u64::from_le_bytes(r.array().ok_or_else(truncated)?);
+                let counter = r.u64().ok_or_else(truncated)?;
                 let mut half = |what: &str| -> Result<Vec<u8>, String> {
                     let n = usize::from(r.u16().ok_or_else(truncated)?);
                     if n == 0 || n > crate::host::tpm::MAX_BLOB {
@@ -1012,7 +975,7 @@ mod tests {
     fn hostile_tpm_blocks_are_refused() {
         let key = DataKey::random().unwrap();
         let good = wrap_with_sealed_kek(&key, id(1), &[9; 32], tpm_sealed(80, 160)).unwrap().encode();
-        let body_len = u32::from_le_bytes(good[12..16].try_into().unwrap()) as usize;
+        let body_len = crate::le::u32_at(&good, 12).unwrap() as usize;
         // Body: pcrs 16..20, index 20..24, counter 24..32, public length 32..34.
         let public_len_at = BLOCK_HEAD + 16;
         let private_len_at = public_len_at + 2 + 80;

@@ -20,6 +20,8 @@ pub mod seal;
 
 use core::fmt;
 
+use crate::le;
+
 /// Block size: the header, the state and every chunk start on this boundary.
 pub const BLOCK: usize = 4096;
 /// Page size of images this version writes.
@@ -250,18 +252,6 @@ impl std::error::Error for Error {
     }
 }
 
-fn u16_at(b: &[u8], off: usize) -> u16 {
-    b.get(off..off + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)
-}
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    b.get(off..off + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
-}
-
 fn put16(b: &mut [u8], off: usize, v: u16) {
     b[off..off + 2].copy_from_slice(&v.to_le_bytes());
 }
@@ -434,41 +424,45 @@ impl Header {
     pub fn decode(b: &[u8]) -> Result<Self, Error> {
         let what = || "header".to_string();
         let bad = |field| Error::BadField { what: what(), field };
+        let short = || Error::Truncated { what: what() };
         if b.len() < BLOCK {
-            return Err(Error::Truncated { what: what() });
+            return Err(short());
         }
+        // Every field lies in the BLOCK bytes just checked: never short.
+        let u32_at = |off| le::u32_at(b, off).ok_or_else(short);
+        let u64_at = |off| le::u64_at(b, off).ok_or_else(short);
         if &b[..8] != MAGIC {
             return Err(Error::BadMagic { what: what() });
         }
-        if crc32(&b[..BLOCK - 4]) != u32_at(b, BLOCK - 4) {
+        if crc32(&b[..BLOCK - 4]) != u32_at(BLOCK - 4)? {
             return Err(Error::BadChecksum { what: what() });
         }
-        let version = u32_at(b, 8);
+        let version = u32_at(8)?;
         if version != VERSION {
             return Err(Error::UnsupportedVersion { version });
         }
-        if u32_at(b, 12) != BLOCK as u32 {
+        if u32_at(12)? != BLOCK as u32 {
             return Err(bad("header size"));
         }
-        if u32_at(b, 16) != PAGE as u32 {
+        if u32_at(16)? != PAGE as u32 {
             return Err(bad("page size"));
         }
-        let compression = match u32_at(b, 20) {
+        let compression = match u32_at(20)? {
             0 => None,
             c => Some(Compression::from_code(c).ok_or(bad("compression"))?),
         };
-        let flags = u32_at(b, 124);
+        let flags = u32_at(124)?;
         if flags & !FLAG_ZERO_FREE != 0 {
             return Err(bad("flags"));
         }
-        let n = u32_at(b, 120) as usize;
+        let n = u32_at(120)? as usize;
         if n > MAX_RAM_RANGES {
             return Err(bad("ram range count"));
         }
         let mut ram = Vec::with_capacity(n);
         let mut prev_end = 0;
         for i in 0..n {
-            let (s, e) = (u64_at(b, 256 + i * 16), u64_at(b, 264 + i * 16));
+            let (s, e) = (u64_at(256 + i * 16)?, u64_at(264 + i * 16)?);
             if e <= s || s < prev_end {
                 return Err(bad("ram range"));
             }
@@ -477,31 +471,31 @@ impl Header {
         }
         let h = Header {
             compression,
-            created_unix: u64_at(b, 24),
-            reentry: u64_at(b, 32),
-            region: (u64_at(b, 40), u64_at(b, 48)),
-            backup: (u64_at(b, 56), u64_at(b, 64)),
-            ram_pages: u64_at(b, 72),
-            zero_pages: u64_at(b, 80),
-            free_pages: u64_at(b, 88),
-            stored_pages: u64_at(b, 96),
-            chunk_count: u64_at(b, 104),
-            data_bytes: u64_at(b, 112),
+            created_unix: u64_at(24)?,
+            reentry: u64_at(32)?,
+            region: (u64_at(40)?, u64_at(48)?),
+            backup: (u64_at(56)?, u64_at(64)?),
+            ram_pages: u64_at(72)?,
+            zero_pages: u64_at(80)?,
+            free_pages: u64_at(88)?,
+            stored_pages: u64_at(96)?,
+            chunk_count: u64_at(104)?,
+            data_bytes: u64_at(112)?,
             kernel_release: text_at(b, 128, 64),
             build_id: text_at(b, 192, 64),
             ram,
-            mailbox: u64_at(b, 1280),
+            mailbox: u64_at(1280)?,
             machine_id: text_at(b, MACHINE_ID_OFF, MACHINE_ID_LEN),
             in_use: crate::target::in_use::decode_table(&b[IN_USE_OFF..IN_USE_OFF + crate::target::in_use::TABLE_LEN]).map_err(|_| bad("device table"))?,
             zero_free: flags & FLAG_ZERO_FREE != 0,
             stamps: Vec::new(),
-            cipher: crate::image::seal::Cipher::from_code(u32_at(b, CIPHER_OFF)).ok_or(bad("cipher"))?,
-            image_id: crate::image::seal::ImageId(b[IMAGE_ID_OFF..IMAGE_ID_OFF + crate::image::seal::ID_LEN].try_into().map_err(|_| bad("image id"))?),
-            nonce_salt: b[NONCE_SALT_OFF..NONCE_SALT_OFF + crate::image::seal::ID_LEN].try_into().map_err(|_| bad("nonce salt"))?,
+            cipher: crate::image::seal::Cipher::from_code(u32_at(CIPHER_OFF)?).ok_or(bad("cipher"))?,
+            image_id: crate::image::seal::ImageId(le::array_at(b, IMAGE_ID_OFF).ok_or_else(|| bad("image id"))?),
+            nonce_salt: le::array_at(b, NONCE_SALT_OFF).ok_or_else(|| bad("nonce salt"))?,
         };
         let mut h = h;
         for i in 0..h.in_use.len() {
-            let s = crate::target::freshness::Stamp::from_parts(b[STAMP_KIND_OFF + i], u64_at(b, STAMP_DIGEST_OFF + 8 * i)).ok_or(bad("device stamps"))?;
+            let s = crate::target::freshness::Stamp::from_parts(b[STAMP_KIND_OFF + i], u64_at(STAMP_DIGEST_OFF + 8 * i)?).ok_or(bad("device stamps"))?;
             h.stamps.push(s);
         }
         if h.region.1 <= h.region.0 {
@@ -524,7 +518,8 @@ impl Header {
 
     /// CRC of the encoded header (what the state block commits).
     pub fn crc(block: &[u8; BLOCK]) -> u32 {
-        u32_at(block, BLOCK - 4)
+        // `block` is BLOCK bytes long: the CRC is always there.
+        le::u32_at(block, BLOCK - 4).unwrap_or_default()
     }
 }
 
@@ -592,28 +587,32 @@ impl StateBlock {
     /// Decodes and checks a state block.
     pub fn decode(b: &[u8]) -> Result<Self, Error> {
         let what = || "state".to_string();
+        let short = || Error::Truncated { what: what() };
         if b.len() < BLOCK {
-            return Err(Error::Truncated { what: what() });
+            return Err(short());
         }
+        // Every field lies in the BLOCK bytes just checked: never short.
+        let u32_at = |off| le::u32_at(b, off).ok_or_else(short);
+        let u64_at = |off| le::u64_at(b, off).ok_or_else(short);
         if &b[..8] != STATE_MAGIC {
             return Err(Error::BadMagic { what: what() });
         }
-        if crc32(&b[..BLOCK - 4]) != u32_at(b, BLOCK - 4) {
+        if crc32(&b[..BLOCK - 4]) != u32_at(BLOCK - 4)? {
             return Err(Error::BadChecksum { what: what() });
         }
-        if u32_at(b, 8) != VERSION {
-            return Err(Error::UnsupportedVersion { version: u32_at(b, 8) });
+        if u32_at(8)? != VERSION {
+            return Err(Error::UnsupportedVersion { version: u32_at(8)? });
         }
-        let state = State::from_code(u32_at(b, 12)).ok_or(Error::BadField { what: what(), field: "state" })?;
+        let state = State::from_code(u32_at(12)?).ok_or(Error::BadField { what: what(), field: "state" })?;
         Ok(StateBlock {
             state,
-            header_crc: u32_at(b, 16),
-            chain_crc: u32_at(b, 20),
-            chunk_count: u64_at(b, 24),
-            data_end: u64_at(b, 32),
+            header_crc: u32_at(16)?,
+            chain_crc: u32_at(20)?,
+            chunk_count: u64_at(24)?,
+            data_end: u64_at(32)?,
             note: text_at(b, 40, 256),
-            attempts: u32_at(b, 296),
-            tags: b[TAGS_OFF..TAGS_OFF + 32].try_into().map_err(|_| Error::BadField { what: what(), field: "tags" })?,
+            attempts: u32_at(296)?,
+            tags: le::array_at(b, TAGS_OFF).ok_or_else(|| Error::BadField { what: what(), field: "tags" })?,
             key_block: {
                 let k = &b[KEY_BLOCK_OFF..KEY_BLOCK_OFF + KEY_BLOCK_LEN];
                 if k.iter().all(|&c| c == 0) {
@@ -826,23 +825,27 @@ pub struct ChunkInfo {
 pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Error> {
     let what = || format!("chunk {expected_index}");
     let bad = |field| Error::BadField { what: what(), field };
+    let short = || Error::Truncated { what: what() };
     if b.len() < CHUNK_HEADER {
-        return Err(Error::Truncated { what: what() });
+        return Err(short());
     }
+    // Every field lies in the CHUNK_HEADER bytes just checked: never short.
+    let u16_at = |off| le::u16_at(b, off).ok_or_else(short);
+    let u32_at = |off| le::u32_at(b, off).ok_or_else(short);
     if &b[..8] != CHUNK_MAGIC {
         return Err(Error::BadMagic { what: what() });
     }
-    if crc32(&b[..CHUNK_HEADER - 4]) != u32_at(b, CHUNK_HEADER - 4) {
+    if crc32(&b[..CHUNK_HEADER - 4]) != u32_at(CHUNK_HEADER - 4)? {
         return Err(Error::BadChecksum { what: format!("chunk {expected_index} header") });
     }
-    if u64_at(b, 8) != expected_index {
+    if le::u64_at(b, 8) != Some(expected_index) {
         return Err(bad("index"));
     }
-    let compression = Compression::from_code(u32_at(b, 16)).ok_or(bad("compression"))?;
-    let run_count = u16_at(b, 20) as usize;
-    let zero_run_count = u16_at(b, 22) as usize;
-    let page_count = u32_at(b, 24) as usize;
-    let stored_len = u32_at(b, 28) as usize;
+    let compression = Compression::from_code(u32_at(16)?).ok_or(bad("compression"))?;
+    let run_count = u16_at(20)? as usize;
+    let zero_run_count = u16_at(22)? as usize;
+    let page_count = u32_at(24)? as usize;
+    let stored_len = u32_at(28)? as usize;
     if run_count > MAX_RUNS || zero_run_count > MAX_RUNS || run_count + zero_run_count == 0 {
         return Err(bad("run count"));
     }
@@ -861,7 +864,7 @@ pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Er
     let disk_len = (CHUNK_HEADER + (run_count + zero_run_count) * 16 + stored_len).next_multiple_of(BLOCK);
     let mut tag = [0u8; crate::image::seal::TAG_LEN];
     tag.copy_from_slice(&b[CHUNK_TAG_OFF..CHUNK_TAG_OFF + crate::image::seal::TAG_LEN]);
-    Ok(ChunkInfo { index: expected_index, compression, run_count, zero_run_count, page_count, stored_len, data_sum: u32_at(b, CHUNK_SUMS_OFF), tag, disk_len })
+    Ok(ChunkInfo { index: expected_index, compression, run_count, zero_run_count, page_count, stored_len, data_sum: u32_at(CHUNK_SUMS_OFF)?, tag, disk_len })
 }
 
 /// Buffers a chunk is decoded into: its runs, its runs of zero pages, its
@@ -969,15 +972,18 @@ pub fn decode_chunk_in_place(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs, s
 /// and the two lists together are ascending and disjoint.
 fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>) -> Result<(), Error> {
     let bad = |field| Error::BadField { what: format!("chunk {}", info.index), field };
+    let short = || Error::Truncated { what: format!("chunk {}", info.index) };
     if body.len() < (info.run_count + info.zero_run_count) * 16 {
-        return Err(Error::Truncated { what: format!("chunk {}", info.index) });
+        return Err(short());
     }
+    // Every run lies in the bytes just checked: never short.
+    let u64_at = |off| le::u64_at(body, off).ok_or_else(short);
     let read = |first: usize, count: usize, out: &mut Vec<Run>| -> Result<u64, Error> {
         out.clear();
         let mut total = 0u64;
         let mut prev_end = 0u64;
         for i in first..first + count {
-            let (pfn, n) = (u64_at(body, i * 16), u64_at(body, i * 16 + 8));
+            let (pfn, n) = (u64_at(i * 16)?, u64_at(i * 16 + 8)?);
             let end = pfn.checked_add(n).ok_or(bad("run"))?;
             if n == 0 || (i > first && pfn < prev_end) || end >= PFN_LIMIT {
                 return Err(bad("run"));

@@ -2,6 +2,7 @@
 //! initramfs the kernel unpacks with `CONFIG_RD_GZIP`.
 
 use crate::image::crc32;
+use crate::le;
 
 /// Compresses `data` into one gzip member.
 pub fn compress(data: &[u8], level: u8) -> Vec<u8> {
@@ -58,7 +59,7 @@ pub fn decompress(data: &[u8], max: usize) -> Result<Vec<u8>, Error> {
     let body = data.get(at..data.len() - 8).ok_or(Error::BadHeader)?;
     let out = miniz_oxide::inflate::decompress_to_vec_with_limit(body, max).map_err(|_| Error::BadData)?;
     let trailer = &data[data.len() - 8..];
-    if trailer[..4] != crc32(&out).to_le_bytes() || trailer[4..] != (out.len() as u32).to_le_bytes() {
+    if le::u32_at(trailer, 0) != Some(crc32(&out)) || le::u32_at(trailer, 4) != Some(out.len() as u32) {
         return Err(Error::BadTrailer);
     }
     Ok(out)

@@ -35,6 +35,7 @@ use core::fmt;
 
 use crate::inspect::pagetable::{self, Mapping, PageTables, PhysRead};
 use crate::inspect::vmcoreinfo::VmcoreInfo;
+use crate::le;
 
 /// The only page size this module knows (x86_64).
 const PAGE_SIZE: u64 = 4096;
@@ -312,14 +313,6 @@ fn normalize(ram: &[(u64, u64)], limit: u64) -> Result<Vec<(u64, u64)>, Error> {
     Ok(out)
 }
 
-fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at.checked_add(4)?)?.try_into().ok()?))
-}
-
-fn le_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at.checked_add(8)?)?.try_into().ok()?))
-}
-
 /// Reads A's virtual memory a page at a time: one translation per page
 /// (none at all while addresses stay inside the last large page), one
 /// `read_phys` per 4 KiB page, and the answer kept for the next request.
@@ -459,9 +452,9 @@ impl<'a, M: PhysRead> Walk<'a, M> {
                 pfn += 1;
                 continue;
             }
-            let page_type = le_u32(buf, l.mapcount_offset).unwrap_or(0);
+            let page_type = le::u32_at(buf, l.mapcount_offset).unwrap_or(0);
             if page_type >> 24 == l.buddy_type {
-                let order = le_u64(buf, l.private_offset).unwrap_or(u64::MAX);
+                let order = le::u64_at(buf, l.private_offset).unwrap_or(u64::MAX);
                 if order <= l.max_order && pfn % (1 << order) == 0 {
                     let next = pfn + (1 << order);
                     self.free.mark(pfn, next.min(range_end));

@@ -45,6 +45,7 @@ use core::fmt;
 
 use crate::inspect::pagetable::{PageTables, PhysRead};
 use crate::inspect::vmcoreinfo::VmcoreInfo;
+use crate::le;
 
 /// The only page size this module knows (x86_64).
 const PAGE_SIZE: u64 = 4096;
@@ -207,7 +208,8 @@ fn head_address(mem: &impl PhysRead, layout: Layout, tables: Option<&PageTables>
         (Layout::DataSection, Some(t)) => {
             let mut code = [0u8; CONTROL_CODE_MAX_SIZE as usize];
             mem.read_phys(control, &mut code).map_err(|_| Error::Unreadable { paddr: control })?;
-            let word = |i: usize| u64::from_le_bytes(code[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            // Only words within `code` are asked for (i + 3 < code.len() / 8).
+            let word = |i: usize| le::u64_at(&code, i * 8).unwrap_or_default();
             let kernel_half = |v: u64| v >> 63 == 1;
             let page_aligned = |v: u64| v != 0 && v % PAGE_SIZE == 0;
             let mut found = Vec::new();
@@ -297,9 +299,8 @@ pub fn region_sources_in(mem: &impl PhysRead, layout: Layout, tables: Option<&Pa
             // The last slot of a page must have been a link.
             return Err(Error::BadEntry { index, value: entry });
         }
-        let at = next_slot * 8;
-        let bytes: [u8; 8] = page[at..at + 8].try_into().unwrap_or([0; 8]);
-        entry = u64::from_le_bytes(bytes);
+        // Always there: ENTRIES_PER_PAGE entries fill the page.
+        entry = le::u64_at(&page, next_slot * 8).ok_or(Error::BadEntry { index, value: entry })?;
         next_slot += 1;
         index += 1;
     }

@@ -5,6 +5,7 @@ use core::fmt;
 use std::os::unix::fs::FileExt;
 
 use crate::inspect::pagetable::{PhysRead, Unreadable};
+use crate::le;
 use crate::Error;
 
 /// A range of A's physical memory and where it is in `/proc/vmcore`.
@@ -50,24 +51,14 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-fn u16_at(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
-}
-
 /// Parses the ELF header and program headers at the start of `/proc/vmcore`.
 pub fn parse(head: &[u8]) -> Result<Layout, ParseError> {
-    if head.get(..4) != Some(b"\x7fELF") || head.get(4) != Some(&2) || head.get(5) != Some(&1) || u16_at(head, 16) != Some(4) {
+    if head.get(..4) != Some(b"\x7fELF") || head.get(4) != Some(&2) || head.get(5) != Some(&1) || le::u16_at(head, 16) != Some(4) {
         return Err(ParseError::NotElfCore);
     }
-    let phoff = u64_at(head, 32).ok_or(ParseError::NotElfCore)? as usize;
-    let phentsize = u16_at(head, 54).ok_or(ParseError::NotElfCore)? as usize;
-    let phnum = u16_at(head, 56).ok_or(ParseError::NotElfCore)? as usize;
+    let phoff = le::u64_at(head, 32).ok_or(ParseError::NotElfCore)? as usize;
+    let phentsize = le::u16_at(head, 54).ok_or(ParseError::NotElfCore)? as usize;
+    let phnum = le::u16_at(head, 56).ok_or(ParseError::NotElfCore)? as usize;
     if phentsize != 56 || phnum == 0 {
         return Err(ParseError::BadProgramHeaders);
     }
@@ -76,10 +67,10 @@ pub fn parse(head: &[u8]) -> Result<Layout, ParseError> {
         let at = phoff.checked_add(i * 56).ok_or(ParseError::BadProgramHeaders)?;
         let end = at.checked_add(56).ok_or(ParseError::BadProgramHeaders)?;
         let ph = head.get(at..end).ok_or(ParseError::BadProgramHeaders)?;
-        let p_type = u32_at(ph, 0).ok_or(ParseError::BadProgramHeaders)?;
-        let offset = u64_at(ph, 8).ok_or(ParseError::BadProgramHeaders)?;
-        let paddr = u64_at(ph, 24).ok_or(ParseError::BadProgramHeaders)?;
-        let size = u64_at(ph, 32).ok_or(ParseError::BadProgramHeaders)?;
+        let p_type = le::u32_at(ph, 0).ok_or(ParseError::BadProgramHeaders)?;
+        let offset = le::u64_at(ph, 8).ok_or(ParseError::BadProgramHeaders)?;
+        let paddr = le::u64_at(ph, 24).ok_or(ParseError::BadProgramHeaders)?;
+        let size = le::u64_at(ph, 32).ok_or(ParseError::BadProgramHeaders)?;
         offset.checked_add(size).ok_or(ParseError::Overflow)?;
         match p_type {
             1 => {
@@ -108,8 +99,8 @@ impl Vmcore {
         let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {path}"), e))?;
         let mut head = vec![0u8; 64];
         file.read_exact_at(&mut head, 0).map_err(|e| Error::io(format!("reading {path}"), e))?;
-        let phnum = u16_at(&head, 56).unwrap_or(0) as u64;
-        let phoff = u64_at(&head, 32).unwrap_or(0);
+        let phnum = le::u16_at(&head, 56).unwrap_or(0) as u64;
+        let phoff = le::u64_at(&head, 32).unwrap_or(0);
         let need = phoff.saturating_add(phnum * 56).min(1 << 20);
         head.resize(need.max(64) as usize, 0);
         file.read_exact_at(&mut head, 0).map_err(|e| Error::io(format!("reading {path}"), e))?;

@@ -14,6 +14,8 @@
 //! that is not `KEY=VALUE` is skipped, and a value that does not parse reads
 //! as absent.
 
+use crate::le;
+
 /// The name of the ELF note that carries the text (`VMCOREINFO_NOTE_NAME`).
 pub const NOTE_NAME: &str = "VMCOREINFO";
 
@@ -124,11 +126,6 @@ fn parse_signed(text: &str) -> Option<i64> {
     text.parse().ok()
 }
 
-fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let end = at.checked_add(4)?;
-    Some(u32::from_le_bytes(bytes.get(at..end)?.try_into().ok()?))
-}
-
 fn align4(n: usize) -> Option<usize> {
     n.checked_add(3).map(|v| v & !3)
 }
@@ -142,8 +139,8 @@ fn align4(n: usize) -> Option<usize> {
 pub fn find_in_notes(notes: &[u8]) -> Option<String> {
     let mut pos = 0usize;
     loop {
-        let namesz = usize::try_from(le_u32(notes, pos)?).ok()?;
-        let descsz = usize::try_from(le_u32(notes, pos.checked_add(4)?)?).ok()?;
+        let namesz = usize::try_from(le::u32_at(notes, pos)?).ok()?;
+        let descsz = usize::try_from(le::u32_at(notes, pos.checked_add(4)?)?).ok()?;
         if namesz == 0 {
             return None;
         }

@@ -4,6 +4,7 @@
 
 use core::fmt;
 
+use crate::le;
 use crate::load::bzimage::{BzImage, SETUP_HEADER_OFFSET};
 use crate::load::e820::Range;
 
@@ -77,9 +78,7 @@ pub fn ram_ranges(page: &[u8]) -> Vec<(u64, u64)> {
     (0..count)
         .filter_map(|i| {
             let e = page.get(E820_TABLE + i * 20..E820_TABLE + i * 20 + 20)?;
-            let addr = u64::from_le_bytes(e[0..8].try_into().ok()?);
-            let size = u64::from_le_bytes(e[8..16].try_into().ok()?);
-            let kind = u32::from_le_bytes(e[16..20].try_into().ok()?);
+            let (addr, size, kind) = (le::u64_at(e, 0)?, le::u64_at(e, 8)?, le::u32_at(e, 16)?);
             (kind == 1 && size > 0).then_some(())?;
             Some((addr, addr.checked_add(size)?))
         })
@@ -136,10 +135,6 @@ mod tests {
     use crate::load::bzimage::tests::fake_bzimage;
     use crate::load::e820::Kind;
 
-    fn u32_at(p: &[u8], off: usize) -> u32 {
-        u32::from_le_bytes(p[off..off + 4].try_into().unwrap())
-    }
-
     #[test]
     fn fills_the_fields() {
         let f = fake_bzimage(5000);
@@ -153,16 +148,16 @@ mod tests {
         let p = build(&bz, &cfg).unwrap();
         assert_eq!(&p[0x202..0x206], b"HdrS");
         assert_eq!(p[TYPE_OF_LOADER], 0xff);
-        assert_eq!(u32_at(&p[..], CMD_LINE_PTR), 0x2345_6000);
-        assert_eq!(u32_at(&p[..], EXT_CMD_LINE_PTR), 1);
-        assert_eq!(u32_at(&p[..], RAMDISK_IMAGE), 0x38000000);
-        assert_eq!(u32_at(&p[..], RAMDISK_SIZE), 777);
-        assert_eq!(u64::from_le_bytes(p[0x70..0x78].try_into().unwrap()), 0xf5ae0);
+        assert_eq!(le::u32_at(&p[..], CMD_LINE_PTR), Some(0x2345_6000));
+        assert_eq!(le::u32_at(&p[..], EXT_CMD_LINE_PTR), Some(1));
+        assert_eq!(le::u32_at(&p[..], RAMDISK_IMAGE), Some(0x38000000));
+        assert_eq!(le::u32_at(&p[..], RAMDISK_SIZE), Some(777));
+        assert_eq!(le::u64_at(&p[..], 0x70), Some(0xf5ae0));
         assert_eq!(p[E820_ENTRIES], 3);
         let second = E820_TABLE + 20;
-        assert_eq!(u64::from_le_bytes(p[second..second + 8].try_into().unwrap()), 0x37e00000);
-        assert_eq!(u64::from_le_bytes(p[second + 8..second + 16].try_into().unwrap()), 0x8000000);
-        assert_eq!(u32_at(&p[..], second + 16), 1);
+        assert_eq!(le::u64_at(&p[..], second), Some(0x37e00000));
+        assert_eq!(le::u64_at(&p[..], second + 8), Some(0x8000000));
+        assert_eq!(le::u32_at(&p[..], second + 16), Some(1));
         assert_eq!(p[0x1ef], 0, "sentinel must stay zero");
     }
 

@@ -5,6 +5,8 @@
 
 use core::fmt;
 
+use crate::le;
+
 /// Offset of the setup header in the image and in `boot_params`.
 pub const SETUP_HEADER_OFFSET: usize = 0x1f1;
 /// Oldest boot protocol with `xloadflags` and `init_size` (2.12).
@@ -77,27 +79,19 @@ pub struct BzImage<'a> {
     pub cmdline_max: u64,
 }
 
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off.checked_add(2)?)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off.checked_add(4)?)?.try_into().ok()?))
-}
-
 impl<'a> BzImage<'a> {
     /// Parses a bzImage. Never panics; every header value is checked.
     pub fn parse(file: &'a [u8]) -> Result<Self, Error> {
         if file.len() < 0x270 {
             return Err(Error::TooShort);
         }
-        if u16_at(file, 0x1fe) != Some(0xaa55) {
+        if le::u16_at(file, 0x1fe) != Some(0xaa55) {
             return Err(Error::NoBootFlag);
         }
         if file.get(0x202..0x206) != Some(b"HdrS") {
             return Err(Error::NoHeaderMagic);
         }
-        let version = u16_at(file, 0x206).ok_or(Error::TooShort)?;
+        let version = le::u16_at(file, 0x206).ok_or(Error::TooShort)?;
         if version < MIN_PROTOCOL {
             return Err(Error::OldProtocol { version });
         }
@@ -114,23 +108,23 @@ impl<'a> BzImage<'a> {
         if header_end > setup_len.min(0x290) || header_end < 0x26c {
             return Err(Error::BadHeaderLength);
         }
-        let xloadflags = u16_at(file, 0x236).ok_or(Error::TooShort)?;
+        let xloadflags = le::u16_at(file, 0x236).ok_or(Error::TooShort)?;
         if xloadflags & XLF_KERNEL_64 == 0 {
             return Err(Error::Not64Bit);
         }
         if file[0x234] == 0 {
             return Err(Error::NotRelocatable);
         }
-        let alignment = u32_at(file, 0x230).ok_or(Error::TooShort)?;
+        let alignment = le::u32_at(file, 0x230).ok_or(Error::TooShort)?;
         if !alignment.is_power_of_two() {
             return Err(Error::BadAlignment { alignment });
         }
         let kernel = &file[setup_len..];
-        let init_size = u32_at(file, 0x260).ok_or(Error::TooShort)? as u64;
+        let init_size = le::u32_at(file, 0x260).ok_or(Error::TooShort)? as u64;
         if init_size == 0 || init_size < kernel.len() as u64 {
             return Err(Error::BadInitSize);
         }
-        let cmdline_max = match u32_at(file, 0x238).ok_or(Error::TooShort)? {
+        let cmdline_max = match le::u32_at(file, 0x238).ok_or(Error::TooShort)? {
             0 => 255,
             n => n as u64,
         };

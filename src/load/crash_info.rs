@@ -1,6 +1,7 @@
 //! Where A keeps the note buffers that `/proc/vmcore` in B exposes: the
 //! VMCOREINFO note (`/sys/kernel/vmcoreinfo`) and each CPU's `crash_notes`.
 
+use crate::le;
 use crate::load::elf_core::Note;
 use crate::units::parse_u64;
 use crate::Error;
@@ -55,8 +56,8 @@ pub fn notes_len(buf: &[u8]) -> usize {
     let mut at = 0usize;
     loop {
         let Some(head) = buf.get(at..at + 12) else { return at };
-        let namesz = u32::from_le_bytes(head[0..4].try_into().unwrap_or([0; 4])) as usize;
-        let descsz = u32::from_le_bytes(head[4..8].try_into().unwrap_or([0; 4])) as usize;
+        let (Some(namesz), Some(descsz)) = (le::u32_at(head, 0), le::u32_at(head, 4)) else { return at };
+        let (namesz, descsz) = (namesz as usize, descsz as usize);
         if namesz == 0 {
             return at;
         }
@@ -82,13 +83,14 @@ pub fn read_phys(addr: u64, len: usize) -> Result<Vec<u8>, Error> {
     if &ehdr[..4] != b"\x7fELF" || ehdr[4] != 2 {
         return Err(Error::Msg("/proc/kcore is not a 64-bit ELF file".into()));
     }
-    let phoff = u64::from_le_bytes(ehdr[32..40].try_into().unwrap_or([0; 8]));
-    let phnum = u16::from_le_bytes([ehdr[56], ehdr[57]]) as u64;
+    // `ehdr` and `ph` below are whole headers: every field is there.
+    let phoff = le::u64_at(&ehdr, 32).unwrap_or_default();
+    let phnum = le::u16_at(&ehdr, 56).unwrap_or_default() as u64;
     for i in 0..phnum {
         let mut ph = [0u8; 56];
         kcore.read_exact_at(&mut ph, phoff + i * 56).map_err(|e| Error::io("reading /proc/kcore", e))?;
-        let field = |o: usize| u64::from_le_bytes(ph[o..o + 8].try_into().unwrap_or([0; 8]));
-        let (p_type, offset, paddr, size) = (u32::from_le_bytes(ph[0..4].try_into().unwrap_or([0; 4])), field(8), field(24), field(40));
+        let field = |o| le::u64_at(&ph, o).unwrap_or_default();
+        let (p_type, offset, paddr, size) = (le::u32_at(&ph, 0).unwrap_or_default(), field(8), field(24), field(40));
         if p_type == 1 && paddr != u64::MAX && addr >= paddr && addr + len as u64 <= paddr.saturating_add(size) {
             let mut buf = vec![0u8; len];
             kcore.read_exact_at(&mut buf, offset + (addr - paddr)).map_err(|e| Error::io("reading /proc/kcore", e))?;

@@ -139,10 +139,7 @@ pub fn build(notes: &[Note], loads: &[Load]) -> Result<Vec<u8>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn u64_at(b: &[u8], off: usize) -> u64 {
-        u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
-    }
+    use crate::le;
 
     #[test]
     fn builds_what_vmcore_checks() {
@@ -152,16 +149,16 @@ mod tests {
         assert_eq!(h.len(), 64 + 4 * 56);
         assert_eq!(&h[..4], b"\x7fELF");
         assert_eq!(h[4], 2);
-        assert_eq!(u16::from_le_bytes([h[16], h[17]]), 4);
-        assert_eq!(u16::from_le_bytes([h[18], h[19]]), 62);
-        assert_eq!(u16::from_le_bytes([h[52], h[53]]), 64);
-        assert_eq!(u16::from_le_bytes([h[54], h[55]]), 56);
-        assert_eq!(u16::from_le_bytes([h[56], h[57]]), 4);
+        assert_eq!(le::u16_at(&h, 16), Some(4));
+        assert_eq!(le::u16_at(&h, 18), Some(62));
+        assert_eq!(le::u16_at(&h, 52), Some(64));
+        assert_eq!(le::u16_at(&h, 54), Some(56));
+        assert_eq!(le::u16_at(&h, 56), Some(4));
         let third = 64 + 2 * 56;
-        assert_eq!(u32::from_le_bytes(h[third..third + 4].try_into().unwrap()), PT_LOAD);
-        assert_eq!(u64_at(&h, third + 8), 0x38000000); // p_offset: the backup
-        assert_eq!(u64_at(&h, third + 24), 0); // p_paddr
-        assert_eq!(u64_at(&h, third + 32), 0xa0000);
+        assert_eq!(le::u32_at(&h, third), Some(PT_LOAD));
+        assert_eq!(le::u64_at(&h, third + 8), Some(0x38000000)); // p_offset: the backup
+        assert_eq!(le::u64_at(&h, third + 24), Some(0)); // p_paddr
+        assert_eq!(le::u64_at(&h, third + 32), Some(0xa0000));
     }
 
     #[test]

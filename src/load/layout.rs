@@ -402,7 +402,7 @@ mod tests {
         assert!(p.cmdline.contains(&format!("elfcorehdr={:#x}", p.elfcorehdr)));
         // The note travels inside the header's segment, which B keeps reserved.
         let hdr = p.segments.iter().find(|s| s.mem == p.elfcorehdr).unwrap();
-        let note_at = u64::from_le_bytes(hdr.data[64 + 8..64 + 16].try_into().unwrap());
+        let note_at = crate::le::u64_at(&hdr.data, 64 + 8).unwrap();
         let off = (note_at - p.elfcorehdr) as usize;
         assert_eq!(&hdr.data[off..off + 0x1024], &[0x55u8; 0x1024][..]);
         assert!(note_at + 0x1024 <= p.backup_addr);

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::FileType;
 
+use crate::le;
 use crate::Error;
 
 /// How A uses a device.
@@ -115,20 +116,14 @@ impl core::fmt::Display for BadTable {
 
 impl std::error::Error for BadTable {}
 
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut w = [0u8; 4];
-    if let Some(s) = b.get(off..off + 4) {
-        w.copy_from_slice(s);
-    }
-    u32::from_le_bytes(w)
-}
-
 /// Decodes a table written by [`encode_table`], checking every field.
 pub fn decode_table(t: &[u8]) -> Result<Vec<InUse>, BadTable> {
     if t.len() < TABLE_LEN {
         return Err(BadTable("length"));
     }
-    let n = u32_at(t, 0) as usize;
+    // The table's length is checked above, and each record is RECORD_LEN
+    // bytes: no field is ever missing (it would be a bad length).
+    let n = le::u32_at(t, 0).ok_or(BadTable("length"))? as usize;
     if n > MAX_ENTRIES {
         return Err(BadTable("entry count"));
     }
@@ -147,7 +142,9 @@ pub fn decode_table(t: &[u8]) -> Result<Vec<InUse>, BadTable> {
         let raw = &r[28..28 + NAME_LEN];
         let len = raw.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
         let name = core::str::from_utf8(&raw[..len]).map_err(|_| BadTable("name"))?.to_string();
-        out.push(InUse { kind, major: u32_at(r, 4), minor: u32_at(r, 8), uuid, name });
+        let major = le::u32_at(r, 4).ok_or(BadTable("length"))?;
+        let minor = le::u32_at(r, 8).ok_or(BadTable("length"))?;
+        out.push(InUse { kind, major, minor, uuid, name });
     }
     Ok(out)
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use super::discover::read_head;
 use super::MAX_LABEL_LEN;
 use crate::image::crc32;
+use crate::le;
 
 /// How much of each device [`resolve`](super::resolve) reads to find signatures.
 /// (68 KiB: btrfs's superblock lies at 64 KiB.)
@@ -20,22 +21,6 @@ pub const MAX_GPT_ENTRIES: u32 = 256;
 
 // ---------------------------------------------------------------------------
 // On-disk signatures.
-
-fn bytes<const N: usize>(b: &[u8], off: usize) -> Option<[u8; N]> {
-    b.get(off..off.checked_add(N)?)?.try_into().ok()
-}
-
-fn le16(b: &[u8], off: usize) -> Option<u16> {
-    bytes(b, off).map(u16::from_le_bytes)
-}
-
-fn le32(b: &[u8], off: usize) -> Option<u32> {
-    bytes(b, off).map(u32::from_le_bytes)
-}
-
-fn le64(b: &[u8], off: usize) -> Option<u64> {
-    bytes(b, off).map(u64::from_le_bytes)
-}
 
 pub(super) fn hex(out: &mut String, bytes: &[u8]) {
     use fmt::Write as _;
@@ -87,14 +72,14 @@ const EXT4_LABEL_OFF: usize = 0x78;
 /// superblock lies beyond `dev_head`). External journal devices don't count.
 pub fn ext4_identity(dev_head: &[u8]) -> Option<(String, String)> {
     let sb = dev_head.get(EXT4_SUPERBLOCK..)?;
-    if le16(sb, EXT4_MAGIC_OFF)? != EXT4_MAGIC {
+    if le::u16_at(sb, EXT4_MAGIC_OFF)? != EXT4_MAGIC {
         return None;
     }
-    if le32(sb, EXT4_INCOMPAT_OFF)? & EXT4_INCOMPAT_JOURNAL_DEV != 0 {
+    if le::u32_at(sb, EXT4_INCOMPAT_OFF)? & EXT4_INCOMPAT_JOURNAL_DEV != 0 {
         return None;
     }
-    let uuid: [u8; 16] = bytes(sb, EXT4_UUID_OFF)?;
-    let name: [u8; MAX_LABEL_LEN] = bytes(sb, EXT4_LABEL_OFF)?;
+    let uuid: [u8; 16] = le::array_at(sb, EXT4_UUID_OFF)?;
+    let name: [u8; MAX_LABEL_LEN] = le::array_at(sb, EXT4_LABEL_OFF)?;
     let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
     let label = String::from_utf8_lossy(name.get(..len)?).into_owned();
     Some((format_uuid(&uuid), label))
@@ -112,12 +97,12 @@ const MBR_EXTENDED: [u8; 3] = [0x05, 0x0f, 0x85];
 
 /// The four MBR records of `sector0` if it ends in `55 AA`.
 fn mbr_records(sector0: &[u8]) -> Option<[[u8; MBR_RECORD_LEN]; 4]> {
-    if bytes::<2>(sector0, 510)? != [0x55, 0xaa] {
+    if le::array_at::<2>(sector0, 510)? != [0x55, 0xaa] {
         return None;
     }
     let mut records = [[0u8; MBR_RECORD_LEN]; 4];
     for (i, r) in records.iter_mut().enumerate() {
-        *r = bytes(sector0, MBR_TABLE + i * MBR_RECORD_LEN)?;
+        *r = le::array_at(sector0, MBR_TABLE + i * MBR_RECORD_LEN)?;
     }
     Some(records)
 }
@@ -125,7 +110,7 @@ fn mbr_records(sector0: &[u8]) -> Option<[[u8; MBR_RECORD_LEN]; 4]> {
 /// Whether `sector0` is a protective (or hybrid) MBR as the kernel's
 /// `is_pmbr_valid` wants it: an `0xEE` record starting at LBA 1.
 fn protective_mbr(sector0: &[u8]) -> bool {
-    mbr_records(sector0).is_some_and(|rs| rs.iter().any(|r| r[4] == MBR_TYPE_GPT && le32(r, 8) == Some(1)))
+    mbr_records(sector0).is_some_and(|rs| rs.iter().any(|r| r[4] == MBR_TYPE_GPT && le::u32_at(r, 8) == Some(1)))
 }
 
 /// The GPT header's signature, `"EFI PART"`.
@@ -145,24 +130,24 @@ fn gpt_inner(dev_head: &[u8], sector_size: usize) -> Option<Vec<(u32, String)>> 
         return None;
     }
     let hdr = dev_head.get(sector_size..sector_size.checked_mul(2)?)?;
-    if bytes::<8>(hdr, 0)? != *GPT_SIGNATURE {
+    if le::array_at::<8>(hdr, 0)? != *GPT_SIGNATURE {
         return None;
     }
-    let header_size = usize::try_from(le32(hdr, 12)?).ok()?;
+    let header_size = usize::try_from(le::u32_at(hdr, 12)?).ok()?;
     if !(GPT_HEADER_MIN..=sector_size).contains(&header_size) {
         return None;
     }
     let mut copy = hdr.get(..header_size)?.to_vec();
     copy.get_mut(16..20)?.fill(0);
-    if crc32(&copy) != le32(hdr, 16)? {
+    if crc32(&copy) != le::u32_at(hdr, 16)? {
         return None;
     }
-    if le64(hdr, 24)? != 1 || le64(hdr, 40)? > le64(hdr, 48)? {
+    if le::u64_at(hdr, 24)? != 1 || le::u64_at(hdr, 40)? > le::u64_at(hdr, 48)? {
         return None;
     }
-    let entry_lba = le64(hdr, 72)?;
-    let count = le32(hdr, 80)?;
-    let entry_size = le32(hdr, 84)?;
+    let entry_lba = le::u64_at(hdr, 72)?;
+    let count = le::u32_at(hdr, 80)?;
+    let entry_size = le::u32_at(hdr, 84)?;
     if !entry_size.is_power_of_two() || !(GPT_ENTRY_MIN..=GPT_ENTRY_MAX).contains(&entry_size) {
         return None;
     }
@@ -172,7 +157,7 @@ fn gpt_inner(dev_head: &[u8], sector_size: usize) -> Option<Vec<(u32, String)>> 
     // Check the array's CRC when all of it was read; otherwise make do with
     // the entries that were (the header's CRC already vouches for the table).
     if let Some(array) = start.checked_add(total).and_then(|end| dev_head.get(start..end)) {
-        if crc32(array) != le32(hdr, 88)? {
+        if crc32(array) != le::u32_at(hdr, 88)? {
             return None;
         }
     }
@@ -182,11 +167,11 @@ fn gpt_inner(dev_head: &[u8], sector_size: usize) -> Option<Vec<(u32, String)>> 
         let Some(entry) = off.checked_add(esz).and_then(|end| dev_head.get(off..end)) else {
             break;
         };
-        let type_guid: [u8; 16] = bytes(entry, 0)?;
+        let type_guid: [u8; 16] = le::array_at(entry, 0)?;
         if type_guid == [0; 16] {
             continue;
         }
-        let unique: [u8; 16] = bytes(entry, 16)?;
+        let unique: [u8; 16] = le::array_at(entry, 16)?;
         out.push((i.checked_add(1)?, format_guid(&unique)));
     }
     Some(out)
@@ -217,12 +202,12 @@ pub fn mbr_partitions(sector0: &[u8]) -> Vec<(u32, String)> {
     if records.iter().any(|r| (r[0] != 0 && r[0] != 0x80) || r[4] == MBR_TYPE_GPT) {
         return Vec::new();
     }
-    let Some(disksig) = le32(sector0, MBR_DISKSIG) else {
+    let Some(disksig) = le::u32_at(sector0, MBR_DISKSIG) else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for (slot, r) in (1u32..).zip(records.iter()) {
-        if le32(r, 12) == Some(0) || MBR_EXTENDED.contains(&r[4]) {
+        if le::u32_at(r, 12) == Some(0) || MBR_EXTENDED.contains(&r[4]) {
             continue;
         }
         out.push((slot, format!("{disksig:08x}-{slot:02x}")));
@@ -370,7 +355,7 @@ fn is_fat(b: &[u8]) -> bool {
 
 /// An MBR partition table: `55 AA`, valid boot indicators, one record in use.
 fn is_mbr(b: &[u8]) -> bool {
-    mbr_records(b).is_some_and(|rs| rs.iter().all(|r| r[0] == 0 || r[0] == 0x80) && rs.iter().any(|r| r[4] != 0 && le32(r, 12).is_some_and(|n| n != 0)))
+    mbr_records(b).is_some_and(|rs| rs.iter().all(|r| r[0] == 0 || r[0] == 0x80) && rs.iter().any(|r| r[4] != 0 && le::u32_at(r, 12).is_some_and(|n| n != 0)))
 }
 
 /// What the first bytes of a device (`head`, up to [`HEAD_LEN`]) hold, the
@@ -384,7 +369,7 @@ pub fn signature(head: &[u8]) -> Signature {
         return Signature::Kjump;
     }
     if at(head, 0, LUKS_MAGIC) {
-        return Signature::Luks(bytes::<2>(head, 6).map_or(0, u16::from_be_bytes));
+        return Signature::Luks(le::array_at::<2>(head, 6).map_or(0, u16::from_be_bytes));
     }
     if LUKS2_SECONDARY_OFFS.iter().any(|&o| at(head, o, LUKS2_SECONDARY_MAGIC)) {
         return Signature::Luks(2);
@@ -392,7 +377,7 @@ pub fn signature(head: &[u8]) -> Signature {
     if (0..4).any(|s| at(head, s * 512, LVM_LABEL) && at(head, s * 512 + 24, LVM_TYPE)) {
         return Signature::Lvm2;
     }
-    if le32(head, 0) == Some(MD_MAGIC) || le32(head, 4096) == Some(MD_MAGIC) {
+    if le::u32_at(head, 0) == Some(MD_MAGIC) || le::u32_at(head, 4096) == Some(MD_MAGIC) {
         return Signature::MdRaid;
     }
     if at(head, 0, XFS_MAGIC) {
@@ -404,10 +389,10 @@ pub fn signature(head: &[u8]) -> Signature {
     if at(head, BCACHE_MAGIC_OFF, &BCACHE_MAGIC) || at(head, BCACHE_MAGIC_OFF, &BCHFS_MAGIC) {
         return Signature::Bcachefs;
     }
-    if le16(head, EXT4_SUPERBLOCK + EXT4_MAGIC_OFF) == Some(EXT4_MAGIC) {
+    if le::u16_at(head, EXT4_SUPERBLOCK + EXT4_MAGIC_OFF) == Some(EXT4_MAGIC) {
         return Signature::Ext;
     }
-    if le32(head, 1024) == Some(F2FS_MAGIC) {
+    if le::u32_at(head, 1024) == Some(F2FS_MAGIC) {
         return Signature::F2fs;
     }
     if at(head, SWAP_MAGIC_OFF, SWAP_MAGIC) {
