@@ -92,7 +92,7 @@ fn a_sealed_key_unseals_once_and_never_from_an_old_copy() {
         assert_eq!(*tpm::unseal(&sealed).expect("unsealing on the next boot"), secret);
         // It unseals as often as C is retried before A is back.
         assert_eq!(*tpm::unseal(&sealed).expect("unsealing again"), secret);
-        assert_eq!(tpm::advance(tpm::COUNTER_INDEX).unwrap(), sealed.counter + 1);
+        assert_eq!(tpm::advance().unwrap(), sealed.counter + 1);
     }
 
     // A copy of the image, brought back later: refused for good.
@@ -131,8 +131,10 @@ fn a_sealed_key_unseals_once_and_never_from_an_old_copy() {
         assert_eq!(*tpm::unseal(&sealed).unwrap(), secret);
         // C giving the image up moves the counter on once, only from the
         // value the image was sealed at.
-        tpm::advance_from(tpm::COUNTER_INDEX, sealed.counter).unwrap();
-        tpm::advance_from(tpm::COUNTER_INDEX, sealed.counter).unwrap();
+        tpm::advance_from(&sealed).unwrap();
+        tpm::advance_from(&sealed).unwrap();
+        // A key block naming another counter never makes C touch it.
+        tpm::advance_from(&tpm::Sealed { index: tpm::COUNTER_INDEX + 1, ..sealed.clone() }).unwrap();
         assert!(tpm::check().unwrap().contains(&format!("at {}", sealed.counter + 1)));
         assert!(matches!(tpm::unseal(&sealed), Err(UnsealError::Stale { .. })));
     }

@@ -127,11 +127,13 @@ struct Session {
 }
 
 impl Session {
-    fn new() -> Result<Session, Error> {
+    /// Waits for the TPM (see [`wait_for_device`]) and makes the directory.
+    fn new() -> Result<Session, String> {
+        wait_for_device()?;
         let base = if Path::new("/run").is_dir() { PathBuf::from("/run") } else { std::env::temp_dir() };
         let dir = base.join(format!("kjump-tpm.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         Ok(Session { dir })
     }
 
@@ -291,8 +293,7 @@ fn assert_policy(s: &Session, pcrs: PcrSet, index: u32, policy_out: Option<&str>
 /// counter at its present value (defining the counter the first time).
 pub fn seal(secret: &[u8; 32], pcrs: PcrSet) -> Result<Sealed, Error> {
     let fail = |why: String| Error::Msg(format!("sealing the image's key to the TPM: {why}"));
-    wait_for_device().map_err(fail)?;
-    let s = Session::new()?;
+    let s = Session::new().map_err(fail)?;
     let index = COUNTER_INDEX;
     let counter = counter_defined(&s, index).map_err(fail)?;
     s.write("counter", &counter.to_be_bytes())?;
@@ -322,8 +323,7 @@ pub fn seal(secret: &[u8; 32], pcrs: PcrSet) -> Result<Sealed, Error> {
 /// C's side: the secret `sealed` holds, if the TPM's PCRs and counter
 /// are what they were when A sealed it.
 pub fn unseal(sealed: &Sealed) -> Result<Zeroizing<[u8; 32]>, UnsealError> {
-    wait_for_device().map_err(UnsealError::Unavailable)?;
-    let s = Session::new().map_err(|e| UnsealError::Unavailable(e.to_string()))?;
+    let s = Session::new().map_err(UnsealError::Unavailable)?;
     let unavailable = |why: String| UnsealError::Unavailable(format!("asking the TPM: {why}"));
     match read_counter(&s, sealed.index).map_err(unavailable)? {
         None => return Err(UnsealError::Refused(format!("it has no counter {}: it was cleared, or it is not the TPM that sealed the key", hex(sealed.index)))),
@@ -350,21 +350,26 @@ pub fn unseal(sealed: &Sealed) -> Result<Zeroizing<[u8; 32]>, UnsealError> {
 
 /// A's side, back from a hibernation: moves the counter on, so that no
 /// copy of the image (or of any older one) unseals again. Its new value.
-pub fn advance(index: u32) -> Result<u64, Error> {
+pub fn advance() -> Result<u64, Error> {
+    let index = COUNTER_INDEX;
     let fail = |why: String| Error::Msg(format!("advancing kjump's TPM counter {}: {why}", hex(index)));
-    wait_for_device().map_err(fail)?;
-    let s = Session::new()?;
+    let s = Session::new().map_err(fail)?;
     s.run(&["nvincrement", &hex(index)], None).map_err(fail)?;
     read_counter(&s, index).map_err(fail)?.ok_or_else(|| fail("it is gone".into()))
 }
 
-/// C's side, giving up an image sealed at counter value `sealed`: moves
-/// the counter on if it is still there (a stale image's is not).
-pub fn advance_from(index: u32, sealed: u64) -> Result<(), Error> {
+/// C's side, giving up the image `sealed` belongs to: moves the counter
+/// on if it still holds the value sealed (a stale image's does not). Only
+/// kjump's own counter: a forged key block naming another index must not
+/// make C advance someone else's.
+pub fn advance_from(sealed: &Sealed) -> Result<(), Error> {
+    let index = sealed.index;
+    if index != COUNTER_INDEX {
+        return Ok(());
+    }
     let fail = |why: String| Error::Msg(format!("advancing kjump's TPM counter {}: {why}", hex(index)));
-    wait_for_device().map_err(fail)?;
-    let s = Session::new()?;
-    if read_counter(&s, index).map_err(fail)? == Some(sealed) {
+    let s = Session::new().map_err(fail)?;
+    if read_counter(&s, index).map_err(fail)? == Some(sealed.counter) {
         s.run(&["nvincrement", &hex(index)], None).map_err(fail)?;
     }
     Ok(())
@@ -373,8 +378,7 @@ pub fn advance_from(index: u32, sealed: u64) -> Result<(), Error> {
 /// `kjump check`: whether this machine can seal to its TPM, in one line.
 pub fn check() -> Result<String, Error> {
     let fail = |why: String| Error::Msg(format!("encrypt = tpm2: {why}"));
-    wait_for_device().map_err(fail)?;
-    let s = Session::new()?;
+    let s = Session::new().map_err(fail)?;
     Ok(match read_counter(&s, COUNTER_INDEX).map_err(fail)? {
         Some(n) => format!("TPM counter {} at {n}", hex(COUNTER_INDEX)),
         None => format!("TPM reachable; kjump's counter {} will be defined at the first hibernation", hex(COUNTER_INDEX)),

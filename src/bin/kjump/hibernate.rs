@@ -147,7 +147,7 @@ pub(crate) fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
     if encrypted && matches!(s.encrypt, kjump::host::config::Encrypt::Tpm2(_)) {
         // Back in A, whether the image was resumed or never committed: no
         // copy of it may unseal from now on.
-        match kjump::host::tpm::advance(kjump::host::tpm::COUNTER_INDEX) {
+        match kjump::host::tpm::advance() {
             Ok(n) => println!("kjump: TPM counter at {n}: no copy of the image can be resumed now"),
             Err(e) => eprintln!("kjump: {e}: a copy of the image could still be resumed until the next hibernation"),
         }

@@ -18,18 +18,22 @@ pub(crate) fn refuse_clear_image_of_encrypted_disks(s: &Settings, uses: &[in_use
     }
 }
 
+/// The key block of an image's state: `None` once its key was destroyed
+/// (the state block reads an erased key block as empty).
+fn key_block(st: &kjump::image::StateBlock) -> Result<Option<kjump::host::wrap::KeyBlock>, Error> {
+    if st.key_block.is_empty() {
+        return Ok(None);
+    }
+    kjump::host::wrap::KeyBlock::decode(&st.key_block)
+}
+
 /// How an image is encrypted, for `kjump image info`.
 pub(crate) fn encryption_text(h: &kjump::image::Header, st: &kjump::image::StateBlock) -> String {
     use kjump::host::wrap::Method;
     if !h.encrypted() {
         return "none: A's memory is in the clear in this image".into();
     }
-    const DESTROYED: &str = "key destroyed when the image was consumed or given up: its pages can never be read";
-    // A destroyed key reads as no key block at all (or an all-zero one).
-    if st.key_block.is_empty() {
-        return format!("{}; {DESTROYED}; image id {}", h.cipher.name(), h.image_id.hex());
-    }
-    let how = match kjump::host::wrap::KeyBlock::decode(&st.key_block) {
+    let how = match key_block(st) {
         Ok(Some(b)) => match (b.method(), b.public_key()) {
             (Method::Passphrase, Some(p)) => format!("key wrapped to a passphrase, key pair {}", p.fingerprint()),
             (Method::Passphrase, None) => "key wrapped to a passphrase".into(),
@@ -39,7 +43,7 @@ pub(crate) fn encryption_text(h: &kjump::image::Header, st: &kjump::image::State
                 None => "key sealed to the TPM".into(),
             },
         },
-        Ok(None) => DESTROYED.into(),
+        Ok(None) => "key destroyed when the image was consumed or given up: its pages can never be read".into(),
         Err(e) => format!("key block unreadable: {e}"),
     };
     format!("{}; {how}; image id {}", h.cipher.name(), h.image_id.hex())
@@ -86,9 +90,7 @@ pub(crate) fn image_key(
     ask: bool,
 ) -> Result<Option<kjump::image::seal::DataKey>, KeyError> {
     use kjump::host::wrap::{Method, UnwrapError};
-    let block = kjump::host::wrap::KeyBlock::decode(&st.key_block)
-        .map_err(|e| Error::Msg(format!("the image's key block: {e}")))?
-        .ok_or_else(|| Error::Msg(KEY_DESTROYED.into()))?;
+    let block = key_block(st).map_err(|e| Error::Msg(format!("the image's key block: {e}")))?.ok_or_else(|| Error::Msg(KEY_DESTROYED.into()))?;
     match block.method() {
         Method::Tpm2 => {
             let sealed = block.tpm_sealed().ok_or_else(|| Error::Msg("the image's key block names the TPM but holds no sealed key".into()))?;
@@ -160,16 +162,12 @@ pub(crate) fn new_image_key(s: &Settings) -> Result<Option<kjump::save::ImageKey
 }
 
 /// After an image sealed to the TPM is given up: its counter moved on, so
-/// that no copy of the image unseals again. Only kjump's own counter, at
-/// the value the block names (a forged block must not make C advance
-/// another counter); best effort, since the image is bad already.
+/// that no copy of the image unseals again (`tpm::advance_from`); best
+/// effort, since the image is bad already.
 pub(crate) fn retire_tpm_key(key_block: &[u8]) {
     let Ok(Some(block)) = kjump::host::wrap::KeyBlock::decode(key_block) else { return };
     let Some(sealed) = block.tpm_sealed() else { return };
-    if sealed.index != kjump::host::tpm::COUNTER_INDEX {
-        return;
-    }
-    if let Err(e) = kjump::host::tpm::advance_from(sealed.index, sealed.counter) {
+    if let Err(e) = kjump::host::tpm::advance_from(sealed) {
         eprintln!("kjump: {e}");
     }
 }
