@@ -542,6 +542,9 @@ pub struct StateBlock {
     /// (recorded before each start): bounds the boots a failing restore
     /// can take.
     pub attempts: u32,
+    /// How long B took to save the image, in milliseconds (0: unknown, as
+    /// in older images): what a resume reports to A.
+    pub save_ms: u32,
     /// SHA-256 over the chunks' authentication tags, in order
     /// ([`crate::image::seal::TagChain`]).
     pub tags: [u8; 32],
@@ -572,6 +575,7 @@ impl StateBlock {
         put64(&mut b, 32, self.data_end);
         put_text(&mut b, 40, 256, &self.note);
         put32(&mut b, 296, self.attempts);
+        put32(&mut b, 300, self.save_ms);
         b[TAGS_OFF..TAGS_OFF + 32].copy_from_slice(&self.tags);
         let n = self.key_block.len().min(KEY_BLOCK_LEN);
         b[KEY_BLOCK_OFF..KEY_BLOCK_OFF + n].copy_from_slice(&self.key_block[..n]);
@@ -612,6 +616,7 @@ impl StateBlock {
             data_end: u64_at(32)?,
             note: text_at(b, 40, 256),
             attempts: u32_at(296)?,
+            save_ms: u32_at(300)?,
             tags: le::array_at(b, TAGS_OFF).ok_or_else(|| Error::BadField { what: what(), field: "tags" })?,
             key_block: {
                 let k = &b[KEY_BLOCK_OFF..KEY_BLOCK_OFF + KEY_BLOCK_LEN];
@@ -1599,6 +1604,7 @@ mod tests {
             data_end: DATA_OFFSET + chunks.len() as u64,
             note: String::new(),
             attempts: 0,
+            save_ms: 0,
             tags: chain.tags(),
             key_block: if sealer.is_some() { vec![0x6b; 100] } else { Vec::new() },
         };
