@@ -32,6 +32,7 @@ LIBDIR    = $(PREFIX)/lib/kjump
 DATADIR   = $(PREFIX)/share/kjump
 MANDIR    = $(PREFIX)/share/man
 UNITDIR   = $(PREFIX)/lib/systemd/system
+GENERATORDIR = $(PREFIX)/lib/systemd/system-generators
 # Boot integration goes where initramfs-tools and dracut look, whatever PREFIX is.
 INITRAMFS_TOOLS_DIR = /usr/share/initramfs-tools
 DRACUT_MODULES_DIR  = /usr/lib/dracut/modules.d
@@ -85,7 +86,7 @@ lint: deps
 	cargo clippy --release --all-targets -- -D warnings
 
 # A Debian 12 system (debootstrap, cached in $(KJUMP_CACHE)) with kjump put in
-# by `make install`: systemctl start kjump-hibernate, resume through Debian's
+# by `make install`: systemctl hibernate and suspend-then-hibernate, resume through Debian's
 # initramfs-tools. Needs root.
 test-distro: deps
 	kernel=$$(scripts/kernel.sh $(ONE_KERNEL) distro) && rootfs=$$(scripts/debian-rootfs.sh) && \
@@ -154,7 +155,7 @@ install: $(if $(wildcard $(STAGE)/complete),,stage)
 	  echo "install: the kjump in $(STAGE) looks for $$staged, not $(LIBDIR)/vmlinuz: run 'make stage PREFIX=$(PREFIX)' first" >&2; exit 1; fi
 	@echo "install: copying what 'make stage' built in $(STAGE) ($$(date -r $(STAGE)/complete '+%F %T'); 'make stage' again to refresh it)"
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DATADIR) \
-	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc \
+	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(GENERATORDIR) $(DESTDIR)/etc \
 	  $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount \
 	  $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump
 	install -m 755 $(STAGE)/kjump $(DESTDIR)$(SBINDIR)/kjump
@@ -164,12 +165,10 @@ install: $(if $(wildcard $(STAGE)/complete),,stage)
 	for m in kjump.8 kjump-init.8; do $(SUBST) man/$$m > $(DESTDIR)$(MANDIR)/man8/$$m; done
 	$(SUBST) man/kjump.conf.5 > $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
 	chmod 644 $(DESTDIR)$(MANDIR)/man8/kjump.8 $(DESTDIR)$(MANDIR)/man8/kjump-init.8 $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
-	$(SUBST) contrib/systemd/kjump-hibernate.service > $(DESTDIR)$(UNITDIR)/kjump-hibernate.service
 	$(SUBST) contrib/systemd/kjump-load.service > $(DESTDIR)$(UNITDIR)/kjump-load.service
-	$(SUBST) contrib/systemd/systemd-hibernate-kjump.conf > $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf
-	$(SUBST) contrib/systemd/systemd-logind-kjump.conf > $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf
-	chmod 644 $(DESTDIR)$(UNITDIR)/kjump-hibernate.service $(DESTDIR)$(UNITDIR)/kjump-load.service $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf \
-	  $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf
+	chmod 644 $(DESTDIR)$(UNITDIR)/kjump-load.service
+	$(SUBST) contrib/systemd/kjump-generator > $(DESTDIR)$(GENERATORDIR)/kjump-generator
+	chmod 755 $(DESTDIR)$(GENERATORDIR)/kjump-generator
 	$(SUBST) contrib/initramfs-tools/hooks/kjump > $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks/kjump
 	$(SUBST) contrib/initramfs-tools/scripts/local-premount/kjump > $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount/kjump
 	$(SUBST) contrib/dracut/90kjump/module-setup.sh > $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/module-setup.sh
@@ -191,8 +190,7 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/kjump
 	rm -f $(DESTDIR)$(LIBDIR)/kjump-init $(DESTDIR)$(LIBDIR)/vmlinuz $(DESTDIR)$(LIBDIR)/vmlinuz.config $(DESTDIR)$(LIBDIR)/initramfs.img
 	rm -f $(DESTDIR)$(MANDIR)/man8/kjump.8 $(DESTDIR)$(MANDIR)/man8/kjump-init.8 $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
-	rm -f $(DESTDIR)$(UNITDIR)/kjump-hibernate.service $(DESTDIR)$(UNITDIR)/kjump-load.service
-	rm -f $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf
+	rm -f $(DESTDIR)$(UNITDIR)/kjump-load.service $(DESTDIR)$(GENERATORDIR)/kjump-generator
 	rm -f $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks/kjump $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount/kjump
 	rm -f $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/module-setup.sh $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/kjump-resume.sh
 	@for d in $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump; do \

@@ -31,6 +31,12 @@ printf '\n# make test-distro: the second virtio disk; keys sealed to the TPM.\nt
 mkdir -p "$root/etc/initramfs-tools/conf.d"
 echo RESUME=none > "$root/etc/initramfs-tools/conf.d/resume"
 
+# A system-sleep hook that records its calls, and a short
+# suspend-then-hibernate delay (systemd-sleep.conf(5)).
+mkdir -p "$root/usr/lib/systemd/system-sleep" "$root/etc/systemd/sleep.conf.d"
+install -m 755 "$guest/kjump-sleep-hook" "$root/usr/lib/systemd/system-sleep/kjump-distro-hook"
+printf '[Sleep]\nHibernateDelaySec=20s\n' > "$root/etc/systemd/sleep.conf.d/50-kjump-distro-test.conf"
+
 # The workload and the test's driver.
 install -m 755 "$guest/kjump-workload" "$guest/kjump-distro-test" "$root/usr/local/bin/"
 install -m 644 "$guest/workload.service" "$guest/kjump-distro-test.service" "$root/etc/systemd/system/"
