@@ -86,9 +86,9 @@ lint: deps
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
 
-# A Debian 12 system (debootstrap, cached in $(KJUMP_CACHE)) with kjump put in
-# by `make install`: systemctl start kjump-hibernate, resume through Debian's
-# initramfs-tools. Needs root.
+# A Debian 12 system (debootstrap, cached in $(KJUMP_CACHE)) with kjump
+# installed from `make deb`'s package: systemctl start kjump-hibernate,
+# resume through Debian's initramfs-tools. Needs root.
 test-distro: deps
 	kernel=$$(scripts/kernel.sh $(ONE_KERNEL) distro) && rootfs=$$(scripts/debian-rootfs.sh) && \
 	  KJUMP_KERNEL=$$kernel KJUMP_DEBIAN_ROOTFS=$$rootfs cargo test --release --test distro -- --nocapture
