@@ -1,9 +1,11 @@
 # kjump: `make demo` runs the round trip in a QEMU VM, `make test` runs the
-# tests. Each installs and builds what it needs first. `make stage` then
-# `sudo make install` put kjump on this machine (see README).
+# tests. Each installs and builds what it needs first. `make deb` builds a
+# Debian package of kjump; `make stage` then `sudo make install` put kjump
+# on this machine without one (see README).
 
 TARGET  := x86_64-unknown-linux-musl
-RELEASE := target/$(TARGET)/release
+# Cargo's output; scripts/deb.sh builds in a target directory of its own.
+RELEASE := $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release
 # Where the test kernel is cached (outside the checkout), keyed by its config.
 export KJUMP_CACHE ?= $(HOME)/.cache/kjump
 
@@ -52,7 +54,7 @@ endif
 # Fills in the installed paths in contrib/ files.
 SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g'
 
-.PHONY: all deps kernel build initramfs test lint test-distro unit demo bench bench-host fuzz fuzz-ci fuzz-seeds clean stage install uninstall
+.PHONY: all deps kernel build initramfs test lint test-distro unit demo bench bench-host fuzz fuzz-ci fuzz-seeds clean stage install uninstall deb
 
 all: build
 
@@ -85,9 +87,9 @@ lint: deps
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
 
-# A Debian 12 system (debootstrap, cached in $(KJUMP_CACHE)) with kjump put in
-# by `make install`: systemctl hibernate and suspend-then-hibernate, resume through Debian's
-# initramfs-tools. Needs root.
+# A Debian 12 system (debootstrap, cached in $(KJUMP_CACHE)) with kjump
+# installed from `make deb`'s package: systemctl hibernate and
+# suspend-then-hibernate, resume through Debian's initramfs-tools. Needs root.
 test-distro: deps
 	kernel=$$(scripts/kernel.sh $(ONE_KERNEL) distro) && rootfs=$$(scripts/debian-rootfs.sh) && \
 	  KJUMP_KERNEL=$$kernel KJUMP_DEBIAN_ROOTFS=$$rootfs cargo test --release --test distro -- --nocapture
@@ -183,6 +185,14 @@ install: $(if $(wildcard $(STAGE)/complete),,stage)
 	fi
 	@echo "install: done. Next: set target= in /etc/kjump.conf, run 'kjump check',"
 	@echo "  then 'update-initramfs -u' (or 'dracut -f') and 'systemctl daemon-reload'; see kjump(8)."
+
+# kjump's Debian package, target/deb/kjump_VERSION_amd64.deb: what
+# `make install PREFIX=/usr` puts in place, staged and packaged by
+# scripts/deb.sh with contrib/debian/ (no root needed), then checked with
+# lintian; prints its path. KERNEL or BZIMAGE pick the hibernation kernel,
+# as for stage.
+deb:
+	@KERNEL=$(ONE_KERNEL) BZIMAGE=$(BZIMAGE) scripts/deb.sh
 
 # Removes what `make install` put, except a kjump.conf that was changed
 # since (it may hold your target): that one is kept, and said so.

@@ -1,5 +1,5 @@
-//! `make test-distro`: a Debian 12 system with systemd, kjump put in by
-//! `make install`, and an initramfs made by Debian's own `mkinitramfs` with
+//! `make test-distro`: a Debian 12 system with systemd, kjump installed
+//! from its package (`make deb`, `dpkg -i`), and an initramfs made by Debian's own `mkinitramfs` with
 //! kjump's initramfs-tools hook, on a machine with a TPM 2.0 (swtpm), images
 //! encrypted with `encrypt = tpm2`. logind offers hibernation (kjump's
 //! generator); `systemctl hibernate` runs the system-sleep hooks and powers
