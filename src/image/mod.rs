@@ -26,8 +26,8 @@ use layout::{chunk, header, state, Field};
 
 /// Block size: the header, the state and every chunk start on this boundary.
 pub const BLOCK: usize = 4096;
-/// Page size of images this version writes.
-pub const PAGE: usize = 4096;
+/// Page size of images this version writes (x86_64's, [`crate::units::PAGE_SIZE`]).
+pub const PAGE: usize = crate::units::PAGE_SIZE as usize;
 /// Header magic.
 pub const MAGIC: &[u8; 8] = b"KJUMPIMG";
 /// State block magic.
