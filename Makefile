@@ -31,6 +31,7 @@ FUZZ_CI_SECONDS ?= 20
 PREFIX    ?= /usr/local
 SBINDIR   = $(PREFIX)/sbin
 LIBDIR    = $(PREFIX)/lib/kjump
+# Nothing is installed here any more; uninstall still removes it if empty.
 DATADIR   = $(PREFIX)/share/kjump
 MANDIR    = $(PREFIX)/share/man
 UNITDIR   = $(PREFIX)/lib/systemd/system
@@ -156,7 +157,7 @@ install: $(if $(wildcard $(STAGE)/complete),,stage)
 	if [ "$$staged" != "$(LIBDIR)/vmlinuz" ]; then \
 	  echo "install: the kjump in $(STAGE) looks for $$staged, not $(LIBDIR)/vmlinuz: run 'make stage PREFIX=$(PREFIX)' first" >&2; exit 1; fi
 	@echo "install: copying what 'make stage' built in $(STAGE) ($$(date -r $(STAGE)/complete '+%F %T'); 'make stage' again to refresh it)"
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DATADIR) \
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) \
 	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(GENERATORDIR) $(DESTDIR)/etc \
 	  $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount \
 	  $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump

@@ -157,6 +157,8 @@ fn debian_hibernates_with_systemctl_and_suspend_then_hibernate_and_resumes_throu
         ],
         "the sleep hooks did not run as systemd runs them"
     );
+    c.expect_in_order_within(&["DISTRO: shutting down"], PHASE);
+    let log = c.log();
     // The journal holds what A said on each return: B's save and D's
     // restore, and the TPM counter that retires every copy.
     let journal: Vec<&str> = log.lines().filter(|l| l.contains("DISTRO: journal: ")).collect();
@@ -165,7 +167,6 @@ fn debian_hibernates_with_systemctl_and_suspend_then_hibernate_and_resumes_throu
     // returned, and the wake alarm had rung.
     assert!(journal.iter().any(|l| l.contains("kjump: the wake alarm rang after 20s: hibernating")), "{journal:#?}");
     assert_eq!(journal.iter().filter(|l| l.contains("TPM counter at") && l.contains("no copy of the image can be resumed now")).count(), 2, "{journal:#?}");
-    c.expect_in_order_within(&["DISTRO: shutting down"], PHASE);
     assert!(c.try_exit(PHASE), "the resumed system did not shut down");
     drop(c);
     fsck_clean(&root);
