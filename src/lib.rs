@@ -23,6 +23,7 @@
 pub mod error;
 pub mod le;
 pub mod units;
+pub mod range;
 
 pub mod host;
 pub mod load;

@@ -18,6 +18,7 @@ use core::ptr::NonNull;
 use std::os::fd::OwnedFd;
 
 use crate::le;
+use crate::range::PhysRange;
 use crate::sys::devmem::DevMem;
 use crate::target::in_use::{decode_table, encode_table, InUse, TABLE_LEN};
 use crate::units::PAGE_SIZE;
@@ -206,9 +207,9 @@ fn pin(page: NonNull<u8>) -> Result<(OwnedFd, OwnedFd), Error> {
     Ok((read_end, write_end))
 }
 
-/// Whether the page at `phys` lies wholly outside `[avoid.0, avoid.1)`.
-fn outside(phys: u64, avoid: (u64, u64)) -> bool {
-    phys + PAGE_SIZE <= avoid.0 || phys >= avoid.1
+/// Whether the page at `phys` lies wholly outside `avoid`.
+fn outside(phys: u64, avoid: PhysRange) -> bool {
+    !PhysRange::new(phys, phys + PAGE_SIZE).overlaps(&avoid)
 }
 
 /// Pages mapped per attempt while looking for one outside the region.
@@ -244,15 +245,15 @@ fn unmap(base: *mut u8, pages: usize) {
 
 impl Mailbox {
     /// Maps and locks memory in batches until a page lies outside
-    /// `[avoid_start, avoid_end)`, keeps that page and gives the rest back.
+    /// `avoid`, keeps that page and gives the rest back.
     ///
     /// The kernel may hand out many free pages from inside the region
     /// before any from outside (when most free memory lies there), so
     /// batches stay held while searching, up to the region's size plus
     /// 64 MiB.
-    pub fn new(avoid: (u64, u64)) -> Result<Self, Error> {
+    pub fn new(avoid: PhysRange) -> Result<Self, Error> {
         let batch_bytes = BATCH_PAGES * PAGE_SIZE as usize;
-        let limit = avoid.1.saturating_sub(avoid.0).saturating_add(64 << 20);
+        let limit = avoid.len().saturating_add(64 << 20);
         let mut held: Vec<*mut u8> = Vec::new();
         let mut found = None;
         let mut phys = [0u64; BATCH_PAGES];
@@ -343,7 +344,7 @@ impl Mailbox {
     ///
     /// With `fresh`, any old file is replaced, and a page that lies inside
     /// `avoid` is set aside (held until this call ends) and another tried.
-    pub fn in_file(path: &std::path::Path, avoid: (u64, u64), fresh: bool) -> Result<Self, Error> {
+    pub fn in_file(path: &std::path::Path, avoid: PhysRange, fresh: bool) -> Result<Self, Error> {
         use rustix::fs::{Mode, OFlags};
         const TRIES: usize = 16;
         let mut held: Vec<Mailbox> = Vec::new();
@@ -500,7 +501,7 @@ mod tests {
     /// Needs root (physical addresses in /proc/self/pagemap), as kjump does.
     #[test]
     fn the_pipe_holds_the_mailbox_page_itself() {
-        let m = Mailbox::new((0, 0)).unwrap();
+        let m = Mailbox::new(PhysRange::new(0, 0)).unwrap();
         assert!(m.phys() > 0 && m.phys() % PAGE_SIZE == 0);
         // Written after pinning: the pipe shows it, so it holds a reference
         // to the page, not a copy made when it was pinned.

@@ -9,6 +9,7 @@ use rustix::fd::OwnedFd;
 use rustix::fs::{open, Mode, OFlags};
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
+use crate::range::PhysRange;
 use crate::units::PAGE_SIZE;
 use crate::Error;
 
@@ -79,7 +80,8 @@ impl DevMem {
 pub struct Writer {
     mem: Arc<DevMem>,
     size: u64,
-    current: Option<(u64, u64, Window)>,
+    /// The window mapped now, and what it maps.
+    current: Option<(PhysRange, Window)>,
 }
 
 impl Writer {
@@ -92,26 +94,26 @@ impl Writer {
     /// bytes), or zeros when `data` is `None` (where a page is not zero
     /// already). `[addr, addr + len)` must lie inside `range`, a RAM range
     /// that may be mapped whole.
-    pub fn write(&mut self, addr: u64, len: u64, data: Option<&[u8]>, range: (u64, u64)) -> Result<(), Error> {
+    pub fn write(&mut self, addr: u64, len: u64, data: Option<&[u8]>, range: PhysRange) -> Result<(), Error> {
         let mut done = 0u64;
         while done < len {
             let at = addr + done;
-            let fits = matches!(&self.current, Some((s, e, _)) if at >= *s && at < *e);
+            let fits = matches!(&self.current, Some((mapped, _)) if mapped.contains(at));
             if !fits {
                 self.current = None;
-                let start = (at / self.size * self.size).max(range.0 & !(PAGE_SIZE - 1));
-                let end = (start + self.size).min(range.1);
+                let start = (at / self.size * self.size).max(range.start & !(PAGE_SIZE - 1));
+                let end = (start + self.size).min(range.end);
                 if end <= at {
-                    return Err(Error::Msg(format!("writing physical memory at {at:#x}: outside the range {:#x}-{:#x}", range.0, range.1)));
+                    return Err(Error::Msg(format!("writing physical memory at {at:#x}: outside the range {range}")));
                 }
                 let w = self.mem.map(start, (end - start) as usize)?;
-                self.current = Some((start, end, w));
+                self.current = Some((PhysRange::new(start, end), w));
             }
-            let Some((s, e, w)) = self.current.as_mut() else {
+            let Some((mapped, w)) = self.current.as_mut() else {
                 return Err(Error::Msg(format!("writing physical memory at {at:#x}: no window")));
             };
-            let n = (len - done).min(*e - at);
-            let off = (at - *s) as usize;
+            let n = (len - done).min(mapped.end - at);
+            let off = (at - mapped.start) as usize;
             let dst = &mut w.bytes_mut()[off..off + n as usize];
             match data {
                 Some(d) => store(dst, Some(&d[done as usize..(done + n) as usize])),
