@@ -15,8 +15,8 @@
 //! mappings rustix does not cover.
 
 #![deny(unsafe_op_in_unsafe_fn)]
-// Unsafe code lives in `sys` and the purgatory (and, until its mappings
-// move to `sys`, the mailbox); every unsafe block says why it is sound.
+// Unsafe code lives in `sys` and the purgatory only; every unsafe block
+// says why it is sound.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 

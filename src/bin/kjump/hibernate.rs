@@ -114,13 +114,13 @@ pub(crate) fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
         kjump::handoff::mailbox::Request { uses: in_use::table_for_b(&p.uses), key: new_image_key(s).map_err(|e| Error::Msg(format!("hibernate: {e}")))? };
     let encrypted = request.key.is_some();
     let (mailbox, how) = match resident_kernel(s, &p)? {
-        Some(mailbox) => {
+        Some(mut mailbox) => {
             mailbox.write_request(&request)?;
             let how = format!("resident hibernation kernel in {}, checked in {:.2} s", p.region, started.elapsed().as_secs_f64());
             (mailbox, how)
         }
         None => {
-            let mailbox = Mailbox::new(p.region)?;
+            let mut mailbox = Mailbox::new(p.region)?;
             let found = started.elapsed();
             mailbox.write_request(&request)?;
             let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &save_mode_args(s, &p.tgt, mailbox.phys(), false), Some(&p.dev))?)?;
@@ -168,7 +168,7 @@ pub(crate) fn cmd_load(s: &Settings) -> Result<(), Error> {
     use kjump::handoff::resident;
     let p = prepare(s, "load")?;
     resident::make_run_dir()?;
-    let mailbox = Mailbox::in_file(resident::mailbox_path(), p.region, true)?;
+    let mut mailbox = Mailbox::in_file(resident::mailbox_path(), p.region, true)?;
     let mut hk = hibernation_kernel(s, &save_mode_args(s, &p.tgt, mailbox.phys(), true), Some(&p.dev))?;
     hk.resident = true;
     let rec = resident::Record {
@@ -239,7 +239,7 @@ pub(crate) fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
     }
     let map = MemoryMap::read()?;
     let region = map.choose_region(s.region_size)?;
-    let mailbox = Mailbox::new(region)?;
+    let mut mailbox = Mailbox::new(region)?;
     mailbox.write_request(&kjump::handoff::mailbox::Request { uses: in_use::table_for_b(&uses), key: None })?;
     let mode = Orders::Bench(kjump::handoff::orders::Bench { target: tgt.clone(), wait: s.wait, mailbox: mailbox.phys() }).to_string();
     jump::load_hibernation_kernel(&hibernation_kernel(s, &mode, Some(&dev))?)?;
