@@ -121,6 +121,33 @@ impl Opened {
     }
 }
 
+/// What D tells A after writing its memory back (A logs it and keeps it
+/// for `kjump status`): B's save, as the image records it, and D's own
+/// time, `restore_secs` from D's kernel start to the jump.
+pub fn report(img: &Opened, restore_secs: f64) -> String {
+    let h = &img.header;
+    let page = crate::units::PAGE_SIZE;
+    let mib = |pages: u64| pages.saturating_mul(page) >> 20;
+    let saved = match img.state.save_ms {
+        0 => String::new(),
+        ms => format!(" in {:.1} s", f64::from(ms) / 1000.0),
+    };
+    let when = std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::from_secs(h.created_unix))
+        .filter(|_| h.created_unix < 253_402_300_800)
+        .map(|t| format!(" at {}", humantime::format_rfc3339_seconds(t)))
+        .unwrap_or_default();
+    format!(
+        "resumed from the image on {}: B saved {} MiB of A's memory{saved}{when} ({} MiB stored as {} MiB on disk; {} MiB zero and {} MiB free left out); D restored it {restore_secs:.1} s after its start",
+        img.name,
+        mib(h.ram_pages),
+        mib(h.stored_pages),
+        h.data_bytes >> 20,
+        mib(h.zero_pages),
+        mib(h.free_pages),
+    )
+}
+
 /// Opens the image on the target without writing anything: its header
 /// and state are read, and it must be this machine's. A file's filesystem
 /// is first mounted read-only without its journal, to read the header's

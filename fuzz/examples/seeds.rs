@@ -79,6 +79,7 @@ fn image_sealed(compression: Compression, mode: u8, sealed: Option<u8>) -> Vec<u
         data_end: DATA_OFFSET + chunks.len() as u64,
         note: String::new(),
         attempts: 0,
+        save_ms: 0,
         tags: chain.tags(),
         key_block: Vec::new(),
     };

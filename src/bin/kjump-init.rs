@@ -86,7 +86,12 @@ fn run() -> Result<Infallible, Error> {
 /// How long this kernel has been up, from `/proc/uptime` ("2.31 s"), for
 /// the console: the boot is part of every hibernate and resume.
 fn uptime() -> String {
-    std::fs::read_to_string("/proc/uptime").ok().and_then(|t| t.split_whitespace().next().map(|s| format!("{s} s"))).unwrap_or_else(|| "an unknown time".into())
+    uptime_secs().map(|s| format!("{s:.2} s")).unwrap_or_else(|| "an unknown time".into())
+}
+
+/// Seconds since this kernel started, from `/proc/uptime`.
+fn uptime_secs() -> Option<f64> {
+    std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// Where A is to be re-entered, from the purgatory's additions.
@@ -362,7 +367,7 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
         give_up(f, Some(&img));
     }
     if h.mailbox != 0 {
-        let report = Report { ok: true, text: format!("resumed from the image on {}", img.name) };
+        let report = Report { ok: true, text: restore::report(&img, uptime_secs().unwrap_or(0.0)) };
         if let Err(e) = mailbox::post(&mem, h.mailbox, &report) {
             say!("could not leave a report for A: {e}");
         }

@@ -25,7 +25,7 @@
 //! this works with BIOS boot loaders and direct kernel boot of VMs, not
 //! with UEFI.
 
-use crate::load::bzimage::BzImage;
+use crate::load::bzimage::{BzImage, KERNEL_ALIGNMENT, PREF_ADDRESS};
 use crate::load::memmap::{MemoryMap, Region};
 use crate::range::PhysRange;
 use crate::units::MIB;
@@ -93,10 +93,6 @@ impl std::error::Error for Error {
     }
 }
 
-/// Offset of `kernel_alignment` in a bzImage.
-const KERNEL_ALIGNMENT: usize = 0x230;
-/// Offset of `pref_address` (protocol 2.10+).
-const PREF_ADDRESS: usize = 0x258;
 /// Room the region keeps beyond the decompressed kernel: page tables,
 /// the initramfs, and D's own work.
 const ROOM_BEYOND_KERNEL: u64 = 32 * MIB;

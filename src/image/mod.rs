@@ -17,16 +17,18 @@
 
 // The cryptography of an encrypted image, and the checksums of a clear one.
 pub mod seal;
+// Where each field of the blocks and chunk headers lies.
+pub mod layout;
 
 use core::fmt;
 
-use crate::le;
 use crate::range::{PfnRun, PhysRange};
+use layout::{chunk, header, state, Field};
 
 /// Block size: the header, the state and every chunk start on this boundary.
 pub const BLOCK: usize = 4096;
-/// Page size of images this version writes.
-pub const PAGE: usize = 4096;
+/// Page size of images this version writes (x86_64's, [`crate::units::PAGE_SIZE`]).
+pub const PAGE: usize = crate::units::PAGE_SIZE as usize;
 /// Header magic.
 pub const MAGIC: &[u8; 8] = b"KJUMPIMG";
 /// State block magic.
@@ -48,14 +50,14 @@ pub const MAX_CHUNK_PAGES: usize = 256;
 /// Most runs of consecutive pages in one chunk.
 pub const MAX_RUNS: usize = MAX_CHUNK_PAGES;
 /// Size of a chunk header before its runs.
-pub const CHUNK_HEADER: usize = 56;
+pub const CHUNK_HEADER: usize = chunk::HEADER_CRC.end();
 /// Most bytes of associated data a sealed chunk has: the image ID, the
 /// chunk header fields before its checksums, and the most runs.
-pub const MAX_CHUNK_AD: usize = 16 + 32 + 2 * MAX_RUNS * 16;
+pub const MAX_CHUNK_AD: usize = seal::ID_LEN + chunk::DATA_SUM.at + 2 * MAX_RUNS * chunk::RUN_LEN;
 
 /// The most bytes one chunk takes on disk: its header, the most runs of
 /// both kinds and every page stored as it is, padded to a block.
-pub const MAX_CHUNK_DISK_LEN: usize = (CHUNK_HEADER + 2 * MAX_RUNS * 16 + MAX_CHUNK_PAGES * PAGE).next_multiple_of(BLOCK);
+pub const MAX_CHUNK_DISK_LEN: usize = (CHUNK_HEADER + 2 * MAX_RUNS * chunk::RUN_LEN + MAX_CHUNK_PAGES * PAGE).next_multiple_of(BLOCK);
 /// Longest copy of A's low memory a header may record: the purgatory copies
 /// A's RAM below 1 MiB, and the restore side gathers it in a buffer.
 pub const MAX_BACKUP: u64 = 1 << 20;
@@ -65,12 +67,13 @@ pub const PFN_LIMIT: u64 = 1 << (64 - 12);
 
 /// Bytes of a header or state block covered by its MAC (the MAC and the
 /// CRC follow).
-pub const MAC_COVERS: usize = BLOCK - 4 - crate::image::seal::MAC_LEN;
+pub const MAC_COVERS: usize = header::MAC.at;
+const _: () = assert!(state::MAC.at == MAC_COVERS && header::CRC.at == BLOCK - 4 && state::CRC.at == BLOCK - 4);
 /// Offset of the key block in the state block.
-pub const KEY_BLOCK_OFF: usize = 1024;
+pub const KEY_BLOCK_OFF: usize = state::KEY_BLOCK.at;
 /// Bytes of the key block.
-pub const KEY_BLOCK_LEN: usize = 1024;
-const _: () = assert!(KEY_BLOCK_OFF + KEY_BLOCK_LEN <= MAC_COVERS);
+pub const KEY_BLOCK_LEN: usize = state::KEY_BLOCK.end() - state::KEY_BLOCK.at;
+const _: () = assert!(state::KEY_BLOCK.end() <= MAC_COVERS);
 
 /// Whether `bytes` (a page) are all zero: such pages are listed in zero
 /// runs, never stored.
@@ -253,26 +256,21 @@ impl std::error::Error for Error {
     }
 }
 
-fn put16(b: &mut [u8], off: usize, v: u16) {
-    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
-}
-
+#[cfg(test)]
 fn put32(b: &mut [u8], off: usize, v: u32) {
     b[off..off + 4].copy_from_slice(&v.to_le_bytes());
 }
 
-fn put64(b: &mut [u8], off: usize, v: u64) {
-    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+/// Writes `text` into field `f`, cut to leave at least one NUL.
+fn put_text<const N: usize>(b: &mut [u8], f: Field<N>, text: &str) {
+    let n = text.len().min(N - 1);
+    b[f.at..f.at + n].copy_from_slice(&text.as_bytes()[..n]);
 }
 
-fn put_text(b: &mut [u8], off: usize, len: usize, text: &str) {
-    let n = text.len().min(len - 1);
-    b[off..off + n].copy_from_slice(&text.as_bytes()[..n]);
-}
-
-fn text_at(b: &[u8], off: usize, len: usize) -> String {
-    let s = &b[off..off + len];
-    let end = s.iter().position(|&c| c == 0).unwrap_or(len);
+/// The NUL-padded text of field `f` (in a block whose length was checked).
+fn text_at<const N: usize>(b: &[u8], f: Field<N>) -> String {
+    let s = &b[f.range()];
+    let end = s.iter().position(|&c| c == 0).unwrap_or(N);
     String::from_utf8_lossy(&s[..end]).into_owned()
 }
 
@@ -337,26 +335,8 @@ pub struct Header {
     pub nonce_salt: [u8; crate::image::seal::ID_LEN],
 }
 
-/// Offsets of the encryption fields in the header block.
-const CIPHER_OFF: usize = 3936;
-const IMAGE_ID_OFF: usize = 3944;
-const NONCE_SALT_OFF: usize = 3960;
-
 /// Header flag: [`Header::zero_free`].
 const FLAG_ZERO_FREE: u32 = 1;
-
-/// Offset of the machine id in the header block.
-const MACHINE_ID_OFF: usize = 1288;
-/// Bytes of the machine id field.
-const MACHINE_ID_LEN: usize = 40;
-/// Offset of A's device table in the header block.
-const IN_USE_OFF: usize = 1328;
-/// Offset of the stamps' kinds (a byte per device-table entry) and of
-/// their digests (8 bytes each), after the device table.
-const STAMP_KIND_OFF: usize = IN_USE_OFF + crate::target::in_use::TABLE_LEN;
-const STAMP_DIGEST_OFF: usize = STAMP_KIND_OFF + crate::target::in_use::MAX_ENTRIES;
-const _: () = assert!(STAMP_DIGEST_OFF + 8 * crate::target::in_use::MAX_ENTRIES <= CIPHER_OFF);
-const _: () = assert!(NONCE_SALT_OFF + crate::image::seal::ID_LEN <= MAC_COVERS);
 
 impl Header {
     /// Encodes the header block, without a MAC (an image in the clear,
@@ -374,51 +354,52 @@ impl Header {
             return Err(Error::BadField { what: "header".into(), field: "backup length" });
         }
         let mut b = [0u8; BLOCK];
-        b[..8].copy_from_slice(MAGIC);
-        put32(&mut b, 8, VERSION);
-        put32(&mut b, 12, BLOCK as u32);
-        put32(&mut b, 16, PAGE as u32);
-        put32(&mut b, 20, self.compression.map_or(0, Compression::code));
-        put64(&mut b, 24, self.created_unix);
-        put64(&mut b, 32, self.reentry);
-        put64(&mut b, 40, self.region.start);
-        put64(&mut b, 48, self.region.end);
-        put64(&mut b, 56, self.backup.start);
-        put64(&mut b, 64, self.backup.len());
-        put64(&mut b, 72, self.ram_pages);
-        put64(&mut b, 80, self.zero_pages);
-        put64(&mut b, 88, self.free_pages);
-        put64(&mut b, 96, self.stored_pages);
-        put64(&mut b, 104, self.chunk_count);
-        put64(&mut b, 112, self.data_bytes);
-        put32(&mut b, 120, self.ram.len() as u32);
-        put32(&mut b, 124, if self.zero_free { FLAG_ZERO_FREE } else { 0 });
-        put_text(&mut b, 128, 64, &self.kernel_release);
-        put_text(&mut b, 192, 64, &self.build_id);
+        header::MAGIC.set(&mut b, *MAGIC);
+        header::VERSION.set(&mut b, VERSION.to_le_bytes());
+        header::HEADER_SIZE.set(&mut b, (BLOCK as u32).to_le_bytes());
+        header::PAGE_SIZE.set(&mut b, (PAGE as u32).to_le_bytes());
+        header::COMPRESSION.set(&mut b, self.compression.map_or(0, Compression::code).to_le_bytes());
+        header::CREATED.set(&mut b, self.created_unix.to_le_bytes());
+        header::REENTRY.set(&mut b, self.reentry.to_le_bytes());
+        header::REGION_START.set(&mut b, self.region.start.to_le_bytes());
+        header::REGION_END.set(&mut b, self.region.end.to_le_bytes());
+        header::BACKUP_ADDR.set(&mut b, self.backup.start.to_le_bytes());
+        header::BACKUP_LEN.set(&mut b, self.backup.len().to_le_bytes());
+        header::RAM_PAGES.set(&mut b, self.ram_pages.to_le_bytes());
+        header::ZERO_PAGES.set(&mut b, self.zero_pages.to_le_bytes());
+        header::FREE_PAGES.set(&mut b, self.free_pages.to_le_bytes());
+        header::STORED_PAGES.set(&mut b, self.stored_pages.to_le_bytes());
+        header::CHUNK_COUNT.set(&mut b, self.chunk_count.to_le_bytes());
+        header::DATA_BYTES.set(&mut b, self.data_bytes.to_le_bytes());
+        header::RAM_RANGE_COUNT.set(&mut b, (self.ram.len() as u32).to_le_bytes());
+        header::FLAGS.set(&mut b, (if self.zero_free { FLAG_ZERO_FREE } else { 0 }).to_le_bytes());
+        put_text(&mut b, header::KERNEL_RELEASE, &self.kernel_release);
+        put_text(&mut b, header::BUILD_ID, &self.build_id);
         for (i, r) in self.ram.iter().enumerate() {
-            put64(&mut b, 256 + i * 16, r.start);
-            put64(&mut b, 264 + i * 16, r.end);
+            let (start, end) = header::ram_range(i);
+            start.set(&mut b, r.start.to_le_bytes());
+            end.set(&mut b, r.end.to_le_bytes());
         }
-        put64(&mut b, 1280, self.mailbox);
-        put_text(&mut b, MACHINE_ID_OFF, MACHINE_ID_LEN, &self.machine_id);
+        header::MAILBOX.set(&mut b, self.mailbox.to_le_bytes());
+        put_text(&mut b, header::MACHINE_ID, &self.machine_id);
         let table = crate::target::in_use::encode_table(&self.in_use).map_err(|_| Error::BadField { what: "header".into(), field: "device table" })?;
-        b[IN_USE_OFF..IN_USE_OFF + table.len()].copy_from_slice(&table);
+        header::IN_USE.set(&mut b, table);
         if self.stamps.len() > crate::target::in_use::MAX_ENTRIES {
             return Err(Error::BadField { what: "header".into(), field: "device stamps" });
         }
         for (i, s) in self.stamps.iter().enumerate() {
-            b[STAMP_KIND_OFF + i] = s.code();
-            put64(&mut b, STAMP_DIGEST_OFF + 8 * i, s.digest());
+            header::stamp_kind(i).set(&mut b, [s.code()]);
+            header::stamp_digest(i).set(&mut b, s.digest().to_le_bytes());
         }
-        put32(&mut b, CIPHER_OFF, self.cipher.code());
-        b[IMAGE_ID_OFF..IMAGE_ID_OFF + crate::image::seal::ID_LEN].copy_from_slice(&self.image_id.0);
-        b[NONCE_SALT_OFF..NONCE_SALT_OFF + crate::image::seal::ID_LEN].copy_from_slice(&self.nonce_salt);
+        header::CIPHER.set(&mut b, self.cipher.code().to_le_bytes());
+        header::IMAGE_ID.set(&mut b, self.image_id.0);
+        header::NONCE_SALT.set(&mut b, self.nonce_salt);
         if let Some(k) = keys {
             let mac = k.header_mac(&b[..MAC_COVERS]);
-            b[MAC_COVERS..BLOCK - 4].copy_from_slice(&mac);
+            header::MAC.set(&mut b, mac);
         }
-        let crc = crc32(&b[..BLOCK - 4]);
-        put32(&mut b, BLOCK - 4, crc);
+        let crc = crc32(&b[..header::CRC.at]);
+        header::CRC.set(&mut b, crc.to_le_bytes());
         Ok(b)
     }
 
@@ -431,40 +412,41 @@ impl Header {
             return Err(short());
         }
         // Every field lies in the BLOCK bytes just checked: never short.
-        let u32_at = |off| le::u32_at(b, off).ok_or_else(short);
-        let u64_at = |off| le::u64_at(b, off).ok_or_else(short);
-        if &b[..8] != MAGIC {
+        let u32_at = |f: Field<4>| f.u32(b).ok_or_else(short);
+        let u64_at = |f: Field<8>| f.u64(b).ok_or_else(short);
+        if b[header::MAGIC.range()] != *MAGIC {
             return Err(Error::BadMagic { what: what() });
         }
-        if crc32(&b[..BLOCK - 4]) != u32_at(BLOCK - 4)? {
+        if crc32(&b[..header::CRC.at]) != u32_at(header::CRC)? {
             return Err(Error::BadChecksum { what: what() });
         }
-        let version = u32_at(8)?;
+        let version = u32_at(header::VERSION)?;
         if version != VERSION {
             return Err(Error::UnsupportedVersion { version });
         }
-        if u32_at(12)? != BLOCK as u32 {
+        if u32_at(header::HEADER_SIZE)? != BLOCK as u32 {
             return Err(bad("header size"));
         }
-        if u32_at(16)? != PAGE as u32 {
+        if u32_at(header::PAGE_SIZE)? != PAGE as u32 {
             return Err(bad("page size"));
         }
-        let compression = match u32_at(20)? {
+        let compression = match u32_at(header::COMPRESSION)? {
             0 => None,
             c => Some(Compression::from_code(c).ok_or(bad("compression"))?),
         };
-        let flags = u32_at(124)?;
+        let flags = u32_at(header::FLAGS)?;
         if flags & !FLAG_ZERO_FREE != 0 {
             return Err(bad("flags"));
         }
-        let n = u32_at(120)? as usize;
+        let n = u32_at(header::RAM_RANGE_COUNT)? as usize;
         if n > MAX_RAM_RANGES {
             return Err(bad("ram range count"));
         }
         let mut ram = Vec::with_capacity(n);
         let mut prev_end = 0;
         for i in 0..n {
-            let r = PhysRange::new(u64_at(256 + i * 16)?, u64_at(264 + i * 16)?);
+            let (start, end) = header::ram_range(i);
+            let r = PhysRange::new(u64_at(start)?, u64_at(end)?);
             if r.is_empty() || r.start < prev_end {
                 return Err(bad("ram range"));
             }
@@ -473,31 +455,32 @@ impl Header {
         }
         let h = Header {
             compression,
-            created_unix: u64_at(24)?,
-            reentry: u64_at(32)?,
-            region: PhysRange::new(u64_at(40)?, u64_at(48)?),
-            backup: PhysRange::at(u64_at(56)?, u64_at(64)?).ok_or(bad("backup length"))?,
-            ram_pages: u64_at(72)?,
-            zero_pages: u64_at(80)?,
-            free_pages: u64_at(88)?,
-            stored_pages: u64_at(96)?,
-            chunk_count: u64_at(104)?,
-            data_bytes: u64_at(112)?,
-            kernel_release: text_at(b, 128, 64),
-            build_id: text_at(b, 192, 64),
+            created_unix: u64_at(header::CREATED)?,
+            reentry: u64_at(header::REENTRY)?,
+            region: PhysRange::new(u64_at(header::REGION_START)?, u64_at(header::REGION_END)?),
+            backup: PhysRange::at(u64_at(header::BACKUP_ADDR)?, u64_at(header::BACKUP_LEN)?).ok_or(bad("backup length"))?,
+            ram_pages: u64_at(header::RAM_PAGES)?,
+            zero_pages: u64_at(header::ZERO_PAGES)?,
+            free_pages: u64_at(header::FREE_PAGES)?,
+            stored_pages: u64_at(header::STORED_PAGES)?,
+            chunk_count: u64_at(header::CHUNK_COUNT)?,
+            data_bytes: u64_at(header::DATA_BYTES)?,
+            kernel_release: text_at(b, header::KERNEL_RELEASE),
+            build_id: text_at(b, header::BUILD_ID),
             ram,
-            mailbox: u64_at(1280)?,
-            machine_id: text_at(b, MACHINE_ID_OFF, MACHINE_ID_LEN),
-            in_use: crate::target::in_use::decode_table(&b[IN_USE_OFF..IN_USE_OFF + crate::target::in_use::TABLE_LEN]).map_err(|_| bad("device table"))?,
+            mailbox: u64_at(header::MAILBOX)?,
+            machine_id: text_at(b, header::MACHINE_ID),
+            in_use: crate::target::in_use::decode_table(&b[header::IN_USE.range()]).map_err(|_| bad("device table"))?,
             zero_free: flags & FLAG_ZERO_FREE != 0,
             stamps: Vec::new(),
-            cipher: crate::image::seal::Cipher::from_code(u32_at(CIPHER_OFF)?).ok_or(bad("cipher"))?,
-            image_id: crate::image::seal::ImageId(le::array_at(b, IMAGE_ID_OFF).ok_or_else(|| bad("image id"))?),
-            nonce_salt: le::array_at(b, NONCE_SALT_OFF).ok_or_else(|| bad("nonce salt"))?,
+            cipher: crate::image::seal::Cipher::from_code(u32_at(header::CIPHER)?).ok_or(bad("cipher"))?,
+            image_id: crate::image::seal::ImageId(header::IMAGE_ID.array(b).ok_or_else(|| bad("image id"))?),
+            nonce_salt: header::NONCE_SALT.array(b).ok_or_else(|| bad("nonce salt"))?,
         };
         let mut h = h;
         for i in 0..h.in_use.len() {
-            let s = crate::target::freshness::Stamp::from_parts(b[STAMP_KIND_OFF + i], u64_at(STAMP_DIGEST_OFF + 8 * i)?).ok_or(bad("device stamps"))?;
+            let kind = header::stamp_kind(i).u8(b).ok_or_else(short)?;
+            let s = crate::target::freshness::Stamp::from_parts(kind, u64_at(header::stamp_digest(i))?).ok_or(bad("device stamps"))?;
             h.stamps.push(s);
         }
         if h.region.is_empty() {
@@ -521,7 +504,7 @@ impl Header {
     /// CRC of the encoded header (what the state block commits).
     pub fn crc(block: &[u8; BLOCK]) -> u32 {
         // `block` is BLOCK bytes long: the CRC is always there.
-        le::u32_at(block, BLOCK - 4).unwrap_or_default()
+        header::CRC.u32(block).unwrap_or_default()
     }
 }
 
@@ -544,6 +527,9 @@ pub struct StateBlock {
     /// (recorded before each start): bounds the boots a failing restore
     /// can take.
     pub attempts: u32,
+    /// How long B took to save the image, in milliseconds (0: unknown, as
+    /// in older images): what a resume reports to A.
+    pub save_ms: u32,
     /// SHA-256 over the chunks' authentication tags, in order
     /// ([`crate::image::seal::TagChain`]).
     pub tags: [u8; 32],
@@ -552,9 +538,6 @@ pub struct StateBlock {
     /// given up (the key is destroyed with it: a "crypto-erase").
     pub key_block: Vec<u8>,
 }
-
-/// Offset of the tag digest in the state block.
-const TAGS_OFF: usize = 304;
 
 impl StateBlock {
     /// Encodes the state block, without a MAC.
@@ -565,24 +548,25 @@ impl StateBlock {
     /// Encodes the state block; with `keys`, under its MAC.
     pub fn encode_sealed(&self, keys: Option<&crate::image::seal::Keys>) -> [u8; BLOCK] {
         let mut b = [0u8; BLOCK];
-        b[..8].copy_from_slice(STATE_MAGIC);
-        put32(&mut b, 8, VERSION);
-        put32(&mut b, 12, self.state.code());
-        put32(&mut b, 16, self.header_crc);
-        put32(&mut b, 20, self.chain_crc);
-        put64(&mut b, 24, self.chunk_count);
-        put64(&mut b, 32, self.data_end);
-        put_text(&mut b, 40, 256, &self.note);
-        put32(&mut b, 296, self.attempts);
-        b[TAGS_OFF..TAGS_OFF + 32].copy_from_slice(&self.tags);
+        state::MAGIC.set(&mut b, *STATE_MAGIC);
+        state::VERSION.set(&mut b, VERSION.to_le_bytes());
+        state::STATE.set(&mut b, self.state.code().to_le_bytes());
+        state::HEADER_CRC.set(&mut b, self.header_crc.to_le_bytes());
+        state::CHAIN_CRC.set(&mut b, self.chain_crc.to_le_bytes());
+        state::CHUNK_COUNT.set(&mut b, self.chunk_count.to_le_bytes());
+        state::DATA_END.set(&mut b, self.data_end.to_le_bytes());
+        put_text(&mut b, state::NOTE, &self.note);
+        state::ATTEMPTS.set(&mut b, self.attempts.to_le_bytes());
+        state::SAVE_MS.set(&mut b, self.save_ms.to_le_bytes());
+        state::TAGS.set(&mut b, self.tags);
         let n = self.key_block.len().min(KEY_BLOCK_LEN);
         b[KEY_BLOCK_OFF..KEY_BLOCK_OFF + n].copy_from_slice(&self.key_block[..n]);
         if let Some(k) = keys {
             let mac = k.state_mac(&b[..MAC_COVERS]);
-            b[MAC_COVERS..BLOCK - 4].copy_from_slice(&mac);
+            state::MAC.set(&mut b, mac);
         }
-        let crc = crc32(&b[..BLOCK - 4]);
-        put32(&mut b, BLOCK - 4, crc);
+        let crc = crc32(&b[..state::CRC.at]);
+        state::CRC.set(&mut b, crc.to_le_bytes());
         b
     }
 
@@ -594,29 +578,30 @@ impl StateBlock {
             return Err(short());
         }
         // Every field lies in the BLOCK bytes just checked: never short.
-        let u32_at = |off| le::u32_at(b, off).ok_or_else(short);
-        let u64_at = |off| le::u64_at(b, off).ok_or_else(short);
-        if &b[..8] != STATE_MAGIC {
+        let u32_at = |f: Field<4>| f.u32(b).ok_or_else(short);
+        let u64_at = |f: Field<8>| f.u64(b).ok_or_else(short);
+        if b[state::MAGIC.range()] != *STATE_MAGIC {
             return Err(Error::BadMagic { what: what() });
         }
-        if crc32(&b[..BLOCK - 4]) != u32_at(BLOCK - 4)? {
+        if crc32(&b[..state::CRC.at]) != u32_at(state::CRC)? {
             return Err(Error::BadChecksum { what: what() });
         }
-        if u32_at(8)? != VERSION {
-            return Err(Error::UnsupportedVersion { version: u32_at(8)? });
+        if u32_at(state::VERSION)? != VERSION {
+            return Err(Error::UnsupportedVersion { version: u32_at(state::VERSION)? });
         }
-        let state = State::from_code(u32_at(12)?).ok_or(Error::BadField { what: what(), field: "state" })?;
+        let state = State::from_code(u32_at(state::STATE)?).ok_or(Error::BadField { what: what(), field: "state" })?;
         Ok(StateBlock {
             state,
-            header_crc: u32_at(16)?,
-            chain_crc: u32_at(20)?,
-            chunk_count: u64_at(24)?,
-            data_end: u64_at(32)?,
-            note: text_at(b, 40, 256),
-            attempts: u32_at(296)?,
-            tags: le::array_at(b, TAGS_OFF).ok_or_else(|| Error::BadField { what: what(), field: "tags" })?,
+            header_crc: u32_at(state::HEADER_CRC)?,
+            chain_crc: u32_at(state::CHAIN_CRC)?,
+            chunk_count: u64_at(state::CHUNK_COUNT)?,
+            data_end: u64_at(state::DATA_END)?,
+            note: text_at(b, state::NOTE),
+            attempts: u32_at(state::ATTEMPTS)?,
+            save_ms: u32_at(state::SAVE_MS)?,
+            tags: state::TAGS.array(b).ok_or_else(|| Error::BadField { what: what(), field: "tags" })?,
             key_block: {
-                let k = &b[KEY_BLOCK_OFF..KEY_BLOCK_OFF + KEY_BLOCK_LEN];
+                let k = &b[state::KEY_BLOCK.range()];
                 if k.iter().all(|&c| c == 0) {
                     Vec::new()
                 } else {
@@ -675,10 +660,10 @@ pub fn authenticate(keys: &crate::image::seal::Keys, header_block: &[u8], state_
     let (Some(h), Some(s)) = (header_block.get(..BLOCK), state_block.get(..BLOCK)) else {
         return Err(Error::Truncated { what: "header".into() });
     };
-    if h[IMAGE_ID_OFF..IMAGE_ID_OFF + crate::image::seal::ID_LEN] != keys.id().0 || !keys.header_mac_ok(&h[..MAC_COVERS], &h[MAC_COVERS..BLOCK - 4]) {
+    if h[header::IMAGE_ID.range()] != keys.id().0 || !keys.header_mac_ok(&h[..MAC_COVERS], &h[header::MAC.range()]) {
         return Err(Error::Forged { what: "header" });
     }
-    if !keys.state_mac_ok(&s[..MAC_COVERS], &s[MAC_COVERS..BLOCK - 4]) {
+    if !keys.state_mac_ok(&s[..MAC_COVERS], &s[state::MAC.range()]) {
         return Err(Error::Forged { what: "state" });
     }
     Ok(())
@@ -758,44 +743,40 @@ impl ChunkEncoder {
         out.resize(start + CHUNK_HEADER, 0);
         {
             let h = &mut out[start..start + CHUNK_HEADER];
-            h[..8].copy_from_slice(CHUNK_MAGIC);
-            put64(h, 8, index);
-            put32(h, 16, kind.code());
-            put16(h, 20, runs.len() as u16);
-            put16(h, 22, zero_runs.len() as u16);
-            put32(h, 24, page_count as u32);
-            put32(h, 28, payload.len() as u32);
+            chunk::MAGIC.set(h, *CHUNK_MAGIC);
+            chunk::INDEX.set(h, index.to_le_bytes());
+            chunk::STORAGE.set(h, kind.code().to_le_bytes());
+            chunk::RUN_COUNT.set(h, (runs.len() as u16).to_le_bytes());
+            chunk::ZERO_RUN_COUNT.set(h, (zero_runs.len() as u16).to_le_bytes());
+            chunk::PAGE_COUNT.set(h, (page_count as u32).to_le_bytes());
+            chunk::STORED_LEN.set(h, (payload.len() as u32).to_le_bytes());
         }
         for r in runs.iter().chain(zero_runs) {
-            out.extend_from_slice(&r.first.to_le_bytes());
-            out.extend_from_slice(&r.count.to_le_bytes());
+            let mut run = [0u8; chunk::RUN_LEN];
+            let (first_at, count_at) = chunk::run(0);
+            first_at.set(&mut run, r.first.to_le_bytes());
+            count_at.set(&mut run, r.count.to_le_bytes());
+            out.extend_from_slice(&run);
         }
         let payload_at = out.len();
         out.extend_from_slice(payload);
         let mut tag = [0u8; crate::image::seal::TAG_LEN];
         if let Some(s) = &self.sealer {
             let (head, data) = out.split_at_mut(payload_at);
-            let ad = [&head[start..start + CHUNK_SUMS_OFF], &head[start + CHUNK_HEADER..]];
+            let ad = [&head[start..start + chunk::DATA_SUM.at], &head[start + CHUNK_HEADER..]];
             tag = s.keys.seal_chunk(&s.salt, index, &ad, data);
         }
         let sum = data_sum(&out[start + CHUNK_HEADER..]);
         let h = &mut out[start..start + CHUNK_HEADER];
-        put32(h, CHUNK_SUMS_OFF, sum);
-        h[CHUNK_TAG_OFF..CHUNK_TAG_OFF + crate::image::seal::TAG_LEN].copy_from_slice(&tag);
-        let hcrc = crc32(&h[..CHUNK_HEADER - 4]);
-        put32(h, CHUNK_HEADER - 4, hcrc);
+        chunk::DATA_SUM.set(h, sum.to_le_bytes());
+        chunk::TAG.set(h, tag);
+        let hcrc = crc32(&h[..chunk::HEADER_CRC.at]);
+        chunk::HEADER_CRC.set(h, hcrc.to_le_bytes());
         let padded = (out.len() - start).next_multiple_of(BLOCK);
         out.resize(start + padded, 0);
         ChunkSums { sum, tag }
     }
 }
-
-/// Offset of the data checksum in a chunk header: the fields before it
-/// (and the runs) are a sealed chunk's associated data.
-const CHUNK_SUMS_OFF: usize = 32;
-/// Offset of the authentication tag in a chunk header.
-const CHUNK_TAG_OFF: usize = 36;
-const _: () = assert!(CHUNK_TAG_OFF + crate::image::seal::TAG_LEN + 4 == CHUNK_HEADER);
 
 /// What a chunk header says, once checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -820,6 +801,13 @@ pub struct ChunkInfo {
     pub disk_len: usize,
 }
 
+impl ChunkInfo {
+    /// Bytes of the chunk's runs, stored and zero, after its header.
+    pub fn runs_len(&self) -> usize {
+        (self.run_count + self.zero_run_count) * chunk::RUN_LEN
+    }
+}
+
 /// Checks a chunk header (the first [`CHUNK_HEADER`] bytes of a chunk).
 pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Error> {
     let what = || format!("chunk {expected_index}");
@@ -829,22 +817,22 @@ pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Er
         return Err(short());
     }
     // Every field lies in the CHUNK_HEADER bytes just checked: never short.
-    let u16_at = |off| le::u16_at(b, off).ok_or_else(short);
-    let u32_at = |off| le::u32_at(b, off).ok_or_else(short);
-    if &b[..8] != CHUNK_MAGIC {
+    let u16_at = |f: Field<2>| f.u16(b).ok_or_else(short);
+    let u32_at = |f: Field<4>| f.u32(b).ok_or_else(short);
+    if b[chunk::MAGIC.range()] != *CHUNK_MAGIC {
         return Err(Error::BadMagic { what: what() });
     }
-    if crc32(&b[..CHUNK_HEADER - 4]) != u32_at(CHUNK_HEADER - 4)? {
+    if crc32(&b[..chunk::HEADER_CRC.at]) != u32_at(chunk::HEADER_CRC)? {
         return Err(Error::BadChecksum { what: format!("chunk {expected_index} header") });
     }
-    if le::u64_at(b, 8) != Some(expected_index) {
+    if chunk::INDEX.u64(b) != Some(expected_index) {
         return Err(bad("index"));
     }
-    let compression = Compression::from_code(u32_at(16)?).ok_or(bad("compression"))?;
-    let run_count = u16_at(20)? as usize;
-    let zero_run_count = u16_at(22)? as usize;
-    let page_count = u32_at(24)? as usize;
-    let stored_len = u32_at(28)? as usize;
+    let compression = Compression::from_code(u32_at(chunk::STORAGE)?).ok_or(bad("compression"))?;
+    let run_count = u16_at(chunk::RUN_COUNT)? as usize;
+    let zero_run_count = u16_at(chunk::ZERO_RUN_COUNT)? as usize;
+    let page_count = u32_at(chunk::PAGE_COUNT)? as usize;
+    let stored_len = u32_at(chunk::STORED_LEN)? as usize;
     if run_count > MAX_RUNS || zero_run_count > MAX_RUNS || run_count + zero_run_count == 0 {
         return Err(bad("run count"));
     }
@@ -860,10 +848,9 @@ pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Er
     if page_count == 0 && compression != Compression::None {
         return Err(bad("compression"));
     }
-    let disk_len = (CHUNK_HEADER + (run_count + zero_run_count) * 16 + stored_len).next_multiple_of(BLOCK);
-    let mut tag = [0u8; crate::image::seal::TAG_LEN];
-    tag.copy_from_slice(&b[CHUNK_TAG_OFF..CHUNK_TAG_OFF + crate::image::seal::TAG_LEN]);
-    Ok(ChunkInfo { index: expected_index, compression, run_count, zero_run_count, page_count, stored_len, data_sum: u32_at(CHUNK_SUMS_OFF)?, tag, disk_len })
+    let disk_len = (CHUNK_HEADER + (run_count + zero_run_count) * chunk::RUN_LEN + stored_len).next_multiple_of(BLOCK);
+    let tag = chunk::TAG.array(b).ok_or_else(short)?;
+    Ok(ChunkInfo { index: expected_index, compression, run_count, zero_run_count, page_count, stored_len, data_sum: u32_at(chunk::DATA_SUM)?, tag, disk_len })
 }
 
 /// Buffers a chunk is decoded into: its runs, its runs of zero pages, its
@@ -896,7 +883,7 @@ pub fn decode_chunk(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs, sealer: Op
 /// checksum and runs (`bufs.pages` is left empty). Its tag, and so whether
 /// anyone changed it, is not.
 pub fn check_sealed_chunk(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs) -> Result<(), Error> {
-    let runs_len = (info.run_count + info.zero_run_count) * 16;
+    let runs_len = info.runs_len();
     let body = b.get(CHUNK_HEADER..CHUNK_HEADER + runs_len + info.stored_len).ok_or(Error::Truncated { what: format!("chunk {}", info.index) })?;
     if data_sum(body) != info.data_sum {
         return Err(Error::BadChecksum { what: format!("chunk {}", info.index) });
@@ -919,7 +906,7 @@ pub enum ChunkPages {
 /// in the clear: those stay in `b`, and `bufs.pages` is left alone.
 pub fn decode_chunk_in_place(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs, sealer: Option<&Sealer>) -> Result<ChunkPages, Error> {
     let what = || format!("chunk {}", info.index);
-    let runs_len = (info.run_count + info.zero_run_count) * 16;
+    let runs_len = info.runs_len();
     let body_end = CHUNK_HEADER + runs_len + info.stored_len;
     let body = b.get(CHUNK_HEADER..body_end).ok_or(Error::Truncated { what: what() })?;
     if data_sum(body) != info.data_sum {
@@ -935,7 +922,7 @@ pub fn decode_chunk_in_place(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs, s
         let out = if info.compression == Compression::None { &mut *pages } else { &mut *opened };
         out.clear();
         out.extend_from_slice(stored);
-        let ad = [&b[..CHUNK_SUMS_OFF], &body[..runs_len]];
+        let ad = [&b[..chunk::DATA_SUM.at], &body[..runs_len]];
         s.keys.open_chunk(&s.salt, info.index, &ad, out, &info.tag).map_err(|_| Error::BadTag { chunk: info.index })?;
         if info.compression == Compression::None {
             return Ok(ChunkPages::InBuffer);
@@ -972,17 +959,18 @@ pub fn decode_chunk_in_place(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs, s
 fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<PfnRun>, zero_runs: &mut Vec<PfnRun>) -> Result<(), Error> {
     let bad = |field| Error::BadField { what: format!("chunk {}", info.index), field };
     let short = || Error::Truncated { what: format!("chunk {}", info.index) };
-    if body.len() < (info.run_count + info.zero_run_count) * 16 {
+    if body.len() < info.runs_len() {
         return Err(short());
     }
     // Every run lies in the bytes just checked: never short.
-    let u64_at = |off| le::u64_at(body, off).ok_or_else(short);
+    let u64_at = |f: Field<8>| f.u64(body).ok_or_else(short);
     let read = |first: usize, count: usize, out: &mut Vec<PfnRun>| -> Result<u64, Error> {
         out.clear();
         let mut total = 0u64;
         let mut prev_end = 0u64;
         for i in first..first + count {
-            let run = PfnRun::new(u64_at(i * 16)?, u64_at(i * 16 + 8)?);
+            let (first_at, count_at) = chunk::run(i);
+            let run = PfnRun::new(u64_at(first_at)?, u64_at(count_at)?);
             let end = run.end().ok_or(bad("run"))?;
             if run.is_empty() || (i > first && run.first < prev_end) || end >= PFN_LIMIT {
                 return Err(bad("run"));
@@ -1094,7 +1082,7 @@ pub fn scan_runs<R: std::io::Read + std::io::Seek>(
 ) -> Result<(), ReadError> {
     let mut offset = DATA_OFFSET;
     let mut tags = crate::image::seal::TagChain::default();
-    let mut buf = vec![0u8; CHUNK_HEADER + 2 * MAX_RUNS * 16];
+    let mut buf = vec![0u8; CHUNK_HEADER + 2 * MAX_RUNS * chunk::RUN_LEN];
     let mut runs = Vec::with_capacity(MAX_RUNS);
     let mut zero_runs = Vec::with_capacity(MAX_RUNS);
     // A block device refuses to seek past its end (EINVAL): the image is
@@ -1114,7 +1102,7 @@ pub fn scan_runs<R: std::io::Read + std::io::Seek>(
         read_full(input, &mut buf[..BLOCK], &what)?;
         let info = parse_chunk_header(&buf, index)?;
         tags.add(&info.tag);
-        let runs_end = CHUNK_HEADER + (info.run_count + info.zero_run_count) * 16;
+        let runs_end = CHUNK_HEADER + info.runs_len();
         if runs_end > BLOCK {
             read_full(input, &mut buf[BLOCK..runs_end], &what)?;
         }
@@ -1602,6 +1590,7 @@ mod tests {
             data_end: DATA_OFFSET + chunks.len() as u64,
             note: String::new(),
             attempts: 0,
+            save_ms: 0,
             tags: chain.tags(),
             key_block: if sealer.is_some() { vec![0x6b; 100] } else { Vec::new() },
         };

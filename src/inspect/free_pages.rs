@@ -37,13 +37,13 @@ use crate::inspect::pagetable::{self, Mapping, PageTables, PhysRead};
 use crate::inspect::vmcoreinfo::VmcoreInfo;
 use crate::le;
 use crate::range::PfnRange;
+use crate::units::PAGE_SIZE;
 
-/// The only page size this module knows (x86_64).
-const PAGE_SIZE: u64 = 4096;
 /// `PAGE_SIZE` as a length.
-const PAGE_LEN: usize = 4096;
+const PAGE_LEN: usize = PAGE_SIZE as usize;
 /// `PAGE_SHIFT`.
 const PAGE_SHIFT: u64 = 12;
+const _: () = assert!(1 << PAGE_SHIFT == PAGE_SIZE);
 /// Flag bits at the bottom of `section_mem_map`: `SECTION_MAP_LAST_BIT` is
 /// at most 5 in 6.12.
 const SECTION_FLAG_BITS: u64 = 0x1f;

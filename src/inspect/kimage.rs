@@ -47,9 +47,8 @@ use crate::inspect::pagetable::{PageTables, PhysRead};
 use crate::inspect::vmcoreinfo::VmcoreInfo;
 use crate::le;
 use crate::range::PhysRange;
+use crate::units::PAGE_SIZE;
 
-/// The only page size this module knows (x86_64).
-const PAGE_SIZE: u64 = 4096;
 /// `KEXEC_CONTROL_CODE_MAX_SIZE`: how much of the control page holds
 /// `relocate_kernel`'s code (and, from 6.14 on, its data).
 const CONTROL_CODE_MAX_SIZE: u64 = 2048;

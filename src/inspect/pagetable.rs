@@ -14,12 +14,12 @@
 use core::fmt;
 
 use crate::inspect::vmcoreinfo::VmcoreInfo;
+// A's page size, and the size of a page table.
+use crate::units::PAGE_SIZE;
 
 /// Start of the kernel image mapping (`__START_KERNEL_map`).
 pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 
-/// A's page size, and the size of a page table.
-const PAGE_SIZE: u64 = 4096;
 /// Bit 0 of an entry: present (`_PAGE_BIT_PRESENT`).
 const PRESENT: u64 = 1 << 0;
 /// Bit 7 of a PDPT or PD entry: a 1 GiB or 2 MiB page (`_PAGE_BIT_PSE`).

@@ -5,15 +5,14 @@
 
 use core::fmt;
 
+use crate::inspect::elf::{self, ProgramHeader, EHDR_LEN, PHDR_LEN, PT_LOAD, PT_NOTE};
+
 /// Most program headers kjump writes.
 pub const MAX_PHDRS: usize = 256;
+/// Bytes of the largest header kjump writes.
+pub const MAX_LEN: usize = EHDR_LEN + MAX_PHDRS * PHDR_LEN;
 
-const EHDR_SIZE: usize = 64;
-const PHDR_SIZE: usize = 56;
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
-const ET_CORE: u16 = 4;
-const EM_X86_64: u16 = 62;
+/// `p_flags`: readable, writable, executable.
 const PF_RWX: u32 = 7;
 
 /// A note buffer in A's memory.
@@ -70,14 +69,8 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 fn phdr(out: &mut Vec<u8>, p_type: u32, offset: u64, paddr: u64, size: u64) {
-    out.extend_from_slice(&p_type.to_le_bytes());
-    out.extend_from_slice(&PF_RWX.to_le_bytes());
-    out.extend_from_slice(&offset.to_le_bytes());
-    out.extend_from_slice(&0u64.to_le_bytes()); // p_vaddr: unknown to user space
-    out.extend_from_slice(&paddr.to_le_bytes());
-    out.extend_from_slice(&size.to_le_bytes()); // p_filesz
-    out.extend_from_slice(&size.to_le_bytes()); // p_memsz
-    out.extend_from_slice(&0u64.to_le_bytes()); // p_align
+    // p_vaddr is unknown to user space; p_align is 0.
+    out.extend_from_slice(&ProgramHeader { p_type, flags: PF_RWX, offset, paddr, filesz: size, memsz: size, ..Default::default() }.encode());
 }
 
 /// Builds the header: the ELF header, then the PT_NOTEs, then the PT_LOADs.
@@ -110,23 +103,20 @@ pub fn build(notes: &[Note], loads: &[Load]) -> Result<Vec<u8>, Error> {
         }
         n.addr.checked_add(n.size).ok_or(Error::Overflow)?;
     }
-    let mut out = Vec::with_capacity(EHDR_SIZE + count * PHDR_SIZE);
-    out.extend_from_slice(b"\x7fELF");
-    out.extend_from_slice(&[2, 1, 1, 0]); // 64-bit, little-endian, version 1, SysV
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&ET_CORE.to_le_bytes());
-    out.extend_from_slice(&EM_X86_64.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    out.extend_from_slice(&0u64.to_le_bytes()); // e_entry
-    out.extend_from_slice(&(EHDR_SIZE as u64).to_le_bytes()); // e_phoff
-    out.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    out.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    out.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
-    out.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
-    out.extend_from_slice(&(count as u16).to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes()); // e_shentsize
-    out.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
-    out.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
+    let mut out = Vec::with_capacity(EHDR_LEN + count * PHDR_LEN);
+    // The fields not set are 0: the SysV ABI, no entry point, no sections.
+    out.resize(EHDR_LEN, 0);
+    elf::EI_MAG.set(&mut out, elf::ELFMAG);
+    elf::EI_CLASS.set(&mut out, [elf::ELFCLASS64]);
+    elf::EI_DATA.set(&mut out, [elf::ELFDATA2LSB]);
+    elf::EI_VERSION.set(&mut out, [elf::EV_CURRENT]);
+    elf::E_TYPE.set(&mut out, elf::ET_CORE.to_le_bytes());
+    elf::E_MACHINE.set(&mut out, elf::EM_X86_64.to_le_bytes());
+    elf::E_VERSION.set(&mut out, u32::from(elf::EV_CURRENT).to_le_bytes());
+    elf::E_PHOFF.set(&mut out, (EHDR_LEN as u64).to_le_bytes());
+    elf::E_EHSIZE.set(&mut out, (EHDR_LEN as u16).to_le_bytes());
+    elf::E_PHENTSIZE.set(&mut out, (PHDR_LEN as u16).to_le_bytes());
+    elf::E_PHNUM.set(&mut out, (count as u16).to_le_bytes());
     for n in notes {
         phdr(&mut out, PT_NOTE, n.addr, 0, n.size);
     }

@@ -229,7 +229,7 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
     let purgatory_addr = cmdline_addr + PAGE_SIZE;
     let backup_len = inp.map.low_memory_end();
     let elfcorehdr = purgatory_addr + PAGE_SIZE;
-    let header_space = page_up(crate::load::elf_core::MAX_PHDRS as u64 * 56 + 64);
+    let header_space = page_up(crate::load::elf_core::MAX_LEN as u64);
     let notes_len: u64 = inp.notes.iter().map(|n| align_up(n.len() as u64, 8).unwrap_or(u64::MAX)).sum();
     let key_addr = elfcorehdr + header_space + page_up(notes_len);
     let key_len = match inp.key_page {

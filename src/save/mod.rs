@@ -370,6 +370,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         data_end: DATA_OFFSET,
         note: String::new(),
         attempts: 0,
+        save_ms: 0,
         tags: [0; 32],
         key_block: Vec::new(),
     };
@@ -462,6 +463,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         data_end: pos,
         note: String::new(),
         attempts: 0,
+        save_ms: u32::try_from(start.elapsed().as_millis()).unwrap_or(u32::MAX),
         tags: chain.tags(),
         key_block: req.key.map(|k| k.key_block.clone()).unwrap_or_default(),
     };

@@ -7,6 +7,7 @@ use crate::keys::{new_image_key, refuse_clear_image_of_encrypted_disks};
 use crate::settings::Settings;
 use kjump::handoff::mailbox::Mailbox;
 use kjump::handoff::orders::Orders;
+use kjump::host::outcome::Outcome;
 use kjump::load::jump;
 use kjump::load::memmap::MemoryMap;
 use kjump::target::in_use;
@@ -151,14 +152,22 @@ pub(crate) fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
             Err(e) => eprintln!("kjump: {e}: a copy of the image could still be resumed until the next hibernation"),
         }
     }
-    let away = away?;
-    match mailbox.read() {
-        Some(r) if r.ok => {
-            println!("kjump: back in A after {:.1} s: {}", away.as_secs_f64(), r.text);
-            Ok(())
-        }
-        Some(r) => Err(Error::Msg(format!("hibernate failed in the hibernation kernel: {}", r.text))),
-        None => Err(Error::Msg(format!("back in A after {:.1} s, but the hibernation kernel left no report: the image may not be saved", away.as_secs_f64()))),
+    let away = away?.as_secs_f64();
+    let (ok, text) = match mailbox.read() {
+        Some(r) if r.ok => (true, r.text),
+        Some(r) => (false, format!("hibernate failed in the hibernation kernel: {}", r.text)),
+        None => (false, format!("back in A after {away:.1} s, but the hibernation kernel left no report: the image may not be saved")),
+    };
+    let back_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let record = Outcome { back_unix, ok, away_secs: away, prepared: how, report: text.clone() };
+    if let Err(e) = kjump::host::outcome::record_at(std::path::Path::new(kjump::host::outcome::RECORD), &record) {
+        eprintln!("kjump: {e}: 'kjump status' will not show this hibernation");
+    }
+    if ok {
+        kjump::host::outcome::log(&format!("back in A after {away:.1} s: {text}"));
+        Ok(())
+    } else {
+        Err(Error::Msg(text))
     }
 }
 

@@ -228,6 +228,7 @@ mod tests {
             data_end,
             note: String::new(),
             attempts: 0,
+            save_ms: 0,
             tags: [0; 32],
             key_block: Vec::new(),
         };
