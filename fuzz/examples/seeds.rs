@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use kjump::image::crc32;
 use kjump::image::{Chain, ChunkEncoder, Compression, Header, State, StateBlock, DATA_OFFSET, PAGE};
+use kjump::range::{PfnRun, PhysRange};
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     let d = dir.join(target);
@@ -40,15 +41,16 @@ fn image_sealed(compression: Compression, mode: u8, sealed: Option<u8>) -> Vec<u
         x ^= x << 5;
         *b = x as u8;
     }
-    chain.add(&enc.encode(0, &[(0x100, 2), (0x200, 1)], &[(0x102, 3)], &text, &mut chunks));
-    chain.add(&enc.encode(1, &[(0x300, 1)], &[(0x301, 1)], &noise, &mut chunks));
+    let run = PfnRun::new;
+    chain.add(&enc.encode(0, &[run(0x100, 2), run(0x200, 1)], &[run(0x102, 3)], &text, &mut chunks));
+    chain.add(&enc.encode(1, &[run(0x300, 1)], &[run(0x301, 1)], &noise, &mut chunks));
     let keys = sealer.as_ref().map(|s| &*s.keys);
     let header = Header {
         compression: Some(compression),
         created_unix: 1_800_000_000,
         reentry: 0x234_f0a4,
-        region: (0x1c60_0000, 0x2460_0000),
-        backup: (0x1c6e_2000, 0xa_0000),
+        region: PhysRange::new(0x1c60_0000, 0x2460_0000),
+        backup: PhysRange::new(0x1c6e_2000, 0x1c6e_2000 + 0xa_0000),
         ram_pages: 10,
         zero_pages: 4,
         free_pages: 2,
@@ -58,7 +60,7 @@ fn image_sealed(compression: Compression, mode: u8, sealed: Option<u8>) -> Vec<u
         zero_free: false,
         kernel_release: "6.12.117".into(),
         build_id: "0123456789abcdef0123456789abcdef01234567".into(),
-        ram: vec![(0x1000, 0x9_fc00), (0x10_0000, 0x1c60_0000), (0x2460_0000, 0x3ffe_0000)],
+        ram: vec![PhysRange::new(0x1000, 0x9_fc00), PhysRange::new(0x10_0000, 0x1c60_0000), PhysRange::new(0x2460_0000, 0x3ffe_0000)],
         mailbox: 0x123_4000,
         machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
         in_use: vec![kjump::target::in_use::InUse { kind: kjump::target::in_use::Kind::MountedReadWrite, major: 254, minor: 0, uuid: Some([7; 16]), name: "vda".into() }],

@@ -15,6 +15,7 @@ use kjump::handoff::orders::{self, Orders};
 use kjump::image::State;
 use kjump::init::pid1;
 use kjump::load::jump;
+use kjump::range::PhysRange;
 use kjump::restore::{self, Failure};
 use kjump::sys::devmem::DevMem;
 use kjump::{save, say, target, Error};
@@ -299,7 +300,8 @@ fn save_image(p: &Params<'_>, o: &orders::Save, jb: &JumpBack) -> Result<save::S
         wait: Duration::from_secs(o.wait),
         reentry: jb.entry,
         region,
-        backup: (jb.backup, jb.backup_size),
+        backup: PhysRange::at(jb.backup, jb.backup_size)
+            .ok_or_else(|| Error::Msg("kexec_backup= and kjump.backup_size= run past the end of the address space".into()))?,
         mailbox: o.mailbox,
         in_use: &in_use,
         zero_free: o.zero_free,
@@ -324,7 +326,7 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
         if let Err(e) = confined {
             give_up(Failure::Leave(e), None);
         }
-        say!("running inside the kjump region {:#x}-{:#x} alone", region.0, region.1);
+        say!("running inside the kjump region {region} alone");
     }
     let mem = std::sync::Arc::new(DevMem::open()?);
     // The key C left for an encrypted image: taken (and its page wiped)

@@ -22,6 +22,7 @@ pub mod layout;
 
 use core::fmt;
 
+use crate::range::{PfnRun, PhysRange};
 use layout::{chunk, header, state, Field};
 
 /// Block size: the header, the state and every chunk start on this boundary.
@@ -289,10 +290,11 @@ pub struct Header {
     pub created_unix: u64,
     /// A's re-entry address (`kexec_jump_back_entry`).
     pub reentry: u64,
-    /// The kjump region `[start, end)` B ran in (D must run there too).
-    pub region: (u64, u64),
-    /// Where A's low memory was backed up, and its length.
-    pub backup: (u64, u64),
+    /// The kjump region B ran in (D must run there too).
+    pub region: PhysRange,
+    /// Where A's low memory was backed up (its length is that of A's low
+    /// memory); on disk its address and length.
+    pub backup: PhysRange,
     /// Pages of A's RAM described by the image.
     pub ram_pages: u64,
     /// Pages left out because they were all zero.
@@ -309,8 +311,8 @@ pub struct Header {
     pub kernel_release: String,
     /// A's kernel build id (VMCOREINFO `BUILD-ID`).
     pub build_id: String,
-    /// A's RAM as physical `[start, end)` ranges (the PT_LOADs of `/proc/vmcore`).
-    pub ram: Vec<(u64, u64)>,
+    /// A's RAM ranges (the PT_LOADs of `/proc/vmcore`).
+    pub ram: Vec<PhysRange>,
     /// Physical address of A's mailbox page (where D reports the resume), or 0.
     pub mailbox: u64,
     /// The machine's SMBIOS system UUID as B read it (empty when unknown).
@@ -348,7 +350,7 @@ impl Header {
         if self.ram.len() > MAX_RAM_RANGES {
             return Err(Error::BadField { what: "header".into(), field: "ram range count" });
         }
-        if self.backup.1 > MAX_BACKUP {
+        if self.backup.len() > MAX_BACKUP {
             return Err(Error::BadField { what: "header".into(), field: "backup length" });
         }
         let mut b = [0u8; BLOCK];
@@ -359,10 +361,10 @@ impl Header {
         header::COMPRESSION.set(&mut b, self.compression.map_or(0, Compression::code).to_le_bytes());
         header::CREATED.set(&mut b, self.created_unix.to_le_bytes());
         header::REENTRY.set(&mut b, self.reentry.to_le_bytes());
-        header::REGION_START.set(&mut b, self.region.0.to_le_bytes());
-        header::REGION_END.set(&mut b, self.region.1.to_le_bytes());
-        header::BACKUP_ADDR.set(&mut b, self.backup.0.to_le_bytes());
-        header::BACKUP_LEN.set(&mut b, self.backup.1.to_le_bytes());
+        header::REGION_START.set(&mut b, self.region.start.to_le_bytes());
+        header::REGION_END.set(&mut b, self.region.end.to_le_bytes());
+        header::BACKUP_ADDR.set(&mut b, self.backup.start.to_le_bytes());
+        header::BACKUP_LEN.set(&mut b, self.backup.len().to_le_bytes());
         header::RAM_PAGES.set(&mut b, self.ram_pages.to_le_bytes());
         header::ZERO_PAGES.set(&mut b, self.zero_pages.to_le_bytes());
         header::FREE_PAGES.set(&mut b, self.free_pages.to_le_bytes());
@@ -373,10 +375,10 @@ impl Header {
         header::FLAGS.set(&mut b, (if self.zero_free { FLAG_ZERO_FREE } else { 0 }).to_le_bytes());
         put_text(&mut b, header::KERNEL_RELEASE, &self.kernel_release);
         put_text(&mut b, header::BUILD_ID, &self.build_id);
-        for (i, (s, e)) in self.ram.iter().enumerate() {
+        for (i, r) in self.ram.iter().enumerate() {
             let (start, end) = header::ram_range(i);
-            start.set(&mut b, s.to_le_bytes());
-            end.set(&mut b, e.to_le_bytes());
+            start.set(&mut b, r.start.to_le_bytes());
+            end.set(&mut b, r.end.to_le_bytes());
         }
         header::MAILBOX.set(&mut b, self.mailbox.to_le_bytes());
         put_text(&mut b, header::MACHINE_ID, &self.machine_id);
@@ -444,19 +446,19 @@ impl Header {
         let mut prev_end = 0;
         for i in 0..n {
             let (start, end) = header::ram_range(i);
-            let (s, e) = (u64_at(start)?, u64_at(end)?);
-            if e <= s || s < prev_end {
+            let r = PhysRange::new(u64_at(start)?, u64_at(end)?);
+            if r.is_empty() || r.start < prev_end {
                 return Err(bad("ram range"));
             }
-            prev_end = e;
-            ram.push((s, e));
+            prev_end = r.end;
+            ram.push(r);
         }
         let h = Header {
             compression,
             created_unix: u64_at(header::CREATED)?,
             reentry: u64_at(header::REENTRY)?,
-            region: (u64_at(header::REGION_START)?, u64_at(header::REGION_END)?),
-            backup: (u64_at(header::BACKUP_ADDR)?, u64_at(header::BACKUP_LEN)?),
+            region: PhysRange::new(u64_at(header::REGION_START)?, u64_at(header::REGION_END)?),
+            backup: PhysRange::at(u64_at(header::BACKUP_ADDR)?, u64_at(header::BACKUP_LEN)?).ok_or(bad("backup length"))?,
             ram_pages: u64_at(header::RAM_PAGES)?,
             zero_pages: u64_at(header::ZERO_PAGES)?,
             free_pages: u64_at(header::FREE_PAGES)?,
@@ -481,10 +483,10 @@ impl Header {
             let s = crate::target::freshness::Stamp::from_parts(kind, u64_at(header::stamp_digest(i))?).ok_or(bad("device stamps"))?;
             h.stamps.push(s);
         }
-        if h.region.1 <= h.region.0 {
+        if h.region.is_empty() {
             return Err(bad("region"));
         }
-        if h.backup.1 > MAX_BACKUP {
+        if h.backup.len() > MAX_BACKUP {
             return Err(bad("backup length"));
         }
         let counted = h.zero_pages.checked_add(h.free_pages).and_then(|n| n.checked_add(h.stored_pages));
@@ -667,9 +669,6 @@ pub fn authenticate(keys: &crate::image::seal::Keys, header_block: &[u8], state_
     Ok(())
 }
 
-/// A run of consecutive page frames: `(first_pfn, count)`.
-pub type Run = (u64, u64);
-
 /// The keys that seal (or open) an image's chunks, and the image's nonce
 /// salt: shared by the threads that encode or decode chunks.
 #[derive(Clone)]
@@ -715,11 +714,11 @@ impl ChunkEncoder {
     /// Returns the chunk's checksum and tag. `runs`, `zero_runs`
     /// and `pages` come from kjump's own save loop: their sizes agree and
     /// stay within the limits (checked in debug builds).
-    pub fn encode(&mut self, index: u64, runs: &[Run], zero_runs: &[Run], pages: &[u8], out: &mut Vec<u8>) -> ChunkSums {
+    pub fn encode(&mut self, index: u64, runs: &[PfnRun], zero_runs: &[PfnRun], pages: &[u8], out: &mut Vec<u8>) -> ChunkSums {
         let page_count = pages.len() / PAGE;
         debug_assert!(page_count <= MAX_CHUNK_PAGES && runs.len() <= MAX_RUNS && zero_runs.len() <= MAX_RUNS);
         debug_assert!(!runs.is_empty() || !zero_runs.is_empty());
-        debug_assert_eq!(runs.iter().map(|r| r.1).sum::<u64>(), page_count as u64);
+        debug_assert_eq!(runs.iter().map(|r| r.count).sum::<u64>(), page_count as u64);
         self.scratch.clear();
         let compressed = match self.compression {
             _ if pages.is_empty() => false,
@@ -752,11 +751,11 @@ impl ChunkEncoder {
             chunk::PAGE_COUNT.set(h, (page_count as u32).to_le_bytes());
             chunk::STORED_LEN.set(h, (payload.len() as u32).to_le_bytes());
         }
-        for (pfn, n) in runs.iter().chain(zero_runs) {
+        for r in runs.iter().chain(zero_runs) {
             let mut run = [0u8; chunk::RUN_LEN];
-            let (pfn_at, n_at) = chunk::run(0);
-            pfn_at.set(&mut run, pfn.to_le_bytes());
-            n_at.set(&mut run, n.to_le_bytes());
+            let (first_at, count_at) = chunk::run(0);
+            first_at.set(&mut run, r.first.to_le_bytes());
+            count_at.set(&mut run, r.count.to_le_bytes());
             out.extend_from_slice(&run);
         }
         let payload_at = out.len();
@@ -859,9 +858,9 @@ pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Er
 #[derive(Clone, Debug, Default)]
 pub struct ChunkBufs {
     /// Runs of stored pages.
-    pub runs: Vec<Run>,
+    pub runs: Vec<PfnRun>,
     /// Runs of zero pages.
-    pub zero_runs: Vec<Run>,
+    pub zero_runs: Vec<PfnRun>,
     /// The pages (when not left in the chunk).
     pub pages: Vec<u8>,
     /// A sealed chunk's stored bytes, decrypted.
@@ -957,7 +956,7 @@ pub fn decode_chunk_in_place(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs, s
 /// runs of stored pages into `runs`, adding up to the chunk's page count,
 /// then the runs of zero pages into `zero_runs`. Each run is non-empty,
 /// and the two lists together are ascending and disjoint.
-fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>) -> Result<(), Error> {
+fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<PfnRun>, zero_runs: &mut Vec<PfnRun>) -> Result<(), Error> {
     let bad = |field| Error::BadField { what: format!("chunk {}", info.index), field };
     let short = || Error::Truncated { what: format!("chunk {}", info.index) };
     if body.len() < info.runs_len() {
@@ -965,20 +964,20 @@ fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: &mu
     }
     // Every run lies in the bytes just checked: never short.
     let u64_at = |f: Field<8>| f.u64(body).ok_or_else(short);
-    let read = |first: usize, count: usize, out: &mut Vec<Run>| -> Result<u64, Error> {
+    let read = |first: usize, count: usize, out: &mut Vec<PfnRun>| -> Result<u64, Error> {
         out.clear();
         let mut total = 0u64;
         let mut prev_end = 0u64;
         for i in first..first + count {
-            let (pfn_at, n_at) = chunk::run(i);
-            let (pfn, n) = (u64_at(pfn_at)?, u64_at(n_at)?);
-            let end = pfn.checked_add(n).ok_or(bad("run"))?;
-            if n == 0 || (i > first && pfn < prev_end) || end >= PFN_LIMIT {
+            let (first_at, count_at) = chunk::run(i);
+            let run = PfnRun::new(u64_at(first_at)?, u64_at(count_at)?);
+            let end = run.end().ok_or(bad("run"))?;
+            if run.is_empty() || (i > first && run.first < prev_end) || end >= PFN_LIMIT {
                 return Err(bad("run"));
             }
             prev_end = end;
-            total = total.saturating_add(n);
-            out.push((pfn, n));
+            total = total.saturating_add(run.count);
+            out.push(run);
         }
         Ok(total)
     };
@@ -987,22 +986,22 @@ fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: &mu
     }
     read(info.run_count, info.zero_run_count, zero_runs)?;
     let mut prev_end = 0u64;
-    for ((pfn, n), _) in merged(runs, zero_runs) {
-        if pfn < prev_end {
+    for (r, _) in merged(runs, zero_runs) {
+        if r.first < prev_end {
             return Err(bad("runs (zero runs overlap stored runs)"));
         }
-        prev_end = pfn + n;
+        prev_end = r.first + r.count;
     }
     Ok(())
 }
 
 /// The runs of stored pages `runs` and of zero pages `zero_runs` (each
 /// ascending) in address order, each with whether it is a zero run.
-pub fn merged<'a>(runs: &'a [Run], zero_runs: &'a [Run]) -> impl Iterator<Item = (Run, bool)> + 'a {
+pub fn merged<'a>(runs: &'a [PfnRun], zero_runs: &'a [PfnRun]) -> impl Iterator<Item = (PfnRun, bool)> + 'a {
     let (mut i, mut j) = (0, 0);
     core::iter::from_fn(move || {
         let take_zero = match (runs.get(i), zero_runs.get(j)) {
-            (Some(x), Some(y)) => y.0 < x.0,
+            (Some(x), Some(y)) => y.first < x.first,
             (Some(_), None) => false,
             (None, Some(_)) => true,
             (None, None) => return None,
@@ -1022,8 +1021,8 @@ pub fn merged<'a>(runs: &'a [Run], zero_runs: &'a [Run]) -> impl Iterator<Item =
 /// runs must ascend across the whole image.
 #[derive(Clone, Debug)]
 pub struct RunCheck<'a> {
-    ram: &'a [(u64, u64)],
-    region: (u64, u64),
+    ram: &'a [PhysRange],
+    region: PhysRange,
     next_addr: u64,
 }
 
@@ -1048,26 +1047,25 @@ impl std::error::Error for BadRun {}
 
 impl<'a> RunCheck<'a> {
     /// Checks against A's RAM ranges and the region.
-    pub fn new(ram: &'a [(u64, u64)], region: (u64, u64)) -> Self {
+    pub fn new(ram: &'a [PhysRange], region: PhysRange) -> Self {
         RunCheck { ram, region, next_addr: 0 }
     }
 
     /// Checks one chunk's runs (stored and zero).
-    pub fn check(&mut self, chunk: u64, runs: &[Run], zero_runs: &[Run]) -> Result<(), BadRun> {
-        for ((pfn, n), _) in merged(runs, zero_runs) {
-            let bad = |why| BadRun { chunk, addr: pfn.saturating_mul(PAGE as u64), why };
-            let addr = pfn.checked_mul(PAGE as u64).ok_or(bad("lie beyond any address"))?;
-            let end = n.checked_mul(PAGE as u64).and_then(|l| addr.checked_add(l)).ok_or(bad("lie beyond any address"))?;
-            if addr < self.next_addr {
+    pub fn check(&mut self, chunk: u64, runs: &[PfnRun], zero_runs: &[PfnRun]) -> Result<(), BadRun> {
+        for (run, _) in merged(runs, zero_runs) {
+            let bad = |why| BadRun { chunk, addr: run.first.saturating_mul(PAGE as u64), why };
+            let pages = run.phys().ok_or(bad("lie beyond any address"))?;
+            if pages.start < self.next_addr {
                 return Err(bad("overlap pages stored before them (chunks out of order)"));
             }
-            if addr < self.region.1 && end > self.region.0 {
+            if pages.overlaps(&self.region) {
                 return Err(bad("lie inside the kjump region, where the restore kernel runs"));
             }
-            if !self.ram.iter().any(|&(s, e)| addr >= s && end <= e) {
+            if !self.ram.iter().any(|r| r.contains_range(&pages)) {
                 return Err(bad("lie outside A's RAM"));
             }
-            self.next_addr = end;
+            self.next_addr = pages.end;
         }
         Ok(())
     }
@@ -1080,7 +1078,7 @@ impl<'a> RunCheck<'a> {
 pub fn scan_runs<R: std::io::Read + std::io::Seek>(
     input: &mut R,
     state: &StateBlock,
-    mut visit: impl FnMut(&ChunkInfo, &[Run], &[Run]) -> Result<(), ReadError>,
+    mut visit: impl FnMut(&ChunkInfo, &[PfnRun], &[PfnRun]) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
     let mut offset = DATA_OFFSET;
     let mut tags = crate::image::seal::TagChain::default();
@@ -1381,13 +1379,18 @@ mod tests {
         assert_eq!(h.finalize(), crc32(&data[..5000]));
     }
 
+    /// `count` pages from `first`.
+    fn run(first: u64, count: u64) -> PfnRun {
+        PfnRun::new(first, count)
+    }
+
     fn header() -> Header {
         Header {
             compression: Some(Compression::Lz4),
             created_unix: 1_800_000_000,
             reentry: 0x7840f2,
-            region: (0x1c000000, 0x24000000),
-            backup: (0x1ce20000, 0xa0000),
+            region: PhysRange::new(0x1c000000, 0x24000000),
+            backup: PhysRange::new(0x1ce20000, 0x1ce20000 + 0xa0000),
             ram_pages: 10,
             zero_pages: 3,
             free_pages: 2,
@@ -1396,7 +1399,7 @@ mod tests {
             data_bytes: 8192,
             kernel_release: "6.12.117".into(),
             build_id: "abc123".into(),
-            ram: vec![(0, 0xa0000), (0x100000, 0x1c000000), (0x24000000, 0x3ffe0000)],
+            ram: vec![PhysRange::new(0, 0xa0000), PhysRange::new(0x100000, 0x1c000000), PhysRange::new(0x24000000, 0x3ffe0000)],
             mailbox: 0x1234000,
             machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
             in_use: vec![crate::target::in_use::InUse {
@@ -1435,37 +1438,37 @@ mod tests {
     fn zero_runs_round_trip_and_are_checked() {
         let mut enc = ChunkEncoder::new(Compression::Lz4, None);
         let mut c = Vec::new();
-        enc.encode(0, &[(0x10, 2)], &[(0x8, 2), (0x12, 3)], &[9u8; 2 * PAGE], &mut c);
+        enc.encode(0, &[run(0x10, 2)], &[run(0x8, 2), run(0x12, 3)], &[9u8; 2 * PAGE], &mut c);
         let info = parse_chunk_header(&c, 0).unwrap();
         assert_eq!((info.run_count, info.zero_run_count, info.page_count), (1, 2, 2));
         let mut bufs = ChunkBufs::default();
         decode_chunk(&c, &info, &mut bufs, None).unwrap();
-        assert_eq!((bufs.runs.as_slice(), bufs.zero_runs.as_slice(), bufs.pages.len()), (&[(0x10, 2)][..], &[(0x8, 2), (0x12, 3)][..], 2 * PAGE));
+        assert_eq!((bufs.runs.as_slice(), bufs.zero_runs.as_slice(), bufs.pages.len()), (&[run(0x10, 2)][..], &[run(0x8, 2), run(0x12, 3)][..], 2 * PAGE));
         let order: Vec<_> = merged(&bufs.runs, &bufs.zero_runs).collect();
-        assert_eq!(order, vec![((0x8, 2), true), ((0x10, 2), false), ((0x12, 3), true)]);
+        assert_eq!(order, vec![(run(0x8, 2), true), (run(0x10, 2), false), (run(0x12, 3), true)]);
 
         // A chunk of zero runs only: no pages, nothing stored.
         let mut c = Vec::new();
-        enc.encode(1, &[], &[(0x40, 100)], &[], &mut c);
+        enc.encode(1, &[], &[run(0x40, 100)], &[], &mut c);
         let info = parse_chunk_header(&c, 1).unwrap();
         assert_eq!((info.run_count, info.zero_run_count, info.page_count, info.stored_len, info.compression), (0, 1, 0, 0, Compression::None));
         decode_chunk(&c, &info, &mut bufs, None).unwrap();
         assert!(bufs.runs.is_empty() && bufs.pages.is_empty());
-        assert_eq!(bufs.zero_runs, vec![(0x40, 100)]);
+        assert_eq!(bufs.zero_runs, vec![run(0x40, 100)]);
 
         // A zero run overlapping a stored run is refused.
         let mut c = Vec::new();
-        enc.encode(0, &[(0x10, 2)], &[(0x11, 1)], &[9u8; 2 * PAGE], &mut c);
+        enc.encode(0, &[run(0x10, 2)], &[run(0x11, 1)], &[9u8; 2 * PAGE], &mut c);
         let info = parse_chunk_header(&c, 0).unwrap();
         assert!(decode_chunk(&c, &info, &mut bufs, None).is_err());
 
         // The layout check covers zero runs like stored ones.
         let h = header();
         let mut check = RunCheck::new(&h.ram, h.region);
-        assert_eq!(check.check(0, &[(0x100, 1)], &[(0x101, 4)]), Ok(()));
-        assert!(check.check(1, &[], &[(0x103, 1)]).is_err(), "a zero run over pages listed before");
+        assert_eq!(check.check(0, &[run(0x100, 1)], &[run(0x101, 4)]), Ok(()));
+        assert!(check.check(1, &[], &[run(0x103, 1)]).is_err(), "a zero run over pages listed before");
         let mut check = RunCheck::new(&h.ram, h.region);
-        assert!(check.check(0, &[], &[(0xa0, 1)]).unwrap_err().why.contains("outside A's RAM"));
+        assert!(check.check(0, &[], &[run(0xa0, 1)]).unwrap_err().why.contains("outside A's RAM"));
     }
 
     #[test]
@@ -1486,19 +1489,19 @@ mod tests {
         let h = header();
         let region = h.region;
         let mut c = RunCheck::new(&h.ram, region);
-        assert_eq!(c.check(0, &[(0x100, 2), (0x200, 1)], &[]), Ok(()));
-        let e = c.check(1, &[(0x101, 1)], &[]).unwrap_err();
+        assert_eq!(c.check(0, &[run(0x100, 2), run(0x200, 1)], &[]), Ok(()));
+        let e = c.check(1, &[run(0x101, 1)], &[]).unwrap_err();
         assert!(e.to_string().contains("chunk 1: pages at 0x101000 overlap"), "{e}");
         let mut c = RunCheck::new(&h.ram, region);
-        let e = c.check(0, &[(region.0 / PAGE as u64 + 5, 1)], &[]).unwrap_err();
+        let e = c.check(0, &[run(region.start / PAGE as u64 + 5, 1)], &[]).unwrap_err();
         assert!(e.why.contains("kjump region"), "{e}");
         let mut c = RunCheck::new(&h.ram, region);
-        assert!(c.check(0, &[(0xa0, 1)], &[]).unwrap_err().why.contains("outside A's RAM"));
+        assert!(c.check(0, &[run(0xa0, 1)], &[]).unwrap_err().why.contains("outside A's RAM"));
         let mut c = RunCheck::new(&h.ram, region);
-        assert!(c.check(0, &[(0x9f, 2)], &[]).unwrap_err().why.contains("outside A's RAM"), "a run across a hole");
+        assert!(c.check(0, &[run(0x9f, 2)], &[]).unwrap_err().why.contains("outside A's RAM"), "a run across a hole");
         let mut c = RunCheck::new(&h.ram, region);
-        assert!(c.check(0, &[(u64::MAX / 2, 1)], &[]).is_err());
-        assert!(c.check(0, &[(1, u64::MAX)], &[]).is_err());
+        assert!(c.check(0, &[run(u64::MAX / 2, 1)], &[]).is_err());
+        assert!(c.check(0, &[run(1, u64::MAX)], &[]).is_err());
     }
 
     #[test]
@@ -1511,7 +1514,7 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(seen, vec![(0, vec![(0x100, 2), (0x200, 1)]), (1, vec![(0x300, 2)])]);
+        assert_eq!(seen, vec![(0, vec![run(0x100, 2), run(0x200, 1)]), (1, vec![run(0x300, 2)])]);
         for cut in [img.len() - 1, img.len() - BLOCK, 2 * BLOCK + 10, 2 * BLOCK] {
             let r = scan_runs(&mut std::io::Cursor::new(&img[..cut]), &state, |_, _, _| Ok(()));
             assert!(matches!(r, Err(ReadError::Format(Error::Truncated { .. }))), "cut at {cut}: {r:?}");
@@ -1571,8 +1574,8 @@ mod tests {
             x ^= x << 5;
             *b = x as u8;
         }
-        chain.add(&enc.encode(0, &[(0x100, 2), (0x200, 1)], &[], &text, &mut chunks));
-        chain.add(&enc.encode(1, &[(0x300, 2)], &[], &noise, &mut chunks));
+        chain.add(&enc.encode(0, &[run(0x100, 2), run(0x200, 1)], &[], &text, &mut chunks));
+        chain.add(&enc.encode(1, &[run(0x300, 2)], &[], &noise, &mut chunks));
         let mut header = header();
         if let Some(s) = sealer {
             (header.cipher, header.image_id, header.nonce_salt) = (crate::image::seal::Cipher::XChaCha20Poly1305, s.keys.id(), s.salt);
@@ -1600,11 +1603,11 @@ mod tests {
         (img, all)
     }
 
-    fn read_all(img: &[u8]) -> Result<(Vec<Run>, Vec<u8>), ReadError> {
+    fn read_all(img: &[u8]) -> Result<(Vec<PfnRun>, Vec<u8>), ReadError> {
         read_all_with(img, None)
     }
 
-    fn read_all_with(img: &[u8], key: Option<&crate::image::seal::DataKey>) -> Result<(Vec<Run>, Vec<u8>), ReadError> {
+    fn read_all_with(img: &[u8], key: Option<&crate::image::seal::DataKey>) -> Result<(Vec<PfnRun>, Vec<u8>), ReadError> {
         let mut r = Reader::open(img)?;
         if let Some(k) = key {
             r.unlock(k)?;
@@ -1623,7 +1626,7 @@ mod tests {
             let (img, pages) = sealed_image(c, Some(&sealer(1)));
             assert!(!img.windows(17).any(|w| w == b"kjump marker text"), "pages in the clear with {c:?}");
             let (runs, got) = read_all_with(&img, Some(&crate::image::seal::DataKey::from_bytes([1; 32]))).unwrap();
-            assert_eq!(runs, [(0x100, 2), (0x200, 1), (0x300, 2)]);
+            assert_eq!(runs, [run(0x100, 2), run(0x200, 1), run(0x300, 2)]);
             assert_eq!(got, pages, "{c:?}");
             // Another key: refused at the header, before any chunk.
             let e = read_all_with(&img, Some(&crate::image::seal::DataKey::from_bytes([2; 32]))).unwrap_err();
@@ -1721,7 +1724,7 @@ mod tests {
             assert_eq!(r.header, header());
             assert!(r.header_committed());
             let (runs, got) = read_all(&img).unwrap();
-            assert_eq!(runs, [(0x100, 2), (0x200, 1), (0x300, 2)]);
+            assert_eq!(runs, [run(0x100, 2), run(0x200, 1), run(0x300, 2)]);
             assert_eq!(got, pages, "{c:?}");
             if c != Compression::None {
                 assert!(img.len() < 2 * BLOCK + 5 * PAGE, "text compresses with {c:?}");
@@ -1807,7 +1810,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(bufs.pages, b"left alone");
-        assert_eq!(bufs.runs, [(0x300, 2)]);
+        assert_eq!(bufs.runs, [run(0x300, 2)]);
         // Checked all the same: a flipped stored byte is refused.
         let mut bad = c1.to_vec();
         bad[CHUNK_HEADER + 16 + info1.stored_len - 1] ^= 1;
@@ -1825,7 +1828,7 @@ mod tests {
             for (index, n, seed) in [(0u64, 64usize, 1u8), (1, 3, 2), (2, 1, 3)] {
                 let data = text(n, seed);
                 let mut c = Vec::new();
-                enc.encode(index, &[(0x100 * (index + 1), n as u64)], &[], &data, &mut c);
+                enc.encode(index, &[run(0x100 * (index + 1), n as u64)], &[], &data, &mut c);
                 let info = parse_chunk_header(&c, index).unwrap();
                 assert_eq!(info.compression, Compression::Lz4);
                 decode_chunk(&c, &info, &mut bufs, sealer.as_ref()).unwrap();
@@ -1838,7 +1841,7 @@ mod tests {
     fn hostile_chunk_headers() {
         let mut enc = ChunkEncoder::new(Compression::None, None);
         let mut c = Vec::new();
-        enc.encode(0, &[(1, 1)], &[], &[5u8; PAGE], &mut c);
+        enc.encode(0, &[run(1, 1)], &[], &[5u8; PAGE], &mut c);
         let reseal = |c: &mut Vec<u8>| {
             let crc = crc32(&c[..CHUNK_HEADER - 4]);
             c[CHUNK_HEADER - 4..CHUNK_HEADER].copy_from_slice(&crc.to_le_bytes());
@@ -1877,7 +1880,7 @@ mod tests {
         let b = h.encode().unwrap();
         assert_eq!(Header::decode(&b), Err(Error::BadField { what: "header".into(), field: "page counts" }));
         let mut h = header();
-        h.ram = vec![(5, 5)];
+        h.ram = vec![PhysRange::new(5, 5)];
         assert_eq!(Header::decode(&h.encode().unwrap()), Err(Error::BadField { what: "header".into(), field: "ram range" }));
         let mut b = header().encode().unwrap();
         b[8] = 9;
@@ -1898,10 +1901,16 @@ mod tests {
         b[BLOCK - 4..].copy_from_slice(&crc.to_le_bytes());
         let want = Error::BadField { what: "header".into(), field: "backup length" };
         assert_eq!(Header::decode(&b), Err(want.clone()));
-        let h = Header { backup: (0x1c6e_2000, 0x100a_0000), ..header() };
-        assert_eq!(h.encode().err(), Some(want));
-        let h = Header { backup: (0, MAX_BACKUP), ..header() };
-        assert_eq!(Header::decode(&h.encode().unwrap()).unwrap().backup.1, MAX_BACKUP);
+        let h = Header { backup: PhysRange::new(0x1c6e_2000, 0x1c6e_2000 + 0x100a_0000), ..header() };
+        assert_eq!(h.encode().err(), Some(want.clone()));
+        let h = Header { backup: PhysRange::new(0, MAX_BACKUP), ..header() };
+        assert_eq!(Header::decode(&h.encode().unwrap()).unwrap().backup.len(), MAX_BACKUP);
+        // A backup whose address and length run past the address space.
+        let mut b = header().encode().unwrap();
+        b[56..64].copy_from_slice(&(u64::MAX - 0x1000).to_le_bytes());
+        let crc = crc32(&b[..BLOCK - 4]);
+        b[BLOCK - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Header::decode(&b), Err(want));
     }
 
     /// A run whose pages lie beyond the 64-bit byte address space: restore
@@ -1911,7 +1920,7 @@ mod tests {
         let mut enc = ChunkEncoder::new(Compression::None, None);
         for (pfn, ok) in [(PFN_LIMIT - 2, true), (PFN_LIMIT - 1, false), (u64::MAX - 1, false)] {
             let mut c = Vec::new();
-            enc.encode(0, &[(pfn, 1)], &[], &[7u8; PAGE], &mut c);
+            enc.encode(0, &[run(pfn, 1)], &[], &[7u8; PAGE], &mut c);
             let info = parse_chunk_header(&c, 0).unwrap();
             let got = decode_chunk(&c, &info, &mut ChunkBufs::default(), None);
             assert_eq!(got.is_ok(), ok, "pfn {pfn:#x}");

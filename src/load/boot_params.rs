@@ -7,6 +7,7 @@ use core::fmt;
 use crate::le;
 use crate::load::bzimage::{BzImage, CMD_LINE_PTR, LOADFLAGS, MAX_HEADER_END, RAMDISK_IMAGE, RAMDISK_SIZE, SETUP_HEADER_OFFSET, TYPE_OF_LOADER};
 use crate::load::e820::{self, Range};
+use crate::range::PhysRange;
 
 /// Size of `struct boot_params`.
 pub const SIZE: usize = 4096;
@@ -80,7 +81,7 @@ fn put32(page: &mut [u8; SIZE], off: usize, v: u32) {
 /// it in (`/sys/kernel/boot_params/data`): the firmware's memory map,
 /// before any `memmap=` on the command line. Entries past the table, or
 /// that wrap around, are ignored.
-pub fn ram_ranges(page: &[u8]) -> Vec<(u64, u64)> {
+pub fn ram_ranges(page: &[u8]) -> Vec<PhysRange> {
     let count = page.get(E820_ENTRIES).map_or(0, |&n| (n as usize).min(MAX_E820));
     (0..count)
         .filter_map(|i| {
@@ -88,7 +89,7 @@ pub fn ram_ranges(page: &[u8]) -> Vec<(u64, u64)> {
             let e = page.get(at..at + e820::ENTRY_LEN)?;
             let (addr, size, kind) = (le::u64_at(e, 0)?, le::u64_at(e, 8)?, le::u32_at(e, 16)?);
             (kind == 1 && size > 0).then_some(())?;
-            Some((addr, addr.checked_add(size)?))
+            PhysRange::at(addr, size)
         })
         .collect()
 }
@@ -180,14 +181,14 @@ mod tests {
         ];
         let cfg = Config { cmdline_addr: 0x1000, initrd_addr: 0, initrd_size: 0, acpi_rsdp: 0, e820: &e820 };
         let mut p = build(&bz, &cfg).unwrap();
-        assert_eq!(ram_ranges(&p[..]), vec![(0x1000, 0x9fc00), (0x100000, 0x3ffe0000)]);
+        assert_eq!(ram_ranges(&p[..]), vec![PhysRange::new(0x1000, 0x9fc00), PhysRange::new(0x100000, 0x3ffe0000)]);
         // A count past the table, a wrapping entry and a short page: no panic.
         p[E820_ENTRIES] = 255;
         p[E820_TABLE + 3 * 20..E820_TABLE + 3 * 20 + 8].copy_from_slice(&u64::MAX.to_le_bytes());
         p[E820_TABLE + 3 * 20 + 8..E820_TABLE + 3 * 20 + 16].copy_from_slice(&2u64.to_le_bytes());
         p[E820_TABLE + 3 * 20 + 16] = 1;
         assert_eq!(ram_ranges(&p[..]).len(), 2);
-        assert_eq!(ram_ranges(&p[..E820_TABLE + 30]), vec![(0x1000, 0x9fc00)]);
+        assert_eq!(ram_ranges(&p[..E820_TABLE + 30]), vec![PhysRange::new(0x1000, 0x9fc00)]);
         assert!(ram_ranges(&[]).is_empty());
     }
 

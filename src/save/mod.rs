@@ -18,6 +18,7 @@ use crate::inspect::free_pages::{find_free_pages, FreePages};
 use crate::inspect::kimage;
 use crate::inspect::vmcore::Vmcore;
 use crate::inspect::vmcoreinfo::{find_in_notes, VmcoreInfo};
+use crate::range::{PfnRange, PhysRange};
 use crate::save::pipeline::{Budget, Counts, Pipeline, Window, PAGES_PER_JOB};
 use crate::sys::direct_io::BatchWriter;
 use crate::target::in_use::InUse;
@@ -47,9 +48,9 @@ pub struct Request<'a> {
     /// A's re-entry address.
     pub reentry: u64,
     /// The kjump region.
-    pub region: (u64, u64),
-    /// A's low-memory backup (address, length).
-    pub backup: (u64, u64),
+    pub region: PhysRange,
+    /// Where A's low memory is backed up.
+    pub backup: PhysRange,
     /// A's mailbox page, for D to report the resume (0: none).
     pub mailbox: u64,
     /// The block devices A uses: never written, recorded in the header.
@@ -297,12 +298,10 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     let start = Instant::now();
     let vmcore = Vmcore::open("/proc/vmcore")?;
     let info = VmcoreInfo::parse(&find_in_notes(&vmcore.notes).unwrap_or_default());
-    let ram: Vec<(u64, u64)> = vmcore.layout.segments.iter().map(|s| (s.paddr, s.paddr + s.size)).collect();
-    let pfns: Vec<(u64, u64)> = ram.iter().map(|&(s, e)| (s / PAGE as u64, e.div_ceil(PAGE as u64))).collect();
+    let ram: Vec<PhysRange> = vmcore.layout.segments.iter().map(|s| PhysRange::new(s.paddr, s.paddr + s.size)).collect();
     // The region's pages are classified too: where A had one free, the
     // page now holding its old contents need not be saved.
-    let mut classify = pfns.clone();
-    classify.push((req.region.0 / PAGE as u64, req.region.1.div_ceil(PAGE as u64)));
+    let classify: Vec<PfnRange> = ram.iter().chain([&req.region]).map(PhysRange::pfns).collect();
     let free: Option<Arc<FreePages>> = match find_free_pages(&info, &vmcore, &classify) {
         Ok(mut f) => {
             say!("found {} free pages of A ({} pages unknown)", f.count(), f.unknown());

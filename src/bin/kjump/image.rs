@@ -2,6 +2,7 @@
 
 use crate::keys::{encryption_text, image_key};
 use kjump::image::{Compression, Reader, State};
+use kjump::range::PhysRange;
 use kjump::target::in_use;
 use kjump::units::human_size;
 use kjump::{target, Error};
@@ -50,11 +51,11 @@ pub(crate) fn cmd_image(path: &str, verify: bool, key_file: Option<&str>) -> Res
     );
     println!("  created      {}", created_text(h.created_unix));
     println!("  compression  {}", h.compression.map_or("none", Compression::name));
-    println!("  RAM          {} in {} ranges, {} pages", human_size(h.ram.iter().map(|r| r.1 - r.0).sum()), h.ram.len(), h.ram_pages);
+    println!("  RAM          {} in {} ranges, {} pages", human_size(h.ram.iter().map(PhysRange::len).sum()), h.ram.len(), h.ram_pages);
     println!("  pages        {} stored, {} zero, {} free (left out)", h.stored_pages, h.zero_pages, h.free_pages);
     println!("  data         {} in {} chunks", human_size(h.data_bytes), h.chunk_count);
-    println!("  region       {:#x}-{:#x}", h.region.0, h.region.1);
-    println!("  re-entry     {:#x}, low memory {:#x}+{:#x}", h.reentry, h.backup.0, h.backup.1);
+    println!("  region       {}", h.region);
+    println!("  re-entry     {:#x}, low memory {:#x}+{:#x}", h.reentry, h.backup.start, h.backup.len());
     println!("  encryption   {}", encryption_text(h, &r.state));
     if !verify {
         return Ok(());
@@ -98,7 +99,7 @@ pub(crate) fn cmd_image(path: &str, verify: bool, key_file: Option<&str>) -> Res
         zero = bufs
             .zero_runs
             .iter()
-            .try_fold(zero, |z, r| z.checked_add(r.1))
+            .try_fold(zero, |z, r| z.checked_add(r.count))
             .ok_or_else(|| Error::Msg(format!("verify {path}: chunk {}: zero page count overflows", info.index)))?;
         if last.elapsed() > Duration::from_secs(1) {
             eprintln!("  verified {} of {} chunks", info.index + 1, r.header.chunk_count);
