@@ -59,17 +59,24 @@ pub enum Command {
     Hibernate(SettingFlags),
     Load(SettingFlags),
     Unload,
-    /// `check`: only report (exit 0 if it would resume, 3 if not).
+    /// `check`: only report (exit 0 if it would resume, 3 if not);
+    /// `json`: as one JSON object.
     Resume {
         check: bool,
+        json: bool,
         flags: SettingFlags,
     },
-    /// `jump`: also a live round trip A -> B -> A.
+    /// `jump`: also a live round trip A -> B -> A; `json`: report as one
+    /// JSON object.
     Check {
         jump: bool,
+        json: bool,
         flags: SettingFlags,
     },
-    ImageInfo(String),
+    ImageInfo {
+        path: String,
+        json: bool,
+    },
     ImageVerify(String, Option<String>),
     ImageWipe(String),
     BenchIo(SettingFlags),
@@ -113,7 +120,7 @@ impl Command {
             Command::Unload => "unload",
             Command::Resume { .. } => "resume",
             Command::Check { .. } => "check",
-            Command::ImageInfo(_) => "image info",
+            Command::ImageInfo { .. } => "image info",
             Command::ImageVerify(..) => "image verify",
             Command::ImageWipe(_) => "image wipe",
             Command::BenchIo(_) => "bench-io",
@@ -172,12 +179,33 @@ enum Flag {
     Argon2Memory,
     KeyFile,
     Force,
+    Json,
 }
 
 use Flag::*;
 
-const ALL_FLAGS: [Flag; 19] =
-    [Target, After, Compress, Wait, Kernel, Initrd, RegionSize, Append, Config, Keep, Snapshot, Check, Jump, Output, Init, Dir, Argon2Memory, Force, KeyFile];
+const ALL_FLAGS: [Flag; 20] = [
+    Target,
+    After,
+    Compress,
+    Wait,
+    Kernel,
+    Initrd,
+    RegionSize,
+    Append,
+    Config,
+    Keep,
+    Snapshot,
+    Check,
+    Jump,
+    Output,
+    Init,
+    Dir,
+    Argon2Memory,
+    Force,
+    KeyFile,
+    Json,
+];
 
 impl Flag {
     fn name(self) -> &'static str {
@@ -201,11 +229,12 @@ impl Flag {
             Argon2Memory => "argon2-memory",
             KeyFile => "key-file",
             Force => "force",
+            Json => "json",
         }
     }
 
     fn takes_value(self) -> bool {
-        !matches!(self, Keep | Snapshot | Check | Jump | Force)
+        !matches!(self, Keep | Snapshot | Check | Jump | Force | Json)
     }
 
     /// The flag's lines in the help of command `cmd`.
@@ -249,6 +278,8 @@ impl Flag {
             Argon2Memory => "  --argon2-memory KIB  Argon2id memory cost in KiB, 8 to 1048576  [default: 65536]\n",
             KeyFile => "  --key-file PATH      the key file that unwraps an encrypted image's key\n                       [default: the one encrypt = keyfile:PATH names]\n",
             Force => "  --force              replace an existing key pair\n",
+            Json if cmd == "resume" => "  --json               with --check: print one JSON object (fields in kjump(8))\n",
+            Json => "  --json               print one JSON object instead (fields in kjump(8))\n",
         }
     }
 }
@@ -290,7 +321,7 @@ const UNLOAD: Spec = Spec { topic: "unload", synopsis: "kjump unload", about: "F
 
 const RESUME: Spec = Spec {
     topic: "resume",
-    synopsis: "kjump resume [--check] [OPTIONS]",
+    synopsis: "kjump resume [--check [--json]] [OPTIONS]",
     about: "At boot, before A's filesystems are mounted read-write: resume from a committed
 image on the target (it does not return then), or say in one line why not and
 exit 3 (boot goes on). 'noresume' or 'kjump.noresume' on the kernel command line
@@ -300,16 +331,16 @@ Exit status: 3 when there is nothing to resume (no image, or not committed, or o
 another machine or RAM map, or noresume given), 1 when it failed, 2 on bad usage;
 with --check, 0 when it would resume.
 ",
-    flags: &[Check, Snapshot, Target, Wait, Kernel, Initrd, Append, Config, Keep, KeyFile],
+    flags: &[Check, Json, Snapshot, Target, Wait, Kernel, Initrd, Append, Config, Keep, KeyFile],
 };
 
 const CHECK: Spec = Spec {
     topic: "check",
-    synopsis: "kjump check [--jump] [OPTIONS]",
+    synopsis: "kjump check [--jump] [--json] [OPTIONS]",
     about: "Say whether this machine can hibernate with kjump: one line per check, exit 0
 only when all pass. --jump also does a live round trip A -> B -> A.
 ",
-    flags: &[Jump, Target, Kernel, Initrd, RegionSize, Append, Config],
+    flags: &[Jump, Json, Target, Kernel, Initrd, RegionSize, Append, Config],
 };
 
 const IMAGE: Spec = Spec {
@@ -323,7 +354,8 @@ const IMAGE: Spec = Spec {
     flags: &[],
 };
 
-const IMAGE_INFO: Spec = Spec { topic: "image info", synopsis: "kjump image info FILE|DEVICE", about: "Show an image's header and state.\n", flags: &[] };
+const IMAGE_INFO: Spec =
+    Spec { topic: "image info", synopsis: "kjump image info [--json] FILE|DEVICE", about: "Show an image's header and state.\n", flags: &[Json] };
 
 const IMAGE_VERIFY: Spec = Spec {
     topic: "image verify",
@@ -452,6 +484,7 @@ struct Parsed {
     flags: SettingFlags,
     check: bool,
     jump: bool,
+    json: bool,
     output: Option<String>,
     init: Option<String>,
     dir: Option<String>,
@@ -519,6 +552,7 @@ fn parse_command(p: &mut Parser, spec: &Spec, max_words: usize) -> Result<Parsed
             (Snapshot, _) => f.snapshot = true,
             (Check, _) => out.check = true,
             (Jump, _) => out.jump = true,
+            (Json, _) => out.json = true,
             (Force, _) => out.force = true,
             (_, None) => unreachable!("every other flag takes a value"),
             (Wait, Some(v)) => match v.parse::<u64>() {
@@ -596,8 +630,9 @@ where
         "hibernate" => Command::Hibernate(a.flags),
         "load" => Command::Load(a.flags),
         "unload" => Command::Unload,
-        "resume" => Command::Resume { check: a.check, flags: a.flags },
-        "check" => Command::Check { jump: a.jump, flags: a.flags },
+        "resume" if a.json && !a.check => return Err(usage(spec.topic, "--json goes with --check: 'kjump resume --check --json'")),
+        "resume" => Command::Resume { check: a.check, json: a.json, flags: a.flags },
+        "check" => Command::Check { jump: a.jump, json: a.json, flags: a.flags },
         "bench-io" => Command::BenchIo(a.flags),
         "boot-entry" => Command::BootEntry { output: a.output.unwrap_or_else(|| "/boot/kjump".into()), flags: a.flags },
         "initramfs" => {
@@ -639,7 +674,7 @@ fn image(p: &mut Parser) -> Result<Command, UsageError> {
     }
     let Some(path) = a.words.into_iter().next() else { return Err(usage(spec.topic, "give one FILE or DEVICE")) };
     Ok(match spec.topic {
-        "image info" => Command::ImageInfo(path),
+        "image info" => Command::ImageInfo { path, json: a.json },
         "image verify" => Command::ImageVerify(path, a.flags.key_file),
         _ => Command::ImageWipe(path),
     })
@@ -737,6 +772,21 @@ mod tests {
     }
 
     #[test]
+    fn json_for_check_image_info_and_resume_check_only() {
+        assert!(matches!(ok(&["check", "--json"]), Command::Check { jump: false, json: true, .. }));
+        assert!(matches!(ok(&["check", "--jump", "--json"]), Command::Check { jump: true, json: true, .. }));
+        assert!(matches!(ok(&["resume", "--check", "--json"]), Command::Resume { check: true, json: true, .. }));
+        assert_eq!(ok(&["image", "info", "--json", "/dev/vdb"]), Command::ImageInfo { path: "/dev/vdb".into(), json: true });
+        assert!(refused(&["resume", "--json"]).msg.contains("--json goes with --check"));
+        assert!(refused(&["resume", "--json=yes", "--check"]).msg.contains("takes no value"));
+        for cmd in [&["hibernate"][..], &["config"], &["image", "verify", "f"], &["image", "wipe", "f"], &["keygen"]] {
+            let mut args = cmd.to_vec();
+            args.push("--json");
+            assert!(refused(&args).msg.contains("--json"), "{args:?}");
+        }
+    }
+
+    #[test]
     fn flags_only_for_the_commands_they_apply_to() {
         assert!(refused(&["hibernate", "--keep"]).msg.contains("not an option of 'kjump hibernate'"));
         assert!(refused(&["resume", "--compress", "lz4"]).msg.contains("--compress"));
@@ -747,7 +797,7 @@ mod tests {
         assert!(refused(&["check", "--snapshot"]).msg.contains("--snapshot"));
         assert!(refused(&["config", "--output", "x"]).msg.contains("--output"));
         assert!(refused(&["hibernate", "-o", "x"]).msg.contains("unknown option -o"));
-        let Command::Resume { check: false, flags } = ok(&["resume", "--snapshot", "--keep", "--target", "/dev/vda"]) else { panic!() };
+        let Command::Resume { check: false, json: false, flags } = ok(&["resume", "--snapshot", "--keep", "--target", "/dev/vda"]) else { panic!() };
         assert!(flags.snapshot && flags.keep);
         assert_eq!(flags.get("keep"), Some("yes"));
         assert_eq!(flags.get("target"), Some("/dev/vda"));
@@ -760,7 +810,7 @@ mod tests {
     fn image_takes_exactly_one_path() {
         assert_eq!(ok(&["image", "verify", "/dev/sdb2"]), Command::ImageVerify("/dev/sdb2".into(), None));
         assert_eq!(ok(&["image", "verify", "--key-file", "/k", "/dev/sdb2"]), Command::ImageVerify("/dev/sdb2".into(), Some("/k".into())));
-        assert_eq!(ok(&["image", "info", "--", "-odd"]), Command::ImageInfo("-odd".into()));
+        assert_eq!(ok(&["image", "info", "--", "-odd"]), Command::ImageInfo { path: "-odd".into(), json: false });
         assert_eq!(ok(&["image", "wipe", "f"]), Command::ImageWipe("f".into()));
         assert_eq!(refused(&["image", "verify"]).topic, "image verify");
         assert_eq!(refused(&["image", "verify", "a", "b"]), usage("image verify", "unexpected argument \"b\""));
