@@ -204,6 +204,8 @@ uninstall:
 	rm -f $(DESTDIR)$(UNITDIR)/kjump-load.service $(DESTDIR)$(GENERATORDIR)/kjump-generator
 	rm -f $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks/kjump $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount/kjump
 	rm -f $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/module-setup.sh $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/kjump-resume.sh
+	rm -f $(DESTDIR)/var/lib/kjump/initramfs/*.digest
+	@rmdir $(DESTDIR)/var/lib/kjump/initramfs 2>/dev/null || true
 	@for d in $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump; do \
 	  [ ! -d $$d ] || rmdir $$d 2>/dev/null || echo "uninstall: kept $$d: it holds files install did not put there"; done
 	@conf=$(DESTDIR)/etc/kjump.conf; \

@@ -60,6 +60,14 @@ fn check(s: &Settings, live: bool, json: bool, report: &mut crate::json::Check) 
         print!("{}", host_check::report(&items));
     }
     report.checks.extend(items.iter().map(|i| CheckLine { ok: i.ok, text: i.text.clone() }));
+    // Not a check: a stale initramfs does not stop a hibernation, but the
+    // next boot would resume with what that initramfs holds.
+    report.initramfs = crate::digest::check_lines();
+    if !json {
+        for l in &report.initramfs {
+            println!("  {}  {}", if l.current { "ok  " } else { "warn" }, l.text);
+        }
+    }
     first_failure(&items).map_err(fail)?;
     if let Err(e) = refuse_clear_image_of_encrypted_disks(s, &in_use::collect()?) {
         report.checks.push(CheckLine { ok: false, text: e.to_string() });

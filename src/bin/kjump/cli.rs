@@ -106,6 +106,13 @@ pub enum Command {
     Status,
     /// `systemd-generator DIR [EARLY LATE]`: systemd's generator call.
     SystemdGenerator(String),
+    /// `initramfs-digest`: for the kernel release (default: the running
+    /// one), print, record or remove what the initramfs hooks put in.
+    InitramfsDigest {
+        release: Option<String>,
+        action: DigestAction,
+        config: Option<String>,
+    },
     /// Print this text on standard output, do nothing else.
     Help(String),
     Version,
@@ -131,9 +138,20 @@ impl Command {
             Command::Sleep { .. } => "sleep",
             Command::Status => "status",
             Command::SystemdGenerator(_) => "systemd-generator",
+            Command::InitramfsDigest { .. } => "initramfs-digest",
             Command::Help(_) | Command::Version => "",
         }
     }
+}
+
+/// What `kjump initramfs-digest` does with the digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DigestAction {
+    Print,
+    /// `--write`: record it for `kjump check`.
+    Write,
+    /// `--remove`: the initramfs holds no kjump.
+    Remove,
 }
 
 /// A bad command line: `msg`, and the help to read (`topic`: a command's
@@ -180,11 +198,14 @@ enum Flag {
     KeyFile,
     Force,
     Json,
+    KernelRelease,
+    Write,
+    Remove,
 }
 
 use Flag::*;
 
-const ALL_FLAGS: [Flag; 20] = [
+const ALL_FLAGS: [Flag; 23] = [
     Target,
     After,
     Compress,
@@ -205,6 +226,9 @@ const ALL_FLAGS: [Flag; 20] = [
     Force,
     KeyFile,
     Json,
+    KernelRelease,
+    Write,
+    Remove,
 ];
 
 impl Flag {
@@ -230,11 +254,14 @@ impl Flag {
             KeyFile => "key-file",
             Force => "force",
             Json => "json",
+            KernelRelease => "kernel-release",
+            Write => "write",
+            Remove => "remove",
         }
     }
 
     fn takes_value(self) -> bool {
-        !matches!(self, Keep | Snapshot | Check | Jump | Force | Json)
+        !matches!(self, Keep | Snapshot | Check | Jump | Force | Json | Write | Remove)
     }
 
     /// The flag's lines in the help of command `cmd`.
@@ -280,6 +307,9 @@ impl Flag {
             Force => "  --force              replace an existing key pair\n",
             Json if cmd == "resume" => "  --json               with --check: print one JSON object (fields in kjump(8))\n",
             Json => "  --json               print one JSON object instead (fields in kjump(8))\n",
+            KernelRelease => "  --kernel-release RELEASE\n                       the kernel the initramfs is for  [default: the running one]\n",
+            Write => "  --write              record the digest in /var/lib/kjump/initramfs/RELEASE.digest and\n                       print that path\n",
+            Remove => "  --remove             remove that record (the initramfs holds no kjump)\n",
         }
     }
 }
@@ -462,7 +492,20 @@ writes nothing and systemd's own hibernation stays.
     flags: &[],
 };
 
-const COMMANDS: [&Spec; 13] = [&HIBERNATE, &LOAD, &UNLOAD, &RESUME, &CHECK, &BENCH_IO, &BOOT_ENTRY, &INITRAMFS, &CONFIG, &KEYGEN, &SLEEP, &STATUS, &GENERATOR];
+/// Not in the overview (`kjump --help`): the initramfs hooks run it.
+const INITRAMFS_DIGEST: Spec = Spec {
+    topic: "initramfs-digest",
+    synopsis: "kjump initramfs-digest [--kernel-release RELEASE] [--write | --remove] [--config FILE]",
+    about: "For the initramfs hooks: print the digest of what they put into the initramfs of
+kernel RELEASE: this kjump, the settings as 'kjump config' prints them, and the
+hibernation kernel and initramfs they name. 'kjump check' compares the recorded
+digest with now and says when the initramfs needs rebuilding.
+",
+    flags: &[KernelRelease, Write, Remove, Config],
+};
+
+const COMMANDS: [&Spec; 14] =
+    [&HIBERNATE, &LOAD, &UNLOAD, &RESUME, &CHECK, &BENCH_IO, &BOOT_ENTRY, &INITRAMFS, &CONFIG, &KEYGEN, &SLEEP, &STATUS, &GENERATOR, &INITRAMFS_DIGEST];
 
 impl Spec {
     fn help(&self) -> String {
@@ -485,6 +528,9 @@ struct Parsed {
     check: bool,
     jump: bool,
     json: bool,
+    release: Option<String>,
+    write: bool,
+    remove: bool,
     output: Option<String>,
     init: Option<String>,
     dir: Option<String>,
@@ -553,6 +599,8 @@ fn parse_command(p: &mut Parser, spec: &Spec, max_words: usize) -> Result<Parsed
             (Check, _) => out.check = true,
             (Jump, _) => out.jump = true,
             (Json, _) => out.json = true,
+            (Write, _) => out.write = true,
+            (Remove, _) => out.remove = true,
             (Force, _) => out.force = true,
             (_, None) => unreachable!("every other flag takes a value"),
             (Wait, Some(v)) => match v.parse::<u64>() {
@@ -571,6 +619,7 @@ fn parse_command(p: &mut Parser, spec: &Spec, max_words: usize) -> Result<Parsed
             (Init, v) => out.init = v,
             (Dir, v) => out.dir = v,
             (KeyFile, v) => f.key_file = v,
+            (KernelRelease, v) => out.release = v,
             (Argon2Memory, Some(v)) => match v.parse::<u32>() {
                 Ok(n) if (8..=1024 * 1024).contains(&n) => out.argon2_memory = Some(n),
                 _ => return Err(usage(topic, format!("--argon2-memory {v:?}: give KiB from 8 to 1048576 (1 GiB)"))),
@@ -639,6 +688,16 @@ where
             let output = a.output.ok_or_else(|| usage(spec.topic, "--output FILE is required"))?;
             Command::Initramfs { output, init: a.init }
         }
+        "initramfs-digest" => Command::InitramfsDigest {
+            release: a.release,
+            action: match (a.write, a.remove) {
+                (true, true) => return Err(usage(spec.topic, "give --write or --remove, not both")),
+                (true, false) => DigestAction::Write,
+                (false, true) => DigestAction::Remove,
+                (false, false) => DigestAction::Print,
+            },
+            config: a.flags.config,
+        },
         "keygen" => Command::Keygen { dir: a.dir.unwrap_or_else(|| "/etc/kjump".into()), argon2_memory: a.argon2_memory, force: a.force },
         _ => Command::Config(a.flags),
     })
@@ -851,6 +910,23 @@ mod tests {
         assert!(refused(&["initramfs"]).msg.contains("--output FILE is required"));
         assert!(matches!(ok(&["boot-entry"]), Command::BootEntry { output, .. } if output == "/boot/kjump"));
         assert!(matches!(ok(&["boot-entry", "-o", "/e", "--keep"]), Command::BootEntry { output, flags } if output == "/e" && flags.keep));
+    }
+
+    #[test]
+    fn initramfs_digest_flags() {
+        let digest = |args: &[&str]| ok(&[&["initramfs-digest"], args].concat());
+        assert_eq!(digest(&[]), Command::InitramfsDigest { release: None, action: DigestAction::Print, config: None });
+        assert_eq!(
+            digest(&["--kernel-release", "6.12.5-amd64", "--write", "--config", "/c"]),
+            Command::InitramfsDigest { release: Some("6.12.5-amd64".into()), action: DigestAction::Write, config: Some("/c".into()) }
+        );
+        assert_eq!(digest(&["--remove"]), Command::InitramfsDigest { release: None, action: DigestAction::Remove, config: None });
+        assert!(refused(&["initramfs-digest", "--write", "--remove"]).msg.contains("not both"));
+        assert!(refused(&["initramfs-digest", "--target", "/dev/a"]).msg.contains("--target"));
+        assert!(refused(&["check", "--write"]).msg.contains("--write"));
+        // For the hooks: not in the overview, but with its own help.
+        assert!(!super::super::usage().contains("initramfs-digest"));
+        assert!(help_text(&["initramfs-digest", "--help"]).contains("--kernel-release RELEASE"));
     }
 
     #[test]

@@ -24,6 +24,15 @@ pub(crate) struct CheckLine {
     pub(crate) text: String,
 }
 
+/// What `kjump check` found about the initramfs of one kernel.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub(crate) struct InitramfsLine {
+    pub(crate) kernel_release: String,
+    /// Built with the settings and the kjump of now.
+    pub(crate) current: bool,
+    pub(crate) text: String,
+}
+
 /// `kjump check --json`.
 #[derive(Serialize, Debug, Default, PartialEq)]
 pub(crate) struct Check {
@@ -33,6 +42,8 @@ pub(crate) struct Check {
     pub(crate) checks: Vec<CheckLine>,
     /// Why not, when `ok` is false: the line `kjump check` ends with.
     pub(crate) error: Option<String>,
+    /// The initramfs of each installed kernel with kjump in it.
+    pub(crate) initramfs: Vec<InitramfsLine>,
     /// With `--jump`: how long A was away.
     pub(crate) round_trip_seconds: Option<f64>,
 }
@@ -339,7 +350,7 @@ mod tests {
     #[test]
     fn check_object() {
         let v = value(&Check { ok: false, checks: vec![CheckLine { ok: false, text: "no kexec".into() }], error: Some("x".into()), ..Default::default() });
-        assert_eq!(v, json!({"ok": false, "checks": [{"ok": false, "text": "no kexec"}], "error": "x", "round_trip_seconds": null}));
+        assert_eq!(v, json!({"ok": false, "checks": [{"ok": false, "text": "no kexec"}], "error": "x", "initramfs": [], "round_trip_seconds": null}));
     }
 
     /// Every key of `v`, nested ones included.
@@ -363,7 +374,11 @@ mod tests {
         let section = &section[..section[1..].find("\n.SH ").map_or(section.len(), |i| i + 1)];
         let mut info = ImageInfo::new("img", &header(Cipher::XChaCha20Poly1305), &state(State::Committed, "n", Vec::new()), true);
         info.encryption.tpm = Some(Tpm { pcrs: vec![7], counter_index: 1, counter: 2 });
-        let check = Check { checks: vec![CheckLine { ok: true, text: String::new() }], ..Default::default() };
+        let check = Check {
+            checks: vec![CheckLine { ok: true, text: String::new() }],
+            initramfs: vec![InitramfsLine { kernel_release: String::new(), current: true, text: String::new() }],
+            ..Default::default()
+        };
         let resume = ResumeCheck::would(String::new(), String::new(), &header(Cipher::None), &state(State::Committed, "", Vec::new()));
         let mut all = Vec::new();
         for v in [value(&info), value(&check), value(&resume), value(&ImageError { path: String::new(), error: String::new() })] {

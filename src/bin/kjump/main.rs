@@ -13,6 +13,7 @@
 mod boot;
 mod check;
 mod cli;
+mod digest;
 mod hibernate;
 mod image;
 mod json;
@@ -227,6 +228,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::SystemdGenerator(dir) => {
             cmd_generator(crate::settings::settings(&SettingFlags::default()).map_err(|e| e.to_string()), std::path::Path::new(&dir))?
         }
+        Command::InitramfsDigest { release, action, config } => digest::cmd_initramfs_digest(release.as_deref(), action, config.as_deref())?,
     }
     Ok(())
 }
