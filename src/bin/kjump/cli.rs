@@ -407,6 +407,15 @@ anything that is not a kjump image, and a device this system uses.
     flags: &[],
 };
 
+/// `kjump image`'s commands: the parser, the help and the shell
+/// completions (a test) take them from here.
+const IMAGE_COMMANDS: [&Spec; 3] = [&IMAGE_INFO, &IMAGE_VERIFY, &IMAGE_WIPE];
+
+/// The `image` command `word` names (`info` for `image info`).
+fn image_command(word: &str) -> Option<&'static Spec> {
+    IMAGE_COMMANDS.into_iter().find(|s| s.topic.strip_prefix("image ") == Some(word))
+}
+
 const BENCH_IO: Spec = Spec {
     topic: "bench-io",
     synopsis: "kjump bench-io --target DEVICE [OPTIONS]",
@@ -721,11 +730,8 @@ fn image(p: &mut Parser) -> Result<Command, UsageError> {
         Some(Arg::Value(word)) => word.string().map_err(err)?,
         Some(arg) => return Err(err(arg.unexpected())),
     };
-    let spec = match sub.as_str() {
-        "info" => &IMAGE_INFO,
-        "verify" => &IMAGE_VERIFY,
-        "wipe" => &IMAGE_WIPE,
-        other => return Err(usage("image", format!("unknown image command {other:?}: use info, verify or wipe"))),
+    let Some(spec) = image_command(&sub) else {
+        return Err(usage("image", format!("unknown image command {sub:?}: use info, verify or wipe")));
     };
     let a = parse_command(p, spec, 1)?;
     if a.help {
@@ -746,9 +752,7 @@ fn help(p: &mut Parser) -> Result<Command, UsageError> {
     let spec = match words.as_slice() {
         [] => return Ok(Command::Help(super::usage())),
         ["image"] => &IMAGE,
-        ["image", "info"] => &IMAGE_INFO,
-        ["image", "verify"] => &IMAGE_VERIFY,
-        ["image", "wipe"] => &IMAGE_WIPE,
+        ["image", sub] => image_command(sub).ok_or_else(|| usage("", format!("no help for \"image {sub}\": unknown command")))?,
         [name] => COMMANDS.into_iter().find(|s| s.topic == *name).ok_or_else(|| usage("", format!("no help for {name:?}: unknown command")))?,
         _ => return Err(usage("", format!("no help for {:?}: unknown command", words.join(" ")))),
     };
@@ -942,6 +946,107 @@ mod tests {
         assert!(refused(&["keygen", "--target", "/dev/a"]).msg.contains("not an option of 'kjump keygen'"));
         assert!(refused(&["hibernate", "--force"]).msg.contains("--force"));
         assert!(help_text(&["keygen", "-h"]).contains("--argon2-memory KIB"));
+    }
+
+    /// The shell completions in contrib/completions/, by file name.
+    const COMPLETIONS: [(&str, &str); 3] = [
+        ("kjump.bash", include_str!("../../../contrib/completions/kjump.bash")),
+        ("_kjump", include_str!("../../../contrib/completions/_kjump")),
+        ("kjump.fish", include_str!("../../../contrib/completions/kjump.fish")),
+    ];
+
+    /// Every command the parser takes, with its words.
+    fn all_specs() -> Vec<&'static Spec> {
+        COMMANDS.into_iter().chain([&IMAGE]).chain(IMAGE_COMMANDS).collect()
+    }
+
+    /// The words of `text` made of `[a-z0-9-]`, with what precedes each.
+    fn tokens(text: &str) -> Vec<(&str, &str)> {
+        let word = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        let mut out = Vec::new();
+        let mut start = None;
+        for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
+            match (start, word(c)) {
+                (None, true) => start = Some(i),
+                (Some(b), false) => {
+                    out.push((&text[..b], &text[b..i]));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn completions_know_every_command_and_flag_and_no_other() {
+        let mut words: Vec<&str> = all_specs().iter().flat_map(|s| s.topic.split(' ')).collect();
+        words.push("help");
+        words.extend([kjump::host::sleep::Operation::Hibernate, kjump::host::sleep::Operation::SuspendThenHibernate].map(|o| o.name()));
+        let flags: Vec<&str> = ALL_FLAGS.iter().map(|f| f.name()).collect();
+        for (file, text) in COMPLETIONS {
+            let toks = tokens(text);
+            for w in &words {
+                assert!(toks.iter().any(|(_, t)| t == w), "{file} does not complete the command word {w:?}");
+            }
+            // bash and zsh name flags --name; fish as -l name in its
+            // complete lines.
+            let named: Vec<&str> = if file.ends_with(".fish") {
+                text.lines()
+                    .filter(|l| l.starts_with("complete -c kjump "))
+                    .flat_map(tokens)
+                    .filter(|(before, _)| before.ends_with(" -l "))
+                    .map(|(_, t)| t)
+                    .collect()
+            } else {
+                toks.iter().filter_map(|(_, t)| t.strip_prefix("--").filter(|f| !f.is_empty())).collect()
+            };
+            for f in &flags {
+                assert!(named.contains(f), "{file} does not complete --{f}");
+            }
+            for f in named {
+                assert!(flags.contains(&f) || ["help", "version"].contains(&f), "{file} completes --{f}, which kjump does not take");
+            }
+        }
+    }
+
+    /// Runs `script` in `shell` with the completion file `file` sourced:
+    /// `None` when the shell is not installed.
+    fn in_shell(shell: &str, file: &str, script: &str) -> Option<String> {
+        let path = format!("{}/contrib/completions/{file}", env!("CARGO_MANIFEST_DIR"));
+        let out = match std::process::Command::new(shell).arg("-c").arg(format!("source {path}\n{script}")).output() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            other => other.unwrap(),
+        };
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        Some(String::from_utf8(out.stdout).unwrap())
+    }
+
+    #[test]
+    fn completions_offer_each_command_its_own_flags() {
+        for spec in all_specs() {
+            let mut expected: Vec<String> = spec.flags.iter().map(|f| format!("--{}", f.name())).chain(["--help".to_string()]).collect();
+            expected.sort();
+            let line = format!("kjump {} --", spec.topic);
+            let words: Vec<&str> = line.split(' ').collect();
+            let bash = in_shell(
+                "bash",
+                "kjump.bash",
+                &format!("COMP_WORDS=({}); COMP_CWORD={}; _kjump; printf '%s\\n' \"${{COMPREPLY[@]}}\"", words.join(" "), words.len() - 1),
+            )
+            .expect("bash");
+            let mut got: Vec<String> = bash.lines().map(str::to_string).collect();
+            got.sort();
+            assert_eq!(got, expected, "bash: {line}");
+            match in_shell("fish", "kjump.fish", &format!("complete -C '{line}'")) {
+                None => eprintln!("fish is not installed: its completions are checked by name only"),
+                Some(fish) => {
+                    let mut got: Vec<String> = fish.lines().map(|l| l.split('\t').next().unwrap_or("").to_string()).collect();
+                    got.sort();
+                    assert_eq!(got, expected, "fish: {line}");
+                }
+            }
+        }
     }
 
     #[test]
