@@ -7,9 +7,19 @@ use core::fmt;
 #[derive(Debug)]
 pub enum Error {
     /// A system call failed while doing the named thing.
-    Sys { doing: String, errno: rustix::io::Errno },
+    Sys {
+        /// What was being done, as the message starts ("mapping an I/O buffer").
+        doing: String,
+        /// The errno the kernel returned.
+        errno: rustix::io::Errno,
+    },
     /// A file could not be read or written.
-    Io { doing: String, err: std::io::Error },
+    Io {
+        /// What was being done, as the message starts.
+        doing: String,
+        /// The error the standard library returned.
+        err: std::io::Error,
+    },
     /// The hibernation kernel is not a usable bzImage.
     BzImage(crate::load::bzimage::Error),
     /// The kernel command line could not be understood.

@@ -19,6 +19,9 @@
 // says why it is sound.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+// Every public item says what it is: the library is read by its two
+// binaries, the fuzz targets and the next person.
+#![deny(missing_docs)]
 
 pub mod error;
 pub mod le;

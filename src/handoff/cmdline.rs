@@ -143,7 +143,10 @@ pub struct Params<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     /// A value that is not a number of the expected form.
-    BadNumber { key: &'static str },
+    BadNumber {
+        /// The word's key (`kjump.wait`).
+        key: &'static str,
+    },
     /// `kjump.mode=` with a value that is not a mode.
     UnknownMode,
     /// `kjump.after=` with a value that is not poweroff, reboot or resume.

@@ -87,9 +87,19 @@ pub enum Error {
     /// No `kjump.mode=`: this is not a kernel kjump started.
     NoMode,
     /// A word the mode needs is missing.
-    Missing { mode: &'static str, key: &'static str },
+    Missing {
+        /// The mode that needs it (`kjump.mode=`'s value).
+        mode: &'static str,
+        /// The missing word's key (`kjump.target`).
+        key: &'static str,
+    },
     /// A value parsed as a word but means nothing here.
-    Bad { key: &'static str, why: String },
+    Bad {
+        /// The word's key (`kjump.compress`).
+        key: &'static str,
+        /// What is wrong with its value, worded for the user.
+        why: String,
+    },
 }
 
 impl fmt::Display for Error {

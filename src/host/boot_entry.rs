@@ -36,20 +36,50 @@ pub enum Error {
     /// The hibernation kernel is not a usable bzImage.
     Kernel(crate::load::bzimage::Error),
     /// Its boot protocol predates `pref_address` (2.10).
-    OldProtocol { version: u16 },
+    OldProtocol {
+        /// The kernel's boot protocol version, major in the high byte.
+        version: u16,
+    },
     /// The region's start does not suit the kernel's alignment.
-    Misaligned { start: u64, alignment: u64 },
+    Misaligned {
+        /// The region's start (physical address).
+        start: u64,
+        /// The kernel's `kernel_alignment`, in bytes.
+        alignment: u64,
+    },
     /// The kernel, decompressed, does not fit the region with room to spare.
-    TooBig { init_size: u64, region: u64 },
+    TooBig {
+        /// The kernel's `init_size`: the bytes it needs from its load address.
+        init_size: u64,
+        /// The region's size, in bytes.
+        region: u64,
+    },
     /// D's kernel image (`what`, from `/proc/iomem`) lies outside the region.
-    KernelOutside { what: String, start: u64, end: u64 },
+    KernelOutside {
+        /// The part of the kernel, as `/proc/iomem` names it, lower case ("kernel code").
+        what: String,
+        /// Its first physical address.
+        start: u64,
+        /// The physical address just past it.
+        end: u64,
+    },
     /// D's kernel may allocate RAM outside the region and low memory.
-    RamOutside { start: u64, end: u64 },
+    RamOutside {
+        /// The RAM range's first physical address.
+        start: u64,
+        /// The physical address just past it.
+        end: u64,
+    },
     /// D's `/proc/iomem` lists no kernel image at all.
     NoKernelListed,
     /// A's memory at these addresses (from the image) is not RAM in the
     /// firmware's map of this machine.
-    RamMissing { start: u64, end: u64 },
+    RamMissing {
+        /// The range's first physical address (at least 1 MiB).
+        start: u64,
+        /// The physical address just past it.
+        end: u64,
+    },
 }
 
 impl core::fmt::Display for Error {

@@ -45,9 +45,17 @@ pub const KEYS: &[&str] = &["target", "kernel", "initrd", "after", "compress", "
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
     /// A line without `=`.
-    NoEquals { line: usize },
+    NoEquals {
+        /// The line's number, from 1.
+        line: usize,
+    },
     /// A key kjump does not know.
-    UnknownKey { line: usize, key: String },
+    UnknownKey {
+        /// The line's number, from 1.
+        line: usize,
+        /// The key as written.
+        key: String,
+    },
 }
 
 impl fmt::Display for Error {

@@ -79,11 +79,13 @@ impl PcrSet {
 pub struct Sealed {
     /// The PCRs of the policy.
     pub pcrs: PcrSet,
-    /// The NV counter of the policy, and the value it must hold.
+    /// The NV index of the policy's counter (A seals with [`COUNTER_INDEX`]).
     pub index: u32,
+    /// The value that counter must hold for the secret to unseal.
     pub counter: u64,
-    /// The sealed object: TPM2B_PUBLIC and TPM2B_PRIVATE, as the TPM gave them.
+    /// The sealed object's TPM2B_PUBLIC, as the TPM gave it.
     pub public: Vec<u8>,
+    /// The sealed object's TPM2B_PRIVATE, as the TPM gave it.
     pub private: Vec<u8>,
 }
 
@@ -92,7 +94,12 @@ pub struct Sealed {
 pub enum UnsealError {
     /// The counter moved on since the secret was sealed: the image was
     /// resumed (or given up) after it was copied. It never will unseal.
-    Stale { sealed: u64, now: u64 },
+    Stale {
+        /// The counter's value when A sealed the secret.
+        sealed: u64,
+        /// The counter's value now.
+        now: u64,
+    },
     /// The TPM refused the policy: a PCR differs from A's boot (firmware,
     /// Secure Boot settings, boot loader), or the TPM is another one.
     Refused(String),

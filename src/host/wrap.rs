@@ -140,8 +140,11 @@ impl Method {
 /// Argon2id's cost: memory in KiB, passes, lanes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Argon2Params {
+    /// Memory, in KiB (Argon2's m).
     pub m_kib: u32,
+    /// Passes over that memory (Argon2's t).
     pub t: u32,
+    /// Lanes, computed in parallel (Argon2's p).
     pub p: u32,
 }
 
@@ -197,7 +200,10 @@ pub enum UnwrapError {
     /// The key block is wrapped with the other method (the one named).
     WrongMethod(Method),
     /// Argon2id could not have the memory the key block asks for.
-    NoMemory { kib: u32 },
+    NoMemory {
+        /// The memory the key block asks for, in KiB.
+        kib: u32,
+    },
     /// The key block is well formed but cannot be right.
     Damaged(String),
 }

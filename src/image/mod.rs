@@ -204,17 +204,37 @@ impl State {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
     /// A magic number is wrong: `what` is header, state or chunk N.
-    BadMagic { what: String },
+    BadMagic {
+        /// The block: `header`, `state` or `chunk N`.
+        what: String,
+    },
     /// The header's version is not one this kjump reads.
-    UnsupportedVersion { version: u32 },
+    UnsupportedVersion {
+        /// The header's version.
+        version: u32,
+    },
     /// A block's CRC does not match: `what` names it.
-    BadChecksum { what: String },
+    BadChecksum {
+        /// The block: `header`, `state` or `chunk N`.
+        what: String,
+    },
     /// A field holds an impossible value.
-    BadField { what: String, field: &'static str },
+    BadField {
+        /// The block: `header`, `state` or `chunk N`.
+        what: String,
+        /// The field, in words ("ram range count").
+        field: &'static str,
+    },
     /// The data ended early.
-    Truncated { what: String },
+    Truncated {
+        /// The block: `header`, `state` or `chunk N`.
+        what: String,
+    },
     /// Decompression failed or gave the wrong size.
-    Decompress { chunk: u64 },
+    Decompress {
+        /// The chunk's index, from 0.
+        chunk: u64,
+    },
     /// The state block commits a different header.
     HeaderMismatch,
     /// The chunks' checksum chain does not match the commit record.
@@ -224,9 +244,15 @@ pub enum Error {
     /// An encrypted image's header or state block fails its MAC, or its
     /// chunks' tags do not chain to the state block's digest: changed
     /// since B wrote it, or made with another key.
-    Forged { what: &'static str },
+    Forged {
+        /// The part: `header`, `state` or `the chunks' tags`.
+        what: &'static str,
+    },
     /// A chunk's authentication tag does not match its pages.
-    BadTag { chunk: u64 },
+    BadTag {
+        /// The chunk's index, from 0.
+        chunk: u64,
+    },
 }
 
 impl fmt::Display for Error {

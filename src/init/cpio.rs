@@ -6,9 +6,15 @@ use core::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
     /// Empty name, a name with NUL, `..` or an empty path component.
-    BadName { name: String },
+    BadName {
+        /// The entry's path, as given.
+        name: String,
+    },
     /// A file larger than the 32-bit size field.
-    TooLarge { name: String },
+    TooLarge {
+        /// The entry's path.
+        name: String,
+    },
 }
 
 impl fmt::Display for Error {

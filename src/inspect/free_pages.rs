@@ -60,17 +60,32 @@ const MAX_PHYSMEM_BITS: u64 = 52;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     /// VMCOREINFO lacks this key, or its value does not parse.
-    MissingKey { key: &'static str },
+    MissingKey {
+        /// The VMCOREINFO key.
+        key: &'static str,
+    },
     /// VMCOREINFO has this key with a value no 6.12 x86_64 kernel writes.
-    BadValue { key: &'static str },
+    BadValue {
+        /// The VMCOREINFO key.
+        key: &'static str,
+    },
     /// A's page size is not 4 KiB.
-    PageSize { size: u64 },
+    PageSize {
+        /// A's page size (`PAGESIZE`), in bytes.
+        size: u64,
+    },
     /// A's page tables cannot be located.
     PageTables(pagetable::Error),
     /// A RAM range ends beyond the physical address space.
-    RamBeyondPhysmem { end_pfn: u64 },
+    RamBeyondPhysmem {
+        /// The page frame just past the range.
+        end_pfn: u64,
+    },
     /// The bitmap for this many pfns could not be allocated.
-    OutOfMemory { pfns: u64 },
+    OutOfMemory {
+        /// The page frames the bitmap would cover.
+        pfns: u64,
+    },
 }
 
 impl fmt::Display for Error {

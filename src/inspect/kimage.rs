@@ -79,7 +79,7 @@ pub enum Layout {
     /// Linux up to 6.13: at [`HEAD_IN_CONTROL_PAGE`].
     AfterCode,
     /// Linux 6.14 on: in `relocate_kernel`'s data section, copied into the
-    /// first [`CONTROL_CODE_MAX_SIZE`] bytes with its code: the eight
+    /// first `KEXEC_CONTROL_CODE_MAX_SIZE` (2048) bytes with its code: the eight
     /// words `saved_rsp`, `saved_cr0`, `saved_cr3`, `saved_cr4`,
     /// `kexec_va_control_page`, `kexec_pa_table_page`,
     /// `kexec_pa_swap_page`, `pa_backup_pages_map` (the head).
@@ -115,27 +115,67 @@ pub enum Error {
     NoPageTables(crate::inspect::pagetable::Error),
     /// Not exactly one place in the control page holds `relocate_kernel`'s
     /// data as 6.14+ leaves it (`found` places do).
-    NoDataSection { found: usize },
+    NoDataSection {
+        /// How many places in the control page look like it (0, or more than 1).
+        found: usize,
+    },
     /// The region is empty or not page aligned.
-    BadRegion { start: u64, end: u64 },
+    BadRegion {
+        /// The region's first physical address.
+        start: u64,
+        /// The physical address just past it.
+        end: u64,
+    },
     /// This physical page of A could not be read.
-    Unreadable { paddr: u64 },
+    Unreadable {
+        /// The physical address, in A's memory.
+        paddr: u64,
+    },
     /// The control page's head is not an indirection entry.
-    BadHead { value: u64 },
+    BadHead {
+        /// The head as A's control page holds it.
+        value: u64,
+    },
     /// Entry number `index` has no flag, or more than one.
-    BadEntry { index: u64, value: u64 },
+    BadEntry {
+        /// The entry's number in the list, from 0.
+        index: u64,
+        /// The entry: an address and its flags in the low bits.
+        value: u64,
+    },
     /// A destination is not the next page of the region.
-    OutOfOrder { dest: u64, expected: u64 },
+    OutOfOrder {
+        /// The destination the list gives (physical address).
+        dest: u64,
+        /// The region's page that was due (physical address).
+        expected: u64,
+    },
     /// A source lies in the region but is not its own destination.
-    SourceInRegion { source: u64, dest: u64 },
+    SourceInRegion {
+        /// The source page (physical address, inside the region).
+        source: u64,
+        /// Its destination (physical address).
+        dest: u64,
+    },
     /// The same source page is given for two destinations.
-    SourceTwice { source: u64 },
+    SourceTwice {
+        /// The source page (physical address).
+        source: u64,
+    },
     /// The list goes on past every page of the region, or loops.
     TooLong,
     /// "Done" came after this many of the region's pages.
-    Short { pages: u64, expected: u64 },
+    Short {
+        /// The pages the list covered.
+        pages: u64,
+        /// The region's pages.
+        expected: u64,
+    },
     /// The table of sources could not be allocated.
-    OutOfMemory { pages: u64 },
+    OutOfMemory {
+        /// The table's entries, one per page.
+        pages: u64,
+    },
 }
 
 impl fmt::Display for Error {

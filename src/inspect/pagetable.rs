@@ -46,17 +46,41 @@ pub struct Unreadable {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     /// VMCOREINFO lacks this key, or its value does not parse.
-    MissingKey { key: &'static str },
+    MissingKey {
+        /// The VMCOREINFO key.
+        key: &'static str,
+    },
     /// VMCOREINFO has this key with a value that cannot be right.
-    BadValue { key: &'static str },
+    BadValue {
+        /// The VMCOREINFO key.
+        key: &'static str,
+    },
     /// The address is not canonical for the number of levels.
-    NonCanonical { vaddr: u64 },
+    NonCanonical {
+        /// The virtual address of A.
+        vaddr: u64,
+    },
     /// The entry for `vaddr` at this level (5 = PML5 … 1 = PT) is not present.
-    NotPresent { vaddr: u64, level: u8 },
+    NotPresent {
+        /// The virtual address of A being translated.
+        vaddr: u64,
+        /// The page-table level, 5 (PML5) to 1 (PT).
+        level: u8,
+    },
     /// The entry for `vaddr` at this level has the PS bit where x86 reserves it.
-    BadEntry { vaddr: u64, level: u8 },
+    BadEntry {
+        /// The virtual address of A being translated.
+        vaddr: u64,
+        /// The page-table level: 5 (PML5) or 4 (PML4), where PS is reserved.
+        level: u8,
+    },
     /// A page-table entry for `vaddr` lies in memory that could not be read.
-    Unreadable { vaddr: u64, paddr: u64 },
+    Unreadable {
+        /// The virtual address of A being translated.
+        vaddr: u64,
+        /// The physical address that could not be read.
+        paddr: u64,
+    },
 }
 
 impl fmt::Display for Error {

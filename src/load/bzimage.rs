@@ -78,7 +78,10 @@ pub enum Error {
     /// No `HdrS` magic at [`HEADER`].
     NoHeaderMagic,
     /// Boot protocol older than 2.12.
-    OldProtocol { version: u16 },
+    OldProtocol {
+        /// The kernel's boot protocol version, major in the high byte.
+        version: u16,
+    },
     /// No 64-bit entry point (`XLF_KERNEL_64`).
     Not64Bit,
     /// Not relocatable: it could only run at its compiled-in address.
@@ -88,7 +91,10 @@ pub enum Error {
     /// The setup header's length byte points outside the setup sectors.
     BadHeaderLength,
     /// `kernel_alignment` is not a power of two.
-    BadAlignment { alignment: u32 },
+    BadAlignment {
+        /// The `kernel_alignment` field, in bytes.
+        alignment: u32,
+    },
     /// `init_size` is zero or smaller than the kernel itself.
     BadInitSize,
 }

@@ -39,9 +39,19 @@ pub const MIN_FREE_FOR_B: u64 = 32 * MIB;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
     /// Kernel, initrd and tables leave less than [`MIN_FREE_FOR_B`] for B.
-    RegionTooSmall { needed: u64, size: u64 },
+    RegionTooSmall {
+        /// The bytes B needs in the region.
+        needed: u64,
+        /// The region's size, in bytes.
+        size: u64,
+    },
     /// B's command line plus what the purgatory appends is too long.
-    CmdlineTooLong { len: usize, max: u64 },
+    CmdlineTooLong {
+        /// The command line's length with the purgatory's room, in bytes.
+        len: usize,
+        /// The most the kernel takes (`cmdline_size`, at most a page less one), in bytes.
+        max: u64,
+    },
     /// The command line contains a NUL byte.
     CmdlineHasNul,
     /// B's memory map has too many entries.

@@ -23,9 +23,15 @@ const REGION_LIMIT: u64 = 1 << 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
     /// A line of `/proc/iomem` that is not `start-end : name`.
-    BadLine { line: usize },
+    BadLine {
+        /// The line's number, from 1.
+        line: usize,
+    },
     /// `end` before `start`, or ranges out of order or overlapping.
-    BadRange { line: usize },
+    BadRange {
+        /// The line's number, from 1.
+        line: usize,
+    },
     /// All addresses read as zero: `/proc/iomem` hides them from non-root.
     AddressesHidden,
     /// More ranges than fit in `boot_params`.
@@ -33,7 +39,10 @@ pub enum Error {
     /// No RAM at all in the map.
     NoRam,
     /// No RAM range below 4 GiB can hold a region of this size.
-    NoRoomForRegion { size: u64 },
+    NoRoomForRegion {
+        /// The region's size asked for, in bytes.
+        size: u64,
+    },
 }
 
 impl fmt::Display for Error {

@@ -31,17 +31,37 @@ pub struct Segment<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     /// No segments, or more than [`SEGMENT_MAX`].
-    BadCount { count: usize },
+    BadCount {
+        /// The number of segments given.
+        count: usize,
+    },
     /// A destination or size that is not page aligned.
-    Unaligned { mem: u64 },
+    Unaligned {
+        /// The segment's destination (physical address).
+        mem: u64,
+    },
     /// A segment of zero size (the kernel treats it as covering everything).
-    Empty { mem: u64 },
+    Empty {
+        /// The segment's destination (physical address).
+        mem: u64,
+    },
     /// More bytes than the segment's memory size.
-    BufferTooLarge { mem: u64 },
+    BufferTooLarge {
+        /// The segment's destination (physical address).
+        mem: u64,
+    },
     /// A segment that wraps around the address space.
-    Overflow { mem: u64 },
+    Overflow {
+        /// The segment's destination (physical address).
+        mem: u64,
+    },
     /// Two segments overlap.
-    Overlap { a: u64, b: u64 },
+    Overlap {
+        /// One segment's destination (physical address).
+        a: u64,
+        /// The other's.
+        b: u64,
+    },
 }
 
 impl fmt::Display for Error {
