@@ -66,6 +66,8 @@ fn image_sealed(compression: Compression, mode: u8, sealed: Option<u8>) -> Vec<u
         cipher: if sealer.is_some() { kjump::image::seal::Cipher::XChaCha20Poly1305 } else { kjump::image::seal::Cipher::None },
         image_id: sealer.as_ref().map(|s| s.keys.id()).unwrap_or_default(),
         nonce_salt: sealer.as_ref().map(|s| s.salt).unwrap_or_default(),
+        vmcoreinfo: None,
+        page_offset: None,
     }
     .encode_sealed(keys)
     .expect("header encodes");

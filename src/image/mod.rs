@@ -333,12 +333,25 @@ pub struct Header {
     pub image_id: crate::image::seal::ImageId,
     /// B's random salt for the chunks' nonces.
     pub nonce_salt: [u8; crate::image::seal::ID_LEN],
+    /// Where A's VMCOREINFO note lies in A's physical memory, and its
+    /// length in bytes (the whole ELF note), as B checked it: the note is
+    /// among the image's own pages. `None` when B could not tell, and in
+    /// images made before kjump recorded it.
+    pub vmcoreinfo: Option<(u64, u32)>,
+    /// Where A's direct map of physical memory starts (`PAGE_OFFSET`), as
+    /// B found it in A's page tables; `None` when unknown.
+    pub page_offset: Option<u64>,
 }
 
 /// Offsets of the encryption fields in the header block.
 const CIPHER_OFF: usize = 3936;
 const IMAGE_ID_OFF: usize = 3944;
 const NONCE_SALT_OFF: usize = 3960;
+/// Offsets of A's VMCOREINFO note (address, then length) and of A's
+/// direct-map base in the header block: zero in older images.
+const VMCOREINFO_OFF: usize = 3976;
+const PAGE_OFFSET_OFF: usize = 3992;
+const _: () = assert!(NONCE_SALT_OFF + crate::image::seal::ID_LEN <= VMCOREINFO_OFF && PAGE_OFFSET_OFF + 8 <= MAC_COVERS);
 
 /// Header flag: [`Header::zero_free`].
 const FLAG_ZERO_FREE: u32 = 1;
@@ -411,6 +424,11 @@ impl Header {
         put32(&mut b, CIPHER_OFF, self.cipher.code());
         b[IMAGE_ID_OFF..IMAGE_ID_OFF + crate::image::seal::ID_LEN].copy_from_slice(&self.image_id.0);
         b[NONCE_SALT_OFF..NONCE_SALT_OFF + crate::image::seal::ID_LEN].copy_from_slice(&self.nonce_salt);
+        if let Some((addr, len)) = self.vmcoreinfo {
+            put64(&mut b, VMCOREINFO_OFF, addr);
+            put32(&mut b, VMCOREINFO_OFF + 8, len);
+        }
+        put64(&mut b, PAGE_OFFSET_OFF, self.page_offset.unwrap_or(0));
         if let Some(k) = keys {
             let mac = k.header_mac(&b[..MAC_COVERS]);
             b[MAC_COVERS..BLOCK - 4].copy_from_slice(&mac);
@@ -492,6 +510,10 @@ impl Header {
             cipher: crate::image::seal::Cipher::from_code(u32_at(CIPHER_OFF)?).ok_or(bad("cipher"))?,
             image_id: crate::image::seal::ImageId(le::array_at(b, IMAGE_ID_OFF).ok_or_else(|| bad("image id"))?),
             nonce_salt: le::array_at(b, NONCE_SALT_OFF).ok_or_else(|| bad("nonce salt"))?,
+            // Checked by the export, their only reader: a resume does not
+            // depend on them.
+            vmcoreinfo: Some((u64_at(VMCOREINFO_OFF)?, u32_at(VMCOREINFO_OFF + 8)?)).filter(|&(_, len)| len != 0),
+            page_offset: Some(u64_at(PAGE_OFFSET_OFF)?).filter(|&p| p != 0),
         };
         let mut h = h;
         for i in 0..h.in_use.len() {
@@ -1423,7 +1445,25 @@ mod tests {
             cipher: crate::image::seal::Cipher::None,
             image_id: crate::image::seal::ImageId::default(),
             nonce_salt: [0; 16],
+            vmcoreinfo: Some((0x2b4_c000, 0xa8c)),
+            page_offset: Some(0xffff_8880_0000_0000),
         }
+    }
+
+    /// The export's fields round-trip, and read as absent in an image made
+    /// before kjump wrote them (zeros there).
+    #[test]
+    fn export_fields() {
+        let b = header().encode().unwrap();
+        let h = Header::decode(&b).unwrap();
+        assert_eq!((h.vmcoreinfo, h.page_offset), (Some((0x2b4_c000, 0xa8c)), Some(0xffff_8880_0000_0000)));
+        assert_eq!(le::u64_at(&b, 3976), Some(0x2b4_c000));
+        assert_eq!(le::u32_at(&b, 3984), Some(0xa8c));
+        assert_eq!(le::u64_at(&b, 3992), Some(0xffff_8880_0000_0000));
+        let old = Header { vmcoreinfo: None, page_offset: None, ..header() }.encode().unwrap();
+        assert!(old[3976..4060].iter().all(|&x| x == 0));
+        let h = Header::decode(&old).unwrap();
+        assert_eq!((h.vmcoreinfo, h.page_offset), (None, None));
     }
 
     #[test]
