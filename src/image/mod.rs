@@ -15,6 +15,8 @@
 //! anything malformed with an error that names the field; they never
 //! panic and never allocate from a length they have not bounded.
 
+// An image as an ELF core file (`kjump image export`).
+pub mod export;
 // The cryptography of an encrypted image, and the checksums of a clear one.
 pub mod seal;
 
@@ -1331,6 +1333,12 @@ impl<R: std::io::Read> Reader<R> {
     /// Whether the image is encrypted.
     pub fn encrypted(&self) -> bool {
         self.header.encrypted()
+    }
+
+    /// Whether [`Reader::next_chunk`] returns pages: the image is in the
+    /// clear, or unlocked.
+    pub fn pages_readable(&self) -> bool {
+        !self.encrypted() || self.sealer.is_some()
     }
 
     /// Checks an encrypted image's header and state against `key` and,

@@ -8,10 +8,14 @@ use core::fmt;
 /// Most program headers kjump writes.
 pub const MAX_PHDRS: usize = 256;
 
-const EHDR_SIZE: usize = 64;
-const PHDR_SIZE: usize = 56;
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
+/// Bytes of the ELF header.
+pub const EHDR_SIZE: usize = 64;
+/// Bytes of a program header.
+pub const PHDR_SIZE: usize = 56;
+/// Program header type: a range of memory.
+pub const PT_LOAD: u32 = 1;
+/// Program header type: ELF notes.
+pub const PT_NOTE: u32 = 4;
 const ET_CORE: u16 = 4;
 const EM_X86_64: u16 = 62;
 const PF_RWX: u32 = 7;
@@ -69,11 +73,12 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-fn phdr(out: &mut Vec<u8>, p_type: u32, offset: u64, paddr: u64, size: u64) {
+/// Appends a program header (flags RWX, alignment 0, as the kernel's).
+pub fn phdr(out: &mut Vec<u8>, p_type: u32, offset: u64, vaddr: u64, paddr: u64, size: u64) {
     out.extend_from_slice(&p_type.to_le_bytes());
     out.extend_from_slice(&PF_RWX.to_le_bytes());
     out.extend_from_slice(&offset.to_le_bytes());
-    out.extend_from_slice(&0u64.to_le_bytes()); // p_vaddr: unknown to user space
+    out.extend_from_slice(&vaddr.to_le_bytes());
     out.extend_from_slice(&paddr.to_le_bytes());
     out.extend_from_slice(&size.to_le_bytes()); // p_filesz
     out.extend_from_slice(&size.to_le_bytes()); // p_memsz
@@ -110,7 +115,21 @@ pub fn build(notes: &[Note], loads: &[Load]) -> Result<Vec<u8>, Error> {
         }
         n.addr.checked_add(n.size).ok_or(Error::Overflow)?;
     }
-    let mut out = Vec::with_capacity(EHDR_SIZE + count * PHDR_SIZE);
+    let mut out = ehdr(count as u16);
+    for n in notes {
+        phdr(&mut out, PT_NOTE, n.addr, 0, 0, n.size);
+    }
+    // p_vaddr: A's virtual addresses are unknown to its user space.
+    for l in loads {
+        phdr(&mut out, PT_LOAD, l.offset, 0, l.paddr, l.size);
+    }
+    Ok(out)
+}
+
+/// The ELF header of an x86_64 core file whose `count` program headers
+/// follow it, with room reserved for them.
+pub fn ehdr(count: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(EHDR_SIZE + usize::from(count) * PHDR_SIZE);
     out.extend_from_slice(b"\x7fELF");
     out.extend_from_slice(&[2, 1, 1, 0]); // 64-bit, little-endian, version 1, SysV
     out.extend_from_slice(&[0; 8]);
@@ -123,17 +142,11 @@ pub fn build(notes: &[Note], loads: &[Load]) -> Result<Vec<u8>, Error> {
     out.extend_from_slice(&0u32.to_le_bytes()); // e_flags
     out.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
     out.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
-    out.extend_from_slice(&(count as u16).to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes()); // e_shentsize
     out.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
     out.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
-    for n in notes {
-        phdr(&mut out, PT_NOTE, n.addr, 0, n.size);
-    }
-    for l in loads {
-        phdr(&mut out, PT_LOAD, l.offset, l.paddr, l.size);
-    }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
