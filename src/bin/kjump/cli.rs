@@ -72,6 +72,14 @@ pub enum Command {
     ImageInfo(String),
     ImageVerify(String, Option<String>),
     ImageWipe(String),
+    /// `image export --elf FILE`: the image, the core file, the key file,
+    /// whether to replace the core file.
+    ImageExport {
+        image: String,
+        elf: String,
+        key_file: Option<String>,
+        force: bool,
+    },
     BenchIo(SettingFlags),
     BootEntry {
         output: String,
@@ -106,6 +114,7 @@ impl Command {
             Command::ImageInfo(_) => "image info",
             Command::ImageVerify(..) => "image verify",
             Command::ImageWipe(_) => "image wipe",
+            Command::ImageExport { .. } => "image export",
             Command::BenchIo(_) => "bench-io",
             Command::BootEntry { .. } => "boot-entry",
             Command::Initramfs { .. } => "initramfs",
@@ -159,12 +168,33 @@ enum Flag {
     Argon2Memory,
     KeyFile,
     Force,
+    Elf,
 }
 
 use Flag::*;
 
-const ALL_FLAGS: [Flag; 19] =
-    [Target, After, Compress, Wait, Kernel, Initrd, RegionSize, Append, Config, Keep, Snapshot, Check, Jump, Output, Init, Dir, Argon2Memory, Force, KeyFile];
+const ALL_FLAGS: [Flag; 20] = [
+    Target,
+    After,
+    Compress,
+    Wait,
+    Kernel,
+    Initrd,
+    RegionSize,
+    Append,
+    Config,
+    Keep,
+    Snapshot,
+    Check,
+    Jump,
+    Output,
+    Init,
+    Dir,
+    Argon2Memory,
+    Force,
+    KeyFile,
+    Elf,
+];
 
 impl Flag {
     fn name(self) -> &'static str {
@@ -188,6 +218,7 @@ impl Flag {
             Argon2Memory => "argon2-memory",
             KeyFile => "key-file",
             Force => "force",
+            Elf => "elf",
         }
     }
 
@@ -235,7 +266,9 @@ impl Flag {
             Dir => "  --dir DIR            where to write public.key and private.key  [default: /etc/kjump]\n",
             Argon2Memory => "  --argon2-memory KIB  Argon2id memory cost in KiB, 8 to 1048576  [default: 65536]\n",
             KeyFile => "  --key-file PATH      the key file that unwraps an encrypted image's key\n                       [default: the one encrypt = keyfile:PATH names]\n",
+            Force if cmd == "image export" => "  --force              replace FILE if it exists\n",
             Force => "  --force              replace an existing key pair\n",
+            Elf => "  --elf FILE           the core file to write (required)\n",
         }
     }
 }
@@ -301,11 +334,12 @@ only when all pass. --jump also does a live round trip A -> B -> A.
 
 const IMAGE: Spec = Spec {
     topic: "image",
-    synopsis: "kjump image info|verify|wipe FILE|DEVICE",
+    synopsis: "kjump image info|verify|wipe|export FILE|DEVICE",
     about: "  info      show an image's header and state
   verify    check every checksum; non-zero exit names the first fault
   wipe      overwrite an image with zeros and discard it (a file is then removed);
             refuses anything that is not a kjump image
+  export    write the image as an ELF core file (--elf FILE) for crash and makedumpfile
 ",
     flags: &[],
 };
@@ -330,6 +364,21 @@ const IMAGE_WIPE: Spec = Spec {
 anything that is not a kjump image, and a device this system uses.
 ",
     flags: &[],
+};
+
+const IMAGE_EXPORT: Spec = Spec {
+    topic: "image export",
+    synopsis: "kjump image export --elf FILE [--key-file PATH] [--force] IMAGE",
+    about: "Write the image (a file or device) as an ELF core file, the shape of the
+/proc/vmcore the hibernation kernel saved it from: A's VMCOREINFO note and A's RAM
+at its physical addresses (and direct-map virtual addresses), pages left out of
+the image as zeros (holes in FILE). crash and makedumpfile read it like a kdump.
+FILE holds all of A's memory and is made readable by its owner only. Checks
+everything 'kjump image verify' checks; an encrypted image needs its key (from
+--key-file, or a passphrase asked on the terminal). Refuses an image made before
+kjump recorded where A's VMCOREINFO note is.
+",
+    flags: &[Elf, KeyFile, Force],
 };
 
 const BENCH_IO: Spec = Spec {
@@ -407,6 +456,7 @@ struct Parsed {
     dir: Option<String>,
     argon2_memory: Option<u32>,
     force: bool,
+    elf: Option<String>,
     words: Vec<String>,
 }
 
@@ -485,6 +535,7 @@ fn parse_command(p: &mut Parser, spec: &Spec, max_words: usize) -> Result<Parsed
             (Config, v) => f.config = v,
             (Output, v) => out.output = v,
             (Init, v) => out.init = v,
+            (Elf, v) => out.elf = v,
             (Dir, v) => out.dir = v,
             (KeyFile, v) => f.key_file = v,
             (Argon2Memory, Some(v)) => match v.parse::<u32>() {
@@ -555,11 +606,11 @@ fn end(p: &mut Parser, topic: &'static str) -> Result<(), UsageError> {
     }
 }
 
-/// `kjump image info|verify|wipe FILE|DEVICE`.
+/// `kjump image info|verify|wipe|export FILE|DEVICE`.
 fn image(p: &mut Parser) -> Result<Command, UsageError> {
     let err = |e: lexopt::Error| usage("image", lexopt_message(e));
     let sub = match p.next().map_err(err)? {
-        None => return Err(usage("image", "name what to do: info, verify or wipe")),
+        None => return Err(usage("image", "name what to do: info, verify, wipe or export")),
         Some(Arg::Short('h') | Arg::Long("help")) => return Ok(Command::Help(IMAGE.help())),
         Some(Arg::Value(word)) => word.string().map_err(err)?,
         Some(arg) => return Err(err(arg.unexpected())),
@@ -568,7 +619,8 @@ fn image(p: &mut Parser) -> Result<Command, UsageError> {
         "info" => &IMAGE_INFO,
         "verify" => &IMAGE_VERIFY,
         "wipe" => &IMAGE_WIPE,
-        other => return Err(usage("image", format!("unknown image command {other:?}: use info, verify or wipe"))),
+        "export" => &IMAGE_EXPORT,
+        other => return Err(usage("image", format!("unknown image command {other:?}: use info, verify, wipe or export"))),
     };
     let a = parse_command(p, spec, 1)?;
     if a.help {
@@ -578,6 +630,10 @@ fn image(p: &mut Parser) -> Result<Command, UsageError> {
     Ok(match spec.topic {
         "image info" => Command::ImageInfo(path),
         "image verify" => Command::ImageVerify(path, a.flags.key_file),
+        "image export" => {
+            let elf = a.elf.ok_or_else(|| usage(spec.topic, "--elf FILE is required"))?;
+            Command::ImageExport { image: path, elf, key_file: a.flags.key_file, force: a.force }
+        }
         _ => Command::ImageWipe(path),
     })
 }
@@ -592,6 +648,7 @@ fn help(p: &mut Parser) -> Result<Command, UsageError> {
         ["image", "info"] => &IMAGE_INFO,
         ["image", "verify"] => &IMAGE_VERIFY,
         ["image", "wipe"] => &IMAGE_WIPE,
+        ["image", "export"] => &IMAGE_EXPORT,
         [name] => COMMANDS.into_iter().find(|s| s.topic == *name).ok_or_else(|| usage("", format!("no help for {name:?}: unknown command")))?,
         _ => return Err(usage("", format!("no help for {:?}: unknown command", words.join(" ")))),
     };
@@ -703,8 +760,30 @@ mod tests {
         assert_eq!(refused(&["image", "verify", "a", "b"]), usage("image verify", "unexpected argument \"b\""));
         assert!(refused(&["image", "-x"]).msg.contains("unknown option -x"));
         assert!(refused(&["image", "verify", "a", "--target", "b"]).msg.contains("--target"));
-        assert!(refused(&["image"]).msg.contains("info, verify or wipe"));
+        assert!(refused(&["image"]).msg.contains("info, verify, wipe or export"));
         assert!(refused(&["image", "check", "a"]).msg.contains("unknown image command"));
+    }
+
+    #[test]
+    fn image_export_needs_a_core_file() {
+        assert_eq!(
+            ok(&["image", "export", "--elf", "/tmp/a.elf", "/dev/sdb2"]),
+            Command::ImageExport { image: "/dev/sdb2".into(), elf: "/tmp/a.elf".into(), key_file: None, force: false }
+        );
+        assert_eq!(
+            ok(&["image", "export", "/dev/sdb2", "--force", "--key-file=/k", "--elf=a.elf"]),
+            Command::ImageExport { image: "/dev/sdb2".into(), elf: "a.elf".into(), key_file: Some("/k".into()), force: true }
+        );
+        assert_eq!(refused(&["image", "export", "/dev/sdb2"]), usage("image export", "--elf FILE is required"));
+        assert_eq!(refused(&["image", "export", "--elf", "a.elf"]), usage("image export", "give one FILE or DEVICE"));
+        assert!(refused(&["image", "export", "--elf"]).msg.contains("--elf needs a value"));
+        assert!(refused(&["image", "verify", "--elf", "a", "b"]).msg.contains("not an option of 'kjump image verify'"));
+        assert!(refused(&["image", "export", "--elf", "a", "b", "c"]).msg.contains("\"c\""));
+        let help = help_text(&["image", "export", "--help"]);
+        assert!(help.starts_with("Usage: kjump image export --elf FILE [--key-file PATH] [--force] IMAGE"), "{help}");
+        assert!(help.contains("--force              replace FILE if it exists"), "{help}");
+        assert_eq!(help_text(&["help", "image", "export"]), help);
+        assert!(help_text(&["image", "-h"]).contains("export"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! One file per command: `check`, `hibernate` (also `load`, `unload` and
 //! `bench-io`), `resume` (C), `boot` (`boot-entry` and `initramfs`),
-//! `image` (`image info`, `verify`, `wipe`) and `keygen`; what they share:
+//! `image` (`image info`, `verify`, `wipe`, `export`) and `keygen`; what they share:
 //! `cli` (the command line), `settings` (kjump.conf and the flags),
 //! `kernel` (loading B or D) and `keys` (encrypted images' keys). This file
 //! runs the command and turns its outcome into the exit status.
@@ -28,7 +28,7 @@ use kjump::{target, Error};
 use crate::boot::{cmd_boot_entry, cmd_initramfs};
 use crate::check::cmd_check;
 use crate::hibernate::{cmd_bench_io, cmd_hibernate, cmd_load, cmd_unload};
-use crate::image::{cmd_image, cmd_wipe};
+use crate::image::{cmd_export, cmd_image, cmd_wipe};
 use crate::resume::cmd_resume;
 use crate::settings::{config_text, settings};
 use cli::{Command, SettingFlags};
@@ -54,6 +54,10 @@ Usage:
                                    image with its key; non-zero exit names the first fault
   kjump image wipe FILE|DEVICE     overwrite an image with zeros and discard it (a file is
                                    then removed); refuses anything that is not a kjump image
+  kjump image export --elf FILE [--key-file PATH] [--force] FILE|DEVICE
+                                   write an image as an ELF core file (A's VMCOREINFO and
+                                   RAM, as the hibernation kernel's /proc/vmcore showed
+                                   them) that crash and makedumpfile read like a kdump
   kjump bench-io --target DEVICE   for benchmarks: in the hibernation kernel, measure how
                                    fast /proc/vmcore reads and the target takes O_DIRECT
                                    writes and reads; OVERWRITES the target's first 768 MiB
@@ -97,7 +101,7 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
                        kernel discards it once A's memory is back; the image is
                        marked consumed either way)
   --check              resume: only say what it would do
-  --key-file PATH      resume, image verify: the key file that unwraps an encrypted
+  --key-file PATH      resume, image verify|export: the key file that unwraps an encrypted
                        image's key  [default: the one encrypt = keyfile:PATH names]
   --jump               check: also do a live round trip
 Each command takes only the options it uses; see 'kjump COMMAND --help'.
@@ -193,6 +197,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::ImageInfo(path) => cmd_image(&path, false, None)?,
         Command::ImageVerify(path, key_file) => cmd_image(&path, true, key_file.as_deref())?,
         Command::ImageWipe(path) => cmd_wipe(&path)?,
+        Command::ImageExport { image, elf, key_file, force } => cmd_export(&image, &elf, key_file.as_deref(), force)?,
         Command::Keygen { dir, argon2_memory, force } => keygen::run(&dir, argon2_memory, force)?,
     }
     Ok(())
