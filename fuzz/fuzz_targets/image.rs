@@ -125,7 +125,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = kjump::image::export::export(&mut reader, &mut Sink::default(), |_, _| {});
         return;
     }
-    let sealed_unopened = reader.encrypted() && mode & 2 == 0;
+    // Sealed and not opened: no key tried, or the key did not unlock it.
+    let sealed_unopened = !reader.pages_readable();
     // Each chunk takes at least a block of input, so this ends; the bound
     // is only a second guard.
     for _ in 0..=img.len() / BLOCK {
