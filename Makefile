@@ -1,9 +1,11 @@
 # kjump: `make demo` runs the round trip in a QEMU VM, `make test` runs the
-# tests. Each installs and builds what it needs first. `make stage` then
-# `sudo make install` put kjump on this machine (see README).
+# tests. Each installs and builds what it needs first. `make deb` builds a
+# Debian package of kjump; `make stage` then `sudo make install` put kjump
+# on this machine without one (see README).
 
 TARGET  := x86_64-unknown-linux-musl
-RELEASE := target/$(TARGET)/release
+# Cargo's output; scripts/deb.sh builds in a target directory of its own.
+RELEASE := $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release
 # Where the test kernel is cached (outside the checkout), keyed by its config.
 export KJUMP_CACHE ?= $(HOME)/.cache/kjump
 
@@ -29,9 +31,11 @@ FUZZ_CI_SECONDS ?= 20
 PREFIX    ?= /usr/local
 SBINDIR   = $(PREFIX)/sbin
 LIBDIR    = $(PREFIX)/lib/kjump
+# Nothing is installed here any more; uninstall still removes it if empty.
 DATADIR   = $(PREFIX)/share/kjump
 MANDIR    = $(PREFIX)/share/man
 UNITDIR   = $(PREFIX)/lib/systemd/system
+GENERATORDIR = $(PREFIX)/lib/systemd/system-generators
 # Boot integration goes where initramfs-tools and dracut look, whatever PREFIX is.
 INITRAMFS_TOOLS_DIR = /usr/share/initramfs-tools
 DRACUT_MODULES_DIR  = /usr/lib/dracut/modules.d
@@ -51,7 +55,7 @@ endif
 # Fills in the installed paths in contrib/ files.
 SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g'
 
-.PHONY: all deps kernel build initramfs test lint test-distro unit demo bench bench-host fuzz fuzz-ci fuzz-seeds clean stage install uninstall
+.PHONY: all deps kernel build initramfs test lint test-distro unit demo bench bench-host fuzz fuzz-ci fuzz-seeds clean stage install uninstall deb
 
 all: build
 
@@ -84,9 +88,9 @@ lint: deps
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
 
-# A Debian 12 system (debootstrap, cached in $(KJUMP_CACHE)) with kjump put in
-# by `make install`: systemctl start kjump-hibernate, resume through Debian's
-# initramfs-tools. Needs root.
+# A Debian 12 system (debootstrap, cached in $(KJUMP_CACHE)) with kjump
+# installed from `make deb`'s package: systemctl hibernate and
+# suspend-then-hibernate, resume through Debian's initramfs-tools. Needs root.
 test-distro: deps
 	kernel=$$(scripts/kernel.sh $(ONE_KERNEL) distro) && rootfs=$$(scripts/debian-rootfs.sh) && \
 	  KJUMP_KERNEL=$$kernel KJUMP_DEBIAN_ROOTFS=$$rootfs cargo test --release --test distro -- --nocapture
@@ -153,8 +157,8 @@ install: $(if $(wildcard $(STAGE)/complete),,stage)
 	if [ "$$staged" != "$(LIBDIR)/vmlinuz" ]; then \
 	  echo "install: the kjump in $(STAGE) looks for $$staged, not $(LIBDIR)/vmlinuz: run 'make stage PREFIX=$(PREFIX)' first" >&2; exit 1; fi
 	@echo "install: copying what 'make stage' built in $(STAGE) ($$(date -r $(STAGE)/complete '+%F %T'); 'make stage' again to refresh it)"
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DATADIR) \
-	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc \
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) \
+	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(GENERATORDIR) $(DESTDIR)/etc \
 	  $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount \
 	  $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump
 	install -m 755 $(STAGE)/kjump $(DESTDIR)$(SBINDIR)/kjump
@@ -164,12 +168,10 @@ install: $(if $(wildcard $(STAGE)/complete),,stage)
 	for m in kjump.8 kjump-init.8; do $(SUBST) man/$$m > $(DESTDIR)$(MANDIR)/man8/$$m; done
 	$(SUBST) man/kjump.conf.5 > $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
 	chmod 644 $(DESTDIR)$(MANDIR)/man8/kjump.8 $(DESTDIR)$(MANDIR)/man8/kjump-init.8 $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
-	$(SUBST) contrib/systemd/kjump-hibernate.service > $(DESTDIR)$(UNITDIR)/kjump-hibernate.service
 	$(SUBST) contrib/systemd/kjump-load.service > $(DESTDIR)$(UNITDIR)/kjump-load.service
-	$(SUBST) contrib/systemd/systemd-hibernate-kjump.conf > $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf
-	$(SUBST) contrib/systemd/systemd-logind-kjump.conf > $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf
-	chmod 644 $(DESTDIR)$(UNITDIR)/kjump-hibernate.service $(DESTDIR)$(UNITDIR)/kjump-load.service $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf \
-	  $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf
+	chmod 644 $(DESTDIR)$(UNITDIR)/kjump-load.service
+	$(SUBST) contrib/systemd/kjump-generator > $(DESTDIR)$(GENERATORDIR)/kjump-generator
+	chmod 755 $(DESTDIR)$(GENERATORDIR)/kjump-generator
 	$(SUBST) contrib/initramfs-tools/hooks/kjump > $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks/kjump
 	$(SUBST) contrib/initramfs-tools/scripts/local-premount/kjump > $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount/kjump
 	$(SUBST) contrib/dracut/90kjump/module-setup.sh > $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/module-setup.sh
@@ -185,14 +187,21 @@ install: $(if $(wildcard $(STAGE)/complete),,stage)
 	@echo "install: done. Next: set target= in /etc/kjump.conf, run 'kjump check',"
 	@echo "  then 'update-initramfs -u' (or 'dracut -f') and 'systemctl daemon-reload'; see kjump(8)."
 
+# kjump's Debian package, target/deb/kjump_VERSION_amd64.deb: what
+# `make install PREFIX=/usr` puts in place, staged and packaged by
+# scripts/deb.sh with contrib/debian/ (no root needed), then checked with
+# lintian; prints its path. KERNEL or BZIMAGE pick the hibernation kernel,
+# as for stage.
+deb:
+	@KERNEL=$(ONE_KERNEL) BZIMAGE=$(BZIMAGE) scripts/deb.sh
+
 # Removes what `make install` put, except a kjump.conf that was changed
 # since (it may hold your target): that one is kept, and said so.
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/kjump
 	rm -f $(DESTDIR)$(LIBDIR)/kjump-init $(DESTDIR)$(LIBDIR)/vmlinuz $(DESTDIR)$(LIBDIR)/vmlinuz.config $(DESTDIR)$(LIBDIR)/initramfs.img
 	rm -f $(DESTDIR)$(MANDIR)/man8/kjump.8 $(DESTDIR)$(MANDIR)/man8/kjump-init.8 $(DESTDIR)$(MANDIR)/man5/kjump.conf.5
-	rm -f $(DESTDIR)$(UNITDIR)/kjump-hibernate.service $(DESTDIR)$(UNITDIR)/kjump-load.service
-	rm -f $(DESTDIR)$(DATADIR)/systemd-hibernate-kjump.conf $(DESTDIR)$(DATADIR)/systemd-logind-kjump.conf
+	rm -f $(DESTDIR)$(UNITDIR)/kjump-load.service $(DESTDIR)$(GENERATORDIR)/kjump-generator
 	rm -f $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks/kjump $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount/kjump
 	rm -f $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/module-setup.sh $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/kjump-resume.sh
 	@for d in $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump; do \

@@ -1,10 +1,11 @@
 #!/bin/sh
 # Makes the disks `make test-distro` boots, in OUTDIR: root.img, the Debian
-# root filesystem (scripts/debian-rootfs.sh) with kjump put in by
-# 'make install' and configured to hibernate to /dev/vdb with its key sealed
-# to the machine's TPM (encrypt = tpm2), and initrd.img,
-# made by Debian's own mkinitramfs (with kjump's initramfs-tools hook) for
-# the test kernel BZIMAGE. Needs root (chroot, file ownership).
+# root filesystem (scripts/debian-rootfs.sh) with kjump installed from its
+# Debian package ('make deb', then dpkg -i in the root filesystem) and
+# configured to hibernate to /dev/vdb with its key sealed to the machine's
+# TPM (encrypt = tpm2), and initrd.img, made by Debian's own mkinitramfs
+# (with kjump's initramfs-tools hook) for the test kernel BZIMAGE. Needs
+# root (chroot, file ownership).
 # Usage: distro-image.sh ROOTFS_TAR BZIMAGE OUTDIR
 set -eu
 [ $# -eq 3 ] || { echo "usage: $0 ROOTFS_TAR BZIMAGE OUTDIR" >&2; exit 2; }
@@ -21,15 +22,27 @@ ptr=$(od -An -tu2 -j $((0x20e)) -N2 "$bzimage" | tr -d ' ')
 kver=$(dd if="$bzimage" bs=1 skip=$((ptr + 0x200)) count=64 2>/dev/null | tr '\0' '\n' | head -n1 | cut -d' ' -f1)
 [ -n "$kver" ] || { echo "distro-image.sh: no kernel version in $bzimage" >&2; exit 1; }
 
-# kjump, as a user installs it.
-make -s -C "$here" stage >&2
-make -s -C "$here" install DESTDIR="$root" >&2
+# kjump, as a user installs it: its package, with dpkg in the root
+# filesystem, which holds everything the package depends on (no network).
+# /proc, /sys and /dev are not mounted yet: the postinst needs none of
+# them, and the initramfs trigger it sets off finds no kernel installed
+# (mkinitramfs runs below), so it does nothing.
+deb=$(make -s --no-print-directory -C "$here" deb)
+cp "$deb" "$root/tmp/"
+chroot "$root" dpkg -i "/tmp/${deb##*/}" >&2
+rm -f "$root/tmp/${deb##*/}"
 printf '\n# make test-distro: the second virtio disk; keys sealed to the TPM.\ntarget = /dev/vdb\nencrypt = tpm2\n' >> "$root/etc/kjump.conf"
 
 # This system hibernates only with kjump: no swap resume device for the
 # initramfs to wait for (mkinitramfs would otherwise take this machine's swap).
 mkdir -p "$root/etc/initramfs-tools/conf.d"
 echo RESUME=none > "$root/etc/initramfs-tools/conf.d/resume"
+
+# A system-sleep hook that records its calls, and a short
+# suspend-then-hibernate delay (systemd-sleep.conf(5)).
+mkdir -p "$root/usr/lib/systemd/system-sleep" "$root/etc/systemd/sleep.conf.d"
+install -m 755 "$guest/kjump-sleep-hook" "$root/usr/lib/systemd/system-sleep/kjump-distro-hook"
+printf '[Sleep]\nHibernateDelaySec=20s\n' > "$root/etc/systemd/sleep.conf.d/50-kjump-distro-test.conf"
 
 # The workload and the test's driver.
 install -m 755 "$guest/kjump-workload" "$guest/kjump-distro-test" "$root/usr/local/bin/"

@@ -1,6 +1,7 @@
 //! Runs in every kernel (A, B, C and D) and owns reading the little-endian
 //! fields of on-disk and in-memory structures (image blocks, ELF headers,
-//! the setup header, partition tables, notes, key files). Every read is
+//! the setup header, partition tables, notes, key files), and the
+//! [`Field`] type layouts declare their fields with. Every read is
 //! checked: a field that does not lie wholly within the bytes, or whose
 //! offset overflows, is `None`, never a panic.
 
@@ -22,6 +23,70 @@ pub fn u32_at(b: &[u8], off: usize) -> Option<u32> {
 /// The little-endian `u64` at `off`.
 pub fn u64_at(b: &[u8], off: usize) -> Option<u64> {
     array_at(b, off).map(u64::from_le_bytes)
+}
+
+/// A little-endian field of `N` bytes at a fixed offset of a structure:
+/// how a layout (the image's blocks, ELF headers) declares each field
+/// once, for its reader and its writer alike. Its width is part of its
+/// type, so a 4-byte field cannot be read or written as 8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field<const N: usize> {
+    /// Offset from the start of the structure.
+    pub at: usize,
+}
+
+impl<const N: usize> Field<N> {
+    /// Size in bytes.
+    pub const LEN: usize = N;
+
+    /// The offset just past the field.
+    pub const fn end(self) -> usize {
+        self.at + N
+    }
+
+    /// The field's bytes, as a range of the structure.
+    pub const fn range(self) -> core::ops::Range<usize> {
+        self.at..self.at + N
+    }
+
+    /// The field's bytes in `b`, or `None` when they do not all lie within it.
+    pub fn array(self, b: &[u8]) -> Option<[u8; N]> {
+        array_at(b, self.at)
+    }
+
+    /// Writes the field's bytes into `b`, a buffer its writer sized to
+    /// hold the whole structure (a shorter one is a bug: it panics).
+    pub fn set(self, b: &mut [u8], v: [u8; N]) {
+        b[self.range()].copy_from_slice(&v);
+    }
+}
+
+impl Field<1> {
+    /// The byte.
+    pub fn u8(self, b: &[u8]) -> Option<u8> {
+        b.get(self.at).copied()
+    }
+}
+
+impl Field<2> {
+    /// The little-endian `u16`.
+    pub fn u16(self, b: &[u8]) -> Option<u16> {
+        u16_at(b, self.at)
+    }
+}
+
+impl Field<4> {
+    /// The little-endian `u32`.
+    pub fn u32(self, b: &[u8]) -> Option<u32> {
+        u32_at(b, self.at)
+    }
+}
+
+impl Field<8> {
+    /// The little-endian `u64`.
+    pub fn u64(self, b: &[u8]) -> Option<u64> {
+        u64_at(b, self.at)
+    }
 }
 
 /// Reads fields one after another from the start of a byte slice. A read
@@ -116,6 +181,20 @@ mod tests {
             assert_eq!(array_at::<4>(&B, off), None);
         }
         assert_eq!(array_at::<0>(&B, usize::MAX), None);
+    }
+
+    #[test]
+    fn fields_read_and_write_their_own_bytes() {
+        assert_eq!(Field::<2> { at: 8 }.u16(&B), Some(0x0a09));
+        assert_eq!(Field::<4> { at: 7 }.u32(&B), None);
+        assert_eq!(Field::<8> { at: usize::MAX }.u64(&B), None);
+        assert_eq!(Field::<1> { at: 9 }.u8(&B), Some(0x0a));
+        assert_eq!(Field::<3> { at: 1 }.array(&B), Some([2, 3, 4]));
+        let f = Field::<4> { at: 2 };
+        assert_eq!((f.range(), f.end(), Field::<4>::LEN), (2..6, 6, 4));
+        let mut b = [0u8; 8];
+        f.set(&mut b, 0x0403_0201u32.to_le_bytes());
+        assert_eq!(b, [0, 0, 1, 2, 3, 4, 0, 0]);
     }
 
     #[test]

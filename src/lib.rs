@@ -15,14 +15,15 @@
 //! mappings rustix does not cover.
 
 #![deny(unsafe_op_in_unsafe_fn)]
-// Unsafe code lives in `sys` and the purgatory (and, until its mappings
-// move to `sys`, the mailbox); every unsafe block says why it is sound.
+// Unsafe code lives in `sys` and the purgatory only; every unsafe block
+// says why it is sound.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod error;
 pub mod le;
 pub mod units;
+pub mod range;
 
 pub mod host;
 pub mod load;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::image::{self, ChunkWalk, Header, ReadError, Reader, State, BLOCK, PAGE};
 use crate::init::progress::Progress;
+use crate::range::{PfnRun, PhysRange};
 use crate::save::pipeline::{Budget, Ordered};
 use crate::sys::devmem::{DevMem, Writer};
 use crate::sys::direct_io::{BatchReader, ReadBatch};
@@ -28,7 +29,7 @@ pub struct Request<'a> {
     /// How long to wait for the target device.
     pub wait: Duration,
     /// The region D runs in (from its command line).
-    pub region: (u64, u64),
+    pub region: PhysRange,
     /// A snapshot may be resumed (`kjump resume --snapshot`).
     pub snapshot: bool,
     /// D was started by the boot loader, not by C: D itself counts this
@@ -120,6 +121,33 @@ impl Opened {
     }
 }
 
+/// What D tells A after writing its memory back (A logs it and keeps it
+/// for `kjump status`): B's save, as the image records it, and D's own
+/// time, `restore_secs` from D's kernel start to the jump.
+pub fn report(img: &Opened, restore_secs: f64) -> String {
+    let h = &img.header;
+    let page = crate::units::PAGE_SIZE;
+    let mib = |pages: u64| pages.saturating_mul(page) >> 20;
+    let saved = match img.state.save_ms {
+        0 => String::new(),
+        ms => format!(" in {:.1} s", f64::from(ms) / 1000.0),
+    };
+    let when = std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::from_secs(h.created_unix))
+        .filter(|_| h.created_unix < 253_402_300_800)
+        .map(|t| format!(" at {}", humantime::format_rfc3339_seconds(t)))
+        .unwrap_or_default();
+    format!(
+        "resumed from the image on {}: B saved {} MiB of A's memory{saved}{when} ({} MiB stored as {} MiB on disk; {} MiB zero and {} MiB free left out); D restored it {restore_secs:.1} s after its start",
+        img.name,
+        mib(h.ram_pages),
+        mib(h.stored_pages),
+        h.data_bytes >> 20,
+        mib(h.zero_pages),
+        mib(h.free_pages),
+    )
+}
+
 /// Opens the image on the target without writing anything: its header
 /// and state are read, and it must be this machine's. A file's filesystem
 /// is first mounted read-only without its journal, to read the header's
@@ -183,18 +211,10 @@ pub fn check(req: &Request<'_>, img: &mut Opened) -> Result<(), Failure> {
         )));
     }
     if img.header.region != req.region {
-        return Err(Error::Msg(format!(
-            "{name}: the image was made with the kjump region {:#x}-{:#x}, this kernel runs in {:#x}-{:#x}",
-            img.header.region.0, img.header.region.1, req.region.0, req.region.1
-        ))
-        .into());
+        return Err(Error::Msg(format!("{name}: the image was made with the kjump region {}, this kernel runs in {}", img.header.region, req.region)).into());
     }
     let header = &img.header;
-    for &(s, e) in &header.ram {
-        if s < req.region.1 && e > req.region.0 {
-            return Err(bad(format!("RAM range {s:#x}-{e:#x} overlaps the kjump region")));
-        }
-    }
+    ram_clear_of(img, req.region)?;
     let verdict = crate::target::freshness::compare(&header.in_use, &header.stamps, &crate::target::freshness::scan());
     if !verdict.changed.is_empty() {
         return Err(bad(verdict.refusal().unwrap_or_default()));
@@ -211,7 +231,7 @@ pub fn check(req: &Request<'_>, img: &mut Opened) -> Result<(), Failure> {
     image::scan_runs(&mut input, &img.state, |info, runs, zero_runs| {
         chunks += 1;
         pages += info.page_count as u64;
-        zero += zero_runs.iter().map(|r| r.1).sum::<u64>();
+        zero += zero_runs.iter().map(|r| r.count).sum::<u64>();
         check.check(info.index, runs, zero_runs).map_err(|e| ReadError::Format(image::Error::Run(e)))
     })
     .map_err(|e| fault(e, &name))?;
@@ -225,6 +245,15 @@ pub fn check(req: &Request<'_>, img: &mut Opened) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Refuses an image whose RAM ranges reach into `region`, where D runs
+/// (its pages could not be written there).
+fn ram_clear_of(img: &Opened, region: PhysRange) -> Result<(), Failure> {
+    match img.header.ram.iter().find(|r| r.overlaps(&region)) {
+        Some(r) => Err(Failure::GiveUp(Error::Msg(format!("{}: RAM range {r} overlaps the kjump region", img.name)))),
+        None => Ok(()),
+    }
+}
+
 fn fault(e: ReadError, name: &str) -> Failure {
     let error = Error::Msg(format!("{name}: {e}"));
     match e {
@@ -236,8 +265,8 @@ fn fault(e: ReadError, name: &str) -> Failure {
 /// Where the workers write unpacked pages: A's RAM (outside the region)
 /// above its low memory, which the main thread gathers and writes last.
 struct Dest {
-    ram: Vec<(u64, u64)>,
-    region: (u64, u64),
+    ram: Vec<PhysRange>,
+    region: PhysRange,
     low_end: u64,
     sealer: Option<image::Sealer>,
 }
@@ -285,7 +314,7 @@ fn decode(job: &mut DecodeJob) {
         Ok(image::ChunkPages::InChunk(range)) => {
             // The main thread gathers low memory from `pages` after the
             // batch is gone: only the chunks that reach it are copied.
-            if job.bufs.runs.iter().any(|&(pfn, _)| pfn.saturating_mul(PAGE as u64) < job.dest.low_end) {
+            if job.bufs.runs.iter().any(|r| r.first.saturating_mul(PAGE as u64) < job.dest.low_end) {
                 job.bufs.pages.clear();
                 job.bufs.pages.extend_from_slice(&raw[range.clone()]);
             }
@@ -306,14 +335,14 @@ fn decode(job: &mut DecodeJob) {
 /// `runs`), and zeros over its zero pages, above A's low memory. The
 /// pre-pass checked every run; each is checked again here (inside one RAM
 /// range, outside the region) since this is the step that writes.
-fn write_pages(dest: &Dest, writer: &mut Writer, index: u64, runs: &[image::Run], zero_runs: &[image::Run], stored: &[u8]) -> Result<(), Failure> {
+fn write_pages(dest: &Dest, writer: &mut Writer, index: u64, runs: &[PfnRun], zero_runs: &[PfnRun], stored: &[u8]) -> Result<(), Failure> {
     let bad = |what: String| Failure::GiveUp(Error::Msg(format!("chunk {index}: {what}")));
     let mut at = 0usize;
-    for (zero, &(pfn, n)) in runs.iter().map(|r| (false, r)).chain(zero_runs.iter().map(|r| (true, r))) {
-        let addr = pfn.checked_mul(PAGE as u64).ok_or_else(|| bad(format!("page {pfn:#x} out of range")))?;
-        let len = n * PAGE as u64;
-        let range = range_of(&dest.ram, addr, len).map_err(|e| bad(e.to_string()))?;
-        if addr < dest.region.1 && addr + len > dest.region.0 {
+    for (zero, run) in runs.iter().map(|r| (false, r)).chain(zero_runs.iter().map(|r| (true, r))) {
+        let pages = run.phys().ok_or_else(|| bad(format!("page {:#x} out of range", run.first)))?;
+        let (addr, len) = (pages.start, pages.len());
+        let range = range_of(&dest.ram, pages).map_err(|e| bad(e.to_string()))?;
+        if pages.overlaps(&dest.region) {
             return Err(bad(format!("pages at {addr:#x} inside the kjump region")));
         }
         let skip = dest.low_end.saturating_sub(addr).min(len);
@@ -345,12 +374,12 @@ const WRITE_WINDOW: u64 = 64 << 20;
 /// The same for each worker's window.
 const WORKER_WINDOW: u64 = 32 << 20;
 
-/// The RAM range of `ram` holding `[addr, addr + len)`.
-fn range_of(ram: &[(u64, u64)], addr: u64, len: u64) -> Result<(u64, u64), Error> {
+/// The RAM range of `ram` holding `pages`.
+fn range_of(ram: &[PhysRange], pages: PhysRange) -> Result<PhysRange, Error> {
     ram.iter()
         .copied()
-        .find(|&(s, e)| addr >= s && addr.saturating_add(len) <= e)
-        .ok_or_else(|| Error::Msg(format!("{addr:#x}+{len:#x} is not inside one of A's RAM ranges")))
+        .find(|r| r.contains_range(&pages))
+        .ok_or_else(|| Error::Msg(format!("{:#x}+{:#x} is not inside one of A's RAM ranges", pages.start, pages.len())))
 }
 
 /// Writes A's memory from the image. Worker threads check, unpack and
@@ -360,16 +389,12 @@ fn range_of(ram: &[(u64, u64)], addr: u64, len: u64) -> Result<(u64, u64), Error
 /// A's low memory (below the end of the first RAM range that starts at 0)
 /// is gathered in a buffer and written last, since D's own real-mode code
 /// lives there until the jump.
-pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u64, Failure> {
+pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: PhysRange) -> Result<u64, Failure> {
     let start = Instant::now();
     let h = &img.header;
-    let low_end = h.backup.1;
+    let low_end = h.backup.len();
     let mut low = vec![0u8; low_end as usize];
-    for &(s, e) in &h.ram {
-        if s < region.1 && e > region.0 {
-            return Err(Failure::GiveUp(Error::Msg(format!("{}: RAM range {s:#x}-{e:#x} overlaps the kjump region", img.name))));
-        }
-    }
+    ram_clear_of(img, region)?;
     // Pages are written in address order; `cursor` is the next physical
     // byte not yet written, and everything of A's RAM below it is done.
     let mut ranges = h.ram.iter().copied().peekable();
@@ -387,7 +412,8 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
     // They are left as they are, unless A counts on free pages being zero.
     let zero_free = h.zero_free;
     let mut free_until = |target: u64, cursor: &mut u64, low: &mut [u8]| -> Result<(), Error> {
-        while let Some(&(s, e)) = ranges.peek() {
+        while let Some(&ram) = ranges.peek() {
+            let (s, e) = (ram.start, ram.end);
             let from = (*cursor).max(s);
             let to = e.min(target);
             if zero_free && from < to {
@@ -397,7 +423,7 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
                 if to > low_end {
                     let f = from.max(low_end);
                     let t = Instant::now();
-                    writer.borrow_mut().write(f, to - f, None, (s, e))?;
+                    writer.borrow_mut().write(f, to - f, None, ram)?;
                     zeroing.set(zeroing.get() + t.elapsed());
                 }
             }
@@ -476,9 +502,9 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
         // pages) handled, and low memory gathered.
         let pages = &job.bufs.pages;
         let mut at = 0usize;
-        for ((pfn, n), zero) in image::merged(&job.bufs.runs, &job.bufs.zero_runs) {
-            let addr = pfn * PAGE as u64;
-            let len = n * PAGE as u64;
+        for (run, zero) in image::merged(&job.bufs.runs, &job.bufs.zero_runs) {
+            let addr = run.first * PAGE as u64;
+            let len = run.count * PAGE as u64;
             if addr < cursor {
                 return Err(Failure::GiveUp(Error::Msg(format!("{}: chunk {}: pages out of order at {addr:#x}", img.name, info.index))));
             }
@@ -492,7 +518,7 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: (u64, u64)) -> Result<u6
                     low[addr as usize..addr as usize + n_low].copy_from_slice(from);
                 }
                 at += len as usize;
-                written += n;
+                written += run.count;
             } else if addr < low_end {
                 let n_low = (low_end.min(addr + len) - addr) as usize;
                 low[addr as usize..addr as usize + n_low].fill(0);

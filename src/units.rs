@@ -1,7 +1,7 @@
 //! Sizes and addresses: alignment helpers and parsing of `0x…`, decimal and
 //! `K`/`M`/`G`-suffixed numbers, the way the kernel's `memparse` reads them.
 
-/// 4 KiB, the x86_64 page size.
+/// 4 KiB, the x86_64 page size: kjump's one definition of it.
 pub const PAGE_SIZE: u64 = 4096;
 /// 1 KiB.
 pub const KIB: u64 = 1024;

@@ -58,7 +58,7 @@ fn d_started_by_the_boot_loader_resumes_a_and_refuses_when_misplaced_or_short_of
     }
     let (entry_kernel, entry_cmdline, d_initrd) = entry_files(&p, &log, &dir.0).unwrap();
     assert_eq!(entry_cmdline, cmdline);
-    let (start, _) = kjump::handoff::cmdline::parse(&cmdline).unwrap().region.unwrap();
+    let start = kjump::handoff::cmdline::parse(&cmdline).unwrap().region.unwrap().start;
     assert!(start.is_power_of_two(), "region at {start:#x}: QEMU's direct boot needs a power of two");
     // The entry's kernel is the test kernel asking for the region; the host
     // made the same bytes A wrote.

@@ -1,14 +1,19 @@
-//! `make test-distro`: a Debian 12 system with systemd, kjump put in by
-//! `make install`, and an initramfs made by Debian's own `mkinitramfs` with
+//! `make test-distro`: a Debian 12 system with systemd, kjump installed
+//! from its package (`make deb`, `dpkg -i`), and an initramfs made by Debian's own `mkinitramfs` with
 //! kjump's initramfs-tools hook, on a machine with a TPM 2.0 (swtpm), images
-//! encrypted with `encrypt = tpm2`. `systemctl start kjump-hibernate` powers
-//! the VM off; the next boot resumes it through the hook (C unseals the
-//! key with Debian's tpm2-tools); the workload service is the same process
-//! with its memory-only state intact, systemd is not degraded, A advanced
-//! the TPM's counter, and the root filesystem is clean after a clean
-//! shutdown. Then the image as it was before the resume (a copy an
-//! attacker kept) is put back: the next boot refuses it, gives it up, and
-//! is a normal boot, with the root filesystem clean.
+//! encrypted with `encrypt = tpm2`. logind offers hibernation (kjump's
+//! generator); `systemctl hibernate` runs the system-sleep hooks and powers
+//! the VM off through kjump; the next boot resumes it through the hook (C
+//! unseals the key with Debian's tpm2-tools), and A logs and records how
+//! it went. Then `systemctl suspend-then-hibernate`: suspended to RAM, the
+//! wake alarm rings, kjump hibernates; the next boot resumes again. The
+//! workload service is the same process with its memory-only state
+//! intact, systemd is not degraded, the hooks ran with systemd's arguments,
+//! the journal holds B's and D's reports, A advanced the TPM's counter,
+//! and the root filesystem is clean after a clean shutdown. Then the image
+//! as it was before the first resume (a copy an attacker kept) is put
+//! back: the next boot refuses it, gives it up, and is a normal boot, with
+//! the root filesystem clean.
 //!
 //! A and C run the distro flavour of the test kernel (a TPM driver); B and
 //! D, kjump's hibernation kernel, have none.
@@ -54,7 +59,7 @@ fn number_after(line: &str, key: &str) -> u64 {
 }
 
 #[test]
-fn debian_hibernates_with_systemctl_and_resumes_through_initramfs_tools() {
+fn debian_hibernates_with_systemctl_and_suspend_then_hibernate_and_resumes_through_initramfs_tools() {
     let p = paths();
     let dir = TempDir::new("distro");
     let made = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/distro-image.sh"))
@@ -70,17 +75,20 @@ fn debian_hibernates_with_systemctl_and_resumes_through_initramfs_tools() {
     let disks = vec![root.clone(), target.clone()];
     let tpm = dir.0.join("tpm");
 
-    // A: systemd up, workload running; systemctl start kjump-hibernate.
+    // A: systemd up, workload running; logind offers hibernation (kjump's
+    // generator); `systemctl hibernate` runs the sleep hooks, then kjump.
     let mut a = boot("distro-a", &initrd, &disks, APPEND, &tpm);
-    let got = a.expect_in_order_within(&["DISTRO: booted: system ", "DISTRO: A ready: workload "], PHASE);
+    let got = a.expect_in_order_within(&["DISTRO: booted: system ", "DISTRO: A ready: workload ", "DISTRO: logind: "], PHASE);
     assert!(got[0].ends_with("system running"), "A did not boot cleanly: {}", got[0]);
     assert!(got[1].contains("workload active pid "), "{}", got[1]);
+    assert!(got[2].ends_with("CanHibernate yes CanSuspendThenHibernate yes"), "logind does not offer kjump's hibernation: {}", got[2]);
     let pid = number_after(&got[1], "pid");
     let ticks = number_after(&got[1], "ticks");
-    a.expect_in_order_within(&["kjump-init: summary:"], PHASE);
+    a.expect_in_order_within(&["DISTRO: sleep hook: pre hibernate hibernate", "kjump-init: summary:"], PHASE);
     assert!(a.try_exit(PHASE), "B did not power the machine off after saving");
     let log = a.log();
-    assert!(!log.contains("kjump-hibernate finished"), "systemctl start kjump-hibernate returned in A before B ran:\n{log}");
+    assert!(!log.contains("DISTRO: back from"), "A went on before B ran:\n{log}");
+    assert!(!log.contains("sleep hook: post"), "the post hooks ran before the resume:\n{log}");
     drop(a);
     let info = image_info(&target);
     assert!(info.contains("key sealed to the TPM under PCRs sha256:7"), "the image is not sealed to the TPM:\n{info}");
@@ -92,26 +100,73 @@ fn debian_hibernates_with_systemctl_and_resumes_through_initramfs_tools() {
         assert!(Command::new("cp").arg("--sparse=always").arg(d).arg(copy).status().unwrap().success());
     }
 
-    // The next boot: Debian's initramfs resumes A through kjump's hook.
+    // The next boot: Debian's initramfs resumes A through kjump's hook; A
+    // runs the post hooks and records the outcome. Then
+    // `systemctl suspend-then-hibernate`: suspended to RAM, the wake alarm
+    // (HibernateDelaySec=20s) rings, kjump hibernates.
     let mut c = boot("distro-c", &initrd, &disks, APPEND, &tpm);
-    c.expect_in_order_within(&["Run /init as init process", "kjump-init: restored ", "DISTRO: kjump-hibernate finished: exit 0"], PHASE);
-    let got = c.expect_in_order_within(&["DISTRO: after resume: system ", "DISTRO: workload: "], PHASE);
-    let log = c.log();
-    assert!(!log.contains("DISTRO: booted:"), "the second boot started systemd afresh instead of resuming:\n{log}");
+    c.expect_in_order_within(&["Run /init as init process", "kjump-init: restored ", "DISTRO: sleep hook: post hibernate hibernate"], PHASE);
+    let got = c.expect_in_order_within(&["DISTRO: back from hibernate: ", "DISTRO: status: report: "], PHASE);
+    assert!(got[0].contains("last hibernation: worked"), "{}", got[0]);
     assert!(
-        got[0].ends_with("system running"),
+        got[1].contains("resumed from the image on ") && got[1].contains("B saved ") && got[1].contains("D restored it"),
+        "A does not know how the save went: {}",
+        got[1]
+    );
+    c.expect_in_order_within(
+        &[
+            "DISTRO: sleep hook: pre suspend-then-hibernate suspend",
+            "DISTRO: sleep hook: post suspend-then-hibernate suspend",
+            "DISTRO: sleep hook: pre suspend-then-hibernate hibernate",
+            "kjump-init: summary:",
+        ],
+        PHASE,
+    );
+    assert!(c.try_exit(PHASE), "B did not power the machine off after saving (suspend-then-hibernate)");
+    drop(c);
+
+    // The resume after suspend-then-hibernate: the same system throughout.
+    let mut c = boot("distro-c2", &initrd, &disks, APPEND, &tpm);
+    c.expect_in_order_within(&["Run /init as init process", "kjump-init: restored ", "DISTRO: sleep hook: post suspend-then-hibernate hibernate"], PHASE);
+    let got = c.expect_in_order_within(&["DISTRO: back from suspend-then-hibernate: ", "DISTRO: after resume: system ", "DISTRO: workload: "], PHASE);
+    assert!(got[0].contains("last hibernation: worked"), "{}", got[0]);
+    let log = c.log();
+    assert!(!log.contains("DISTRO: booted:"), "a boot started systemd afresh instead of resuming:\n{log}");
+    assert!(
+        got[1].ends_with("system running"),
         "systemd after resume: {}\n{}",
-        got[0],
+        got[1],
         log.lines().filter(|l| l.contains("failed unit")).collect::<Vec<_>>().join("\n")
     );
-    let w = &got[1];
+    let w = &got[2];
     assert!(w.contains("workload: active pid "), "the workload service is not running: {w}");
     assert_eq!(number_after(w, "pid"), pid, "the workload is another process: {w}");
     assert!(number_after(w, "ticks") > ticks, "the workload's counter did not carry on from {ticks}: {w}");
     assert!(w.ends_with("data intact"), "the workload's memory changed: {w}");
-    let said = c.expect_in_order_within(&["DISTRO: kjump-hibernate said: kjump: TPM counter at "], PHASE);
-    assert!(said[0].contains("no copy of the image can be resumed now"), "{}", said[0]);
+    // Each hook ran once per step, with systemd's arguments and action.
+    let hooks: Vec<&str> = log.lines().filter_map(|l| l.split("DISTRO: hook ran: ").nth(1)).map(str::trim).collect();
+    assert_eq!(
+        hooks,
+        [
+            "pre hibernate hibernate",
+            "post hibernate hibernate",
+            "pre suspend-then-hibernate suspend",
+            "post suspend-then-hibernate suspend",
+            "pre suspend-then-hibernate hibernate",
+            "post suspend-then-hibernate hibernate"
+        ],
+        "the sleep hooks did not run as systemd runs them"
+    );
     c.expect_in_order_within(&["DISTRO: shutting down"], PHASE);
+    let log = c.log();
+    // The journal holds what A said on each return: B's save and D's
+    // restore, and the TPM counter that retires every copy.
+    let journal: Vec<&str> = log.lines().filter(|l| l.contains("DISTRO: journal: ")).collect();
+    assert_eq!(journal.iter().filter(|l| l.contains("kjump: back in A after") && l.contains("B saved")).count(), 2, "{journal:#?}");
+    // suspend-then-hibernate suspended first: the write to /sys/power/state
+    // returned, and the wake alarm had rung.
+    assert!(journal.iter().any(|l| l.contains("kjump: the wake alarm rang after 20s: hibernating")), "{journal:#?}");
+    assert_eq!(journal.iter().filter(|l| l.contains("TPM counter at") && l.contains("no copy of the image can be resumed now")).count(), 2, "{journal:#?}");
     assert!(c.try_exit(PHASE), "the resumed system did not shut down");
     drop(c);
     fsck_clean(&root);

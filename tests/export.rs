@@ -9,7 +9,8 @@ use std::process::Command;
 
 use harness::{a_initramfs, paths, sparse_disk, TempDir, Vm, VmConfig};
 use kjump::image::{Reader, PAGE};
-use kjump::le;
+use kjump::inspect::elf::{self, ProgramHeader};
+use kjump::range::PhysRange;
 
 const MARKER: &str = "KJUMP-EXPORT-MARKER-5d1e08";
 
@@ -39,52 +40,46 @@ fn kjump_host(args: &[&str]) -> (bool, String) {
     run(env!("CARGO_BIN_EXE_kjump"), args)
 }
 
-/// The program headers of the core file `elf`: (type, offset, vaddr, paddr, size).
-fn program_headers(elf: &[u8]) -> Vec<(u32, u64, u64, u64, u64)> {
-    assert_eq!(&elf[..4], b"\x7fELF");
-    assert_eq!(le::u16_at(elf, 16), Some(4), "ET_CORE");
-    assert_eq!(le::u16_at(elf, 18), Some(62), "EM_X86_64");
-    let (phoff, phnum) = (le::u64_at(elf, 32).unwrap() as usize, le::u16_at(elf, 56).unwrap() as usize);
-    (0..phnum)
-        .map(|i| {
-            let ph = &elf[phoff + 56 * i..phoff + 56 * (i + 1)];
-            let q = |o| le::u64_at(ph, o).unwrap();
-            (le::u32_at(ph, 0).unwrap(), q(8), q(16), q(24), q(32))
-        })
-        .collect()
+/// The program headers of the core file `core`.
+fn program_headers(core: &[u8]) -> Vec<ProgramHeader> {
+    let h = elf::Header::parse(core).expect("a 64-bit little-endian ELF file");
+    assert_eq!(h.e_type, elf::ET_CORE);
+    assert_eq!(elf::E_MACHINE.u16(core), Some(elf::EM_X86_64));
+    h.program_headers(core).unwrap().collect::<Result<_, _>>().unwrap()
 }
 
 /// Every page the image stores is in the core file at its physical
 /// address, and the core file covers exactly the image's RAM ranges.
-fn check_pages(image: &Path, elf: &[u8], page_offset: u64) {
-    let phdrs = program_headers(elf);
-    assert_eq!(phdrs[0].0, 4, "PT_NOTE first");
+fn check_pages(image: &Path, core: &[u8], page_offset: u64) {
+    let phdrs = program_headers(core);
+    assert_eq!(phdrs[0].p_type, elf::PT_NOTE, "PT_NOTE first");
     let loads = &phdrs[1..];
     let mut r = Reader::open(std::io::BufReader::new(std::fs::File::open(image).unwrap())).unwrap();
-    let ram: Vec<(u64, u64)> = loads.iter().map(|&(_, _, _, p, n)| (p, p + n)).collect();
+    let ram: Vec<PhysRange> = loads.iter().map(|l| PhysRange::at(l.paddr, l.filesz).unwrap()).collect();
     assert_eq!(ram, r.header.ram, "a PT_LOAD per RAM range");
-    for &(t, off, v, p, _) in loads {
-        assert_eq!(t, 1, "PT_LOAD");
-        assert_eq!(v, page_offset + p, "p_vaddr is the direct-map address");
-        assert_eq!(off % PAGE as u64, p % PAGE as u64);
+    for l in loads {
+        assert_eq!(l.p_type, elf::PT_LOAD);
+        assert_eq!(l.vaddr, page_offset + l.paddr, "p_vaddr is the direct-map address");
+        assert_eq!(l.offset % PAGE as u64, l.paddr % PAGE as u64);
     }
     let at = |paddr: u64| {
-        let &(_, off, _, p, _) = loads.iter().find(|l| l.3 <= paddr && paddr + PAGE as u64 <= l.3 + l.4).expect("page in a PT_LOAD");
-        (off + paddr - p) as usize
+        let page = PhysRange::at(paddr, PAGE as u64).unwrap();
+        let l = loads.iter().find(|l| PhysRange::at(l.paddr, l.filesz).unwrap().contains_range(&page)).expect("page in a PT_LOAD");
+        (l.offset + paddr - l.paddr) as usize
     };
     let mut compared = 0u64;
     while let Some((_, bufs)) = r.next_chunk().unwrap() {
         let mut pages = bufs.pages.chunks_exact(PAGE);
-        for &(pfn, n) in &bufs.runs {
-            for f in pfn..pfn + n {
+        for run in &bufs.runs {
+            for f in run.first..run.end().unwrap() {
                 let o = at(f * PAGE as u64);
-                assert!(elf[o..o + PAGE] == *pages.next().unwrap(), "page {f:#x} differs");
+                assert!(core[o..o + PAGE] == *pages.next().unwrap(), "page {f:#x} differs");
                 compared += 1;
             }
         }
-        for &(pfn, n) in &bufs.zero_runs {
-            let o = at(pfn * PAGE as u64);
-            assert!(elf[o..o + n as usize * PAGE].iter().all(|&b| b == 0), "zero run at {pfn:#x}");
+        for run in &bufs.zero_runs {
+            let o = at(run.addr().unwrap());
+            assert!(core[o..o + run.bytes().unwrap() as usize].iter().all(|&b| b == 0), "zero run at {:#x}", run.first);
         }
     }
     assert_eq!(compared, r.header.stored_pages);

@@ -52,7 +52,7 @@ fn check_image(image: &Path, summary: &str) {
     let (mut found, mut stored, mut zero) = (false, 0u64, 0u64);
     while let Some((_, bufs)) = r.next_chunk().unwrap() {
         stored += (bufs.pages.len() / PAGE) as u64;
-        zero += bufs.zero_runs.iter().map(|r| r.1).sum::<u64>();
+        zero += bufs.zero_runs.iter().map(|r| r.count).sum::<u64>();
         found |= bufs.pages.windows(MARKER.len()).any(|w| w == MARKER.as_bytes());
     }
     assert!(found, "the workload's marker is not in the decoded pages");
@@ -300,9 +300,8 @@ fn makedumpfile_counts_b_s_vmcore_as_kjump_does() {
     let log = vm.log();
     check_image(&disk, &lines[7]);
 
-    let (start, end) =
-        kjump::handoff::cmdline::parse(lines[1].split_once("cmdline ").unwrap().1).unwrap().region.expect("no kjump.region= on B's command line");
-    let region_pages = (end - start) / PAGE as u64;
+    let region = kjump::handoff::cmdline::parse(lines[1].split_once("cmdline ").unwrap().1).unwrap().region.expect("no kjump.region= on B's command line");
+    let region_pages = region.len() / PAGE as u64;
     // A's free pages kjump found, in the PT_LOADs and in the region, before
     // it added the holders.
     let found = field(&lines[5], "found");

@@ -519,13 +519,13 @@ fn chunk_with_pages_in_the_kjump_region_is_refused_before_any_write() {
         .rev()
         .find(|&i| {
             let (pfn, n) = e.run(i, chunks[i].1.run_count - 1);
-            (pfn + n) * 4096 <= h.region.0
+            (pfn + n) * 4096 <= h.region.start
         })
         .unwrap();
     let last = chunks[index].1.run_count - 1;
-    e.set_run_start(index, last, h.region.0 / 4096 + 16);
+    e.set_run_start(index, last, h.region.start / 4096 + 16);
     drop(e);
-    d_refuses("inregion-c", disks, &format!("/dev/vda: chunk {index}: pages at {:#x} lie inside the kjump region", h.region.0 + 16 * 4096));
+    d_refuses("inregion-c", disks, &format!("/dev/vda: chunk {index}: pages at {:#x} lie inside the kjump region", h.region.start + 16 * 4096));
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use kjump::image::crc32;
 use kjump::image::{Chain, ChunkEncoder, Compression, Header, State, StateBlock, DATA_OFFSET, PAGE};
+use kjump::range::{PfnRun, PhysRange};
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     let d = dir.join(target);
@@ -55,15 +56,16 @@ fn image_with(compression: Compression, mode: u8, sealed: Option<u8>, exportable
         noise = vmcoreinfo.clone();
         noise.resize(PAGE, 0);
     }
-    chain.add(&enc.encode(0, &[(0x100, 2), (0x200, 1)], &[(0x102, 3)], &text, &mut chunks));
-    chain.add(&enc.encode(1, &[(0x300, 1)], &[(0x301, 1)], &noise, &mut chunks));
+    let run = PfnRun::new;
+    chain.add(&enc.encode(0, &[run(0x100, 2), run(0x200, 1)], &[run(0x102, 3)], &text, &mut chunks));
+    chain.add(&enc.encode(1, &[run(0x300, 1)], &[run(0x301, 1)], &noise, &mut chunks));
     let keys = sealer.as_ref().map(|s| &*s.keys);
     let header = Header {
         compression: Some(compression),
         created_unix: 1_800_000_000,
         reentry: 0x234_f0a4,
-        region: (0x1c60_0000, 0x2460_0000),
-        backup: (0x1c6e_2000, 0xa_0000),
+        region: PhysRange::new(0x1c60_0000, 0x2460_0000),
+        backup: PhysRange::new(0x1c6e_2000, 0x1c6e_2000 + 0xa_0000),
         ram_pages: 10,
         zero_pages: 4,
         free_pages: 2,
@@ -73,7 +75,7 @@ fn image_with(compression: Compression, mode: u8, sealed: Option<u8>, exportable
         zero_free: false,
         kernel_release: "6.12.117".into(),
         build_id: "0123456789abcdef0123456789abcdef01234567".into(),
-        ram: vec![(0x1000, 0x9_fc00), (0x10_0000, 0x1c60_0000), (0x2460_0000, 0x3ffe_0000)],
+        ram: vec![PhysRange::new(0x1000, 0x9_fc00), PhysRange::new(0x10_0000, 0x1c60_0000), PhysRange::new(0x2460_0000, 0x3ffe_0000)],
         mailbox: 0x123_4000,
         machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
         in_use: vec![kjump::target::in_use::InUse { kind: kjump::target::in_use::Kind::MountedReadWrite, major: 254, minor: 0, uuid: Some([7; 16]), name: "vda".into() }],
@@ -81,7 +83,7 @@ fn image_with(compression: Compression, mode: u8, sealed: Option<u8>, exportable
         cipher: if sealer.is_some() { kjump::image::seal::Cipher::XChaCha20Poly1305 } else { kjump::image::seal::Cipher::None },
         image_id: sealer.as_ref().map(|s| s.keys.id()).unwrap_or_default(),
         nonce_salt: sealer.as_ref().map(|s| s.salt).unwrap_or_default(),
-        vmcoreinfo: exportable.then_some((0x30_0000, vmcoreinfo.len() as u32)),
+        vmcoreinfo: exportable.then_some(kjump::load::elf_core::Note { addr: 0x30_0000, size: vmcoreinfo.len() as u64 }),
         page_offset: exportable.then_some(0xffff_8880_0000_0000),
     }
     .encode_sealed(keys)
@@ -94,6 +96,7 @@ fn image_with(compression: Compression, mode: u8, sealed: Option<u8>, exportable
         data_end: DATA_OFFSET + chunks.len() as u64,
         note: String::new(),
         attempts: 0,
+        save_ms: 0,
         tags: chain.tags(),
         key_block: Vec::new(),
     };

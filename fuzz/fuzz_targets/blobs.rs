@@ -15,6 +15,7 @@ use kjump::handoff::mailbox;
 use kjump::init::{cpio, gzip};
 use kjump::inspect::{kimage, vmcore};
 use kjump::load::{acpi, crash_info};
+use kjump::range::PhysRange;
 use kjump::target;
 use libfuzzer_sys::fuzz_target;
 
@@ -31,7 +32,7 @@ impl PhysRead for Memory<'_> {
 }
 
 /// The region the kexec seed covers: 8 pages at 1 MiB.
-const KIMAGE_REGION: (u64, u64) = (0x10_0000, 0x10_8000);
+const KIMAGE_REGION: PhysRange = PhysRange::new(0x10_0000, 0x10_8000);
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(layout) = vmcore::parse(data) {

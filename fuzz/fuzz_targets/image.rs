@@ -106,7 +106,7 @@ fuzz_target!(|data: &[u8]| {
         // A header that decodes encodes again (the writer's side).
         let block = h.encode().expect("a decoded header encodes");
         assert_eq!(Header::decode(&block).map(|again| again.ram), Ok(h.ram.clone()));
-        assert!(h.backup.1 <= 1 << 20, "backup length bounded");
+        assert!(h.backup.len() <= 1 << 20, "backup length bounded");
     }
     let _ = StateBlock::decode(img.get(BLOCK..).unwrap_or(&[]));
     if let Some(chunk) = img.get(DATA_OFFSET as usize..) {
@@ -136,12 +136,11 @@ fuzz_target!(|data: &[u8]| {
                 if !sealed_unopened {
                     assert_eq!(pages.len(), info.page_count * PAGE);
                 }
-                let total: u64 = runs.iter().map(|r| r.1).sum();
+                let total: u64 = runs.iter().map(|r| r.count).sum();
                 assert_eq!(total, info.page_count as u64);
-                for &(pfn, n) in runs.iter().chain(zero_runs) {
+                for r in runs.iter().chain(zero_runs) {
                     // What restore computes from a run must not overflow.
-                    let end = pfn.checked_add(n).expect("run end");
-                    assert!(end.checked_mul(PAGE as u64).is_some(), "run beyond the address space");
+                    assert!(r.phys().is_some(), "run beyond the address space");
                 }
             }
             Ok(None) | Err(_) => break,

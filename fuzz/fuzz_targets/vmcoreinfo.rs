@@ -52,7 +52,7 @@ fn lookups(info: &VmcoreInfo, mem: &Mem<'_>) {
         let _ = tables.read_virt(mem, 0xffff_8880_0000_0ff0, &mut buf);
     }
     // 8 MiB of A's RAM, in two ranges.
-    if let Ok(free) = find_free_pages(info, mem, &[(0x100, 0x400), (0x500, 0x900)]) {
+    if let Ok(free) = find_free_pages(info, mem, &[0x100..0x400, 0x500..0x900]) {
         assert!(free.count() + free.unknown() <= 0x900);
         assert!(free.max_pfn() <= 0x900);
     }

@@ -15,6 +15,7 @@ use kjump::handoff::orders::{self, Orders};
 use kjump::image::State;
 use kjump::init::pid1;
 use kjump::load::jump;
+use kjump::range::PhysRange;
 use kjump::restore::{self, Failure};
 use kjump::sys::devmem::DevMem;
 use kjump::{save, say, target, Error};
@@ -85,7 +86,12 @@ fn run() -> Result<Infallible, Error> {
 /// How long this kernel has been up, from `/proc/uptime` ("2.31 s"), for
 /// the console: the boot is part of every hibernate and resume.
 fn uptime() -> String {
-    std::fs::read_to_string("/proc/uptime").ok().and_then(|t| t.split_whitespace().next().map(|s| format!("{s} s"))).unwrap_or_else(|| "an unknown time".into())
+    uptime_secs().map(|s| format!("{s:.2} s")).unwrap_or_else(|| "an unknown time".into())
+}
+
+/// Seconds since this kernel started, from `/proc/uptime`.
+fn uptime_secs() -> Option<f64> {
+    std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// Where A is to be re-entered, from the purgatory's additions.
@@ -294,7 +300,8 @@ fn save_image(p: &Params<'_>, o: &orders::Save, jb: &JumpBack) -> Result<save::S
         wait: Duration::from_secs(o.wait),
         reentry: jb.entry,
         region,
-        backup: (jb.backup, jb.backup_size),
+        backup: PhysRange::at(jb.backup, jb.backup_size)
+            .ok_or_else(|| Error::Msg("kexec_backup= and kjump.backup_size= run past the end of the address space".into()))?,
         mailbox: o.mailbox,
         in_use: &in_use,
         zero_free: o.zero_free,
@@ -320,7 +327,7 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
         if let Err(e) = confined {
             give_up(Failure::Leave(e), None);
         }
-        say!("running inside the kjump region {:#x}-{:#x} alone", region.0, region.1);
+        say!("running inside the kjump region {region} alone");
     }
     let mem = std::sync::Arc::new(DevMem::open()?);
     // The key C left for an encrypted image: taken (and its page wiped)
@@ -361,7 +368,7 @@ fn restore_mode(p: &Params<'_>, o: &orders::Restore) -> Result<Infallible, Error
         give_up(f, Some(&img));
     }
     if h.mailbox != 0 {
-        let report = Report { ok: true, text: format!("resumed from the image on {}", img.name) };
+        let report = Report { ok: true, text: restore::report(&img, uptime_secs().unwrap_or(0.0)) };
         if let Err(e) = mailbox::post(&mem, h.mailbox, &report) {
             say!("could not leave a report for A: {e}");
         }

@@ -40,6 +40,7 @@
 
 use core::fmt;
 
+use crate::range::PhysRange;
 use crate::units::{parse_size, parse_u64, KIB, PAGE_SIZE};
 
 /// What `kjump-init` is asked to do.
@@ -106,7 +107,7 @@ pub struct Params<'a> {
     /// `elfcorehdr=`.
     pub elfcorehdr: Option<u64>,
     /// `kjump.region=START-END`.
-    pub region: Option<(u64, u64)>,
+    pub region: Option<PhysRange>,
     /// `kjump.keypage=ADDR`: where C left an encrypted image's key for D
     /// (a page the loader reserves; see `kjump::handoff::keypage`).
     pub key_page: Option<u64>,
@@ -294,10 +295,7 @@ fn parse_word<'a>(p: &mut Params<'a>, word: &'a str) -> Result<(), Error> {
             "kjump.region" => {
                 let (a, b) = value.and_then(|v| v.split_once('-')).ok_or(Error::BadRegion)?;
                 let (a, b) = (parse_u64(a).ok_or(Error::BadRegion)?, parse_u64(b).ok_or(Error::BadRegion)?);
-                if a >= b {
-                    return Err(Error::BadRegion);
-                }
-                p.region = Some((a, b));
+                p.region = Some(PhysRange::non_empty(a, b).ok_or(Error::BadRegion)?);
             }
             "kjump.target" => p.target = Some(value.filter(|v| !v.is_empty()).ok_or(Error::BadNumber { key: "kjump.target" })?),
             "kjump.target_id" => p.target_id = Some(value.filter(|v| !v.is_empty()).ok_or(Error::BadNumber { key: "kjump.target_id" })?),
@@ -355,7 +353,7 @@ mod tests {
         assert_eq!(p.compress, Some("lz4"));
         assert_eq!(p.wait_secs, Some(7));
         assert_eq!(p.mailbox, Some(0x1234000));
-        assert_eq!(p.region, Some((0x1c000000, 0x24000000)));
+        assert_eq!(p.region, Some(PhysRange::new(0x1c000000, 0x24000000)));
         assert_eq!(parse("kjump.after=sleep"), Err(Error::UnknownAfter));
         assert_eq!(parse("kjump.region=0x5-0x5"), Err(Error::BadRegion));
         assert_eq!(parse("kjump.region=5"), Err(Error::BadRegion));

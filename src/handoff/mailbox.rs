@@ -11,14 +11,12 @@
 //! where they find A's request ([`post`]): a page that held anything else
 //! is left alone, whatever the address says.
 
-// Its locked pages are mapped here; they belong in `sys`.
-#![allow(unsafe_code)]
-
-use core::ptr::NonNull;
 use std::os::fd::OwnedFd;
 
 use crate::le;
+use crate::range::PhysRange;
 use crate::sys::devmem::DevMem;
+use crate::sys::mapping::Mapping;
 use crate::target::in_use::{decode_table, encode_table, InUse, TABLE_LEN};
 use crate::units::PAGE_SIZE;
 use crate::Error;
@@ -192,40 +190,34 @@ pub fn may_post(page: &[u8], phys: u64) -> Result<(), Error> {
 
 /// A's side: a locked, pinned page with a known physical address.
 pub struct Mailbox {
-    base: NonNull<u8>,
+    /// The page, locked (unmapped before `_pin` is dropped).
+    page: Mapping,
     phys: u64,
     /// The pipe that holds a reference to the page (see [`pin`]); dropped
     /// after the page is unmapped, which frees it.
     _pin: (OwnedFd, OwnedFd),
 }
 
-/// Keeps the kernel from moving the page at `page` (one locked page of
-/// this process) to another physical address until the returned pipe is
-/// closed. `mlock` alone does not: compaction migrates locked pages
+/// Keeps the kernel from moving `page` (one locked page of this process)
+/// to another physical address until the returned pipe is closed. `mlock`
+/// alone does not: compaction migrates locked pages
 /// (`vm.compact_unevictable_allowed` is 1 by default), and B and D would
 /// then write to whatever A put in the old page. `vmsplice` leaves a
 /// reference to the page itself (not a copy) in the pipe, and the kernel
 /// does not migrate a page with references it cannot account for.
-fn pin(page: NonNull<u8>) -> Result<(OwnedFd, OwnedFd), Error> {
+fn pin(page: &Mapping) -> Result<(OwnedFd, OwnedFd), Error> {
     let (read_end, write_end) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| Error::sys("making a pipe to pin the mailbox page", e))?;
-    // SAFETY: the page is mapped, locked and readable for as long as
-    // `self` lives; the slice lives only for this call.
-    let bytes = unsafe { core::slice::from_raw_parts(page.as_ptr(), PAGE_SIZE as usize) };
-    // SAFETY: `write_end` is the pipe's write end, so the kernel only reads
-    // the page; without SPLICE_F_GIFT the page stays this process's to
-    // change, and the pipe's reference keeps it alive even once unmapped.
-    let n = unsafe { rustix::pipe::vmsplice(&write_end, &[rustix::pipe::IoSliceRaw::from_slice(bytes)], rustix::pipe::SpliceFlags::empty()) }
-        .map_err(|e| Error::sys("pinning the mailbox page (vmsplice)", e))?;
+    let n = page.splice_to_pipe(&write_end).map_err(|e| Error::sys("pinning the mailbox page (vmsplice)", e))?;
     if n != PAGE_SIZE as usize {
         return Err(Error::Msg(format!("pinning the mailbox page: vmsplice took {n} of {PAGE_SIZE} bytes")));
     }
     Ok((read_end, write_end))
 }
 
-/// Whether the page at `phys` lies wholly outside `[avoid.0, avoid.1)`.
-fn outside(phys: u64, avoid: (u64, u64)) -> bool {
-    phys + PAGE_SIZE <= avoid.0 || phys >= avoid.1
+/// Whether the page at `phys` lies wholly outside `avoid`.
+fn outside(phys: u64, avoid: PhysRange) -> bool {
+    !PhysRange::new(phys, phys + PAGE_SIZE).overlaps(&avoid)
 }
 
 /// Pages mapped per attempt while looking for one outside the region.
@@ -250,104 +242,59 @@ fn physical_addresses(virt: usize, out: &mut [u64]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Unmaps `pages` pages at `base`, ignoring errors (cleanup only).
-fn unmap(base: *mut u8, pages: usize) {
-    if pages > 0 {
-        // SAFETY: `base..base + pages` is part of a mapping this module made
-        // and no reference into it outlives this call.
-        let _ = unsafe { rustix::mm::munmap(base.cast(), pages * PAGE_SIZE as usize) };
-    }
-}
-
 impl Mailbox {
     /// Maps and locks memory in batches until a page lies outside
-    /// `[avoid_start, avoid_end)`, keeps that page and gives the rest back.
+    /// `avoid`, keeps that page and gives the rest back.
     ///
     /// The kernel may hand out many free pages from inside the region
     /// before any from outside (when most free memory lies there), so
     /// batches stay held while searching, up to the region's size plus
     /// 64 MiB.
-    pub fn new(avoid: (u64, u64)) -> Result<Self, Error> {
+    pub fn new(avoid: PhysRange) -> Result<Self, Error> {
         let batch_bytes = BATCH_PAGES * PAGE_SIZE as usize;
-        let limit = avoid.1.saturating_sub(avoid.0).saturating_add(64 << 20);
-        let mut held: Vec<*mut u8> = Vec::new();
+        let limit = avoid.len().saturating_add(64 << 20);
+        // Every batch is unmapped when dropped, on every way out.
+        let mut held: Vec<Mapping> = Vec::new();
         let mut found = None;
         let mut phys = [0u64; BATCH_PAGES];
         while (held.len() as u64) * (batch_bytes as u64) < limit {
-            // SAFETY: a new private anonymous mapping at an address the
-            // kernel picks; it aliases nothing and is unmapped below or in Drop.
-            let ptr = unsafe {
-                rustix::mm::mmap_anonymous(
-                    core::ptr::null_mut(),
-                    batch_bytes,
-                    rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                    rustix::mm::MapFlags::PRIVATE,
-                )
-            };
-            let base = match ptr {
-                Ok(p) => p.cast::<u8>(),
-                Err(e) => {
-                    held.iter().for_each(|b| unmap(*b, BATCH_PAGES));
-                    return Err(Error::sys("mapping memory for the mailbox page", e));
-                }
-            };
-            held.push(base);
-            // SAFETY: locks exactly the mapping made above; mlock faults
-            // every page in, so each has a physical page from here on.
-            if let Err(e) = unsafe { rustix::mm::mlock(base.cast(), batch_bytes) } {
-                held.iter().for_each(|b| unmap(*b, BATCH_PAGES));
-                return Err(Error::sys("locking the mailbox page in memory", e));
-            }
-            if let Err(e) = physical_addresses(base as usize, &mut phys) {
-                held.iter().for_each(|b| unmap(*b, BATCH_PAGES));
-                return Err(e);
-            }
+            let batch = Mapping::anonymous(batch_bytes).map_err(|e| Error::sys("mapping memory for the mailbox page", e))?;
+            // mlock faults every page in, so each has a physical page from here on.
+            batch.lock().map_err(|e| Error::sys("locking the mailbox page in memory", e))?;
+            physical_addresses(batch.addr(), &mut phys)?;
             if let Some(i) = phys.iter().position(|&p| outside(p, avoid)) {
-                found = Some((base, i));
+                found = Some((batch, i));
                 break;
             }
+            held.push(batch);
         }
-        let Some((base, index)) = found else {
-            held.iter().for_each(|b| unmap(*b, BATCH_PAGES));
+        let Some((batch, index)) = found else {
             return Err(Error::Msg(format!(
                 "could not find a free page outside the kjump region after locking {} MiB; free some memory and try again",
                 limit >> 20
             )));
         };
-        for &b in held.iter().filter(|&&b| b != base) {
-            unmap(b, BATCH_PAGES);
-        }
+        drop(held);
         // Keep only the chosen page of its batch.
-        // `index < BATCH_PAGES`, so `page` lies inside the batch.
-        let page = base.wrapping_add(index * PAGE_SIZE as usize);
-        unmap(base, index);
-        unmap(page.wrapping_add(PAGE_SIZE as usize), BATCH_PAGES - index - 1);
-        // SAFETY: the page is mapped, locked and readable and writable.
-        unsafe { page.write_bytes(0, PAGE_SIZE as usize) };
-        let Some(base) = NonNull::new(page) else {
-            return Err(Error::Msg("mailbox page mapped at address 0".into()));
-        };
+        let mut page = batch.keep_page(index).map_err(|e| Error::sys("keeping the mailbox page", e))?;
+        page.bytes_mut().fill(0);
         // Where the page is now that it cannot move (it may have moved
         // since the batch was read).
-        let mailbox = Mailbox::pinned(base)?;
+        let mailbox = Mailbox::pinned(page)?;
         if !outside(mailbox.phys, avoid) {
             return Err(Error::Msg("the mailbox page moved into the kjump region while being pinned; try again".into()));
         }
         Ok(mailbox)
     }
 
-    /// The mailbox at `base` (one locked page this module mapped), pinned
-    /// ([`pin`]) and with its physical address read after pinning; the
-    /// page is unmapped if either fails.
-    fn pinned(base: NonNull<u8>) -> Result<Self, Error> {
+    /// The mailbox of `page` (one locked page), pinned ([`pin`]) and with
+    /// its physical address read after pinning; the page is unmapped if
+    /// either fails.
+    fn pinned(page: Mapping) -> Result<Self, Error> {
         let mut now = [0u64; 1];
-        match pin(base).and_then(|pin| physical_addresses(base.as_ptr() as usize, &mut now).map(|()| pin)) {
-            Ok(pin) => Ok(Mailbox { base, phys: now[0], _pin: pin }),
-            Err(e) => {
-                unmap(base.as_ptr(), 1);
-                Err(e)
-            }
-        }
+        let pin = pin(&page)?;
+        physical_addresses(page.addr(), &mut now)?;
+        Ok(Mailbox { page, phys: now[0], _pin: pin })
     }
 
     /// A mailbox page that outlives this process, for a resident B
@@ -360,7 +307,7 @@ impl Mailbox {
     ///
     /// With `fresh`, any old file is replaced, and a page that lies inside
     /// `avoid` is set aside (held until this call ends) and another tried.
-    pub fn in_file(path: &std::path::Path, avoid: (u64, u64), fresh: bool) -> Result<Self, Error> {
+    pub fn in_file(path: &std::path::Path, avoid: PhysRange, fresh: bool) -> Result<Self, Error> {
         use rustix::fs::{Mode, OFlags};
         const TRIES: usize = 16;
         let mut held: Vec<Mailbox> = Vec::new();
@@ -380,29 +327,9 @@ impl Mailbox {
                 )));
             }
             rustix::fs::ftruncate(&fd, PAGE_SIZE).map_err(|e| Error::sys(format!("sizing {}", path.display()), e))?;
-            // SAFETY: a new shared mapping of one page of a regular file this
-            // process opened, at an address the kernel picks; it aliases no
-            // Rust object and is unmapped in Drop.
-            let ptr = unsafe {
-                rustix::mm::mmap(
-                    core::ptr::null_mut(),
-                    PAGE_SIZE as usize,
-                    rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                    rustix::mm::MapFlags::SHARED,
-                    &fd,
-                    0,
-                )
-            }
-            .map_err(|e| Error::sys(format!("mapping {}", path.display()), e))?;
-            let Some(base) = NonNull::new(ptr.cast::<u8>()) else {
-                return Err(Error::Msg("mailbox page mapped at address 0".into()));
-            };
-            // SAFETY: locks exactly the page mapped above, faulting it in.
-            if let Err(e) = unsafe { rustix::mm::mlock(base.as_ptr().cast(), PAGE_SIZE as usize) } {
-                unmap(base.as_ptr(), 1);
-                return Err(Error::sys("locking the mailbox page (mlock)", e));
-            }
-            let mailbox = Mailbox::pinned(base)?;
+            let page = Mapping::shared(&fd, 0, PAGE_SIZE as usize).map_err(|e| Error::sys(format!("mapping {}", path.display()), e))?;
+            page.lock().map_err(|e| Error::sys("locking the mailbox page (mlock)", e))?;
+            let mailbox = Mailbox::pinned(page)?;
             if outside(mailbox.phys, avoid) {
                 return Ok(mailbox);
             }
@@ -420,34 +347,24 @@ impl Mailbox {
         self.phys
     }
 
-    /// Leaves A's request for B in the page (see [`encode_request`]).
-    pub fn write_request(&self, req: &Request) -> Result<(), Error> {
+    /// Leaves A's request for B in the page (see [`encode_request`]),
+    /// with volatile writes so the bytes reach memory before the jump.
+    pub fn write_request(&mut self, req: &Request) -> Result<(), Error> {
         let mut page = encode_request(req)?;
-        for (i, b) in page.iter().enumerate() {
-            // SAFETY: writes inside the live, locked mapping of one page;
-            // volatile so the bytes reach memory before the jump.
-            unsafe { self.base.as_ptr().add(i).write_volatile(*b) };
-        }
+        self.page.write_volatile(&page);
         zeroize::Zeroize::zeroize(&mut page[..]);
         Ok(())
     }
 
     /// Wipes the page (A's copy of an image key with it), once B is back.
-    pub fn wipe(&self) {
-        for i in 0..PAGE_SIZE as usize {
-            // SAFETY: as in `write_request`.
-            unsafe { self.base.as_ptr().add(i).write_volatile(0) };
-        }
+    pub fn wipe(&mut self) {
+        self.page.write_volatile(&[0u8; PAGE_SIZE as usize]);
     }
 
     /// What B left, if anything.
     pub fn read(&self) -> Option<Report> {
         let mut copy = [0u8; PAGE_SIZE as usize];
-        for (i, b) in copy.iter_mut().enumerate() {
-            // SAFETY: reads inside the live, locked mapping; volatile because
-            // another kernel wrote it behind the compiler's back.
-            *b = unsafe { self.base.as_ptr().add(i).read_volatile() };
-        }
+        self.page.read_volatile(&mut copy);
         decode(&copy)
     }
 }
@@ -456,7 +373,6 @@ impl Drop for Mailbox {
     fn drop(&mut self) {
         // An image key B never read (it failed first) goes with the page.
         self.wipe();
-        unmap(self.base.as_ptr(), 1);
     }
 }
 
@@ -521,7 +437,7 @@ mod tests {
     /// Needs root (physical addresses in /proc/self/pagemap), as kjump does.
     #[test]
     fn the_pipe_holds_the_mailbox_page_itself() {
-        let m = Mailbox::new((0, 0)).unwrap();
+        let mut m = Mailbox::new(PhysRange::new(0, 0)).unwrap();
         assert!(m.phys() > 0 && m.phys() % PAGE_SIZE == 0);
         // Written after pinning: the pipe shows it, so it holds a reference
         // to the page, not a copy made when it was pinned.

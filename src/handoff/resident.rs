@@ -29,6 +29,7 @@
 
 use std::path::Path;
 
+use crate::range::PhysRange;
 use crate::sys::devmem::DevMem;
 use crate::Error;
 
@@ -46,8 +47,8 @@ pub struct Record {
     pub boot_id: String,
     /// The mailbox page's physical address, as B was given it.
     pub mailbox: u64,
-    /// The kjump region `[start, end)`.
-    pub region: (u64, u64),
+    /// The kjump region.
+    pub region: PhysRange,
     /// [`fingerprint`] of what was loaded.
     pub fingerprint: u64,
 }
@@ -57,7 +58,7 @@ impl Record {
     pub fn encode(&self) -> String {
         format!(
             "boot_id={}\nmailbox={:#x}\nregion={:#x}-{:#x}\nfingerprint={:#018x}\n",
-            self.boot_id, self.mailbox, self.region.0, self.region.1, self.fingerprint
+            self.boot_id, self.mailbox, self.region.start, self.region.end, self.fingerprint
         )
     }
 
@@ -74,10 +75,7 @@ impl Record {
                 "region" => {
                     let (a, b) = value.split_once('-').ok_or_else(|| bad("bad region"))?;
                     let (a, b) = (hex(a, key)?, hex(b, key)?);
-                    if a >= b {
-                        return Err(bad("empty region"));
-                    }
-                    region = Some((a, b));
+                    region = Some(PhysRange::non_empty(a, b).ok_or_else(|| bad("empty region"))?);
                 }
                 "fingerprint" => fingerprint = Some(hex(value, key)?),
                 _ => return Err(bad(&format!("unknown line {line:?}"))),
@@ -205,12 +203,13 @@ pub fn unpark(mem: &DevMem, backup: u64, parked: Parked) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::{fingerprint, secondary_cpus, Record};
+    use crate::range::PhysRange;
 
     fn sample() -> Record {
         Record {
             boot_id: "0b3f2a6e-2c1b-4e0c-9f5a-1c2d3e4f5a6b".into(),
             mailbox: 0x11a93000,
-            region: (0x2000_0000, 0x2400_0000),
+            region: PhysRange::new(0x2000_0000, 0x2400_0000),
             fingerprint: 0x0123_4567_89ab_cdef,
         }
     }

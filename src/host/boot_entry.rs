@@ -25,8 +25,9 @@
 //! this works with BIOS boot loaders and direct kernel boot of VMs, not
 //! with UEFI.
 
-use crate::load::bzimage::BzImage;
+use crate::load::bzimage::{BzImage, KERNEL_ALIGNMENT, PREF_ADDRESS};
 use crate::load::memmap::{MemoryMap, Region};
+use crate::range::PhysRange;
 use crate::units::MIB;
 
 /// Why D cannot be started from a boot loader, or is not where it must be.
@@ -92,10 +93,6 @@ impl std::error::Error for Error {
     }
 }
 
-/// Offset of `kernel_alignment` in a bzImage.
-const KERNEL_ALIGNMENT: usize = 0x230;
-/// Offset of `pref_address` (protocol 2.10+).
-const PREF_ADDRESS: usize = 0x258;
 /// Room the region keeps beyond the decompressed kernel: page tables,
 /// the initramfs, and D's own work.
 const ROOM_BEYOND_KERNEL: u64 = 32 * MIB;
@@ -109,8 +106,8 @@ pub fn kernel_at(file: &[u8], region: Region) -> Result<Vec<u8>, Error> {
     if region.start % bz.alignment != 0 || region.start < 16 * MIB {
         return Err(Error::Misaligned { start: region.start, alignment: bz.alignment });
     }
-    if bz.init_size.saturating_add(ROOM_BEYOND_KERNEL) > region.size() {
-        return Err(Error::TooBig { init_size: bz.init_size, region: region.size() });
+    if bz.init_size.saturating_add(ROOM_BEYOND_KERNEL) > region.len() {
+        return Err(Error::TooBig { init_size: bz.init_size, region: region.len() });
     }
     let mut out = file.to_vec();
     if let Some(field) = out.get_mut(PREF_ADDRESS..PREF_ADDRESS + 8) {
@@ -130,34 +127,26 @@ pub fn kernel_at(file: &[u8], region: Region) -> Result<Vec<u8>, Error> {
 /// `region`, separated by spaces. (In a GRUB configuration file each `$`
 /// must be written `\$`.)
 pub fn reservations(map: &MemoryMap, region: Region) -> String {
-    let mut out = Vec::new();
-    for r in map.ram() {
-        let start = r.start.max(MIB);
-        for (s, e) in [(start, r.end.min(region.start)), (start.max(region.end), r.end)] {
-            if e > s {
-                out.push(format!("memmap={:#x}${s:#x}", e - s));
-            }
-        }
-    }
-    out.join(" ")
+    map.ram_outside(region, MIB).map(|r| format!("memmap={:#x}${:#x}", r.len(), r.start)).collect::<Vec<_>>().join(" ")
 }
 
 /// Checks, from this kernel's `/proc/iomem`, that it runs inside `region`
 /// and may allocate RAM only there and below 1 MiB.
-pub fn check_confined(iomem: &str, region: (u64, u64)) -> Result<(), Error> {
+pub fn check_confined(iomem: &str, region: Region) -> Result<(), Error> {
     let mut saw_kernel = false;
     for line in iomem.lines() {
         let Some((range, name)) = line.split_once(" : ") else { continue };
         let Some((s, e)) = range.trim().split_once('-') else { continue };
         let (Ok(start), Ok(last)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else { continue };
         let end = last.saturating_add(1);
+        let inside = region.contains_range(&PhysRange::new(start, end));
         let name = name.trim();
         if name.starts_with("Kernel ") {
             saw_kernel = true;
-            if start < region.0 || end > region.1 {
+            if !inside {
                 return Err(Error::KernelOutside { what: name.to_lowercase(), start, end });
             }
-        } else if name == "System RAM" && end > MIB && (start < region.0 || end > region.1) {
+        } else if name == "System RAM" && end > MIB && !inside {
             return Err(Error::RamOutside { start, end });
         }
     }
@@ -174,21 +163,21 @@ pub fn check_confined(iomem: &str, region: (u64, u64)) -> Result<(), Error> {
 /// change. C checks the same against its own map before it loads D; a
 /// boot entry has no C, and a machine whose RAM shrank would otherwise get
 /// A's pages written to nothing.
-pub fn check_ram(firmware_ram: &[(u64, u64)], image_ram: &[(u64, u64)], region: (u64, u64)) -> Result<(), Error> {
+pub fn check_ram(firmware_ram: &[PhysRange], image_ram: &[PhysRange], region: Region) -> Result<(), Error> {
     let mut ram = firmware_ram.to_vec();
     ram.sort_unstable();
     let covered = |start: u64, end: u64| {
         let mut at = start;
-        for &(s, e) in &ram {
-            if s <= at && e > at {
-                at = e;
+        for r in &ram {
+            if r.contains(at) {
+                at = r.end;
             }
         }
         at >= end
     };
     // Low memory is A's backup copy, written back whole as on every
     // resume; the firmware lists a little less of it (the EBDA).
-    for &(start, end) in image_ram.iter().chain([&region]) {
+    for &PhysRange { start, end } in image_ram.iter().chain([&region]) {
         let start = start.max(MIB);
         if end > start && !covered(start, end) {
             return Err(Error::RamMissing { start, end });
@@ -204,7 +193,7 @@ mod tests {
     use crate::load::memmap::tests::QEMU_1G;
 
     fn region(start: u64, size: u64) -> Region {
-        Region { start, end: start + size }
+        Region::new(start, start + size)
     }
 
     #[test]
@@ -259,7 +248,7 @@ mod tests {
 
     #[test]
     fn confinement_is_checked_from_iomem() {
-        let r = (0x2000_0000, 0x2400_0000);
+        let r = PhysRange::new(0x2000_0000, 0x2400_0000);
         assert_eq!(check_confined(D_IOMEM, r), Ok(()));
         let at_16m = D_IOMEM.replace("  20000000-20bfffff : Kernel code", "  01000000-01bfffff : Kernel code");
         assert!(matches!(check_confined(&at_16m, r), Err(Error::KernelOutside { start: 0x100_0000, .. })));
@@ -271,14 +260,15 @@ mod tests {
 
     #[test]
     fn image_ram_must_be_firmware_ram() {
-        let firmware = [(0x10_0000, 0x3ffe_0000), (0x1000, 0x9fc00)];
-        let image = [(0, 0xa_0000), (0x10_0000, 0x2000_0000), (0x2400_0000, 0x3ffe_0000)];
-        let region = (0x2000_0000, 0x2400_0000);
+        let r = PhysRange::new;
+        let firmware = [r(0x10_0000, 0x3ffe_0000), r(0x1000, 0x9fc00)];
+        let image = [r(0, 0xa_0000), r(0x10_0000, 0x2000_0000), r(0x2400_0000, 0x3ffe_0000)];
+        let region = r(0x2000_0000, 0x2400_0000);
         assert_eq!(check_ram(&firmware, &image, region), Ok(()));
         // Adjacent firmware ranges count as one.
-        assert_eq!(check_ram(&[(0x1000, 0x9fc00), (0x10_0000, 0x2000_0000), (0x2000_0000, 0x3ffe_0000)], &image, region), Ok(()));
+        assert_eq!(check_ram(&[r(0x1000, 0x9fc00), r(0x10_0000, 0x2000_0000), r(0x2000_0000, 0x3ffe_0000)], &image, region), Ok(()));
         // RAM shrank to 512 MiB: the image's top range is gone, and the region.
-        let small = [(0x1000, 0x9fc00), (0x10_0000, 0x1ffe_0000)];
+        let small = [r(0x1000, 0x9fc00), r(0x10_0000, 0x1ffe_0000)];
         assert_eq!(check_ram(&small, &image, region), Err(Error::RamMissing { start: 0x10_0000, end: 0x2000_0000 }));
         assert_eq!(check_ram(&[], &image, region), Err(Error::RamMissing { start: 0x10_0000, end: 0x2000_0000 }));
     }

@@ -203,16 +203,16 @@ pub fn run(cfg: &Config) -> Vec<Item> {
             Ok(r) => {
                 let total = meminfo("MemTotal:").unwrap_or(0);
                 let avail = meminfo("MemAvailable:").unwrap_or(0);
-                let need = r.size() + 16 * MIB;
-                if r.size() > total / 2 {
+                let need = r.len() + 16 * MIB;
+                if r.len() > total / 2 {
                     items.push(item(
                         false,
-                        format!("the {} region is more than half of RAM ({}); use a smaller --region-size", human_size(r.size()), human_size(total)),
+                        format!("the {} region is more than half of RAM ({}); use a smaller --region-size", human_size(r.len()), human_size(total)),
                     ));
                 } else if avail < need {
                     items.push(item(false, format!("only {} available; kjump needs {} free to set the region aside", human_size(avail), human_size(need))));
                 } else {
-                    items.push(item(true, format!("kjump region {:#x}-{:#x} ({}), {} available", r.start, r.end, human_size(r.size()), human_size(avail))));
+                    items.push(item(true, format!("kjump region {r} ({}), {} available", human_size(r.len()), human_size(avail))));
                 }
             }
         },

@@ -3,7 +3,9 @@
 //! settings (`config`), one command at a time (`lock`), this machine's
 //! identity (`machine`), the boot loader entry that starts D directly
 //! (`boot_entry`), and the keys of encrypted images: wrapping them
-//! (`wrap`), sealing them to the TPM (`tpm`), asking for a passphrase (`ask`).
+//! (`wrap`), sealing them to the TPM (`tpm`), asking for a passphrase (`ask`);
+//! and around a hibernation: what systemd's sleep units do when kjump takes
+//! their place (`sleep`), and how the last one went (`outcome`).
 
 pub mod check;
 pub mod drivers;
@@ -14,3 +16,5 @@ pub mod boot_entry;
 pub mod wrap;
 pub mod tpm;
 pub mod ask;
+pub mod sleep;
+pub mod outcome;

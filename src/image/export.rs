@@ -14,13 +14,16 @@
 
 use core::fmt;
 
-use crate::image::{Header, ReadError, Reader, RunCheck, State, PAGE};
+use crate::image::{Header, ReadError, Reader, RunCheck, State};
+use crate::inspect::elf::{EHDR_LEN, PHDR_LEN, PT_LOAD, PT_NOTE};
 use crate::inspect::vmcoreinfo::{find_in_notes, note_range, VmcoreInfo};
-use crate::load::elf_core::{ehdr, phdr, EHDR_SIZE, PHDR_SIZE, PT_LOAD, PT_NOTE};
+use crate::load::elf_core::{ehdr, phdr};
+use crate::range::PhysRange;
+use crate::units::PAGE_SIZE;
 
 /// The longest VMCOREINFO note an export accepts (Linux's is at most a
 /// page and a little: `VMCOREINFO_NOTE_SIZE`).
-pub const MAX_NOTE: u32 = 64 << 10;
+pub const MAX_NOTE: u64 = 64 << 10;
 
 /// The lowest kernel address under five-level paging: a direct-map base
 /// below it is impossible.
@@ -38,9 +41,9 @@ pub enum Error {
     /// The header lists no RAM.
     NoRam,
     /// The header's note length is below a note header or above [`MAX_NOTE`].
-    NoteLength { len: u32 },
+    NoteLength { len: u64 },
     /// The header's note does not lie within one RAM range.
-    NoteOutsideRam { addr: u64, len: u32 },
+    NoteOutsideRam { addr: u64, len: u64 },
     /// The note's pages are not in the image (left out as free).
     NoteNotSaved { addr: u64 },
     /// The image's pages at the note's address hold no VMCOREINFO note of that length.
@@ -124,8 +127,7 @@ impl Output for std::fs::File {
 /// A range of A's RAM and where its bytes are in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Segment {
-    paddr: u64,
-    end: u64,
+    ram: PhysRange,
     offset: u64,
 }
 
@@ -133,7 +135,8 @@ struct Segment {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     segments: Vec<Segment>,
-    note: (u64, u32),
+    /// A's VMCOREINFO note, where it lies in A's memory.
+    note: PhysRange,
     note_offset: u64,
     page_offset: Option<u64>,
     /// The file's length.
@@ -143,13 +146,15 @@ pub struct Layout {
 impl Layout {
     /// The layout of the core file of an image with header `h`.
     pub fn new(h: &Header) -> Result<Layout, Error> {
-        let (addr, len) = h.vmcoreinfo.ok_or(Error::NotRecorded)?;
+        let n = h.vmcoreinfo.ok_or(Error::NotRecorded)?;
+        let (addr, len) = (n.addr, n.size);
         if !(12..=MAX_NOTE).contains(&len) {
             return Err(Error::NoteLength { len });
         }
-        let last_end = h.ram.last().ok_or(Error::NoRam)?.1;
-        let note_end = addr.checked_add(u64::from(len)).ok_or(Error::NoteOutsideRam { addr, len })?;
-        if !h.ram.iter().any(|&(s, e)| s <= addr && note_end <= e) {
+        // The header's ranges ascend, so the last one ends highest.
+        let last_end = h.ram.last().ok_or(Error::NoRam)?.end;
+        let note = PhysRange::at(addr, len).ok_or(Error::NoteOutsideRam { addr, len })?;
+        if !h.ram.iter().any(|r| r.contains_range(&note)) {
             return Err(Error::NoteOutsideRam { addr, len });
         }
         if let Some(base) = h.page_offset {
@@ -159,15 +164,15 @@ impl Layout {
         }
         // The header allows at most 64 ranges: the count fits.
         let phnum = 1 + h.ram.len() as u64;
-        let note_offset = EHDR_SIZE as u64 + phnum * PHDR_SIZE as u64;
-        let mut at = note_offset + u64::from(len);
+        let note_offset = EHDR_LEN as u64 + phnum * PHDR_LEN as u64;
+        let mut at = note_offset + len;
         let mut segments = Vec::with_capacity(h.ram.len());
-        for &(paddr, end) in &h.ram {
-            let offset = at.checked_next_multiple_of(PAGE as u64).and_then(|o| o.checked_add(paddr % PAGE as u64)).ok_or(Error::TooLarge)?;
-            at = offset.checked_add(end - paddr).filter(|&e| e <= i64::MAX as u64).ok_or(Error::TooLarge)?;
-            segments.push(Segment { paddr, end, offset });
+        for &ram in &h.ram {
+            let offset = at.checked_next_multiple_of(PAGE_SIZE).and_then(|o| o.checked_add(ram.start % PAGE_SIZE)).ok_or(Error::TooLarge)?;
+            at = offset.checked_add(ram.len()).filter(|&e| e <= i64::MAX as u64).ok_or(Error::TooLarge)?;
+            segments.push(Segment { ram, offset });
         }
-        Ok(Layout { segments, note: (addr, len), note_offset, page_offset: h.page_offset, file_len: at })
+        Ok(Layout { segments, note, note_offset, page_offset: h.page_offset, file_len: at })
     }
 
     /// The ELF header and program headers, followed by `note` (the
@@ -175,10 +180,11 @@ impl Layout {
     pub fn headers(&self, note: &[u8]) -> Vec<u8> {
         // At most 65 program headers: the count fits.
         let mut out = ehdr(1 + self.segments.len() as u16);
-        phdr(&mut out, PT_NOTE, self.note_offset, 0, 0, u64::from(self.note.1));
+        phdr(&mut out, PT_NOTE, self.note_offset, 0, 0, self.note.len());
         for s in &self.segments {
-            let vaddr = self.page_offset.map_or(0, |base| base + s.paddr);
-            phdr(&mut out, PT_LOAD, s.offset, vaddr, s.paddr, s.end - s.paddr);
+            // Checked in `new`: the base plus any address of A's RAM fits.
+            let vaddr = self.page_offset.map_or(0, |base| base + s.ram.start);
+            phdr(&mut out, PT_LOAD, s.offset, vaddr, s.ram.start, s.ram.len());
         }
         out.extend_from_slice(note);
         out
@@ -187,12 +193,13 @@ impl Layout {
     /// Writes `bytes`, A's memory from physical address `paddr` on, where
     /// they belong; what lies outside every range is not written.
     fn write(&self, out: &mut impl Output, paddr: u64, bytes: &[u8]) -> Result<(), Error> {
-        let end = paddr.saturating_add(bytes.len() as u64);
-        let first = self.segments.partition_point(|s| s.end <= paddr);
-        for s in self.segments[first..].iter().take_while(|s| s.paddr < end) {
-            let (from, to) = (paddr.max(s.paddr), end.min(s.end));
-            let part = &bytes[(from - paddr) as usize..(to - paddr) as usize];
-            out.write_at(s.offset + (from - s.paddr), part).map_err(Error::Write)?;
+        let span = PhysRange::new(paddr, paddr.saturating_add(bytes.len() as u64));
+        let first = self.segments.partition_point(|s| s.ram.end <= span.start);
+        for s in self.segments[first..].iter().take_while(|s| s.ram.start < span.end) {
+            if let Some(part) = s.ram.intersect(&span) {
+                let b = &bytes[(part.start - paddr) as usize..(part.end - paddr) as usize];
+                out.write_at(s.offset + (part.start - s.ram.start), b).map_err(Error::Write)?;
+            }
         }
         Ok(())
     }
@@ -225,43 +232,41 @@ pub fn export<R: std::io::Read>(r: &mut Reader<R>, out: &mut impl Output, mut pr
     }
     let h = r.header.clone();
     let layout = Layout::new(&h)?;
-    let (note_addr, note_len) = layout.note;
-    let note_end = note_addr + u64::from(note_len);
-    let mut note = vec![0u8; note_len as usize];
+    let note_at = layout.note;
+    let mut note = vec![0u8; note_at.len() as usize];
     // Bytes of the note found in stored or zero pages.
     let mut found = 0u64;
     let mut check = RunCheck::new(&h.ram, h.region);
     let mut stored = 0u64;
-    let page = PAGE as u64;
     while let Some((info, bufs)) = r.next_chunk()? {
         check.check(info.index, &bufs.runs, &bufs.zero_runs).map_err(|e| Error::Read(ReadError::Format(crate::image::Error::Run(e))))?;
         let mut pages = bufs.pages.as_slice();
-        for &(pfn, n) in &bufs.runs {
-            // Runs were checked to lie in A's RAM and add up to the chunk's pages.
-            let (bytes, rest) = pages.split_at((n * page) as usize);
+        for run in &bufs.runs {
+            // Runs were checked to lie in A's RAM (so their bytes have an
+            // address) and add up to the chunk's pages.
+            let span = run.phys().ok_or(Error::TooLarge)?;
+            let (bytes, rest) = pages.split_at(span.len() as usize);
             pages = rest;
-            let paddr = pfn * page;
-            layout.write(out, paddr, bytes)?;
-            let (from, to) = (paddr.max(note_addr), (paddr + n * page).min(note_end));
-            if from < to {
-                note[(from - note_addr) as usize..(to - note_addr) as usize].copy_from_slice(&bytes[(from - paddr) as usize..(to - paddr) as usize]);
-                found += to - from;
+            layout.write(out, span.start, bytes)?;
+            if let Some(part) = span.intersect(&note_at) {
+                note[(part.start - note_at.start) as usize..(part.end - note_at.start) as usize]
+                    .copy_from_slice(&bytes[(part.start - span.start) as usize..(part.end - span.start) as usize]);
+                found += part.len();
             }
-            stored += n;
+            stored += run.count;
         }
-        for &(pfn, n) in &bufs.zero_runs {
-            let (from, to) = ((pfn * page).max(note_addr), ((pfn + n) * page).min(note_end));
-            found += to.saturating_sub(from);
+        for run in &bufs.zero_runs {
+            found += run.phys().and_then(|span| span.intersect(&note_at)).map_or(0, |part| part.len());
         }
         progress(info.index + 1, h.chunk_count);
     }
     if stored != h.stored_pages {
         return Err(Error::PageCount { stored, header: h.stored_pages });
     }
-    if found != u64::from(note_len) {
-        return Err(Error::NoteNotSaved { addr: note_addr });
+    if found != note_at.len() {
+        return Err(Error::NoteNotSaved { addr: note_at.start });
     }
-    let release = note_release(&note).ok_or(Error::BadNote { addr: note_addr })?;
+    let release = note_release(&note).ok_or(Error::BadNote { addr: note_at.start })?;
     if !h.kernel_release.is_empty() && release != h.kernel_release {
         return Err(Error::ReleaseMismatch { note: release, header: h.kernel_release });
     }
@@ -282,9 +287,11 @@ fn note_release(note: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{Chain, ChunkEncoder, Compression, Run, Sealer, StateBlock, BLOCK, DATA_OFFSET};
+    use crate::image::{Chain, ChunkEncoder, Compression, Sealer, StateBlock, BLOCK, DATA_OFFSET, PAGE};
+    use crate::inspect::elf;
     use crate::inspect::vmcoreinfo::tests::{note, SAMPLE};
-    use crate::le;
+    use crate::load::elf_core::Note;
+    use crate::range::PfnRun;
 
     impl Output for Vec<u8> {
         fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
@@ -304,8 +311,8 @@ mod tests {
 
     const BASE: u64 = 0xffff_9a3c_4000_0000;
     /// A's RAM: low memory, and 8 MiB above 1 MiB, a region of 2 MiB taken out.
-    const RAM: [(u64, u64); 3] = [(0x1000, 0xa_0000), (0x10_0000, 0x60_0000), (0x80_0000, 0x90_0000)];
-    const REGION: (u64, u64) = (0x60_0000, 0x80_0000);
+    const RAM: [PhysRange; 3] = [PhysRange::new(0x1000, 0xa_0000), PhysRange::new(0x10_0000, 0x60_0000), PhysRange::new(0x80_0000, 0x90_0000)];
+    const REGION: PhysRange = PhysRange::new(0x60_0000, 0x80_0000);
     /// The page holding A's VMCOREINFO note.
     const NOTE_PFN: u64 = 0x210;
 
@@ -330,21 +337,25 @@ mod tests {
     /// its pfn, but the note's page) and zero runs, a chunk per entry.
     struct Plan {
         header: Header,
-        chunks: Vec<(Vec<Run>, Vec<Run>)>,
+        chunks: Vec<(Vec<PfnRun>, Vec<PfnRun>)>,
         note_page: Vec<u8>,
         state: State,
     }
 
     fn plan() -> Plan {
         let note = vmcoreinfo("6.12.117");
-        let ram_pages: u64 = RAM.iter().map(|&(s, e)| e.div_ceil(PAGE as u64) - s / PAGE as u64).sum();
-        let chunks = vec![(vec![(0x1, 2), (0x9f, 1)], vec![(0x10, 3)]), (vec![(0x100, 1), (NOTE_PFN, 1), (0x5ff, 1), (0x800, 2)], vec![(0x8ff, 1)])];
+        let ram_pages: u64 = RAM.iter().map(|r| r.pfns().count() as u64).sum();
+        let run = PfnRun::new;
+        let chunks = vec![
+            (vec![run(0x1, 2), run(0x9f, 1)], vec![run(0x10, 3)]),
+            (vec![run(0x100, 1), run(NOTE_PFN, 1), run(0x5ff, 1), run(0x800, 2)], vec![run(0x8ff, 1)]),
+        ];
         let header = Header {
             kernel_release: "6.12.117".into(),
             ram: RAM.to_vec(),
             region: REGION,
             ram_pages,
-            vmcoreinfo: Some((NOTE_PFN * PAGE as u64, note.len() as u32)),
+            vmcoreinfo: Some(Note { addr: NOTE_PFN * PAGE_SIZE, size: note.len() as u64 }),
             page_offset: Some(BASE),
             ..Header::default()
         };
@@ -357,13 +368,13 @@ mod tests {
         let (mut chunks, mut chain, mut h) = (Vec::new(), Chain::default(), p.header.clone());
         for (i, (runs, zero_runs)) in p.chunks.iter().enumerate() {
             let mut pages = Vec::new();
-            for &(pfn, n) in runs {
-                for f in pfn..pfn + n {
+            for r in runs {
+                for f in r.first..r.first + r.count {
                     pages.extend(if f == NOTE_PFN { p.note_page.clone() } else { page_of(f) });
                 }
             }
-            h.stored_pages += runs.iter().map(|r| r.1).sum::<u64>();
-            h.zero_pages += zero_runs.iter().map(|r| r.1).sum::<u64>();
+            h.stored_pages += runs.iter().map(|r| r.count).sum::<u64>();
+            h.zero_pages += zero_runs.iter().map(|r| r.count).sum::<u64>();
             chain.add(&enc.encode(i as u64, runs, zero_runs, &pages, &mut chunks));
         }
         h.free_pages = h.ram_pages - h.stored_pages - h.zero_pages;
@@ -382,6 +393,7 @@ mod tests {
             data_end: DATA_OFFSET + chunks.len() as u64,
             note: String::new(),
             attempts: 0,
+            save_ms: 0,
             tags: chain.tags(),
             key_block: if sealer.is_some() { vec![0x6b; 100] } else { Vec::new() },
         };
@@ -400,6 +412,14 @@ mod tests {
         Ok((out, done))
     }
 
+    /// The program headers of the core file `elf`, read back by kjump's
+    /// ELF reader.
+    fn program_headers(elf: &[u8]) -> Vec<elf::ProgramHeader> {
+        let h = elf::Header::parse(elf).unwrap();
+        assert_eq!(h.e_type, elf::ET_CORE);
+        h.program_headers(elf).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
     /// The bytes of physical address `paddr` in the core file `elf`, read
     /// through its program headers as a reader of core files would.
     fn at_paddr(elf: &[u8], paddr: u64, len: usize) -> Option<&[u8]> {
@@ -416,19 +436,19 @@ mod tests {
         assert_eq!(done.release, "6.12.117");
         assert_eq!(done.stored_pages, 8);
         assert_eq!(done.file_len, elf.len() as u64);
-        let layout = crate::inspect::vmcore::parse(&elf).unwrap();
         // The note first, then a PT_LOAD per RAM range.
-        assert_eq!(le::u16_at(&elf, 56), Some(4));
-        assert_eq!(le::u32_at(&elf, 64), Some(PT_NOTE));
-        let (off, len) = layout.notes[0];
-        assert_eq!(elf[off as usize..(off + len) as usize], vmcoreinfo("6.12.117"));
-        assert_eq!(find_in_notes(&elf[off as usize..]).as_deref(), Some(SAMPLE));
-        let ranges: Vec<(u64, u64)> = layout.segments.iter().map(|s| (s.paddr, s.paddr + s.size)).collect();
+        let phdrs = program_headers(&elf);
+        assert_eq!(phdrs.len(), 4);
+        assert_eq!(phdrs[0].p_type, PT_NOTE);
+        let (off, len) = (phdrs[0].offset as usize, phdrs[0].filesz as usize);
+        assert_eq!(elf[off..off + len], vmcoreinfo("6.12.117"));
+        assert_eq!(find_in_notes(&elf[off..]).as_deref(), Some(SAMPLE));
+        let ranges: Vec<PhysRange> = phdrs[1..].iter().map(|p| PhysRange::at(p.paddr, p.filesz).unwrap()).collect();
         assert_eq!(ranges, RAM);
-        for (i, s) in layout.segments.iter().enumerate() {
-            let ph = 64 + 56 * (i + 1);
-            assert_eq!(le::u64_at(&elf, ph + 16), Some(BASE + s.paddr), "p_vaddr: the direct map");
-            assert_eq!(s.offset % PAGE as u64, s.paddr % PAGE as u64, "pages on file blocks");
+        for p in &phdrs[1..] {
+            assert_eq!((p.p_type, p.memsz), (PT_LOAD, p.filesz));
+            assert_eq!(p.vaddr, BASE + p.paddr, "p_vaddr: the direct map");
+            assert_eq!(p.offset % PAGE_SIZE, p.paddr % PAGE_SIZE, "pages on file blocks");
         }
         // Stored pages.
         for pfn in [0x1, 0x2, 0x9f, 0x100, 0x5ff, 0x800, 0x801] {
@@ -445,7 +465,7 @@ mod tests {
         p.header.page_offset = None;
         let (elf, done) = export_bytes(&build(&p, None)).unwrap();
         assert_eq!(done.page_offset, None);
-        assert_eq!(le::u64_at(&elf, 64 + 56 + 16), Some(0));
+        assert_eq!(program_headers(&elf)[1].vaddr, 0);
     }
 
     #[test]
@@ -477,12 +497,12 @@ mod tests {
     #[test]
     fn hostile_images_are_refused_in_one_clear_line() {
         type Edit = Box<dyn Fn(&mut Plan)>;
-        let at = |addr: u64, len: u32| -> Edit { Box::new(move |p: &mut Plan| p.header.vmcoreinfo = Some((addr, len))) };
+        let at = |addr: u64, size: u64| -> Edit { Box::new(move |p: &mut Plan| p.header.vmcoreinfo = Some(Note { addr, size })) };
         let cases: Vec<(&str, Edit)> = vec![
             ("this image predates export", Box::new(|p| p.header.vmcoreinfo = None)),
             ("note length 5 is impossible", at(NOTE_PFN * 4096, 5)),
             ("note length 1048576 is impossible", at(NOTE_PFN * 4096, 1 << 20)),
-            ("outside A's RAM ranges", at(REGION.0, 100)),
+            ("outside A's RAM ranges", at(REGION.start, 100)),
             ("outside A's RAM ranges", at(0x5f_ff00, 0x200)),
             ("outside A's RAM ranges", at(u64::MAX - 20, 100)),
             ("left out as free", at(0x300 * 4096, 100)),
@@ -493,8 +513,8 @@ mod tests {
             ("direct-map base 0x8000 is impossible", Box::new(|p| p.header.page_offset = Some(0x8000))),
             ("direct-map base 0xffffffffffffff00 is impossible", Box::new(|p| p.header.page_offset = Some(u64::MAX - 0xff))),
             ("incomplete", Box::new(|p| p.state = State::Writing)),
-            ("outside A's RAM", Box::new(|p| p.chunks[0].0 = vec![(0xa0, 1)])),
-            ("kjump region", Box::new(|p| p.chunks[1].0[2] = (0x600, 1))),
+            ("outside A's RAM", Box::new(|p| p.chunks[0].0 = vec![PfnRun::new(0xa0, 1)])),
+            ("kjump region", Box::new(|p| p.chunks[1].0[2] = PfnRun::new(0x600, 1))),
         ];
         for (want, edit) in cases {
             let mut p = plan();

@@ -19,15 +19,19 @@
 pub mod export;
 // The cryptography of an encrypted image, and the checksums of a clear one.
 pub mod seal;
+// Where each field of the blocks and chunk headers lies.
+pub mod layout;
 
 use core::fmt;
 
-use crate::le;
+use crate::load::elf_core::Note;
+use crate::range::{PfnRun, PhysRange};
+use layout::{chunk, header, state, Field};
 
 /// Block size: the header, the state and every chunk start on this boundary.
 pub const BLOCK: usize = 4096;
-/// Page size of images this version writes.
-pub const PAGE: usize = 4096;
+/// Page size of images this version writes (x86_64's, [`crate::units::PAGE_SIZE`]).
+pub const PAGE: usize = crate::units::PAGE_SIZE as usize;
 /// Header magic.
 pub const MAGIC: &[u8; 8] = b"KJUMPIMG";
 /// State block magic.
@@ -49,14 +53,14 @@ pub const MAX_CHUNK_PAGES: usize = 256;
 /// Most runs of consecutive pages in one chunk.
 pub const MAX_RUNS: usize = MAX_CHUNK_PAGES;
 /// Size of a chunk header before its runs.
-pub const CHUNK_HEADER: usize = 56;
+pub const CHUNK_HEADER: usize = chunk::HEADER_CRC.end();
 /// Most bytes of associated data a sealed chunk has: the image ID, the
 /// chunk header fields before its checksums, and the most runs.
-pub const MAX_CHUNK_AD: usize = 16 + 32 + 2 * MAX_RUNS * 16;
+pub const MAX_CHUNK_AD: usize = seal::ID_LEN + chunk::DATA_SUM.at + 2 * MAX_RUNS * chunk::RUN_LEN;
 
 /// The most bytes one chunk takes on disk: its header, the most runs of
 /// both kinds and every page stored as it is, padded to a block.
-pub const MAX_CHUNK_DISK_LEN: usize = (CHUNK_HEADER + 2 * MAX_RUNS * 16 + MAX_CHUNK_PAGES * PAGE).next_multiple_of(BLOCK);
+pub const MAX_CHUNK_DISK_LEN: usize = (CHUNK_HEADER + 2 * MAX_RUNS * chunk::RUN_LEN + MAX_CHUNK_PAGES * PAGE).next_multiple_of(BLOCK);
 /// Longest copy of A's low memory a header may record: the purgatory copies
 /// A's RAM below 1 MiB, and the restore side gathers it in a buffer.
 pub const MAX_BACKUP: u64 = 1 << 20;
@@ -66,12 +70,13 @@ pub const PFN_LIMIT: u64 = 1 << (64 - 12);
 
 /// Bytes of a header or state block covered by its MAC (the MAC and the
 /// CRC follow).
-pub const MAC_COVERS: usize = BLOCK - 4 - crate::image::seal::MAC_LEN;
+pub const MAC_COVERS: usize = header::MAC.at;
+const _: () = assert!(state::MAC.at == MAC_COVERS && header::CRC.at == BLOCK - 4 && state::CRC.at == BLOCK - 4);
 /// Offset of the key block in the state block.
-pub const KEY_BLOCK_OFF: usize = 1024;
+pub const KEY_BLOCK_OFF: usize = state::KEY_BLOCK.at;
 /// Bytes of the key block.
-pub const KEY_BLOCK_LEN: usize = 1024;
-const _: () = assert!(KEY_BLOCK_OFF + KEY_BLOCK_LEN <= MAC_COVERS);
+pub const KEY_BLOCK_LEN: usize = state::KEY_BLOCK.end() - state::KEY_BLOCK.at;
+const _: () = assert!(state::KEY_BLOCK.end() <= MAC_COVERS);
 
 /// Whether `bytes` (a page) are all zero: such pages are listed in zero
 /// runs, never stored.
@@ -254,26 +259,21 @@ impl std::error::Error for Error {
     }
 }
 
-fn put16(b: &mut [u8], off: usize, v: u16) {
-    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
-}
-
+#[cfg(test)]
 fn put32(b: &mut [u8], off: usize, v: u32) {
     b[off..off + 4].copy_from_slice(&v.to_le_bytes());
 }
 
-fn put64(b: &mut [u8], off: usize, v: u64) {
-    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+/// Writes `text` into field `f`, cut to leave at least one NUL.
+fn put_text<const N: usize>(b: &mut [u8], f: Field<N>, text: &str) {
+    let n = text.len().min(N - 1);
+    b[f.at..f.at + n].copy_from_slice(&text.as_bytes()[..n]);
 }
 
-fn put_text(b: &mut [u8], off: usize, len: usize, text: &str) {
-    let n = text.len().min(len - 1);
-    b[off..off + n].copy_from_slice(&text.as_bytes()[..n]);
-}
-
-fn text_at(b: &[u8], off: usize, len: usize) -> String {
-    let s = &b[off..off + len];
-    let end = s.iter().position(|&c| c == 0).unwrap_or(len);
+/// The NUL-padded text of field `f` (in a block whose length was checked).
+fn text_at<const N: usize>(b: &[u8], f: Field<N>) -> String {
+    let s = &b[f.range()];
+    let end = s.iter().position(|&c| c == 0).unwrap_or(N);
     String::from_utf8_lossy(&s[..end]).into_owned()
 }
 
@@ -293,10 +293,11 @@ pub struct Header {
     pub created_unix: u64,
     /// A's re-entry address (`kexec_jump_back_entry`).
     pub reentry: u64,
-    /// The kjump region `[start, end)` B ran in (D must run there too).
-    pub region: (u64, u64),
-    /// Where A's low memory was backed up, and its length.
-    pub backup: (u64, u64),
+    /// The kjump region B ran in (D must run there too).
+    pub region: PhysRange,
+    /// Where A's low memory was backed up (its length is that of A's low
+    /// memory); on disk its address and length.
+    pub backup: PhysRange,
     /// Pages of A's RAM described by the image.
     pub ram_pages: u64,
     /// Pages left out because they were all zero.
@@ -313,8 +314,8 @@ pub struct Header {
     pub kernel_release: String,
     /// A's kernel build id (VMCOREINFO `BUILD-ID`).
     pub build_id: String,
-    /// A's RAM as physical `[start, end)` ranges (the PT_LOADs of `/proc/vmcore`).
-    pub ram: Vec<(u64, u64)>,
+    /// A's RAM ranges (the PT_LOADs of `/proc/vmcore`).
+    pub ram: Vec<PhysRange>,
     /// Physical address of A's mailbox page (where D reports the resume), or 0.
     pub mailbox: u64,
     /// The machine's SMBIOS system UUID as B read it (empty when unknown).
@@ -336,40 +337,17 @@ pub struct Header {
     /// B's random salt for the chunks' nonces.
     pub nonce_salt: [u8; crate::image::seal::ID_LEN],
     /// Where A's VMCOREINFO note lies in A's physical memory, and its
-    /// length in bytes (the whole ELF note), as B checked it: the note is
-    /// among the image's own pages. `None` when B could not tell, and in
-    /// images made before kjump recorded it.
-    pub vmcoreinfo: Option<(u64, u32)>,
+    /// length in bytes (the whole ELF note, at most `u32::MAX` on disk),
+    /// as B checked it: the note is among the image's own pages. `None`
+    /// when B could not tell, and in images made before kjump recorded it.
+    pub vmcoreinfo: Option<Note>,
     /// Where A's direct map of physical memory starts (`PAGE_OFFSET`), as
     /// B found it in A's page tables; `None` when unknown.
     pub page_offset: Option<u64>,
 }
 
-/// Offsets of the encryption fields in the header block.
-const CIPHER_OFF: usize = 3936;
-const IMAGE_ID_OFF: usize = 3944;
-const NONCE_SALT_OFF: usize = 3960;
-/// Offsets of A's VMCOREINFO note (address, then length) and of A's
-/// direct-map base in the header block: zero in older images.
-const VMCOREINFO_OFF: usize = 3976;
-const PAGE_OFFSET_OFF: usize = 3992;
-const _: () = assert!(NONCE_SALT_OFF + crate::image::seal::ID_LEN <= VMCOREINFO_OFF && PAGE_OFFSET_OFF + 8 <= MAC_COVERS);
-
 /// Header flag: [`Header::zero_free`].
 const FLAG_ZERO_FREE: u32 = 1;
-
-/// Offset of the machine id in the header block.
-const MACHINE_ID_OFF: usize = 1288;
-/// Bytes of the machine id field.
-const MACHINE_ID_LEN: usize = 40;
-/// Offset of A's device table in the header block.
-const IN_USE_OFF: usize = 1328;
-/// Offset of the stamps' kinds (a byte per device-table entry) and of
-/// their digests (8 bytes each), after the device table.
-const STAMP_KIND_OFF: usize = IN_USE_OFF + crate::target::in_use::TABLE_LEN;
-const STAMP_DIGEST_OFF: usize = STAMP_KIND_OFF + crate::target::in_use::MAX_ENTRIES;
-const _: () = assert!(STAMP_DIGEST_OFF + 8 * crate::target::in_use::MAX_ENTRIES <= CIPHER_OFF);
-const _: () = assert!(NONCE_SALT_OFF + crate::image::seal::ID_LEN <= MAC_COVERS);
 
 impl Header {
     /// Encodes the header block, without a MAC (an image in the clear,
@@ -383,60 +361,62 @@ impl Header {
         if self.ram.len() > MAX_RAM_RANGES {
             return Err(Error::BadField { what: "header".into(), field: "ram range count" });
         }
-        if self.backup.1 > MAX_BACKUP {
+        if self.backup.len() > MAX_BACKUP {
             return Err(Error::BadField { what: "header".into(), field: "backup length" });
         }
         let mut b = [0u8; BLOCK];
-        b[..8].copy_from_slice(MAGIC);
-        put32(&mut b, 8, VERSION);
-        put32(&mut b, 12, BLOCK as u32);
-        put32(&mut b, 16, PAGE as u32);
-        put32(&mut b, 20, self.compression.map_or(0, Compression::code));
-        put64(&mut b, 24, self.created_unix);
-        put64(&mut b, 32, self.reentry);
-        put64(&mut b, 40, self.region.0);
-        put64(&mut b, 48, self.region.1);
-        put64(&mut b, 56, self.backup.0);
-        put64(&mut b, 64, self.backup.1);
-        put64(&mut b, 72, self.ram_pages);
-        put64(&mut b, 80, self.zero_pages);
-        put64(&mut b, 88, self.free_pages);
-        put64(&mut b, 96, self.stored_pages);
-        put64(&mut b, 104, self.chunk_count);
-        put64(&mut b, 112, self.data_bytes);
-        put32(&mut b, 120, self.ram.len() as u32);
-        put32(&mut b, 124, if self.zero_free { FLAG_ZERO_FREE } else { 0 });
-        put_text(&mut b, 128, 64, &self.kernel_release);
-        put_text(&mut b, 192, 64, &self.build_id);
-        for (i, (s, e)) in self.ram.iter().enumerate() {
-            put64(&mut b, 256 + i * 16, *s);
-            put64(&mut b, 264 + i * 16, *e);
+        header::MAGIC.set(&mut b, *MAGIC);
+        header::VERSION.set(&mut b, VERSION.to_le_bytes());
+        header::HEADER_SIZE.set(&mut b, (BLOCK as u32).to_le_bytes());
+        header::PAGE_SIZE.set(&mut b, (PAGE as u32).to_le_bytes());
+        header::COMPRESSION.set(&mut b, self.compression.map_or(0, Compression::code).to_le_bytes());
+        header::CREATED.set(&mut b, self.created_unix.to_le_bytes());
+        header::REENTRY.set(&mut b, self.reentry.to_le_bytes());
+        header::REGION_START.set(&mut b, self.region.start.to_le_bytes());
+        header::REGION_END.set(&mut b, self.region.end.to_le_bytes());
+        header::BACKUP_ADDR.set(&mut b, self.backup.start.to_le_bytes());
+        header::BACKUP_LEN.set(&mut b, self.backup.len().to_le_bytes());
+        header::RAM_PAGES.set(&mut b, self.ram_pages.to_le_bytes());
+        header::ZERO_PAGES.set(&mut b, self.zero_pages.to_le_bytes());
+        header::FREE_PAGES.set(&mut b, self.free_pages.to_le_bytes());
+        header::STORED_PAGES.set(&mut b, self.stored_pages.to_le_bytes());
+        header::CHUNK_COUNT.set(&mut b, self.chunk_count.to_le_bytes());
+        header::DATA_BYTES.set(&mut b, self.data_bytes.to_le_bytes());
+        header::RAM_RANGE_COUNT.set(&mut b, (self.ram.len() as u32).to_le_bytes());
+        header::FLAGS.set(&mut b, (if self.zero_free { FLAG_ZERO_FREE } else { 0 }).to_le_bytes());
+        put_text(&mut b, header::KERNEL_RELEASE, &self.kernel_release);
+        put_text(&mut b, header::BUILD_ID, &self.build_id);
+        for (i, r) in self.ram.iter().enumerate() {
+            let (start, end) = header::ram_range(i);
+            start.set(&mut b, r.start.to_le_bytes());
+            end.set(&mut b, r.end.to_le_bytes());
         }
-        put64(&mut b, 1280, self.mailbox);
-        put_text(&mut b, MACHINE_ID_OFF, MACHINE_ID_LEN, &self.machine_id);
+        header::MAILBOX.set(&mut b, self.mailbox.to_le_bytes());
+        put_text(&mut b, header::MACHINE_ID, &self.machine_id);
         let table = crate::target::in_use::encode_table(&self.in_use).map_err(|_| Error::BadField { what: "header".into(), field: "device table" })?;
-        b[IN_USE_OFF..IN_USE_OFF + table.len()].copy_from_slice(&table);
+        header::IN_USE.set(&mut b, table);
         if self.stamps.len() > crate::target::in_use::MAX_ENTRIES {
             return Err(Error::BadField { what: "header".into(), field: "device stamps" });
         }
         for (i, s) in self.stamps.iter().enumerate() {
-            b[STAMP_KIND_OFF + i] = s.code();
-            put64(&mut b, STAMP_DIGEST_OFF + 8 * i, s.digest());
+            header::stamp_kind(i).set(&mut b, [s.code()]);
+            header::stamp_digest(i).set(&mut b, s.digest().to_le_bytes());
         }
-        put32(&mut b, CIPHER_OFF, self.cipher.code());
-        b[IMAGE_ID_OFF..IMAGE_ID_OFF + crate::image::seal::ID_LEN].copy_from_slice(&self.image_id.0);
-        b[NONCE_SALT_OFF..NONCE_SALT_OFF + crate::image::seal::ID_LEN].copy_from_slice(&self.nonce_salt);
-        if let Some((addr, len)) = self.vmcoreinfo {
-            put64(&mut b, VMCOREINFO_OFF, addr);
-            put32(&mut b, VMCOREINFO_OFF + 8, len);
+        header::CIPHER.set(&mut b, self.cipher.code().to_le_bytes());
+        header::IMAGE_ID.set(&mut b, self.image_id.0);
+        header::NONCE_SALT.set(&mut b, self.nonce_salt);
+        if let Some(n) = self.vmcoreinfo {
+            let len = u32::try_from(n.size).map_err(|_| Error::BadField { what: "header".into(), field: "VMCOREINFO note length" })?;
+            header::VMCOREINFO_ADDR.set(&mut b, n.addr.to_le_bytes());
+            header::VMCOREINFO_LEN.set(&mut b, len.to_le_bytes());
         }
-        put64(&mut b, PAGE_OFFSET_OFF, self.page_offset.unwrap_or(0));
+        header::PAGE_OFFSET.set(&mut b, self.page_offset.unwrap_or(0).to_le_bytes());
         if let Some(k) = keys {
             let mac = k.header_mac(&b[..MAC_COVERS]);
-            b[MAC_COVERS..BLOCK - 4].copy_from_slice(&mac);
+            header::MAC.set(&mut b, mac);
         }
-        let crc = crc32(&b[..BLOCK - 4]);
-        put32(&mut b, BLOCK - 4, crc);
+        let crc = crc32(&b[..header::CRC.at]);
+        header::CRC.set(&mut b, crc.to_le_bytes());
         Ok(b)
     }
 
@@ -449,83 +429,85 @@ impl Header {
             return Err(short());
         }
         // Every field lies in the BLOCK bytes just checked: never short.
-        let u32_at = |off| le::u32_at(b, off).ok_or_else(short);
-        let u64_at = |off| le::u64_at(b, off).ok_or_else(short);
-        if &b[..8] != MAGIC {
+        let u32_at = |f: Field<4>| f.u32(b).ok_or_else(short);
+        let u64_at = |f: Field<8>| f.u64(b).ok_or_else(short);
+        if b[header::MAGIC.range()] != *MAGIC {
             return Err(Error::BadMagic { what: what() });
         }
-        if crc32(&b[..BLOCK - 4]) != u32_at(BLOCK - 4)? {
+        if crc32(&b[..header::CRC.at]) != u32_at(header::CRC)? {
             return Err(Error::BadChecksum { what: what() });
         }
-        let version = u32_at(8)?;
+        let version = u32_at(header::VERSION)?;
         if version != VERSION {
             return Err(Error::UnsupportedVersion { version });
         }
-        if u32_at(12)? != BLOCK as u32 {
+        if u32_at(header::HEADER_SIZE)? != BLOCK as u32 {
             return Err(bad("header size"));
         }
-        if u32_at(16)? != PAGE as u32 {
+        if u32_at(header::PAGE_SIZE)? != PAGE as u32 {
             return Err(bad("page size"));
         }
-        let compression = match u32_at(20)? {
+        let compression = match u32_at(header::COMPRESSION)? {
             0 => None,
             c => Some(Compression::from_code(c).ok_or(bad("compression"))?),
         };
-        let flags = u32_at(124)?;
+        let flags = u32_at(header::FLAGS)?;
         if flags & !FLAG_ZERO_FREE != 0 {
             return Err(bad("flags"));
         }
-        let n = u32_at(120)? as usize;
+        let n = u32_at(header::RAM_RANGE_COUNT)? as usize;
         if n > MAX_RAM_RANGES {
             return Err(bad("ram range count"));
         }
         let mut ram = Vec::with_capacity(n);
         let mut prev_end = 0;
         for i in 0..n {
-            let (s, e) = (u64_at(256 + i * 16)?, u64_at(264 + i * 16)?);
-            if e <= s || s < prev_end {
+            let (start, end) = header::ram_range(i);
+            let r = PhysRange::new(u64_at(start)?, u64_at(end)?);
+            if r.is_empty() || r.start < prev_end {
                 return Err(bad("ram range"));
             }
-            prev_end = e;
-            ram.push((s, e));
+            prev_end = r.end;
+            ram.push(r);
         }
         let h = Header {
             compression,
-            created_unix: u64_at(24)?,
-            reentry: u64_at(32)?,
-            region: (u64_at(40)?, u64_at(48)?),
-            backup: (u64_at(56)?, u64_at(64)?),
-            ram_pages: u64_at(72)?,
-            zero_pages: u64_at(80)?,
-            free_pages: u64_at(88)?,
-            stored_pages: u64_at(96)?,
-            chunk_count: u64_at(104)?,
-            data_bytes: u64_at(112)?,
-            kernel_release: text_at(b, 128, 64),
-            build_id: text_at(b, 192, 64),
+            created_unix: u64_at(header::CREATED)?,
+            reentry: u64_at(header::REENTRY)?,
+            region: PhysRange::new(u64_at(header::REGION_START)?, u64_at(header::REGION_END)?),
+            backup: PhysRange::at(u64_at(header::BACKUP_ADDR)?, u64_at(header::BACKUP_LEN)?).ok_or(bad("backup length"))?,
+            ram_pages: u64_at(header::RAM_PAGES)?,
+            zero_pages: u64_at(header::ZERO_PAGES)?,
+            free_pages: u64_at(header::FREE_PAGES)?,
+            stored_pages: u64_at(header::STORED_PAGES)?,
+            chunk_count: u64_at(header::CHUNK_COUNT)?,
+            data_bytes: u64_at(header::DATA_BYTES)?,
+            kernel_release: text_at(b, header::KERNEL_RELEASE),
+            build_id: text_at(b, header::BUILD_ID),
             ram,
-            mailbox: u64_at(1280)?,
-            machine_id: text_at(b, MACHINE_ID_OFF, MACHINE_ID_LEN),
-            in_use: crate::target::in_use::decode_table(&b[IN_USE_OFF..IN_USE_OFF + crate::target::in_use::TABLE_LEN]).map_err(|_| bad("device table"))?,
+            mailbox: u64_at(header::MAILBOX)?,
+            machine_id: text_at(b, header::MACHINE_ID),
+            in_use: crate::target::in_use::decode_table(&b[header::IN_USE.range()]).map_err(|_| bad("device table"))?,
             zero_free: flags & FLAG_ZERO_FREE != 0,
             stamps: Vec::new(),
-            cipher: crate::image::seal::Cipher::from_code(u32_at(CIPHER_OFF)?).ok_or(bad("cipher"))?,
-            image_id: crate::image::seal::ImageId(le::array_at(b, IMAGE_ID_OFF).ok_or_else(|| bad("image id"))?),
-            nonce_salt: le::array_at(b, NONCE_SALT_OFF).ok_or_else(|| bad("nonce salt"))?,
+            cipher: crate::image::seal::Cipher::from_code(u32_at(header::CIPHER)?).ok_or(bad("cipher"))?,
+            image_id: crate::image::seal::ImageId(header::IMAGE_ID.array(b).ok_or_else(|| bad("image id"))?),
+            nonce_salt: header::NONCE_SALT.array(b).ok_or_else(|| bad("nonce salt"))?,
             // Checked by the export, their only reader: a resume does not
             // depend on them.
-            vmcoreinfo: Some((u64_at(VMCOREINFO_OFF)?, u32_at(VMCOREINFO_OFF + 8)?)).filter(|&(_, len)| len != 0),
-            page_offset: Some(u64_at(PAGE_OFFSET_OFF)?).filter(|&p| p != 0),
+            vmcoreinfo: Some(Note { addr: u64_at(header::VMCOREINFO_ADDR)?, size: u64::from(u32_at(header::VMCOREINFO_LEN)?) }).filter(|n| n.size != 0),
+            page_offset: Some(u64_at(header::PAGE_OFFSET)?).filter(|&p| p != 0),
         };
         let mut h = h;
         for i in 0..h.in_use.len() {
-            let s = crate::target::freshness::Stamp::from_parts(b[STAMP_KIND_OFF + i], u64_at(STAMP_DIGEST_OFF + 8 * i)?).ok_or(bad("device stamps"))?;
+            let kind = header::stamp_kind(i).u8(b).ok_or_else(short)?;
+            let s = crate::target::freshness::Stamp::from_parts(kind, u64_at(header::stamp_digest(i))?).ok_or(bad("device stamps"))?;
             h.stamps.push(s);
         }
-        if h.region.1 <= h.region.0 {
+        if h.region.is_empty() {
             return Err(bad("region"));
         }
-        if h.backup.1 > MAX_BACKUP {
+        if h.backup.len() > MAX_BACKUP {
             return Err(bad("backup length"));
         }
         let counted = h.zero_pages.checked_add(h.free_pages).and_then(|n| n.checked_add(h.stored_pages));
@@ -543,7 +525,7 @@ impl Header {
     /// CRC of the encoded header (what the state block commits).
     pub fn crc(block: &[u8; BLOCK]) -> u32 {
         // `block` is BLOCK bytes long: the CRC is always there.
-        le::u32_at(block, BLOCK - 4).unwrap_or_default()
+        header::CRC.u32(block).unwrap_or_default()
     }
 }
 
@@ -566,6 +548,9 @@ pub struct StateBlock {
     /// (recorded before each start): bounds the boots a failing restore
     /// can take.
     pub attempts: u32,
+    /// How long B took to save the image, in milliseconds (0: unknown, as
+    /// in older images): what a resume reports to A.
+    pub save_ms: u32,
     /// SHA-256 over the chunks' authentication tags, in order
     /// ([`crate::image::seal::TagChain`]).
     pub tags: [u8; 32],
@@ -574,9 +559,6 @@ pub struct StateBlock {
     /// given up (the key is destroyed with it: a "crypto-erase").
     pub key_block: Vec<u8>,
 }
-
-/// Offset of the tag digest in the state block.
-const TAGS_OFF: usize = 304;
 
 impl StateBlock {
     /// Encodes the state block, without a MAC.
@@ -587,24 +569,25 @@ impl StateBlock {
     /// Encodes the state block; with `keys`, under its MAC.
     pub fn encode_sealed(&self, keys: Option<&crate::image::seal::Keys>) -> [u8; BLOCK] {
         let mut b = [0u8; BLOCK];
-        b[..8].copy_from_slice(STATE_MAGIC);
-        put32(&mut b, 8, VERSION);
-        put32(&mut b, 12, self.state.code());
-        put32(&mut b, 16, self.header_crc);
-        put32(&mut b, 20, self.chain_crc);
-        put64(&mut b, 24, self.chunk_count);
-        put64(&mut b, 32, self.data_end);
-        put_text(&mut b, 40, 256, &self.note);
-        put32(&mut b, 296, self.attempts);
-        b[TAGS_OFF..TAGS_OFF + 32].copy_from_slice(&self.tags);
+        state::MAGIC.set(&mut b, *STATE_MAGIC);
+        state::VERSION.set(&mut b, VERSION.to_le_bytes());
+        state::STATE.set(&mut b, self.state.code().to_le_bytes());
+        state::HEADER_CRC.set(&mut b, self.header_crc.to_le_bytes());
+        state::CHAIN_CRC.set(&mut b, self.chain_crc.to_le_bytes());
+        state::CHUNK_COUNT.set(&mut b, self.chunk_count.to_le_bytes());
+        state::DATA_END.set(&mut b, self.data_end.to_le_bytes());
+        put_text(&mut b, state::NOTE, &self.note);
+        state::ATTEMPTS.set(&mut b, self.attempts.to_le_bytes());
+        state::SAVE_MS.set(&mut b, self.save_ms.to_le_bytes());
+        state::TAGS.set(&mut b, self.tags);
         let n = self.key_block.len().min(KEY_BLOCK_LEN);
         b[KEY_BLOCK_OFF..KEY_BLOCK_OFF + n].copy_from_slice(&self.key_block[..n]);
         if let Some(k) = keys {
             let mac = k.state_mac(&b[..MAC_COVERS]);
-            b[MAC_COVERS..BLOCK - 4].copy_from_slice(&mac);
+            state::MAC.set(&mut b, mac);
         }
-        let crc = crc32(&b[..BLOCK - 4]);
-        put32(&mut b, BLOCK - 4, crc);
+        let crc = crc32(&b[..state::CRC.at]);
+        state::CRC.set(&mut b, crc.to_le_bytes());
         b
     }
 
@@ -616,29 +599,30 @@ impl StateBlock {
             return Err(short());
         }
         // Every field lies in the BLOCK bytes just checked: never short.
-        let u32_at = |off| le::u32_at(b, off).ok_or_else(short);
-        let u64_at = |off| le::u64_at(b, off).ok_or_else(short);
-        if &b[..8] != STATE_MAGIC {
+        let u32_at = |f: Field<4>| f.u32(b).ok_or_else(short);
+        let u64_at = |f: Field<8>| f.u64(b).ok_or_else(short);
+        if b[state::MAGIC.range()] != *STATE_MAGIC {
             return Err(Error::BadMagic { what: what() });
         }
-        if crc32(&b[..BLOCK - 4]) != u32_at(BLOCK - 4)? {
+        if crc32(&b[..state::CRC.at]) != u32_at(state::CRC)? {
             return Err(Error::BadChecksum { what: what() });
         }
-        if u32_at(8)? != VERSION {
-            return Err(Error::UnsupportedVersion { version: u32_at(8)? });
+        if u32_at(state::VERSION)? != VERSION {
+            return Err(Error::UnsupportedVersion { version: u32_at(state::VERSION)? });
         }
-        let state = State::from_code(u32_at(12)?).ok_or(Error::BadField { what: what(), field: "state" })?;
+        let state = State::from_code(u32_at(state::STATE)?).ok_or(Error::BadField { what: what(), field: "state" })?;
         Ok(StateBlock {
             state,
-            header_crc: u32_at(16)?,
-            chain_crc: u32_at(20)?,
-            chunk_count: u64_at(24)?,
-            data_end: u64_at(32)?,
-            note: text_at(b, 40, 256),
-            attempts: u32_at(296)?,
-            tags: le::array_at(b, TAGS_OFF).ok_or_else(|| Error::BadField { what: what(), field: "tags" })?,
+            header_crc: u32_at(state::HEADER_CRC)?,
+            chain_crc: u32_at(state::CHAIN_CRC)?,
+            chunk_count: u64_at(state::CHUNK_COUNT)?,
+            data_end: u64_at(state::DATA_END)?,
+            note: text_at(b, state::NOTE),
+            attempts: u32_at(state::ATTEMPTS)?,
+            save_ms: u32_at(state::SAVE_MS)?,
+            tags: state::TAGS.array(b).ok_or_else(|| Error::BadField { what: what(), field: "tags" })?,
             key_block: {
-                let k = &b[KEY_BLOCK_OFF..KEY_BLOCK_OFF + KEY_BLOCK_LEN];
+                let k = &b[state::KEY_BLOCK.range()];
                 if k.iter().all(|&c| c == 0) {
                     Vec::new()
                 } else {
@@ -697,17 +681,14 @@ pub fn authenticate(keys: &crate::image::seal::Keys, header_block: &[u8], state_
     let (Some(h), Some(s)) = (header_block.get(..BLOCK), state_block.get(..BLOCK)) else {
         return Err(Error::Truncated { what: "header".into() });
     };
-    if h[IMAGE_ID_OFF..IMAGE_ID_OFF + crate::image::seal::ID_LEN] != keys.id().0 || !keys.header_mac_ok(&h[..MAC_COVERS], &h[MAC_COVERS..BLOCK - 4]) {
+    if h[header::IMAGE_ID.range()] != keys.id().0 || !keys.header_mac_ok(&h[..MAC_COVERS], &h[header::MAC.range()]) {
         return Err(Error::Forged { what: "header" });
     }
-    if !keys.state_mac_ok(&s[..MAC_COVERS], &s[MAC_COVERS..BLOCK - 4]) {
+    if !keys.state_mac_ok(&s[..MAC_COVERS], &s[state::MAC.range()]) {
         return Err(Error::Forged { what: "state" });
     }
     Ok(())
 }
-
-/// A run of consecutive page frames: `(first_pfn, count)`.
-pub type Run = (u64, u64);
 
 /// The keys that seal (or open) an image's chunks, and the image's nonce
 /// salt: shared by the threads that encode or decode chunks.
@@ -754,11 +735,11 @@ impl ChunkEncoder {
     /// Returns the chunk's checksum and tag. `runs`, `zero_runs`
     /// and `pages` come from kjump's own save loop: their sizes agree and
     /// stay within the limits (checked in debug builds).
-    pub fn encode(&mut self, index: u64, runs: &[Run], zero_runs: &[Run], pages: &[u8], out: &mut Vec<u8>) -> ChunkSums {
+    pub fn encode(&mut self, index: u64, runs: &[PfnRun], zero_runs: &[PfnRun], pages: &[u8], out: &mut Vec<u8>) -> ChunkSums {
         let page_count = pages.len() / PAGE;
         debug_assert!(page_count <= MAX_CHUNK_PAGES && runs.len() <= MAX_RUNS && zero_runs.len() <= MAX_RUNS);
         debug_assert!(!runs.is_empty() || !zero_runs.is_empty());
-        debug_assert_eq!(runs.iter().map(|r| r.1).sum::<u64>(), page_count as u64);
+        debug_assert_eq!(runs.iter().map(|r| r.count).sum::<u64>(), page_count as u64);
         self.scratch.clear();
         let compressed = match self.compression {
             _ if pages.is_empty() => false,
@@ -783,44 +764,40 @@ impl ChunkEncoder {
         out.resize(start + CHUNK_HEADER, 0);
         {
             let h = &mut out[start..start + CHUNK_HEADER];
-            h[..8].copy_from_slice(CHUNK_MAGIC);
-            put64(h, 8, index);
-            put32(h, 16, kind.code());
-            put16(h, 20, runs.len() as u16);
-            put16(h, 22, zero_runs.len() as u16);
-            put32(h, 24, page_count as u32);
-            put32(h, 28, payload.len() as u32);
+            chunk::MAGIC.set(h, *CHUNK_MAGIC);
+            chunk::INDEX.set(h, index.to_le_bytes());
+            chunk::STORAGE.set(h, kind.code().to_le_bytes());
+            chunk::RUN_COUNT.set(h, (runs.len() as u16).to_le_bytes());
+            chunk::ZERO_RUN_COUNT.set(h, (zero_runs.len() as u16).to_le_bytes());
+            chunk::PAGE_COUNT.set(h, (page_count as u32).to_le_bytes());
+            chunk::STORED_LEN.set(h, (payload.len() as u32).to_le_bytes());
         }
-        for (pfn, n) in runs.iter().chain(zero_runs) {
-            out.extend_from_slice(&pfn.to_le_bytes());
-            out.extend_from_slice(&n.to_le_bytes());
+        for r in runs.iter().chain(zero_runs) {
+            let mut run = [0u8; chunk::RUN_LEN];
+            let (first_at, count_at) = chunk::run(0);
+            first_at.set(&mut run, r.first.to_le_bytes());
+            count_at.set(&mut run, r.count.to_le_bytes());
+            out.extend_from_slice(&run);
         }
         let payload_at = out.len();
         out.extend_from_slice(payload);
         let mut tag = [0u8; crate::image::seal::TAG_LEN];
         if let Some(s) = &self.sealer {
             let (head, data) = out.split_at_mut(payload_at);
-            let ad = [&head[start..start + CHUNK_SUMS_OFF], &head[start + CHUNK_HEADER..]];
+            let ad = [&head[start..start + chunk::DATA_SUM.at], &head[start + CHUNK_HEADER..]];
             tag = s.keys.seal_chunk(&s.salt, index, &ad, data);
         }
         let sum = data_sum(&out[start + CHUNK_HEADER..]);
         let h = &mut out[start..start + CHUNK_HEADER];
-        put32(h, CHUNK_SUMS_OFF, sum);
-        h[CHUNK_TAG_OFF..CHUNK_TAG_OFF + crate::image::seal::TAG_LEN].copy_from_slice(&tag);
-        let hcrc = crc32(&h[..CHUNK_HEADER - 4]);
-        put32(h, CHUNK_HEADER - 4, hcrc);
+        chunk::DATA_SUM.set(h, sum.to_le_bytes());
+        chunk::TAG.set(h, tag);
+        let hcrc = crc32(&h[..chunk::HEADER_CRC.at]);
+        chunk::HEADER_CRC.set(h, hcrc.to_le_bytes());
         let padded = (out.len() - start).next_multiple_of(BLOCK);
         out.resize(start + padded, 0);
         ChunkSums { sum, tag }
     }
 }
-
-/// Offset of the data checksum in a chunk header: the fields before it
-/// (and the runs) are a sealed chunk's associated data.
-const CHUNK_SUMS_OFF: usize = 32;
-/// Offset of the authentication tag in a chunk header.
-const CHUNK_TAG_OFF: usize = 36;
-const _: () = assert!(CHUNK_TAG_OFF + crate::image::seal::TAG_LEN + 4 == CHUNK_HEADER);
 
 /// What a chunk header says, once checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -845,6 +822,13 @@ pub struct ChunkInfo {
     pub disk_len: usize,
 }
 
+impl ChunkInfo {
+    /// Bytes of the chunk's runs, stored and zero, after its header.
+    pub fn runs_len(&self) -> usize {
+        (self.run_count + self.zero_run_count) * chunk::RUN_LEN
+    }
+}
+
 /// Checks a chunk header (the first [`CHUNK_HEADER`] bytes of a chunk).
 pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Error> {
     let what = || format!("chunk {expected_index}");
@@ -854,22 +838,22 @@ pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Er
         return Err(short());
     }
     // Every field lies in the CHUNK_HEADER bytes just checked: never short.
-    let u16_at = |off| le::u16_at(b, off).ok_or_else(short);
-    let u32_at = |off| le::u32_at(b, off).ok_or_else(short);
-    if &b[..8] != CHUNK_MAGIC {
+    let u16_at = |f: Field<2>| f.u16(b).ok_or_else(short);
+    let u32_at = |f: Field<4>| f.u32(b).ok_or_else(short);
+    if b[chunk::MAGIC.range()] != *CHUNK_MAGIC {
         return Err(Error::BadMagic { what: what() });
     }
-    if crc32(&b[..CHUNK_HEADER - 4]) != u32_at(CHUNK_HEADER - 4)? {
+    if crc32(&b[..chunk::HEADER_CRC.at]) != u32_at(chunk::HEADER_CRC)? {
         return Err(Error::BadChecksum { what: format!("chunk {expected_index} header") });
     }
-    if le::u64_at(b, 8) != Some(expected_index) {
+    if chunk::INDEX.u64(b) != Some(expected_index) {
         return Err(bad("index"));
     }
-    let compression = Compression::from_code(u32_at(16)?).ok_or(bad("compression"))?;
-    let run_count = u16_at(20)? as usize;
-    let zero_run_count = u16_at(22)? as usize;
-    let page_count = u32_at(24)? as usize;
-    let stored_len = u32_at(28)? as usize;
+    let compression = Compression::from_code(u32_at(chunk::STORAGE)?).ok_or(bad("compression"))?;
+    let run_count = u16_at(chunk::RUN_COUNT)? as usize;
+    let zero_run_count = u16_at(chunk::ZERO_RUN_COUNT)? as usize;
+    let page_count = u32_at(chunk::PAGE_COUNT)? as usize;
+    let stored_len = u32_at(chunk::STORED_LEN)? as usize;
     if run_count > MAX_RUNS || zero_run_count > MAX_RUNS || run_count + zero_run_count == 0 {
         return Err(bad("run count"));
     }
@@ -885,10 +869,9 @@ pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Er
     if page_count == 0 && compression != Compression::None {
         return Err(bad("compression"));
     }
-    let disk_len = (CHUNK_HEADER + (run_count + zero_run_count) * 16 + stored_len).next_multiple_of(BLOCK);
-    let mut tag = [0u8; crate::image::seal::TAG_LEN];
-    tag.copy_from_slice(&b[CHUNK_TAG_OFF..CHUNK_TAG_OFF + crate::image::seal::TAG_LEN]);
-    Ok(ChunkInfo { index: expected_index, compression, run_count, zero_run_count, page_count, stored_len, data_sum: u32_at(CHUNK_SUMS_OFF)?, tag, disk_len })
+    let disk_len = (CHUNK_HEADER + (run_count + zero_run_count) * chunk::RUN_LEN + stored_len).next_multiple_of(BLOCK);
+    let tag = chunk::TAG.array(b).ok_or_else(short)?;
+    Ok(ChunkInfo { index: expected_index, compression, run_count, zero_run_count, page_count, stored_len, data_sum: u32_at(chunk::DATA_SUM)?, tag, disk_len })
 }
 
 /// Buffers a chunk is decoded into: its runs, its runs of zero pages, its
@@ -896,9 +879,9 @@ pub fn parse_chunk_header(b: &[u8], expected_index: u64) -> Result<ChunkInfo, Er
 #[derive(Clone, Debug, Default)]
 pub struct ChunkBufs {
     /// Runs of stored pages.
-    pub runs: Vec<Run>,
+    pub runs: Vec<PfnRun>,
     /// Runs of zero pages.
-    pub zero_runs: Vec<Run>,
+    pub zero_runs: Vec<PfnRun>,
     /// The pages (when not left in the chunk).
     pub pages: Vec<u8>,
     /// A sealed chunk's stored bytes, decrypted.
@@ -921,7 +904,7 @@ pub fn decode_chunk(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs, sealer: Op
 /// checksum and runs (`bufs.pages` is left empty). Its tag, and so whether
 /// anyone changed it, is not.
 pub fn check_sealed_chunk(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs) -> Result<(), Error> {
-    let runs_len = (info.run_count + info.zero_run_count) * 16;
+    let runs_len = info.runs_len();
     let body = b.get(CHUNK_HEADER..CHUNK_HEADER + runs_len + info.stored_len).ok_or(Error::Truncated { what: format!("chunk {}", info.index) })?;
     if data_sum(body) != info.data_sum {
         return Err(Error::BadChecksum { what: format!("chunk {}", info.index) });
@@ -944,7 +927,7 @@ pub enum ChunkPages {
 /// in the clear: those stay in `b`, and `bufs.pages` is left alone.
 pub fn decode_chunk_in_place(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs, sealer: Option<&Sealer>) -> Result<ChunkPages, Error> {
     let what = || format!("chunk {}", info.index);
-    let runs_len = (info.run_count + info.zero_run_count) * 16;
+    let runs_len = info.runs_len();
     let body_end = CHUNK_HEADER + runs_len + info.stored_len;
     let body = b.get(CHUNK_HEADER..body_end).ok_or(Error::Truncated { what: what() })?;
     if data_sum(body) != info.data_sum {
@@ -960,7 +943,7 @@ pub fn decode_chunk_in_place(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs, s
         let out = if info.compression == Compression::None { &mut *pages } else { &mut *opened };
         out.clear();
         out.extend_from_slice(stored);
-        let ad = [&b[..CHUNK_SUMS_OFF], &body[..runs_len]];
+        let ad = [&b[..chunk::DATA_SUM.at], &body[..runs_len]];
         s.keys.open_chunk(&s.salt, info.index, &ad, out, &info.tag).map_err(|_| Error::BadTag { chunk: info.index })?;
         if info.compression == Compression::None {
             return Ok(ChunkPages::InBuffer);
@@ -994,27 +977,28 @@ pub fn decode_chunk_in_place(b: &[u8], info: &ChunkInfo, bufs: &mut ChunkBufs, s
 /// runs of stored pages into `runs`, adding up to the chunk's page count,
 /// then the runs of zero pages into `zero_runs`. Each run is non-empty,
 /// and the two lists together are ascending and disjoint.
-fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>) -> Result<(), Error> {
+fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<PfnRun>, zero_runs: &mut Vec<PfnRun>) -> Result<(), Error> {
     let bad = |field| Error::BadField { what: format!("chunk {}", info.index), field };
     let short = || Error::Truncated { what: format!("chunk {}", info.index) };
-    if body.len() < (info.run_count + info.zero_run_count) * 16 {
+    if body.len() < info.runs_len() {
         return Err(short());
     }
     // Every run lies in the bytes just checked: never short.
-    let u64_at = |off| le::u64_at(body, off).ok_or_else(short);
-    let read = |first: usize, count: usize, out: &mut Vec<Run>| -> Result<u64, Error> {
+    let u64_at = |f: Field<8>| f.u64(body).ok_or_else(short);
+    let read = |first: usize, count: usize, out: &mut Vec<PfnRun>| -> Result<u64, Error> {
         out.clear();
         let mut total = 0u64;
         let mut prev_end = 0u64;
         for i in first..first + count {
-            let (pfn, n) = (u64_at(i * 16)?, u64_at(i * 16 + 8)?);
-            let end = pfn.checked_add(n).ok_or(bad("run"))?;
-            if n == 0 || (i > first && pfn < prev_end) || end >= PFN_LIMIT {
+            let (first_at, count_at) = chunk::run(i);
+            let run = PfnRun::new(u64_at(first_at)?, u64_at(count_at)?);
+            let end = run.end().ok_or(bad("run"))?;
+            if run.is_empty() || (i > first && run.first < prev_end) || end >= PFN_LIMIT {
                 return Err(bad("run"));
             }
             prev_end = end;
-            total = total.saturating_add(n);
-            out.push((pfn, n));
+            total = total.saturating_add(run.count);
+            out.push(run);
         }
         Ok(total)
     };
@@ -1023,22 +1007,22 @@ fn parse_runs(body: &[u8], info: &ChunkInfo, runs: &mut Vec<Run>, zero_runs: &mu
     }
     read(info.run_count, info.zero_run_count, zero_runs)?;
     let mut prev_end = 0u64;
-    for ((pfn, n), _) in merged(runs, zero_runs) {
-        if pfn < prev_end {
+    for (r, _) in merged(runs, zero_runs) {
+        if r.first < prev_end {
             return Err(bad("runs (zero runs overlap stored runs)"));
         }
-        prev_end = pfn + n;
+        prev_end = r.first + r.count;
     }
     Ok(())
 }
 
 /// The runs of stored pages `runs` and of zero pages `zero_runs` (each
 /// ascending) in address order, each with whether it is a zero run.
-pub fn merged<'a>(runs: &'a [Run], zero_runs: &'a [Run]) -> impl Iterator<Item = (Run, bool)> + 'a {
+pub fn merged<'a>(runs: &'a [PfnRun], zero_runs: &'a [PfnRun]) -> impl Iterator<Item = (PfnRun, bool)> + 'a {
     let (mut i, mut j) = (0, 0);
     core::iter::from_fn(move || {
         let take_zero = match (runs.get(i), zero_runs.get(j)) {
-            (Some(x), Some(y)) => y.0 < x.0,
+            (Some(x), Some(y)) => y.first < x.first,
             (Some(_), None) => false,
             (None, Some(_)) => true,
             (None, None) => return None,
@@ -1058,8 +1042,8 @@ pub fn merged<'a>(runs: &'a [Run], zero_runs: &'a [Run]) -> impl Iterator<Item =
 /// runs must ascend across the whole image.
 #[derive(Clone, Debug)]
 pub struct RunCheck<'a> {
-    ram: &'a [(u64, u64)],
-    region: (u64, u64),
+    ram: &'a [PhysRange],
+    region: PhysRange,
     next_addr: u64,
 }
 
@@ -1084,26 +1068,25 @@ impl std::error::Error for BadRun {}
 
 impl<'a> RunCheck<'a> {
     /// Checks against A's RAM ranges and the region.
-    pub fn new(ram: &'a [(u64, u64)], region: (u64, u64)) -> Self {
+    pub fn new(ram: &'a [PhysRange], region: PhysRange) -> Self {
         RunCheck { ram, region, next_addr: 0 }
     }
 
     /// Checks one chunk's runs (stored and zero).
-    pub fn check(&mut self, chunk: u64, runs: &[Run], zero_runs: &[Run]) -> Result<(), BadRun> {
-        for ((pfn, n), _) in merged(runs, zero_runs) {
-            let bad = |why| BadRun { chunk, addr: pfn.saturating_mul(PAGE as u64), why };
-            let addr = pfn.checked_mul(PAGE as u64).ok_or(bad("lie beyond any address"))?;
-            let end = n.checked_mul(PAGE as u64).and_then(|l| addr.checked_add(l)).ok_or(bad("lie beyond any address"))?;
-            if addr < self.next_addr {
+    pub fn check(&mut self, chunk: u64, runs: &[PfnRun], zero_runs: &[PfnRun]) -> Result<(), BadRun> {
+        for (run, _) in merged(runs, zero_runs) {
+            let bad = |why| BadRun { chunk, addr: run.first.saturating_mul(PAGE as u64), why };
+            let pages = run.phys().ok_or(bad("lie beyond any address"))?;
+            if pages.start < self.next_addr {
                 return Err(bad("overlap pages stored before them (chunks out of order)"));
             }
-            if addr < self.region.1 && end > self.region.0 {
+            if pages.overlaps(&self.region) {
                 return Err(bad("lie inside the kjump region, where the restore kernel runs"));
             }
-            if !self.ram.iter().any(|&(s, e)| addr >= s && end <= e) {
+            if !self.ram.iter().any(|r| r.contains_range(&pages)) {
                 return Err(bad("lie outside A's RAM"));
             }
-            self.next_addr = end;
+            self.next_addr = pages.end;
         }
         Ok(())
     }
@@ -1116,11 +1099,11 @@ impl<'a> RunCheck<'a> {
 pub fn scan_runs<R: std::io::Read + std::io::Seek>(
     input: &mut R,
     state: &StateBlock,
-    mut visit: impl FnMut(&ChunkInfo, &[Run], &[Run]) -> Result<(), ReadError>,
+    mut visit: impl FnMut(&ChunkInfo, &[PfnRun], &[PfnRun]) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
     let mut offset = DATA_OFFSET;
     let mut tags = crate::image::seal::TagChain::default();
-    let mut buf = vec![0u8; CHUNK_HEADER + 2 * MAX_RUNS * 16];
+    let mut buf = vec![0u8; CHUNK_HEADER + 2 * MAX_RUNS * chunk::RUN_LEN];
     let mut runs = Vec::with_capacity(MAX_RUNS);
     let mut zero_runs = Vec::with_capacity(MAX_RUNS);
     // A block device refuses to seek past its end (EINVAL): the image is
@@ -1140,7 +1123,7 @@ pub fn scan_runs<R: std::io::Read + std::io::Seek>(
         read_full(input, &mut buf[..BLOCK], &what)?;
         let info = parse_chunk_header(&buf, index)?;
         tags.add(&info.tag);
-        let runs_end = CHUNK_HEADER + (info.run_count + info.zero_run_count) * 16;
+        let runs_end = CHUNK_HEADER + info.runs_len();
         if runs_end > BLOCK {
             read_full(input, &mut buf[BLOCK..runs_end], &what)?;
         }
@@ -1423,13 +1406,18 @@ mod tests {
         assert_eq!(h.finalize(), crc32(&data[..5000]));
     }
 
+    /// `count` pages from `first`.
+    fn run(first: u64, count: u64) -> PfnRun {
+        PfnRun::new(first, count)
+    }
+
     fn header() -> Header {
         Header {
             compression: Some(Compression::Lz4),
             created_unix: 1_800_000_000,
             reentry: 0x7840f2,
-            region: (0x1c000000, 0x24000000),
-            backup: (0x1ce20000, 0xa0000),
+            region: PhysRange::new(0x1c000000, 0x24000000),
+            backup: PhysRange::new(0x1ce20000, 0x1ce20000 + 0xa0000),
             ram_pages: 10,
             zero_pages: 3,
             free_pages: 2,
@@ -1438,7 +1426,7 @@ mod tests {
             data_bytes: 8192,
             kernel_release: "6.12.117".into(),
             build_id: "abc123".into(),
-            ram: vec![(0, 0xa0000), (0x100000, 0x1c000000), (0x24000000, 0x3ffe0000)],
+            ram: vec![PhysRange::new(0, 0xa0000), PhysRange::new(0x100000, 0x1c000000), PhysRange::new(0x24000000, 0x3ffe0000)],
             mailbox: 0x1234000,
             machine_id: "6b29fc40-ca47-1067-b31d-00dd010662da".into(),
             in_use: vec![crate::target::in_use::InUse {
@@ -1453,7 +1441,7 @@ mod tests {
             cipher: crate::image::seal::Cipher::None,
             image_id: crate::image::seal::ImageId::default(),
             nonce_salt: [0; 16],
-            vmcoreinfo: Some((0x2b4_c000, 0xa8c)),
+            vmcoreinfo: Some(Note { addr: 0x2b4_c000, size: 0xa8c }),
             page_offset: Some(0xffff_8880_0000_0000),
         }
     }
@@ -1464,14 +1452,17 @@ mod tests {
     fn export_fields() {
         let b = header().encode().unwrap();
         let h = Header::decode(&b).unwrap();
-        assert_eq!((h.vmcoreinfo, h.page_offset), (Some((0x2b4_c000, 0xa8c)), Some(0xffff_8880_0000_0000)));
-        assert_eq!(le::u64_at(&b, 3976), Some(0x2b4_c000));
-        assert_eq!(le::u32_at(&b, 3984), Some(0xa8c));
-        assert_eq!(le::u64_at(&b, 3992), Some(0xffff_8880_0000_0000));
+        assert_eq!((h.vmcoreinfo, h.page_offset), (Some(Note { addr: 0x2b4_c000, size: 0xa8c }), Some(0xffff_8880_0000_0000)));
+        assert_eq!(header::VMCOREINFO_ADDR.u64(&b), Some(0x2b4_c000));
+        assert_eq!(header::VMCOREINFO_LEN.u32(&b), Some(0xa8c));
+        assert_eq!(header::PAGE_OFFSET.u64(&b), Some(0xffff_8880_0000_0000));
         let old = Header { vmcoreinfo: None, page_offset: None, ..header() }.encode().unwrap();
-        assert!(old[3976..4060].iter().all(|&x| x == 0));
+        assert!(old[header::VMCOREINFO_ADDR.at..header::MAC.at].iter().all(|&x| x == 0));
         let h = Header::decode(&old).unwrap();
         assert_eq!((h.vmcoreinfo, h.page_offset), (None, None));
+        // The length is 4 bytes on disk: a longer note is not encoded.
+        let long = Header { vmcoreinfo: Some(Note { addr: 0x1000, size: 1 << 32 }), ..header() };
+        assert!(long.encode().unwrap_err().to_string().contains("VMCOREINFO note length"));
     }
 
     #[test]
@@ -1495,37 +1486,37 @@ mod tests {
     fn zero_runs_round_trip_and_are_checked() {
         let mut enc = ChunkEncoder::new(Compression::Lz4, None);
         let mut c = Vec::new();
-        enc.encode(0, &[(0x10, 2)], &[(0x8, 2), (0x12, 3)], &[9u8; 2 * PAGE], &mut c);
+        enc.encode(0, &[run(0x10, 2)], &[run(0x8, 2), run(0x12, 3)], &[9u8; 2 * PAGE], &mut c);
         let info = parse_chunk_header(&c, 0).unwrap();
         assert_eq!((info.run_count, info.zero_run_count, info.page_count), (1, 2, 2));
         let mut bufs = ChunkBufs::default();
         decode_chunk(&c, &info, &mut bufs, None).unwrap();
-        assert_eq!((bufs.runs.as_slice(), bufs.zero_runs.as_slice(), bufs.pages.len()), (&[(0x10, 2)][..], &[(0x8, 2), (0x12, 3)][..], 2 * PAGE));
+        assert_eq!((bufs.runs.as_slice(), bufs.zero_runs.as_slice(), bufs.pages.len()), (&[run(0x10, 2)][..], &[run(0x8, 2), run(0x12, 3)][..], 2 * PAGE));
         let order: Vec<_> = merged(&bufs.runs, &bufs.zero_runs).collect();
-        assert_eq!(order, vec![((0x8, 2), true), ((0x10, 2), false), ((0x12, 3), true)]);
+        assert_eq!(order, vec![(run(0x8, 2), true), (run(0x10, 2), false), (run(0x12, 3), true)]);
 
         // A chunk of zero runs only: no pages, nothing stored.
         let mut c = Vec::new();
-        enc.encode(1, &[], &[(0x40, 100)], &[], &mut c);
+        enc.encode(1, &[], &[run(0x40, 100)], &[], &mut c);
         let info = parse_chunk_header(&c, 1).unwrap();
         assert_eq!((info.run_count, info.zero_run_count, info.page_count, info.stored_len, info.compression), (0, 1, 0, 0, Compression::None));
         decode_chunk(&c, &info, &mut bufs, None).unwrap();
         assert!(bufs.runs.is_empty() && bufs.pages.is_empty());
-        assert_eq!(bufs.zero_runs, vec![(0x40, 100)]);
+        assert_eq!(bufs.zero_runs, vec![run(0x40, 100)]);
 
         // A zero run overlapping a stored run is refused.
         let mut c = Vec::new();
-        enc.encode(0, &[(0x10, 2)], &[(0x11, 1)], &[9u8; 2 * PAGE], &mut c);
+        enc.encode(0, &[run(0x10, 2)], &[run(0x11, 1)], &[9u8; 2 * PAGE], &mut c);
         let info = parse_chunk_header(&c, 0).unwrap();
         assert!(decode_chunk(&c, &info, &mut bufs, None).is_err());
 
         // The layout check covers zero runs like stored ones.
         let h = header();
         let mut check = RunCheck::new(&h.ram, h.region);
-        assert_eq!(check.check(0, &[(0x100, 1)], &[(0x101, 4)]), Ok(()));
-        assert!(check.check(1, &[], &[(0x103, 1)]).is_err(), "a zero run over pages listed before");
+        assert_eq!(check.check(0, &[run(0x100, 1)], &[run(0x101, 4)]), Ok(()));
+        assert!(check.check(1, &[], &[run(0x103, 1)]).is_err(), "a zero run over pages listed before");
         let mut check = RunCheck::new(&h.ram, h.region);
-        assert!(check.check(0, &[], &[(0xa0, 1)]).unwrap_err().why.contains("outside A's RAM"));
+        assert!(check.check(0, &[], &[run(0xa0, 1)]).unwrap_err().why.contains("outside A's RAM"));
     }
 
     #[test]
@@ -1546,19 +1537,19 @@ mod tests {
         let h = header();
         let region = h.region;
         let mut c = RunCheck::new(&h.ram, region);
-        assert_eq!(c.check(0, &[(0x100, 2), (0x200, 1)], &[]), Ok(()));
-        let e = c.check(1, &[(0x101, 1)], &[]).unwrap_err();
+        assert_eq!(c.check(0, &[run(0x100, 2), run(0x200, 1)], &[]), Ok(()));
+        let e = c.check(1, &[run(0x101, 1)], &[]).unwrap_err();
         assert!(e.to_string().contains("chunk 1: pages at 0x101000 overlap"), "{e}");
         let mut c = RunCheck::new(&h.ram, region);
-        let e = c.check(0, &[(region.0 / PAGE as u64 + 5, 1)], &[]).unwrap_err();
+        let e = c.check(0, &[run(region.start / PAGE as u64 + 5, 1)], &[]).unwrap_err();
         assert!(e.why.contains("kjump region"), "{e}");
         let mut c = RunCheck::new(&h.ram, region);
-        assert!(c.check(0, &[(0xa0, 1)], &[]).unwrap_err().why.contains("outside A's RAM"));
+        assert!(c.check(0, &[run(0xa0, 1)], &[]).unwrap_err().why.contains("outside A's RAM"));
         let mut c = RunCheck::new(&h.ram, region);
-        assert!(c.check(0, &[(0x9f, 2)], &[]).unwrap_err().why.contains("outside A's RAM"), "a run across a hole");
+        assert!(c.check(0, &[run(0x9f, 2)], &[]).unwrap_err().why.contains("outside A's RAM"), "a run across a hole");
         let mut c = RunCheck::new(&h.ram, region);
-        assert!(c.check(0, &[(u64::MAX / 2, 1)], &[]).is_err());
-        assert!(c.check(0, &[(1, u64::MAX)], &[]).is_err());
+        assert!(c.check(0, &[run(u64::MAX / 2, 1)], &[]).is_err());
+        assert!(c.check(0, &[run(1, u64::MAX)], &[]).is_err());
     }
 
     #[test]
@@ -1571,7 +1562,7 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(seen, vec![(0, vec![(0x100, 2), (0x200, 1)]), (1, vec![(0x300, 2)])]);
+        assert_eq!(seen, vec![(0, vec![run(0x100, 2), run(0x200, 1)]), (1, vec![run(0x300, 2)])]);
         for cut in [img.len() - 1, img.len() - BLOCK, 2 * BLOCK + 10, 2 * BLOCK] {
             let r = scan_runs(&mut std::io::Cursor::new(&img[..cut]), &state, |_, _, _| Ok(()));
             assert!(matches!(r, Err(ReadError::Format(Error::Truncated { .. }))), "cut at {cut}: {r:?}");
@@ -1631,8 +1622,8 @@ mod tests {
             x ^= x << 5;
             *b = x as u8;
         }
-        chain.add(&enc.encode(0, &[(0x100, 2), (0x200, 1)], &[], &text, &mut chunks));
-        chain.add(&enc.encode(1, &[(0x300, 2)], &[], &noise, &mut chunks));
+        chain.add(&enc.encode(0, &[run(0x100, 2), run(0x200, 1)], &[], &text, &mut chunks));
+        chain.add(&enc.encode(1, &[run(0x300, 2)], &[], &noise, &mut chunks));
         let mut header = header();
         if let Some(s) = sealer {
             (header.cipher, header.image_id, header.nonce_salt) = (crate::image::seal::Cipher::XChaCha20Poly1305, s.keys.id(), s.salt);
@@ -1647,6 +1638,7 @@ mod tests {
             data_end: DATA_OFFSET + chunks.len() as u64,
             note: String::new(),
             attempts: 0,
+            save_ms: 0,
             tags: chain.tags(),
             key_block: if sealer.is_some() { vec![0x6b; 100] } else { Vec::new() },
         };
@@ -1659,11 +1651,11 @@ mod tests {
         (img, all)
     }
 
-    fn read_all(img: &[u8]) -> Result<(Vec<Run>, Vec<u8>), ReadError> {
+    fn read_all(img: &[u8]) -> Result<(Vec<PfnRun>, Vec<u8>), ReadError> {
         read_all_with(img, None)
     }
 
-    fn read_all_with(img: &[u8], key: Option<&crate::image::seal::DataKey>) -> Result<(Vec<Run>, Vec<u8>), ReadError> {
+    fn read_all_with(img: &[u8], key: Option<&crate::image::seal::DataKey>) -> Result<(Vec<PfnRun>, Vec<u8>), ReadError> {
         let mut r = Reader::open(img)?;
         if let Some(k) = key {
             r.unlock(k)?;
@@ -1682,7 +1674,7 @@ mod tests {
             let (img, pages) = sealed_image(c, Some(&sealer(1)));
             assert!(!img.windows(17).any(|w| w == b"kjump marker text"), "pages in the clear with {c:?}");
             let (runs, got) = read_all_with(&img, Some(&crate::image::seal::DataKey::from_bytes([1; 32]))).unwrap();
-            assert_eq!(runs, [(0x100, 2), (0x200, 1), (0x300, 2)]);
+            assert_eq!(runs, [run(0x100, 2), run(0x200, 1), run(0x300, 2)]);
             assert_eq!(got, pages, "{c:?}");
             // Another key: refused at the header, before any chunk.
             let e = read_all_with(&img, Some(&crate::image::seal::DataKey::from_bytes([2; 32]))).unwrap_err();
@@ -1780,7 +1772,7 @@ mod tests {
             assert_eq!(r.header, header());
             assert!(r.header_committed());
             let (runs, got) = read_all(&img).unwrap();
-            assert_eq!(runs, [(0x100, 2), (0x200, 1), (0x300, 2)]);
+            assert_eq!(runs, [run(0x100, 2), run(0x200, 1), run(0x300, 2)]);
             assert_eq!(got, pages, "{c:?}");
             if c != Compression::None {
                 assert!(img.len() < 2 * BLOCK + 5 * PAGE, "text compresses with {c:?}");
@@ -1866,7 +1858,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(bufs.pages, b"left alone");
-        assert_eq!(bufs.runs, [(0x300, 2)]);
+        assert_eq!(bufs.runs, [run(0x300, 2)]);
         // Checked all the same: a flipped stored byte is refused.
         let mut bad = c1.to_vec();
         bad[CHUNK_HEADER + 16 + info1.stored_len - 1] ^= 1;
@@ -1884,7 +1876,7 @@ mod tests {
             for (index, n, seed) in [(0u64, 64usize, 1u8), (1, 3, 2), (2, 1, 3)] {
                 let data = text(n, seed);
                 let mut c = Vec::new();
-                enc.encode(index, &[(0x100 * (index + 1), n as u64)], &[], &data, &mut c);
+                enc.encode(index, &[run(0x100 * (index + 1), n as u64)], &[], &data, &mut c);
                 let info = parse_chunk_header(&c, index).unwrap();
                 assert_eq!(info.compression, Compression::Lz4);
                 decode_chunk(&c, &info, &mut bufs, sealer.as_ref()).unwrap();
@@ -1897,7 +1889,7 @@ mod tests {
     fn hostile_chunk_headers() {
         let mut enc = ChunkEncoder::new(Compression::None, None);
         let mut c = Vec::new();
-        enc.encode(0, &[(1, 1)], &[], &[5u8; PAGE], &mut c);
+        enc.encode(0, &[run(1, 1)], &[], &[5u8; PAGE], &mut c);
         let reseal = |c: &mut Vec<u8>| {
             let crc = crc32(&c[..CHUNK_HEADER - 4]);
             c[CHUNK_HEADER - 4..CHUNK_HEADER].copy_from_slice(&crc.to_le_bytes());
@@ -1936,7 +1928,7 @@ mod tests {
         let b = h.encode().unwrap();
         assert_eq!(Header::decode(&b), Err(Error::BadField { what: "header".into(), field: "page counts" }));
         let mut h = header();
-        h.ram = vec![(5, 5)];
+        h.ram = vec![PhysRange::new(5, 5)];
         assert_eq!(Header::decode(&h.encode().unwrap()), Err(Error::BadField { what: "header".into(), field: "ram range" }));
         let mut b = header().encode().unwrap();
         b[8] = 9;
@@ -1957,10 +1949,16 @@ mod tests {
         b[BLOCK - 4..].copy_from_slice(&crc.to_le_bytes());
         let want = Error::BadField { what: "header".into(), field: "backup length" };
         assert_eq!(Header::decode(&b), Err(want.clone()));
-        let h = Header { backup: (0x1c6e_2000, 0x100a_0000), ..header() };
-        assert_eq!(h.encode().err(), Some(want));
-        let h = Header { backup: (0, MAX_BACKUP), ..header() };
-        assert_eq!(Header::decode(&h.encode().unwrap()).unwrap().backup.1, MAX_BACKUP);
+        let h = Header { backup: PhysRange::new(0x1c6e_2000, 0x1c6e_2000 + 0x100a_0000), ..header() };
+        assert_eq!(h.encode().err(), Some(want.clone()));
+        let h = Header { backup: PhysRange::new(0, MAX_BACKUP), ..header() };
+        assert_eq!(Header::decode(&h.encode().unwrap()).unwrap().backup.len(), MAX_BACKUP);
+        // A backup whose address and length run past the address space.
+        let mut b = header().encode().unwrap();
+        b[56..64].copy_from_slice(&(u64::MAX - 0x1000).to_le_bytes());
+        let crc = crc32(&b[..BLOCK - 4]);
+        b[BLOCK - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Header::decode(&b), Err(want));
     }
 
     /// A run whose pages lie beyond the 64-bit byte address space: restore
@@ -1970,7 +1968,7 @@ mod tests {
         let mut enc = ChunkEncoder::new(Compression::None, None);
         for (pfn, ok) in [(PFN_LIMIT - 2, true), (PFN_LIMIT - 1, false), (u64::MAX - 1, false)] {
             let mut c = Vec::new();
-            enc.encode(0, &[(pfn, 1)], &[], &[7u8; PAGE], &mut c);
+            enc.encode(0, &[run(pfn, 1)], &[], &[7u8; PAGE], &mut c);
             let info = parse_chunk_header(&c, 0).unwrap();
             let got = decode_chunk(&c, &info, &mut ChunkBufs::default(), None);
             assert_eq!(got.is_ok(), ok, "pfn {pfn:#x}");

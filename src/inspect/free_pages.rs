@@ -36,13 +36,14 @@ use core::fmt;
 use crate::inspect::pagetable::{self, Mapping, PageTables, PhysRead};
 use crate::inspect::vmcoreinfo::VmcoreInfo;
 use crate::le;
+use crate::range::PfnRange;
+use crate::units::PAGE_SIZE;
 
-/// The only page size this module knows (x86_64).
-const PAGE_SIZE: u64 = 4096;
 /// `PAGE_SIZE` as a length.
-const PAGE_LEN: usize = 4096;
+const PAGE_LEN: usize = PAGE_SIZE as usize;
 /// `PAGE_SHIFT`.
 const PAGE_SHIFT: u64 = 12;
+const _: () = assert!(1 << PAGE_SHIFT == PAGE_SIZE);
 /// Flag bits at the bottom of `section_mem_map`: `SECTION_MAP_LAST_BIT` is
 /// at most 5 in 6.12.
 const SECTION_FLAG_BITS: u64 = 0x1f;
@@ -297,17 +298,17 @@ impl Layout {
 }
 
 /// Sorted, merged, non-empty pfn ranges.
-fn normalize(ram: &[(u64, u64)], limit: u64) -> Result<Vec<(u64, u64)>, Error> {
-    let mut v: Vec<(u64, u64)> = ram.iter().copied().filter(|(s, e)| s < e).collect();
-    if let Some(&(_, end_pfn)) = v.iter().find(|(_, e)| *e > limit) {
-        return Err(Error::RamBeyondPhysmem { end_pfn });
+fn normalize(ram: &[PfnRange], limit: u64) -> Result<Vec<PfnRange>, Error> {
+    let mut v: Vec<PfnRange> = ram.iter().filter(|r| !r.is_empty()).cloned().collect();
+    if let Some(r) = v.iter().find(|r| r.end > limit) {
+        return Err(Error::RamBeyondPhysmem { end_pfn: r.end });
     }
-    v.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
-    for (s, e) in v {
+    v.sort_unstable_by_key(|r| (r.start, r.end));
+    let mut out: Vec<PfnRange> = Vec::with_capacity(v.len());
+    for r in v {
         match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => out.push((s, e)),
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
         }
     }
     Ok(out)
@@ -468,19 +469,19 @@ impl<'a, M: PhysRead> Walk<'a, M> {
     }
 }
 
-/// Finds A's free pages among `ram`, A's RAM as `(start_pfn, end_pfn)`
-/// ranges (end exclusive; empty ranges are ignored, overlapping ones
-/// merged). `mem` reads A's physical memory.
+/// Finds A's free pages among `ram`, A's RAM as ranges of page frames
+/// ([`PhysRange::pfns`](crate::range::PhysRange::pfns); empty ranges are
+/// ignored, overlapping ones merged). `mem` reads A's physical memory.
 ///
 /// Fails only when VMCOREINFO lacks what the walk needs or describes
 /// something other than a 4 KiB-page x86_64 kernel, when `ram` reaches
 /// beyond `MAX_PHYSMEM_BITS`, or when the bitmap cannot be allocated;
 /// memory that cannot be read only makes pages [`FreePages::unknown`].
-pub fn find_free_pages(info: &VmcoreInfo, mem: &impl PhysRead, ram: &[(u64, u64)]) -> Result<FreePages, Error> {
+pub fn find_free_pages(info: &VmcoreInfo, mem: &impl PhysRead, ram: &[PfnRange]) -> Result<FreePages, Error> {
     let layout = Layout::from_vmcoreinfo(info)?;
     let tables = PageTables::from_vmcoreinfo(info)?;
     let ranges = normalize(ram, layout.pfn_limit)?;
-    let max_pfn = ranges.last().map_or(0, |r| r.1);
+    let max_pfn = ranges.last().map_or(0, |r| r.end);
     let words = usize::try_from(max_pfn.div_ceil(64)).map_err(|_| Error::OutOfMemory { pfns: max_pfn })?;
     let mut bits = Vec::new();
     bits.try_reserve_exact(words).map_err(|_| Error::OutOfMemory { pfns: max_pfn })?;
@@ -488,13 +489,16 @@ pub fn find_free_pages(info: &VmcoreInfo, mem: &impl PhysRead, ram: &[(u64, u64)
 
     let mut walk =
         Walk { layout, tables: &tables, mem, cache: PageCache::new(mem, &tables), last_root: None, free: FreePages { bits, max_pfn, count: 0, unknown: 0 } };
-    for (start, end) in ranges {
-        walk.range(start, end);
+    for r in ranges {
+        walk.range(r.start, r.end);
     }
     Ok(walk.free)
 }
 
 #[cfg(test)]
+// A's RAM is given as lists of pfn ranges: lists of one range, and empty
+// or reversed ranges among the hostile inputs.
+#[allow(clippy::single_range_in_vec_init, clippy::reversed_empty_ranges)]
 mod tests {
     use super::*;
     use crate::inspect::pagetable::tests::FakeMem;
@@ -597,7 +601,7 @@ mod tests {
         }
 
         /// The scene of the main test: returns the RAM and the free pfns.
-        fn scene(&mut self) -> (Vec<(u64, u64)>, Vec<u64>) {
+        fn scene(&mut self) -> (Vec<PfnRange>, Vec<u64>) {
             self.buddy(0, 4); // outside RAM: never looked at
             self.buddy(0x10, 0);
             self.buddy(0x18, 3);
@@ -615,7 +619,7 @@ mod tests {
             // Section 2: garbage; section 3: present without a mem_map.
             self.set_section(2, 0xdead_beef_dead_beef);
             self.set_section(3, 0b0001);
-            let ram = vec![(0x10, 0x3f8), (0x8000, 0x8040), (0x10000, 0x10040), (0x18000, 0x18100)];
+            let ram = vec![0x10..0x3f8, 0x8000..0x8040, 0x10000..0x10040, 0x18000..0x18100];
             let mut free = vec![0x10, 0x46];
             free.extend(0x18..0x30);
             free.extend(0x100..0x140);
@@ -676,7 +680,7 @@ mod tests {
     fn messy_ram_ranges() {
         let mut a = FakeA::new(64);
         let (_, free) = a.scene();
-        let ram = [(5, 5), (10, 3), (0x80, 0x3f8), (0x10, 0x100), (0x8000, 0x8040), (0x8010, 0x8020)];
+        let ram = [5..5, 10..3, 0x80..0x3f8, 0x10..0x100, 0x8000..0x8040, 0x8010..0x8020];
         let f = find_free_pages(&a.info(), &a.mem, &ram).unwrap();
         check_free(&f, &free, 0x8100);
         assert_eq!(f.unknown(), 0);
@@ -700,7 +704,7 @@ mod tests {
             a.mem.write_u64(at + 40, 10);
         }
         a.mem.reads.set(0);
-        let f = find_free_pages(&a.info(), &a.mem, &[(first, first + 0x8000)]).unwrap();
+        let f = find_free_pages(&a.info(), &a.mem, &[first..first + 0x8000]).unwrap();
         assert_eq!((f.count(), f.unknown()), (0x4000, 0));
         assert!(f.is_free(first) && f.is_free(first + 1023) && !f.is_free(first + 1024));
         // Half the struct pages are skipped over; the rest take one read
@@ -714,7 +718,7 @@ mod tests {
     fn hostile_memory() {
         let mut a = FakeA::new(64);
         let (ram, _) = a.scene();
-        let total: u64 = ram.iter().map(|(s, e)| e - s).sum();
+        let total: u64 = ram.iter().map(|r| r.end - r.start).sum();
         let all_unknown = |a: &FakeA, text: &str| {
             let f = find_free_pages(&VmcoreInfo::parse(text), &a.mem, &ram).unwrap();
             assert_eq!((f.count(), f.unknown()), (0, total), "{text}");
@@ -738,7 +742,7 @@ mod tests {
         let mut c = FakeA::new(64);
         c.set_section(0, u64::MAX);
         c.set_section(1, (PAGE_OFFSET + MEM_SECTION_PHYS).wrapping_sub(0x8000 * 64) | 2);
-        let f = find_free_pages(&c.info(), &c.mem, &[(0, 0x400), (0x8000, 0x8040)]).unwrap();
+        let f = find_free_pages(&c.info(), &c.mem, &[0..0x400, 0x8000..0x8040]).unwrap();
         assert_eq!(f.count(), 0);
     }
 
@@ -747,13 +751,13 @@ mod tests {
         let a = FakeA::new(64);
         let text = edit(&a.text, "NUMBER(MAX_PHYSMEM_BITS)", Some("36"));
         // All of a 36-bit space: 512 sections, 511 of them without a root.
-        let f = find_free_pages(&VmcoreInfo::parse(&text), &a.mem, &[(0, 1 << 24)]).unwrap();
+        let f = find_free_pages(&VmcoreInfo::parse(&text), &a.mem, &[0..1 << 24]).unwrap();
         // Readable: section 0's 16 pages and section 1's two of struct pages.
         assert_eq!(f.unknown(), (1 << 24) - 0x400 - 0x80);
         assert_eq!(f.bitmap().len(), (1 << 24) / 64);
-        let err = find_free_pages(&VmcoreInfo::parse(&text), &a.mem, &[(0, (1 << 24) + 1)]);
+        let err = find_free_pages(&VmcoreInfo::parse(&text), &a.mem, &[0..(1 << 24) + 1]);
         assert_eq!(err, Err(Error::RamBeyondPhysmem { end_pfn: (1 << 24) + 1 }));
-        let err = find_free_pages(&a.info(), &a.mem, &[(0, 10), (u64::MAX - 1, u64::MAX)]);
+        let err = find_free_pages(&a.info(), &a.mem, &[0..10, u64::MAX - 1..u64::MAX]);
         assert_eq!(err, Err(Error::RamBeyondPhysmem { end_pfn: u64::MAX }));
     }
 
@@ -774,29 +778,29 @@ mod tests {
         ];
         for key in keys {
             let text = edit(&a.text, key, None);
-            let got = find_free_pages(&VmcoreInfo::parse(&text), &a.mem, &[(0, 0x400)]);
+            let got = find_free_pages(&VmcoreInfo::parse(&text), &a.mem, &[0..0x400]);
             assert_eq!(got, Err(Error::MissingKey { key }));
             assert!(got.unwrap_err().to_string().contains(key));
             let text = edit(&a.text, key, Some("zz"));
-            let got = find_free_pages(&VmcoreInfo::parse(&text), &a.mem, &[(0, 0x400)]);
+            let got = find_free_pages(&VmcoreInfo::parse(&text), &a.mem, &[0..0x400]);
             assert_eq!(got, Err(Error::MissingKey { key }));
         }
         for key in ["SYMBOL(init_top_pgt)", "NUMBER(phys_base)", "NUMBER(pgtable_l5_enabled)"] {
             let text = edit(&a.text, key, None);
-            let got = find_free_pages(&VmcoreInfo::parse(&text), &a.mem, &[(0, 0x400)]);
+            let got = find_free_pages(&VmcoreInfo::parse(&text), &a.mem, &[0..0x400]);
             assert_eq!(got, Err(Error::PageTables(pagetable::Error::MissingKey { key })));
         }
         // Optional keys.
         for key in ["NUMBER(MAX_PHYSMEM_BITS)", "LENGTH(zone.free_area)"] {
             let text = edit(&a.text, key, None);
-            assert!(find_free_pages(&VmcoreInfo::parse(&text), &a.mem, &[(0, 0x400)]).is_ok());
+            assert!(find_free_pages(&VmcoreInfo::parse(&text), &a.mem, &[0..0x400]).is_ok());
         }
     }
 
     #[test]
     fn impossible_values() {
         let a = FakeA::new(64);
-        let ram = [(0, 0x400)];
+        let ram = [0..0x400];
         let run = |key: &str, value: &str| find_free_pages(&VmcoreInfo::parse(&edit(&a.text, key, Some(value))), &a.mem, &ram);
         assert_eq!(run("PAGESIZE", "65536"), Err(Error::PageSize { size: 65536 }));
         assert_eq!(run("PAGESIZE", "0"), Err(Error::PageSize { size: 0 }));

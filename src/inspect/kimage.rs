@@ -46,9 +46,9 @@ use core::fmt;
 use crate::inspect::pagetable::{PageTables, PhysRead};
 use crate::inspect::vmcoreinfo::VmcoreInfo;
 use crate::le;
+use crate::range::PhysRange;
+use crate::units::PAGE_SIZE;
 
-/// The only page size this module knows (x86_64).
-const PAGE_SIZE: u64 = 4096;
 /// `KEXEC_CONTROL_CODE_MAX_SIZE`: how much of the control page holds
 /// `relocate_kernel`'s code (and, from 6.14 on, its data).
 const CONTROL_CODE_MAX_SIZE: u64 = 2048;
@@ -189,7 +189,7 @@ pub struct RegionSources {
 /// points into, and checks it covers `region` (byte range) exactly. `info`
 /// is A's VMCOREINFO: its release picks the [`Layout`], and its page
 /// tables confirm the 6.14+ one.
-pub fn region_sources(mem: &impl PhysRead, info: &VmcoreInfo, reentry: u64, region: (u64, u64)) -> Result<RegionSources, Error> {
+pub fn region_sources(mem: &impl PhysRead, info: &VmcoreInfo, reentry: u64, region: PhysRange) -> Result<RegionSources, Error> {
     let release = info.osrelease().and_then(crate::host::check::parse_release).ok_or(Error::NoRelease)?;
     match Layout::of_release(release) {
         Layout::AfterCode => region_sources_in(mem, Layout::AfterCode, None, reentry, region),
@@ -242,12 +242,11 @@ fn head_address(mem: &impl PhysRead, layout: Layout, tables: Option<&PageTables>
 
 /// [`region_sources`] for a known layout; `tables` are A's page tables
 /// (needed for [`Layout::DataSection`]).
-pub fn region_sources_in(mem: &impl PhysRead, layout: Layout, tables: Option<&PageTables>, reentry: u64, region: (u64, u64)) -> Result<RegionSources, Error> {
-    let (start, end) = region;
-    if start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 || end <= start {
-        return Err(Error::BadRegion { start, end });
+pub fn region_sources_in(mem: &impl PhysRead, layout: Layout, tables: Option<&PageTables>, reentry: u64, region: PhysRange) -> Result<RegionSources, Error> {
+    if !region.is_page_aligned() || region.is_empty() {
+        return Err(Error::BadRegion { start: region.start, end: region.end });
     }
-    let expected = (end - start) / PAGE_SIZE;
+    let expected = region.len() / PAGE_SIZE;
     let control = reentry & !(PAGE_SIZE - 1);
     let head = read_u64(mem, head_address(mem, layout, tables, control)?)?;
     if head & (PAGE_SIZE - 1) != IND_INDIRECTION {
@@ -262,7 +261,7 @@ pub fn region_sources_in(mem: &impl PhysRead, layout: Layout, tables: Option<&Pa
     let most_pages = expected.saturating_mul(2).saturating_add(1) / (ENTRIES_PER_PAGE as u64 - 1) + 2;
     let mut page = [0u8; PAGE_SIZE as usize];
     let mut pages_read = 0u64;
-    let mut dest = start;
+    let mut dest = region.start;
     let mut index = 0u64;
     let mut entry = head;
     let mut next_slot = ENTRIES_PER_PAGE; // no page loaded yet
@@ -283,10 +282,10 @@ pub fn region_sources_in(mem: &impl PhysRead, layout: Layout, tables: Option<&Pa
                 }
             }
             IND_SOURCE => {
-                if dest >= end {
+                if dest >= region.end {
                     return Err(Error::TooLong);
                 }
-                if addr >= start && addr < end && addr != dest {
+                if region.contains(addr) && addr != dest {
                     return Err(Error::SourceInRegion { source: addr, dest });
                 }
                 sources.push(addr / PAGE_SIZE);
@@ -308,7 +307,7 @@ pub fn region_sources_in(mem: &impl PhysRead, layout: Layout, tables: Option<&Pa
     if pages != expected {
         return Err(Error::Short { pages, expected });
     }
-    let r = RegionSources { first_pfn: start / PAGE_SIZE, sources };
+    let r = RegionSources { first_pfn: region.start / PAGE_SIZE, sources };
     check_each_source_once(&r)?;
     Ok(r)
 }
@@ -346,11 +345,11 @@ mod tests {
 
     const CONTROL: u64 = 0x0234_f000;
     const REENTRY: u64 = CONTROL + 0xa4;
-    const REGION: (u64, u64) = (0x1e60_0000, 0x1e60_0000 + 8 * PAGE_SIZE);
+    const REGION: PhysRange = PhysRange::new(0x1e60_0000, 0x1e60_0000 + 8 * PAGE_SIZE);
     const IND: u64 = 0x0300_0000;
 
     /// The 6.13-and-earlier walk.
-    fn after_code(m: &FakeMem, reentry: u64, region: (u64, u64)) -> Result<RegionSources, Error> {
+    fn after_code(m: &FakeMem, reentry: u64, region: PhysRange) -> Result<RegionSources, Error> {
         region_sources_in(m, Layout::AfterCode, None, reentry, region)
     }
 
@@ -376,9 +375,9 @@ mod tests {
 
     /// Sources for the 8 region pages: page 2 is its own source.
     fn good_entries() -> Vec<u64> {
-        let mut e = vec![REGION.0 | IND_DESTINATION];
+        let mut e = vec![REGION.start | IND_DESTINATION];
         for i in 0..8u64 {
-            let s = if i == 2 { REGION.0 + 2 * PAGE_SIZE } else { 0x0100_0000 + i * 0x3000 };
+            let s = if i == 2 { REGION.start + 2 * PAGE_SIZE } else { 0x0100_0000 + i * 0x3000 };
             e.push(s | IND_SOURCE);
         }
         e.push(IND_DONE);
@@ -389,9 +388,9 @@ mod tests {
     fn reads_the_pairs_of_a_whole_region() {
         let m = image(&good_entries());
         let r = after_code(&m, REENTRY, REGION).unwrap();
-        assert_eq!(r.first_pfn, REGION.0 / PAGE_SIZE);
+        assert_eq!(r.first_pfn, REGION.start / PAGE_SIZE);
         assert_eq!(r.sources.len(), 8);
-        assert_eq!(r.sources[2], REGION.0 / PAGE_SIZE + 2);
+        assert_eq!(r.sources[2], REGION.start / PAGE_SIZE + 2);
         assert_eq!(r.sources[3], (0x0100_0000 + 3 * 0x3000) / PAGE_SIZE);
         let moved: Vec<_> = r.moved().collect();
         assert_eq!(moved.len(), 7, "the page that is its own source did not move");
@@ -402,10 +401,10 @@ mod tests {
     fn follows_links_and_repeated_destinations() {
         // One segment per page, as for a region of many small segments,
         // over enough entries to span several indirection pages.
-        let region = (REGION.0, REGION.0 + 600 * PAGE_SIZE);
+        let region = PhysRange::new(REGION.start, REGION.start + 600 * PAGE_SIZE);
         let mut e = Vec::new();
         for i in 0..600u64 {
-            e.push((region.0 + i * PAGE_SIZE) | IND_DESTINATION);
+            e.push((region.start + i * PAGE_SIZE) | IND_DESTINATION);
             e.push((0x0100_0000 + i * PAGE_SIZE) | IND_SOURCE);
         }
         e.push(IND_DONE);
@@ -427,13 +426,16 @@ mod tests {
         assert_eq!(with(&|e| e.insert(8, 0x0200_0000 | IND_SOURCE)), Err(Error::TooLong));
         // A destination that skips a page.
         assert_eq!(
-            with(&|e| e.insert(4, (REGION.0 + 4 * PAGE_SIZE) | IND_DESTINATION)),
-            Err(Error::OutOfOrder { dest: REGION.0 + 4 * PAGE_SIZE, expected: REGION.0 + 3 * PAGE_SIZE })
+            with(&|e| e.insert(4, (REGION.start + 4 * PAGE_SIZE) | IND_DESTINATION)),
+            Err(Error::OutOfOrder { dest: REGION.start + 4 * PAGE_SIZE, expected: REGION.start + 3 * PAGE_SIZE })
         );
         // A destination outside the region.
         assert!(matches!(with(&|e| e[0] = 0x1000 | IND_DESTINATION), Err(Error::OutOfOrder { .. })));
         // A region page as another page's source.
-        assert_eq!(with(&|e| e[1] = (REGION.0 + 5 * PAGE_SIZE) | IND_SOURCE), Err(Error::SourceInRegion { source: REGION.0 + 5 * PAGE_SIZE, dest: REGION.0 }));
+        assert_eq!(
+            with(&|e| e[1] = (REGION.start + 5 * PAGE_SIZE) | IND_SOURCE),
+            Err(Error::SourceInRegion { source: REGION.start + 5 * PAGE_SIZE, dest: REGION.start })
+        );
         // The same source twice.
         assert_eq!(with(&|e| e[5] = e[4]), Err(Error::SourceTwice { source: 0x0100_0000 + 3 * 0x3000 }));
         // No flag, two flags, an unknown flag.
@@ -464,7 +466,7 @@ mod tests {
         // An indirection page whose link points at itself.
         let mut m = FakeMem::new(0x4000_0000);
         m.write_u64(CONTROL + HEAD_IN_CONTROL_PAGE, IND | IND_INDIRECTION);
-        m.write_u64(IND, REGION.0 | IND_DESTINATION);
+        m.write_u64(IND, REGION.start | IND_DESTINATION);
         m.write_u64(IND + 8, IND | IND_INDIRECTION);
         assert_eq!(after_code(&m, REENTRY, REGION), Err(Error::TooLong));
     }
@@ -472,8 +474,8 @@ mod tests {
     #[test]
     fn refuses_a_region_that_is_not_whole_pages() {
         let m = image(&good_entries());
-        assert!(matches!(after_code(&m, REENTRY, (REGION.0 + 1, REGION.1)), Err(Error::BadRegion { .. })));
-        assert!(matches!(after_code(&m, REENTRY, (REGION.0, REGION.0)), Err(Error::BadRegion { .. })));
+        assert!(matches!(after_code(&m, REENTRY, PhysRange::new(REGION.start + 1, REGION.end)), Err(Error::BadRegion { .. })));
+        assert!(matches!(after_code(&m, REENTRY, PhysRange::new(REGION.start, REGION.start)), Err(Error::BadRegion { .. })));
     }
 
     // The 6.14+ layout, as 7.3.4's relocate_kernel leaves it: A's page

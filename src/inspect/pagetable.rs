@@ -14,12 +14,13 @@
 use core::fmt;
 
 use crate::inspect::vmcoreinfo::VmcoreInfo;
+// A's page size, and the size of a page table.
+use crate::range::PhysRange;
+use crate::units::PAGE_SIZE;
 
 /// Start of the kernel image mapping (`__START_KERNEL_map`).
 pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 
-/// A's page size, and the size of a page table.
-const PAGE_SIZE: u64 = 4096;
 /// Bit 0 of an entry: present (`_PAGE_BIT_PRESENT`).
 const PRESENT: u64 = 1 << 0;
 /// Bit 7 of a PDPT or PD entry: a 1 GiB or 2 MiB page (`_PAGE_BIT_PSE`).
@@ -267,10 +268,10 @@ impl PageTables {
 /// area follows the direct map, KASLR or not), or below the kernel image
 /// when that is missing, and checked at the first page of each range of
 /// `ram` too. `Ok(None)` when the tables map no such base.
-pub fn find_direct_map(info: &VmcoreInfo, mem: &impl PhysRead, ram: &[(u64, u64)]) -> Result<Option<u64>, Error> {
+pub fn find_direct_map(info: &VmcoreInfo, mem: &impl PhysRead, ram: &[PhysRange]) -> Result<Option<u64>, Error> {
     let pt = PageTables::from_vmcoreinfo(info)?;
     let limit = info.number("VMALLOC_START").map_or(START_KERNEL_MAP, |n| u64::from_ne_bytes(n.to_ne_bytes())).min(START_KERNEL_MAP);
-    let checks: Vec<u64> = ram.iter().filter_map(|&(s, e)| s.checked_next_multiple_of(PAGE_SIZE).filter(|&p| p < e)).collect();
+    let checks: Vec<u64> = ram.iter().filter_map(|r| r.start.checked_next_multiple_of(PAGE_SIZE).filter(|&p| r.contains(p))).collect();
     Ok(pt.direct_map_base(mem, limit, &checks))
 }
 
@@ -552,7 +553,7 @@ pub(crate) mod tests {
     /// and at the end of its range, among mappings that look like it.
     #[test]
     fn finds_the_direct_map_wherever_kaslr_put_it() {
-        let ram = [(0x1000, 0x9fc00), (0x10_0000, 0x4000_0000), (0x1_0000_0000, 0x1_0020_0000)];
+        let ram = [PhysRange::new(0x1000, 0x9fc00), PhysRange::new(0x10_0000, 0x4000_0000), PhysRange::new(0x1_0000_0000, 0x1_0020_0000)];
         let checks = [0x1000, 0x10_0000, 0x1_0000_0000];
         for base in [0xffff_8880_0000_0000u64, 0xffff_9a3c_4000_0000, 0xffff_c7ff_c000_0000] {
             let (mut mem, pt) = tables();

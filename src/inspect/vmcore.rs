@@ -4,8 +4,8 @@
 use core::fmt;
 use std::os::unix::fs::FileExt;
 
+use crate::inspect::elf;
 use crate::inspect::pagetable::{PhysRead, Unreadable};
-use crate::le;
 use crate::Error;
 
 /// A range of A's physical memory and where it is in `/proc/vmcore`.
@@ -51,33 +51,32 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+impl From<elf::Error> for ParseError {
+    fn from(e: elf::Error) -> Self {
+        match e {
+            elf::Error::NotElf64 => ParseError::NotElfCore,
+            elf::Error::BadProgramHeaders => ParseError::BadProgramHeaders,
+        }
+    }
+}
+
 /// Parses the ELF header and program headers at the start of `/proc/vmcore`.
 pub fn parse(head: &[u8]) -> Result<Layout, ParseError> {
-    if head.get(..4) != Some(b"\x7fELF") || head.get(4) != Some(&2) || head.get(5) != Some(&1) || le::u16_at(head, 16) != Some(4) {
+    let header = elf::Header::parse(head)?;
+    if header.e_type != elf::ET_CORE {
         return Err(ParseError::NotElfCore);
     }
-    let phoff = le::u64_at(head, 32).ok_or(ParseError::NotElfCore)? as usize;
-    let phentsize = le::u16_at(head, 54).ok_or(ParseError::NotElfCore)? as usize;
-    let phnum = le::u16_at(head, 56).ok_or(ParseError::NotElfCore)? as usize;
-    if phentsize != 56 || phnum == 0 {
-        return Err(ParseError::BadProgramHeaders);
-    }
     let mut layout = Layout::default();
-    for i in 0..phnum {
-        let at = phoff.checked_add(i * 56).ok_or(ParseError::BadProgramHeaders)?;
-        let end = at.checked_add(56).ok_or(ParseError::BadProgramHeaders)?;
-        let ph = head.get(at..end).ok_or(ParseError::BadProgramHeaders)?;
-        let p_type = le::u32_at(ph, 0).ok_or(ParseError::BadProgramHeaders)?;
-        let offset = le::u64_at(ph, 8).ok_or(ParseError::BadProgramHeaders)?;
-        let paddr = le::u64_at(ph, 24).ok_or(ParseError::BadProgramHeaders)?;
-        let size = le::u64_at(ph, 32).ok_or(ParseError::BadProgramHeaders)?;
+    for ph in header.program_headers(head)? {
+        let ph = ph?;
+        let (offset, paddr, size) = (ph.offset, ph.paddr, ph.filesz);
         offset.checked_add(size).ok_or(ParseError::Overflow)?;
-        match p_type {
-            1 => {
+        match ph.p_type {
+            elf::PT_LOAD => {
                 paddr.checked_add(size).ok_or(ParseError::Overflow)?;
                 layout.segments.push(Segment { paddr, offset, size });
             }
-            4 => layout.notes.push((offset, size)),
+            elf::PT_NOTE => layout.notes.push((offset, size)),
             _ => {}
         }
     }
@@ -97,12 +96,11 @@ impl Vmcore {
     /// Opens and parses `/proc/vmcore`.
     pub fn open(path: &str) -> Result<Self, Error> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {path}"), e))?;
-        let mut head = vec![0u8; 64];
+        let mut head = vec![0u8; elf::EHDR_LEN];
         file.read_exact_at(&mut head, 0).map_err(|e| Error::io(format!("reading {path}"), e))?;
-        let phnum = le::u16_at(&head, 56).unwrap_or(0) as u64;
-        let phoff = le::u64_at(&head, 32).unwrap_or(0);
-        let need = phoff.saturating_add(phnum * 56).min(1 << 20);
-        head.resize(need.max(64) as usize, 0);
+        // The program headers too (a header that is not ELF is refused below).
+        let need = elf::Header::parse(&head).map_or(0, |h| h.phdrs_end().unwrap_or(u64::MAX)).min(1 << 20);
+        head.resize(need.max(elf::EHDR_LEN as u64) as usize, 0);
         file.read_exact_at(&mut head, 0).map_err(|e| Error::io(format!("reading {path}"), e))?;
         let layout = parse(&head).map_err(|e| Error::Msg(e.to_string()))?;
         let mut notes = Vec::new();

@@ -5,25 +5,33 @@
 use core::fmt;
 
 use crate::le;
-use crate::load::bzimage::{BzImage, SETUP_HEADER_OFFSET};
-use crate::load::e820::Range;
+use crate::load::bzimage::{BzImage, CMD_LINE_PTR, LOADFLAGS, MAX_HEADER_END, RAMDISK_IMAGE, RAMDISK_SIZE, SETUP_HEADER_OFFSET, TYPE_OF_LOADER};
+use crate::load::e820::{self, Range};
+use crate::range::PhysRange;
 
 /// Size of `struct boot_params`.
 pub const SIZE: usize = 4096;
 /// Entries `boot_params.e820_table` holds.
 pub const MAX_E820: usize = 128;
 
+// The zero page's own fields (boot.rst, "The zero page"; the type in
+// brackets). The setup header's are in `bzimage`.
+
+/// `acpi_rsdp_addr` (u64).
 const ACPI_RSDP_ADDR: usize = 0x070;
+/// `ext_ramdisk_image` (u32): the initrd's address, high 32 bits.
 const EXT_RAMDISK_IMAGE: usize = 0x0c0;
+/// `ext_ramdisk_size` (u32): the initrd's size, high 32 bits.
 const EXT_RAMDISK_SIZE: usize = 0x0c4;
+/// `ext_cmd_line_ptr` (u32): the command line's address, high 32 bits.
 const EXT_CMD_LINE_PTR: usize = 0x0c8;
+/// `e820_entries` (u8).
 const E820_ENTRIES: usize = 0x1e8;
-const TYPE_OF_LOADER: usize = 0x210;
-const LOADFLAGS: usize = 0x211;
-const RAMDISK_IMAGE: usize = 0x218;
-const RAMDISK_SIZE: usize = 0x21c;
-const CMD_LINE_PTR: usize = 0x228;
+/// `e820_table`: [`MAX_E820`] entries of [`e820::ENTRY_LEN`] bytes.
 const E820_TABLE: usize = 0x2d0;
+// Around the setup header, and within the page.
+const _: () = assert!(EXT_CMD_LINE_PTR + 4 <= E820_ENTRIES && E820_ENTRIES < SETUP_HEADER_OFFSET);
+const _: () = assert!(MAX_HEADER_END <= E820_TABLE && E820_TABLE + MAX_E820 * e820::ENTRY_LEN <= SIZE);
 
 /// `type_of_loader` for a boot loader without an assigned id.
 const LOADER_UNDEFINED: u8 = 0xff;
@@ -73,14 +81,15 @@ fn put32(page: &mut [u8; SIZE], off: usize, v: u32) {
 /// it in (`/sys/kernel/boot_params/data`): the firmware's memory map,
 /// before any `memmap=` on the command line. Entries past the table, or
 /// that wrap around, are ignored.
-pub fn ram_ranges(page: &[u8]) -> Vec<(u64, u64)> {
+pub fn ram_ranges(page: &[u8]) -> Vec<PhysRange> {
     let count = page.get(E820_ENTRIES).map_or(0, |&n| (n as usize).min(MAX_E820));
     (0..count)
         .filter_map(|i| {
-            let e = page.get(E820_TABLE + i * 20..E820_TABLE + i * 20 + 20)?;
+            let at = E820_TABLE + i * e820::ENTRY_LEN;
+            let e = page.get(at..at + e820::ENTRY_LEN)?;
             let (addr, size, kind) = (le::u64_at(e, 0)?, le::u64_at(e, 8)?, le::u32_at(e, 16)?);
             (kind == 1 && size > 0).then_some(())?;
-            Some((addr, addr.checked_add(size)?))
+            PhysRange::at(addr, size)
         })
         .collect()
 }
@@ -107,7 +116,7 @@ pub fn build(bz: &BzImage<'_>, cfg: &Config<'_>) -> Result<Box<[u8; SIZE]>, Erro
         return Err(Error::TooManyRanges);
     }
     let header_end = SETUP_HEADER_OFFSET + bz.setup_header.len();
-    if header_end > 0x290 {
+    if header_end > MAX_HEADER_END {
         return Err(Error::HeaderTooLong);
     }
     let mut page = Box::new([0u8; SIZE]);
@@ -123,8 +132,8 @@ pub fn build(bz: &BzImage<'_>, cfg: &Config<'_>) -> Result<Box<[u8; SIZE]>, Erro
     page[ACPI_RSDP_ADDR..ACPI_RSDP_ADDR + 8].copy_from_slice(&cfg.acpi_rsdp.to_le_bytes());
     page[E820_ENTRIES] = cfg.e820.len() as u8;
     for (i, r) in cfg.e820.iter().enumerate() {
-        let at = E820_TABLE + i * 20;
-        page[at..at + 20].copy_from_slice(&r.encode());
+        let at = E820_TABLE + i * e820::ENTRY_LEN;
+        page[at..at + e820::ENTRY_LEN].copy_from_slice(&r.encode());
     }
     Ok(page)
 }
@@ -172,14 +181,14 @@ mod tests {
         ];
         let cfg = Config { cmdline_addr: 0x1000, initrd_addr: 0, initrd_size: 0, acpi_rsdp: 0, e820: &e820 };
         let mut p = build(&bz, &cfg).unwrap();
-        assert_eq!(ram_ranges(&p[..]), vec![(0x1000, 0x9fc00), (0x100000, 0x3ffe0000)]);
+        assert_eq!(ram_ranges(&p[..]), vec![PhysRange::new(0x1000, 0x9fc00), PhysRange::new(0x100000, 0x3ffe0000)]);
         // A count past the table, a wrapping entry and a short page: no panic.
         p[E820_ENTRIES] = 255;
         p[E820_TABLE + 3 * 20..E820_TABLE + 3 * 20 + 8].copy_from_slice(&u64::MAX.to_le_bytes());
         p[E820_TABLE + 3 * 20 + 8..E820_TABLE + 3 * 20 + 16].copy_from_slice(&2u64.to_le_bytes());
         p[E820_TABLE + 3 * 20 + 16] = 1;
         assert_eq!(ram_ranges(&p[..]).len(), 2);
-        assert_eq!(ram_ranges(&p[..E820_TABLE + 30]), vec![(0x1000, 0x9fc00)]);
+        assert_eq!(ram_ranges(&p[..E820_TABLE + 30]), vec![PhysRange::new(0x1000, 0x9fc00)]);
         assert!(ram_ranges(&[]).is_empty());
     }
 

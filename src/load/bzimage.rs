@@ -9,6 +9,58 @@ use crate::le;
 
 /// Offset of the setup header in the image and in `boot_params`.
 pub const SETUP_HEADER_OFFSET: usize = 0x1f1;
+
+// The setup header's fields that kjump reads or writes, at the same offset
+// in the file and in `boot_params` (boot.rst, "The real-mode kernel
+// header"; the type in brackets).
+
+/// `setup_sects` (u8): 512-byte setup sectors after the boot sector; 0 means 4.
+pub const SETUP_SECTS: usize = SETUP_HEADER_OFFSET;
+/// `boot_flag` (u16): [`BOOT_FLAG_MAGIC`].
+pub const BOOT_FLAG: usize = 0x1fe;
+/// `jump` (2 bytes): a short jump whose displacement byte, at
+/// `JUMP + 1`, gives the header's length (it lands just past the header).
+pub const JUMP: usize = 0x200;
+/// `header` (4 bytes): [`HEADER_MAGIC`].
+pub const HEADER: usize = 0x202;
+/// `version` (u16): the boot protocol.
+pub const VERSION: usize = 0x206;
+/// `type_of_loader` (u8).
+pub const TYPE_OF_LOADER: usize = 0x210;
+/// `loadflags` (u8).
+pub const LOADFLAGS: usize = 0x211;
+/// `ramdisk_image` (u32): the initrd's address, low 32 bits.
+pub const RAMDISK_IMAGE: usize = 0x218;
+/// `ramdisk_size` (u32): the initrd's size, low 32 bits.
+pub const RAMDISK_SIZE: usize = 0x21c;
+/// `cmd_line_ptr` (u32): the command line's address, low 32 bits.
+pub const CMD_LINE_PTR: usize = 0x228;
+/// `kernel_alignment` (u32).
+pub const KERNEL_ALIGNMENT: usize = 0x230;
+/// `relocatable_kernel` (u8).
+pub const RELOCATABLE_KERNEL: usize = 0x234;
+/// `xloadflags` (u16).
+pub const XLOADFLAGS: usize = 0x236;
+/// `cmdline_size` (u32): longest command line, without the NUL; 0 means 255.
+pub const CMDLINE_SIZE: usize = 0x238;
+/// `pref_address` (u64, protocol 2.10+): where the kernel prefers to run.
+pub const PREF_ADDRESS: usize = 0x258;
+/// `init_size` (u32).
+pub const INIT_SIZE: usize = 0x260;
+/// Where the setup header of a protocol 2.12 kernel ends at the earliest.
+pub const MIN_HEADER_END: usize = 0x26c;
+/// Where the setup header must end at the latest: `boot_params` has no
+/// more room for it.
+pub const MAX_HEADER_END: usize = 0x290;
+/// The shortest file that can be a bzImage kjump loads.
+pub const MIN_FILE_LEN: usize = 0x270;
+const _: () = assert!(MIN_HEADER_END <= MIN_FILE_LEN && MIN_HEADER_END <= MAX_HEADER_END);
+/// `boot_flag`'s value.
+pub const BOOT_FLAG_MAGIC: u16 = 0xaa55;
+/// `header`'s value.
+pub const HEADER_MAGIC: &[u8; 4] = b"HdrS";
+/// Size of a setup sector.
+pub const SECTOR: usize = 512;
 /// Oldest boot protocol with `xloadflags` and `init_size` (2.12).
 pub const MIN_PROTOCOL: u16 = 0x020c;
 /// `xloadflags` bit: the kernel has a 64-bit entry point at +0x200.
@@ -21,9 +73,9 @@ pub const ENTRY_64_OFFSET: u64 = 0x200;
 pub enum Error {
     /// Shorter than the setup header.
     TooShort,
-    /// No `0xAA55` boot flag at 0x1fe.
+    /// No `0xAA55` boot flag at [`BOOT_FLAG`].
     NoBootFlag,
-    /// No `HdrS` magic at 0x202.
+    /// No `HdrS` magic at [`HEADER`].
     NoHeaderMagic,
     /// Boot protocol older than 2.12.
     OldProtocol { version: u16 },
@@ -65,7 +117,7 @@ impl std::error::Error for Error {}
 /// A parsed bzImage, borrowing the file's bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct BzImage<'a> {
-    /// The setup header bytes, from 0x1f1 to its end, to copy into `boot_params`.
+    /// The setup header bytes, from [`SETUP_HEADER_OFFSET`] to its end, to copy into `boot_params`.
     pub setup_header: &'a [u8],
     /// The protected-mode kernel (everything after the setup sectors).
     pub kernel: &'a [u8],
@@ -82,49 +134,49 @@ pub struct BzImage<'a> {
 impl<'a> BzImage<'a> {
     /// Parses a bzImage. Never panics; every header value is checked.
     pub fn parse(file: &'a [u8]) -> Result<Self, Error> {
-        if file.len() < 0x270 {
+        if file.len() < MIN_FILE_LEN {
             return Err(Error::TooShort);
         }
-        if le::u16_at(file, 0x1fe) != Some(0xaa55) {
+        if le::u16_at(file, BOOT_FLAG) != Some(BOOT_FLAG_MAGIC) {
             return Err(Error::NoBootFlag);
         }
-        if file.get(0x202..0x206) != Some(b"HdrS") {
+        if file.get(HEADER..HEADER + HEADER_MAGIC.len()) != Some(HEADER_MAGIC) {
             return Err(Error::NoHeaderMagic);
         }
-        let version = le::u16_at(file, 0x206).ok_or(Error::TooShort)?;
+        let version = le::u16_at(file, VERSION).ok_or(Error::TooShort)?;
         if version < MIN_PROTOCOL {
             return Err(Error::OldProtocol { version });
         }
-        let setup_sects = match file[0x1f1] {
+        let setup_sects = match file[SETUP_SECTS] {
             0 => 4,
             n => n as usize,
         };
-        let setup_len = (setup_sects + 1) * 512;
+        let setup_len = (setup_sects + 1) * SECTOR;
         if setup_len >= file.len() {
             return Err(Error::SetupTruncated);
         }
-        // The header ends where the 2-byte jump at 0x200 lands.
-        let header_end = 0x202 + file[0x201] as usize;
-        if header_end > setup_len.min(0x290) || header_end < 0x26c {
+        // The header ends where the 2-byte jump lands.
+        let header_end = JUMP + 2 + file[JUMP + 1] as usize;
+        if header_end > setup_len.min(MAX_HEADER_END) || header_end < MIN_HEADER_END {
             return Err(Error::BadHeaderLength);
         }
-        let xloadflags = le::u16_at(file, 0x236).ok_or(Error::TooShort)?;
+        let xloadflags = le::u16_at(file, XLOADFLAGS).ok_or(Error::TooShort)?;
         if xloadflags & XLF_KERNEL_64 == 0 {
             return Err(Error::Not64Bit);
         }
-        if file[0x234] == 0 {
+        if file[RELOCATABLE_KERNEL] == 0 {
             return Err(Error::NotRelocatable);
         }
-        let alignment = le::u32_at(file, 0x230).ok_or(Error::TooShort)?;
+        let alignment = le::u32_at(file, KERNEL_ALIGNMENT).ok_or(Error::TooShort)?;
         if !alignment.is_power_of_two() {
             return Err(Error::BadAlignment { alignment });
         }
         let kernel = &file[setup_len..];
-        let init_size = le::u32_at(file, 0x260).ok_or(Error::TooShort)? as u64;
+        let init_size = le::u32_at(file, INIT_SIZE).ok_or(Error::TooShort)? as u64;
         if init_size == 0 || init_size < kernel.len() as u64 {
             return Err(Error::BadInitSize);
         }
-        let cmdline_max = match le::u32_at(file, 0x238).ok_or(Error::TooShort)? {
+        let cmdline_max = match le::u32_at(file, CMDLINE_SIZE).ok_or(Error::TooShort)? {
             0 => 255,
             n => n as u64,
         };
@@ -155,6 +207,35 @@ pub(crate) mod tests {
             *b = i as u8;
         }
         f
+    }
+
+    /// The fields, with their widths, lie in order inside the smallest
+    /// setup header kjump accepts, which fits in `boot_params`.
+    #[test]
+    fn setup_header_fields_lie_in_the_header() {
+        let fields = [
+            (SETUP_SECTS, 1),
+            (BOOT_FLAG, 2),
+            (JUMP, 2),
+            (HEADER, 4),
+            (VERSION, 2),
+            (TYPE_OF_LOADER, 1),
+            (LOADFLAGS, 1),
+            (RAMDISK_IMAGE, 4),
+            (RAMDISK_SIZE, 4),
+            (CMD_LINE_PTR, 4),
+            (KERNEL_ALIGNMENT, 4),
+            (RELOCATABLE_KERNEL, 1),
+            (XLOADFLAGS, 2),
+            (CMDLINE_SIZE, 4),
+            (PREF_ADDRESS, 8),
+            (INIT_SIZE, 4),
+        ];
+        for w in fields.windows(2) {
+            assert!(w[0].0 + w[0].1 <= w[1].0, "field at {:#x} overlaps the one at {:#x}", w[0].0, w[1].0);
+        }
+        assert_eq!(fields[0].0, SETUP_HEADER_OFFSET);
+        assert!(fields.iter().all(|&(at, len)| at + len <= MIN_HEADER_END));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Where A keeps the note buffers that `/proc/vmcore` in B exposes: the
 //! VMCOREINFO note (`/sys/kernel/vmcoreinfo`) and each CPU's `crash_notes`.
 
+use crate::inspect::elf;
 use crate::le;
 use crate::load::elf_core::Note;
 use crate::units::parse_u64;
@@ -78,20 +79,17 @@ pub fn read_phys(addr: u64, len: usize) -> Result<Vec<u8>, Error> {
         let mem = crate::sys::devmem::DevMem::open()?;
         return Ok(mem.map(addr, len)?.bytes().to_vec());
     };
-    let mut ehdr = [0u8; 64];
+    let mut ehdr = [0u8; elf::EHDR_LEN];
     kcore.read_exact_at(&mut ehdr, 0).map_err(|e| Error::io("reading /proc/kcore", e))?;
-    if &ehdr[..4] != b"\x7fELF" || ehdr[4] != 2 {
-        return Err(Error::Msg("/proc/kcore is not a 64-bit ELF file".into()));
-    }
-    // `ehdr` and `ph` below are whole headers: every field is there.
-    let phoff = le::u64_at(&ehdr, 32).unwrap_or_default();
-    let phnum = le::u16_at(&ehdr, 56).unwrap_or_default() as u64;
-    for i in 0..phnum {
-        let mut ph = [0u8; 56];
-        kcore.read_exact_at(&mut ph, phoff + i * 56).map_err(|e| Error::io("reading /proc/kcore", e))?;
-        let field = |o| le::u64_at(&ph, o).unwrap_or_default();
-        let (p_type, offset, paddr, size) = (le::u32_at(&ph, 0).unwrap_or_default(), field(8), field(24), field(40));
-        if p_type == 1 && paddr != u64::MAX && addr >= paddr && addr + len as u64 <= paddr.saturating_add(size) {
+    let header = elf::Header::parse(&ehdr).map_err(|_| Error::Msg("/proc/kcore is not a 64-bit ELF file".into()))?;
+    for i in 0..header.phnum {
+        let at = header.phdr_at(i).ok_or_else(|| Error::Msg("/proc/kcore has bad program headers".into()))?;
+        let mut ph = [0u8; elf::PHDR_LEN];
+        kcore.read_exact_at(&mut ph, at).map_err(|e| Error::io("reading /proc/kcore", e))?;
+        // `ph` is a whole program header: it always parses.
+        let ph = elf::ProgramHeader::parse(&ph).unwrap_or_default();
+        let (p_type, offset, paddr, size) = (ph.p_type, ph.offset, ph.paddr, ph.memsz);
+        if p_type == elf::PT_LOAD && paddr != u64::MAX && addr >= paddr && addr + len as u64 <= paddr.saturating_add(size) {
             let mut buf = vec![0u8; len];
             kcore.read_exact_at(&mut buf, offset + (addr - paddr)).map_err(|e| Error::io("reading /proc/kcore", e))?;
             return Ok(buf);

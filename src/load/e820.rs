@@ -1,6 +1,10 @@
 //! E820 memory map entries, as the x86 boot protocol passes them in
 //! `boot_params.e820_table`.
 
+/// Bytes of one entry (`struct boot_e820_entry`): address (u64), size
+/// (u64), type (u32).
+pub const ENTRY_LEN: usize = 20;
+
 /// The kind of a physical memory range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -51,9 +55,9 @@ impl Range {
         self.end <= self.start
     }
 
-    /// Encodes the entry as the 20 bytes of `struct boot_e820_entry`.
-    pub fn encode(&self) -> [u8; 20] {
-        let mut out = [0u8; 20];
+    /// Encodes the entry as the [`ENTRY_LEN`] bytes of `struct boot_e820_entry`.
+    pub fn encode(&self) -> [u8; ENTRY_LEN] {
+        let mut out = [0u8; ENTRY_LEN];
         out[0..8].copy_from_slice(&self.start.to_le_bytes());
         out[8..16].copy_from_slice(&self.len().to_le_bytes());
         out[16..20].copy_from_slice(&self.kind.code().to_le_bytes());

@@ -1,23 +1,20 @@
 //! The ELF core header that B's kernel turns into `/proc/vmcore`
 //! (`elfcorehdr=`): one PT_NOTE per note buffer in A (VMCOREINFO and each
 //! CPU's `crash_notes`) and one PT_LOAD per range of A's RAM, whose
-//! `p_offset` says where in physical memory B finds those bytes.
+//! `p_offset` says where in physical memory B finds those bytes. Its
+//! ELF and program header writers ([`ehdr`], [`phdr`]) also write the
+//! core file of `kjump image export` (`image::export`).
 
 use core::fmt;
 
+use crate::inspect::elf::{self, ProgramHeader, EHDR_LEN, PHDR_LEN, PT_LOAD, PT_NOTE};
+
 /// Most program headers kjump writes.
 pub const MAX_PHDRS: usize = 256;
+/// Bytes of the largest header kjump writes.
+pub const MAX_LEN: usize = EHDR_LEN + MAX_PHDRS * PHDR_LEN;
 
-/// Bytes of the ELF header.
-pub const EHDR_SIZE: usize = 64;
-/// Bytes of a program header.
-pub const PHDR_SIZE: usize = 56;
-/// Program header type: a range of memory.
-pub const PT_LOAD: u32 = 1;
-/// Program header type: ELF notes.
-pub const PT_NOTE: u32 = 4;
-const ET_CORE: u16 = 4;
-const EM_X86_64: u16 = 62;
+/// `p_flags`: readable, writable, executable.
 const PF_RWX: u32 = 7;
 
 /// A note buffer in A's memory.
@@ -75,14 +72,7 @@ impl std::error::Error for Error {}
 
 /// Appends a program header (flags RWX, alignment 0, as the kernel's).
 pub fn phdr(out: &mut Vec<u8>, p_type: u32, offset: u64, vaddr: u64, paddr: u64, size: u64) {
-    out.extend_from_slice(&p_type.to_le_bytes());
-    out.extend_from_slice(&PF_RWX.to_le_bytes());
-    out.extend_from_slice(&offset.to_le_bytes());
-    out.extend_from_slice(&vaddr.to_le_bytes());
-    out.extend_from_slice(&paddr.to_le_bytes());
-    out.extend_from_slice(&size.to_le_bytes()); // p_filesz
-    out.extend_from_slice(&size.to_le_bytes()); // p_memsz
-    out.extend_from_slice(&0u64.to_le_bytes()); // p_align
+    out.extend_from_slice(&ProgramHeader { p_type, flags: PF_RWX, offset, vaddr, paddr, filesz: size, memsz: size, align: 0 }.encode());
 }
 
 /// Builds the header: the ELF header, then the PT_NOTEs, then the PT_LOADs.
@@ -115,6 +105,7 @@ pub fn build(notes: &[Note], loads: &[Load]) -> Result<Vec<u8>, Error> {
         }
         n.addr.checked_add(n.size).ok_or(Error::Overflow)?;
     }
+    // At most MAX_PHDRS: the count fits.
     let mut out = ehdr(count as u16);
     for n in notes {
         phdr(&mut out, PT_NOTE, n.addr, 0, 0, n.size);
@@ -129,23 +120,20 @@ pub fn build(notes: &[Note], loads: &[Load]) -> Result<Vec<u8>, Error> {
 /// The ELF header of an x86_64 core file whose `count` program headers
 /// follow it, with room reserved for them.
 pub fn ehdr(count: u16) -> Vec<u8> {
-    let mut out = Vec::with_capacity(EHDR_SIZE + usize::from(count) * PHDR_SIZE);
-    out.extend_from_slice(b"\x7fELF");
-    out.extend_from_slice(&[2, 1, 1, 0]); // 64-bit, little-endian, version 1, SysV
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&ET_CORE.to_le_bytes());
-    out.extend_from_slice(&EM_X86_64.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    out.extend_from_slice(&0u64.to_le_bytes()); // e_entry
-    out.extend_from_slice(&(EHDR_SIZE as u64).to_le_bytes()); // e_phoff
-    out.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    out.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    out.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
-    out.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
-    out.extend_from_slice(&count.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes()); // e_shentsize
-    out.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
-    out.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
+    let mut out = Vec::with_capacity(EHDR_LEN + usize::from(count) * PHDR_LEN);
+    // The fields not set are 0: the SysV ABI, no entry point, no sections.
+    out.resize(EHDR_LEN, 0);
+    elf::EI_MAG.set(&mut out, elf::ELFMAG);
+    elf::EI_CLASS.set(&mut out, [elf::ELFCLASS64]);
+    elf::EI_DATA.set(&mut out, [elf::ELFDATA2LSB]);
+    elf::EI_VERSION.set(&mut out, [elf::EV_CURRENT]);
+    elf::E_TYPE.set(&mut out, elf::ET_CORE.to_le_bytes());
+    elf::E_MACHINE.set(&mut out, elf::EM_X86_64.to_le_bytes());
+    elf::E_VERSION.set(&mut out, u32::from(elf::EV_CURRENT).to_le_bytes());
+    elf::E_PHOFF.set(&mut out, (EHDR_LEN as u64).to_le_bytes());
+    elf::E_EHSIZE.set(&mut out, (EHDR_LEN as u16).to_le_bytes());
+    elf::E_PHENTSIZE.set(&mut out, (PHDR_LEN as u16).to_le_bytes());
+    elf::E_PHNUM.set(&mut out, count.to_le_bytes());
     out
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::load::bzimage::BzImage;
 use crate::load::layout::{self, Plan};
-use crate::load::memmap::MemoryMap;
+use crate::load::memmap::{MemoryMap, Region};
 use crate::sys::devmem::DevMem;
 use crate::sys::kexec::{self, Segment, KEXEC_ARCH_X86_64, KEXEC_PRESERVE_CONTEXT};
 use crate::units::PAGE_SIZE;
@@ -63,8 +63,8 @@ impl Drop for HibernationKernel {
 /// What was loaded, for messages.
 #[derive(Clone, Debug)]
 pub struct Loaded {
-    /// The region `[start, end)`.
-    pub region: (u64, u64),
+    /// The region.
+    pub region: Region,
     /// B's command line before the purgatory's additions.
     pub cmdline: String,
     /// Number of segments.
@@ -117,7 +117,7 @@ pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> 
         }
         other => other,
     })?;
-    Ok(Loaded { region: (plan.region.start, plan.region.end), cmdline: plan.cmdline.clone(), segments: segments.len() })
+    Ok(Loaded { region: plan.region, cmdline: plan.cmdline.clone(), segments: segments.len() })
 }
 
 /// Flushes file systems and jumps into the loaded image; returns how long

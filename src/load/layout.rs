@@ -188,17 +188,8 @@ fn page_up(n: u64) -> u64 {
 /// outside the region.
 pub fn vmcore_loads(map: &MemoryMap, region: Region, backup_addr: u64, backup_len: u64) -> Vec<Load> {
     let mut loads = vec![Load { paddr: 0, offset: backup_addr, size: backup_len }];
-    for r in map.ram() {
-        let start = r.start.max(backup_len);
-        let mut pieces = [(start, r.end.min(region.start)), (start.max(region.end), r.end)];
-        if r.end <= region.start || r.start >= region.end {
-            pieces = [(start, r.end), (0, 0)];
-        }
-        for (s, e) in pieces {
-            if e > s {
-                loads.push(Load { paddr: s, offset: s, size: e - s });
-            }
-        }
+    for r in map.ram_outside(region, backup_len) {
+        loads.push(Load { paddr: r.start, offset: r.start, size: r.len() });
     }
     loads
 }
@@ -213,13 +204,8 @@ pub fn b_memory_map(map: &MemoryMap, region: Region, reserved_start: u64, reserv
         .map(|r| if r.kind == Kind::Ram { Range { end: r.end.min(MIB), ..*r } } else { *r })
         .collect();
     if a_ram_as_nvs {
-        for r in map.ranges().iter().filter(|r| r.kind == Kind::Ram && r.end > MIB) {
-            let start = r.start.max(MIB);
-            for (s, e) in [(start, r.end.min(region.start)), (start.max(region.end), r.end)] {
-                if e > s {
-                    e820.push(Range { start: s, end: e, kind: Kind::Acpi });
-                }
-            }
+        for r in map.ram_outside(region, MIB) {
+            e820.push(Range { start: r.start, end: r.end, kind: Kind::Acpi });
         }
     }
     e820.push(Range { start: region.start, end: reserved_start, kind: Kind::Ram });
@@ -234,7 +220,7 @@ pub fn b_memory_map(map: &MemoryMap, region: Region, reserved_start: u64, reserv
 pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
     let region = inp.region;
     let bz = inp.kernel;
-    let too_small = |needed: u64| Error::RegionTooSmall { needed, size: region.size() };
+    let too_small = |needed: u64| Error::RegionTooSmall { needed, size: region.len() };
 
     let kernel_addr = align_up(region.start, bz.alignment.max(PAGE_SIZE)).ok_or(too_small(u64::MAX))?;
     let kernel_memsz = page_up(bz.init_size.max(bz.kernel.len() as u64));
@@ -243,7 +229,7 @@ pub fn plan<'a>(inp: &Inputs<'a>) -> Result<Plan<'a>, Error> {
     let purgatory_addr = cmdline_addr + PAGE_SIZE;
     let backup_len = inp.map.low_memory_end();
     let elfcorehdr = purgatory_addr + PAGE_SIZE;
-    let header_space = page_up(crate::load::elf_core::MAX_PHDRS as u64 * 56 + 64);
+    let header_space = page_up(crate::load::elf_core::MAX_LEN as u64);
     let notes_len: u64 = inp.notes.iter().map(|n| align_up(n.len() as u64, 8).unwrap_or(u64::MAX)).sum();
     let key_addr = elfcorehdr + header_space + page_up(notes_len);
     let key_len = match inp.key_page {
@@ -379,7 +365,7 @@ mod tests {
         let needed = p.kexec_segments(false);
         kexec::validate(&needed).unwrap();
         assert!(needed.len() < p.segments.len() && needed.iter().all(|s| !s.buf.is_empty() || s.mem == p.backup_addr));
-        assert!(needed.iter().map(|s| s.memsz).sum::<u64>() < p.region.size() / 2);
+        assert!(needed.iter().map(|s| s.memsz).sum::<u64>() < p.region.len() / 2);
         assert_eq!(p.segments.first().unwrap().mem, p.region.start);
         for w in p.segments.windows(2) {
             assert_eq!(w[0].mem + w[0].memsz, w[1].mem, "{} / {}", w[0].what, w[1].what);

@@ -5,6 +5,7 @@
 use core::fmt;
 
 use crate::load::e820::{Kind, Range};
+use crate::range::PhysRange;
 use crate::units::{align_down, align_up, MIB, PAGE_SIZE};
 
 /// Most ranges a map may hold; `boot_params` itself holds 128.
@@ -56,21 +57,8 @@ pub struct MemoryMap {
     ranges: heapless::Vec<Range, MAX_RANGES>,
 }
 
-/// Where B runs: `[start, end)`, 2 MiB aligned, inside one RAM range of A.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Region {
-    /// First byte.
-    pub start: u64,
-    /// One past the last byte.
-    pub end: u64,
-}
-
-impl Region {
-    /// Size in bytes.
-    pub fn size(&self) -> u64 {
-        self.end - self.start
-    }
-}
+/// Where B runs: 2 MiB aligned, inside one RAM range of A.
+pub type Region = PhysRange;
 
 fn kind_of(name: &str) -> Option<Kind> {
     match name {
@@ -148,6 +136,11 @@ impl MemoryMap {
         self.ranges.iter().filter(|r| r.kind == Kind::Ram)
     }
 
+    /// The RAM at or above `floor` outside `region`, in address order.
+    pub fn ram_outside(&self, region: Region, floor: u64) -> impl Iterator<Item = PhysRange> + '_ {
+        self.ram().flat_map(move |r| PhysRange::new(r.start.max(floor), r.end).minus(&region).into_iter().flatten())
+    }
+
     /// Total RAM in bytes.
     pub fn ram_bytes(&self) -> u64 {
         self.ram().map(Range::len).sum()
@@ -179,14 +172,16 @@ impl MemoryMap {
         let usable = |r: &Range| {
             let start = align_up(r.start.max(16 * MIB), REGION_ALIGN)?;
             let end = align_down(r.end.min(REGION_LIMIT), REGION_ALIGN);
-            (end > start && end - start >= size).then_some((start, end))
+            PhysRange::non_empty(start, end).filter(|u| u.len() >= size)
         };
-        let (start, end) = self.ram().filter_map(usable).max_by_key(|(s, e)| (e - s, *s)).ok_or(Error::NoRoomForRegion { size })?;
-        let middle = align_down(start + (end - start - size) / 2, REGION_ALIGN);
-        let power_of_two =
-            (24..32).map(|bit| 1u64 << bit).filter(|&p| p >= start && p.checked_add(size).is_some_and(|e| e <= end)).min_by_key(|&p| p.abs_diff(middle));
+        let best = self.ram().filter_map(usable).max_by_key(|u| (u.len(), u.start)).ok_or(Error::NoRoomForRegion { size })?;
+        let middle = align_down(best.start + (best.len() - size) / 2, REGION_ALIGN);
+        let power_of_two = (24..32)
+            .map(|bit| 1u64 << bit)
+            .filter(|&p| p >= best.start && p.checked_add(size).is_some_and(|e| e <= best.end))
+            .min_by_key(|&p| p.abs_diff(middle));
         let at = power_of_two.unwrap_or(middle);
-        Ok(Region { start: at, end: at + size })
+        Ok(Region::new(at, at + size))
     }
 }
 

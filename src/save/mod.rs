@@ -18,6 +18,7 @@ use crate::inspect::free_pages::{find_free_pages, FreePages};
 use crate::inspect::kimage;
 use crate::inspect::vmcore::Vmcore;
 use crate::inspect::vmcoreinfo::{find_in_notes, VmcoreInfo};
+use crate::range::{PfnRange, PhysRange};
 use crate::save::pipeline::{Budget, Counts, Pipeline, Window, PAGES_PER_JOB};
 use crate::sys::direct_io::BatchWriter;
 use crate::target::in_use::InUse;
@@ -47,9 +48,9 @@ pub struct Request<'a> {
     /// A's re-entry address.
     pub reentry: u64,
     /// The kjump region.
-    pub region: (u64, u64),
-    /// A's low-memory backup (address, length).
-    pub backup: (u64, u64),
+    pub region: PhysRange,
+    /// Where A's low memory is backed up.
+    pub backup: PhysRange,
     /// A's mailbox page, for D to report the resume (0: none).
     pub mailbox: u64,
     /// The block devices A uses: never written, recorded in the header.
@@ -299,12 +300,10 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     let start = Instant::now();
     let vmcore = Vmcore::open("/proc/vmcore")?;
     let info = VmcoreInfo::parse(&find_in_notes(&vmcore.notes).unwrap_or_default());
-    let ram: Vec<(u64, u64)> = vmcore.layout.segments.iter().map(|s| (s.paddr, s.paddr + s.size)).collect();
-    let pfns: Vec<(u64, u64)> = ram.iter().map(|&(s, e)| (s / PAGE as u64, e.div_ceil(PAGE as u64))).collect();
+    let ram: Vec<PhysRange> = vmcore.layout.segments.iter().map(|s| PhysRange::new(s.paddr, s.paddr + s.size)).collect();
     // The region's pages are classified too: where A had one free, the
     // page now holding its old contents need not be saved.
-    let mut classify = pfns.clone();
-    classify.push((req.region.0 / PAGE as u64, req.region.1.div_ceil(PAGE as u64)));
+    let classify: Vec<PfnRange> = ram.iter().chain([&req.region]).map(PhysRange::pfns).collect();
     let free: Option<Arc<FreePages>> = match find_free_pages(&info, &vmcore, &classify) {
         Ok(mut f) => {
             say!("found {} free pages of A ({} pages unknown)", f.count(), f.unknown());
@@ -395,6 +394,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         data_end: DATA_OFFSET,
         note: String::new(),
         attempts: 0,
+        save_ms: 0,
         tags: [0; 32],
         key_block: Vec::new(),
     };
@@ -487,6 +487,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         data_end: pos,
         note: String::new(),
         attempts: 0,
+        save_ms: u32::try_from(start.elapsed().as_millis()).unwrap_or(u32::MAX),
         tags: chain.tags(),
         key_block: req.key.map(|k| k.key_block.clone()).unwrap_or_default(),
     };
@@ -513,16 +514,17 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
 /// itself is the one in `/proc/vmcore` (a copy A made when it loaded B),
 /// and must read the same at that address of A's memory as B saves it
 /// (not in the kjump region, whose pages are elsewhere while B runs).
-fn vmcoreinfo_in_a(vmcore: &Vmcore, n: crate::load::elf_core::Note) -> Result<(u64, u32), String> {
+fn vmcoreinfo_in_a(vmcore: &Vmcore, n: crate::load::elf_core::Note) -> Result<crate::load::elf_core::Note, String> {
     use crate::inspect::pagetable::PhysRead;
     let copy = crate::inspect::vmcoreinfo::note_range(&vmcore.notes).and_then(|r| vmcore.notes.get(r)).ok_or("no VMCOREINFO note in /proc/vmcore")?;
+    // The header stores the length in 4 bytes.
     let len = u32::try_from(copy.len()).ok().filter(|&l| u64::from(l) <= n.size).ok_or("A's VMCOREINFO note is larger than the buffer A named")?;
     let mut there = vec![0u8; copy.len()];
     vmcore.read_phys(n.addr, &mut there).map_err(|_| format!("A's VMCOREINFO note at {:#x} is not in A's RAM as saved (in the kjump region?)", n.addr))?;
     if there != copy {
         return Err(format!("A's memory at {:#x} does not hold its VMCOREINFO note", n.addr));
     }
-    Ok((n.addr, len))
+    Ok(crate::load::elf_core::Note { addr: n.addr, size: u64::from(len) })
 }
 
 #[cfg(test)]

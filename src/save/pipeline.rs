@@ -16,9 +16,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::image::{is_zero, ChunkEncoder, ChunkSums, Compression, Run, Sealer, MAX_CHUNK_PAGES, PAGE};
+use crate::image::{is_zero, ChunkEncoder, ChunkSums, Compression, Sealer, MAX_CHUNK_PAGES, PAGE};
 use crate::inspect::free_pages::FreePages;
 use crate::inspect::vmcore::Mapping;
+use crate::range::PfnRun;
 use crate::Error;
 
 /// Jobs given to each worker before the main thread waits.
@@ -261,7 +262,7 @@ pub struct Counts {
 /// Sorts `bytes`, whole pages of A's memory from page `first_pfn`: free
 /// pages are left out, zero pages listed in `zero_runs`, and the rest
 /// appended to `pages` with their runs in `runs`.
-pub fn sort_pages(bytes: &[u8], first_pfn: u64, free: Option<&FreePages>, runs: &mut Vec<Run>, zero_runs: &mut Vec<Run>, pages: &mut Vec<u8>) -> Counts {
+pub fn sort_pages(bytes: &[u8], first_pfn: u64, free: Option<&FreePages>, runs: &mut Vec<PfnRun>, zero_runs: &mut Vec<PfnRun>, pages: &mut Vec<u8>) -> Counts {
     let mut counts = Counts::default();
     for (i, page) in bytes.chunks_exact(PAGE).enumerate() {
         let pfn = first_pfn + i as u64;
@@ -280,10 +281,10 @@ pub fn sort_pages(bytes: &[u8], first_pfn: u64, free: Option<&FreePages>, runs: 
 }
 
 /// Adds page `pfn` to the last run if it follows it, else starts a run.
-fn extend_runs(runs: &mut Vec<Run>, pfn: u64) {
+fn extend_runs(runs: &mut Vec<PfnRun>, pfn: u64) {
     match runs.last_mut() {
-        Some((first, count)) if *first + *count == pfn => *count += 1,
-        _ => runs.push((pfn, 1)),
+        Some(last) if last.is_followed_by(pfn) => last.count += 1,
+        _ => runs.push(PfnRun::new(pfn, 1)),
     }
 }
 
@@ -298,8 +299,8 @@ struct EncodeJob {
     n_pages: usize,
     free: Option<Arc<FreePages>>,
     counts: Counts,
-    runs: Vec<Run>,
-    zero_runs: Vec<Run>,
+    runs: Vec<PfnRun>,
+    zero_runs: Vec<PfnRun>,
     pages: Vec<u8>,
     out: Vec<u8>,
     sums: ChunkSums,
@@ -528,7 +529,7 @@ mod tests {
             decode_chunk(bytes, &info, &mut bufs, sealer).unwrap();
             let (runs, zero_runs, pages) = (&bufs.runs, &bufs.zero_runs, &bufs.pages);
             let mut at = 0;
-            for &(pfn, k) in runs {
+            for &PfnRun { first: pfn, count: k } in runs {
                 for p in pfn..pfn + k {
                     let i = (p - FIRST) as usize;
                     assert_eq!(&pages[at..at + PAGE], &memory[i * PAGE..(i + 1) * PAGE], "page {p:#x}");
@@ -536,11 +537,11 @@ mod tests {
                     at += PAGE;
                 }
             }
-            for &(pfn, k) in zero_runs {
+            for &PfnRun { first: pfn, count: k } in zero_runs {
                 assert!((pfn..pfn + k).all(|p| (p - FIRST) % 7 == 0 && !free.contains(&p)));
             }
-            assert_eq!(counts.stored, runs.iter().map(|r| r.1).sum::<u64>());
-            assert_eq!(counts.zero, zero_runs.iter().map(|r| r.1).sum::<u64>());
+            assert_eq!(counts.stored, runs.iter().map(|r| r.count).sum::<u64>());
+            assert_eq!(counts.zero, zero_runs.iter().map(|r| r.count).sum::<u64>());
             seen.zero += counts.zero;
             seen.free += counts.free;
             seen.stored += counts.stored;

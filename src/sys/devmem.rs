@@ -2,13 +2,13 @@
 //! `read`/`write` on `/dev/mem` to below its own `high_memory`, and A's RAM
 //! lies above B's).
 
-use core::ptr::NonNull;
 use std::sync::Arc;
 
 use rustix::fd::OwnedFd;
 use rustix::fs::{open, Mode, OFlags};
-use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
+use crate::range::PhysRange;
+use crate::sys::mapping::Mapping;
 use crate::units::PAGE_SIZE;
 use crate::Error;
 
@@ -17,10 +17,10 @@ pub struct DevMem {
     fd: OwnedFd,
 }
 
-/// A mapping of `[phys, phys + len)`.
+/// A mapping of `[phys, phys + len)`: the whole pages around it, of which
+/// it shows `len` bytes from `skip`.
 pub struct Window {
-    base: NonNull<u8>,
-    map_len: usize,
+    pages: Mapping,
     skip: usize,
     len: usize,
 }
@@ -41,13 +41,11 @@ impl DevMem {
             .checked_add(len)
             .and_then(|n| n.checked_next_multiple_of(PAGE_SIZE as usize))
             .ok_or_else(|| Error::Msg(format!("mapping {len} bytes at {phys:#x}: size overflows")))?;
-        // SAFETY: a new shared mapping of a device file at an address the
-        // kernel chooses; it aliases no Rust object. The memory behind it is
-        // physical RAM that no Rust object in this process owns.
-        let ptr = unsafe { mmap(core::ptr::null_mut(), map_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, &self.fd, page) }
-            .map_err(|e| Error::sys(format!("mapping physical memory {phys:#x}+{len:#x} through /dev/mem"), e))?;
-        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::Msg("mmap returned NULL".into()))?;
-        Ok(Window { base, map_len, skip, len })
+        // The memory behind it is physical RAM that no Rust object in this
+        // process owns.
+        let pages =
+            Mapping::shared(&self.fd, page, map_len).map_err(|e| Error::sys(format!("mapping physical memory {phys:#x}+{len:#x} through /dev/mem"), e))?;
+        Ok(Window { pages, skip, len })
     }
 
     /// Copies `len` bytes of physical memory from `src` to `dst`, in windows.
@@ -79,7 +77,8 @@ impl DevMem {
 pub struct Writer {
     mem: Arc<DevMem>,
     size: u64,
-    current: Option<(u64, u64, Window)>,
+    /// The window mapped now, and what it maps.
+    current: Option<(PhysRange, Window)>,
 }
 
 impl Writer {
@@ -92,26 +91,26 @@ impl Writer {
     /// bytes), or zeros when `data` is `None` (where a page is not zero
     /// already). `[addr, addr + len)` must lie inside `range`, a RAM range
     /// that may be mapped whole.
-    pub fn write(&mut self, addr: u64, len: u64, data: Option<&[u8]>, range: (u64, u64)) -> Result<(), Error> {
+    pub fn write(&mut self, addr: u64, len: u64, data: Option<&[u8]>, range: PhysRange) -> Result<(), Error> {
         let mut done = 0u64;
         while done < len {
             let at = addr + done;
-            let fits = matches!(&self.current, Some((s, e, _)) if at >= *s && at < *e);
+            let fits = matches!(&self.current, Some((mapped, _)) if mapped.contains(at));
             if !fits {
                 self.current = None;
-                let start = (at / self.size * self.size).max(range.0 & !(PAGE_SIZE - 1));
-                let end = (start + self.size).min(range.1);
+                let start = (at / self.size * self.size).max(range.start & !(PAGE_SIZE - 1));
+                let end = (start + self.size).min(range.end);
                 if end <= at {
-                    return Err(Error::Msg(format!("writing physical memory at {at:#x}: outside the range {:#x}-{:#x}", range.0, range.1)));
+                    return Err(Error::Msg(format!("writing physical memory at {at:#x}: outside the range {range}")));
                 }
                 let w = self.mem.map(start, (end - start) as usize)?;
-                self.current = Some((start, end, w));
+                self.current = Some((PhysRange::new(start, end), w));
             }
-            let Some((s, e, w)) = self.current.as_mut() else {
+            let Some((mapped, w)) = self.current.as_mut() else {
                 return Err(Error::Msg(format!("writing physical memory at {at:#x}: no window")));
             };
-            let n = (len - done).min(*e - at);
-            let off = (at - *s) as usize;
+            let n = (len - done).min(mapped.end - at);
+            let off = (at - mapped.start) as usize;
             let dst = &mut w.bytes_mut()[off..off + n as usize];
             match data {
                 Some(d) => store(dst, Some(&d[done as usize..(done + n) as usize])),
@@ -162,31 +161,14 @@ fn store_word(word: &mut [u8], value: [u8; 8]) {
 }
 
 impl Window {
-    /// The mapped bytes.
+    /// The mapped bytes (`skip + len` lies inside the pages mapped).
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `base + skip .. + len` lies inside the live mapping of
-        // `map_len` bytes; the mapping lives as long as `self`.
-        unsafe { core::slice::from_raw_parts(self.base.as_ptr().add(self.skip), self.len) }
+        self.pages.bytes().get(self.skip..self.skip + self.len).unwrap_or_default()
     }
 
     /// The mapped bytes, writable.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `bytes`; `&mut self` makes this the only slice.
-        unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr().add(self.skip), self.len) }
-    }
-}
-
-// SAFETY: a window is a mapping of physical memory owned by this value
-// alone; handing it to another thread moves that ownership (mmap'd memory
-// may be used and unmapped from any thread of the process). It is not
-// `Sync`: two threads never see the same window at once.
-unsafe impl Send for Window {}
-
-impl Drop for Window {
-    fn drop(&mut self) {
-        // SAFETY: `base`/`map_len` are exactly what mmap returned, and no
-        // slice borrowed from `self` outlives it.
-        let _ = unsafe { munmap(self.base.as_ptr().cast(), self.map_len) };
+        self.pages.bytes_mut().get_mut(self.skip..self.skip + self.len).unwrap_or_default()
     }
 }
 

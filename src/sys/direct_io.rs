@@ -13,8 +13,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use rustix::fs::{Mode, OFlags};
-use rustix::mm::{MapFlags, ProtFlags};
 
+use crate::sys::mapping::Mapping;
 use crate::Error;
 
 /// The alignment `O_DIRECT` asks of buffers, offsets and lengths (the
@@ -23,49 +23,22 @@ pub const ALIGN: usize = 4096;
 
 /// A page-aligned buffer of `len` bytes, zero-filled, its own anonymous
 /// mapping (what `O_DIRECT` needs; untouched pages cost no memory).
-pub struct Aligned {
-    ptr: *mut u8,
-    len: usize,
-}
-
-// SAFETY: `Aligned` owns its mapping alone (no other pointer to it is
-// handed out beyond borrows of `self`), so moving it to another thread
-// moves the only access to that memory.
-unsafe impl Send for Aligned {}
-
-// SAFETY: through `&Aligned` the memory can only be read (`as_bytes`);
-// every write goes through `&mut Aligned`, which excludes other borrows.
-unsafe impl Sync for Aligned {}
+pub struct Aligned(Mapping);
 
 impl Aligned {
     /// Maps `len` bytes.
     pub fn new(len: usize) -> Result<Self, Error> {
-        // SAFETY: a new private anonymous mapping; nothing else refers to it.
-        let ptr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
-            .map_err(|e| Error::sys("mapping an I/O buffer", e))?;
-        Ok(Aligned { ptr: ptr.cast(), len })
+        Ok(Aligned(Mapping::anonymous(len).map_err(|e| Error::sys("mapping an I/O buffer", e))?))
     }
 
     /// The whole buffer, to read.
     pub fn as_bytes(&self) -> &[u8] {
-        // SAFETY: the mapping is `len` bytes, readable, and lives as long
-        // as `self`; writing needs `&mut self`, so nothing changes it
-        // while this borrow lasts.
-        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+        self.0.bytes()
     }
 
     /// The whole buffer.
     pub fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` bytes, readable and writable, and
-        // lives as long as `self`; `&mut self` makes this the only view.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-}
-
-impl Drop for Aligned {
-    fn drop(&mut self) {
-        // SAFETY: unmaps the mapping made in `new`; no slice of it outlives `self`.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
+        self.0.bytes_mut()
     }
 }
 
@@ -135,7 +108,7 @@ impl BatchReader {
         let Some(i) = (0..self.pool.len()).find(|&i| std::sync::Arc::get_mut(&mut self.pool[i]).is_some()) else { return Ok(None) };
         let Some(batch) = std::sync::Arc::get_mut(&mut self.pool[i]) else { return Ok(None) };
         // The buffer's length is a multiple of ALIGN, so rounding up stays within it.
-        let want = (end.saturating_sub(at).min(batch.buf.len as u64) as usize).next_multiple_of(ALIGN);
+        let want = (end.saturating_sub(at).min(batch.buf.as_bytes().len() as u64) as usize).next_multiple_of(ALIGN);
         (batch.at, batch.len) = (at, 0);
         while batch.len < want {
             let from = at + batch.len as u64;
@@ -233,10 +206,10 @@ impl BatchWriter {
     /// would not fit.
     pub fn append(&mut self, data: &[u8]) -> Result<(), Error> {
         let cur = self.current.as_mut().ok_or_else(|| Error::Msg("the image writer stopped".into()))?;
-        if data.len() > cur.buf.len {
+        if data.len() > cur.buf.as_bytes().len() {
             return Err(Error::Msg(format!("{} bytes do not fit an image write batch", data.len())));
         }
-        if cur.len + data.len() > cur.buf.len {
+        if cur.len + data.len() > cur.buf.as_bytes().len() {
             self.hand_over()?;
         }
         let cur = self.current.as_mut().ok_or_else(|| Error::Msg("the image writer stopped".into()))?;

@@ -707,9 +707,9 @@ poweroff -f
 /// (written to `dir`), its command line, and its initramfs.
 pub fn entry_files(p: &Paths, a_log: &str, dir: &Path) -> Result<(PathBuf, String, Vec<u8>), String> {
     let cmdline = a_log.lines().find_map(|l| l.trim_end().strip_prefix("A: entry cmdline ")).ok_or("A printed no entry")?.to_string();
-    let (start, end) = kjump::handoff::cmdline::parse(&cmdline).map_err(|e| e.to_string())?.region.ok_or("no kjump.region= in the entry")?;
+    let region = kjump::handoff::cmdline::parse(&cmdline).map_err(|e| e.to_string())?.region.ok_or("no kjump.region= in the entry")?;
     let bz = std::fs::read(&p.kernel).map_err(|e| e.to_string())?;
-    let kernel = kjump::host::boot_entry::kernel_at(&bz, kjump::load::memmap::Region { start, end }).map_err(|e| e.to_string())?;
+    let kernel = kjump::host::boot_entry::kernel_at(&bz, region).map_err(|e| e.to_string())?;
     let path = dir.join("vmlinuz-entry");
     std::fs::write(&path, kernel).map_err(|e| e.to_string())?;
     let initrd = kjump::init::initramfs::build(&read(&p.kjump_init)).map_err(|e| e.to_string())?;

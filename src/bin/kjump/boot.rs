@@ -51,7 +51,7 @@ pub(crate) fn cmd_boot_entry(s: &Settings, dir: &str) -> Result<(), Error> {
         std::fs::write(&tmp, bytes).map_err(|e| Error::io(format!("writing {tmp}"), e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("renaming {tmp} to {path}"), e))?;
     }
-    println!("kjump: wrote {dir}/vmlinuz, {dir}/initrd.img and {dir}/cmdline (the kjump region is {:#x}-{:#x})", region.start, region.end);
+    println!("kjump: wrote {dir}/vmlinuz, {dir}/initrd.img and {dir}/cmdline (the kjump region is {region})");
     println!("A GRUB entry (BIOS boot; paths as GRUB sees them, each $ written \\$):");
     println!("menuentry 'kjump resume' {{");
     println!("    linux {dir}/vmlinuz {}", cmdline.replace('$', "\\$"));

@@ -35,7 +35,7 @@ pub(crate) fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
     }
     let _lock = kjump::host::lock::take("check --jump")?;
     let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &Orders::Roundtrip.to_string(), None)?)?;
-    println!("kjump: loaded the hibernation kernel in {:#x}-{:#x} ({} segments); jumping to it", loaded.region.0, loaded.region.1, loaded.segments);
+    println!("kjump: loaded the hibernation kernel in {} ({} segments); jumping to it", loaded.region, loaded.segments);
     let away = jump::jump_to_loaded();
     unload_after_jump();
     let away = away?;

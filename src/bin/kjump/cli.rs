@@ -97,6 +97,16 @@ pub enum Command {
         argon2_memory: Option<u32>,
         force: bool,
     },
+    /// `sleep OPERATION`: what systemd's sleep service runs (hooks, then
+    /// suspend and/or hibernate).
+    Sleep {
+        op: kjump::host::sleep::Operation,
+        flags: SettingFlags,
+    },
+    /// How the last hibernation went.
+    Status,
+    /// `systemd-generator DIR [EARLY LATE]`: systemd's generator call.
+    SystemdGenerator(String),
     /// Print this text on standard output, do nothing else.
     Help(String),
     Version,
@@ -120,6 +130,9 @@ impl Command {
             Command::Initramfs { .. } => "initramfs",
             Command::Config(_) => "config",
             Command::Keygen { .. } => "keygen",
+            Command::Sleep { .. } => "sleep",
+            Command::Status => "status",
+            Command::SystemdGenerator(_) => "systemd-generator",
             Command::Help(_) | Command::Version => "",
         }
     }
@@ -429,7 +442,44 @@ resuming asks for the passphrase. Refuses to replace an existing pair without
     flags: &[Dir, Argon2Memory, Force],
 };
 
-const COMMANDS: [&Spec; 10] = [&HIBERNATE, &LOAD, &UNLOAD, &RESUME, &CHECK, &BENCH_IO, &BOOT_ENTRY, &INITRAMFS, &CONFIG, &KEYGEN];
+const SLEEP: Spec = Spec {
+    topic: "sleep",
+    synopsis: "kjump sleep hibernate|suspend-then-hibernate [--config FILE]",
+    about: "What systemd-hibernate.service and systemd-suspend-then-hibernate.service run
+once kjump's generator put kjump in their place (see kjump(8), SYSTEMD): runs the
+hooks in /usr/lib/systemd/system-sleep/ with 'pre' and 'post' as systemd-sleep
+does, and follows systemd's sleep.conf (AllowHibernation=, SuspendState=,
+HibernateDelaySec=). hibernate: 'kjump hibernate'. suspend-then-hibernate:
+suspend to RAM with a wake alarm HibernateDelaySec= ahead (2 hours if unset);
+hibernate with kjump when it rings, stay up when something else woke the
+machine; if the hibernation fails, suspend again.
+Use 'systemctl hibernate' or 'systemctl suspend-then-hibernate' rather than this.
+",
+    flags: &[Config],
+};
+
+const STATUS: Spec = Spec {
+    topic: "status",
+    synopsis: "kjump status",
+    about: "Say how the last hibernation went: when A came back, how long it was away, and the
+report of the hibernation kernel (B's save, D's restore) or why it failed.
+",
+    flags: &[],
+};
+
+const GENERATOR: Spec = Spec {
+    topic: "systemd-generator",
+    synopsis: "kjump systemd-generator DIR [EARLY-DIR LATE-DIR]",
+    about: "systemd runs this at boot and at 'systemctl daemon-reload' (as kjump-generator, see
+systemd.generator(7)). When /etc/kjump.conf sets a target, it writes drop-ins into
+DIR that make systemd-hibernate.service and systemd-suspend-then-hibernate.service
+run 'kjump sleep', and let logind offer hibernation without swap; otherwise it
+writes nothing and systemd's own hibernation stays.
+",
+    flags: &[],
+};
+
+const COMMANDS: [&Spec; 13] = [&HIBERNATE, &LOAD, &UNLOAD, &RESUME, &CHECK, &BENCH_IO, &BOOT_ENTRY, &INITRAMFS, &CONFIG, &KEYGEN, &SLEEP, &STATUS, &GENERATOR];
 
 impl Spec {
     fn help(&self) -> String {
@@ -576,11 +626,24 @@ where
     let Some(spec) = COMMANDS.into_iter().find(|s| s.topic == word) else {
         return Err(usage("", format!("unknown command {word:?}")));
     };
-    let a = parse_command(&mut p, spec, 0)?;
+    let words = match spec.topic {
+        "sleep" => 1,
+        "systemd-generator" => 3,
+        _ => 0,
+    };
+    let a = parse_command(&mut p, spec, words)?;
     if a.help {
         return Ok(Command::Help(spec.help()));
     }
     Ok(match spec.topic {
+        "sleep" => {
+            let name = a.words.first().ok_or_else(|| usage(spec.topic, "name the operation: hibernate or suspend-then-hibernate"))?;
+            let op = kjump::host::sleep::Operation::parse(name)
+                .ok_or_else(|| usage(spec.topic, format!("unknown operation {name:?}: use hibernate or suspend-then-hibernate")))?;
+            Command::Sleep { op, flags: a.flags }
+        }
+        "status" => Command::Status,
+        "systemd-generator" => Command::SystemdGenerator(a.words.into_iter().next().ok_or_else(|| usage(spec.topic, "give the directory to write into"))?),
         "hibernate" => Command::Hibernate(a.flags),
         "load" => Command::Load(a.flags),
         "unload" => Command::Unload,
@@ -846,6 +909,27 @@ mod tests {
         ] {
             let e = parse(args.clone()).expect_err("non-UTF-8 accepted");
             assert!(!e.msg.is_empty(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn sleep_status_and_the_generator() {
+        use kjump::host::sleep::Operation;
+        assert_eq!(ok(&["sleep", "hibernate"]), Command::Sleep { op: Operation::Hibernate, flags: SettingFlags::default() });
+        assert_eq!(
+            ok(&["sleep", "suspend-then-hibernate", "--config", "/tmp/k.conf"]),
+            Command::Sleep { op: Operation::SuspendThenHibernate, flags: SettingFlags { config: Some("/tmp/k.conf".into()), ..SettingFlags::default() } }
+        );
+        assert!(refused(&["sleep"]).msg.contains("name the operation"));
+        assert!(refused(&["sleep", "hybrid-sleep"]).msg.contains("unknown operation \"hybrid-sleep\""));
+        assert!(refused(&["sleep", "hibernate", "--target", "/dev/sdb"]).msg.contains("not an option of 'kjump sleep'"));
+        assert_eq!(ok(&["status"]), Command::Status);
+        assert!(refused(&["status", "now"]).msg.contains("unexpected argument"));
+        assert_eq!(ok(&["systemd-generator", "/run/a", "/run/b", "/run/c"]), Command::SystemdGenerator("/run/a".into()));
+        assert!(refused(&["systemd-generator"]).msg.contains("directory"));
+        assert!(refused(&["systemd-generator", "a", "b", "c", "d"]).msg.contains("unexpected argument"));
+        for cmd in ["sleep", "status", "systemd-generator"] {
+            assert!(help_text(&[cmd, "--help"]).starts_with(&format!("Usage: kjump {cmd}")), "{cmd}");
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::keys::{new_image_key, refuse_clear_image_of_encrypted_disks};
 use crate::settings::Settings;
 use kjump::handoff::mailbox::Mailbox;
 use kjump::handoff::orders::Orders;
+use kjump::host::outcome::Outcome;
 use kjump::load::jump;
 use kjump::load::memmap::MemoryMap;
 use kjump::target::in_use;
@@ -79,7 +80,7 @@ pub(crate) fn resident_kernel(s: &Settings, p: &Prepared) -> Result<Option<Mailb
         if resident::boot_id().map_err(|e| e.to_string())? != rec.boot_id {
             return Err("it was loaded by another boot".into());
         }
-        if (p.region.start, p.region.end) != rec.region {
+        if p.region != rec.region {
             return Err("the kjump region has changed".into());
         }
         let mailbox = Mailbox::in_file(resident::mailbox_path(), rec.region, false).map_err(|e| e.to_string())?;
@@ -118,21 +119,20 @@ pub(crate) fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
     };
     let encrypted = request.key.is_some();
     let (mailbox, how) = match resident_kernel(s, &p)? {
-        Some(mailbox) => {
+        Some(mut mailbox) => {
             mailbox.write_request(&request)?;
-            let how = format!("resident hibernation kernel in {:#x}-{:#x}, checked in {:.2} s", p.region.start, p.region.end, started.elapsed().as_secs_f64());
+            let how = format!("resident hibernation kernel in {}, checked in {:.2} s", p.region, started.elapsed().as_secs_f64());
             (mailbox, how)
         }
         None => {
-            let mailbox = Mailbox::new((p.region.start, p.region.end))?;
+            let mut mailbox = Mailbox::new(p.region)?;
             let found = started.elapsed();
             mailbox.write_request(&request)?;
             let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &save_mode_args(s, &p.tgt, mailbox.phys(), false), Some(&p.dev))?)?;
             let prepared = started.elapsed();
             let how = format!(
-                "hibernation kernel in {:#x}-{:#x}, checked and loaded in {:.2} s (checks {:.2} s, mailbox page {:.2} s, loading {:.2} s)",
-                loaded.region.0,
-                loaded.region.1,
+                "hibernation kernel in {}, checked and loaded in {:.2} s (checks {:.2} s, mailbox page {:.2} s, loading {:.2} s)",
+                loaded.region,
                 prepared.as_secs_f64(),
                 checked.as_secs_f64(),
                 (found - checked).as_secs_f64(),
@@ -156,14 +156,22 @@ pub(crate) fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
             Err(e) => eprintln!("kjump: {e}: a copy of the image could still be resumed until the next hibernation"),
         }
     }
-    let away = away?;
-    match mailbox.read() {
-        Some(r) if r.ok => {
-            println!("kjump: back in A after {:.1} s: {}", away.as_secs_f64(), r.text);
-            Ok(())
-        }
-        Some(r) => Err(Error::Msg(format!("hibernate failed in the hibernation kernel: {}", r.text))),
-        None => Err(Error::Msg(format!("back in A after {:.1} s, but the hibernation kernel left no report: the image may not be saved", away.as_secs_f64()))),
+    let away = away?.as_secs_f64();
+    let (ok, text) = match mailbox.read() {
+        Some(r) if r.ok => (true, r.text),
+        Some(r) => (false, format!("hibernate failed in the hibernation kernel: {}", r.text)),
+        None => (false, format!("back in A after {away:.1} s, but the hibernation kernel left no report: the image may not be saved")),
+    };
+    let back_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let record = Outcome { back_unix, ok, away_secs: away, prepared: how, report: text.clone() };
+    if let Err(e) = kjump::host::outcome::record_at(std::path::Path::new(kjump::host::outcome::RECORD), &record) {
+        eprintln!("kjump: {e}: 'kjump status' will not show this hibernation");
+    }
+    if ok {
+        kjump::host::outcome::log(&format!("back in A after {away:.1} s: {text}"));
+        Ok(())
+    } else {
+        Err(Error::Msg(text))
     }
 }
 
@@ -173,19 +181,19 @@ pub(crate) fn cmd_load(s: &Settings) -> Result<(), Error> {
     use kjump::handoff::resident;
     let p = prepare(s, "load")?;
     resident::make_run_dir()?;
-    let mailbox = Mailbox::in_file(resident::mailbox_path(), (p.region.start, p.region.end), true)?;
+    let mut mailbox = Mailbox::in_file(resident::mailbox_path(), p.region, true)?;
     let mut hk = hibernation_kernel(s, &save_mode_args(s, &p.tgt, mailbox.phys(), true), Some(&p.dev))?;
     hk.resident = true;
     let rec = resident::Record {
         boot_id: resident::boot_id()?,
         mailbox: mailbox.phys(),
-        region: (p.region.start, p.region.end),
+        region: p.region,
         fingerprint: resident::fingerprint(&hk.cmdline, &hk.kernel, &hk.initrd),
     };
     mailbox.write_request(&kjump::handoff::mailbox::Request { uses: in_use::table_for_b(&p.uses), key: None, vmcoreinfo: None })?;
     let loaded = jump::load_hibernation_kernel(&hk)?;
     drop(hk);
-    println!("kjump: starting the hibernation kernel in {:#x}-{:#x}, to keep it resident for {}", loaded.region.0, loaded.region.1, p.tgt);
+    println!("kjump: starting the hibernation kernel in {}, to keep it resident for {}", loaded.region, p.tgt);
     let away = jump::jump_to_loaded();
     let report = mailbox.read();
     match (away, report) {
@@ -197,7 +205,7 @@ pub(crate) fn cmd_load(s: &Settings) -> Result<(), Error> {
             }
             println!(
                 "kjump: the hibernation kernel is resident ({} of RAM held until 'kjump unload' or the next hibernation); it was away {:.1} s: {}",
-                human_size(p.region.end - p.region.start),
+                human_size(p.region.len()),
                 away.as_secs_f64(),
                 r.text
             );
@@ -244,7 +252,7 @@ pub(crate) fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
     }
     let map = MemoryMap::read()?;
     let region = map.choose_region(s.region_size)?;
-    let mailbox = Mailbox::new((region.start, region.end))?;
+    let mut mailbox = Mailbox::new(region)?;
     mailbox.write_request(&kjump::handoff::mailbox::Request { uses: in_use::table_for_b(&uses), key: None, vmcoreinfo: None })?;
     let mode = Orders::Bench(kjump::handoff::orders::Bench { target: tgt.clone(), wait: s.wait, mailbox: mailbox.phys() }).to_string();
     jump::load_hibernation_kernel(&hibernation_kernel(s, &mode, Some(&dev))?)?;

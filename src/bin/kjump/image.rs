@@ -3,6 +3,7 @@
 
 use crate::keys::{encryption_text, image_key};
 use kjump::image::{Compression, Reader, State};
+use kjump::range::PhysRange;
 use kjump::target::in_use;
 use kjump::units::human_size;
 use kjump::{target, Error};
@@ -51,11 +52,11 @@ pub(crate) fn cmd_image(path: &str, verify: bool, key_file: Option<&str>) -> Res
     );
     println!("  created      {}", created_text(h.created_unix));
     println!("  compression  {}", h.compression.map_or("none", Compression::name));
-    println!("  RAM          {} in {} ranges, {} pages", human_size(h.ram.iter().map(|r| r.1 - r.0).sum()), h.ram.len(), h.ram_pages);
+    println!("  RAM          {} in {} ranges, {} pages", human_size(h.ram.iter().map(PhysRange::len).sum()), h.ram.len(), h.ram_pages);
     println!("  pages        {} stored, {} zero, {} free (left out)", h.stored_pages, h.zero_pages, h.free_pages);
     println!("  data         {} in {} chunks", human_size(h.data_bytes), h.chunk_count);
-    println!("  region       {:#x}-{:#x}", h.region.0, h.region.1);
-    println!("  re-entry     {:#x}, low memory {:#x}+{:#x}", h.reentry, h.backup.0, h.backup.1);
+    println!("  region       {}", h.region);
+    println!("  re-entry     {:#x}, low memory {:#x}+{:#x}", h.reentry, h.backup.start, h.backup.len());
     println!("  encryption   {}", encryption_text(h, &r.state));
     println!("  export       {}", export_text(h));
     if !verify {
@@ -100,7 +101,7 @@ pub(crate) fn cmd_image(path: &str, verify: bool, key_file: Option<&str>) -> Res
         zero = bufs
             .zero_runs
             .iter()
-            .try_fold(zero, |z, r| z.checked_add(r.1))
+            .try_fold(zero, |z, r| z.checked_add(r.count))
             .ok_or_else(|| Error::Msg(format!("verify {path}: chunk {}: zero page count overflows", info.index)))?;
         if last.elapsed() > Duration::from_secs(1) {
             eprintln!("  verified {} of {} chunks", info.index + 1, r.header.chunk_count);
@@ -134,8 +135,10 @@ pub(crate) fn cmd_image(path: &str, verify: bool, key_file: Option<&str>) -> Res
 fn export_text(h: &kjump::image::Header) -> String {
     match (h.vmcoreinfo, h.page_offset) {
         (None, _) => "not possible: made before kjump recorded where A's VMCOREINFO note is".into(),
-        (Some((addr, len)), base) => format!(
-            "VMCOREINFO note at {addr:#x} ({len} bytes), {}",
+        (Some(note), base) => format!(
+            "VMCOREINFO note at {:#x} ({} bytes), {}",
+            note.addr,
+            note.size,
             base.map_or("direct map unknown (no virtual addresses)".into(), |b| format!("direct map at {b:#x}"))
         ),
     }
@@ -197,7 +200,7 @@ pub(crate) fn cmd_export(path: &str, elf: &str, key_file: Option<&str>, force: b
     })?;
     println!(
         "kjump: exported {path} to {elf}: {} of A's RAM in {} ranges ({} bytes, {} pages written), kernel {}, {}",
-        human_size(r.header.ram.iter().map(|r| r.1 - r.0).sum()),
+        human_size(r.header.ram.iter().map(PhysRange::len).sum()),
         r.header.ram.len(),
         layout.file_len,
         done.stored_pages,
@@ -317,6 +320,7 @@ mod tests {
             data_end,
             note: String::new(),
             attempts: 0,
+            save_ms: 0,
             tags: [0; 32],
             key_block: Vec::new(),
         };

@@ -2,7 +2,9 @@
 //!
 //! One file per command: `check`, `hibernate` (also `load`, `unload` and
 //! `bench-io`), `resume` (C), `boot` (`boot-entry` and `initramfs`),
-//! `image` (`image info`, `verify`, `wipe`, `export`) and `keygen`; what they share:
+//! `image` (`image info`, `verify`, `wipe`, `export`), `keygen`, and
+//! `sleep` (`sleep`, `status`, `systemd-generator`: kjump under systemd);
+//! what they share:
 //! `cli` (the command line), `settings` (kjump.conf and the flags),
 //! `kernel` (loading B or D) and `keys` (encrypted images' keys). This file
 //! runs the command and turns its outcome into the exit status.
@@ -19,6 +21,7 @@ mod keygen;
 mod keys;
 mod resume;
 mod settings;
+mod sleep;
 
 use std::process::ExitCode;
 
@@ -31,6 +34,7 @@ use crate::hibernate::{cmd_bench_io, cmd_hibernate, cmd_load, cmd_unload};
 use crate::image::{cmd_export, cmd_image, cmd_wipe};
 use crate::resume::cmd_resume;
 use crate::settings::{config_text, settings};
+use crate::sleep::{cmd_generator, cmd_sleep, cmd_status};
 use cli::{Command, SettingFlags};
 
 const USAGE: &str = "\
@@ -80,6 +84,11 @@ Usage:
                                    make the key pair of encrypt = passphrase: asks for a new
                                    passphrase twice, writes DIR/public.key and
                                    DIR/private.key  [default DIR: /etc/kjump]
+  kjump status                     say how the last hibernation went (B's save, D's restore)
+  kjump sleep hibernate|suspend-then-hibernate
+                                   what systemd runs for 'systemctl hibernate' and
+                                   'systemctl suspend-then-hibernate' once kjump's generator
+                                   put kjump there (kjump-generator, see kjump(8), SYSTEMD)
   kjump COMMAND --help             that command's options
   kjump --help | --version
 
@@ -199,6 +208,11 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::ImageWipe(path) => cmd_wipe(&path)?,
         Command::ImageExport { image, elf, key_file, force } => cmd_export(&image, &elf, key_file.as_deref(), force)?,
         Command::Keygen { dir, argon2_memory, force } => keygen::run(&dir, argon2_memory, force)?,
+        Command::Sleep { op, flags } => cmd_sleep(&settings(&flags)?, op)?,
+        Command::Status => cmd_status()?,
+        Command::SystemdGenerator(dir) => {
+            cmd_generator(crate::settings::settings(&SettingFlags::default()).map_err(|e| e.to_string()), std::path::Path::new(&dir))?
+        }
     }
     Ok(())
 }

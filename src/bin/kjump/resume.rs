@@ -9,6 +9,7 @@ use kjump::handoff::cmdline;
 use kjump::image::{Reader, State};
 use kjump::load::jump;
 use kjump::load::memmap::MemoryMap;
+use kjump::range::PhysRange;
 use kjump::target::in_use;
 use kjump::units::human_size;
 use kjump::{target, Error};
@@ -241,21 +242,18 @@ pub(crate) fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> 
     }
     // The image must come from this machine: same RAM, same region.
     let map = MemoryMap::read()?;
-    let size = h.region.1 - h.region.0;
+    let size = h.region.len();
     let region = map.choose_region(size)?;
-    if (region.start, region.end) != h.region {
-        return Err(no(format!(
-            "the image was made with the kjump region {:#x}-{:#x}; this machine's is {:#x}-{:#x} (different RAM?)",
-            h.region.0, h.region.1, region.start, region.end
-        )));
+    if region != h.region {
+        return Err(no(format!("the image was made with the kjump region {}; this machine's is {region} (different RAM?)", h.region)));
     }
-    let expected: Vec<(u64, u64)> =
-        kjump::load::layout::vmcore_loads(&map, region, 0, map.low_memory_end()).iter().map(|l| (l.paddr, l.paddr + l.size)).collect();
-    if expected != h.ram || h.backup.1 != map.low_memory_end() {
+    let expected: Vec<PhysRange> =
+        kjump::load::layout::vmcore_loads(&map, region, 0, map.low_memory_end()).iter().map(|l| PhysRange::new(l.paddr, l.paddr + l.size)).collect();
+    if expected != h.ram || h.backup.len() != map.low_memory_end() {
         return Err(no(format!(
             "the image's RAM map differs from this machine's ({} vs {} of RAM)",
-            human_size(h.ram.iter().map(|r| r.1 - r.0).sum()),
-            human_size(expected.iter().map(|r| r.1 - r.0).sum())
+            human_size(h.ram.iter().map(PhysRange::len).sum()),
+            human_size(expected.iter().map(PhysRange::len).sum())
         )));
     }
     println!(
