@@ -44,6 +44,9 @@ pub(crate) struct Check {
     pub(crate) error: Option<String>,
     /// The initramfs of each installed kernel with kjump in it.
     pub(crate) initramfs: Vec<InitramfsLine>,
+    /// Under systemd with a target set: whether `systemctl hibernate`
+    /// reaches kjump (`ok` false: what to do).
+    pub(crate) systemd: Option<CheckLine>,
     /// With `--jump`: how long A was away.
     pub(crate) round_trip_seconds: Option<f64>,
 }
@@ -350,7 +353,10 @@ mod tests {
     #[test]
     fn check_object() {
         let v = value(&Check { ok: false, checks: vec![CheckLine { ok: false, text: "no kexec".into() }], error: Some("x".into()), ..Default::default() });
-        assert_eq!(v, json!({"ok": false, "checks": [{"ok": false, "text": "no kexec"}], "error": "x", "initramfs": [], "round_trip_seconds": null}));
+        assert_eq!(
+            v,
+            json!({"ok": false, "checks": [{"ok": false, "text": "no kexec"}], "error": "x", "initramfs": [], "systemd": null, "round_trip_seconds": null})
+        );
     }
 
     /// Every key of `v`, nested ones included.
