@@ -39,6 +39,14 @@ GENERATORDIR = $(PREFIX)/lib/systemd/system-generators
 # Boot integration goes where initramfs-tools and dracut look, whatever PREFIX is.
 INITRAMFS_TOOLS_DIR = /usr/share/initramfs-tools
 DRACUT_MODULES_DIR  = /usr/lib/dracut/modules.d
+# mkinitcpio's (Arch) install and runtime hooks, where its package keeps its own.
+MKINITCPIO_DIR      = /usr/lib/initcpio
+# Shell completions, where bash-completion, zsh and fish look under
+# PREFIX: zsh's fpath has vendor-completions for packages in /usr, and
+# site-functions elsewhere (/usr/local).
+BASH_COMPLETION_DIR = $(PREFIX)/share/bash-completion/completions
+ZSH_COMPLETION_DIR  = $(PREFIX)/share/zsh/$(if $(filter /usr,$(PREFIX)),vendor-completions,site-functions)
+FISH_COMPLETION_DIR = $(PREFIX)/share/fish/vendor_completions.d
 # The hibernation kernel to install: kjump's own small build by default
 # (scripts/kernel.sh, kernel/kjump.config), or BZIMAGE=/path/to/bzImage.
 BZIMAGE   ?=
@@ -83,10 +91,12 @@ test: deps lint
 	done; \
 	if [ -n "$$failed" ]; then echo "test: the QEMU tests failed on Linux$$failed" >&2; exit 1; fi
 
-# The code's format (rustfmt.toml) and clippy's lints, as errors.
+# The code's format (rustfmt.toml) and clippy's lints, as errors; the
+# shell scripts kjump installs, parsed and shellcheck'd.
 lint: deps
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
+	scripts/lint-shell.sh
 
 # A Debian 12 system (debootstrap, cached in $(KJUMP_CACHE)) with kjump
 # installed from `make deb`'s package: systemctl hibernate and
@@ -178,6 +188,14 @@ install: $(if $(wildcard $(STAGE)/complete),,stage)
 	$(SUBST) contrib/dracut/90kjump/kjump-resume.sh > $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/kjump-resume.sh
 	chmod 755 $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks/kjump $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount/kjump \
 	  $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/module-setup.sh $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/kjump-resume.sh
+	install -d $(DESTDIR)$(MKINITCPIO_DIR)/install $(DESTDIR)$(MKINITCPIO_DIR)/hooks
+	$(SUBST) contrib/mkinitcpio/install/kjump > $(DESTDIR)$(MKINITCPIO_DIR)/install/kjump
+	$(SUBST) contrib/mkinitcpio/hooks/kjump > $(DESTDIR)$(MKINITCPIO_DIR)/hooks/kjump
+	chmod 644 $(DESTDIR)$(MKINITCPIO_DIR)/install/kjump $(DESTDIR)$(MKINITCPIO_DIR)/hooks/kjump
+	install -d $(DESTDIR)$(BASH_COMPLETION_DIR) $(DESTDIR)$(ZSH_COMPLETION_DIR) $(DESTDIR)$(FISH_COMPLETION_DIR)
+	install -m 644 contrib/completions/kjump.bash $(DESTDIR)$(BASH_COMPLETION_DIR)/kjump
+	install -m 644 contrib/completions/_kjump $(DESTDIR)$(ZSH_COMPLETION_DIR)/_kjump
+	install -m 644 contrib/completions/kjump.fish $(DESTDIR)$(FISH_COMPLETION_DIR)/kjump.fish
 	@if [ -e $(DESTDIR)/etc/kjump.conf ]; then \
 	  echo "install: kept the existing $(DESTDIR)/etc/kjump.conf"; \
 	else \
@@ -204,6 +222,11 @@ uninstall:
 	rm -f $(DESTDIR)$(UNITDIR)/kjump-load.service $(DESTDIR)$(GENERATORDIR)/kjump-generator
 	rm -f $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/hooks/kjump $(DESTDIR)$(INITRAMFS_TOOLS_DIR)/scripts/local-premount/kjump
 	rm -f $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/module-setup.sh $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump/kjump-resume.sh
+	rm -f $(DESTDIR)$(MKINITCPIO_DIR)/install/kjump $(DESTDIR)$(MKINITCPIO_DIR)/hooks/kjump
+	@rmdir $(DESTDIR)$(MKINITCPIO_DIR)/install $(DESTDIR)$(MKINITCPIO_DIR)/hooks $(DESTDIR)$(MKINITCPIO_DIR) 2>/dev/null || true
+	rm -f $(DESTDIR)$(BASH_COMPLETION_DIR)/kjump $(DESTDIR)$(ZSH_COMPLETION_DIR)/_kjump $(DESTDIR)$(FISH_COMPLETION_DIR)/kjump.fish
+	rm -f $(DESTDIR)/var/lib/kjump/initramfs/*.digest
+	@rmdir $(DESTDIR)/var/lib/kjump/initramfs 2>/dev/null || true
 	@for d in $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(DRACUT_MODULES_DIR)/90kjump; do \
 	  [ ! -d $$d ] || rmdir $$d 2>/dev/null || echo "uninstall: kept $$d: it holds files install did not put there"; done
 	@conf=$(DESTDIR)/etc/kjump.conf; \

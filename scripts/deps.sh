@@ -5,13 +5,17 @@
 # and with crash, of the core file kjump image export writes),
 # swtpm and tpm2-tools (encrypt = tpm2: tests/tpm.rs and make test-distro),
 # lintian (make deb checks the package with it),
+# shellcheck (make lint checks the shell scripts kjump installs with it),
+# zsh and fish (make lint parses kjump's completions for them; the unit tests
+# ask fish for its completions),
 # the kernel sources of the test kernels (scripts/kernel.sh: Debian's
 # linux-source-6.12 and linux-source-7.3) and the kernel build dependencies.
 set -eu
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""
 for pkg in qemu-system-x86 linux-source-6.12 linux-source-7.3 busybox-static build-essential flex bison bc \
-           libelf-dev libssl-dev cpio xz-utils e2fsprogs lz4 debootstrap ovmf makedumpfile crash swtpm swtpm-tools tpm2-tools lintian; do
+           libelf-dev libssl-dev cpio xz-utils e2fsprogs lz4 debootstrap ovmf makedumpfile crash swtpm swtpm-tools tpm2-tools lintian \
+           shellcheck zsh fish; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
 done
 # linux-source-7.3, the newest kernel Debian carries, is in Debian 13's

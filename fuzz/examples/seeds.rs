@@ -395,6 +395,18 @@ fn main() {
     write(&dir, "text", "efi-systab", b"SMBIOS3=0x7f7e5000\nACPI20=0x7fb7e014\nACPI=0x7fb7e000\n");
     write(&dir, "text", "kernel-config", b"CONFIG_KEXEC=y\nCONFIG_KEXEC_JUMP=y\n# CONFIG_HIBERNATION is not set\n");
     write(&dir, "text", "release", b"6.12.5-amd64");
+    {
+        use kjump::host::initramfs_digest::{Digest, Hash};
+        let digest = Digest {
+            kernel_release: "6.12.5-amd64".into(),
+            version: "0.1.0".into(),
+            kjump: Hash::of(b"kjump"),
+            settings: Hash::of(b"target = /dev/vdb\n"),
+            kernel: Hash::of(b"vmlinuz"),
+            initrd: Hash::of(b"initramfs.img"),
+        };
+        write(&dir, "text", "initramfs-digest", digest.encode().as_bytes());
+    }
 
     let layout = kjump::load::elf_core::build(
         &[kjump::load::elf_core::Note { addr: 0x200_0000, size: 0x1000 }],

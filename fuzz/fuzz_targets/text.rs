@@ -2,12 +2,13 @@
 //! on every input: `/etc/kjump.conf` (`config::Config::parse`), targets
 //! (`target::parse`, `target::Identity::parse`), `/proc/self/mountinfo` (`target::parse_mountinfo`),
 //! `/sys/kernel/vmcoreinfo` (`crash_info::parse_vmcoreinfo`), kernel
-//! releases and configs (`check`), `/sys/firmware/efi/systab` (`acpi`), and
-//! the number and size syntax (`units`).
+//! releases and configs (`check`), `/sys/firmware/efi/systab` (`acpi`),
+//! the initramfs hooks' records (`initramfs_digest`), and the number and
+//! size syntax (`units`).
 
 #![no_main]
 
-use kjump::host::{check, config};
+use kjump::host::{check, config, initramfs_digest};
 use kjump::load::{acpi, crash_info};
 use kjump::{target, units};
 use libfuzzer_sys::fuzz_target;
@@ -36,6 +37,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = check::config_has_kexec_jump(text);
     let _ = acpi::rsdp_from_efi_systab(text);
+    if let Ok(d) = initramfs_digest::Digest::parse(text) {
+        assert_eq!(initramfs_digest::Digest::parse(&d.encode()), Ok(d));
+    }
+    let _ = initramfs_digest::valid_release(text);
     let _ = units::parse_u64(text);
     let _ = units::parse_size(text);
 });

@@ -3,8 +3,11 @@
 # settings, and the hibernation kernel and initramfs it loads into the
 # initramfs, at the same paths as on the root filesystem, and a pre-mount
 # hook that resumes before the root filesystem is checked or mounted.
+# Records what it put in (kjump initramfs-digest), beside the initramfs and
+# in it, so that 'kjump check' notices when the initramfs needs rebuilding.
 
-# dracut sets dracutsysrootdir (usually empty), moddir and hostonly.
+# dracut sets dracutsysrootdir (usually empty), moddir, hostonly and kernel
+# (the release the initramfs is for).
 # shellcheck disable=SC2154
 
 KJUMP=@SBINDIR@/kjump
@@ -40,24 +43,33 @@ installkernel() {
     return 0
 }
 
+# This initramfs holds no kjump: no record of it either.
+kjump_forget() {
+    [[ -n $dracutsysrootdir ]] || "$KJUMP" initramfs-digest --kernel-release "$kernel" --remove || :
+}
+
 # called by dracut
 install() {
-    local kernel initrd
-    kernel=$(kjump_setting kernel)
-    initrd=$(kjump_setting initrd)
+    # The hibernation kernel and initramfs (dracut's own $kernel is the
+    # release the initramfs is for).
+    local hkernel hinitrd
+    hkernel=$(kjump_setting kernel)
+    hinitrd=$(kjump_setting initrd)
     if [[ -z $(kjump_setting target) ]]; then
         dwarn "kjump: no target in /etc/kjump.conf: resume with kjump is not in this initramfs"
+        kjump_forget
         return 0
     fi
-    if [[ ! -f $dracutsysrootdir$kernel || ! -f $dracutsysrootdir$initrd ]]; then
-        dwarn "kjump: $kernel or $initrd is missing: resume with kjump is not in this initramfs"
+    if [[ ! -f $dracutsysrootdir$hkernel || ! -f $dracutsysrootdir$hinitrd ]]; then
+        dwarn "kjump: $hkernel or $hinitrd is missing: resume with kjump is not in this initramfs"
+        kjump_forget
         return 0
     fi
     # kjump is static: no libraries to follow.
     inst_simple "$KJUMP"
     inst_simple /etc/kjump.conf
-    inst_simple "$kernel"
-    inst_simple "$initrd"
+    inst_simple "$hkernel"
+    inst_simple "$hinitrd"
     # encrypt = tpm2: kjump resume unseals the image's key with tpm2-tools,
     # which opens its device library at run time.
     case $(kjump_setting encrypt) in
@@ -67,4 +79,15 @@ install() {
             ;;
     esac
     inst_hook pre-mount 05 "$moddir/kjump-resume.sh"
+    # What this initramfs holds, for 'kjump check': recorded beside it, and
+    # the same record put in it (not when building for another root, whose
+    # files this kjump would not see).
+    if [[ -z $dracutsysrootdir ]]; then
+        local record
+        if record=$("$KJUMP" initramfs-digest --kernel-release "$kernel" --write); then
+            inst_simple "$record"
+        else
+            dwarn "kjump: could not record what this initramfs holds: 'kjump check' cannot tell whether it is current"
+        fi
+    fi
 }

@@ -9,36 +9,101 @@ use kjump::load::jump;
 use kjump::target::in_use;
 use kjump::Error;
 
-pub(crate) fn run_checks(s: &Settings, quiet: bool) -> Result<(), Error> {
+/// The checks of `kjump check` that every command that jumps runs first:
+/// the host's, then the target's driver in the hibernation kernel.
+fn check_items(s: &Settings) -> Vec<host_check::Item> {
     let mut items = host_check::run(&host_check::Config { kernel: s.kernel.clone(), initrd: s.initrd.clone(), region_size: s.region_size });
     items.extend(kjump::host::drivers::check_target(&s.kernel, s.target.as_deref()));
+    items
+}
+
+/// The first check that failed, as the reason this machine cannot hibernate.
+fn first_failure(items: &[host_check::Item]) -> Result<(), Error> {
+    match items.iter().find(|i| !i.ok) {
+        Some(bad) => Err(Error::Msg(format!("this machine cannot hibernate with kjump: {}", bad.text))),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn run_checks(s: &Settings, quiet: bool) -> Result<(), Error> {
+    let items = check_items(s);
     if !quiet {
         println!("kjump check:");
         print!("{}", host_check::report(&items));
     }
-    if let Some(bad) = items.iter().find(|i| !i.ok) {
-        return Err(Error::Msg(format!("this machine cannot hibernate with kjump: {}", bad.text)));
-    }
-    Ok(())
+    first_failure(&items)
 }
 
-pub(crate) fn cmd_check(s: &Settings, live: bool) -> Result<(), Error> {
-    run_checks(s, false).map_err(|e| Error::Msg(format!("check: {e}")))?;
-    refuse_clear_image_of_encrypted_disks(s, &in_use::collect()?).map_err(|e| Error::Msg(format!("check: {e}")))?;
-    if let kjump::host::config::Encrypt::Tpm2(pcrs) = &s.encrypt {
-        let tpm = kjump::host::tpm::check().map_err(|e| Error::Msg(format!("check: {e}")))?;
-        println!("kjump check: encrypt = tpm2: {tpm}; keys sealed under PCRs sha256:{}", pcrs.list());
+/// `kjump check`: its lines as it goes, or (`json`) one object at the end.
+pub(crate) fn cmd_check(s: &Settings, live: bool, json: bool) -> Result<(), Error> {
+    let mut report = crate::json::Check::default();
+    let outcome = check(s, live, json, &mut report);
+    if json {
+        report.ok = outcome.is_ok();
+        report.error = outcome.as_ref().err().map(ToString::to_string);
+        crate::json::print(&report)?;
     }
-    println!("kjump check: this machine can hibernate with kjump");
+    outcome
+}
+
+fn check(s: &Settings, live: bool, json: bool, report: &mut crate::json::Check) -> Result<(), Error> {
+    use crate::json::CheckLine;
+    let say = |line: &str| {
+        if !json {
+            println!("{line}");
+        }
+    };
+    let fail = |e: Error| Error::Msg(format!("check: {e}"));
+    let items = check_items(s);
+    if !json {
+        println!("kjump check:");
+        print!("{}", host_check::report(&items));
+    }
+    report.checks.extend(items.iter().map(|i| CheckLine { ok: i.ok, text: i.text.clone() }));
+    // Not a check: a stale initramfs does not stop a hibernation, but the
+    // next boot would resume with what that initramfs holds.
+    report.initramfs = crate::digest::check_lines();
+    if !json {
+        for l in &report.initramfs {
+            println!("  {}  {}", if l.current { "ok  " } else { "warn" }, l.text);
+        }
+    }
+    // Not a check either: how systemd reaches kjump.
+    if let Some((ok, text)) = crate::sleep::systemd_line(s) {
+        if !json {
+            println!("  {}  {text}", if ok { "ok  " } else { "warn" });
+        }
+        report.systemd = Some(CheckLine { ok, text });
+    }
+    first_failure(&items).map_err(fail)?;
+    if let Err(e) = refuse_clear_image_of_encrypted_disks(s, &in_use::collect()?) {
+        report.checks.push(CheckLine { ok: false, text: e.to_string() });
+        return Err(fail(e));
+    }
+    if let kjump::host::config::Encrypt::Tpm2(pcrs) = &s.encrypt {
+        match kjump::host::tpm::check() {
+            Ok(tpm) => {
+                let line = format!("encrypt = tpm2: {tpm}; keys sealed under PCRs sha256:{}", pcrs.list());
+                say(&format!("kjump check: {line}"));
+                report.checks.push(CheckLine { ok: true, text: line });
+            }
+            Err(e) => {
+                report.checks.push(CheckLine { ok: false, text: e.to_string() });
+                return Err(fail(e));
+            }
+        }
+    }
+    say("kjump check: this machine can hibernate with kjump");
     if !live {
         return Ok(());
     }
     let _lock = kjump::host::lock::take("check --jump")?;
     let loaded = jump::load_hibernation_kernel(&hibernation_kernel(s, &Orders::Roundtrip.to_string(), None)?)?;
-    println!("kjump: loaded the hibernation kernel in {} ({} segments); jumping to it", loaded.region, loaded.segments);
+    say(&format!("kjump: loaded the hibernation kernel in {} ({} segments); jumping to it", loaded.region, loaded.segments));
     let away = jump::jump_to_loaded();
     unload_after_jump();
     let away = away?;
-    println!("kjump: back in A after {:.2} s (round trip A -> B -> A)", away.as_secs_f64());
+    report.round_trip_seconds = Some(away.as_secs_f64());
+    say(&format!("kjump: back in A after {:.2} s (round trip A -> B -> A)", away.as_secs_f64()));
     Ok(())
 }

@@ -59,17 +59,24 @@ pub enum Command {
     Hibernate(SettingFlags),
     Load(SettingFlags),
     Unload,
-    /// `check`: only report (exit 0 if it would resume, 3 if not).
+    /// `check`: only report (exit 0 if it would resume, 3 if not);
+    /// `json`: as one JSON object.
     Resume {
         check: bool,
+        json: bool,
         flags: SettingFlags,
     },
-    /// `jump`: also a live round trip A -> B -> A.
+    /// `jump`: also a live round trip A -> B -> A; `json`: report as one
+    /// JSON object.
     Check {
         jump: bool,
+        json: bool,
         flags: SettingFlags,
     },
-    ImageInfo(String),
+    ImageInfo {
+        path: String,
+        json: bool,
+    },
     ImageVerify(String, Option<String>),
     ImageWipe(String),
     /// `image export --elf FILE`: the image, the core file, the key file,
@@ -107,6 +114,13 @@ pub enum Command {
     Status,
     /// `systemd-generator DIR [EARLY LATE]`: systemd's generator call.
     SystemdGenerator(String),
+    /// `initramfs-digest`: for the kernel release (default: the running
+    /// one), print, record or remove what the initramfs hooks put in.
+    InitramfsDigest {
+        release: Option<String>,
+        action: DigestAction,
+        config: Option<String>,
+    },
     /// Print this text on standard output, do nothing else.
     Help(String),
     Version,
@@ -121,7 +135,7 @@ impl Command {
             Command::Unload => "unload",
             Command::Resume { .. } => "resume",
             Command::Check { .. } => "check",
-            Command::ImageInfo(_) => "image info",
+            Command::ImageInfo { .. } => "image info",
             Command::ImageVerify(..) => "image verify",
             Command::ImageWipe(_) => "image wipe",
             Command::ImageExport { .. } => "image export",
@@ -133,9 +147,20 @@ impl Command {
             Command::Sleep { .. } => "sleep",
             Command::Status => "status",
             Command::SystemdGenerator(_) => "systemd-generator",
+            Command::InitramfsDigest { .. } => "initramfs-digest",
             Command::Help(_) | Command::Version => "",
         }
     }
+}
+
+/// What `kjump initramfs-digest` does with the digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DigestAction {
+    Print,
+    /// `--write`: record it for `kjump check`.
+    Write,
+    /// `--remove`: the initramfs holds no kjump.
+    Remove,
 }
 
 /// A bad command line: `msg`, and the help to read (`topic`: a command's
@@ -182,11 +207,15 @@ enum Flag {
     KeyFile,
     Force,
     Elf,
+    Json,
+    KernelRelease,
+    Write,
+    Remove,
 }
 
 use Flag::*;
 
-const ALL_FLAGS: [Flag; 20] = [
+const ALL_FLAGS: [Flag; 24] = [
     Target,
     After,
     Compress,
@@ -207,6 +236,10 @@ const ALL_FLAGS: [Flag; 20] = [
     Force,
     KeyFile,
     Elf,
+    Json,
+    KernelRelease,
+    Write,
+    Remove,
 ];
 
 impl Flag {
@@ -232,11 +265,15 @@ impl Flag {
             KeyFile => "key-file",
             Force => "force",
             Elf => "elf",
+            Json => "json",
+            KernelRelease => "kernel-release",
+            Write => "write",
+            Remove => "remove",
         }
     }
 
     fn takes_value(self) -> bool {
-        !matches!(self, Keep | Snapshot | Check | Jump | Force)
+        !matches!(self, Keep | Snapshot | Check | Jump | Force | Json | Write | Remove)
     }
 
     /// The flag's lines in the help of command `cmd`.
@@ -282,6 +319,11 @@ impl Flag {
             Force if cmd == "image export" => "  --force              replace FILE if it exists\n",
             Force => "  --force              replace an existing key pair\n",
             Elf => "  --elf FILE           the core file to write (required)\n",
+            Json if cmd == "resume" => "  --json               with --check: print one JSON object (fields in kjump(8))\n",
+            Json => "  --json               print one JSON object instead (fields in kjump(8))\n",
+            KernelRelease => "  --kernel-release RELEASE\n                       the kernel the initramfs is for  [default: the running one]\n",
+            Write => "  --write              record the digest in /var/lib/kjump/initramfs/RELEASE.digest and\n                       print that path\n",
+            Remove => "  --remove             remove that record (the initramfs holds no kjump)\n",
         }
     }
 }
@@ -323,7 +365,7 @@ const UNLOAD: Spec = Spec { topic: "unload", synopsis: "kjump unload", about: "F
 
 const RESUME: Spec = Spec {
     topic: "resume",
-    synopsis: "kjump resume [--check] [OPTIONS]",
+    synopsis: "kjump resume [--check [--json]] [OPTIONS]",
     about: "At boot, before A's filesystems are mounted read-write: resume from a committed
 image on the target (it does not return then), or say in one line why not and
 exit 3 (boot goes on). 'noresume' or 'kjump.noresume' on the kernel command line
@@ -333,16 +375,16 @@ Exit status: 3 when there is nothing to resume (no image, or not committed, or o
 another machine or RAM map, or noresume given), 1 when it failed, 2 on bad usage;
 with --check, 0 when it would resume.
 ",
-    flags: &[Check, Snapshot, Target, Wait, Kernel, Initrd, Append, Config, Keep, KeyFile],
+    flags: &[Check, Json, Snapshot, Target, Wait, Kernel, Initrd, Append, Config, Keep, KeyFile],
 };
 
 const CHECK: Spec = Spec {
     topic: "check",
-    synopsis: "kjump check [--jump] [OPTIONS]",
+    synopsis: "kjump check [--jump] [--json] [OPTIONS]",
     about: "Say whether this machine can hibernate with kjump: one line per check, exit 0
 only when all pass. --jump also does a live round trip A -> B -> A.
 ",
-    flags: &[Jump, Target, Kernel, Initrd, RegionSize, Append, Config],
+    flags: &[Jump, Json, Target, Kernel, Initrd, RegionSize, Append, Config],
 };
 
 const IMAGE: Spec = Spec {
@@ -357,7 +399,8 @@ const IMAGE: Spec = Spec {
     flags: &[],
 };
 
-const IMAGE_INFO: Spec = Spec { topic: "image info", synopsis: "kjump image info FILE|DEVICE", about: "Show an image's header and state.\n", flags: &[] };
+const IMAGE_INFO: Spec =
+    Spec { topic: "image info", synopsis: "kjump image info [--json] FILE|DEVICE", about: "Show an image's header and state.\n", flags: &[Json] };
 
 const IMAGE_VERIFY: Spec = Spec {
     topic: "image verify",
@@ -393,6 +436,14 @@ kjump recorded where A's VMCOREINFO note is.
 ",
     flags: &[Elf, KeyFile, Force],
 };
+/// `kjump image`'s commands: the parser, the help and the shell
+/// completions (a test) take them from here.
+const IMAGE_COMMANDS: [&Spec; 4] = [&IMAGE_INFO, &IMAGE_VERIFY, &IMAGE_WIPE, &IMAGE_EXPORT];
+
+/// The `image` command `word` names (`info` for `image info`).
+fn image_command(word: &str) -> Option<&'static Spec> {
+    IMAGE_COMMANDS.into_iter().find(|s| s.topic.strip_prefix("image ") == Some(word))
+}
 
 const BENCH_IO: Spec = Spec {
     topic: "bench-io",
@@ -479,7 +530,20 @@ writes nothing and systemd's own hibernation stays.
     flags: &[],
 };
 
-const COMMANDS: [&Spec; 13] = [&HIBERNATE, &LOAD, &UNLOAD, &RESUME, &CHECK, &BENCH_IO, &BOOT_ENTRY, &INITRAMFS, &CONFIG, &KEYGEN, &SLEEP, &STATUS, &GENERATOR];
+/// Not in the overview (`kjump --help`): the initramfs hooks run it.
+const INITRAMFS_DIGEST: Spec = Spec {
+    topic: "initramfs-digest",
+    synopsis: "kjump initramfs-digest [--kernel-release RELEASE] [--write | --remove] [--config FILE]",
+    about: "For the initramfs hooks: print the digest of what they put into the initramfs of
+kernel RELEASE: this kjump, the settings as 'kjump config' prints them, and the
+hibernation kernel and initramfs they name. 'kjump check' compares the recorded
+digest with now and says when the initramfs needs rebuilding.
+",
+    flags: &[KernelRelease, Write, Remove, Config],
+};
+
+const COMMANDS: [&Spec; 14] =
+    [&HIBERNATE, &LOAD, &UNLOAD, &RESUME, &CHECK, &BENCH_IO, &BOOT_ENTRY, &INITRAMFS, &CONFIG, &KEYGEN, &SLEEP, &STATUS, &GENERATOR, &INITRAMFS_DIGEST];
 
 impl Spec {
     fn help(&self) -> String {
@@ -501,6 +565,10 @@ struct Parsed {
     flags: SettingFlags,
     check: bool,
     jump: bool,
+    json: bool,
+    release: Option<String>,
+    write: bool,
+    remove: bool,
     output: Option<String>,
     init: Option<String>,
     dir: Option<String>,
@@ -569,6 +637,9 @@ fn parse_command(p: &mut Parser, spec: &Spec, max_words: usize) -> Result<Parsed
             (Snapshot, _) => f.snapshot = true,
             (Check, _) => out.check = true,
             (Jump, _) => out.jump = true,
+            (Json, _) => out.json = true,
+            (Write, _) => out.write = true,
+            (Remove, _) => out.remove = true,
             (Force, _) => out.force = true,
             (_, None) => unreachable!("every other flag takes a value"),
             (Wait, Some(v)) => match v.parse::<u64>() {
@@ -588,6 +659,7 @@ fn parse_command(p: &mut Parser, spec: &Spec, max_words: usize) -> Result<Parsed
             (Elf, v) => out.elf = v,
             (Dir, v) => out.dir = v,
             (KeyFile, v) => f.key_file = v,
+            (KernelRelease, v) => out.release = v,
             (Argon2Memory, Some(v)) => match v.parse::<u32>() {
                 Ok(n) if (8..=1024 * 1024).contains(&n) => out.argon2_memory = Some(n),
                 _ => return Err(usage(topic, format!("--argon2-memory {v:?}: give KiB from 8 to 1048576 (1 GiB)"))),
@@ -647,14 +719,25 @@ where
         "hibernate" => Command::Hibernate(a.flags),
         "load" => Command::Load(a.flags),
         "unload" => Command::Unload,
-        "resume" => Command::Resume { check: a.check, flags: a.flags },
-        "check" => Command::Check { jump: a.jump, flags: a.flags },
+        "resume" if a.json && !a.check => return Err(usage(spec.topic, "--json goes with --check: 'kjump resume --check --json'")),
+        "resume" => Command::Resume { check: a.check, json: a.json, flags: a.flags },
+        "check" => Command::Check { jump: a.jump, json: a.json, flags: a.flags },
         "bench-io" => Command::BenchIo(a.flags),
         "boot-entry" => Command::BootEntry { output: a.output.unwrap_or_else(|| "/boot/kjump".into()), flags: a.flags },
         "initramfs" => {
             let output = a.output.ok_or_else(|| usage(spec.topic, "--output FILE is required"))?;
             Command::Initramfs { output, init: a.init }
         }
+        "initramfs-digest" => Command::InitramfsDigest {
+            release: a.release,
+            action: match (a.write, a.remove) {
+                (true, true) => return Err(usage(spec.topic, "give --write or --remove, not both")),
+                (true, false) => DigestAction::Write,
+                (false, true) => DigestAction::Remove,
+                (false, false) => DigestAction::Print,
+            },
+            config: a.flags.config,
+        },
         "keygen" => Command::Keygen { dir: a.dir.unwrap_or_else(|| "/etc/kjump".into()), argon2_memory: a.argon2_memory, force: a.force },
         _ => Command::Config(a.flags),
     })
@@ -678,12 +761,8 @@ fn image(p: &mut Parser) -> Result<Command, UsageError> {
         Some(Arg::Value(word)) => word.string().map_err(err)?,
         Some(arg) => return Err(err(arg.unexpected())),
     };
-    let spec = match sub.as_str() {
-        "info" => &IMAGE_INFO,
-        "verify" => &IMAGE_VERIFY,
-        "wipe" => &IMAGE_WIPE,
-        "export" => &IMAGE_EXPORT,
-        other => return Err(usage("image", format!("unknown image command {other:?}: use info, verify, wipe or export"))),
+    let Some(spec) = image_command(&sub) else {
+        return Err(usage("image", format!("unknown image command {sub:?}: use info, verify, wipe or export")));
     };
     let a = parse_command(p, spec, 1)?;
     if a.help {
@@ -691,7 +770,7 @@ fn image(p: &mut Parser) -> Result<Command, UsageError> {
     }
     let Some(path) = a.words.into_iter().next() else { return Err(usage(spec.topic, "give one FILE or DEVICE")) };
     Ok(match spec.topic {
-        "image info" => Command::ImageInfo(path),
+        "image info" => Command::ImageInfo { path, json: a.json },
         "image verify" => Command::ImageVerify(path, a.flags.key_file),
         "image export" => {
             let elf = a.elf.ok_or_else(|| usage(spec.topic, "--elf FILE is required"))?;
@@ -708,10 +787,7 @@ fn help(p: &mut Parser) -> Result<Command, UsageError> {
     let spec = match words.as_slice() {
         [] => return Ok(Command::Help(super::usage())),
         ["image"] => &IMAGE,
-        ["image", "info"] => &IMAGE_INFO,
-        ["image", "verify"] => &IMAGE_VERIFY,
-        ["image", "wipe"] => &IMAGE_WIPE,
-        ["image", "export"] => &IMAGE_EXPORT,
+        ["image", sub] => image_command(sub).ok_or_else(|| usage("", format!("no help for \"image {sub}\": unknown command")))?,
         [name] => COMMANDS.into_iter().find(|s| s.topic == *name).ok_or_else(|| usage("", format!("no help for {name:?}: unknown command")))?,
         _ => return Err(usage("", format!("no help for {:?}: unknown command", words.join(" ")))),
     };
@@ -794,6 +870,21 @@ mod tests {
     }
 
     #[test]
+    fn json_for_check_image_info_and_resume_check_only() {
+        assert!(matches!(ok(&["check", "--json"]), Command::Check { jump: false, json: true, .. }));
+        assert!(matches!(ok(&["check", "--jump", "--json"]), Command::Check { jump: true, json: true, .. }));
+        assert!(matches!(ok(&["resume", "--check", "--json"]), Command::Resume { check: true, json: true, .. }));
+        assert_eq!(ok(&["image", "info", "--json", "/dev/vdb"]), Command::ImageInfo { path: "/dev/vdb".into(), json: true });
+        assert!(refused(&["resume", "--json"]).msg.contains("--json goes with --check"));
+        assert!(refused(&["resume", "--json=yes", "--check"]).msg.contains("takes no value"));
+        for cmd in [&["hibernate"][..], &["config"], &["image", "verify", "f"], &["image", "wipe", "f"], &["keygen"]] {
+            let mut args = cmd.to_vec();
+            args.push("--json");
+            assert!(refused(&args).msg.contains("--json"), "{args:?}");
+        }
+    }
+
+    #[test]
     fn flags_only_for_the_commands_they_apply_to() {
         assert!(refused(&["hibernate", "--keep"]).msg.contains("not an option of 'kjump hibernate'"));
         assert!(refused(&["resume", "--compress", "lz4"]).msg.contains("--compress"));
@@ -804,7 +895,7 @@ mod tests {
         assert!(refused(&["check", "--snapshot"]).msg.contains("--snapshot"));
         assert!(refused(&["config", "--output", "x"]).msg.contains("--output"));
         assert!(refused(&["hibernate", "-o", "x"]).msg.contains("unknown option -o"));
-        let Command::Resume { check: false, flags } = ok(&["resume", "--snapshot", "--keep", "--target", "/dev/vda"]) else { panic!() };
+        let Command::Resume { check: false, json: false, flags } = ok(&["resume", "--snapshot", "--keep", "--target", "/dev/vda"]) else { panic!() };
         assert!(flags.snapshot && flags.keep);
         assert_eq!(flags.get("keep"), Some("yes"));
         assert_eq!(flags.get("target"), Some("/dev/vda"));
@@ -817,7 +908,7 @@ mod tests {
     fn image_takes_exactly_one_path() {
         assert_eq!(ok(&["image", "verify", "/dev/sdb2"]), Command::ImageVerify("/dev/sdb2".into(), None));
         assert_eq!(ok(&["image", "verify", "--key-file", "/k", "/dev/sdb2"]), Command::ImageVerify("/dev/sdb2".into(), Some("/k".into())));
-        assert_eq!(ok(&["image", "info", "--", "-odd"]), Command::ImageInfo("-odd".into()));
+        assert_eq!(ok(&["image", "info", "--", "-odd"]), Command::ImageInfo { path: "-odd".into(), json: false });
         assert_eq!(ok(&["image", "wipe", "f"]), Command::ImageWipe("f".into()));
         assert_eq!(refused(&["image", "verify"]).topic, "image verify");
         assert_eq!(refused(&["image", "verify", "a", "b"]), usage("image verify", "unexpected argument \"b\""));
@@ -883,6 +974,23 @@ mod tests {
     }
 
     #[test]
+    fn initramfs_digest_flags() {
+        let digest = |args: &[&str]| ok(&[&["initramfs-digest"], args].concat());
+        assert_eq!(digest(&[]), Command::InitramfsDigest { release: None, action: DigestAction::Print, config: None });
+        assert_eq!(
+            digest(&["--kernel-release", "6.12.5-amd64", "--write", "--config", "/c"]),
+            Command::InitramfsDigest { release: Some("6.12.5-amd64".into()), action: DigestAction::Write, config: Some("/c".into()) }
+        );
+        assert_eq!(digest(&["--remove"]), Command::InitramfsDigest { release: None, action: DigestAction::Remove, config: None });
+        assert!(refused(&["initramfs-digest", "--write", "--remove"]).msg.contains("not both"));
+        assert!(refused(&["initramfs-digest", "--target", "/dev/a"]).msg.contains("--target"));
+        assert!(refused(&["check", "--write"]).msg.contains("--write"));
+        // For the hooks: not in the overview, but with its own help.
+        assert!(!super::super::usage().contains("initramfs-digest"));
+        assert!(help_text(&["initramfs-digest", "--help"]).contains("--kernel-release RELEASE"));
+    }
+
+    #[test]
     fn keygen_flags() {
         assert_eq!(ok(&["keygen"]), Command::Keygen { dir: "/etc/kjump".into(), argon2_memory: None, force: false });
         assert_eq!(
@@ -895,6 +1003,107 @@ mod tests {
         assert!(refused(&["keygen", "--target", "/dev/a"]).msg.contains("not an option of 'kjump keygen'"));
         assert!(refused(&["hibernate", "--force"]).msg.contains("--force"));
         assert!(help_text(&["keygen", "-h"]).contains("--argon2-memory KIB"));
+    }
+
+    /// The shell completions in contrib/completions/, by file name.
+    const COMPLETIONS: [(&str, &str); 3] = [
+        ("kjump.bash", include_str!("../../../contrib/completions/kjump.bash")),
+        ("_kjump", include_str!("../../../contrib/completions/_kjump")),
+        ("kjump.fish", include_str!("../../../contrib/completions/kjump.fish")),
+    ];
+
+    /// Every command the parser takes, with its words.
+    fn all_specs() -> Vec<&'static Spec> {
+        COMMANDS.into_iter().chain([&IMAGE]).chain(IMAGE_COMMANDS).collect()
+    }
+
+    /// The words of `text` made of `[a-z0-9-]`, with what precedes each.
+    fn tokens(text: &str) -> Vec<(&str, &str)> {
+        let word = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        let mut out = Vec::new();
+        let mut start = None;
+        for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
+            match (start, word(c)) {
+                (None, true) => start = Some(i),
+                (Some(b), false) => {
+                    out.push((&text[..b], &text[b..i]));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn completions_know_every_command_and_flag_and_no_other() {
+        let mut words: Vec<&str> = all_specs().iter().flat_map(|s| s.topic.split(' ')).collect();
+        words.push("help");
+        words.extend([kjump::host::sleep::Operation::Hibernate, kjump::host::sleep::Operation::SuspendThenHibernate].map(|o| o.name()));
+        let flags: Vec<&str> = ALL_FLAGS.iter().map(|f| f.name()).collect();
+        for (file, text) in COMPLETIONS {
+            let toks = tokens(text);
+            for w in &words {
+                assert!(toks.iter().any(|(_, t)| t == w), "{file} does not complete the command word {w:?}");
+            }
+            // bash and zsh name flags --name; fish as -l name in its
+            // complete lines.
+            let named: Vec<&str> = if file.ends_with(".fish") {
+                text.lines()
+                    .filter(|l| l.starts_with("complete -c kjump "))
+                    .flat_map(tokens)
+                    .filter(|(before, _)| before.ends_with(" -l "))
+                    .map(|(_, t)| t)
+                    .collect()
+            } else {
+                toks.iter().filter_map(|(_, t)| t.strip_prefix("--").filter(|f| !f.is_empty())).collect()
+            };
+            for f in &flags {
+                assert!(named.contains(f), "{file} does not complete --{f}");
+            }
+            for f in named {
+                assert!(flags.contains(&f) || ["help", "version"].contains(&f), "{file} completes --{f}, which kjump does not take");
+            }
+        }
+    }
+
+    /// Runs `script` in `shell` with the completion file `file` sourced:
+    /// `None` when the shell is not installed.
+    fn in_shell(shell: &str, file: &str, script: &str) -> Option<String> {
+        let path = format!("{}/contrib/completions/{file}", env!("CARGO_MANIFEST_DIR"));
+        let out = match std::process::Command::new(shell).arg("-c").arg(format!("source {path}\n{script}")).output() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            other => other.unwrap(),
+        };
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        Some(String::from_utf8(out.stdout).unwrap())
+    }
+
+    #[test]
+    fn completions_offer_each_command_its_own_flags() {
+        for spec in all_specs() {
+            let mut expected: Vec<String> = spec.flags.iter().map(|f| format!("--{}", f.name())).chain(["--help".to_string()]).collect();
+            expected.sort();
+            let line = format!("kjump {} --", spec.topic);
+            let words: Vec<&str> = line.split(' ').collect();
+            let bash = in_shell(
+                "bash",
+                "kjump.bash",
+                &format!("COMP_WORDS=({}); COMP_CWORD={}; _kjump; printf '%s\\n' \"${{COMPREPLY[@]}}\"", words.join(" "), words.len() - 1),
+            )
+            .expect("bash");
+            let mut got: Vec<String> = bash.lines().map(str::to_string).collect();
+            got.sort();
+            assert_eq!(got, expected, "bash: {line}");
+            match in_shell("fish", "kjump.fish", &format!("complete -C '{line}'")) {
+                None => eprintln!("fish is not installed: its completions are checked by name only"),
+                Some(fish) => {
+                    let mut got: Vec<String> = fish.lines().map(|l| l.split('\t').next().unwrap_or("").to_string()).collect();
+                    got.sort();
+                    assert_eq!(got, expected, "fish: {line}");
+                }
+            }
+        }
     }
 
     #[test]

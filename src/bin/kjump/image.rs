@@ -9,12 +9,19 @@ use kjump::units::human_size;
 use kjump::{target, Error};
 use std::time::Duration;
 
+/// An RFC 3339 UTC date of `unix` seconds since 1970, when a date can say
+/// it (up to the year 9999).
+pub(crate) fn date(unix: u64) -> Option<String> {
+    let t = std::time::UNIX_EPOCH.checked_add(Duration::from_secs(unix))?;
+    (unix < 253_402_300_800).then(|| humantime::format_rfc3339_seconds(t).to_string())
+}
+
 /// When an image was made, for people: an RFC 3339 UTC date, and the raw
 /// seconds when they are beyond what a date can say.
 pub(crate) fn created_text(unix: u64) -> String {
-    match std::time::UNIX_EPOCH.checked_add(Duration::from_secs(unix)) {
-        Some(t) if unix < 253_402_300_800 => format!("{} ({unix} seconds since 1970)", humantime::format_rfc3339_seconds(t)),
-        _ => format!("{unix} seconds since 1970"),
+    match date(unix) {
+        Some(d) => format!("{d} ({unix} seconds since 1970)"),
+        None => format!("{unix} seconds since 1970"),
     }
 }
 
@@ -35,9 +42,26 @@ pub(crate) fn open_image(path: &str, write: bool) -> Result<std::fs::File, Error
     Ok(file)
 }
 
-pub(crate) fn cmd_image(path: &str, verify: bool, key_file: Option<&str>) -> Result<(), Error> {
+/// Opens the image at `path` for `image info` and `verify`.
+fn read_image(path: &str) -> Result<Reader<std::io::BufReader<std::fs::File>>, Error> {
     let file = open_image(path, false)?;
-    let mut r = Reader::open(std::io::BufReader::with_capacity(4 << 20, file)).map_err(|e| Error::Msg(format!("{path}: {e}")))?;
+    Reader::open(std::io::BufReader::with_capacity(4 << 20, file)).map_err(|e| Error::Msg(format!("{path}: {e}")))
+}
+
+/// `kjump image info --json`: one object, the image's or the reason there
+/// is none.
+pub(crate) fn cmd_image_info_json(path: &str) -> Result<(), Error> {
+    match read_image(path) {
+        Ok(r) => crate::json::print(&crate::json::ImageInfo::new(path, &r.header, &r.state, r.header_committed())),
+        Err(e) => {
+            crate::json::print(&crate::json::ImageError { path: path.to_string(), error: e.to_string() })?;
+            Err(e)
+        }
+    }
+}
+
+pub(crate) fn cmd_image(path: &str, verify: bool, key_file: Option<&str>) -> Result<(), Error> {
+    let mut r = read_image(path)?;
     let h = &r.header;
     println!("image {path}");
     println!("  state        {}", r.state.state.name());

@@ -27,14 +27,36 @@ fn key_block(st: &kjump::image::StateBlock) -> Result<Option<kjump::host::wrap::
     kjump::host::wrap::KeyBlock::decode(&st.key_block)
 }
 
+/// An encrypted image's key, as its state block holds it.
+pub(crate) enum KeyState {
+    /// Wrapped (or sealed) as the block says.
+    Wrapped(kjump::host::wrap::KeyBlock),
+    /// Erased when the image was consumed or given up.
+    Destroyed,
+    /// A key block that does not decode.
+    Unreadable(Error),
+}
+
+/// The key of an encrypted image (`None` for an image in the clear).
+pub(crate) fn key_state(h: &kjump::image::Header, st: &kjump::image::StateBlock) -> Option<KeyState> {
+    if !h.encrypted() {
+        return None;
+    }
+    Some(match key_block(st) {
+        Ok(Some(b)) => KeyState::Wrapped(b),
+        Ok(None) => KeyState::Destroyed,
+        Err(e) => KeyState::Unreadable(e),
+    })
+}
+
 /// How an image is encrypted, for `kjump image info`.
 pub(crate) fn encryption_text(h: &kjump::image::Header, st: &kjump::image::StateBlock) -> String {
     use kjump::host::wrap::Method;
-    if !h.encrypted() {
+    let Some(key) = key_state(h, st) else {
         return "none: A's memory is in the clear in this image".into();
-    }
-    let how = match key_block(st) {
-        Ok(Some(b)) => match (b.method(), b.public_key()) {
+    };
+    let how = match key {
+        KeyState::Wrapped(b) => match (b.method(), b.public_key()) {
             (Method::Passphrase, Some(p)) => format!("key wrapped to a passphrase, key pair {}", p.fingerprint()),
             (Method::Passphrase, None) => "key wrapped to a passphrase".into(),
             (Method::KeyFile, _) => "key wrapped with a key file".into(),
@@ -43,8 +65,8 @@ pub(crate) fn encryption_text(h: &kjump::image::Header, st: &kjump::image::State
                 None => "key sealed to the TPM".into(),
             },
         },
-        Ok(None) => "key destroyed when the image was consumed or given up: its pages can never be read".into(),
-        Err(e) => format!("key block unreadable: {e}"),
+        KeyState::Destroyed => "key destroyed when the image was consumed or given up: its pages can never be read".into(),
+        KeyState::Unreadable(e) => format!("key block unreadable: {e}"),
     };
     format!("{}; {how}; image id {}", h.cipher.name(), h.image_id.hex())
 }

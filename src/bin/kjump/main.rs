@@ -14,8 +14,10 @@
 mod boot;
 mod check;
 mod cli;
+mod digest;
 mod hibernate;
 mod image;
+mod json;
 mod kernel;
 mod keygen;
 mod keys;
@@ -31,7 +33,7 @@ use kjump::{target, Error};
 use crate::boot::{cmd_boot_entry, cmd_initramfs};
 use crate::check::cmd_check;
 use crate::hibernate::{cmd_bench_io, cmd_hibernate, cmd_load, cmd_unload};
-use crate::image::{cmd_export, cmd_image, cmd_wipe};
+use crate::image::{cmd_export, cmd_image, cmd_image_info_json, cmd_wipe};
 use crate::resume::cmd_resume;
 use crate::settings::{config_text, settings};
 use crate::sleep::{cmd_generator, cmd_sleep, cmd_status};
@@ -43,16 +45,18 @@ kjump — hibernation for Linux built on kexec jump
 Usage:
   kjump hibernate [OPTIONS]        save this system's memory to the target and power off
                                    (or --after reboot|resume); returns when A comes back
-  kjump resume [--check] [OPTIONS]
+  kjump resume [--check [--json]] [OPTIONS]
                                    at boot, before A's filesystems are mounted read-write:
                                    resume from a committed image on the target, or say
                                    in one line why not and exit 3 (boot goes on);
                                    'noresume' or 'kjump.noresume' on the kernel command
                                    line forbids it and marks a committed image bad
                                    (that boot may change A's filesystems)
-  kjump check [--jump] [OPTIONS]   say whether this machine can hibernate with kjump;
+  kjump check [--jump] [--json] [OPTIONS]
+                                   say whether this machine can hibernate with kjump;
                                    --jump also does a live round trip A -> B -> A
-  kjump image info FILE|DEVICE     show an image's header and state
+  kjump image info [--json] FILE|DEVICE
+                                   show an image's header and state
   kjump image verify [--key-file PATH] FILE|DEVICE
                                    check every checksum, and authenticate an encrypted
                                    image with its key; non-zero exit names the first fault
@@ -113,6 +117,8 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
   --key-file PATH      resume, image verify|export: the key file that unwraps an encrypted
                        image's key  [default: the one encrypt = keyfile:PATH names]
   --jump               check: also do a live round trip
+  --json               check, image info, resume --check: print one JSON object
+                       instead (its fields are in kjump(8))
 Each command takes only the options it uses; see 'kjump COMMAND --help'.
 
 Exit status: 0 when all is well; 1 when a check, the jump, the save or the resume failed;
@@ -188,11 +194,25 @@ fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Help(text) => print!("{text}"),
         Command::Version => println!("kjump {}", env!("CARGO_PKG_VERSION")),
-        Command::Check { jump, flags } => cmd_check(&settings(&flags)?, jump)?,
+        Command::Check { jump, json, flags } => match settings(&flags) {
+            Ok(s) => cmd_check(&s, jump, json)?,
+            Err(e) => {
+                if let (true, Failure::Usage(msg)) = (json, &e) {
+                    json::print(&json::Check { error: Some(msg.clone()), ..Default::default() })?;
+                }
+                return Err(e);
+            }
+        },
         Command::Hibernate(flags) => cmd_hibernate(&settings(&flags)?)?,
         Command::Load(flags) => cmd_load(&settings(&flags)?)?,
         Command::Unload => cmd_unload()?,
-        Command::Resume { check, flags } => cmd_resume(&settings(&flags)?, check)?,
+        Command::Resume { check, json, flags } => {
+            let outcome = settings(&flags).and_then(|s| cmd_resume(&s, check, json));
+            if let (true, Err(why)) = (json, &outcome) {
+                json::print(&json::ResumeCheck::refused(why))?;
+            }
+            outcome?
+        }
         Command::BenchIo(flags) => cmd_bench_io(&settings(&flags)?)?,
         Command::BootEntry { output, flags } => cmd_boot_entry(&settings(&flags)?, &output)?,
         Command::Config(flags) => {
@@ -203,7 +223,8 @@ fn run(command: Command) -> Result<(), Failure> {
             print!("{}", config_text(&s));
         }
         Command::Initramfs { output, init } => cmd_initramfs(&output, init.as_deref())?,
-        Command::ImageInfo(path) => cmd_image(&path, false, None)?,
+        Command::ImageInfo { path, json: false } => cmd_image(&path, false, None)?,
+        Command::ImageInfo { path, json: true } => cmd_image_info_json(&path)?,
         Command::ImageVerify(path, key_file) => cmd_image(&path, true, key_file.as_deref())?,
         Command::ImageWipe(path) => cmd_wipe(&path)?,
         Command::ImageExport { image, elf, key_file, force } => cmd_export(&image, &elf, key_file.as_deref(), force)?,
@@ -213,6 +234,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::SystemdGenerator(dir) => {
             cmd_generator(crate::settings::settings(&SettingFlags::default()).map_err(|e| e.to_string()), std::path::Path::new(&dir))?
         }
+        Command::InitramfsDigest { release, action, config } => digest::cmd_initramfs_digest(release.as_deref(), action, config.as_deref())?,
     }
     Ok(())
 }

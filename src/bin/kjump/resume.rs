@@ -182,7 +182,10 @@ pub(crate) fn refuse_noresume(s: &Settings, word: &str, check_only: bool) -> Str
     }
 }
 
-pub(crate) fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> {
+/// `kjump resume`; with `check_only`, only says what it would do (with
+/// `json`, as one JSON object when it would resume; `main` prints the
+/// object when it would not).
+pub(crate) fn cmd_resume(s: &Settings, check_only: bool, json: bool) -> Result<(), Failure> {
     let _lock = kjump::host::lock::take("resume")?;
     let no = |why: String| Failure::NothingToResume(format!("resume: not resuming: {why}"));
     // Like the kernel's own resume, `noresume` skips it; and like the
@@ -256,12 +259,15 @@ pub(crate) fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> 
             human_size(expected.iter().map(PhysRange::len).sum())
         )));
     }
-    println!(
+    let found = format!(
         "kjump resume: committed image on {tgt}: A's kernel {}, {} stored; {}",
         kjump::image::printable(&h.kernel_release),
         human_size(h.data_bytes),
         if check_only { "would resume" } else { "resuming" }
     );
+    if !json {
+        println!("{found}");
+    }
     // A restore that keeps failing must not take every boot: each start
     // of D is counted in the image first, and the image is given up after
     // `attempts` of them.
@@ -271,6 +277,10 @@ pub(crate) fn cmd_resume(s: &Settings, check_only: bool) -> Result<(), Failure> 
             return Err(no(format!("{why}; it would be marked bad")));
         }
         return Err(no(give_up_image(&tgt, &dev, state.state, &why)));
+    }
+    if check_only && json {
+        crate::json::print(&crate::json::ResumeCheck::would(found.trim_start_matches("kjump ").to_string(), text.to_string(), &h, &state))?;
+        return Ok(());
     }
     if check_only {
         if h.encrypted() {
