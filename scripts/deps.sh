@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what kjump's build and tests need, and nothing when all is there:
 # the musl target, rustfmt and clippy (make lint), QEMU, busybox (for the test harness's A system only),
-# debootstrap (make test-distro), makedumpfile (an independent reader of B's /proc/vmcore in a test),
+# debootstrap (make test-distro), makedumpfile (an independent reader of B's /proc/vmcore in a test,
+# and with crash, of the core file kjump image export writes),
 # swtpm and tpm2-tools (encrypt = tpm2: tests/tpm.rs and make test-distro),
 # lintian (make deb checks the package with it),
 # shellcheck (make lint checks the shell scripts kjump installs with it),
@@ -13,7 +14,7 @@ set -eu
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""
 for pkg in qemu-system-x86 linux-source-6.12 linux-source-7.3 busybox-static build-essential flex bison bc \
-           libelf-dev libssl-dev cpio xz-utils e2fsprogs lz4 debootstrap ovmf makedumpfile swtpm swtpm-tools tpm2-tools lintian \
+           libelf-dev libssl-dev cpio xz-utils e2fsprogs lz4 debootstrap ovmf makedumpfile crash swtpm swtpm-tools tpm2-tools lintian \
            shellcheck zsh fish; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
 done

@@ -84,6 +84,12 @@ fn debian_hibernates_with_systemctl_and_suspend_then_hibernate_and_resumes_throu
     assert!(got[2].ends_with("CanHibernate yes CanSuspendThenHibernate yes"), "logind does not offer kjump's hibernation: {}", got[2]);
     let pid = number_after(&got[1], "pid");
     let ticks = number_after(&got[1], "ticks");
+    // kjump check: systemd reaches kjump, and the initramfs was built with
+    // this kjump and these settings.
+    let log = a.log();
+    let check: Vec<&str> = log.lines().filter(|l| l.contains("DISTRO: check: ")).collect();
+    assert!(check.iter().any(|l| l.contains("ok") && l.contains("systemd: systemctl hibernate and suspend-then-hibernate use kjump")), "{check:#?}");
+    assert!(check.iter().any(|l| l.contains("ok") && l.contains("initramfs")) && !check.iter().any(|l| l.contains("warn")), "{check:#?}");
     a.expect_in_order_within(&["DISTRO: sleep hook: pre hibernate hibernate", "kjump-init: summary:"], PHASE);
     assert!(a.try_exit(PHASE), "B did not power the machine off after saving");
     let log = a.log();

@@ -15,6 +15,7 @@ _kjump_flags()
         check) echo "--jump --json --target --kernel --initrd --region-size --append --config" ;;
         "image info") echo "--json" ;;
         "image verify") echo "--key-file" ;;
+        "image export") echo "--elf --key-file --force" ;;
         bench-io) echo "--target --wait --kernel --initrd --region-size --append --config" ;;
         boot-entry) echo "--output --target --wait --kernel --initrd --region-size --append --config --keep" ;;
         initramfs) echo "--output --init" ;;
@@ -30,7 +31,7 @@ _kjump_takes_value()
 {
     case $1 in
         --target | --after | --compress | --wait | --kernel | --initrd | --region-size | --append | --config | \
-            --output | -o | --init | --dir | --argon2-memory | --key-file | --kernel-release) return 0 ;;
+            --output | -o | --init | --dir | --argon2-memory | --key-file | --kernel-release | --elf) return 0 ;;
     esac
     return 1
 }
@@ -98,7 +99,7 @@ _kjump()
             mapfile -t COMPREPLY < <(compgen -d -- "$cur")
             return
             ;;
-        --kernel | --initrd | --config | --output | -o | --init | --key-file) _kjump_files "$cur"; return ;;
+        --kernel | --initrd | --config | --output | -o | --init | --key-file | --elf) _kjump_files "$cur"; return ;;
         --wait | --region-size | --append | --argon2-memory) return ;;
     esac
 
@@ -115,7 +116,7 @@ _kjump()
             if [[ -z $sub ]]; then
                 mapfile -t COMPREPLY < <(compgen -W "$_kjump_commands" -- "$cur")
             elif [[ $sub == image && ${#words[@]} -eq 2 ]]; then
-                mapfile -t COMPREPLY < <(compgen -W "info verify wipe" -- "$cur")
+                mapfile -t COMPREPLY < <(compgen -W "info verify wipe export" -- "$cur")
             fi
             return
             ;;
@@ -124,7 +125,7 @@ _kjump()
                 mapfile -t COMPREPLY < <(compgen -W "--help" -- "$cur")
                 return
             elif [[ -z $sub ]]; then
-                mapfile -t COMPREPLY < <(compgen -W "info verify wipe" -- "$cur")
+                mapfile -t COMPREPLY < <(compgen -W "info verify wipe export" -- "$cur")
                 return
             fi
             cmd="image $sub"
@@ -135,7 +136,7 @@ _kjump()
         return
     fi
     case $cmd in
-        "image info" | "image verify" | "image wipe") ((${#words[@]} == 2)) && _kjump_files "$cur" ;;
+        "image info" | "image verify" | "image wipe" | "image export") ((${#words[@]} == 2)) && _kjump_files "$cur" ;;
         sleep) [[ -z $sub ]] && mapfile -t COMPREPLY < <(compgen -W "hibernate suspend-then-hibernate" -- "$cur") ;;
         systemd-generator)
             compopt -o filenames 2>/dev/null

@@ -48,7 +48,7 @@ function __kjump_needs_command
     not __fish_seen_subcommand_from hibernate resume check load unload image bench-io boot-entry initramfs config keygen sleep status systemd-generator initramfs-digest help
 end
 function __kjump_needs_image_command
-    __fish_seen_subcommand_from image; and not __fish_seen_subcommand_from info verify wipe
+    __fish_seen_subcommand_from image; and not __fish_seen_subcommand_from info verify wipe export
 end
 
 complete -c kjump -f
@@ -60,7 +60,7 @@ complete -c kjump -n __kjump_needs_command -a resume -d "at boot, resume from a 
 complete -c kjump -n __kjump_needs_command -a check -d "say whether this machine can hibernate with kjump"
 complete -c kjump -n __kjump_needs_command -a load -d "boot the hibernation kernel now and keep it resident"
 complete -c kjump -n __kjump_needs_command -a unload -d "free the resident hibernation kernel"
-complete -c kjump -n __kjump_needs_command -a image -d "show, verify or wipe an image"
+complete -c kjump -n __kjump_needs_command -a image -d "show, verify, wipe or export an image"
 complete -c kjump -n __kjump_needs_command -a bench-io -d "measure the hibernation kernel's reads and writes"
 complete -c kjump -n __kjump_needs_command -a boot-entry -d "write a boot loader entry that resumes directly"
 complete -c kjump -n __kjump_needs_command -a initramfs -d "write the hibernation initramfs"
@@ -75,7 +75,8 @@ complete -c kjump -n __kjump_needs_command -a help -d "show a command's help"
 complete -c kjump -n __kjump_needs_image_command -a info -d "show an image's header and state"
 complete -c kjump -n __kjump_needs_image_command -a verify -d "check every checksum"
 complete -c kjump -n __kjump_needs_image_command -a wipe -d "overwrite an image with zeros and discard it"
-complete -c kjump -n "__kjump_command info verify wipe" -F
+complete -c kjump -n __kjump_needs_image_command -a export -d "write an image as an ELF core file"
+complete -c kjump -n "__kjump_command info verify wipe export" -F
 complete -c kjump -n "__kjump_command sleep; and not __fish_seen_subcommand_from hibernate suspend-then-hibernate" -a "hibernate suspend-then-hibernate"
 complete -c kjump -n "__kjump_command systemd-generator" -a "(__fish_complete_directories)"
 complete -c kjump -n "__kjump_command help; and not __fish_seen_subcommand_from image" -a "hibernate resume check load unload image bench-io boot-entry initramfs config keygen sleep status systemd-generator initramfs-digest"
@@ -95,12 +96,14 @@ complete -c kjump -n "__kjump_command resume" -l check -d "only say what it woul
 complete -c kjump -n "__kjump_command resume" -l snapshot -d "also resume a snapshot"
 complete -c kjump -n "__kjump_command check" -l jump -d "also do a live round trip A -> B -> A"
 complete -c kjump -n "__kjump_command check resume info" -l json -d "print one JSON object"
-complete -c kjump -n "__kjump_command resume verify" -l key-file -r -F -d "the key file of an encrypted image"
+complete -c kjump -n "__kjump_command resume verify export" -l key-file -r -F -d "the key file of an encrypted image"
 complete -c kjump -n "__kjump_command boot-entry initramfs" -s o -l output -r -F -d "where to write"
 complete -c kjump -n "__kjump_command initramfs" -l init -r -F -d "the kjump-init to put in"
 complete -c kjump -n "__kjump_command keygen" -l dir -x -a "(__fish_complete_directories)" -d "where to write the key pair"
 complete -c kjump -n "__kjump_command keygen" -l argon2-memory -x -d "Argon2id memory cost in KiB"
 complete -c kjump -n "__kjump_command keygen" -l force -d "replace an existing key pair"
+complete -c kjump -n "__kjump_command export" -l force -d "replace the core file if it exists"
+complete -c kjump -n "__kjump_command export" -l elf -r -F -d "the core file to write"
 complete -c kjump -n "__kjump_command initramfs-digest" -l kernel-release -x -a "(ls /lib/modules 2>/dev/null)" -d "the kernel the initramfs is for"
 complete -c kjump -n "__kjump_command initramfs-digest" -l write -d "record the digest"
 complete -c kjump -n "__kjump_command initramfs-digest" -l remove -d "remove the record"

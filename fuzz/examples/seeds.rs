@@ -25,6 +25,16 @@ fn image(compression: Compression, mode: u8) -> Vec<u8> {
 /// The same, its chunks sealed and its blocks under their MACs with a
 /// fixed key ([7; 32], the key the fuzz target tries) when `sealed`.
 fn image_sealed(compression: Compression, mode: u8, sealed: Option<u8>) -> Vec<u8> {
+    image_with(compression, mode, sealed, false)
+}
+
+/// An image `kjump image export` makes a core file of: page 0x300 holds
+/// A's VMCOREINFO note, and the header says so and gives A's direct map.
+fn exportable_image(mode: u8) -> Vec<u8> {
+    image_with(Compression::Lz4, mode, None, true)
+}
+
+fn image_with(compression: Compression, mode: u8, sealed: Option<u8>, exportable: bool) -> Vec<u8> {
     let sealer = sealed.map(|seed| kjump::image::Sealer {
         keys: std::sync::Arc::new(kjump::image::seal::Keys::derive(&kjump::image::seal::DataKey::from_bytes([7; 32]), kjump::image::seal::ImageId([seed; 16]))),
         salt: [seed; 16],
@@ -40,6 +50,11 @@ fn image_sealed(compression: Compression, mode: u8, sealed: Option<u8>) -> Vec<u
         x ^= x >> 17;
         x ^= x << 5;
         *b = x as u8;
+    }
+    let vmcoreinfo = note("VMCOREINFO", 0, VMCOREINFO.as_bytes());
+    if exportable {
+        noise = vmcoreinfo.clone();
+        noise.resize(PAGE, 0);
     }
     let run = PfnRun::new;
     chain.add(&enc.encode(0, &[run(0x100, 2), run(0x200, 1)], &[run(0x102, 3)], &text, &mut chunks));
@@ -68,6 +83,8 @@ fn image_sealed(compression: Compression, mode: u8, sealed: Option<u8>) -> Vec<u
         cipher: if sealer.is_some() { kjump::image::seal::Cipher::XChaCha20Poly1305 } else { kjump::image::seal::Cipher::None },
         image_id: sealer.as_ref().map(|s| s.keys.id()).unwrap_or_default(),
         nonce_salt: sealer.as_ref().map(|s| s.salt).unwrap_or_default(),
+        vmcoreinfo: exportable.then_some(kjump::load::elf_core::Note { addr: 0x30_0000, size: vmcoreinfo.len() as u64 }),
+        page_offset: exportable.then_some(0xffff_8880_0000_0000),
     }
     .encode_sealed(keys)
     .expect("header encodes");
@@ -260,6 +277,19 @@ fn read_image(img: &[u8]) -> usize {
     n
 }
 
+/// A core file that keeps nothing.
+struct Discard;
+
+impl kjump::image::export::Output for Discard {
+    fn write_at(&mut self, _: u64, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn set_len(&mut self, _: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Checks that the seeds are what they claim: each is read successfully
 /// by the parser it is for, so the fuzzer starts on the accepting paths.
 fn check_seeds() {
@@ -267,6 +297,10 @@ fn check_seeds() {
         assert_eq!(read_image(&image(c, 0)[1..]), 2);
         assert_eq!(read_image(&image_sealed(c, 2, Some(3))[1..]), 2);
     }
+    let img = exportable_image(4);
+    let mut r = kjump::image::Reader::open(&img[1..]).expect("seed image opens");
+    let done = kjump::image::export::export(&mut r, &mut Discard, |_, _| {}).expect("seed image exports");
+    assert_eq!(done.release, "6.12.117");
     assert!(kjump::load::bzimage::BzImage::parse(&bzimage(512)).is_ok());
     let info = kjump::inspect::vmcoreinfo::VmcoreInfo::parse(VMCOREINFO);
     assert!(kjump::inspect::pagetable::PageTables::from_vmcoreinfo(&info).is_ok());
@@ -323,6 +357,8 @@ fn main() {
     write(&dir, "image", "raw-reseal", &image(Compression::None, 1));
     write(&dir, "image", "lz4-sealed", &image_sealed(Compression::Lz4, 2, Some(3)));
     write(&dir, "image", "raw-sealed-reseal", &image_sealed(Compression::None, 3, Some(4)));
+    write(&dir, "image", "export", &exportable_image(4));
+    write(&dir, "image", "export-reseal", &exportable_image(5));
     // Regression: a low-memory backup longer than 1 MiB (CRCs resealed).
     let mut huge_backup = image(Compression::Lz4, 1);
     huge_backup[1 + 64..1 + 72].copy_from_slice(&0x100a_0000u64.to_le_bytes());

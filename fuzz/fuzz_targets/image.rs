@@ -9,7 +9,9 @@
 //! data, chain) is recomputed the way a writer would have written it. The
 //! second bit tries the chunks as sealed ones, opened with a fixed key
 //! (a tag matches only by chance, so this reaches the opening path and
-//! its refusals).
+//! its refusals). The third bit exports the image as a core file instead
+//! (`kjump image export`), into a sink that checks that every write lies
+//! inside the file's final length.
 
 #![no_main]
 
@@ -73,6 +75,25 @@ fn reseal(img: &mut [u8]) {
     }
 }
 
+/// A core file that keeps nothing: where writes ended, for the check that
+/// none goes past the length the export gives the file.
+#[derive(Default)]
+struct Sink {
+    end: u64,
+}
+
+impl kjump::image::export::Output for Sink {
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        self.end = self.end.max(offset.checked_add(bytes.len() as u64).expect("write beyond any offset"));
+        Ok(())
+    }
+
+    fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+        assert!(self.end <= len, "a write ends at {} in a file of {len} bytes", self.end);
+        Ok(())
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
     let mut img = rest.to_vec();
@@ -100,7 +121,12 @@ fuzz_target!(|data: &[u8]| {
     if mode & 2 == 2 {
         let _ = reader.unlock(&kjump::image::seal::DataKey::from_bytes([7; 32]));
     }
-    let sealed_unopened = reader.encrypted() && mode & 2 == 0;
+    if mode & 4 == 4 {
+        let _ = kjump::image::export::export(&mut reader, &mut Sink::default(), |_, _| {});
+        return;
+    }
+    // Sealed and not opened: no key tried, or the key did not unlock it.
+    let sealed_unopened = !reader.pages_readable();
     // Each chunk takes at least a block of input, so this ends; the bound
     // is only a second guard.
     for _ in 0..=img.len() / BLOCK {

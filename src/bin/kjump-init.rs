@@ -308,6 +308,7 @@ fn save_image(p: &Params<'_>, o: &orders::Save, jb: &JumpBack) -> Result<save::S
         snapshot: o.after == After::Resume,
         target_id: target_id.as_deref(),
         key: request.key.as_ref(),
+        vmcoreinfo: request.vmcoreinfo,
     };
     save::save(&req)
 }

@@ -76,7 +76,10 @@ const KEY_BLOCK_LEN_OFF: usize = KEY_OFF + crate::handoff::keypage::LEN;
 const KEY_BLOCK_OFF: usize = KEY_BLOCK_LEN_OFF + 4;
 /// Where the nonce salt follows the key block.
 const SALT_OFF: usize = KEY_BLOCK_OFF + crate::image::KEY_BLOCK_LEN;
-const _: () = assert!(8 + TABLE_LEN <= KEY_OFF && SALT_OFF + crate::image::seal::ID_LEN <= PAGE_SIZE as usize - 4);
+/// Where the address and size of A's VMCOREINFO note are, between the
+/// device table and the key.
+const VMCOREINFO_OFF: usize = 8 + TABLE_LEN;
+const _: () = assert!(VMCOREINFO_OFF + 16 <= KEY_OFF && SALT_OFF + crate::image::seal::ID_LEN <= PAGE_SIZE as usize - 4);
 
 /// What A tells B before the jump.
 #[derive(Clone, Debug)]
@@ -86,6 +89,11 @@ pub struct Request {
     pub uses: Vec<InUse>,
     /// Encrypt the image: its key, and the wrapped key to store with it.
     pub key: Option<crate::save::ImageKey>,
+    /// Where A's VMCOREINFO note is (`/sys/kernel/vmcoreinfo`): B records
+    /// it in the image so that `kjump image export` finds the note among
+    /// A's pages. B's `/proc/vmcore` holds a copy made when B was loaded,
+    /// whose address in A it does not tell.
+    pub vmcoreinfo: Option<crate::load::elf_core::Note>,
 }
 
 /// Encodes A's request.
@@ -101,6 +109,10 @@ pub fn encode_request(req: &Request) -> Result<[u8; PAGE_SIZE as usize], Error> 
         page[KEY_BLOCK_LEN_OFF..KEY_BLOCK_OFF].copy_from_slice(&(k.key_block.len() as u32).to_le_bytes());
         page[KEY_BLOCK_OFF..KEY_BLOCK_OFF + k.key_block.len()].copy_from_slice(&k.key_block);
         page[SALT_OFF..SALT_OFF + crate::image::seal::ID_LEN].copy_from_slice(&k.salt);
+    }
+    if let Some(n) = req.vmcoreinfo {
+        page[VMCOREINFO_OFF..VMCOREINFO_OFF + 8].copy_from_slice(&n.addr.to_le_bytes());
+        page[VMCOREINFO_OFF + 8..VMCOREINFO_OFF + 16].copy_from_slice(&n.size.to_le_bytes());
     }
     seal_request(&mut page);
     Ok(page)
@@ -133,7 +145,12 @@ pub fn decode_request(page: &[u8]) -> Result<Request, Error> {
             Some(crate::save::ImageKey { key: k.key, id: k.id, key_block: page[KEY_BLOCK_OFF..KEY_BLOCK_OFF + len].to_vec(), salt })
         }
     };
-    Ok(Request { uses, key })
+    // Zero from a kjump that did not pass it: B then records none.
+    let vmcoreinfo = match (le::u64_at(page, VMCOREINFO_OFF), le::u64_at(page, VMCOREINFO_OFF + 8)) {
+        (Some(addr), Some(size)) if size != 0 => Some(crate::load::elf_core::Note { addr, size }),
+        _ => None,
+    };
+    Ok(Request { uses, key, vmcoreinfo })
 }
 
 /// B's side: reads A's request from the mailbox page at `phys`, and wipes
@@ -376,9 +393,13 @@ mod tests {
         assert_eq!(decode(&p), None);
         assert_eq!(decode(&p[..100]), None);
         let uses = vec![InUse { kind: crate::target::in_use::Kind::Swap, major: 1, minor: 2, uuid: None, name: "vdb".into() }];
-        let req = encode_request(&Request { uses: uses.clone(), key: None }).unwrap();
+        let req = encode_request(&Request { uses: uses.clone(), key: None, vmcoreinfo: None }).unwrap();
         let back = decode_request(&req).unwrap();
-        assert_eq!((back.uses, back.key.is_none()), (uses.clone(), true));
+        assert_eq!((back.uses, back.key.is_none(), back.vmcoreinfo), (uses.clone(), true, None));
+        // A's VMCOREINFO note comes back.
+        let note = crate::load::elf_core::Note { addr: 0x2b4_c000, size: 0x1024 };
+        let with_note = encode_request(&Request { uses: uses.clone(), key: None, vmcoreinfo: Some(note) }).unwrap();
+        assert_eq!(decode_request(&with_note).unwrap().vmcoreinfo, Some(note));
         // With an image key: it comes back, and any change to it is refused.
         let key = crate::save::ImageKey {
             key: crate::image::seal::DataKey::from_bytes([5; 32]),
@@ -386,11 +407,11 @@ mod tests {
             key_block: vec![9; 300],
             salt: [4; 16],
         };
-        let with_key = encode_request(&Request { uses: uses.clone(), key: Some(key.clone()) }).unwrap();
+        let with_key = encode_request(&Request { uses: uses.clone(), key: Some(key.clone()), vmcoreinfo: None }).unwrap();
         let back = decode_request(&with_key).unwrap().key.unwrap();
         assert_eq!((back.key, back.id, back.key_block, back.salt), (key.key.clone(), key.id, key.key_block.clone(), key.salt));
         let too_long = crate::save::ImageKey { key_block: vec![1; crate::image::KEY_BLOCK_LEN + 1], ..key };
-        assert!(encode_request(&Request { uses: uses.clone(), key: Some(too_long) }).is_err());
+        assert!(encode_request(&Request { uses: uses.clone(), key: Some(too_long), vmcoreinfo: None }).is_err());
         let mut bad = req;
         bad[100] ^= 1;
         assert!(decode_request(&bad).unwrap_err().to_string().contains("checksum"));
@@ -401,7 +422,7 @@ mod tests {
 
     #[test]
     fn reports_go_only_where_a_request_is() {
-        let req = encode_request(&Request { uses: Vec::new(), key: None }).unwrap();
+        let req = encode_request(&Request { uses: Vec::new(), key: None, vmcoreinfo: None }).unwrap();
         assert!(may_post(&req, 0x1000).is_ok());
         let report = encode(&Report { ok: true, text: "done".into() });
         let zero = [0u8; 4096];
@@ -420,10 +441,10 @@ mod tests {
         assert!(m.phys() > 0 && m.phys() % PAGE_SIZE == 0);
         // Written after pinning: the pipe shows it, so it holds a reference
         // to the page, not a copy made when it was pinned.
-        m.write_request(&Request { uses: Vec::new(), key: None }).unwrap();
+        m.write_request(&Request { uses: Vec::new(), key: None, vmcoreinfo: None }).unwrap();
         let mut seen = [0u8; PAGE_SIZE as usize];
         let n = rustix::io::read(&m._pin.0, &mut seen).unwrap();
         assert_eq!(n, PAGE_SIZE as usize);
-        assert_eq!(seen, encode_request(&Request { uses: Vec::new(), key: None }).unwrap());
+        assert_eq!(seen, encode_request(&Request { uses: Vec::new(), key: None, vmcoreinfo: None }).unwrap());
     }
 }

@@ -73,6 +73,13 @@ pub mod header {
     pub const IMAGE_ID: Field<{ seal::ID_LEN }> = Field { at: 3944 };
     /// Nonce salt.
     pub const NONCE_SALT: Field<{ seal::ID_LEN }> = Field { at: 3960 };
+    /// Physical address of A's VMCOREINFO note, or 0 (for `kjump image
+    /// export` only; zero in images made before kjump wrote it).
+    pub const VMCOREINFO_ADDR: Field<8> = Field { at: 3976 };
+    /// Its length in bytes (the whole ELF note), or 0.
+    pub const VMCOREINFO_LEN: Field<4> = Field { at: 3984 };
+    /// A's direct-map base (`PAGE_OFFSET`), or 0 when unknown.
+    pub const PAGE_OFFSET: Field<8> = Field { at: 3992 };
     /// MAC of the bytes before it.
     pub const MAC: Field<{ seal::MAC_LEN }> = Field { at: 4060 };
     /// CRC of the bytes before it.
@@ -246,6 +253,9 @@ mod tests {
             CIPHER.range(),
             IMAGE_ID.range(),
             NONCE_SALT.range(),
+            VMCOREINFO_ADDR.range(),
+            VMCOREINFO_LEN.range(),
+            PAGE_OFFSET.range(),
             MAC.range(),
             CRC.range(),
         ];

@@ -15,6 +15,8 @@
 //! anything malformed with an error that names the field; they never
 //! panic and never allocate from a length they have not bounded.
 
+// An image as an ELF core file (`kjump image export`).
+pub mod export;
 // The cryptography of an encrypted image, and the checksums of a clear one.
 pub mod seal;
 // Where each field of the blocks and chunk headers lies.
@@ -22,6 +24,7 @@ pub mod layout;
 
 use core::fmt;
 
+use crate::load::elf_core::Note;
 use crate::range::{PfnRun, PhysRange};
 use layout::{chunk, header, state, Field};
 
@@ -359,6 +362,14 @@ pub struct Header {
     pub image_id: crate::image::seal::ImageId,
     /// B's random salt for the chunks' nonces.
     pub nonce_salt: [u8; crate::image::seal::ID_LEN],
+    /// Where A's VMCOREINFO note lies in A's physical memory, and its
+    /// length in bytes (the whole ELF note, at most `u32::MAX` on disk),
+    /// as B checked it: the note is among the image's own pages. `None`
+    /// when B could not tell, and in images made before kjump recorded it.
+    pub vmcoreinfo: Option<Note>,
+    /// Where A's direct map of physical memory starts (`PAGE_OFFSET`), as
+    /// B found it in A's page tables; `None` when unknown.
+    pub page_offset: Option<u64>,
 }
 
 /// Header flag: [`Header::zero_free`].
@@ -420,6 +431,12 @@ impl Header {
         header::CIPHER.set(&mut b, self.cipher.code().to_le_bytes());
         header::IMAGE_ID.set(&mut b, self.image_id.0);
         header::NONCE_SALT.set(&mut b, self.nonce_salt);
+        if let Some(n) = self.vmcoreinfo {
+            let len = u32::try_from(n.size).map_err(|_| Error::BadField { what: "header".into(), field: "VMCOREINFO note length" })?;
+            header::VMCOREINFO_ADDR.set(&mut b, n.addr.to_le_bytes());
+            header::VMCOREINFO_LEN.set(&mut b, len.to_le_bytes());
+        }
+        header::PAGE_OFFSET.set(&mut b, self.page_offset.unwrap_or(0).to_le_bytes());
         if let Some(k) = keys {
             let mac = k.header_mac(&b[..MAC_COVERS]);
             header::MAC.set(&mut b, mac);
@@ -502,6 +519,10 @@ impl Header {
             cipher: crate::image::seal::Cipher::from_code(u32_at(header::CIPHER)?).ok_or(bad("cipher"))?,
             image_id: crate::image::seal::ImageId(header::IMAGE_ID.array(b).ok_or_else(|| bad("image id"))?),
             nonce_salt: header::NONCE_SALT.array(b).ok_or_else(|| bad("nonce salt"))?,
+            // Checked by the export, their only reader: a resume does not
+            // depend on them.
+            vmcoreinfo: Some(Note { addr: u64_at(header::VMCOREINFO_ADDR)?, size: u64::from(u32_at(header::VMCOREINFO_LEN)?) }).filter(|n| n.size != 0),
+            page_offset: Some(u64_at(header::PAGE_OFFSET)?).filter(|&p| p != 0),
         };
         let mut h = h;
         for i in 0..h.in_use.len() {
@@ -1323,6 +1344,12 @@ impl<R: std::io::Read> Reader<R> {
         self.header.encrypted()
     }
 
+    /// Whether [`Reader::next_chunk`] returns pages: the image is in the
+    /// clear, or unlocked.
+    pub fn pages_readable(&self) -> bool {
+        !self.encrypted() || self.sealer.is_some()
+    }
+
     /// Checks an encrypted image's header and state against `key` and,
     /// when they pass, opens its chunks with it from now on ([`unlock`]).
     pub fn unlock(&mut self, key: &crate::image::seal::DataKey) -> Result<(), Error> {
@@ -1440,7 +1467,28 @@ mod tests {
             cipher: crate::image::seal::Cipher::None,
             image_id: crate::image::seal::ImageId::default(),
             nonce_salt: [0; 16],
+            vmcoreinfo: Some(Note { addr: 0x2b4_c000, size: 0xa8c }),
+            page_offset: Some(0xffff_8880_0000_0000),
         }
+    }
+
+    /// The export's fields round-trip, and read as absent in an image made
+    /// before kjump wrote them (zeros there).
+    #[test]
+    fn export_fields() {
+        let b = header().encode().unwrap();
+        let h = Header::decode(&b).unwrap();
+        assert_eq!((h.vmcoreinfo, h.page_offset), (Some(Note { addr: 0x2b4_c000, size: 0xa8c }), Some(0xffff_8880_0000_0000)));
+        assert_eq!(header::VMCOREINFO_ADDR.u64(&b), Some(0x2b4_c000));
+        assert_eq!(header::VMCOREINFO_LEN.u32(&b), Some(0xa8c));
+        assert_eq!(header::PAGE_OFFSET.u64(&b), Some(0xffff_8880_0000_0000));
+        let old = Header { vmcoreinfo: None, page_offset: None, ..header() }.encode().unwrap();
+        assert!(old[header::VMCOREINFO_ADDR.at..header::MAC.at].iter().all(|&x| x == 0));
+        let h = Header::decode(&old).unwrap();
+        assert_eq!((h.vmcoreinfo, h.page_offset), (None, None));
+        // The length is 4 bytes on disk: a longer note is not encoded.
+        let long = Header { vmcoreinfo: Some(Note { addr: 0x1000, size: 1 << 32 }), ..header() };
+        assert!(long.encode().unwrap_err().to_string().contains("VMCOREINFO note length"));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! x86_64): their fields declared once, and the one checked reader of
 //! them. B reads `/proc/vmcore` with it (`vmcore`), A reads
 //! `/proc/kcore` (`load::crash_info`), and the writer of the ELF core
-//! header B's kernel is given (`load::elf_core`) uses the same fields.
+//! header B's kernel is given (`load::elf_core`, also the writer of
+//! `kjump image export`'s core file) uses the same fields.
 //! Every offset and count is checked: a header that is short, a table
 //! that lies past the data or past the end of the address space, is an
 //! error, never a panic.

@@ -15,6 +15,7 @@ use core::fmt;
 
 use crate::inspect::vmcoreinfo::VmcoreInfo;
 // A's page size, and the size of a page table.
+use crate::range::PhysRange;
 use crate::units::PAGE_SIZE;
 
 /// Start of the kernel image mapping (`__START_KERNEL_map`).
@@ -240,6 +241,62 @@ impl PageTables {
         }
         Ok(())
     }
+}
+
+/// Where the kernel half of the address space starts: the lowest
+/// canonical address with the top bit set, under four or five levels.
+fn kernel_half(five_level: bool) -> u64 {
+    if five_level {
+        0xff00_0000_0000_0000
+    } else {
+        0xffff_8000_0000_0000
+    }
+}
+
+/// The span of one entry at `level` (1 = PT … 5 = PML5).
+fn entry_span(level: u8) -> u64 {
+    1u64 << (12 + 9 * u32::from(level.clamp(1, 5) - 1))
+}
+
+impl PageTables {
+    /// Where A's direct map of physical memory starts (`PAGE_OFFSET`;
+    /// `page_offset_base` when KASLR moves it): the lowest 1 GiB-aligned
+    /// address of the kernel half below `limit` that maps physical address
+    /// 0, and maps each of `checks` (physical addresses) at that base plus
+    /// the address. KASLR moves the direct map in 1 GiB steps
+    /// (`arch/x86/mm/kaslr.c`), and the kernel always maps the first MiB of
+    /// physical memory there (`init_mem_mapping`). What lies below it in
+    /// the kernel half (the guard hole, the LDT remap) maps no physical 0.
+    /// `None` when no address qualifies.
+    pub fn direct_map_base(&self, mem: &impl PhysRead, limit: u64, checks: &[u64]) -> Option<u64> {
+        const GIB: u64 = 1 << 30;
+        let mut v = kernel_half(self.five_level);
+        while v < limit {
+            let step = match self.translate(mem, v) {
+                Ok(0) if checks.iter().all(|&p| v.checked_add(p).is_some_and(|va| self.translate(mem, va) == Ok(p))) => return Some(v),
+                // Nothing mapped under this entry: on to the next one.
+                Err(Error::NotPresent { level, .. }) => entry_span(level).max(GIB),
+                _ => GIB,
+            };
+            match (v | (step - 1)).checked_add(1) {
+                Some(next) => v = next,
+                None => break,
+            }
+        }
+        None
+    }
+}
+
+/// A's direct-map base ([`PageTables::direct_map_base`]) as VMCOREINFO's
+/// tables show it: searched below `NUMBER(VMALLOC_START)` (the vmalloc
+/// area follows the direct map, KASLR or not), or below the kernel image
+/// when that is missing, and checked at the first page of each range of
+/// `ram` too. `Ok(None)` when the tables map no such base.
+pub fn find_direct_map(info: &VmcoreInfo, mem: &impl PhysRead, ram: &[PhysRange]) -> Result<Option<u64>, Error> {
+    let pt = PageTables::from_vmcoreinfo(info)?;
+    let limit = info.number("VMALLOC_START").map_or(START_KERNEL_MAP, |n| u64::from_ne_bytes(n.to_ne_bytes())).min(START_KERNEL_MAP);
+    let checks: Vec<u64> = ram.iter().filter_map(|r| r.start.checked_next_multiple_of(PAGE_SIZE).filter(|&p| r.contains(p))).collect();
+    Ok(pt.direct_map_base(mem, limit, &checks))
 }
 
 #[cfg(test)]
@@ -514,5 +571,47 @@ pub(crate) mod tests {
         mem.add_page(0xa000);
         assert_eq!(pt.read_virt(&mem, u64::MAX - 2, &mut buf), Err(Error::NonCanonical { vaddr: u64::MAX - 2 }));
         pt.read_virt(&mem, 0, &mut []).unwrap();
+    }
+
+    /// A's direct map at its default place, at places KASLR may choose,
+    /// and at the end of its range, among mappings that look like it.
+    #[test]
+    fn finds_the_direct_map_wherever_kaslr_put_it() {
+        let ram = [PhysRange::new(0x1000, 0x9fc00), PhysRange::new(0x10_0000, 0x4000_0000), PhysRange::new(0x1_0000_0000, 0x1_0020_0000)];
+        let checks = [0x1000, 0x10_0000, 0x1_0000_0000];
+        for base in [0xffff_8880_0000_0000u64, 0xffff_9a3c_4000_0000, 0xffff_c7ff_c000_0000] {
+            let (mut mem, pt) = tables();
+            // The LDT remap (a page that is not physical 0), an alias of
+            // physical 0 alone, and the kernel image (physical 0 as well
+            // here, but above the limit).
+            mem.map(ROOT, false, 0xffff_8800_0000_0000, 0x5000, 4096, 0);
+            mem.map(ROOT, false, 0xffff_8840_0000_0000, 0, 4096, 0);
+            mem.map(ROOT, false, START_KERNEL_MAP, 0, 2 << 20, 0);
+            mem.map(ROOT, false, base, 0, 1 << 30, 0);
+            mem.map(ROOT, false, base + (4 << 30), 4 << 30, 2 << 20, 0);
+            assert_eq!(pt.direct_map_base(&mem, START_KERNEL_MAP, &checks), Some(base), "{base:#x}");
+            // A few thousand reads at most: empty entries are skipped whole.
+            assert!(mem.reads.get() < 20_000, "{} reads", mem.reads.get());
+            // Below the limit only; and every check must hold.
+            assert_eq!(pt.direct_map_base(&mem, base, &checks), None);
+            assert_eq!(pt.direct_map_base(&mem, START_KERNEL_MAP, &[0x2_0000_0000]), None);
+            // The same through VMCOREINFO, without VMALLOC_START.
+            let info = VmcoreInfo::parse("SYMBOL(init_top_pgt)=ffffffff82a0e000\nNUMBER(phys_base)=0\nNUMBER(pgtable_l5_enabled)=0\n");
+            assert_eq!(find_direct_map(&info, &mem, &ram), Ok(Some(base)));
+        }
+        // Five levels: the kernel half starts lower.
+        let mut mem = FakeMem::new(0x100_0000);
+        let pt = PageTables::new(ROOT, true);
+        let base = 0xff11_0000_0000_0000;
+        mem.map(ROOT, true, base, 0, 1 << 30, 0);
+        assert_eq!(pt.direct_map_base(&mem, START_KERNEL_MAP, &[0x1000]), Some(base));
+        // No tables at all, and tables that cannot be read.
+        let (mem, pt) = tables();
+        assert_eq!(pt.direct_map_base(&mem, START_KERNEL_MAP, &[]), None);
+        let mut mem = FakeMem::new(0x100_0000);
+        mem.map(ROOT, false, 0xffff_8880_0000_0000, 0, 1 << 30, 0);
+        mem.broken.insert(ROOT);
+        assert_eq!(tables().1.direct_map_base(&mem, START_KERNEL_MAP, &[]), None);
+        assert_eq!(find_direct_map(&VmcoreInfo::parse(""), &mem, &ram), Err(Error::MissingKey { key: "SYMBOL(init_top_pgt)" }));
     }
 }

@@ -137,6 +137,21 @@ fn align4(n: usize) -> Option<usize> {
 /// The walk stops at a note with `namesz == 0` (the kernel's `final_note`)
 /// and at the first note that does not fit in the buffer.
 pub fn find_in_notes(notes: &[u8]) -> Option<String> {
+    let (_, desc) = locate(notes)?;
+    let desc = notes.get(desc)?;
+    Some(String::from_utf8_lossy(trim_nuls(desc)).into_owned())
+}
+
+/// Where the `VMCOREINFO` note is in a buffer of notes ([`find_in_notes`]):
+/// the bytes of the whole note, from its header to the end of its
+/// descriptor's padding (or of the buffer, when that ends first).
+pub fn note_range(notes: &[u8]) -> Option<std::ops::Range<usize>> {
+    locate(notes).map(|(note, _)| note)
+}
+
+/// The whole note's bytes and its descriptor's, for [`find_in_notes`] and
+/// [`note_range`].
+fn locate(notes: &[u8]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
     let mut pos = 0usize;
     loop {
         let namesz = usize::try_from(le::u32_at(notes, pos)?).ok()?;
@@ -148,11 +163,12 @@ pub fn find_in_notes(notes: &[u8]) -> Option<String> {
         let name = notes.get(name_start..name_start.checked_add(namesz)?)?;
         let desc_start = name_start.checked_add(align4(namesz)?)?;
         let desc_end = desc_start.checked_add(descsz)?;
+        let next = desc_start.checked_add(align4(descsz)?)?;
         if trim_nuls(name) == NOTE_NAME.as_bytes() {
-            let desc = notes.get(desc_start..desc_end)?;
-            return Some(String::from_utf8_lossy(trim_nuls(desc)).into_owned());
+            notes.get(desc_start..desc_end)?;
+            return Some((pos..next.min(notes.len()), desc_start..desc_end));
         }
-        pos = desc_start.checked_add(align4(descsz)?)?;
+        pos = next;
     }
 }
 
@@ -282,6 +298,20 @@ CRASHTIME=1732630000
         buf.extend(note(NOTE_NAME, 0, &desc));
         buf.extend_from_slice(&[0u8; 12]);
         assert_eq!(find_in_notes(&buf).as_deref(), Some(SAMPLE));
+    }
+
+    #[test]
+    fn the_whole_note_among_others() {
+        let first = note("CORE", 1, &[7u8; 335]);
+        let info = note(NOTE_NAME, 0, b"OSRELEASE=6.1\n");
+        let mut buf = first.clone();
+        buf.extend(&info);
+        buf.extend_from_slice(&[0u8; 12]);
+        assert_eq!(note_range(&buf), Some(first.len()..first.len() + info.len()));
+        // Its padding cut off: the note still ends with the buffer.
+        let cut = first.len() + info.len() - 2;
+        assert_eq!(note_range(&buf[..cut]), Some(first.len()..cut));
+        assert_eq!(note_range(&first), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The ELF core header that B's kernel turns into `/proc/vmcore`
 //! (`elfcorehdr=`): one PT_NOTE per note buffer in A (VMCOREINFO and each
 //! CPU's `crash_notes`) and one PT_LOAD per range of A's RAM, whose
-//! `p_offset` says where in physical memory B finds those bytes.
+//! `p_offset` says where in physical memory B finds those bytes. Its
+//! ELF and program header writers ([`ehdr`], [`phdr`]) also write the
+//! core file of `kjump image export` (`image::export`).
 
 use core::fmt;
 
@@ -68,9 +70,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-fn phdr(out: &mut Vec<u8>, p_type: u32, offset: u64, paddr: u64, size: u64) {
-    // p_vaddr is unknown to user space; p_align is 0.
-    out.extend_from_slice(&ProgramHeader { p_type, flags: PF_RWX, offset, paddr, filesz: size, memsz: size, ..Default::default() }.encode());
+/// Appends a program header (flags RWX, alignment 0, as the kernel's).
+pub fn phdr(out: &mut Vec<u8>, p_type: u32, offset: u64, vaddr: u64, paddr: u64, size: u64) {
+    out.extend_from_slice(&ProgramHeader { p_type, flags: PF_RWX, offset, vaddr, paddr, filesz: size, memsz: size, align: 0 }.encode());
 }
 
 /// Builds the header: the ELF header, then the PT_NOTEs, then the PT_LOADs.
@@ -103,7 +105,22 @@ pub fn build(notes: &[Note], loads: &[Load]) -> Result<Vec<u8>, Error> {
         }
         n.addr.checked_add(n.size).ok_or(Error::Overflow)?;
     }
-    let mut out = Vec::with_capacity(EHDR_LEN + count * PHDR_LEN);
+    // At most MAX_PHDRS: the count fits.
+    let mut out = ehdr(count as u16);
+    for n in notes {
+        phdr(&mut out, PT_NOTE, n.addr, 0, 0, n.size);
+    }
+    // p_vaddr: A's virtual addresses are unknown to its user space.
+    for l in loads {
+        phdr(&mut out, PT_LOAD, l.offset, 0, l.paddr, l.size);
+    }
+    Ok(out)
+}
+
+/// The ELF header of an x86_64 core file whose `count` program headers
+/// follow it, with room reserved for them.
+pub fn ehdr(count: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(EHDR_LEN + usize::from(count) * PHDR_LEN);
     // The fields not set are 0: the SysV ABI, no entry point, no sections.
     out.resize(EHDR_LEN, 0);
     elf::EI_MAG.set(&mut out, elf::ELFMAG);
@@ -116,14 +133,8 @@ pub fn build(notes: &[Note], loads: &[Load]) -> Result<Vec<u8>, Error> {
     elf::E_PHOFF.set(&mut out, (EHDR_LEN as u64).to_le_bytes());
     elf::E_EHSIZE.set(&mut out, (EHDR_LEN as u16).to_le_bytes());
     elf::E_PHENTSIZE.set(&mut out, (PHDR_LEN as u16).to_le_bytes());
-    elf::E_PHNUM.set(&mut out, (count as u16).to_le_bytes());
-    for n in notes {
-        phdr(&mut out, PT_NOTE, n.addr, 0, n.size);
-    }
-    for l in loads {
-        phdr(&mut out, PT_LOAD, l.offset, l.paddr, l.size);
-    }
-    Ok(out)
+    elf::E_PHNUM.set(&mut out, count.to_le_bytes());
+    out
 }
 
 #[cfg(test)]

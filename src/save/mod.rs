@@ -66,6 +66,8 @@ pub struct Request<'a> {
     pub target_id: Option<&'a str>,
     /// Encrypt the image with this key (from A's request).
     pub key: Option<&'a ImageKey>,
+    /// Where A said its VMCOREINFO note is (from A's request).
+    pub vmcoreinfo: Option<crate::load::elf_core::Note>,
 }
 
 /// An encrypted image's key as A hands it to B: the data key, the image
@@ -331,6 +333,26 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
             _ => {}
         }
     }
+    // What `kjump image export` needs to make a core file of the image.
+    let vmcoreinfo = match req.vmcoreinfo.map(|n| vmcoreinfo_in_a(&vmcore, n)) {
+        Some(Ok(at)) => Some(at),
+        Some(Err(why)) => {
+            say!("{why}: the image will not be exported as a core file");
+            None
+        }
+        None => None,
+    };
+    let page_offset = match crate::inspect::pagetable::find_direct_map(&info, &vmcore, &ram) {
+        Ok(Some(base)) => Some(base),
+        Ok(None) => {
+            say!("A's direct map is not in its page tables: a core file of the image will have no virtual addresses");
+            None
+        }
+        Err(e) => {
+            say!("cannot look for A's direct map ({e}): a core file of the image will have no virtual addresses");
+            None
+        }
+    };
     let (file, name) = open_target(req.target, req.wait, true, req.in_use, req.target_id)?;
     say!("writing the image to {name}");
     let sealer = match req.key {
@@ -357,6 +379,8 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
         cipher: if sealer.is_some() { crate::image::seal::Cipher::XChaCha20Poly1305 } else { crate::image::seal::Cipher::None },
         image_id: req.key.map(|k| k.id).unwrap_or_default(),
         nonce_salt: sealer.as_ref().map(|s| s.salt).unwrap_or_default(),
+        vmcoreinfo,
+        page_offset,
         ..Header::default()
     };
     let mut blocks = vec![0u8; 2 * BLOCK];
@@ -483,6 +507,24 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     s.bytes_on_disk = pos;
     s.seconds = start.elapsed().as_secs_f64();
     Ok(s)
+}
+
+/// Where A's VMCOREINFO note lies in A's memory, as the image records it:
+/// A said its note buffer is `n` (`/sys/kernel/vmcoreinfo`); the note
+/// itself is the one in `/proc/vmcore` (a copy A made when it loaded B),
+/// and must read the same at that address of A's memory as B saves it
+/// (not in the kjump region, whose pages are elsewhere while B runs).
+fn vmcoreinfo_in_a(vmcore: &Vmcore, n: crate::load::elf_core::Note) -> Result<crate::load::elf_core::Note, String> {
+    use crate::inspect::pagetable::PhysRead;
+    let copy = crate::inspect::vmcoreinfo::note_range(&vmcore.notes).and_then(|r| vmcore.notes.get(r)).ok_or("no VMCOREINFO note in /proc/vmcore")?;
+    // The header stores the length in 4 bytes.
+    let len = u32::try_from(copy.len()).ok().filter(|&l| u64::from(l) <= n.size).ok_or("A's VMCOREINFO note is larger than the buffer A named")?;
+    let mut there = vec![0u8; copy.len()];
+    vmcore.read_phys(n.addr, &mut there).map_err(|_| format!("A's VMCOREINFO note at {:#x} is not in A's RAM as saved (in the kjump region?)", n.addr))?;
+    if there != copy {
+        return Err(format!("A's memory at {:#x} does not hold its VMCOREINFO note", n.addr));
+    }
+    Ok(crate::load::elf_core::Note { addr: n.addr, size: u64::from(len) })
 }
 
 #[cfg(test)]

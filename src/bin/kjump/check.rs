@@ -68,6 +68,13 @@ fn check(s: &Settings, live: bool, json: bool, report: &mut crate::json::Check) 
             println!("  {}  {}", if l.current { "ok  " } else { "warn" }, l.text);
         }
     }
+    // Not a check either: how systemd reaches kjump.
+    if let Some((ok, text)) = crate::sleep::systemd_line(s) {
+        if !json {
+            println!("  {}  {text}", if ok { "ok  " } else { "warn" });
+        }
+        report.systemd = Some(CheckLine { ok, text });
+    }
     first_failure(&items).map_err(fail)?;
     if let Err(e) = refuse_clear_image_of_encrypted_disks(s, &in_use::collect()?) {
         report.checks.push(CheckLine { ok: false, text: e.to_string() });

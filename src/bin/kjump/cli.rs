@@ -79,6 +79,14 @@ pub enum Command {
     },
     ImageVerify(String, Option<String>),
     ImageWipe(String),
+    /// `image export --elf FILE`: the image, the core file, the key file,
+    /// whether to replace the core file.
+    ImageExport {
+        image: String,
+        elf: String,
+        key_file: Option<String>,
+        force: bool,
+    },
     BenchIo(SettingFlags),
     BootEntry {
         output: String,
@@ -130,6 +138,7 @@ impl Command {
             Command::ImageInfo { .. } => "image info",
             Command::ImageVerify(..) => "image verify",
             Command::ImageWipe(_) => "image wipe",
+            Command::ImageExport { .. } => "image export",
             Command::BenchIo(_) => "bench-io",
             Command::BootEntry { .. } => "boot-entry",
             Command::Initramfs { .. } => "initramfs",
@@ -197,6 +206,7 @@ enum Flag {
     Argon2Memory,
     KeyFile,
     Force,
+    Elf,
     Json,
     KernelRelease,
     Write,
@@ -205,7 +215,7 @@ enum Flag {
 
 use Flag::*;
 
-const ALL_FLAGS: [Flag; 23] = [
+const ALL_FLAGS: [Flag; 24] = [
     Target,
     After,
     Compress,
@@ -225,6 +235,7 @@ const ALL_FLAGS: [Flag; 23] = [
     Argon2Memory,
     Force,
     KeyFile,
+    Elf,
     Json,
     KernelRelease,
     Write,
@@ -253,6 +264,7 @@ impl Flag {
             Argon2Memory => "argon2-memory",
             KeyFile => "key-file",
             Force => "force",
+            Elf => "elf",
             Json => "json",
             KernelRelease => "kernel-release",
             Write => "write",
@@ -304,7 +316,9 @@ impl Flag {
             Dir => "  --dir DIR            where to write public.key and private.key  [default: /etc/kjump]\n",
             Argon2Memory => "  --argon2-memory KIB  Argon2id memory cost in KiB, 8 to 1048576  [default: 65536]\n",
             KeyFile => "  --key-file PATH      the key file that unwraps an encrypted image's key\n                       [default: the one encrypt = keyfile:PATH names]\n",
+            Force if cmd == "image export" => "  --force              replace FILE if it exists\n",
             Force => "  --force              replace an existing key pair\n",
+            Elf => "  --elf FILE           the core file to write (required)\n",
             Json if cmd == "resume" => "  --json               with --check: print one JSON object (fields in kjump(8))\n",
             Json => "  --json               print one JSON object instead (fields in kjump(8))\n",
             KernelRelease => "  --kernel-release RELEASE\n                       the kernel the initramfs is for  [default: the running one]\n",
@@ -375,11 +389,12 @@ only when all pass. --jump also does a live round trip A -> B -> A.
 
 const IMAGE: Spec = Spec {
     topic: "image",
-    synopsis: "kjump image info|verify|wipe FILE|DEVICE",
+    synopsis: "kjump image info|verify|wipe|export FILE|DEVICE",
     about: "  info      show an image's header and state
   verify    check every checksum; non-zero exit names the first fault
   wipe      overwrite an image with zeros and discard it (a file is then removed);
             refuses anything that is not a kjump image
+  export    write the image as an ELF core file (--elf FILE) for crash and makedumpfile
 ",
     flags: &[],
 };
@@ -407,9 +422,23 @@ anything that is not a kjump image, and a device this system uses.
     flags: &[],
 };
 
+const IMAGE_EXPORT: Spec = Spec {
+    topic: "image export",
+    synopsis: "kjump image export --elf FILE [--key-file PATH] [--force] IMAGE",
+    about: "Write the image (a file or device) as an ELF core file, the shape of the
+/proc/vmcore the hibernation kernel saved it from: A's VMCOREINFO note and A's RAM
+at its physical addresses (and direct-map virtual addresses), pages left out of
+the image as zeros (holes in FILE). crash and makedumpfile read it like a kdump.
+FILE holds all of A's memory and is made readable by its owner only. Checks
+everything 'kjump image verify' checks; an encrypted image needs its key (from
+--key-file, or a passphrase asked on the terminal). Refuses an image made before
+kjump recorded where A's VMCOREINFO note is.
+",
+    flags: &[Elf, KeyFile, Force],
+};
 /// `kjump image`'s commands: the parser, the help and the shell
 /// completions (a test) take them from here.
-const IMAGE_COMMANDS: [&Spec; 3] = [&IMAGE_INFO, &IMAGE_VERIFY, &IMAGE_WIPE];
+const IMAGE_COMMANDS: [&Spec; 4] = [&IMAGE_INFO, &IMAGE_VERIFY, &IMAGE_WIPE, &IMAGE_EXPORT];
 
 /// The `image` command `word` names (`info` for `image info`).
 fn image_command(word: &str) -> Option<&'static Spec> {
@@ -545,6 +574,7 @@ struct Parsed {
     dir: Option<String>,
     argon2_memory: Option<u32>,
     force: bool,
+    elf: Option<String>,
     words: Vec<String>,
 }
 
@@ -626,6 +656,7 @@ fn parse_command(p: &mut Parser, spec: &Spec, max_words: usize) -> Result<Parsed
             (Config, v) => f.config = v,
             (Output, v) => out.output = v,
             (Init, v) => out.init = v,
+            (Elf, v) => out.elf = v,
             (Dir, v) => out.dir = v,
             (KeyFile, v) => f.key_file = v,
             (KernelRelease, v) => out.release = v,
@@ -721,17 +752,17 @@ fn end(p: &mut Parser, topic: &'static str) -> Result<(), UsageError> {
     }
 }
 
-/// `kjump image info|verify|wipe FILE|DEVICE`.
+/// `kjump image info|verify|wipe|export FILE|DEVICE`.
 fn image(p: &mut Parser) -> Result<Command, UsageError> {
     let err = |e: lexopt::Error| usage("image", lexopt_message(e));
     let sub = match p.next().map_err(err)? {
-        None => return Err(usage("image", "name what to do: info, verify or wipe")),
+        None => return Err(usage("image", "name what to do: info, verify, wipe or export")),
         Some(Arg::Short('h') | Arg::Long("help")) => return Ok(Command::Help(IMAGE.help())),
         Some(Arg::Value(word)) => word.string().map_err(err)?,
         Some(arg) => return Err(err(arg.unexpected())),
     };
     let Some(spec) = image_command(&sub) else {
-        return Err(usage("image", format!("unknown image command {sub:?}: use info, verify or wipe")));
+        return Err(usage("image", format!("unknown image command {sub:?}: use info, verify, wipe or export")));
     };
     let a = parse_command(p, spec, 1)?;
     if a.help {
@@ -741,6 +772,10 @@ fn image(p: &mut Parser) -> Result<Command, UsageError> {
     Ok(match spec.topic {
         "image info" => Command::ImageInfo { path, json: a.json },
         "image verify" => Command::ImageVerify(path, a.flags.key_file),
+        "image export" => {
+            let elf = a.elf.ok_or_else(|| usage(spec.topic, "--elf FILE is required"))?;
+            Command::ImageExport { image: path, elf, key_file: a.flags.key_file, force: a.force }
+        }
         _ => Command::ImageWipe(path),
     })
 }
@@ -879,8 +914,30 @@ mod tests {
         assert_eq!(refused(&["image", "verify", "a", "b"]), usage("image verify", "unexpected argument \"b\""));
         assert!(refused(&["image", "-x"]).msg.contains("unknown option -x"));
         assert!(refused(&["image", "verify", "a", "--target", "b"]).msg.contains("--target"));
-        assert!(refused(&["image"]).msg.contains("info, verify or wipe"));
+        assert!(refused(&["image"]).msg.contains("info, verify, wipe or export"));
         assert!(refused(&["image", "check", "a"]).msg.contains("unknown image command"));
+    }
+
+    #[test]
+    fn image_export_needs_a_core_file() {
+        assert_eq!(
+            ok(&["image", "export", "--elf", "/tmp/a.elf", "/dev/sdb2"]),
+            Command::ImageExport { image: "/dev/sdb2".into(), elf: "/tmp/a.elf".into(), key_file: None, force: false }
+        );
+        assert_eq!(
+            ok(&["image", "export", "/dev/sdb2", "--force", "--key-file=/k", "--elf=a.elf"]),
+            Command::ImageExport { image: "/dev/sdb2".into(), elf: "a.elf".into(), key_file: Some("/k".into()), force: true }
+        );
+        assert_eq!(refused(&["image", "export", "/dev/sdb2"]), usage("image export", "--elf FILE is required"));
+        assert_eq!(refused(&["image", "export", "--elf", "a.elf"]), usage("image export", "give one FILE or DEVICE"));
+        assert!(refused(&["image", "export", "--elf"]).msg.contains("--elf needs a value"));
+        assert!(refused(&["image", "verify", "--elf", "a", "b"]).msg.contains("not an option of 'kjump image verify'"));
+        assert!(refused(&["image", "export", "--elf", "a", "b", "c"]).msg.contains("\"c\""));
+        let help = help_text(&["image", "export", "--help"]);
+        assert!(help.starts_with("Usage: kjump image export --elf FILE [--key-file PATH] [--force] IMAGE"), "{help}");
+        assert!(help.contains("--force              replace FILE if it exists"), "{help}");
+        assert_eq!(help_text(&["help", "image", "export"]), help);
+        assert!(help_text(&["image", "-h"]).contains("export"));
     }
 
     #[test]

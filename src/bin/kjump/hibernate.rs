@@ -111,8 +111,12 @@ pub(crate) fn cmd_hibernate(s: &Settings) -> Result<(), Error> {
     // The image's key reaches B in the mailbox page only (B wipes it
     // there before it reads A's memory); A's other copies are wiped when
     // the request is dropped, before the jump.
-    let request =
-        kjump::handoff::mailbox::Request { uses: in_use::table_for_b(&p.uses), key: new_image_key(s).map_err(|e| Error::Msg(format!("hibernate: {e}")))? };
+    let request = kjump::handoff::mailbox::Request {
+        uses: in_use::table_for_b(&p.uses),
+        key: new_image_key(s).map_err(|e| Error::Msg(format!("hibernate: {e}")))?,
+        // For `kjump image export` only: an image is made without it.
+        vmcoreinfo: kjump::load::crash_info::vmcoreinfo().ok(),
+    };
     let encrypted = request.key.is_some();
     let (mailbox, how) = match resident_kernel(s, &p)? {
         Some(mut mailbox) => {
@@ -186,7 +190,7 @@ pub(crate) fn cmd_load(s: &Settings) -> Result<(), Error> {
         region: p.region,
         fingerprint: resident::fingerprint(&hk.cmdline, &hk.kernel, &hk.initrd),
     };
-    mailbox.write_request(&kjump::handoff::mailbox::Request { uses: in_use::table_for_b(&p.uses), key: None })?;
+    mailbox.write_request(&kjump::handoff::mailbox::Request { uses: in_use::table_for_b(&p.uses), key: None, vmcoreinfo: None })?;
     let loaded = jump::load_hibernation_kernel(&hk)?;
     drop(hk);
     println!("kjump: starting the hibernation kernel in {}, to keep it resident for {}", loaded.region, p.tgt);
@@ -249,7 +253,7 @@ pub(crate) fn cmd_bench_io(s: &Settings) -> Result<(), Error> {
     let map = MemoryMap::read()?;
     let region = map.choose_region(s.region_size)?;
     let mut mailbox = Mailbox::new(region)?;
-    mailbox.write_request(&kjump::handoff::mailbox::Request { uses: in_use::table_for_b(&uses), key: None })?;
+    mailbox.write_request(&kjump::handoff::mailbox::Request { uses: in_use::table_for_b(&uses), key: None, vmcoreinfo: None })?;
     let mode = Orders::Bench(kjump::handoff::orders::Bench { target: tgt.clone(), wait: s.wait, mailbox: mailbox.phys() }).to_string();
     jump::load_hibernation_kernel(&hibernation_kernel(s, &mode, Some(&dev))?)?;
     let away = jump::jump_to_loaded();

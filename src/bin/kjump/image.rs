@@ -1,4 +1,5 @@
-//! A and C: `kjump image info`, `verify` and `wipe`, on an image file or device.
+//! A and C: `kjump image info`, `verify`, `wipe` and `export`, on an image
+//! file or device.
 
 use crate::keys::{encryption_text, image_key};
 use kjump::image::{Compression, Reader, State};
@@ -81,6 +82,7 @@ pub(crate) fn cmd_image(path: &str, verify: bool, key_file: Option<&str>) -> Res
     println!("  region       {}", h.region);
     println!("  re-entry     {:#x}, low memory {:#x}+{:#x}", h.reentry, h.backup.start, h.backup.len());
     println!("  encryption   {}", encryption_text(h, &r.state));
+    println!("  export       {}", export_text(h));
     if !verify {
         return Ok(());
     }
@@ -150,6 +152,96 @@ pub(crate) fn cmd_image(path: &str, verify: bool, key_file: Option<&str>) -> Res
         if unlocked { ", header, state and every chunk authenticated" } else { "" }
     );
     Ok(())
+}
+
+/// Whether `kjump image export` can make a core file of an image, for
+/// `kjump image info`.
+fn export_text(h: &kjump::image::Header) -> String {
+    match (h.vmcoreinfo, h.page_offset) {
+        (None, _) => "not possible: made before kjump recorded where A's VMCOREINFO note is".into(),
+        (Some(note), base) => format!(
+            "VMCOREINFO note at {:#x} ({} bytes), {}",
+            note.addr,
+            note.size,
+            base.map_or("direct map unknown (no virtual addresses)".into(), |b| format!("direct map at {b:#x}"))
+        ),
+    }
+}
+
+/// `kjump image export --elf FILE`: the image as an ELF core file
+/// ([`kjump::image::export`]), written to `FILE.tmp`, flushed, and renamed
+/// to FILE, which is replaced only with `force`.
+pub(crate) fn cmd_export(path: &str, elf: &str, key_file: Option<&str>, force: bool) -> Result<(), Error> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let fail = |e: &dyn std::fmt::Display| Error::Msg(format!("export {path}: {e}"));
+    let file = open_image(path, false)?;
+    let image_meta = file.metadata().map_err(|e| Error::io(format!("examining {path}"), e))?;
+    match std::fs::symlink_metadata(elf) {
+        Ok(m) if m.dev() == image_meta.dev() && m.ino() == image_meta.ino() => {
+            return Err(Error::Msg(format!("export: {elf} is the image itself: name another file")));
+        }
+        Ok(m) if m.is_dir() => return Err(Error::Msg(format!("export: {elf} is a directory: name the core file"))),
+        Ok(_) if !force => return Err(Error::Msg(format!("export: {elf} exists: give --force to replace it"))),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("export: examining {elf}"), e)),
+    }
+    let mut r = Reader::open(std::io::BufReader::with_capacity(4 << 20, file)).map_err(|e| fail(&e))?;
+    // What the export needs from the header, before a key is asked for.
+    let layout = kjump::image::export::Layout::new(&r.header).map_err(|e| fail(&e))?;
+    if r.encrypted() {
+        let key = image_key(&r.header, &r.state, key_file, kjump::host::ask::stdin_is_terminal()).map_err(|e| fail(&Error::from(e)))?;
+        let key = key.ok_or_else(|| fail(&"the image is encrypted: give --key-file PATH, or run on a terminal to be asked for the passphrase"))?;
+        r.unlock(&key).map_err(|e| fail(&e))?;
+    }
+    let tmp = format!("{elf}.tmp");
+    // Owner only: the core file holds all of A's memory. Never through a
+    // symbolic link, never over a file already there.
+    let create = || std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(&tmp);
+    let mut out = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && force => {
+            std::fs::remove_file(&tmp).map_err(|e| Error::io(format!("export: removing {tmp}"), e))?;
+            create()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Msg(format!("export: {tmp} exists (left by an interrupted export?): remove it, or give --force")));
+        }
+        other => other,
+    }
+    .map_err(|e| Error::io(format!("export: creating {tmp}"), e))?;
+    let mut last = std::time::Instant::now();
+    let done = kjump::image::export::export(&mut r, &mut out, |chunk, chunks| {
+        if last.elapsed() > Duration::from_secs(1) {
+            eprintln!("kjump: exported {chunk} of {chunks} chunks");
+            last = std::time::Instant::now();
+        }
+    })
+    .map_err(|e| fail(&e))
+    .and_then(|done| out.sync_all().map(|()| done).map_err(|e| Error::io(format!("export: flushing {tmp}"), e)))
+    .and_then(|done| rename(&tmp, elf, force).map(|()| done));
+    let done = done.inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    println!(
+        "kjump: exported {path} to {elf}: {} of A's RAM in {} ranges ({} bytes, {} pages written), kernel {}, {}",
+        human_size(r.header.ram.iter().map(PhysRange::len).sum()),
+        r.header.ram.len(),
+        layout.file_len,
+        done.stored_pages,
+        kjump::image::printable(&done.release),
+        done.page_offset.map_or("no virtual addresses (the image does not know A's direct map)".into(), |b| format!("direct map at {b:#x}"))
+    );
+    Ok(())
+}
+
+/// Renames `from` to `to`, over a file there only when `replace`.
+fn rename(from: &str, to: &str, replace: bool) -> Result<(), Error> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    let flags = if replace { RenameFlags::empty() } else { RenameFlags::NOREPLACE };
+    renameat_with(CWD, from, CWD, to, flags).map_err(|e| match e {
+        rustix::io::Errno::EXIST => Error::Msg(format!("export: {to} exists: give --force to replace it")),
+        e => Error::sys(format!("export: renaming {from} to {to}"), e),
+    })
 }
 
 /// `kjump image wipe`: overwrite a kjump image with zeros (header, state

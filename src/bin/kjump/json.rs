@@ -44,6 +44,9 @@ pub(crate) struct Check {
     pub(crate) error: Option<String>,
     /// The initramfs of each installed kernel with kjump in it.
     pub(crate) initramfs: Vec<InitramfsLine>,
+    /// Under systemd with a target set: whether `systemctl hibernate`
+    /// reaches kjump (`ok` false: what to do).
+    pub(crate) systemd: Option<CheckLine>,
     /// With `--jump`: how long A was away.
     pub(crate) round_trip_seconds: Option<f64>,
 }
@@ -129,6 +132,12 @@ pub(crate) struct ImageInfo {
     pub(crate) reentry: u64,
     /// Where A's low memory was backed up: [start, length].
     pub(crate) low_memory: [u64; 2],
+    /// Where A's VMCOREINFO note is, [address, length] (null: not
+    /// recorded, so `kjump image export` refuses the image).
+    pub(crate) vmcoreinfo: Option<[u64; 2]>,
+    /// A's direct-map base, for the export's virtual addresses (null:
+    /// unknown).
+    pub(crate) page_offset: Option<u64>,
     pub(crate) encryption: Encryption,
     /// The state block commits this header.
     pub(crate) header_committed: bool,
@@ -199,6 +208,8 @@ impl ImageInfo {
             region: [h.region.start, h.region.end],
             reentry: h.reentry,
             low_memory: [h.backup.start, h.backup.len()],
+            vmcoreinfo: h.vmcoreinfo.map(|n| [n.addr, n.size]),
+            page_offset: h.page_offset,
             encryption: Encryption::new(h, st),
             header_committed,
         }
@@ -296,6 +307,12 @@ mod tests {
         assert_eq!(v["ram_ranges"], json!([[0x1000, 0x9f000], [0x100000, 0x8000_0000u64]]));
         assert_eq!(v["region"], json!([0x4000_0000, 0x4400_0000]));
         assert_eq!(v["low_memory"], json!([0x9000, 0x1000]));
+        // Made before kjump recorded the export's fields, then with them.
+        assert_eq!((&v["vmcoreinfo"], &v["page_offset"]), (&Value::Null, &Value::Null));
+        let mut h = header(Cipher::None);
+        (h.vmcoreinfo, h.page_offset) = (Some(kjump::load::elf_core::Note { addr: 0x2b4_c000, size: 0xa8c }), Some(0xffff_8880_0000_0000));
+        let e = value(&ImageInfo::new("f", &h, &state(State::Committed, "", Vec::new()), true));
+        assert_eq!((&e["vmcoreinfo"], &e["page_offset"]), (&json!([0x2b4_c000, 0xa8c]), &json!(0xffff_8880_0000_0000u64)));
         assert_eq!((v["stored_pages"].as_u64(), v["zero_pages"].as_u64(), v["free_pages"].as_u64()), (Some(5), Some(3), Some(2)));
         assert_eq!(v["header_committed"], true);
         assert_eq!(
@@ -350,7 +367,10 @@ mod tests {
     #[test]
     fn check_object() {
         let v = value(&Check { ok: false, checks: vec![CheckLine { ok: false, text: "no kexec".into() }], error: Some("x".into()), ..Default::default() });
-        assert_eq!(v, json!({"ok": false, "checks": [{"ok": false, "text": "no kexec"}], "error": "x", "initramfs": [], "round_trip_seconds": null}));
+        assert_eq!(
+            v,
+            json!({"ok": false, "checks": [{"ok": false, "text": "no kexec"}], "error": "x", "initramfs": [], "systemd": null, "round_trip_seconds": null})
+        );
     }
 
     /// Every key of `v`, nested ones included.

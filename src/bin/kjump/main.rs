@@ -2,8 +2,9 @@
 //!
 //! One file per command: `check`, `hibernate` (also `load`, `unload` and
 //! `bench-io`), `resume` (C), `boot` (`boot-entry` and `initramfs`),
-//! `image` (`image info`, `verify`, `wipe`), `keygen`, and `sleep` (`sleep`,
-//! `status`, `systemd-generator`: kjump under systemd); what they share:
+//! `image` (`image info`, `verify`, `wipe`, `export`), `keygen`, and
+//! `sleep` (`sleep`, `status`, `systemd-generator`: kjump under systemd);
+//! what they share:
 //! `cli` (the command line), `settings` (kjump.conf and the flags),
 //! `kernel` (loading B or D) and `keys` (encrypted images' keys). This file
 //! runs the command and turns its outcome into the exit status.
@@ -32,7 +33,7 @@ use kjump::{target, Error};
 use crate::boot::{cmd_boot_entry, cmd_initramfs};
 use crate::check::cmd_check;
 use crate::hibernate::{cmd_bench_io, cmd_hibernate, cmd_load, cmd_unload};
-use crate::image::{cmd_image, cmd_image_info_json, cmd_wipe};
+use crate::image::{cmd_export, cmd_image, cmd_image_info_json, cmd_wipe};
 use crate::resume::cmd_resume;
 use crate::settings::{config_text, settings};
 use crate::sleep::{cmd_generator, cmd_sleep, cmd_status};
@@ -61,6 +62,10 @@ Usage:
                                    image with its key; non-zero exit names the first fault
   kjump image wipe FILE|DEVICE     overwrite an image with zeros and discard it (a file is
                                    then removed); refuses anything that is not a kjump image
+  kjump image export --elf FILE [--key-file PATH] [--force] FILE|DEVICE
+                                   write an image as an ELF core file (A's VMCOREINFO and
+                                   RAM, as the hibernation kernel's /proc/vmcore showed
+                                   them) that crash and makedumpfile read like a kdump
   kjump bench-io --target DEVICE   for benchmarks: in the hibernation kernel, measure how
                                    fast /proc/vmcore reads and the target takes O_DIRECT
                                    writes and reads; OVERWRITES the target's first 768 MiB
@@ -109,7 +114,7 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
                        kernel discards it once A's memory is back; the image is
                        marked consumed either way)
   --check              resume: only say what it would do
-  --key-file PATH      resume, image verify: the key file that unwraps an encrypted
+  --key-file PATH      resume, image verify|export: the key file that unwraps an encrypted
                        image's key  [default: the one encrypt = keyfile:PATH names]
   --jump               check: also do a live round trip
   --json               check, image info, resume --check: print one JSON object
@@ -222,6 +227,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::ImageInfo { path, json: true } => cmd_image_info_json(&path)?,
         Command::ImageVerify(path, key_file) => cmd_image(&path, true, key_file.as_deref())?,
         Command::ImageWipe(path) => cmd_wipe(&path)?,
+        Command::ImageExport { image, elf, key_file, force } => cmd_export(&image, &elf, key_file.as_deref(), force)?,
         Command::Keygen { dir, argon2_memory, force } => keygen::run(&dir, argon2_memory, force)?,
         Command::Sleep { op, flags } => cmd_sleep(&settings(&flags)?, op)?,
         Command::Status => cmd_status()?,

@@ -113,6 +113,43 @@ pub(crate) fn cmd_generator(settings: Result<Settings, String>, dir: &Path) -> R
     Ok(())
 }
 
+/// What `kjump check` says about systemd (`None`: systemd is not running,
+/// or no target is set, so the generator has nothing to do): whether
+/// `systemctl hibernate` reaches kjump now, and what to do if not.
+pub(crate) fn systemd_line(s: &Settings) -> Option<(bool, String)> {
+    if !Path::new("/run/systemd/system").exists() || s.target.is_none() {
+        return None;
+    }
+    let masked = std::fs::read_link("/etc/systemd/system-generators/kjump-generator").is_ok_and(|t| t == Path::new("/dev/null"));
+    if masked {
+        return Some((true, "systemd: kjump's generator is masked: systemctl hibernate keeps systemd's own hibernation".into()));
+    }
+    let written = Path::new("/run/systemd/generator/systemd-hibernate.service.d").join(DROP_IN_NAME).exists();
+    if !written {
+        return Some((
+            false,
+            "systemd: systemctl hibernate does not use kjump yet: run 'systemctl daemon-reload' and 'systemctl restart systemd-logind' (or reboot)".into(),
+        ));
+    }
+    if !logind_has_bypass() {
+        return Some((
+            false,
+            "systemd: logind started before kjump's drop-in and may refuse hibernation without swap: 'systemctl restart systemd-logind' (or reboot)".into(),
+        ));
+    }
+    Some((true, "systemd: systemctl hibernate and suspend-then-hibernate use kjump".into()))
+}
+
+/// Whether a running systemd-logind has kjump's environment.
+fn logind_has_bypass() -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return false };
+    procs.flatten().any(|p| {
+        let dir = p.path();
+        std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == "systemd-logind")
+            && std::fs::read(dir.join("environ")).is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == b"SYSTEMD_BYPASS_HIBERNATION_MEMORY_CHECK=1"))
+    })
+}
+
 /// `kjump status`: the last hibernation's outcome, as A recorded it.
 pub(crate) fn cmd_status() -> Result<(), Error> {
     match outcome::read_at(Path::new(outcome::RECORD))? {
