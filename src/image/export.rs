@@ -41,21 +41,48 @@ pub enum Error {
     /// The header lists no RAM.
     NoRam,
     /// The header's note length is below a note header or above [`MAX_NOTE`].
-    NoteLength { len: u64 },
+    NoteLength {
+        /// The note's length in the header, in bytes.
+        len: u64,
+    },
     /// The header's note does not lie within one RAM range.
-    NoteOutsideRam { addr: u64, len: u64 },
+    NoteOutsideRam {
+        /// The note's physical address in A, from the header.
+        addr: u64,
+        /// Its length, in bytes.
+        len: u64,
+    },
     /// The note's pages are not in the image (left out as free).
-    NoteNotSaved { addr: u64 },
+    NoteNotSaved {
+        /// The note's physical address in A.
+        addr: u64,
+    },
     /// The image's pages at the note's address hold no VMCOREINFO note of that length.
-    BadNote { addr: u64 },
+    BadNote {
+        /// The note's physical address in A.
+        addr: u64,
+    },
     /// The note's release differs from the header's.
-    ReleaseMismatch { note: String, header: String },
+    ReleaseMismatch {
+        /// The note's `OSRELEASE`.
+        note: String,
+        /// The header's [`Header::kernel_release`].
+        header: String,
+    },
     /// The header's direct-map base cannot be one.
-    BadPageOffset { base: u64 },
+    BadPageOffset {
+        /// The base the header gives (A's `PAGE_OFFSET`).
+        base: u64,
+    },
     /// The file would be larger than a file offset can say.
     TooLarge,
     /// The chunks hold another number of pages than the header counts.
-    PageCount { stored: u64, header: u64 },
+    PageCount {
+        /// The pages the chunks hold.
+        stored: u64,
+        /// The pages the header says are stored.
+        header: u64,
+    },
     /// Reading the image failed, or it is damaged.
     Read(ReadError),
     /// Writing the core file failed.
