@@ -15,12 +15,16 @@
 //! back: the next boot refuses it, gives it up, and is a normal boot, with
 //! the root filesystem clean.
 //!
+//! The second test boots the same system with Debian's dracut instead of
+//! initramfs-tools: the resume goes through kjump's dracut module.
+//!
 //! A and C run the distro flavour of the test kernel (a TPM driver); B and
 //! D, kjump's hibernation kernel, have none.
 //!
 //! Not part of `cargo test` by default (`test = false` in Cargo.toml): it
 //! needs root and the Debian root filesystem, which `make test-distro`
-//! builds (scripts/debian-rootfs.sh) and passes in `KJUMP_DEBIAN_ROOTFS`.
+//! builds (scripts/debian-rootfs.sh) and passes in `KJUMP_DEBIAN_ROOTFS`
+//! (and `KJUMP_DEBIAN_DRACUT_ROOTFS`, its dracut variant).
 
 mod harness;
 
