@@ -248,6 +248,11 @@ fn debian_hibernates_with_systemctl_and_resumes_through_dracut() {
     assert!(got[3].ends_with("CanHibernate yes CanSuspendThenHibernate yes"), "logind does not offer kjump's hibernation: {}", got[3]);
     let pid = number_after(&got[2], "pid");
     let ticks = number_after(&got[2], "ticks");
+    // kjump check: the initramfs dracut built records this kjump and these
+    // settings (the module's digest).
+    let log = a.log();
+    let check: Vec<&str> = log.lines().filter(|l| l.contains("DISTRO: check: ")).collect();
+    assert!(check.iter().any(|l| l.contains("ok") && l.contains("initramfs")) && !check.iter().any(|l| l.contains("warn")), "{check:#?}");
     a.expect_in_order_within(&["DISTRO: sleep hook: pre hibernate hibernate", "kjump-init: summary:"], PHASE);
     assert!(a.try_exit(PHASE), "B did not power the machine off after saving");
     drop(a);
