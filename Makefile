@@ -100,10 +100,14 @@ lint: deps
 
 # A Debian 12 system (debootstrap, cached in $(KJUMP_CACHE)) with kjump
 # installed from `make deb`'s package: systemctl hibernate and
-# suspend-then-hibernate, resume through Debian's initramfs-tools. Needs root.
+# suspend-then-hibernate, resume through Debian's initramfs-tools; and,
+# alongside (two guests at once), the same system with Debian's dracut:
+# systemctl hibernate, resume through kjump's dracut module. Needs root.
 test-distro: deps
 	kernel=$$(scripts/kernel.sh $(ONE_KERNEL) distro) && rootfs=$$(scripts/debian-rootfs.sh) && \
-	  KJUMP_KERNEL=$$kernel KJUMP_DEBIAN_ROOTFS=$$rootfs cargo test --release --test distro -- --nocapture
+	  dracut_rootfs=$$(scripts/debian-rootfs.sh dracut) && \
+	  KJUMP_KERNEL=$$kernel KJUMP_DEBIAN_ROOTFS=$$rootfs KJUMP_DEBIAN_DRACUT_ROOTFS=$$dracut_rootfs \
+	  cargo test --release --test distro -- --nocapture
 
 unit: deps
 	cargo test --release --lib --bins

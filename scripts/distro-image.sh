@@ -6,10 +6,17 @@
 # TPM (encrypt = tpm2), and initrd.img, made by Debian's own mkinitramfs
 # (with kjump's initramfs-tools hook) for the test kernel BZIMAGE. Needs
 # root (chroot, file ownership).
-# Usage: distro-image.sh ROOTFS_TAR BZIMAGE OUTDIR
+# With "dracut" last, ROOTFS_TAR is the dracut variant of the root
+# filesystem (scripts/debian-rootfs.sh dracut) and initrd.img is made by
+# Debian's dracut, with kjump's dracut module, instead.
+# Usage: distro-image.sh ROOTFS_TAR BZIMAGE OUTDIR [dracut]
 set -eu
-[ $# -eq 3 ] || { echo "usage: $0 ROOTFS_TAR BZIMAGE OUTDIR" >&2; exit 2; }
-tarball=$1 bzimage=$2 out=$3
+[ $# -eq 3 ] || [ $# -eq 4 ] || { echo "usage: $0 ROOTFS_TAR BZIMAGE OUTDIR [dracut]" >&2; exit 2; }
+tarball=$1 bzimage=$2 out=$3 tool=${4:-mkinitramfs}
+case "$tool" in
+	mkinitramfs | dracut) ;;
+	*) echo "distro-image.sh: no initramfs tool '$tool' (known: dracut)" >&2; exit 2 ;;
+esac
 here=$(cd "$(dirname "$0")/.." && pwd)
 guest="$here/tests/distro-guest"
 root="$out/rootfs"
@@ -27,8 +34,14 @@ kver=$(dd if="$bzimage" bs=1 skip=$((ptr + 0x200)) count=64 2>/dev/null | tr '\0
 # /proc, /sys and /dev are not mounted yet: the postinst needs none of
 # them, and the initramfs trigger it sets off finds no kernel installed
 # (mkinitramfs runs below), so it does nothing.
+# The tests of tests/distro.rs run at the same time and share target/deb:
+# one builds and copies the package at a time.
+mkdir -p "$here/target"
+exec 9>"$here/target/distro-image.lock"
+flock 9
 deb=$(make -s --no-print-directory -C "$here" deb)
 cp "$deb" "$root/tmp/"
+exec 9>&-
 chroot "$root" dpkg -i "/tmp/${deb##*/}" >&2
 rm -f "$root/tmp/${deb##*/}"
 printf '\n# make test-distro: the second virtio disk; keys sealed to the TPM.\ntarget = /dev/vdb\nencrypt = tpm2\n' >> "$root/etc/kjump.conf"
@@ -61,15 +74,27 @@ mkdir -p "$root/lib/modules/$kver"
 config="$(dirname "$bzimage")/.config"
 [ -f "$config" ] || { echo "distro-image.sh: no kernel config beside $bzimage" >&2; exit 1; }
 cp "$config" "$root/boot/config-$kver"
-# Debian's mkinitramfs, in the root filesystem, in a mount namespace of its
-# own so nothing stays mounted. Its /dev holds only the basic nodes: no
+# Debian's mkinitramfs (or dracut), in the root filesystem, in a mount
+# namespace of its own so nothing stays mounted. Its /dev holds only the
+# basic nodes (and /dev/fd, for bash's <(...) in dracut's modules): no
 # disk of this machine is visible to the hooks.
+# dracut runs as Debian's kernel hook (/etc/kernel/postinst.d/dracut) runs
+# it; Debian's dracut makes a generic initramfs (every module whose check
+# passes: kjump's, once kjump.conf names a target), said here with
+# --no-hostonly, since from this chroot a host-only one could not find the
+# VM's disks.
 unshare -m sh -c '
 	mount -t proc proc "$1/proc" && mount -t sysfs sysfs "$1/sys" && mount -t tmpfs tmpfs "$1/dev" &&
 	mknod -m 666 "$1/dev/null" c 1 3 && mknod -m 666 "$1/dev/zero" c 1 5 &&
 	mknod -m 666 "$1/dev/random" c 1 8 && mknod -m 666 "$1/dev/urandom" c 1 9 &&
-	chroot "$1" depmod "$2" && chroot "$1" mkinitramfs -o "/boot/initrd.img-$2" "$2"
-' sh "$root" "$kver" >&2
+	ln -s /proc/self/fd "$1/dev/fd" &&
+	chroot "$1" depmod "$2" &&
+	if [ "$3" = dracut ]; then
+		chroot "$1" dracut --no-hostonly --force "/boot/initrd.img-$2" "$2"
+	else
+		chroot "$1" mkinitramfs -o "/boot/initrd.img-$2" "$2"
+	fi
+' sh "$root" "$kver" "$tool" >&2
 cp "$root/boot/initrd.img-$kver" "$out/initrd.img"
 # Root filesystem image, 2 GiB sparse.
 rm -f "$out/root.img"

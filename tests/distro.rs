@@ -15,12 +15,16 @@
 //! back: the next boot refuses it, gives it up, and is a normal boot, with
 //! the root filesystem clean.
 //!
+//! The second test boots the same system with Debian's dracut instead of
+//! initramfs-tools: the resume goes through kjump's dracut module.
+//!
 //! A and C run the distro flavour of the test kernel (a TPM driver); B and
 //! D, kjump's hibernation kernel, have none.
 //!
 //! Not part of `cargo test` by default (`test = false` in Cargo.toml): it
 //! needs root and the Debian root filesystem, which `make test-distro`
-//! builds (scripts/debian-rootfs.sh) and passes in `KJUMP_DEBIAN_ROOTFS`.
+//! builds (scripts/debian-rootfs.sh) and passes in `KJUMP_DEBIAN_ROOTFS`
+//! (and `KJUMP_DEBIAN_DRACUT_ROOTFS`, its dracut variant).
 
 mod harness;
 
@@ -202,4 +206,94 @@ fn debian_hibernates_with_systemctl_and_suspend_then_hibernate_and_resumes_throu
     // The root filesystem, checked clean above, is the copy's.
     let info = image_info(&target);
     assert!(info.contains("bad") && info.contains("key destroyed"), "the old copy is not given up on disk:\n{info}");
+}
+
+fn dracut_rootfs_tarball() -> PathBuf {
+    let t = std::env::var_os("KJUMP_DEBIAN_DRACUT_ROOTFS")
+        .expect("KJUMP_DEBIAN_DRACUT_ROOTFS is not set: run this test through 'make test-distro', which builds the Debian root filesystem with dracut");
+    PathBuf::from(t)
+}
+
+/// The same Debian 12 system with Debian's `dracut` instead of
+/// initramfs-tools: the initramfs is dracut's, with kjump's module
+/// (contrib/dracut/90kjump), and the resume goes through its pre-mount
+/// hook. `systemctl hibernate` once (`kjump_distro_test=hibernate`), the
+/// resume, a clean shutdown; then a power-on with the image consumed, a
+/// normal boot. Runs beside the test above (its own directory and TPM):
+/// two guests at once.
+#[test]
+fn debian_hibernates_with_systemctl_and_resumes_through_dracut() {
+    let p = paths();
+    let dir = TempDir::new("distro-dracut");
+    let made = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/distro-image.sh"))
+        .arg(dracut_rootfs_tarball())
+        .arg(&p.kernel)
+        .arg(&dir.0)
+        .arg("dracut")
+        .status()
+        .expect("running scripts/distro-image.sh");
+    assert!(made.success(), "scripts/distro-image.sh dracut failed (see above)");
+    let initrd = std::fs::read(dir.0.join("initrd.img")).unwrap();
+    let root = dir.0.join("root.img");
+    let target = sparse_disk(&dir.0, "target.img", 1200);
+    let disks = vec![root.clone(), target.clone()];
+    let tpm = dir.0.join("tpm");
+    let append = format!("{APPEND} kjump_distro_test=hibernate");
+
+    // A: dracut's initramfs mounts the root; `systemctl hibernate`.
+    let mut a = boot("dracut-a", &initrd, &disks, &append, &tpm);
+    let got = a.expect_in_order_within(&["Run /init as init process", "DISTRO: booted: system ", "DISTRO: A ready: workload ", "DISTRO: logind: "], PHASE);
+    assert!(got[1].ends_with("system running"), "A did not boot cleanly through dracut's initramfs: {}", got[1]);
+    assert!(got[2].contains("workload active pid "), "{}", got[2]);
+    assert!(got[3].ends_with("CanHibernate yes CanSuspendThenHibernate yes"), "logind does not offer kjump's hibernation: {}", got[3]);
+    let pid = number_after(&got[2], "pid");
+    let ticks = number_after(&got[2], "ticks");
+    // kjump check: the initramfs dracut built records this kjump and these
+    // settings (the module's digest).
+    let log = a.log();
+    let check: Vec<&str> = log.lines().filter(|l| l.contains("DISTRO: check: ")).collect();
+    assert!(check.iter().any(|l| l.contains("ok") && l.contains("initramfs")) && !check.iter().any(|l| l.contains("warn")), "{check:#?}");
+    a.expect_in_order_within(&["DISTRO: sleep hook: pre hibernate hibernate", "kjump-init: summary:"], PHASE);
+    assert!(a.try_exit(PHASE), "B did not power the machine off after saving");
+    drop(a);
+    let info = image_info(&target);
+    assert!(info.contains("key sealed to the TPM under PCRs sha256:7"), "the image is not sealed to the TPM:\n{info}");
+
+    // C: dracut's pre-mount hook runs `kjump resume`; A comes back.
+    let mut c = boot("dracut-c", &initrd, &disks, &append, &tpm);
+    c.expect_in_order_within(
+        &["Run /init as init process", "dracut pre-mount hook", "kjump-init: restored ", "DISTRO: sleep hook: post hibernate hibernate"],
+        PHASE,
+    );
+    let got = c.expect_in_order_within(&["DISTRO: back from hibernate: ", "DISTRO: after resume: system ", "DISTRO: workload: "], PHASE);
+    assert!(got[0].contains("last hibernation: worked"), "{}", got[0]);
+    let log = c.log();
+    assert!(!log.contains("DISTRO: booted:"), "the boot started systemd afresh instead of resuming:\n{log}");
+    assert!(got[1].ends_with("system running"), "systemd after resume: {}", got[1]);
+    let w = &got[2];
+    assert!(w.contains("workload: active pid "), "the workload service is not running: {w}");
+    assert_eq!(number_after(w, "pid"), pid, "the workload is another process: {w}");
+    assert!(number_after(w, "ticks") > ticks, "the workload's counter did not carry on from {ticks}: {w}");
+    assert!(w.ends_with("data intact"), "the workload's memory changed: {w}");
+    c.expect_in_order_within(&["DISTRO: shutting down"], PHASE);
+    assert!(c.try_exit(PHASE), "the resumed system did not shut down");
+    drop(c);
+    fsck_clean(&root);
+
+    // The image was consumed: the next power-on is a normal boot, the hook
+    // having found nothing to resume, and said so in the kernel log (on the
+    // console).
+    let append = format!("{APPEND} kjump_distro_test=check");
+    let mut c = boot("dracut-normal", &initrd, &disks, &append, &tpm);
+    let got = c.expect_in_order_within(&["Run /init as init process", "kjump: resume: ", "DISTRO: booted: system ", "DISTRO: normal boot: "], PHASE);
+    assert!(
+        got[1].ends_with("kjump: resume: not resuming: the image on /dev/vdb is consumed (already resumed)"),
+        "dracut's hook did not find the image consumed: {}",
+        got[1]
+    );
+    assert!(got[2].ends_with("system running"), "the boot after the resume is not a clean normal boot: {}", got[2]);
+    assert!(!c.log().contains("kjump-init: restored"), "the consumed image was restored again:\n{}", c.log());
+    assert!(c.try_exit(PHASE), "the normal boot did not shut down");
+    drop(c);
+    fsck_clean(&root);
 }
