@@ -132,11 +132,7 @@ pub fn report(img: &Opened, restore_secs: f64) -> String {
         0 => String::new(),
         ms => format!(" in {:.1} s", f64::from(ms) / 1000.0),
     };
-    let when = std::time::UNIX_EPOCH
-        .checked_add(std::time::Duration::from_secs(h.created_unix))
-        .filter(|_| h.created_unix < 253_402_300_800)
-        .map(|t| format!(" at {}", humantime::format_rfc3339_seconds(t)))
-        .unwrap_or_default();
+    let when = crate::units::date(h.created_unix).map(|d| format!(" at {d}")).unwrap_or_default();
     format!(
         "resumed from the image on {}: B saved {} MiB of A's memory{saved}{when} ({} MiB stored as {} MiB on disk; {} MiB zero and {} MiB free left out); D restored it {restore_secs:.1} s after its start",
         img.name,

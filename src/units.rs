@@ -49,6 +49,13 @@ pub fn parse_size(text: &str) -> Option<u64> {
     parse_u64(digits)?.checked_mul(mult)
 }
 
+/// An RFC 3339 UTC date of `unix` seconds since 1970, when a date can say
+/// it (up to the year 9999).
+pub fn date(unix: u64) -> Option<String> {
+    let t = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(unix))?;
+    (unix < 253_402_300_800).then(|| humantime::format_rfc3339_seconds(t).to_string())
+}
+
 /// Formats a byte count for people: `512 KiB`, `128 MiB`, `1.5 GiB`.
 pub fn human_size(bytes: u64) -> String {
     if bytes >= GIB {

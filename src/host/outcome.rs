@@ -90,11 +90,7 @@ impl Outcome {
 
     /// What `kjump status` prints.
     pub fn describe(&self) -> String {
-        let when = std::time::UNIX_EPOCH
-            .checked_add(std::time::Duration::from_secs(self.back_unix))
-            .filter(|_| self.back_unix < 253_402_300_800)
-            .map(|t| humantime::format_rfc3339_seconds(t).to_string())
-            .unwrap_or_else(|| format!("{} seconds since 1970", self.back_unix));
+        let when = crate::units::date(self.back_unix).unwrap_or_else(|| format!("{} seconds since 1970", self.back_unix));
         format!(
             "last hibernation: {}, back in A at {when} after {:.1} s away\n  before the jump: {}\n  {}: {}\n",
             if self.ok { "worked" } else { "FAILED" },

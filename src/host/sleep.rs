@@ -52,19 +52,24 @@ pub const HOOK_TIMEOUT: Duration = Duration::from_secs(90);
 /// The hooks in `dirs`: executable files (not masked to /dev/null), each
 /// name once, in name order (systemd runs them in parallel anyway).
 pub fn hooks(dirs: &[&Path]) -> Vec<PathBuf> {
+    by_name(dirs, |path| {
+        let masked = std::fs::read_link(path).is_ok_and(|t| t == Path::new("/dev/null"));
+        let executable = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        executable && !masked
+    })
+}
+
+/// The files of `dirs` that `keep` accepts, each name once (from the
+/// first directory that has it, as systemd's directory lists go), in name
+/// order.
+fn by_name(dirs: &[&Path], keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut found: Vec<(std::ffi::OsString, PathBuf)> = Vec::new();
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for e in entries.flatten() {
             let name = e.file_name();
-            if found.iter().any(|(n, _)| *n == name) {
-                continue;
-            }
-            let path = e.path();
-            let masked = std::fs::read_link(&path).is_ok_and(|t| t == Path::new("/dev/null"));
-            let executable = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-            if executable && !masked {
-                found.push((name, path));
+            if !found.iter().any(|(n, _)| *n == name) && keep(&e.path()) {
+                found.push((name, e.path()));
             }
         }
     }
@@ -158,19 +163,9 @@ impl SleepConf {
 
     /// The settings from `file` and the drop-ins of `dirs`.
     pub fn read_from(file: &Path, dirs: &[&Path]) -> Result<SleepConf, Error> {
-        let mut drop_ins: Vec<(std::ffi::OsString, PathBuf)> = Vec::new();
-        for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
-            for e in entries.flatten() {
-                let name = e.file_name();
-                if name.to_string_lossy().ends_with(".conf") && !drop_ins.iter().any(|(n, _)| *n == name) {
-                    drop_ins.push((name, e.path()));
-                }
-            }
-        }
-        drop_ins.sort();
+        let drop_ins = by_name(dirs, |path| path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".conf")));
         let mut conf = SleepConf::default();
-        for path in std::iter::once(file.to_path_buf()).chain(drop_ins.into_iter().map(|(_, p)| p)) {
+        for path in std::iter::once(file.to_path_buf()).chain(drop_ins) {
             match std::fs::read_to_string(&path) {
                 Ok(text) => conf.apply(&text).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

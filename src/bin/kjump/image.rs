@@ -9,17 +9,10 @@ use kjump::units::human_size;
 use kjump::{target, Error};
 use std::time::Duration;
 
-/// An RFC 3339 UTC date of `unix` seconds since 1970, when a date can say
-/// it (up to the year 9999).
-pub(crate) fn date(unix: u64) -> Option<String> {
-    let t = std::time::UNIX_EPOCH.checked_add(Duration::from_secs(unix))?;
-    (unix < 253_402_300_800).then(|| humantime::format_rfc3339_seconds(t).to_string())
-}
-
 /// When an image was made, for people: an RFC 3339 UTC date, and the raw
 /// seconds when they are beyond what a date can say.
 pub(crate) fn created_text(unix: u64) -> String {
-    match date(unix) {
+    match kjump::units::date(unix) {
         Some(d) => format!("{d} ({unix} seconds since 1970)"),
         None => format!("{unix} seconds since 1970"),
     }

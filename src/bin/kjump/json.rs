@@ -194,7 +194,7 @@ impl ImageInfo {
             save_ms: (st.save_ms != 0).then_some(st.save_ms),
             kernel_release: printable(&h.kernel_release),
             build_id: (!h.build_id.is_empty()).then(|| printable(&h.build_id)),
-            created: crate::image::date(h.created_unix),
+            created: kjump::units::date(h.created_unix),
             created_unix: h.created_unix,
             compression: h.compression.map_or("none", Compression::name),
             ram_bytes: h.ram.iter().map(|r| r.len()).fold(0u64, u64::saturating_add),
