@@ -25,6 +25,7 @@ if grep -q kjump_boot=c /proc/cmdline; then
   poweroff -f
 fi
 after=""; if grep -q kjump_snapshot /proc/cmdline; then after="--after resume"; fi
+if grep -q kjump_hybrid /proc/cmdline; then after="--after suspend"; fi
 mkdir -p /data
 mount -t ext4 /dev/vdb /data
 head -c 134217728 /dev/urandom > /root/random
@@ -116,6 +117,92 @@ fn hibernate_power_off_resume_then_boot_normally() {
         "C: normal boot (kjump resume exited 3)",
     ]);
     again.wait_exit();
+}
+
+/// The disks of a hybrid sleep test: a raw target and an ext4 data disk A
+/// has mounted and writes.
+fn hybrid_disks(dir: &TempDir) -> Vec<PathBuf> {
+    let target = sparse_disk(&dir.0, "target.img", 1200);
+    let data = sparse_disk(&dir.0, "data.img", 64);
+    assert!(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&data).status().unwrap().success());
+    vec![target, data]
+}
+
+/// Hybrid sleep (`--after suspend`) until B is asleep in RAM with the
+/// image committed.
+fn hybrid_asleep(name: &str, disks: &[PathBuf]) -> Vm {
+    let mut a = boot(name, disks, "kjump_hybrid");
+    a.expect_in_order(&[
+        "A: workload ready",
+        "kjump: hibernating to /dev/vda (then suspend)",
+        "kjump-init: mode save",
+        "kjump-init: summary: ",
+        "kjump-init: image committed; suspending to RAM (hybrid sleep",
+    ]);
+    a.wait_suspended();
+    a
+}
+
+/// Hybrid sleep woken from RAM: B takes the image back and A carries on;
+/// the next power-on finds the image consumed and boots normally.
+#[test]
+fn hybrid_sleep_woken_from_ram_returns_to_a_and_the_next_boot_is_normal() {
+    let dir = TempDir::new("hybrid-wake-disks");
+    let disks = hybrid_disks(&dir);
+    let mut a = hybrid_asleep("hybrid-wake-a", &disks);
+    a.wake();
+    a.expect_in_order(&[
+        "kjump-init: woken from RAM after ",
+        "kjump-init: image marked consumed (its data discarded); going back to A",
+        "kjump-init: restored A's low memory; jumping back to A",
+        "kjump: back in A after",
+        "suspended to RAM and woken after ",
+        "A: kjump exited 0",
+        "A: workload intact",
+        "A: cpu1 online=1",
+        "A: file: written before hibernate|written after resume|",
+        "A: unmounted /data",
+    ]);
+    a.wait_exit();
+    a.expect_absent("kjump-init: powering off");
+    fsck_clean(&disks[1]);
+    let kept = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&disks[0]).unwrap()) * 512;
+    assert!(kept < 1 << 20, "{kept} bytes of the image are still on the target after the wake");
+
+    // The next power-on: nothing to resume, a normal boot.
+    let mut c = boot("hybrid-wake-c", &disks, "kjump_boot=c");
+    c.expect_in_order(&[
+        "C: booting, trying kjump resume",
+        "resume: not resuming: the image on /dev/vda is consumed",
+        "C: normal boot (kjump resume exited 3)",
+    ]);
+    c.wait_exit();
+}
+
+/// Hybrid sleep with the power lost while in RAM: the next power-on
+/// resumes A from the image, its data disk intact.
+#[test]
+fn hybrid_sleep_power_lost_in_ram_resumes_from_the_image() {
+    let dir = TempDir::new("hybrid-cut-disks");
+    let disks = hybrid_disks(&dir);
+    let mut a = hybrid_asleep("hybrid-cut-a", &disks);
+    a.kill();
+    a.expect_absent("kjump-init: woken from RAM");
+
+    let mut c = boot("hybrid-cut-c", &disks, "kjump_boot=c");
+    c.expect_in_order(&[
+        "C: booting, trying kjump resume",
+        "kjump resume: committed image on /dev/vda",
+        "kjump-init: mode restore",
+        "kjump-init: image marked consumed; jumping into A",
+        "kjump: back in A after",
+        "A: kjump exited 0",
+        "A: workload intact",
+        "A: file: written before hibernate|written after resume|",
+        "A: unmounted /data",
+    ]);
+    c.wait_exit();
+    fsck_clean(&disks[1]);
 }
 
 /// A committed image made once for the fault tests: (target, data) disks.

@@ -91,7 +91,7 @@ _kjump()
 
     case $flag in
         --target) mapfile -t COMPREPLY < <(compgen -W "$(_kjump_targets)" -- "$cur"); return ;;
-        --after) mapfile -t COMPREPLY < <(compgen -W "poweroff reboot resume" -- "$cur"); return ;;
+        --after) mapfile -t COMPREPLY < <(compgen -W "poweroff reboot resume suspend" -- "$cur"); return ;;
         --compress) mapfile -t COMPREPLY < <(compgen -W "lz4 deflate none" -- "$cur"); return ;;
         --kernel-release) mapfile -t COMPREPLY < <(compgen -W "$(ls /lib/modules 2>/dev/null)" -- "$cur"); return ;;
         --dir)
@@ -137,7 +137,7 @@ _kjump()
     fi
     case $cmd in
         "image info" | "image verify" | "image wipe" | "image export") ((${#words[@]} == 2)) && _kjump_files "$cur" ;;
-        sleep) [[ -z $sub ]] && mapfile -t COMPREPLY < <(compgen -W "hibernate suspend-then-hibernate" -- "$cur") ;;
+        sleep) [[ -z $sub ]] && mapfile -t COMPREPLY < <(compgen -W "hibernate suspend-then-hibernate hybrid-sleep" -- "$cur") ;;
         systemd-generator)
             compopt -o filenames 2>/dev/null
             mapfile -t COMPREPLY < <(compgen -d -- "$cur")

@@ -77,13 +77,13 @@ complete -c kjump -n __kjump_needs_image_command -a verify -d "check every check
 complete -c kjump -n __kjump_needs_image_command -a wipe -d "overwrite an image with zeros and discard it"
 complete -c kjump -n __kjump_needs_image_command -a export -d "write an image as an ELF core file"
 complete -c kjump -n "__kjump_command info verify wipe export" -F
-complete -c kjump -n "__kjump_command sleep; and not __fish_seen_subcommand_from hibernate suspend-then-hibernate" -a "hibernate suspend-then-hibernate"
+complete -c kjump -n "__kjump_command sleep; and not __fish_seen_subcommand_from hibernate suspend-then-hibernate hybrid-sleep" -a "hibernate suspend-then-hibernate hybrid-sleep"
 complete -c kjump -n "__kjump_command systemd-generator" -a "(__fish_complete_directories)"
 complete -c kjump -n "__kjump_command help; and not __fish_seen_subcommand_from image" -a "hibernate resume check load unload image bench-io boot-entry initramfs config keygen sleep status systemd-generator initramfs-digest"
 
 # Each flag, for the commands that take it.
 complete -c kjump -n "__kjump_command hibernate load resume check bench-io boot-entry config" -l target -x -a "(__kjump_targets)" -d "where the image goes"
-complete -c kjump -n "__kjump_command hibernate load config" -l after -x -a "poweroff reboot resume" -d "what B does once the image is committed"
+complete -c kjump -n "__kjump_command hibernate load config" -l after -x -a "poweroff reboot resume suspend" -d "what B does once the image is committed"
 complete -c kjump -n "__kjump_command hibernate load config" -l compress -x -a "lz4 deflate none" -d "how pages are stored"
 complete -c kjump -n "__kjump_command hibernate load resume bench-io boot-entry config" -l wait -x -d "seconds to wait for the target, 0 to 600"
 complete -c kjump -n "__kjump_command hibernate load resume check bench-io boot-entry config" -l kernel -r -F -d "the hibernation kernel (bzImage)"

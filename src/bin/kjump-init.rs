@@ -221,8 +221,9 @@ fn save_mode(p: &Params<'_>, o: &orders::Save) -> Result<Infallible, Error> {
         }
     }
     let result = save_image(p, o, &jb);
-    let report = match &result {
-        Ok(summary) => {
+    let mut report = match &result {
+        Ok((saved, _)) => {
+            let summary = &saved.summary;
             say!("{}", summary.line());
             Report {
                 ok: true,
@@ -240,7 +241,7 @@ fn save_mode(p: &Params<'_>, o: &orders::Save) -> Result<Infallible, Error> {
             Report { ok: false, text: e.to_string() }
         }
     };
-    if result.is_ok() {
+    if let Ok((saved, in_use)) = &result {
         match after {
             After::PowerOff => {
                 say!("image committed; powering off");
@@ -251,6 +252,10 @@ fn save_mode(p: &Params<'_>, o: &orders::Save) -> Result<Infallible, Error> {
                 pid1::reboot()
             }
             After::Resume => {}
+            After::Suspend => {
+                let slept = hybrid_sleep(o, saved, in_use);
+                report.text = format!("{}; {slept}", report.text);
+            }
         }
     }
     if result.is_err() && save::COMMIT_STARTED.load(std::sync::atomic::Ordering::SeqCst) && after != After::Resume {
@@ -268,6 +273,43 @@ fn save_mode(p: &Params<'_>, o: &orders::Save) -> Result<Infallible, Error> {
     back_to_a(&mem, &jb, o.resident)
 }
 
+/// Hybrid sleep (`kjump.after=suspend`), once the image is committed:
+/// suspends to RAM; woken, takes the image back (marks it consumed) and
+/// returns what to tell A. Powers off instead when the machine cannot
+/// suspend or the image cannot be taken back: then the committed image
+/// is there for the next boot, and A never runs beside it.
+fn hybrid_sleep(o: &orders::Save, saved: &save::Saved, in_use: &[kjump::target::in_use::InUse]) -> String {
+    say!("image committed; suspending to RAM (hybrid sleep: if the power is lost, the next boot resumes from the image)");
+    let asleep = std::time::Instant::now();
+    if let Err(e) = pid1::suspend_to_ram() {
+        say!("error: {e}");
+        say!("powering off instead: the next boot resumes from the image");
+        pid1::power_off()
+    }
+    let slept = asleep.elapsed().as_secs_f64();
+    say!("woken from RAM after {slept:.1} s; taking the image back");
+    match save::withdraw(&o.target, Duration::from_secs(o.wait), in_use, &saved.committed, "woken from RAM (hybrid sleep): A ran on") {
+        Ok(discarded) => {
+            save::COMMIT_STARTED.store(false, std::sync::atomic::Ordering::SeqCst);
+            let data = match discarded {
+                Ok(kjump::target::discard::Outcome::Discarded) => "its data discarded",
+                Ok(kjump::target::discard::Outcome::NotSupported) => "its data left until overwritten",
+                Err(e) => {
+                    say!("could not discard the image's data: {e}");
+                    "its data could not be discarded"
+                }
+            };
+            say!("image marked consumed ({data}); going back to A");
+            format!("suspended to RAM and woken after {slept:.1} s: the image was marked consumed, {data}")
+        }
+        Err(e) => {
+            say!("error: {e}");
+            say!("the image may still be resumed: not going back to A; powering off (the next boot resumes from the image)");
+            pid1::power_off()
+        }
+    }
+}
+
 /// A resident B's checks before it parks: it can jump back through a page
 /// of its own, the target is there, and this kernel may use its disk.
 fn ready_to_save(o: &orders::Save, jb: &JumpBack) -> Result<String, Error> {
@@ -281,7 +323,9 @@ fn ready_to_save(o: &orders::Save, jb: &JumpBack) -> Result<String, Error> {
     Ok(format!("ready to save to {} (found {}; booted in {})", o.target, dev.display(), uptime()))
 }
 
-fn save_image(p: &Params<'_>, o: &orders::Save, jb: &JumpBack) -> Result<save::Summary, Error> {
+/// Saves A's memory; returns the image and A's devices (which B must
+/// never write).
+fn save_image(p: &Params<'_>, o: &orders::Save, jb: &JumpBack) -> Result<(save::Saved, Vec<kjump::target::in_use::InUse>), Error> {
     if o.resident {
         // A may have written its disks, even changed their partitions,
         // since this kernel read them at boot.
@@ -310,7 +354,8 @@ fn save_image(p: &Params<'_>, o: &orders::Save, jb: &JumpBack) -> Result<save::S
         key: request.key.as_ref(),
         vmcoreinfo: request.vmcoreinfo,
     };
-    save::save(&req)
+    let saved = save::save(&req)?;
+    Ok((saved, in_use))
 }
 
 /// `kjump resume`: write A's memory back from the image and jump into A.

@@ -12,7 +12,7 @@
 //! - `kjump.target=TARGET` — where the image goes (see `kjump::target`);
 //! - `kjump.target_id=sectors:N[,partuuid:U][,serial:HEX]` — the target's
 //!   device as A saw it; B refuses a device that differs (see `kjump::target::Identity`);
-//! - `kjump.after=poweroff|reboot|resume` — what B does once the image is saved;
+//! - `kjump.after=poweroff|reboot|resume|suspend` — what B does once the image is saved;
 //! - `kjump.compress=lz4|deflate|none` — how pages are stored;
 //! - `kjump.wait=SECONDS` — how long B waits for the target to appear;
 //! - `kjump.mailbox=ADDR` — a page of A's where B leaves its result for A;
@@ -67,15 +67,20 @@ pub enum After {
     Reboot,
     /// Jump back to A and let it continue (a snapshot).
     Resume,
+    /// Suspend to RAM with the image committed (hybrid sleep): a wake
+    /// takes the image back and returns to A, a power loss leaves it for
+    /// the next boot to resume.
+    Suspend,
 }
 
 impl After {
-    /// Parses `poweroff`, `reboot` or `resume`.
+    /// Parses `poweroff`, `reboot`, `resume` or `suspend`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "poweroff" => Some(After::PowerOff),
             "reboot" => Some(After::Reboot),
             "resume" => Some(After::Resume),
+            "suspend" => Some(After::Suspend),
             _ => None,
         }
     }
@@ -86,6 +91,7 @@ impl After {
             After::PowerOff => "poweroff",
             After::Reboot => "reboot",
             After::Resume => "resume",
+            After::Suspend => "suspend",
         }
     }
 }
@@ -149,7 +155,7 @@ pub enum Error {
     },
     /// `kjump.mode=` with a value that is not a mode.
     UnknownMode,
-    /// `kjump.after=` with a value that is not poweroff, reboot or resume.
+    /// `kjump.after=` with a value that is not poweroff, reboot, resume or suspend.
     UnknownAfter,
     /// `kjump.region=` that is not `START-END` with START < END.
     BadRegion,
@@ -169,7 +175,7 @@ impl fmt::Display for Error {
             Error::BadNumber { key } => write!(f, "{key}= has a bad value"),
             Error::UnknownMode => f.write_str("kjump.mode= must be roundtrip, save, restore or bench"),
             Error::UnknownOption => f.write_str("unknown kjump.* option"),
-            Error::UnknownAfter => f.write_str("kjump.after= must be poweroff, reboot or resume"),
+            Error::UnknownAfter => f.write_str("kjump.after= must be poweroff, reboot, resume or suspend"),
             Error::BadRegion => f.write_str("kjump.region= must be START-END in hexadecimal"),
             Error::EntryPfnMismatch => f.write_str("kexec_jump_back_entry= and kexec_jump_buf_pfn= disagree"),
             Error::BadBackup => f.write_str("kexec_backup= must be a size in KiB like 123456K"),

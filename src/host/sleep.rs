@@ -19,6 +19,9 @@ pub enum Operation {
     Hibernate,
     /// `systemctl suspend-then-hibernate`.
     SuspendThenHibernate,
+    /// `systemctl hybrid-sleep`: hibernate, but suspend to RAM instead of
+    /// powering off (kjump: `--after suspend`).
+    HybridSleep,
 }
 
 impl Operation {
@@ -27,12 +30,16 @@ impl Operation {
         match self {
             Operation::Hibernate => "hibernate",
             Operation::SuspendThenHibernate => "suspend-then-hibernate",
+            Operation::HybridSleep => "hybrid-sleep",
         }
     }
 
+    /// Every operation kjump takes over from systemd.
+    pub const ALL: [Operation; 3] = [Operation::Hibernate, Operation::SuspendThenHibernate, Operation::HybridSleep];
+
     /// The operation called `name`.
     pub fn parse(name: &str) -> Option<Operation> {
-        [Operation::Hibernate, Operation::SuspendThenHibernate].into_iter().find(|o| o.name() == name)
+        Operation::ALL.into_iter().find(|o| o.name() == name)
     }
 }
 
@@ -119,10 +126,14 @@ pub fn run_hooks(hooks: &[PathBuf], phase: &str, op: Operation, action: &str, sa
 /// The `[Sleep]` settings kjump follows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SleepConf {
-    /// `AllowHibernation=` (default yes).
-    pub allow_hibernation: bool,
-    /// `AllowSuspendThenHibernate=` (default yes).
-    pub allow_suspend_then_hibernate: bool,
+    /// `AllowSuspend=`, when set (default yes).
+    pub allow_suspend: Option<bool>,
+    /// `AllowHibernation=`, when set (default yes).
+    pub allow_hibernation: Option<bool>,
+    /// `AllowSuspendThenHibernate=`, when set (default: both of the above).
+    pub allow_suspend_then_hibernate: Option<bool>,
+    /// `AllowHybridSleep=`, when set (default: both of the above).
+    pub allow_hybrid_sleep: Option<bool>,
     /// `SuspendState=`: what to write to /sys/power/state to suspend, the
     /// first the kernel offers (default `mem standby freeze`).
     pub suspend_state: Vec<String>,
@@ -138,8 +149,10 @@ pub const DEFAULT_HIBERNATE_DELAY: Duration = Duration::from_secs(2 * 3600);
 impl Default for SleepConf {
     fn default() -> Self {
         SleepConf {
-            allow_hibernation: true,
-            allow_suspend_then_hibernate: true,
+            allow_suspend: None,
+            allow_hibernation: None,
+            allow_suspend_then_hibernate: None,
+            allow_hybrid_sleep: None,
             suspend_state: ["mem", "standby", "freeze"].map(String::from).to_vec(),
             hibernate_delay: DEFAULT_HIBERNATE_DELAY,
         }
@@ -155,6 +168,18 @@ pub const CONF_DIRS: [&str; 4] =
     ["/etc/systemd/sleep.conf.d", "/run/systemd/sleep.conf.d", "/usr/local/lib/systemd/sleep.conf.d", "/usr/lib/systemd/sleep.conf.d"];
 
 impl SleepConf {
+    /// Whether sleep.conf allows `op`, and the key that says so: as
+    /// systemd reads it, suspend-then-hibernate and hybrid-sleep are
+    /// allowed, unless set, when both suspend and hibernation are.
+    pub fn allows(&self, op: Operation) -> (bool, &'static str) {
+        let both = self.allow_suspend != Some(false) && self.allow_hibernation != Some(false);
+        match op {
+            Operation::Hibernate => (self.allow_hibernation != Some(false), "AllowHibernation"),
+            Operation::SuspendThenHibernate => (self.allow_suspend_then_hibernate.unwrap_or(both), "AllowSuspendThenHibernate"),
+            Operation::HybridSleep => (self.allow_hybrid_sleep.unwrap_or(both), "AllowHybridSleep"),
+        }
+    }
+
     /// The settings from the files systemd reads (missing files are fine).
     pub fn read() -> Result<SleepConf, Error> {
         let dirs: Vec<&Path> = CONF_DIRS.iter().map(Path::new).collect();
@@ -195,9 +220,13 @@ impl SleepConf {
             let Some((key, value)) = line.split_once('=') else { return Err(format!("line {}: not KEY=VALUE: {line:?}", n + 1)) };
             let (key, value) = (key.trim(), value.trim());
             let bad = |what: &str| format!("line {}: {key}={value:?}: {what}", n + 1);
+            // yes or no; empty: back to unset.
+            let tristate = || if value.is_empty() { Ok(None) } else { parse_bool(value).map(Some).ok_or_else(|| bad("not yes or no")) };
             match key {
-                "AllowHibernation" => self.allow_hibernation = parse_bool(value).ok_or_else(|| bad("not yes or no"))?,
-                "AllowSuspendThenHibernate" => self.allow_suspend_then_hibernate = parse_bool(value).ok_or_else(|| bad("not yes or no"))?,
+                "AllowSuspend" => self.allow_suspend = tristate()?,
+                "AllowHibernation" => self.allow_hibernation = tristate()?,
+                "AllowSuspendThenHibernate" => self.allow_suspend_then_hibernate = tristate()?,
+                "AllowHybridSleep" => self.allow_hybrid_sleep = tristate()?,
                 "SuspendState" => {
                     self.suspend_state =
                         if value.is_empty() { SleepConf::default().suspend_state } else { value.split_whitespace().map(String::from).collect() }
@@ -318,10 +347,10 @@ mod tests {
 
     #[test]
     fn operations_by_name() {
-        for op in [Operation::Hibernate, Operation::SuspendThenHibernate] {
+        for op in Operation::ALL {
             assert_eq!(Operation::parse(op.name()), Some(op));
         }
-        for bad in ["", "suspend", "hybrid-sleep", "Hibernate", "hibernate "] {
+        for bad in ["", "suspend", "hybrid", "Hibernate", "hibernate "] {
             assert_eq!(Operation::parse(bad), None, "{bad:?}");
         }
     }
@@ -352,11 +381,22 @@ mod tests {
         c.apply("[Login]\nHibernateDelaySec=5\n[Sleep]\n# comment\nHibernateDelaySec=20s\nAllowHibernation=no\nSuspendState=freeze\nHibernateMode=shutdown\n")
             .unwrap();
         assert_eq!(c.hibernate_delay, Duration::from_secs(20));
-        assert!(!c.allow_hibernation && c.allow_suspend_then_hibernate);
+        assert_eq!(c.allows(Operation::Hibernate), (false, "AllowHibernation"));
+        // Unset, they follow suspend and hibernation, as systemd has it.
+        assert!(!c.allows(Operation::SuspendThenHibernate).0 && !c.allows(Operation::HybridSleep).0);
+        c.apply("[Sleep]\nAllowHybridSleep=yes\n").unwrap();
+        assert!(c.allows(Operation::HybridSleep).0 && !c.allows(Operation::SuspendThenHibernate).0);
+        c.apply("[Sleep]\nAllowHybridSleep=no\nAllowHibernation=yes\nAllowSuspend=no\n").unwrap();
+        assert!(c.allows(Operation::Hibernate).0 && !c.allows(Operation::HybridSleep).0 && !c.allows(Operation::SuspendThenHibernate).0);
+        c.apply("[Sleep]\nAllowHybridSleep=\nAllowSuspend=\n").unwrap();
+        assert!(c.allows(Operation::HybridSleep).0 && c.allow_hybrid_sleep.is_none());
+        let mut c = SleepConf::default();
+        assert!(Operation::ALL.iter().all(|&op| c.allows(op).0));
+        c.apply("[Sleep]\nHibernateDelaySec=20s\nAllowHibernation=no\nSuspendState=freeze\n").unwrap();
         assert_eq!(c.suspend_state, ["freeze"]);
         // An empty value puts the default back, as systemd does.
         c.apply("[Sleep]\nHibernateDelaySec=\nSuspendState=\n").unwrap();
-        assert_eq!(c, SleepConf { allow_hibernation: false, ..SleepConf::default() });
+        assert_eq!(c, SleepConf { allow_hibernation: Some(false), ..SleepConf::default() });
         for bad in ["[Sleep]\nHibernateDelaySec=soon\n", "[Sleep]\nHibernateDelaySec=0\n", "[Sleep]\nAllowHibernation=maybe\n", "[Sleep]\njunk\n"] {
             let e = SleepConf::default().apply(bad).unwrap_err();
             assert!(e.starts_with("line "), "{bad:?}: {e}");
@@ -377,7 +417,7 @@ mod tests {
         std::fs::write(etc.join("README"), "not a drop-in\n").unwrap();
         let c = SleepConf::read_from(&dir.join("sleep.conf"), &[&etc, &usr, &dir.join("missing")]).unwrap();
         assert_eq!(c.hibernate_delay, Duration::from_secs(30));
-        assert!(!c.allow_suspend_then_hibernate);
+        assert!(!c.allows(Operation::SuspendThenHibernate).0);
         std::fs::write(usr.join("30-bad.conf"), "[Sleep]\nAllowHibernation=perhaps\n").unwrap();
         let e = SleepConf::read_from(&dir.join("sleep.conf"), &[&etc, &usr]).unwrap_err().to_string();
         assert!(e.contains("30-bad.conf") && e.contains("line 2"), "{e}");

@@ -113,6 +113,18 @@ pub fn reboot() -> ! {
     stop(rustix::system::RebootCommand::Restart)
 }
 
+/// Suspends the machine to RAM (`mem` in `/sys/power/state`, in the
+/// kernel's default `mem_sleep` mode) and returns once it wakes. An error
+/// when this kernel cannot suspend, or the suspend failed (nothing slept).
+pub fn suspend_to_ram() -> Result<(), Error> {
+    let offered = std::fs::read_to_string("/sys/power/state").map_err(|e| Error::io("reading /sys/power/state", e))?;
+    if !offered.split_whitespace().any(|s| s == "mem") {
+        return Err(Error::Msg(format!("this kernel cannot suspend to RAM (/sys/power/state offers only \"{}\")", offered.trim())));
+    }
+    rustix::fs::sync();
+    std::fs::write("/sys/power/state", "mem").map_err(|e| Error::io("suspending to RAM (writing mem to /sys/power/state)", e))
+}
+
 /// Prints a fatal error in one line and powers off.
 pub fn fatal(err: &dyn core::fmt::Display) -> ! {
     say!("error: {err}");

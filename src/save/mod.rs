@@ -133,6 +133,51 @@ impl Summary {
     }
 }
 
+/// An image B saved and committed.
+pub struct Saved {
+    /// What was saved.
+    pub summary: Summary,
+    /// The commit record as written, for [`withdraw`].
+    pub committed: Committed,
+}
+
+/// The commit record B wrote, kept so that B can take the image back
+/// ([`withdraw`]) when A is to run on after all: a hybrid sleep woken
+/// from RAM.
+pub struct Committed {
+    state: StateBlock,
+    keys: Option<Arc<crate::image::seal::Keys>>,
+}
+
+/// Takes back the image B committed on `target` before B returns to A: its
+/// state block must still be the one B wrote (`committed`); it is marked
+/// consumed (an encrypted image's key block is destroyed with it) and
+/// flushed, then its data discarded where the target can (the inner
+/// result: a failed discard loses nothing). On an error the image may
+/// still be committed, and A must not run beside it: B then powers off
+/// and the next boot resumes it. `avoid` are A's devices.
+pub fn withdraw(
+    target: &Target,
+    wait: Duration,
+    avoid: &[InUse],
+    committed: &Committed,
+    note: &str,
+) -> Result<Result<crate::target::discard::Outcome, Error>, Error> {
+    let (file, name) = open_existing(target, wait, avoid)?;
+    let mut block = vec![0u8; BLOCK];
+    file.read_exact_at(&mut block, crate::image::STATE_OFFSET).map_err(|e| Error::io(format!("reading the state block of {name}"), e))?;
+    let on_disk = StateBlock::decode(&block).map_err(|e| Error::Msg(format!("the state block of {name}: {e}")))?;
+    if on_disk != committed.state {
+        return Err(Error::Msg(format!("the image on {name} is no longer the one this kernel committed (state {})", on_disk.state.name())));
+    }
+    crate::image::set_state(&file, &on_disk, State::Consumed, note, committed.keys.as_deref())
+        .map_err(|e| Error::io(format!("marking the image on {name} consumed"), e))?;
+    let discarded = crate::target::discard::discard(&file, DATA_OFFSET, on_disk.data_end.saturating_sub(DATA_OFFSET));
+    drop(file);
+    close_target(target)?;
+    Ok(discarded)
+}
+
 /// Mount flags for a target's filesystem: nothing on it is a device,
 /// runs or gains privileges.
 pub const MOUNT_FLAGS: rustix::mount::MountFlags =
@@ -296,7 +341,7 @@ fn flush(f: &File) -> Result<(), Error> {
 }
 
 /// Saves A's memory. On success the image is committed and flushed.
-pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
+pub fn save(req: &Request<'_>) -> Result<Saved, Error> {
     let start = Instant::now();
     let vmcore = Vmcore::open("/proc/vmcore")?;
     let info = VmcoreInfo::parse(&find_in_notes(&vmcore.notes).unwrap_or_default());
@@ -506,7 +551,7 @@ pub fn save(req: &Request<'_>) -> Result<Summary, Error> {
     close_target(req.target)?;
     s.bytes_on_disk = pos;
     s.seconds = start.elapsed().as_secs_f64();
-    Ok(s)
+    Ok(Saved { summary: s, committed: Committed { state: committed, keys: sealer.map(|s| s.keys) } })
 }
 
 /// Where A's VMCOREINFO note lies in A's memory, as the image records it:

@@ -173,9 +173,11 @@ pub struct Vm {
     /// Whether a program has run in this guest (see [`USERSPACE_MARKERS`]).
     userspace: bool,
     restarted: bool,
-    _dir: TempDir,
-    /// The directory of the monitor socket, for a guest with a screen.
-    monitor: Option<TempDir>,
+    /// The guest's directory: its console log, initramfs, QEMU's
+    /// monitor socket ([`Vm::monitor`]) and screendumps.
+    dir: TempDir,
+    /// Whether the guest has a VGA card ([`Vm::screendump`]).
+    vga: bool,
     /// Screendumps taken so far.
     dumps: usize,
     /// The machine's TPM, for a guest started with one.
@@ -374,33 +376,27 @@ impl Vm {
 
     /// Like [`Vm::start_with`] (`cmdline` `None`: as [`Vm::start`]), with
     /// `disks` on their own controllers after `cfg.disks`' virtio disks,
-    /// and with a standard VGA card and a monitor socket
-    /// ([`Vm::screendump`]) when `vga` is set.
+    /// and with a standard VGA card ([`Vm::screendump`]) when `vga` is set.
     pub fn start_with_extras(p: &Paths, cmdline: Option<&str>, cfg: VmConfig<'_>, disks: &[Disk], vga: bool) -> Vm {
         let cmdline = cmdline.map_or_else(|| a_cmdline(cfg.append), str::to_string);
         let mut extra: Vec<String> = disks.iter().enumerate().flat_map(|(n, d)| d.qemu_args(n)).collect();
-        let monitor = vga.then(|| TempDir::new(&format!("{}-monitor", cfg.name)));
-        if let Some(m) = &monitor {
-            let sock = m.0.join("monitor.sock");
-            extra.extend(["-vga".into(), "std".into(), "-monitor".into(), format!("unix:{},server=on,wait=off", sock.display())]);
+        if vga {
+            extra.extend(["-vga".into(), "std".into()]);
         }
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let mut vm = Vm::launch(&p.kernel, &cmdline, cfg, &extra);
-        vm.monitor = monitor;
+        vm.vga = vga;
         vm
     }
 
-    /// The guest's screen, through QEMU's monitor (`screendump`): width,
-    /// height and RGB pixels. Only for a guest started with a VGA card.
-    pub fn screendump(&mut self) -> (usize, usize, Vec<u8>) {
+    /// Gives QEMU's monitor `command` (one line) and returns what it
+    /// printed for it.
+    pub fn monitor(&mut self, command: &str) -> String {
         use std::io::{BufRead as _, BufReader};
-        let dir = self.monitor.as_ref().expect("started without a VGA card and monitor").0.clone();
-        let ppm = dir.join(format!("screen-{}.ppm", self.dumps));
-        self.dumps += 1;
-        let sock = std::os::unix::net::UnixStream::connect(dir.join("monitor.sock")).unwrap_or_else(|e| panic!("QEMU's monitor: {e}"));
+        let sock = std::os::unix::net::UnixStream::connect(self.dir.0.join("monitor.sock")).unwrap_or_else(|e| panic!("QEMU's monitor: {e}"));
         sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut w = &sock;
-        w.write_all(format!("screendump {}\n", ppm.display()).as_bytes()).unwrap();
+        w.write_all(format!("{command}\n").as_bytes()).unwrap();
         // The monitor prints its banner and a prompt, echoes the command,
         // and prompts again when it is done.
         let mut r = BufReader::new(&sock);
@@ -413,6 +409,16 @@ impl Vm {
                 Ok(_) => seen.push_str(&String::from_utf8_lossy(&buf)),
             }
         }
+        seen
+    }
+
+    /// The guest's screen, through QEMU's monitor (`screendump`): width,
+    /// height and RGB pixels. Only for a guest started with a VGA card.
+    pub fn screendump(&mut self) -> (usize, usize, Vec<u8>) {
+        assert!(self.vga, "started without a VGA card");
+        let ppm = self.dir.0.join(format!("screen-{}.ppm", self.dumps));
+        self.dumps += 1;
+        let seen = self.monitor(&format!("screendump {}", ppm.display()));
         let data = read(&ppm);
         parse_ppm(&data).unwrap_or_else(|| panic!("{}: not a PPM picture; monitor said {seen:?}", ppm.display()))
     }
@@ -447,7 +453,25 @@ impl Vm {
         let memory = cfg.memory_mib.to_string();
         let cpus = cfg.cpus.to_string();
         let serial = format!("file:{}", log.display());
-        for a in ["-uuid", uuid, "-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot", "-m", &memory, "-smp", &cpus, "-serial", &serial] {
+        let monitor = format!("unix:{},server=on,wait=off", dir.0.join("monitor.sock").display());
+        for a in [
+            "-uuid",
+            uuid,
+            "-accel",
+            "tcg",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-m",
+            &memory,
+            "-smp",
+            &cpus,
+            "-serial",
+            &serial,
+            "-monitor",
+            &monitor,
+        ] {
             args.push(a.into());
         }
         args.extend(firmware_args.iter().map(std::ffi::OsString::from));
@@ -468,8 +492,8 @@ impl Vm {
             log_len: 0,
             userspace: false,
             restarted: false,
-            _dir: dir,
-            monitor: None,
+            dir,
+            vga: false,
             dumps: 0,
             tpm,
         };
@@ -616,6 +640,35 @@ impl Vm {
                 return false;
             }
             std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits until the guest is suspended to RAM (QEMU's `info status`
+    /// says so), as a machine asleep with its power light blinking.
+    pub fn wait_suspended(&mut self) {
+        let deadline = Instant::now() + VM_TIMEOUT;
+        loop {
+            let log = self.log();
+            self.poll_echo(&log);
+            if self.monitor("info status").contains("suspended") {
+                return;
+            }
+            if self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some()) {
+                self.fail("QEMU exited instead of suspending");
+            }
+            if Instant::now() > deadline {
+                self.fail("the guest did not suspend to RAM");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Wakes a guest suspended to RAM, as a key press or opening the lid
+    /// would (QEMU's `system_wakeup`).
+    pub fn wake(&mut self) {
+        let said = self.monitor("system_wakeup");
+        if said.contains("rror") {
+            self.fail(&format!("system_wakeup: {said}"));
         }
     }
 

@@ -285,7 +285,7 @@ impl Flag {
                        (that filesystem must not be mounted here at all)
 "
             }
-            After => "  --after ACTION       poweroff (default), reboot, or resume (save, then continue: a snapshot)\n",
+            After => "  --after ACTION       poweroff (default), reboot, resume (save, then continue: a snapshot),\n                       or suspend (hybrid sleep: suspend to RAM with the image saved)\n",
             Compress => "  --compress KIND      lz4 (default, fast), deflate (smaller), none\n",
             Wait => {
                 "  --wait SECONDS       how long the hibernation kernel, and kjump resume at boot,
@@ -343,7 +343,7 @@ struct Spec {
 const HIBERNATE: Spec = Spec {
     topic: "hibernate",
     synopsis: "kjump hibernate [OPTIONS]",
-    about: "Save this system's memory to the target and power off (or --after reboot|resume);
+    about: "Save this system's memory to the target and power off (or --after reboot|resume|suspend);
 returns when A comes back. Refuses, before loading anything, when a check of
 'kjump check' fails or the target is missing, too small, or used by this system.
 ",
@@ -495,16 +495,20 @@ resuming asks for the passphrase. Refuses to replace an existing pair without
 
 const SLEEP: Spec = Spec {
     topic: "sleep",
-    synopsis: "kjump sleep hibernate|suspend-then-hibernate [--config FILE]",
-    about: "What systemd-hibernate.service and systemd-suspend-then-hibernate.service run
-once kjump's generator put kjump in their place (see kjump(8), SYSTEMD): runs the
-hooks in /usr/lib/systemd/system-sleep/ with 'pre' and 'post' as systemd-sleep
-does, and follows systemd's sleep.conf (AllowHibernation=, SuspendState=,
-HibernateDelaySec=). hibernate: 'kjump hibernate'. suspend-then-hibernate:
-suspend to RAM with a wake alarm HibernateDelaySec= ahead (2 hours if unset);
-hibernate with kjump when it rings, stay up when something else woke the
-machine; if the hibernation fails, suspend again.
-Use 'systemctl hibernate' or 'systemctl suspend-then-hibernate' rather than this.
+    synopsis: "kjump sleep hibernate|suspend-then-hibernate|hybrid-sleep [--config FILE]",
+    about: "What systemd-hibernate.service, systemd-suspend-then-hibernate.service and
+systemd-hybrid-sleep.service run once kjump's generator put kjump in their place
+(see kjump(8), SYSTEMD): runs the hooks in /usr/lib/systemd/system-sleep/ with
+'pre' and 'post' as systemd-sleep does, and follows systemd's sleep.conf
+(Allow*=, SuspendState=, HibernateDelaySec=). hibernate: 'kjump hibernate'.
+suspend-then-hibernate: suspend to RAM with a wake alarm HibernateDelaySec= ahead
+(2 hours if unset); hibernate with kjump when it rings, stay up when something else
+woke the machine; if the hibernation fails, suspend again. hybrid-sleep: 'kjump
+hibernate --after suspend': the image is saved, then the hibernation kernel
+suspends to RAM; woken, it marks the image consumed and returns here; if the power
+is lost, the next boot resumes from the image.
+Use 'systemctl hibernate', 'systemctl suspend-then-hibernate' or 'systemctl
+hybrid-sleep' rather than this.
 ",
     flags: &[Config],
 };
@@ -523,8 +527,8 @@ const GENERATOR: Spec = Spec {
     synopsis: "kjump systemd-generator DIR [EARLY-DIR LATE-DIR]",
     about: "systemd runs this at boot and at 'systemctl daemon-reload' (as kjump-generator, see
 systemd.generator(7)). When /etc/kjump.conf sets a target, it writes drop-ins into
-DIR that make systemd-hibernate.service and systemd-suspend-then-hibernate.service
-run 'kjump sleep', and let logind offer hibernation without swap; otherwise it
+DIR that make systemd-hibernate.service, systemd-suspend-then-hibernate.service and
+systemd-hybrid-sleep.service run 'kjump sleep', and let logind offer hibernation without swap; otherwise it
 writes nothing and systemd's own hibernation stays.
 ",
     flags: &[],
@@ -709,9 +713,9 @@ where
     }
     Ok(match spec.topic {
         "sleep" => {
-            let name = a.words.first().ok_or_else(|| usage(spec.topic, "name the operation: hibernate or suspend-then-hibernate"))?;
+            let name = a.words.first().ok_or_else(|| usage(spec.topic, "name the operation: hibernate, suspend-then-hibernate or hybrid-sleep"))?;
             let op = kjump::host::sleep::Operation::parse(name)
-                .ok_or_else(|| usage(spec.topic, format!("unknown operation {name:?}: use hibernate or suspend-then-hibernate")))?;
+                .ok_or_else(|| usage(spec.topic, format!("unknown operation {name:?}: use hibernate, suspend-then-hibernate or hybrid-sleep")))?;
             Command::Sleep { op, flags: a.flags }
         }
         "status" => Command::Status,
@@ -1039,7 +1043,7 @@ mod tests {
     fn completions_know_every_command_and_flag_and_no_other() {
         let mut words: Vec<&str> = all_specs().iter().flat_map(|s| s.topic.split(' ')).collect();
         words.push("help");
-        words.extend([kjump::host::sleep::Operation::Hibernate, kjump::host::sleep::Operation::SuspendThenHibernate].map(|o| o.name()));
+        words.extend(kjump::host::sleep::Operation::ALL.map(|o| o.name()));
         let flags: Vec<&str> = ALL_FLAGS.iter().map(|f| f.name()).collect();
         for (file, text) in COMPLETIONS {
             let toks = tokens(text);
@@ -1130,7 +1134,8 @@ mod tests {
             Command::Sleep { op: Operation::SuspendThenHibernate, flags: SettingFlags { config: Some("/tmp/k.conf".into()), ..SettingFlags::default() } }
         );
         assert!(refused(&["sleep"]).msg.contains("name the operation"));
-        assert!(refused(&["sleep", "hybrid-sleep"]).msg.contains("unknown operation \"hybrid-sleep\""));
+        assert_eq!(ok(&["sleep", "hybrid-sleep"]), Command::Sleep { op: Operation::HybridSleep, flags: SettingFlags::default() });
+        assert!(refused(&["sleep", "suspend"]).msg.contains("unknown operation \"suspend\": use hibernate, suspend-then-hibernate or hybrid-sleep"));
         assert!(refused(&["sleep", "hibernate", "--target", "/dev/sdb"]).msg.contains("not an option of 'kjump sleep'"));
         assert_eq!(ok(&["status"]), Command::Status);
         assert!(refused(&["status", "now"]).msg.contains("unexpected argument"));

@@ -44,7 +44,7 @@ kjump — hibernation for Linux built on kexec jump
 
 Usage:
   kjump hibernate [OPTIONS]        save this system's memory to the target and power off
-                                   (or --after reboot|resume); returns when A comes back
+                                   (or --after reboot|resume|suspend); returns when A comes back
   kjump resume [--check [--json]] [OPTIONS]
                                    at boot, before A's filesystems are mounted read-write:
                                    resume from a committed image on the target, or say
@@ -100,7 +100,8 @@ Options (flags win over /etc/kjump.conf, whose keys have the same names):
   --target TARGET      where the image goes: /dev/NAME, UUID=…, PARTUUID=… or LABEL=…,
                        optionally :/path for a file on the ext4 filesystem there
                        (that filesystem must not be mounted here at all)
-  --after ACTION       poweroff (default), reboot, or resume (save, then continue: a snapshot)
+  --after ACTION       poweroff (default), reboot, resume (save, then continue: a snapshot),
+                       or suspend (hybrid sleep: suspend to RAM with the image saved)
   --compress KIND      lz4 (default, fast), deflate (smaller), none
   --wait SECONDS       how long the hibernation kernel, and kjump resume at boot,
                        wait for the target to appear: 0 to 600  [default: 10]

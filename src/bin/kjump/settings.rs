@@ -56,7 +56,7 @@ pub(crate) fn settings(flags: &SettingFlags) -> Result<Settings, Error> {
         target: get("target").map(str::to_string),
         after: match get("after") {
             None => After::PowerOff,
-            Some(v) => After::parse(v).ok_or_else(|| Error::Msg(format!("{} {v:?}: use poweroff, reboot or resume", name("after"))))?,
+            Some(v) => After::parse(v).ok_or_else(|| Error::Msg(format!("{} {v:?}: use poweroff, reboot, resume or suspend", name("after"))))?,
         },
         compress: match get("compress") {
             None => Compression::Lz4,

@@ -1,11 +1,11 @@
-//! A, under systemd: `kjump sleep` (what systemd-hibernate.service and
-//! systemd-suspend-then-hibernate.service run once kjump takes their
-//! place), the generator that puts kjump there (`kjump
+//! A, under systemd: `kjump sleep` (what systemd-hibernate.service,
+//! systemd-suspend-then-hibernate.service and systemd-hybrid-sleep.service
+//! run once kjump takes their place), the generator that puts kjump there (`kjump
 //! systemd-generator`), and `kjump status` (how the last hibernation went).
 //!
 //! The integration points are the ones systemd documents: a generator
 //! (systemd.generator(7)) writes drop-ins (systemd.unit(5)) that replace
-//! the two services' `ExecStart=`, and one that sets logind's
+//! the three services' `ExecStart=`, and one that sets logind's
 //! `SYSTEMD_BYPASS_HIBERNATION_MEMORY_CHECK` (systemd's ENVIRONMENT.md), so
 //! that logind offers hibernation without swap for the kernel's image.
 //! logind then does what it does before any sleep (inhibitors,
@@ -14,6 +14,7 @@
 
 use std::path::Path;
 
+use kjump::handoff::cmdline::After;
 use kjump::host::outcome;
 use kjump::host::sleep::{self, Operation, SleepConf, Woken};
 use kjump::Error;
@@ -34,10 +35,7 @@ fn step<T>(hooks: &[std::path::PathBuf], op: Operation, action: &str, f: impl Fn
 /// `kjump sleep OPERATION`.
 pub(crate) fn cmd_sleep(s: &Settings, op: Operation) -> Result<(), Error> {
     let conf = SleepConf::read()?;
-    let (allowed, key) = match op {
-        Operation::Hibernate => (conf.allow_hibernation, "AllowHibernation"),
-        Operation::SuspendThenHibernate => (conf.allow_suspend_then_hibernate, "AllowSuspendThenHibernate"),
-    };
+    let (allowed, key) = conf.allows(op);
     if !allowed {
         return Err(Error::Msg(format!("sleep: {op} is disabled by {key}=no in systemd's sleep.conf")));
     }
@@ -48,6 +46,9 @@ pub(crate) fn cmd_sleep(s: &Settings, op: Operation) -> Result<(), Error> {
     let hooks = sleep::hooks(&dirs);
     match op {
         Operation::Hibernate => step(&hooks, op, "hibernate", || cmd_hibernate(s)),
+        // The image is saved, then B suspends to RAM: woken, A runs on and
+        // the image is consumed; with the power lost, the next boot resumes.
+        Operation::HybridSleep => step(&hooks, op, "hybrid-sleep", || cmd_hibernate(&Settings { after: After::Suspend, ..s.clone() })),
         Operation::SuspendThenHibernate => {
             let delay = conf.hibernate_delay;
             println!("kjump: suspending; hibernating with kjump if still asleep in {}", humantime::format_duration(delay));
@@ -78,6 +79,7 @@ pub(crate) fn drop_ins(exe: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("systemd-hibernate.service", exec(Operation::Hibernate)),
         ("systemd-suspend-then-hibernate.service", exec(Operation::SuspendThenHibernate)),
+        ("systemd-hybrid-sleep.service", exec(Operation::HybridSleep)),
         (
             "systemd-logind.service",
             format!("{head}# logind offers hibernation only with swap for the kernel's image, unless told:\n[Service]\nEnvironment=SYSTEMD_BYPASS_HIBERNATION_MEMORY_CHECK=1\n"),
@@ -137,7 +139,7 @@ pub(crate) fn systemd_line(s: &Settings) -> Option<(bool, String)> {
             "systemd: logind started before kjump's drop-in and may refuse hibernation without swap: 'systemctl restart systemd-logind' (or reboot)".into(),
         ));
     }
-    Some((true, "systemd: systemctl hibernate and suspend-then-hibernate use kjump".into()))
+    Some((true, "systemd: systemctl hibernate, suspend-then-hibernate and hybrid-sleep use kjump".into()))
 }
 
 /// Whether a running systemd-logind has kjump's environment.
@@ -167,11 +169,12 @@ mod tests {
     fn drop_ins_replace_exec_start_and_bypass_the_swap_check() {
         let d = drop_ins(Path::new("/usr/sbin/kjump"));
         let units: Vec<&str> = d.iter().map(|(u, _)| *u).collect();
-        assert_eq!(units, ["systemd-hibernate.service", "systemd-suspend-then-hibernate.service", "systemd-logind.service"]);
+        assert_eq!(units, ["systemd-hibernate.service", "systemd-suspend-then-hibernate.service", "systemd-hybrid-sleep.service", "systemd-logind.service"]);
         // ExecStart= first empties systemd-sleep's command, then sets kjump's.
         assert!(d[0].1.contains("[Service]\nExecStart=\nExecStart=/usr/sbin/kjump sleep hibernate\n"), "{}", d[0].1);
         assert!(d[1].1.contains("ExecStart=\nExecStart=/usr/sbin/kjump sleep suspend-then-hibernate\n"), "{}", d[1].1);
-        assert!(d[2].1.contains("[Service]\nEnvironment=SYSTEMD_BYPASS_HIBERNATION_MEMORY_CHECK=1\n"));
+        assert!(d[2].1.contains("ExecStart=\nExecStart=/usr/sbin/kjump sleep hybrid-sleep\n"), "{}", d[2].1);
+        assert!(d[3].1.contains("[Service]\nEnvironment=SYSTEMD_BYPASS_HIBERNATION_MEMORY_CHECK=1\n"));
         for (_, text) in &d {
             assert!(text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).all(|l| l == "[Service]" || l.contains('=')), "{text}");
         }
