@@ -57,8 +57,12 @@ mkdir -p "$root/usr/lib/systemd/system-sleep" "$root/etc/systemd/sleep.conf.d"
 install -m 755 "$guest/kjump-sleep-hook" "$root/usr/lib/systemd/system-sleep/kjump-distro-hook"
 printf '[Sleep]\nHibernateDelaySec=20s\n' > "$root/etc/systemd/sleep.conf.d/50-kjump-distro-test.conf"
 
-# The workload and the test's driver.
-install -m 755 "$guest/kjump-workload" "$guest/kjump-distro-test" "$root/usr/local/bin/"
+# A laptop's lid: closing it means a hybrid sleep (logind.conf(5)).
+mkdir -p "$root/etc/systemd/logind.conf.d"
+printf '[Login]\nHandleLidSwitch=hybrid-sleep\nHandleLidSwitchExternalPower=hybrid-sleep\n' > "$root/etc/systemd/logind.conf.d/50-kjump-distro-test.conf"
+
+# The workload, the lid switch and the test's driver.
+install -m 755 "$guest/kjump-workload" "$guest/kjump-lid" "$guest/kjump-distro-test" "$root/usr/local/bin/"
 install -m 644 "$guest/workload.service" "$guest/kjump-distro-test.service" "$root/etc/systemd/system/"
 for u in workload kjump-distro-test; do
 	ln -sf "/etc/systemd/system/$u.service" "$root/etc/systemd/system/multi-user.target.wants/$u.service"

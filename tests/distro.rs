@@ -85,14 +85,17 @@ fn debian_hibernates_with_systemctl_and_suspend_then_hibernate_and_resumes_throu
     let got = a.expect_in_order_within(&["DISTRO: booted: system ", "DISTRO: A ready: workload ", "DISTRO: logind: "], PHASE);
     assert!(got[0].ends_with("system running"), "A did not boot cleanly: {}", got[0]);
     assert!(got[1].contains("workload active pid "), "{}", got[1]);
-    assert!(got[2].ends_with("CanHibernate yes CanSuspendThenHibernate yes"), "logind does not offer kjump's hibernation: {}", got[2]);
+    assert!(got[2].ends_with("CanHibernate yes CanSuspendThenHibernate yes CanHybridSleep yes"), "logind does not offer kjump's hibernation: {}", got[2]);
     let pid = number_after(&got[1], "pid");
     let ticks = number_after(&got[1], "ticks");
     // kjump check: systemd reaches kjump, and the initramfs was built with
     // this kjump and these settings.
     let log = a.log();
     let check: Vec<&str> = log.lines().filter(|l| l.contains("DISTRO: check: ")).collect();
-    assert!(check.iter().any(|l| l.contains("ok") && l.contains("systemd: systemctl hibernate and suspend-then-hibernate use kjump")), "{check:#?}");
+    assert!(
+        check.iter().any(|l| l.contains("ok") && l.contains("systemd: systemctl hibernate, suspend-then-hibernate and hybrid-sleep use kjump")),
+        "{check:#?}"
+    );
     assert!(check.iter().any(|l| l.contains("ok") && l.contains("initramfs")) && !check.iter().any(|l| l.contains("warn")), "{check:#?}");
     a.expect_in_order_within(&["DISTRO: sleep hook: pre hibernate hibernate", "kjump-init: summary:"], PHASE);
     assert!(a.try_exit(PHASE), "B did not power the machine off after saving");
@@ -138,17 +141,58 @@ fn debian_hibernates_with_systemctl_and_suspend_then_hibernate_and_resumes_throu
     // The resume after suspend-then-hibernate: the same system throughout.
     let mut c = boot("distro-c2", &initrd, &disks, APPEND, &tpm);
     c.expect_in_order_within(&["Run /init as init process", "kjump-init: restored ", "DISTRO: sleep hook: post suspend-then-hibernate hibernate"], PHASE);
-    let got = c.expect_in_order_within(&["DISTRO: back from suspend-then-hibernate: ", "DISTRO: after resume: system ", "DISTRO: workload: "], PHASE);
+    let got = c.expect_in_order_within(&["DISTRO: back from suspend-then-hibernate: "], PHASE);
     assert!(got[0].contains("last hibernation: worked"), "{}", got[0]);
+
+    // suspend-then-hibernate again, woken by the user (a key: QEMU's
+    // system_wakeup) long before its alarm: the system stays up.
+    c.expect_in_order_within(&["DISTRO: sleep hook: pre suspend-then-hibernate suspend"], PHASE);
+    c.wait_suspended();
+    c.wake();
+    let got = c.expect_in_order_within(&["DISTRO: sleep hook: post suspend-then-hibernate suspend", "DISTRO: woken early: "], PHASE);
+    assert!(got[1].ends_with("1 early wake(s) in the journal"), "kjump did not see the early wake: {}", got[1]);
+
+    // The lid closed: logind starts a hybrid sleep; B saves the image and
+    // suspends to RAM; the user wakes the machine (and opens the lid): B
+    // takes the image back and A carries on.
+    let got = c.expect_in_order_within(
+        &[
+            "DISTRO: lid: ",
+            "DISTRO: sleep hook: pre hybrid-sleep hybrid-sleep",
+            "kjump-init: summary:",
+            "kjump-init: image committed; suspending to RAM (hybrid sleep",
+        ],
+        PHASE,
+    );
+    assert!(got[0].contains("1 lid switch(es) watched by logind"), "logind does not watch the lid: {}", got[0]);
+    c.wait_suspended();
+    c.wake();
+    let got = c.expect_in_order_within(
+        &[
+            "kjump-init: woken from RAM after ",
+            "kjump-init: image marked consumed",
+            "jumping back to A",
+            "DISTRO: sleep hook: post hybrid-sleep hybrid-sleep",
+            "DISTRO: back from hybrid-sleep: ",
+            "DISTRO: status: report: ",
+        ],
+        PHASE,
+    );
+    assert!(got[4].contains("last hibernation: worked"), "{}", got[4]);
+    assert!(got[5].contains("suspended to RAM and woken after"), "A does not know the hybrid sleep was woken from RAM: {}", got[5]);
+    let info = image_info(&target);
+    assert!(info.contains("consumed") && info.contains("key destroyed"), "the image of the hybrid sleep was not taken back:\n{info}");
+
+    let got = c.expect_in_order_within(&["DISTRO: after resume: system ", "DISTRO: workload: "], PHASE);
     let log = c.log();
     assert!(!log.contains("DISTRO: booted:"), "a boot started systemd afresh instead of resuming:\n{log}");
     assert!(
-        got[1].ends_with("system running"),
+        got[0].ends_with("system running"),
         "systemd after resume: {}\n{}",
-        got[1],
+        got[0],
         log.lines().filter(|l| l.contains("failed unit")).collect::<Vec<_>>().join("\n")
     );
-    let w = &got[2];
+    let w = &got[1];
     assert!(w.contains("workload: active pid "), "the workload service is not running: {w}");
     assert_eq!(number_after(w, "pid"), pid, "the workload is another process: {w}");
     assert!(number_after(w, "ticks") > ticks, "the workload's counter did not carry on from {ticks}: {w}");
@@ -163,7 +207,11 @@ fn debian_hibernates_with_systemctl_and_suspend_then_hibernate_and_resumes_throu
             "pre suspend-then-hibernate suspend",
             "post suspend-then-hibernate suspend",
             "pre suspend-then-hibernate hibernate",
-            "post suspend-then-hibernate hibernate"
+            "post suspend-then-hibernate hibernate",
+            "pre suspend-then-hibernate suspend",
+            "post suspend-then-hibernate suspend",
+            "pre hybrid-sleep hybrid-sleep",
+            "post hybrid-sleep hybrid-sleep"
         ],
         "the sleep hooks did not run as systemd runs them"
     );
@@ -176,7 +224,10 @@ fn debian_hibernates_with_systemctl_and_suspend_then_hibernate_and_resumes_throu
     // suspend-then-hibernate suspended first: the write to /sys/power/state
     // returned, and the wake alarm had rung.
     assert!(journal.iter().any(|l| l.contains("kjump: the wake alarm rang after 20s: hibernating")), "{journal:#?}");
-    assert_eq!(journal.iter().filter(|l| l.contains("TPM counter at") && l.contains("no copy of the image can be resumed now")).count(), 2, "{journal:#?}");
+    assert!(journal.iter().any(|l| l.contains("kjump: woken before the alarm: not hibernating")), "{journal:#?}");
+    assert_eq!(journal.iter().filter(|l| l.contains("kjump: back in A after") && l.contains("suspended to RAM and woken after")).count(), 1, "{journal:#?}");
+    // Each return to A, the hybrid sleep's too, moved the counter on.
+    assert_eq!(journal.iter().filter(|l| l.contains("TPM counter at") && l.contains("no copy of the image can be resumed now")).count(), 3, "{journal:#?}");
     assert!(c.try_exit(PHASE), "the resumed system did not shut down");
     drop(c);
     fsck_clean(&root);
@@ -245,7 +296,7 @@ fn debian_hibernates_with_systemctl_and_resumes_through_dracut() {
     let got = a.expect_in_order_within(&["Run /init as init process", "DISTRO: booted: system ", "DISTRO: A ready: workload ", "DISTRO: logind: "], PHASE);
     assert!(got[1].ends_with("system running"), "A did not boot cleanly through dracut's initramfs: {}", got[1]);
     assert!(got[2].contains("workload active pid "), "{}", got[2]);
-    assert!(got[3].ends_with("CanHibernate yes CanSuspendThenHibernate yes"), "logind does not offer kjump's hibernation: {}", got[3]);
+    assert!(got[3].ends_with("CanHibernate yes CanSuspendThenHibernate yes CanHybridSleep yes"), "logind does not offer kjump's hibernation: {}", got[3]);
     let pid = number_after(&got[2], "pid");
     let ticks = number_after(&got[2], "ticks");
     // kjump check: the initramfs dracut built records this kjump and these
