@@ -6,7 +6,11 @@
 //! the VM off through kjump; the next boot resumes it through the hook (C
 //! unseals the key with Debian's tpm2-tools), and A logs and records how
 //! it went. Then `systemctl suspend-then-hibernate`: suspended to RAM, the
-//! wake alarm rings, kjump hibernates; the next boot resumes again. The
+//! wake alarm rings, kjump hibernates; the next boot resumes again. Then
+//! suspend-then-hibernate woken by the user (QEMU's `system_wakeup`) before
+//! its alarm: the system stays up. Then a lid switch closes and logind
+//! starts a hybrid sleep: B saves, suspends to RAM, is woken, marks the
+//! image consumed and goes back to A. The
 //! workload service is the same process with its memory-only state
 //! intact, systemd is not degraded, the hooks ran with systemd's arguments,
 //! the journal holds B's and D's reports, A advanced the TPM's counter,
