@@ -116,7 +116,7 @@ demo: deps
 	cargo build --release
 	kernel=$$(scripts/kernel.sh $(ONE_KERNEL)) && KJUMP_KERNEL=$$kernel KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example demo
 
-# kjump against swsusp in QEMU (about an hour; BENCH_REPS, BENCH_SIZES,
+# kjump against swsusp in QEMU (over an hour; BENCH_REPS, BENCH_SIZES,
 # BENCH_SYSTEMS narrow it). Writes bench/results.json and bench/results.md,
 # and copies the latter into README.md between its "bench results" markers
 # (unless BENCH_OUT sends the results elsewhere).
