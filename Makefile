@@ -83,7 +83,7 @@ initramfs: build
 # on each test kernel in turn (every kernel is tested even when one fails;
 # the make fails if any did).
 test: deps lint
-	cargo test --release --no-fail-fast --lib --bins
+	cargo test --release --no-fail-fast --lib --bins --example bench
 	@failed=""; for k in $(or $(KERNEL),$(KERNELS)); do \
 	  echo "test: the QEMU tests on Linux $$k"; \
 	  kernel=$$(scripts/kernel.sh $$k) && \
@@ -110,7 +110,7 @@ test-distro: deps
 	  cargo test --release --test distro -- --nocapture
 
 unit: deps
-	cargo test --release --lib --bins
+	cargo test --release --lib --bins --example bench
 
 demo: deps
 	cargo build --release
