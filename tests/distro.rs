@@ -97,6 +97,7 @@ fn debian_hibernates_with_systemctl_and_suspend_then_hibernate_and_resumes_throu
         "{check:#?}"
     );
     assert!(check.iter().any(|l| l.contains("ok") && l.contains("initramfs")) && !check.iter().any(|l| l.contains("warn")), "{check:#?}");
+    assert!(check.iter().any(|l| l.contains("ok") && l.contains("hybrid sleep: the hibernation kernel can suspend to RAM")), "{check:#?}");
     a.expect_in_order_within(&["DISTRO: sleep hook: pre hibernate hibernate", "kjump-init: summary:"], PHASE);
     assert!(a.try_exit(PHASE), "B did not power the machine off after saving");
     let log = a.log();

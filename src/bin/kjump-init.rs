@@ -280,13 +280,14 @@ fn save_mode(p: &Params<'_>, o: &orders::Save) -> Result<Infallible, Error> {
 /// is there for the next boot, and A never runs beside it.
 fn hybrid_sleep(o: &orders::Save, saved: &save::Saved, in_use: &[kjump::target::in_use::InUse]) -> String {
     say!("image committed; suspending to RAM (hybrid sleep: if the power is lost, the next boot resumes from the image)");
-    let asleep = std::time::Instant::now();
-    if let Err(e) = pid1::suspend_to_ram() {
-        say!("error: {e}");
-        say!("powering off instead: the next boot resumes from the image");
-        pid1::power_off()
-    }
-    let slept = asleep.elapsed().as_secs_f64();
+    let slept = match pid1::suspend_to_ram() {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => {
+            say!("error: {e}");
+            say!("powering off instead: the next boot resumes from the image");
+            pid1::power_off()
+        }
+    };
     say!("woken from RAM after {slept:.1} s; taking the image back");
     match save::withdraw(&o.target, Duration::from_secs(o.wait), in_use, &saved.committed, "woken from RAM (hybrid sleep): A ran on") {
         Ok(discarded) => {

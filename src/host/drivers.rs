@@ -152,6 +152,15 @@ pub fn check_device(sys: &Path, kernel: &str, dev: &Path) -> Item {
     }
 }
 
+/// Whether hibernation kernel `kernel` can suspend to RAM, as hybrid
+/// sleep needs (`--after suspend`), by its manifest: `None` when there is
+/// no manifest to tell. Without it B powers off instead, and the next
+/// boot resumes.
+pub fn can_suspend(kernel: &str) -> Option<bool> {
+    let config = std::fs::read_to_string(manifest_path(kernel)).ok()?;
+    Some(config.lines().any(|l| l.trim() == "CONFIG_SUSPEND=y"))
+}
+
 /// `kjump check`'s and `kjump hibernate`'s item for the target `target`
 /// (as given: `/dev/sdb2`, `UUID=…`, `/dev/vdb:/file`), or `None` when
 /// there is none, or it does not name a device present here (other checks
@@ -246,9 +255,12 @@ mod tests {
         let kernel = root.join("vmlinuz").display().to_string();
         let dev = Path::new("/dev/nvme0n1");
         let unknown = check_device(&root, &kernel, dev);
+        assert_eq!(can_suspend(&kernel), None);
         std::fs::write(manifest_path(&kernel), "CONFIG_BLK_DEV_NVME=y\n").unwrap();
         let good = check_device(&root, &kernel, dev);
-        std::fs::write(manifest_path(&kernel), "CONFIG_VIRTIO_BLK=y\n# CONFIG_BLK_DEV_NVME is not set\n").unwrap();
+        assert_eq!(can_suspend(&kernel), Some(false));
+        std::fs::write(manifest_path(&kernel), "CONFIG_VIRTIO_BLK=y\n# CONFIG_BLK_DEV_NVME is not set\nCONFIG_SUSPEND=y\n").unwrap();
+        assert_eq!(can_suspend(&kernel), Some(true));
         let bad = check_device(&root, &kernel, dev);
         let other = check_device(&root, &kernel, Path::new("/dev/vda"));
         let _ = std::fs::remove_dir_all(&root);

@@ -114,15 +114,18 @@ pub fn reboot() -> ! {
 }
 
 /// Suspends the machine to RAM (`mem` in `/sys/power/state`, in the
-/// kernel's default `mem_sleep` mode) and returns once it wakes. An error
-/// when this kernel cannot suspend, or the suspend failed (nothing slept).
-pub fn suspend_to_ram() -> Result<(), Error> {
+/// kernel's default `mem_sleep` mode) and returns once it wakes, with how
+/// long it was away. An error when this kernel cannot suspend, or the
+/// suspend failed (nothing slept).
+pub fn suspend_to_ram() -> Result<std::time::Duration, Error> {
     let offered = std::fs::read_to_string("/sys/power/state").map_err(|e| Error::io("reading /sys/power/state", e))?;
     if !offered.split_whitespace().any(|s| s == "mem") {
         return Err(Error::Msg(format!("this kernel cannot suspend to RAM (/sys/power/state offers only \"{}\")", offered.trim())));
     }
     rustix::fs::sync();
-    std::fs::write("/sys/power/state", "mem").map_err(|e| Error::io("suspending to RAM (writing mem to /sys/power/state)", e))
+    let before = crate::load::jump::boottime();
+    std::fs::write("/sys/power/state", "mem").map_err(|e| Error::io("suspending to RAM (writing mem to /sys/power/state)", e))?;
+    Ok(crate::load::jump::boottime().saturating_sub(before))
 }
 
 /// Prints a fatal error in one line and powers off.

@@ -132,6 +132,14 @@ pub fn load_hibernation_kernel(hk: &HibernationKernel) -> Result<Loaded, Error> 
     Ok(Loaded { region: plan.region, cmdline: plan.cmdline.clone(), segments: segments.len() })
 }
 
+/// Time since this kernel started, suspended time included
+/// (`CLOCK_BOOTTIME`): what measures a jump away or a sleep, which
+/// `std::time::Instant` (`CLOCK_MONOTONIC`) does not count.
+pub fn boottime() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0).min(999_999_999))
+}
+
 /// Flushes file systems and jumps into the loaded image; returns how long
 /// it was away (CLOCK_BOOTTIME, which counts the time spent in B).
 pub fn jump_to_loaded() -> Result<Duration, Error> {
@@ -141,11 +149,9 @@ pub fn jump_to_loaded() -> Result<Duration, Error> {
     // to wait for.
     let _ = rustix::termios::tcdrain(rustix::stdio::stdout());
     let _ = rustix::termios::tcdrain(rustix::stdio::stderr());
-    let before = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let before = boottime();
     kexec::jump()?;
-    let after = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    let ns = |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
-    Ok(Duration::from_nanos((ns(after) - ns(before)).max(0) as u64))
+    Ok(boottime().saturating_sub(before))
 }
 
 /// Writes A's low memory `[0, len)` back from its copy at `backup`.

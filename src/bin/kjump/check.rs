@@ -75,6 +75,21 @@ fn check(s: &Settings, live: bool, json: bool, report: &mut crate::json::Check) 
         }
         report.systemd = Some(CheckLine { ok, text });
     }
+    // Nor this: without suspend in B, hybrid sleep hibernates instead.
+    if let Some(ok) = kjump::host::drivers::can_suspend(&s.kernel) {
+        let text = if ok {
+            "hybrid sleep: the hibernation kernel can suspend to RAM".to_string()
+        } else {
+            format!(
+                "hybrid sleep: the hibernation kernel cannot suspend to RAM (no CONFIG_SUSPEND in {}): hybrid-sleep and --after suspend power off instead, and the next boot resumes",
+                kjump::host::drivers::manifest_path(&s.kernel)
+            )
+        };
+        if !json {
+            println!("  {}  {text}", if ok { "ok  " } else { "warn" });
+        }
+        report.hybrid_sleep = Some(CheckLine { ok, text });
+    }
     first_failure(&items).map_err(fail)?;
     if let Err(e) = refuse_clear_image_of_encrypted_disks(s, &in_use::collect()?) {
         report.checks.push(CheckLine { ok: false, text: e.to_string() });

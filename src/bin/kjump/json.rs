@@ -47,6 +47,9 @@ pub(crate) struct Check {
     /// Under systemd with a target set: whether `systemctl hibernate`
     /// reaches kjump (`ok` false: what to do).
     pub(crate) systemd: Option<CheckLine>,
+    /// Whether the hibernation kernel can suspend to RAM, for hybrid sleep
+    /// (`ok` false: it would power off instead); null without a manifest.
+    pub(crate) hybrid_sleep: Option<CheckLine>,
     /// With `--jump`: how long A was away.
     pub(crate) round_trip_seconds: Option<f64>,
 }
@@ -369,7 +372,7 @@ mod tests {
         let v = value(&Check { ok: false, checks: vec![CheckLine { ok: false, text: "no kexec".into() }], error: Some("x".into()), ..Default::default() });
         assert_eq!(
             v,
-            json!({"ok": false, "checks": [{"ok": false, "text": "no kexec"}], "error": "x", "initramfs": [], "systemd": null, "round_trip_seconds": null})
+            json!({"ok": false, "checks": [{"ok": false, "text": "no kexec"}], "error": "x", "initramfs": [], "systemd": null, "hybrid_sleep": null, "round_trip_seconds": null})
         );
     }
 
