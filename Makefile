@@ -83,7 +83,7 @@ initramfs: build
 # on each test kernel in turn (every kernel is tested even when one fails;
 # the make fails if any did).
 test: deps lint
-	cargo test --release --no-fail-fast --lib --bins
+	cargo test --release --no-fail-fast --lib --bins --example bench
 	@failed=""; for k in $(or $(KERNEL),$(KERNELS)); do \
 	  echo "test: the QEMU tests on Linux $$k"; \
 	  kernel=$$(scripts/kernel.sh $$k) && \
@@ -110,14 +110,16 @@ test-distro: deps
 	  cargo test --release --test distro -- --nocapture
 
 unit: deps
-	cargo test --release --lib --bins
+	cargo test --release --lib --bins --example bench
 
 demo: deps
 	cargo build --release
 	kernel=$$(scripts/kernel.sh $(ONE_KERNEL)) && KJUMP_KERNEL=$$kernel KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example demo
 
-# kjump against swsusp in QEMU (about half an hour; BENCH_REPS, BENCH_SIZES,
-# BENCH_SYSTEMS narrow it). Writes bench/results.json and bench/results.md.
+# kjump against swsusp in QEMU (over an hour; BENCH_REPS, BENCH_SIZES,
+# BENCH_SYSTEMS narrow it). Writes bench/results.json and bench/results.md,
+# and copies the latter into README.md between its "bench results" markers
+# (unless BENCH_OUT sends the results elsewhere).
 bench: deps
 	cargo build --release
 	kernel=$$(scripts/kernel.sh $(ONE_KERNEL)) && KJUMP_KERNEL=$$kernel KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example bench

@@ -6,16 +6,53 @@
 //! a third zero pages, with a known hash) and each system, it measures:
 //! hibernate time (from the command in A to QEMU exiting), resume time
 //! (from QEMU starting to A's workload running again with its hash
-//! checked), image size on disk, and whether it worked. It also measures
-//! the physical limits in the same VM (`kjump bench-io`). Several
-//! repetitions; the median is quoted with the spread. The result goes to
-//! stdout as Markdown and to `bench/results.json`.
+//! checked), image size on disk, whether it worked, and for
+//! `kjump-resident` how long `kjump load` took (A paused while B boots and
+//! parks; timed apart, before the hibernate timer starts). It also
+//! measures the physical limits in the same VM (`kjump bench-io`). Several
+//! repetitions; the median is quoted with the spread.
 //!
-//! Environment: `BENCH_REPS` (default 3), `BENCH_SIZES` (MiB, comma
-//! separated; default 128,384,768), `BENCH_SYSTEMS` (default
-//! kjump,kjump-entry,kjump-resident,kjump-encrypted,swsusp-lzo,swsusp-lz4),
-//! `BENCH_OUT` (default `bench/results`: the `.json`
-//! and `.md` written).
+//! The systems (`BENCH_SYSTEMS`, comma separated):
+//! - `kjump`: resumed the usual way (the system boots as C and loads D);
+//! - `kjump-entry`: resumed from its boot loader entry (`kjump boot-entry`;
+//!   QEMU starts D directly, as a boot loader would);
+//! - `kjump-resident`: `kjump load` ahead of the hibernation, resumed from
+//!   the boot loader entry;
+//! - `kjump-encrypted`: as `kjump`, with images encrypted (`encrypt =
+//!   keyfile:…`);
+//! - `swsusp-C[-trimmed][-max]`, C `lzo` or `lz4` (`hibernate.compressor=`
+//!   on both boots): `-trimmed` gives swsusp's resume boot the words D's
+//!   boot gets (kjump's own `BOOT_TRIM` and `SKIP_ROUTING`: `quiet
+//!   initcall_blacklist=i8042_init acpi=noirq`; the bench's virtio disk
+//!   uses MSI-X, so D has `acpi=noirq` too); `-max` sets
+//!   `/sys/power/image_size` to all of RAM before hibernating instead of
+//!   the kernel's default, 2/5 of RAM, so that swsusp shrinks memory (swaps
+//!   out) only when its image cannot fit at all. A swsusp run fails unless
+//!   A's console names the compressor asked for (`PM: Using N thread(s) for
+//!   lz4 compression`, kernel/power/swap.c).
+//!
+//! Default: [`DEFAULT_SYSTEMS`]: swsusp-lzo and swsusp-lz4 as in earlier
+//! runs (so results compare across runs by name), then swsusp-lz4 trimmed,
+//! then trimmed with the largest image_size, each differing from the row
+//! before in one thing. `BENCH_REPS` (default 3), `BENCH_SIZES` (MiB, comma
+//! separated; default 128,384,768), `BENCH_OUT` (default `bench/results`:
+//! the `.json` and `.md` written).
+//!
+//! The Markdown (also on stdout) holds the tables, what swsusp ran with,
+//! the `kjump load` times and the figures against kjump's targets; with the
+//! default `BENCH_OUT` it also replaces README.md's text between
+//! [`README_BEGIN`] and [`README_END`] (`BENCH_README_ONLY=1` does only
+//! that, from `bench/results.md`, and runs no VM). The JSON has
+//! `results[]`, one row per workload and system: `workload_mib`, `system`,
+//! `runs`, `worked`, `hibernate_s`, `resume_s`, `back_in_a_s` (each
+//! `{median, min, max}`), `image_bytes`, `save_mb_per_s` (kjump), `load_s`
+//! (`{median, min, max}`, kjump-resident; null elsewhere), `compressor` and
+//! `compress_threads` (swsusp, as A's console named them),
+//! `image_size_bytes` (swsusp: A's `/sys/power/image_size` when it
+//! hibernated), `resume_trimmed` (swsusp), `kjump_ratio`,
+//! `kjump_entry_ratio`, `kjump_resident_ratio`, `kjump_encrypted_ratio`
+//! (that kjump system's medians over this swsusp system's) and `failures`;
+//! the top level has `trimmed_resume_append`.
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -33,84 +70,187 @@ const TIMEOUT: Duration = Duration::from_secs(900);
 /// The guest kernel's release, as its console says.
 static KERNEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// What `BENCH_SYSTEMS` is unless set: each swsusp row next to the default
+/// one differs from it in one thing (compressor, trimming, image_size).
+const DEFAULT_SYSTEMS: &str = "kjump,kjump-entry,kjump-resident,kjump-encrypted,swsusp-lzo,swsusp-lz4,swsusp-lz4-trimmed,swsusp-lz4-trimmed-max";
+/// Where the results go unless `BENCH_OUT` says otherwise; only a run
+/// writing there refreshes README.md.
+const DEFAULT_OUT: &str = "bench/results";
+/// README.md's copy of `bench/results.md` lies between these lines.
+const README: &str = "README.md";
+const README_BEGIN: &str = "<!-- bench results: begin -->";
+const README_END: &str = "<!-- bench results: end -->";
+
+/// How kjump hibernates and resumes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kjump {
+    /// Resumed the usual way: the system boots (C) and loads D.
+    Plain,
+    /// Resumed from its boot loader entry (`kjump boot-entry`): QEMU starts
+    /// D directly, as a boot loader would.
+    Entry,
+    /// With its hibernation kernel resident (`kjump load` ahead of the
+    /// hibernation, timed on its own), resumed from the boot loader entry.
+    Resident,
+    /// As `Plain`, with images encrypted (`encrypt = keyfile:…`).
+    Encrypted,
+}
+
+const KJUMPS: [Kjump; 4] = [Kjump::Plain, Kjump::Entry, Kjump::Resident, Kjump::Encrypted];
+
+impl Kjump {
+    fn name(self) -> &'static str {
+        match self {
+            Kjump::Plain => "kjump",
+            Kjump::Entry => "kjump-entry",
+            Kjump::Resident => "kjump-resident",
+            Kjump::Encrypted => "kjump-encrypted",
+        }
+    }
+
+    /// What the system is, for the title of its table of ratios.
+    fn about(self) -> &'static str {
+        match self {
+            Kjump::Plain => "resumed the usual way",
+            Kjump::Entry => "resumed from the boot loader entry",
+            Kjump::Resident => "hibernation kernel loaded ahead with `kjump load`; resumed from the boot loader entry",
+            Kjump::Encrypted => "images encrypted and authenticated, `encrypt = keyfile:…`",
+        }
+    }
+
+    /// Resumed from the boot loader entry `kjump boot-entry` writes in A.
+    fn resumes_from_entry(self) -> bool {
+        matches!(self, Kjump::Entry | Kjump::Resident)
+    }
+}
+
+/// How swsusp hibernates and resumes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Swsusp {
+    /// `hibernate.compressor=`, which A's console must confirm.
+    compressor: &'static str,
+    /// The resume boot gets the words D's boot gets ([`trimming`]).
+    trimmed: bool,
+    /// `/sys/power/image_size` set to all of RAM (the kernel's default is
+    /// 2/5 of it).
+    max_image: bool,
+}
+
+const COMPRESSORS: [&str; 2] = ["lzo", "lz4"];
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum System {
-    /// kjump, resumed the usual way: the system boots (C) and loads D.
-    Kjump,
-    /// kjump, resumed from its boot loader entry (`kjump boot-entry`): QEMU
-    /// starts D directly, as a boot loader would.
-    KjumpEntry,
-    /// kjump with its hibernation kernel resident (`kjump load` ahead of
-    /// the hibernation), resumed from the boot loader entry.
-    KjumpResident,
-    /// kjump as `Kjump`, with images encrypted (`encrypt = keyfile:…`).
-    KjumpEncrypted,
-    Swsusp(&'static str),
+    Kjump(Kjump),
+    Swsusp(Swsusp),
 }
 
 impl System {
+    /// Every system `BENCH_SYSTEMS` can name.
+    fn all() -> Vec<System> {
+        let swsusp = COMPRESSORS.iter().flat_map(|&compressor| {
+            [(false, false), (false, true), (true, false), (true, true)].map(|(trimmed, max_image)| System::Swsusp(Swsusp { compressor, trimmed, max_image }))
+        });
+        KJUMPS.map(System::Kjump).into_iter().chain(swsusp).collect()
+    }
+
     fn name(self) -> String {
         match self {
-            System::Kjump => "kjump".into(),
-            System::KjumpEntry => "kjump-entry".into(),
-            System::KjumpResident => "kjump-resident".into(),
-            System::KjumpEncrypted => "kjump-encrypted".into(),
-            System::Swsusp(c) => format!("swsusp-{c}"),
+            System::Kjump(k) => k.name().into(),
+            System::Swsusp(s) => format!("swsusp-{}{}{}", s.compressor, if s.trimmed { "-trimmed" } else { "" }, if s.max_image { "-max" } else { "" }),
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        match s {
-            "kjump" => Some(System::Kjump),
-            "kjump-entry" => Some(System::KjumpEntry),
-            "kjump-resident" => Some(System::KjumpResident),
-            "kjump-encrypted" => Some(System::KjumpEncrypted),
-            "swsusp-lzo" => Some(System::Swsusp("lzo")),
-            "swsusp-lz4" => Some(System::Swsusp("lz4")),
-            _ => None,
+        System::all().into_iter().find(|y| y.name() == s)
+    }
+
+    /// Extra kernel parameters for A's boot.
+    fn append(self) -> String {
+        match self {
+            System::Kjump(_) => String::new(),
+            System::Swsusp(s) => format!("resume=/dev/vda hibernate.compressor={}", s.compressor),
         }
     }
 
-    /// Extra kernel parameters for both boots.
-    fn append(self) -> String {
+    /// Extra kernel parameters for the boot that resumes when QEMU boots
+    /// the test kernel (kjump's C, swsusp's resume boot; D from the boot
+    /// entry has the entry's command line).
+    fn resume_append(self) -> String {
+        let trim = match self {
+            System::Swsusp(s) if s.trimmed => trimming(),
+            _ => String::new(),
+        };
+        format!("bench_boot=c {} {trim}", self.append())
+    }
+
+    fn kjump(self) -> Option<Kjump> {
         match self {
-            System::Kjump | System::KjumpEntry | System::KjumpResident | System::KjumpEncrypted => String::new(),
-            System::Swsusp(c) => format!("resume=/dev/vda hibernate.compressor={c}"),
+            System::Kjump(k) => Some(k),
+            System::Swsusp(_) => None,
         }
     }
 
     fn is_kjump(self) -> bool {
-        matches!(self, System::Kjump | System::KjumpEntry | System::KjumpResident | System::KjumpEncrypted)
+        self.kjump().is_some()
     }
 }
+
+/// The words that shorten D's boot, as kjump puts them on its command line
+/// (`acpi=noirq` because the bench's virtio disk uses MSI-X): what a
+/// `-trimmed` swsusp's resume boot gets.
+fn trimming() -> String {
+    format!("{} {}", kjump::load::jump::BOOT_TRIM.join(" "), kjump::load::msi::SKIP_ROUTING)
+}
+
+/// `BENCH_SYSTEMS`' names, in order; an unknown name is an error.
+fn systems_from(list: &str) -> Result<Vec<System>, String> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| System::parse(s).ok_or_else(|| format!("unknown system {s:?}"))).collect()
+}
+
+/// Console lines A prints when its script could not set up the run, and
+/// what they mean.
+const SETUP_FAILURES: [(&str, &str); 2] =
+    [("A: WORKLOAD NOT WRITTEN", "A could not write the whole workload"), ("A: IMAGE_SIZE NOT SET", "A could not set /sys/power/image_size")];
 
 fn script(system: System, mib: u64) -> String {
     let third = mib * 1024 * 1024 / 3 / 4096 * 4096;
     // Both boots have the key file and the setting (on a real machine the
     // key would sit on separate media).
     let setup = match system {
-        System::KjumpEncrypted => {
+        System::Kjump(Kjump::Encrypted) => {
             "mkdir -p /etc && printf 'kjump bench key file 0123456789abcdef0123456789abcdef\\n' > /etc/kjump.key && chmod 600 /etc/kjump.key && echo 'encrypt = keyfile:/etc/kjump.key' > /etc/kjump.conf"
         }
         _ => "",
     };
+    let entry =
+        "kjump boot-entry --target /dev/vda --output /root/entry > /dev/null && echo \"A: entry cmdline $(cat /root/entry/cmdline)\"; rm -rf /root/entry";
     let (c_boot, prepare, hibernate) = match system {
-        System::Kjump | System::KjumpEncrypted => {
-            ("kjump resume --target /dev/vda; echo \"C: no resume (exit $?)\"", "", "kjump hibernate --target /dev/vda; echo \"A: hibernate returned $?\"")
-        }
-        System::KjumpEntry => (
-            "echo \"C: no resume: this run resumes from the boot entry\"",
-            "kjump boot-entry --target /dev/vda --output /root/entry > /dev/null && echo \"A: entry cmdline $(cat /root/entry/cmdline)\"; rm -rf /root/entry",
+        System::Kjump(k) => (
+            if k.resumes_from_entry() {
+                "echo \"C: no resume: this run resumes from the boot entry\""
+            } else {
+                "kjump resume --target /dev/vda; echo \"C: no resume (exit $?)\""
+            },
+            match k {
+                Kjump::Plain | Kjump::Encrypted => String::new(),
+                Kjump::Entry => entry.to_string(),
+                // Timed by the host between the two lines, as the
+                // hibernation is (the guest's clock across the jump to B
+                // and back is not to be trusted).
+                Kjump::Resident => format!("{entry}\necho \"A: loading now\"\nkjump load --target /dev/vda > /dev/null; echo \"A: load returned $?\""),
+            },
             "kjump hibernate --target /dev/vda; echo \"A: hibernate returned $?\"",
         ),
-        System::KjumpResident => (
-            "echo \"C: no resume: this run resumes from the boot entry\"",
-            "kjump boot-entry --target /dev/vda --output /root/entry > /dev/null && echo \"A: entry cmdline $(cat /root/entry/cmdline)\"; rm -rf /root/entry; kjump load --target /dev/vda > /dev/null || echo \"A: LOAD FAILED\"",
-            "kjump hibernate --target /dev/vda; echo \"A: hibernate returned $?\"",
-        ),
-        System::Swsusp(_) => (
+        System::Swsusp(s) => (
             "echo \"C: no resume: swsusp did not restore A\"",
-            "mkswap /dev/vda > /dev/null && swapon /dev/vda && echo shutdown > /sys/power/disk",
+            format!(
+                "mkswap /dev/vda > /dev/null && swapon /dev/vda && echo shutdown > /sys/power/disk\n{}echo \"A: image_size $(cat /sys/power/image_size)\"",
+                if s.max_image {
+                    "kb=$(sed -n 's/^MemTotal: *\\([0-9]*\\) kB$/\\1/p' /proc/meminfo)\n[ -n \"$kb\" ] && echo $((kb * 1024)) > /sys/power/image_size || echo \"A: IMAGE_SIZE NOT SET\"\n"
+                } else {
+                    ""
+                }
+            ),
             "echo disk > /sys/power/state; echo \"A: hibernate returned $?\"",
         ),
     };
@@ -160,12 +300,35 @@ struct Run {
     image_bytes: Option<u64>,
     /// kjump only: B's save rate over A's RAM, MB/s.
     save_mb_s: Option<f64>,
+    /// kjump-resident only: `kjump load`, from its start to its return.
+    load_s: Option<f64>,
+    /// swsusp only: A's `/sys/power/image_size` when it hibernated.
+    image_size: Option<u64>,
+    /// swsusp only: the compressor and its threads, as A's console named
+    /// them.
+    compressor: Option<(String, u32)>,
     ok: bool,
     note: String,
 }
 
 fn field(line: &str, key: &str) -> Option<f64> {
     line.split_whitespace().find_map(|w| w.strip_prefix(key)).and_then(|v| v.parse().ok())
+}
+
+/// The compressor swsusp used and its threads, from the line its kernel
+/// prints as it writes the image (kernel/power/swap.c in 6.12 and 7.3:
+/// `PM: Using %u thread(s) for %s compression`).
+fn swsusp_compressor(log: &str) -> Option<(String, u32)> {
+    log.lines().find_map(|l| {
+        let (threads, rest) = l.split_once("Using ")?.1.split_once(" thread(s) for ")?;
+        let alg = rest.trim_end().strip_suffix(" compression")?;
+        Some((alg.to_string(), threads.parse().ok()?))
+    })
+}
+
+/// A's `/sys/power/image_size`, as its script printed it.
+fn image_size(log: &str) -> Option<u64> {
+    log.lines().find_map(|l| l.split_once("A: image_size ")?.1.split_whitespace().next()?.parse().ok())
 }
 
 fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
@@ -179,16 +342,29 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
         p,
         VmConfig { name: &name, memory_mib: MEMORY_MIB, cpus: CPUS, initrd: initrd.clone(), append: &append, echo: false, disks: disks.clone(), uuid: None },
     );
+    if system.kjump() == Some(Kjump::Resident) {
+        let load = a.try_in_order(&["A: loading now"], TIMEOUT).and_then(|_| {
+            let t = Instant::now();
+            a.try_in_order(&["A: load returned"], TIMEOUT).map(|l| (t.elapsed().as_secs_f64(), l[0].clone()))
+        });
+        match load {
+            Ok((s, l)) if l.trim_end().ends_with("returned 0") => run.load_s = Some(s),
+            Ok((_, l)) => {
+                run.note = format!("kjump load failed: {}", l.trim());
+                return run;
+            }
+            Err(e) => {
+                run.note = format!("kjump load did not return: {e}");
+                return run;
+            }
+        }
+    }
     if let Err(e) = a.try_in_order(&["A: workload ready", "A: hibernating now"], TIMEOUT) {
         run.note = format!("A did not get ready: {e}");
         return run;
     }
-    if a.log().contains("A: WORKLOAD NOT WRITTEN") {
-        run.note = "A could not write the whole workload".into();
-        return run;
-    }
-    if a.log().contains("A: LOAD FAILED") {
-        run.note = "kjump load failed".into();
+    if let Some((_, why)) = SETUP_FAILURES.iter().find(|(line, _)| a.log().contains(line)) {
+        run.note = why.to_string();
         return run;
     }
     let t0 = Instant::now();
@@ -212,16 +388,32 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
         use std::os::unix::fs::MetadataExt;
         m.blocks() * 512
     });
-    if system.is_kjump() {
-        if let Some(l) = log.lines().find(|l| l.contains("kjump-init: summary:")) {
-            run.save_mb_s = field(l, "mb_per_s=");
+    match system {
+        System::Kjump(_) => {
+            if let Some(l) = log.lines().find(|l| l.contains("kjump-init: summary:")) {
+                run.save_mb_s = field(l, "mb_per_s=");
+            }
+        }
+        System::Swsusp(s) => {
+            run.image_size = image_size(&log);
+            match swsusp_compressor(&log) {
+                Some((alg, threads)) if alg == s.compressor => run.compressor = Some((alg, threads)),
+                Some((alg, _)) => {
+                    run.note = format!("swsusp compressed with {alg}, not {}", s.compressor);
+                    return run;
+                }
+                None => {
+                    run.note = "A's console does not say which compressor swsusp used".into();
+                    return run;
+                }
+            }
         }
     }
     drop(a);
-    let resume_append = format!("bench_boot=c {append}");
+    let resume_append = system.resume_append();
     // The boot loader entry's files, made here from A's command line (the
     // same bytes `kjump boot-entry` wrote in A).
-    let entry = if matches!(system, System::KjumpEntry | System::KjumpResident) {
+    let entry = if system.kjump().is_some_and(Kjump::resumes_from_entry) {
         match entry_files(p, &log, &dir.0) {
             Ok(e) => Some(e),
             Err(e) => {
@@ -232,6 +424,13 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
     } else {
         None
     };
+    if let Some((_, cmdline, _)) = &entry {
+        // The -trimmed swsusp systems are as trimmed as D only if D is.
+        let trim = trimming();
+        if let Some(w) = trim.split_whitespace().find(|w| !cmdline.split_whitespace().any(|c| c == *w)) {
+            eprintln!("bench: D's command line lacks {w}, which the -trimmed swsusp systems' resume boot gets");
+        }
+    }
     let cfg = VmConfig { name: &format!("{name}-c"), memory_mib: MEMORY_MIB, cpus: CPUS, initrd, append: &resume_append, echo: false, disks, uuid: None };
     let mut c = match entry {
         Some((kernel, cmdline, d_initrd)) => Vm::start_with(&kernel, &cmdline, VmConfig { initrd: d_initrd, ..cfg }),
@@ -322,8 +521,17 @@ fn ratio(a: Option<(f64, f64, f64)>, b: Option<(f64, f64, f64)>) -> String {
 type Medians = [Option<(f64, f64, f64)>; 4];
 
 fn medians(runs: &[Run]) -> Medians {
-    let m = |f: fn(&Run) -> Option<f64>| stats(&runs.iter().filter(|r| r.ok).filter_map(f).collect::<Vec<_>>());
-    [m(|r| r.hibernate_s), m(|r| r.resume_s), m(|r| r.back_s), m(|r| r.image_bytes.map(|b| b as f64))]
+    [ok_stats(runs, |r| r.hibernate_s), ok_stats(runs, |r| r.resume_s), ok_stats(runs, |r| r.back_s), ok_stats(runs, |r| r.image_bytes.map(|b| b as f64))]
+}
+
+/// [`stats`] of what `f` gives for the runs that worked.
+fn ok_stats(runs: &[Run], f: impl Fn(&Run) -> Option<f64>) -> Option<(f64, f64, f64)> {
+    stats(&runs.iter().filter(|r| r.ok).filter_map(f).collect::<Vec<_>>())
+}
+
+/// The medians of `system`'s runs, if it ran.
+fn medians_of(per: &RunsBySystem, system: System) -> Option<Medians> {
+    per.iter().find(|(s, r)| *s == system && !r.is_empty()).map(|(_, r)| medians(r))
 }
 
 /// `kjump`'s medians over `other`'s, metric by metric.
@@ -338,6 +546,11 @@ fn ratio_cells(kjump: &Medians, other: &Medians) -> [String; 4] {
 
 fn json_num(v: Option<f64>) -> String {
     v.map_or("null".into(), |x| format!("{x:.3}"))
+}
+
+/// `{median, min, max}`, each null when nothing worked.
+fn json_range(v: Option<(f64, f64, f64)>) -> String {
+    format!("{{\"median\": {}, \"min\": {}, \"max\": {}}}", json_num(v.map(|v| v.0)), json_num(v.map(|v| v.1)), json_num(v.map(|v| v.2)))
 }
 
 fn json_str(s: &str) -> String {
@@ -358,15 +571,390 @@ fn command_line(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string()).unwrap_or_default()
 }
 
+/// What [`Medians`] hold, in order.
+const METRICS: [&str; 4] = ["hibernate", "resume", "back in A", "image size"];
+
+/// A target set for kjump: for each kjump system in `by`, its median of
+/// `METRICS[metric]` at most `at_most` times each swsusp system's, at
+/// `workload` MiB (`None`: at every workload).
+struct Target {
+    metric: usize,
+    at_most: f64,
+    workload: Option<u64>,
+    by: &'static [Kjump],
+}
+
+const TARGETS: [Target; 3] = [
+    Target { metric: 3, at_most: 1.0, workload: None, by: &[Kjump::Plain, Kjump::Entry, Kjump::Resident] },
+    Target { metric: 0, at_most: 0.6, workload: Some(384), by: &[Kjump::Plain, Kjump::Entry, Kjump::Resident] },
+    Target { metric: 1, at_most: 0.8, workload: None, by: &[Kjump::Entry, Kjump::Resident] },
+];
+
+/// B's save rate (A's RAM per second) set as a target: at least this
+/// times the disk's raw write rate.
+const SAVE_TARGET: f64 = 0.7;
+
+/// B's save rate (A's RAM per second, MB/s), the median of the first
+/// kjump system run (they save alike).
+fn save_rate(per: &RunsBySystem) -> Option<f64> {
+    let (_, runs) = per.iter().find(|(s, _)| s.is_kjump())?;
+    Some(stats(&runs.iter().filter_map(|r| r.save_mb_s).collect::<Vec<_>>())?.0)
+}
+
+/// `a–b`, or `a` when both round alike.
+fn span(values: impl Iterator<Item = f64>, unit: &str) -> String {
+    let v: Vec<f64> = values.collect();
+    let (lo, hi) = (v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+    let digits = if unit.is_empty() { 2 } else { 1 };
+    let (a, b) = (format!("{lo:.digits$}"), format!("{hi:.digits$}"));
+    if a == b {
+        format!("{a}{unit}")
+    } else {
+        format!("{a}–{b}{unit}")
+    }
+}
+
+/// One line per target: each kjump system's ratios over the swsusp systems
+/// at each workload, and whether the target is met against every one.
+fn targets_md(results: &[(u64, RunsBySystem)], raw_write: Option<f64>) -> String {
+    let mut out = String::new();
+    for t in &TARGETS {
+        let mut parts = Vec::new();
+        for &k in t.by {
+            let mut at = Vec::new();
+            for (mib, per) in results.iter().filter(|(m, _)| t.workload.map_or(true, |w| w == *m)) {
+                let Some(km) = medians_of(per, System::Kjump(k)) else { continue };
+                let vs: Vec<(String, f64)> = per
+                    .iter()
+                    .filter(|(s, r)| !s.is_kjump() && !r.is_empty())
+                    .filter_map(|(s, r)| Some((s.name(), ratios(&km, &medians(r))[t.metric]?)))
+                    .collect();
+                if vs.is_empty() {
+                    continue;
+                }
+                let missed: Vec<String> = vs.iter().filter(|(_, r)| *r > t.at_most).map(|(n, r)| format!("{n} {r:.2}")).collect();
+                let verdict = match missed.len() {
+                    0 => "met".to_string(),
+                    n if n == vs.len() => "missed".to_string(),
+                    _ => format!("missed against {}", missed.join(", ")),
+                };
+                at.push(format!("{mib} MiB {} ({verdict})", span(vs.iter().map(|v| v.1), "")));
+            }
+            if !at.is_empty() {
+                parts.push(format!("{} {}", k.name(), at.join(", ")));
+            }
+        }
+        if !parts.is_empty() {
+            let at = t.workload.map_or(String::new(), |w| format!(" at {w} MiB"));
+            let _ = writeln!(out, "- **{} ≤ {:.2} × swsusp's{at}**: {}.", METRICS[t.metric], t.at_most, parts.join("; "));
+        }
+    }
+    let saves: Vec<String> = results
+        .iter()
+        .filter_map(|(mib, per)| {
+            let x = save_rate(per)? / raw_write?;
+            Some(format!("{mib} MiB {x:.2} ({})", if x >= SAVE_TARGET { "met" } else { "missed" }))
+        })
+        .collect();
+    if !saves.is_empty() {
+        let _ = writeln!(out, "- **save rate ≥ {SAVE_TARGET:.2} × raw write**: {}.", saves.join(", "));
+    }
+    out
+}
+
+/// How many runs worked, kjump's and swsusp's, in all and at the largest
+/// workload; and what reading the workload back cost each.
+fn runs_md(results: &[(u64, RunsBySystem)]) -> String {
+    let count = |rows: &mut dyn Iterator<Item = &(u64, RunsBySystem)>, kjump: bool| {
+        let runs: Vec<&Run> = rows.flat_map(|(_, per)| per.iter().filter(|(s, _)| s.is_kjump() == kjump).flat_map(|(_, r)| r)).collect();
+        format!("{}/{}", runs.iter().filter(|r| r.ok).count(), runs.len())
+    };
+    let mut out = format!("Runs that worked: kjump {}, swsusp {}", count(&mut results.iter(), true), count(&mut results.iter(), false));
+    if let Some(top) = results.iter().map(|(m, _)| *m).max().filter(|_| results.len() > 1) {
+        let pct = top as f64 * 100.0 / f64::from(MEMORY_MIB);
+        let _ = write!(
+            out,
+            "; at {top} MiB ({pct:.0} % of RAM) kjump {}, swsusp {}",
+            count(&mut results.iter().filter(|(m, _)| *m == top), true),
+            count(&mut results.iter().filter(|(m, _)| *m == top), false)
+        );
+    }
+    out.push_str(".\n\nReading the workload back in A (resume − back in A, medians):");
+    for (mib, per) in results {
+        let back = |kjump: bool| {
+            let v: Vec<f64> =
+                per.iter().filter(|(s, _)| s.is_kjump() == kjump).filter_map(|(_, r)| Some(ok_stats(r, |r| Some(r.resume_s? - r.back_s?))?.0)).collect();
+            (!v.is_empty()).then(|| format!("{} {}", if kjump { "kjump" } else { "swsusp" }, span(v.into_iter(), " s")))
+        };
+        let both: Vec<String> = [back(true), back(false)].into_iter().flatten().collect();
+        if !both.is_empty() {
+            let _ = write!(out, " {mib} MiB: {};", both.join(", "));
+        }
+    }
+    out.pop();
+    out.push_str(".\n");
+    out
+}
+
+/// What each swsusp system ran with: the words its resume boot got beyond
+/// A's, and the compressor and image_size A's console showed (every value
+/// seen in the runs that worked).
+fn swsusp_md(results: &[(u64, RunsBySystem)], systems: &[System]) -> String {
+    let mut out = String::new();
+    for &system in systems.iter().filter(|s| !s.is_kjump()) {
+        let seen = |f: &dyn Fn(&Run) -> Option<String>| {
+            let mut v: Vec<String> = results
+                .iter()
+                .flat_map(|(_, per)| per.iter().filter(|(s, _)| *s == system))
+                .flat_map(|(_, r)| r.iter().filter(|r| r.ok).filter_map(f))
+                .collect();
+            v.sort();
+            v.dedup();
+            if v.is_empty() {
+                "–".into()
+            } else {
+                v.join(", ")
+            }
+        };
+        let trim = match system {
+            System::Swsusp(s) if s.trimmed => format!("`{}`", trimming()),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {trim} | {} | {} |",
+            system.name(),
+            seen(&|r| r.compressor.as_ref().map(|(c, n)| format!("{c} ({n})"))),
+            seen(&|r| r.image_size.map(|b| format!("{:.1}", b as f64 / 1048576.0)))
+        );
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(
+        "#### swsusp as it ran\n\n| system | resume boot also given | compressor (threads), from A's console | image_size MiB (A's /sys/power/image_size) |\n|---|---|---|---|\n{out}\n"
+    )
+}
+
+/// `kjump load`'s time at each workload, if kjump-resident ran.
+fn load_md(results: &[(u64, RunsBySystem)]) -> String {
+    let at: Vec<String> = results
+        .iter()
+        .filter_map(|(mib, per)| {
+            let (_, runs) = per.iter().find(|(s, r)| *s == System::Kjump(Kjump::Resident) && !r.is_empty())?;
+            Some(format!("{mib} MiB {} s", cell(ok_stats(runs, |r| r.load_s), "", 1.0)))
+        })
+        .collect();
+    if at.is_empty() {
+        return String::new();
+    }
+    format!("`kjump load` (kjump-resident, before the hibernate timer starts; A is paused while B boots, checks the target and parks): {}.\n\n", at.join(", "))
+}
+
+/// One row of the JSON's `results`.
+fn json_row(mib: u64, system: System, runs: &[Run], per: &RunsBySystem) -> String {
+    let m = medians(runs);
+    let [h, r, b, i] = m;
+    let ok = runs.iter().filter(|r| r.ok).count();
+    let first_ok = |f: &dyn Fn(&Run) -> Option<String>| runs.iter().filter(|r| r.ok).find_map(f).unwrap_or_else(|| "null".into());
+    let swsusp = match system {
+        System::Swsusp(s) => Some(s),
+        System::Kjump(_) => None,
+    };
+    // Each kjump system's medians over this swsusp system's.
+    let kjump_ratios: Vec<String> = KJUMPS
+        .iter()
+        .map(|&k| {
+            let r = match medians_of(per, System::Kjump(k)) {
+                Some(km) if swsusp.is_some() => ratios(&km, &m),
+                _ => [None; 4],
+            };
+            format!(
+                "\"{}_ratio\": {{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}",
+                k.name().replace('-', "_"),
+                json_num(r[0]),
+                json_num(r[1]),
+                json_num(r[2]),
+                json_num(r[3])
+            )
+        })
+        .collect();
+    format!(
+        "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {}, \"resume_s\": {}, \"back_in_a_s\": {}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"load_s\": {}, \"compressor\": {}, \"compress_threads\": {}, \"image_size_bytes\": {}, \"resume_trimmed\": {}, {}, \"failures\": [{}]}}",
+        json_str(&system.name()),
+        runs.len(),
+        json_range(h),
+        json_range(r),
+        json_range(b),
+        json_num(i.map(|v| v.0)),
+        json_num(ok_stats(runs, |r| r.save_mb_s).map(|v| v.0)),
+        if system == System::Kjump(Kjump::Resident) { json_range(ok_stats(runs, |r| r.load_s)) } else { "null".into() },
+        first_ok(&|r| r.compressor.as_ref().map(|(c, _)| json_str(c))),
+        first_ok(&|r| r.compressor.as_ref().map(|(_, n)| n.to_string())),
+        first_ok(&|r| r.image_size.map(|b| b.to_string())),
+        swsusp.map_or("null".into(), |s| s.trimmed.to_string()),
+        kjump_ratios.join(", "),
+        runs.iter().filter(|r| !r.ok).map(|r| json_str(&r.note)).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// `readme` with the text between [`README_BEGIN`] and [`README_END`]
+/// replaced by `md`.
+fn splice(readme: &str, md: &str) -> Result<String, String> {
+    let begin = readme.find(README_BEGIN).ok_or_else(|| format!("it has no {README_BEGIN} line"))? + README_BEGIN.len();
+    let end = begin + readme[begin..].find(README_END).ok_or_else(|| format!("it has no {README_END} line after {README_BEGIN}"))?;
+    Ok(format!("{}\n\n{}\n\n{}", &readme[..begin], md.trim(), &readme[end..]))
+}
+
+/// Copies `md_path` into README.md between the markers.
+fn refresh_readme(md_path: &str) {
+    let done = std::fs::read_to_string(md_path)
+        .map_err(|e| format!("reading {md_path}: {e}"))
+        .and_then(|md| std::fs::read_to_string(README).map_err(|e| format!("reading {README}: {e}")).and_then(|r| splice(&r, &md)))
+        .and_then(|new| std::fs::write(README, new).map_err(|e| format!("writing {README}: {e}")));
+    match done {
+        Ok(()) => eprintln!("bench: {README} now carries {md_path}"),
+        Err(e) => eprintln!("bench: {README} not refreshed: {e}; put the markers back and run BENCH_README_ONLY=1 cargo run --release --example bench"),
+    }
+}
+
+/// What a bench run found.
+struct Findings {
+    reps: u32,
+    systems: Vec<System>,
+    /// Each workload's runs, system by system.
+    results: Vec<(u64, RunsBySystem)>,
+    limits: Vec<Limits>,
+    kernel: String,
+    qemu: String,
+    cpu: String,
+    cores: usize,
+    seconds: f64,
+}
+
+/// The Markdown and the JSON of `f`.
+fn render(f: &Findings) -> (String, String) {
+    let Findings { reps, systems, results, limits: lim, kernel, qemu, cpu, cores, seconds } = f;
+    let lim_v = |g: fn(&Limits) -> f64| stats(&lim.iter().map(g).collect::<Vec<_>>());
+    let (vmcore, write, read) = (lim_v(|l| l.vmcore), lim_v(|l| l.write), lim_v(|l| l.read));
+
+    // Headings start at ### : the same text goes under README's
+    // "## Performance".
+    let mut md = String::new();
+    let _ = writeln!(md, "### kjump vs swsusp\n");
+    let _ = writeln!(md, "QEMU `-accel tcg -m {MEMORY_MIB} -smp {CPUS}`, one {DISK_MIB} MiB virtio disk; {reps} repetitions, median (min–max when they differ by more than 5 %).");
+    let _ = writeln!(md, "Kernel {kernel}; {qemu}; host {cpu}, {cores} cores.\n");
+    let _ = writeln!(
+        md,
+        "| workload | system | worked | hibernate s | resume s | back in A s | image MiB | hibernate ratio | resume ratio | back in A ratio | image ratio |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut json_rows = Vec::new();
+    // The kjump systems whose ratios get a table of their own, besides
+    // `kjump`'s in the main table.
+    let variants = [Kjump::Entry, Kjump::Resident, Kjump::Encrypted];
+    let mut variant_md = vec![String::new(); variants.len()];
+    for (mib, per) in results {
+        let kjump = medians_of(per, System::Kjump(Kjump::Plain)).unwrap_or([None; 4]);
+        let variant_medians: Vec<Option<Medians>> = variants.iter().map(|&v| medians_of(per, System::Kjump(v))).collect();
+        for (system, runs) in per {
+            let m = medians(runs);
+            let [h, r, b, i] = m;
+            let ok = runs.iter().filter(|r| r.ok).count();
+            let [hr, rr, br, ir] = if system.is_kjump() { ["–".to_string(), "–".into(), "–".into(), "–".into()] } else { ratio_cells(&kjump, &m) };
+            if !system.is_kjump() {
+                for (table, vm) in variant_md.iter_mut().zip(&variant_medians) {
+                    if let Some(vm) = vm {
+                        let [a, c, d, e] = ratio_cells(vm, &m);
+                        let _ = writeln!(table, "| {mib} MiB | {} | {a} | {c} | {d} | {e} |", system.name());
+                    }
+                }
+            }
+            let _ = writeln!(
+                md,
+                "| {mib} MiB | {} | {ok}/{} | {} | {} | {} | {} | {hr} | {rr} | {br} | {ir} |",
+                system.name(),
+                runs.len(),
+                cell(h, "", 1.0),
+                cell(r, "", 1.0),
+                cell(b, "", 1.0),
+                cell(i, "", 1048576.0)
+            );
+            json_rows.push(json_row(*mib, *system, runs, per));
+        }
+    }
+    let _ = writeln!(md, "\nRatios are kjump's median over that system's (below 1: kjump is faster or smaller). kjump resumes the usual way (the system boots, then loads the restore kernel); kjump-entry from the boot loader entry `kjump boot-entry` writes, which starts the restore kernel directly; kjump-resident ran `kjump load` before the timer started (its time is below), hibernates by entering that resident hibernation kernel, and resumes from the boot loader entry. swsusp-lzo and swsusp-lz4 compress with that compressor; -trimmed: swsusp's resume boot also gets the words that shorten D's boot, `{}`; -max: A's /sys/power/image_size is all of RAM, not the kernel's default 2/5, so swsusp swaps out only what cannot fit. Resume ends when A's workload hash is checked; back in A ends when A's hibernate command returns, before that check (reading the workload back costs both systems the same, except where swsusp swapped the workload out to make room).\n", trimming());
+    for (k, table) in variants.iter().zip(&variant_md) {
+        if !table.is_empty() {
+            let _ = writeln!(md, "#### {} ({}) against each system\n", k.name(), k.about());
+            let _ = writeln!(md, "| workload | system | hibernate ratio | resume ratio | back in A ratio | image ratio |");
+            let _ = writeln!(md, "|---|---|---|---|---|---|");
+            let _ = writeln!(md, "{table}");
+        }
+    }
+    // What encryption costs kjump: the encrypted runs over the plain ones.
+    let mut cost = String::new();
+    for (mib, per) in results {
+        if let (Some(plain), Some(sealed)) = (medians_of(per, System::Kjump(Kjump::Plain)), medians_of(per, System::Kjump(Kjump::Encrypted))) {
+            let [h, r, b, _] = ratios(&sealed, &plain);
+            let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:+.0} %", (v - 1.0) * 100.0));
+            let _ = writeln!(cost, "| {mib} MiB | {} | {} | {} |", pct(h), pct(r), pct(b));
+        }
+    }
+    if !cost.is_empty() {
+        let _ = writeln!(md, "#### What encryption costs kjump (kjump-encrypted over kjump, medians)\n");
+        let _ = writeln!(md, "| workload | hibernate | resume | back in A |");
+        let _ = writeln!(md, "|---|---|---|---|");
+        let _ = writeln!(md, "{cost}");
+    }
+    md.push_str(&swsusp_md(results, systems));
+    md.push_str(&load_md(results));
+    let _ = writeln!(md, "#### Physical limits in the same VM (`kjump bench-io`, in the hibernation kernel)\n");
+    let _ = writeln!(md, "| reading /proc/vmcore | raw O_DIRECT write | raw O_DIRECT read |");
+    let _ = writeln!(md, "|---|---|---|");
+    let _ = writeln!(md, "| {} MB/s | {} MB/s | {} MB/s |\n", cell(vmcore, "", 1.0), cell(write, "", 1.0), cell(read, "", 1.0));
+    let mut save_rates = String::new();
+    for (mib, per) in results {
+        if let Some(m) = save_rate(per) {
+            let _ = write!(save_rates, "{mib} MiB: {m:.0} MB/s{}; ", write.map_or(String::new(), |w| format!(" ({:.2} x raw write)", m / w.0)));
+        }
+    }
+    let _ = writeln!(md, "kjump's save rate (A's RAM per second, in B): {save_rates}\n");
+    let targets = targets_md(results, write.map(|w| w.0));
+    if !targets.is_empty() {
+        let _ = writeln!(md, "#### Against kjump's targets\n\nkjump's median over each swsusp system's, at each workload; met where it is within the target against every swsusp system run.\n\n{targets}");
+    }
+    md.push_str(&runs_md(results));
+    let _ = writeln!(md, "\nTotal benchmark time {seconds:.0} s.");
+
+    let json = format!(
+        "{{\n  \"machine\": {{\"qemu\": {}, \"accel\": \"tcg\", \"memory_mib\": {MEMORY_MIB}, \"cpus\": {CPUS}, \"disk_mib\": {DISK_MIB}, \"host_cpu\": {}, \"host_cores\": {cores}, \"kernel\": {}}},\n  \"repetitions\": {reps},\n  \"limits_mb_per_s\": {{\"vmcore_read\": {}, \"disk_write\": {}, \"disk_read\": {}}},\n  \"trimmed_resume_append\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
+        json_str(qemu),
+        json_str(cpu),
+        json_str(kernel),
+        json_num(vmcore.map(|v| v.0)),
+        json_num(write.map(|v| v.0)),
+        json_num(read.map(|v| v.0)),
+        json_str(&trimming()),
+        json_rows.join(",\n")
+    );
+    (md, json)
+}
+
 fn main() {
+    let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| DEFAULT_OUT.into());
+    if std::env::var_os("BENCH_README_ONLY").is_some() {
+        refresh_readme(&format!("{DEFAULT_OUT}.md"));
+        return;
+    }
     let p = paths();
     let reps: u32 = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let sizes: Vec<u64> = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "128,384,768".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    let systems: Vec<System> = std::env::var("BENCH_SYSTEMS")
-        .unwrap_or_else(|_| "kjump,kjump-entry,kjump-resident,kjump-encrypted,swsusp-lzo,swsusp-lz4".into())
-        .split(',')
-        .filter_map(|s| System::parse(s.trim()))
-        .collect();
+    let systems = systems_from(&std::env::var("BENCH_SYSTEMS").unwrap_or_else(|_| DEFAULT_SYSTEMS.into())).unwrap_or_else(|e| {
+        let known: Vec<String> = System::all().into_iter().map(System::name).collect();
+        eprintln!("bench: BENCH_SYSTEMS: {e}; known: {}", known.join(","));
+        std::process::exit(2)
+    });
     let started = Instant::now();
     eprintln!("bench: {} sizes x {} systems x {reps} repetitions, one VM at a time", sizes.len(), systems.len());
 
@@ -388,12 +976,13 @@ fn main() {
             for (system, runs) in per.iter_mut() {
                 let r = one_run(&p, *system, *mib, rep);
                 eprintln!(
-                    "bench: {} {mib} MiB #{rep}: {} hibernate {} s, resume {} s, image {} MiB{}",
+                    "bench: {} {mib} MiB #{rep}: {} hibernate {} s, resume {} s, image {} MiB{}{}",
                     system.name(),
                     if r.ok { "ok" } else { "FAILED" },
                     r.hibernate_s.map_or("-".into(), |v| format!("{v:.1}")),
                     r.resume_s.map_or("-".into(), |v| format!("{v:.1}")),
                     r.image_bytes.map_or("-".into(), |v| format!("{:.1}", v as f64 / 1048576.0)),
+                    r.load_s.map_or(String::new(), |v| format!(", load {v:.1} s")),
                     if r.note.is_empty() { String::new() } else { format!(" ({})", r.note) }
                 );
                 runs.push(r);
@@ -401,158 +990,134 @@ fn main() {
         }
     }
 
-    let kernel = KERNEL.get().cloned().unwrap_or_default();
-    let qemu = command_line("qemu-system-x86_64", &["--version"]);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-
-    let lim_v = |f: fn(&Limits) -> f64| stats(&lim.iter().map(f).collect::<Vec<_>>());
-    let (vmcore, write, read) = (lim_v(|l| l.vmcore), lim_v(|l| l.write), lim_v(|l| l.read));
-
-    let mut md = String::new();
-    let _ = writeln!(md, "## kjump vs swsusp\n");
-    let _ = writeln!(md, "QEMU `-accel tcg -m {MEMORY_MIB} -smp {CPUS}`, one {DISK_MIB} MiB virtio disk; {reps} repetitions, median (min–max when they differ by more than 5 %).");
-    let _ = writeln!(md, "Kernel {kernel}; {qemu}; host {cpu}, {cores} cores.\n");
-    let _ = writeln!(
-        md,
-        "| workload | system | worked | hibernate s | resume s | back in A s | image MiB | hibernate ratio | resume ratio | back in A ratio | image ratio |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut json_rows = Vec::new();
-    // The kjump systems whose ratios get a table (and a JSON field) of their
-    // own, besides `kjump`'s in the main table.
-    let variants = [
-        (System::KjumpEntry, "kjump-entry (resumed from the boot loader entry)"),
-        (System::KjumpResident, "kjump-resident (hibernation kernel loaded ahead with `kjump load`; resumed from the boot loader entry)"),
-        (System::KjumpEncrypted, "kjump-encrypted (images encrypted and authenticated, `encrypt = keyfile:…`)"),
-    ];
-    let mut variant_md = vec![String::new(); variants.len()];
-    for (mib, per) in &results {
-        let of = |system: System| medians(per.iter().find(|(s, _)| *s == system).map(|(_, r)| r.as_slice()).unwrap_or(&[]));
-        let kjump = of(System::Kjump);
-        let variant_medians: Vec<Option<Medians>> = variants.iter().map(|(v, _)| per.iter().any(|(s, r)| s == v && !r.is_empty()).then(|| of(*v))).collect();
-        for (system, runs) in per {
-            let m = medians(runs);
-            let [h, r, b, i] = m;
-            let ok = runs.iter().filter(|r| r.ok).count();
-            let notes: Vec<&str> = runs.iter().filter(|r| !r.ok).map(|r| r.note.as_str()).collect();
-            let [hr, rr, br, ir] = if system.is_kjump() { ["–".to_string(), "–".into(), "–".into(), "–".into()] } else { ratio_cells(&kjump, &m) };
-            if !system.is_kjump() {
-                for (table, vm) in variant_md.iter_mut().zip(&variant_medians) {
-                    if let Some(vm) = vm {
-                        let [a, c, d, e] = ratio_cells(vm, &m);
-                        let _ = writeln!(table, "| {mib} MiB | {} | {a} | {c} | {d} | {e} |", system.name());
-                    }
-                }
-            }
-            let _ = writeln!(
-                md,
-                "| {mib} MiB | {} | {ok}/{} | {} | {} | {} | {} | {hr} | {rr} | {br} | {ir} |",
-                system.name(),
-                runs.len(),
-                cell(h, "", 1.0),
-                cell(r, "", 1.0),
-                cell(b, "", 1.0),
-                cell(i, "", 1048576.0)
-            );
-            let save = stats(&runs.iter().filter(|r| r.ok).filter_map(|r| r.save_mb_s).collect::<Vec<_>>());
-            // kjump's ratios over this system (none for a kjump system).
-            let json_ratios = |k: Option<&Medians>| {
-                let r = match k {
-                    Some(k) if !system.is_kjump() => ratios(k, &m),
-                    _ => [None; 4],
-                };
-                format!(
-                    "{{\"hibernate\": {}, \"resume\": {}, \"back_in_a\": {}, \"image\": {}}}",
-                    json_num(r[0]),
-                    json_num(r[1]),
-                    json_num(r[2]),
-                    json_num(r[3])
-                )
-            };
-            json_rows.push(format!(
-                "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"resume_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"back_in_a_s\": {{\"median\": {}, \"min\": {}, \"max\": {}}}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"kjump_ratio\": {}, \"kjump_entry_ratio\": {}, \"kjump_resident_ratio\": {}, \"kjump_encrypted_ratio\": {}, \"failures\": [{}]}}",
-                json_str(&system.name()),
-                runs.len(),
-                json_num(h.map(|v| v.0)),
-                json_num(h.map(|v| v.1)),
-                json_num(h.map(|v| v.2)),
-                json_num(r.map(|v| v.0)),
-                json_num(r.map(|v| v.1)),
-                json_num(r.map(|v| v.2)),
-                json_num(b.map(|v| v.0)),
-                json_num(b.map(|v| v.1)),
-                json_num(b.map(|v| v.2)),
-                json_num(i.map(|v| v.0)),
-                json_num(save.map(|v| v.0)),
-                json_ratios(Some(&kjump)),
-                json_ratios(variant_medians[0].as_ref()),
-                json_ratios(variant_medians[1].as_ref()),
-                json_ratios(variant_medians[2].as_ref()),
-                notes.iter().map(|n| json_str(n)).collect::<Vec<_>>().join(", ")
-            ));
-        }
-    }
-    let _ = writeln!(md, "\nRatios are kjump's median over that system's (below 1: kjump is faster or smaller). kjump resumes the usual way (the system boots, then loads the restore kernel); kjump-entry from the boot loader entry `kjump boot-entry` writes, which starts the restore kernel directly; kjump-resident ran `kjump load` before the timer started, hibernates by entering that resident hibernation kernel, and resumes from the boot loader entry. Resume ends when A's workload hash is checked; back in A ends when A's hibernate command returns, before that check (reading the workload back costs both systems the same, except where swsusp swapped the workload out to make room).\n");
-    for ((_, title), table) in variants.iter().zip(&variant_md) {
-        if !table.is_empty() {
-            let _ = writeln!(md, "### {title} against each system\n");
-            let _ = writeln!(md, "| workload | system | hibernate ratio | resume ratio | back in A ratio | image ratio |");
-            let _ = writeln!(md, "|---|---|---|---|---|---|");
-            let _ = writeln!(md, "{table}");
-        }
-    }
-    // What encryption costs kjump: the encrypted runs over the plain ones.
-    let mut cost = String::new();
-    for (mib, per) in &results {
-        let of = |system: System| per.iter().find(|(s, r)| *s == system && !r.is_empty()).map(|(_, r)| medians(r));
-        if let (Some(plain), Some(sealed)) = (of(System::Kjump), of(System::KjumpEncrypted)) {
-            let [h, r, b, _] = ratios(&sealed, &plain);
-            let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:+.0} %", (v - 1.0) * 100.0));
-            let _ = writeln!(cost, "| {mib} MiB | {} | {} | {} |", pct(h), pct(r), pct(b));
-        }
-    }
-    if !cost.is_empty() {
-        let _ = writeln!(md, "### What encryption costs kjump (kjump-encrypted over kjump, medians)\n");
-        let _ = writeln!(md, "| workload | hibernate | resume | back in A |");
-        let _ = writeln!(md, "|---|---|---|---|");
-        let _ = writeln!(md, "{cost}");
-    }
-    let _ = writeln!(md, "### Physical limits in the same VM (`kjump bench-io`, in the hibernation kernel)\n");
-    let _ = writeln!(md, "| reading /proc/vmcore | raw O_DIRECT write | raw O_DIRECT read |");
-    let _ = writeln!(md, "|---|---|---|");
-    let _ = writeln!(md, "| {} MB/s | {} MB/s | {} MB/s |\n", cell(vmcore, "", 1.0), cell(write, "", 1.0), cell(read, "", 1.0));
-    let mut save_rates = String::new();
-    for (mib, per) in &results {
-        // The save rate of the first kjump system run (they save alike).
-        if let Some((_, runs)) = per.iter().find(|(s, _)| s.is_kjump()) {
-            if let Some((m, _, _)) = stats(&runs.iter().filter_map(|r| r.save_mb_s).collect::<Vec<_>>()) {
-                let _ = write!(save_rates, "{mib} MiB: {m:.0} MB/s{}; ", write.map_or(String::new(), |w| format!(" ({:.2} x raw write)", m / w.0)));
-            }
-        }
-    }
-    let _ = writeln!(md, "kjump's save rate (A's RAM per second, in B): {save_rates}");
-    let _ = writeln!(md, "\nTotal benchmark time {:.0} s.", started.elapsed().as_secs_f64());
+    let findings = Findings {
+        reps,
+        systems,
+        results,
+        limits: lim,
+        kernel: KERNEL.get().cloned().unwrap_or_default(),
+        qemu: command_line("qemu-system-x86_64", &["--version"]),
+        cpu: std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+            .unwrap_or_default(),
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let (md, json) = render(&findings);
     print!("{md}");
-
-    let json = format!(
-        "{{\n  \"machine\": {{\"qemu\": {}, \"accel\": \"tcg\", \"memory_mib\": {MEMORY_MIB}, \"cpus\": {CPUS}, \"disk_mib\": {DISK_MIB}, \"host_cpu\": {}, \"host_cores\": {cores}, \"kernel\": {}}},\n  \"repetitions\": {reps},\n  \"limits_mb_per_s\": {{\"vmcore_read\": {}, \"disk_write\": {}, \"disk_read\": {}}},\n  \"results\": [\n{}\n  ]\n}}\n",
-        json_str(&qemu),
-        json_str(&cpu),
-        json_str(&kernel),
-        json_num(vmcore.map(|v| v.0)),
-        json_num(write.map(|v| v.0)),
-        json_num(read.map(|v| v.0)),
-        json_rows.join(",\n")
-    );
-    let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| "bench/results".into());
     if let Some(dir) = std::path::Path::new(&out).parent() {
         let _ = std::fs::create_dir_all(dir);
     }
     std::fs::write(format!("{out}.json"), json).unwrap_or_else(|e| panic!("writing {out}.json: {e}"));
     std::fs::write(format!("{out}.md"), md).unwrap_or_else(|e| panic!("writing {out}.md: {e}"));
     eprintln!("bench: wrote {out}.json and {out}.md");
+    if out == DEFAULT_OUT {
+        refresh_readme(&format!("{out}.md"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_system_parses_back_from_its_name() {
+        for s in System::all() {
+            assert_eq!(System::parse(&s.name()), Some(s));
+        }
+        assert_eq!(systems_from(DEFAULT_SYSTEMS).unwrap().len(), DEFAULT_SYSTEMS.split(',').count());
+        assert!(systems_from("kjump,swsusp-lz4-max-trimmed").is_err());
+    }
+
+    #[test]
+    fn trimmed_resume_boot_gets_d_words() {
+        let s = System::parse("swsusp-lz4-trimmed-max").unwrap();
+        let line = s.resume_append();
+        for w in ["quiet", "initcall_blacklist=i8042_init", "acpi=noirq", "resume=/dev/vda", "hibernate.compressor=lz4", "bench_boot=c"] {
+            assert!(line.split_whitespace().any(|x| x == w), "{w} missing from {line}");
+        }
+        assert!(!System::parse("swsusp-lz4").unwrap().resume_append().contains("quiet"));
+        assert!(script(s, 128).contains("/sys/power/image_size"));
+    }
+
+    #[test]
+    fn every_script_is_valid_shell() {
+        for s in System::all() {
+            let out = Command::new("/bin/busybox").args(["sh", "-n", "-c", &script(s, 128)]).output().expect("busybox (make deps installs it)");
+            assert!(out.status.success(), "{}: {}", s.name(), String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
+    #[test]
+    fn compressor_from_console() {
+        let log = "[    5.1] PM: hibernation: Allocated 1 pages\r\n[    5.2] PM: Using 1 thread(s) for lz4 compression\r\n[    5.3] PM: Compressing and saving image data\n";
+        assert_eq!(swsusp_compressor(log), Some(("lz4".into(), 1)));
+        assert_eq!(swsusp_compressor("PM: Using 3 thread(s) for lzo decompression\n"), None);
+        assert_eq!(swsusp_compressor("nothing\n"), None);
+        assert_eq!(image_size("x\nA: image_size 414498816\n"), Some(414498816));
+    }
+
+    /// A run that worked, with made-up figures.
+    fn fake_run(system: System, mib: u64, rep: u32) -> Run {
+        let scale = mib as f64 / 384.0 + f64::from(rep) * 0.01;
+        let (h, r, b) = if system.is_kjump() { (2.3, 6.2, 2.1) } else { (2.8, 7.6, 3.0) };
+        Run {
+            hibernate_s: Some(h * scale),
+            resume_s: Some(r * scale),
+            back_s: Some(b * scale),
+            image_bytes: Some(mib << 19),
+            save_mb_s: system.is_kjump().then_some(1400.0),
+            load_s: (system == System::Kjump(Kjump::Resident)).then_some(2.3),
+            image_size: match system {
+                System::Swsusp(s) if s.max_image => Some(1_036_189_696),
+                System::Swsusp(_) => Some(414_474_240),
+                System::Kjump(_) => None,
+            },
+            compressor: match system {
+                System::Swsusp(s) => Some((s.compressor.to_string(), 1)),
+                System::Kjump(_) => None,
+            },
+            ok: true,
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn report_carries_the_new_fields() {
+        let systems = systems_from(DEFAULT_SYSTEMS).unwrap();
+        let results = [128, 384, 768].map(|mib| (mib, systems.iter().map(|&s| (s, (0..3).map(|rep| fake_run(s, mib, rep)).collect())).collect())).to_vec();
+        let limits = vec![Limits { vmcore: 2300.0, write: 680.0, read: 2900.0 }];
+        let f = Findings { reps: 3, systems, results, limits, kernel: "6.12".into(), qemu: "QEMU".into(), cpu: "cpu".into(), cores: 2, seconds: 1.0 };
+        let (md, json) = render(&f);
+        if std::env::var_os("BENCH_SHOW").is_some() {
+            println!("{md}\n{json}");
+        }
+        for s in [
+            "#### swsusp as it ran",
+            "| swsusp-lz4-trimmed-max | `quiet initcall_blacklist=i8042_init acpi=noirq` | lz4 (1) | 988.2 |",
+            "`kjump load`",
+            "#### Against kjump's targets",
+            "Runs that worked: kjump 36/36, swsusp 36/36",
+        ] {
+            assert!(md.contains(s), "{s:?} not in\n{md}");
+        }
+        for s in [
+            "\"system\": \"kjump-resident\", \"runs\": 3, \"worked\": 3, \"hibernate_s\": {\"median\"",
+            "\"load_s\": {\"median\": 2.300",
+            "\"load_s\": null, \"compressor\": \"lz4\", \"compress_threads\": 1, \"image_size_bytes\": 1036189696, \"resume_trimmed\": true",
+        ] {
+            assert!(json.contains(s), "{s:?} not in\n{json}");
+        }
+    }
+
+    #[test]
+    fn splice_replaces_only_between_markers() {
+        let readme = format!("top\n{README_BEGIN}\nold\n{README_END}\nbottom\n");
+        let once = splice(&readme, "### new\n\nrow\n").unwrap();
+        assert_eq!(once, format!("top\n{README_BEGIN}\n\n### new\n\nrow\n\n{README_END}\nbottom\n"));
+        assert_eq!(splice(&once, "### new\n\nrow\n").unwrap(), once);
+        assert!(splice("no markers", "x").is_err());
+        assert!(splice(&format!("{README_END}\n{README_BEGIN}"), "x").is_err());
+    }
 }

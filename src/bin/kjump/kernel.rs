@@ -16,11 +16,6 @@ pub(crate) const DEFAULT_REGION_SIZE: u64 = 64 * MIB;
 /// chunk's buffers beside its write batches.
 pub(crate) const MIN_REGION_SIZE: u64 = 64 * MIB;
 
-/// B and D read no keyboard or mouse: skipping the PS/2 controller's
-/// driver saves its probe (0.4 s of each boot under QEMU) and leaves the
-/// controller as A set it.
-pub(crate) const NO_INPUT: &str = "initcall_blacklist=i8042_init";
-
 /// The hibernation kernel with `mode_args`, for work on disk `disk` (whose
 /// controller decides whether B may skip legacy interrupt routing).
 pub(crate) fn hibernation_kernel(s: &Settings, mode_args: &str, disk: Option<&std::path::Path>) -> Result<HibernationKernel, Error> {
@@ -39,9 +34,10 @@ pub(crate) fn hibernation_kernel(s: &Settings, mode_args: &str, disk: Option<&st
     // Words kjump's own tests add, unchecked, to make B fail on purpose.
     let unchecked = std::env::var(UNCHECKED_APPEND).unwrap_or_default();
     let line = format!(
-        "{} rdinit=/kjump-init {mode_args} nokaslr nr_cpus={} quiet panic=10 {NO_INPUT} {routing} {} {unchecked}",
+        "{} rdinit=/kjump-init {mode_args} nokaslr nr_cpus={} panic=10 {} {routing} {} {unchecked}",
         jump::console_args(&own),
         hibernation_cpus(),
+        jump::BOOT_TRIM.join(" "),
         s.append
     );
     // B reads its orders with this same parser: a line it would refuse
