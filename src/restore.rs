@@ -550,8 +550,7 @@ pub fn restore(mem: &Arc<DevMem>, img: &Opened, region: PhysRange) -> Result<u64
 /// Discards the image's data (its chunks) after a resume: A's memory
 /// should not linger on disk once A runs again.
 pub fn discard_data(img: &Opened) -> Result<crate::target::discard::Outcome, Error> {
-    let len = img.state.data_end.saturating_sub(image::DATA_OFFSET);
-    crate::target::discard::discard(&img.file, image::DATA_OFFSET, len)
+    image::discard_data(&img.file, &img.state)
 }
 
 /// Marks the image consumed (after a successful restore) or bad, and

@@ -61,6 +61,40 @@ fn image_info(disk: &Path) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
+/// One test machine: its directory, the initramfs scripts/distro-image.sh
+/// made (with Debian's mkinitramfs, or with `tool`), the root disk, an
+/// empty target disk, both disks in boot order, and its TPM's state.
+struct Machine {
+    dir: TempDir,
+    initrd: Vec<u8>,
+    root: PathBuf,
+    target: PathBuf,
+    disks: Vec<PathBuf>,
+    tpm: PathBuf,
+}
+
+/// Makes the disks of a machine called `name` from the root filesystem
+/// `tarball` (scripts/distro-image.sh; `tool` "dracut" for a dracut
+/// initramfs).
+fn machine(name: &str, tarball: &Path, tool: Option<&str>) -> Machine {
+    let p = paths();
+    let dir = TempDir::new(name);
+    let made = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/distro-image.sh"))
+        .arg(tarball)
+        .arg(&p.kernel)
+        .arg(&dir.0)
+        .args(tool)
+        .status()
+        .expect("running scripts/distro-image.sh");
+    assert!(made.success(), "scripts/distro-image.sh {} failed (see above)", tool.unwrap_or(""));
+    let initrd = std::fs::read(dir.0.join("initrd.img")).unwrap();
+    let root = dir.0.join("root.img");
+    let target = sparse_disk(&dir.0, "target.img", 1200);
+    let disks = vec![root.clone(), target.clone()];
+    let tpm = dir.0.join("tpm");
+    Machine { dir, initrd, root, target, disks, tpm }
+}
+
 /// The number after `key ` in `line`.
 fn number_after(line: &str, key: &str) -> u64 {
     line.split(key).nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no {key:?} number in {line:?}"))
@@ -68,20 +102,7 @@ fn number_after(line: &str, key: &str) -> u64 {
 
 #[test]
 fn debian_hibernates_with_systemctl_and_suspend_then_hibernate_and_resumes_through_initramfs_tools() {
-    let p = paths();
-    let dir = TempDir::new("distro");
-    let made = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/distro-image.sh"))
-        .arg(rootfs_tarball())
-        .arg(&p.kernel)
-        .arg(&dir.0)
-        .status()
-        .expect("running scripts/distro-image.sh");
-    assert!(made.success(), "scripts/distro-image.sh failed (see above)");
-    let initrd = std::fs::read(dir.0.join("initrd.img")).unwrap();
-    let root = dir.0.join("root.img");
-    let target = sparse_disk(&dir.0, "target.img", 1200);
-    let disks = vec![root.clone(), target.clone()];
-    let tpm = dir.0.join("tpm");
+    let Machine { dir: _dir, initrd, root, target, disks, tpm } = machine("distro", &rootfs_tarball(), None);
 
     // A: systemd up, workload running; logind offers hibernation (kjump's
     // generator); `systemctl hibernate` runs the sleep hooks, then kjump.
@@ -279,21 +300,7 @@ fn dracut_rootfs_tarball() -> PathBuf {
 /// two guests at once.
 #[test]
 fn debian_hibernates_with_systemctl_and_resumes_through_dracut() {
-    let p = paths();
-    let dir = TempDir::new("distro-dracut");
-    let made = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/distro-image.sh"))
-        .arg(dracut_rootfs_tarball())
-        .arg(&p.kernel)
-        .arg(&dir.0)
-        .arg("dracut")
-        .status()
-        .expect("running scripts/distro-image.sh");
-    assert!(made.success(), "scripts/distro-image.sh dracut failed (see above)");
-    let initrd = std::fs::read(dir.0.join("initrd.img")).unwrap();
-    let root = dir.0.join("root.img");
-    let target = sparse_disk(&dir.0, "target.img", 1200);
-    let disks = vec![root.clone(), target.clone()];
-    let tpm = dir.0.join("tpm");
+    let Machine { dir: _dir, initrd, root, target, disks, tpm } = machine("distro-dracut", &dracut_rootfs_tarball(), Some("dracut"));
     let append = format!("{APPEND} kjump_distro_test=hibernate");
 
     // A: dracut's initramfs mounts the root; `systemctl hibernate`.

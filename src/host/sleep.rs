@@ -34,6 +34,15 @@ impl Operation {
         }
     }
 
+    /// The systemd service that carries the operation out.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Operation::Hibernate => "systemd-hibernate.service",
+            Operation::SuspendThenHibernate => "systemd-suspend-then-hibernate.service",
+            Operation::HybridSleep => "systemd-hybrid-sleep.service",
+        }
+    }
+
     /// Every operation kjump takes over from systemd.
     pub const ALL: [Operation; 3] = [Operation::Hibernate, Operation::SuspendThenHibernate, Operation::HybridSleep];
 

@@ -673,6 +673,13 @@ pub fn set_state(file: &std::fs::File, old: &StateBlock, state: State, note: &st
     write_state(file, &StateBlock { state, note: note.to_string(), key_block, ..old.clone() }, keys)
 }
 
+/// Discards the data (the chunks) of the image in `file` whose state
+/// block is `state`: A's memory should not linger on disk once A runs
+/// again.
+pub fn discard_data(file: &std::fs::File, state: &StateBlock) -> Result<crate::target::discard::Outcome, crate::Error> {
+    crate::target::discard::discard(file, DATA_OFFSET, state.data_end.saturating_sub(DATA_OFFSET))
+}
+
 /// Counts one more start of the restore kernel in the image's state
 /// block, durably, before that start; returns the new state block. An
 /// encrypted image's count is under its state MAC, so `keys` are needed

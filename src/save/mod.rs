@@ -172,7 +172,7 @@ pub fn withdraw(
     }
     crate::image::set_state(&file, &on_disk, State::Consumed, note, committed.keys.as_deref())
         .map_err(|e| Error::io(format!("marking the image on {name} consumed"), e))?;
-    let discarded = crate::target::discard::discard(&file, DATA_OFFSET, on_disk.data_end.saturating_sub(DATA_OFFSET));
+    let discarded = crate::image::discard_data(&file, &on_disk);
     drop(file);
     close_target(target)?;
     Ok(discarded)

@@ -34,6 +34,12 @@ pub(crate) fn run_checks(s: &Settings, quiet: bool) -> Result<(), Error> {
     first_failure(&items)
 }
 
+/// One of `kjump check`'s notes (not checks: nothing they say stops a
+/// hibernation), "ok" or "warn".
+fn print_note(ok: bool, text: &str) {
+    println!("  {}  {text}", if ok { "ok  " } else { "warn" });
+}
+
 /// `kjump check`: its lines as it goes, or (`json`) one object at the end.
 pub(crate) fn cmd_check(s: &Settings, live: bool, json: bool) -> Result<(), Error> {
     let mut report = crate::json::Check::default();
@@ -65,13 +71,13 @@ fn check(s: &Settings, live: bool, json: bool, report: &mut crate::json::Check) 
     report.initramfs = crate::digest::check_lines();
     if !json {
         for l in &report.initramfs {
-            println!("  {}  {}", if l.current { "ok  " } else { "warn" }, l.text);
+            print_note(l.current, &l.text);
         }
     }
     // Not a check either: how systemd reaches kjump.
     if let Some((ok, text)) = crate::sleep::systemd_line(s) {
         if !json {
-            println!("  {}  {text}", if ok { "ok  " } else { "warn" });
+            print_note(ok, &text);
         }
         report.systemd = Some(CheckLine { ok, text });
     }
@@ -86,7 +92,7 @@ fn check(s: &Settings, live: bool, json: bool, report: &mut crate::json::Check) 
             )
         };
         if !json {
-            println!("  {}  {text}", if ok { "ok  " } else { "warn" });
+            print_note(ok, &text);
         }
         report.hybrid_sleep = Some(CheckLine { ok, text });
     }

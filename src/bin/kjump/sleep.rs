@@ -76,15 +76,12 @@ pub(crate) fn drop_ins(exe: &Path) -> Vec<(&'static str, String)> {
                 # target. To keep systemd's own hibernation, mask the generator:\n\
                 #   ln -s /dev/null /etc/systemd/system-generators/kjump-generator\n";
     let exec = |op: Operation| format!("{head}[Service]\nExecStart=\nExecStart={} sleep {}\n", exe.display(), op.name());
-    vec![
-        ("systemd-hibernate.service", exec(Operation::Hibernate)),
-        ("systemd-suspend-then-hibernate.service", exec(Operation::SuspendThenHibernate)),
-        ("systemd-hybrid-sleep.service", exec(Operation::HybridSleep)),
-        (
-            "systemd-logind.service",
-            format!("{head}# logind offers hibernation only with swap for the kernel's image, unless told:\n[Service]\nEnvironment=SYSTEMD_BYPASS_HIBERNATION_MEMORY_CHECK=1\n"),
-        ),
-    ]
+    let mut d: Vec<(&'static str, String)> = Operation::ALL.iter().map(|&op| (op.unit(), exec(op))).collect();
+    d.push((
+        "systemd-logind.service",
+        format!("{head}# logind offers hibernation only with swap for the kernel's image, unless told:\n[Service]\nEnvironment=SYSTEMD_BYPASS_HIBERNATION_MEMORY_CHECK=1\n"),
+    ));
+    d
 }
 
 /// The drop-ins' file name in each unit's `.d` directory.
@@ -126,7 +123,7 @@ pub(crate) fn systemd_line(s: &Settings) -> Option<(bool, String)> {
     if masked {
         return Some((true, "systemd: kjump's generator is masked: systemctl hibernate keeps systemd's own hibernation".into()));
     }
-    let written = Path::new("/run/systemd/generator/systemd-hibernate.service.d").join(DROP_IN_NAME).exists();
+    let written = Path::new("/run/systemd/generator").join(format!("{}.d", Operation::Hibernate.unit())).join(DROP_IN_NAME).exists();
     if !written {
         return Some((
             false,
