@@ -593,6 +593,12 @@ impl Vm {
     /// Like [`Vm::expect_in_order`], but returns why it stopped instead of
     /// failing: QEMU exited or `timeout` passed before a marker appeared.
     pub fn try_in_order(&mut self, markers: &[&str], timeout: Duration) -> Result<Vec<String>, String> {
+        self.try_in_order_every(markers, timeout, POLL)
+    }
+
+    /// Like [`Vm::try_in_order`], looking at the log every `poll` instead
+    /// of every [`POLL`] (the bench times short steps between markers).
+    pub fn try_in_order_every(&mut self, markers: &[&str], timeout: Duration, poll: Duration) -> Result<Vec<String>, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let log = self.log();
@@ -620,7 +626,7 @@ impl Vm {
                 let why = if exited { "QEMU exited" } else { "timed out" };
                 return Err(format!("{why} before the console showed {missing:?} (markers in order: {markers:?})"));
             }
-            std::thread::sleep(POLL);
+            std::thread::sleep(poll);
         }
     }
 
