@@ -1,16 +1,25 @@
 //! `make bench`: kjump against the kernel's own hibernation (swsusp), side
-//! by side in one run, on the same QEMU machine (`-accel tcg -m 1024
-//! -smp 2`, one 1200 MiB virtio disk as kjump's target or swsusp's swap).
+//! by side in one run, on the same QEMU machine. `BENCH_SHAPE` picks it
+//! ([`SHAPES`]): `small` (the default, as in every earlier run: `-accel
+//! tcg -m 1024 -smp 2`, one 1200 MiB virtio disk as kjump's target or
+//! swsusp's swap) or `large` (`-m 4096 -smp 4`, a 6144 MiB disk, workloads
+//! up to 3 GiB, 75 % of RAM).
 //!
 //! For each workload size (A holds a third random, a third repeated text,
 //! a third zero pages, with a known hash) and each system, it measures:
 //! hibernate time (from the command in A to QEMU exiting), resume time
 //! (from QEMU starting to A's workload running again with its hash
-//! checked), image size on disk, whether it worked, and for
+//! checked), image size on disk, seconds per GiB of workload, what A
+//! swapped out while hibernating (A's swap in use after its hibernate
+//! command returns, less before it hibernates), whether it worked (a
+//! failed run keeps the kernel's or kjump's reason), and for
 //! `kjump-resident` how long `kjump load` took (A paused while B boots and
-//! parks; timed apart, before the hibernate timer starts). It also
-//! measures the physical limits in the same VM (`kjump bench-io`). Several
-//! repetitions; the median is quoted with the spread.
+//! parks; timed apart, before the hibernate timer starts). A warm run (`BENCH_WARM`) also reads a
+//! 256 MiB file from a second disk (ext2, made once per bench, /dev/vdb)
+//! into the page cache before hibernating and reads it again after the
+//! resume, both timed by the host: what each system's page cache keeps.
+//! It also measures the physical limits in the same VM (`kjump bench-io`).
+//! Several repetitions; the median is quoted with the spread.
 //!
 //! The systems (`BENCH_SYSTEMS`, comma separated):
 //! - `kjump`: resumed the usual way (the system boots as C and loads D);
@@ -31,55 +40,188 @@
 //!   A's console names the compressor asked for (`PM: Using N thread(s) for
 //!   lz4 compression`, kernel/power/swap.c).
 //!
-//! Default: [`DEFAULT_SYSTEMS`]: swsusp-lzo and swsusp-lz4 as in earlier
-//! runs (so results compare across runs by name), then swsusp-lz4 trimmed,
-//! then trimmed with the largest image_size, each differing from the row
-//! before in one thing. `BENCH_REPS` (default 3), `BENCH_SIZES` (MiB, comma
-//! separated; default 128,384,768), `BENCH_OUT` (default `bench/results`:
-//! the `.json` and `.md` written).
+//! Each shape has its defaults. `small`: [`DEFAULT_SYSTEMS`]: swsusp-lzo
+//! and swsusp-lz4 as in earlier runs (so results compare across runs by
+//! name), then swsusp-lz4 trimmed, then trimmed with the largest
+//! image_size, each differing from the row before in one thing;
+//! `BENCH_SIZES` (MiB, comma separated) 128,384,768; `BENCH_WARM` (MiB of
+//! the workloads that also get a warm run, independent of `BENCH_SIZES`;
+//! empty for none) 384; `BENCH_OUT` `bench/results` (the `.json` and `.md`
+//! written). `large`: kjump, swsusp-lzo, swsusp-lz4 and
+//! swsusp-lz4-trimmed-max; 1024,2048,3072; 1024; `bench/results-4g`.
+//! `BENCH_REPS` (default 3).
 //!
-//! The Markdown (also on stdout) holds the tables, what swsusp ran with,
-//! the `kjump load` times and the figures against kjump's targets; with the
-//! default `BENCH_OUT` it also replaces README.md's text between
-//! [`README_BEGIN`] and [`README_END`] (`BENCH_README_ONLY=1` does only
-//! that, from `bench/results.md`, and runs no VM). The JSON has
-//! `results[]`, one row per workload and system: `workload_mib`, `system`,
-//! `runs`, `worked`, `hibernate_s`, `resume_s`, `back_in_a_s` (each
-//! `{median, min, max}`), `image_bytes`, `save_mb_per_s` (kjump), `load_s`
-//! (`{median, min, max}`, kjump-resident; null elsewhere), `compressor` and
+//! The Markdown (also on stdout) holds the tables, the warm runs' table,
+//! what swsusp ran with, the `kjump load` times, the figures against
+//! kjump's targets, the runs that failed and why, and what was swapped out;
+//! with the shape's own `BENCH_OUT` it also replaces README.md's text
+//! between that shape's markers ([`Shape::readme`]; `BENCH_README_ONLY=1`
+//! does only that, for each shape whose `.md` exists, and runs no VM). The
+//! JSON has the machine (with its `shape`) and `results[]`, one row per
+//! workload (warm or not) and system: `workload_mib`, `system`, `runs`,
+//! `worked`, `hibernate_s`, `resume_s`, `back_in_a_s` (each `{median, min,
+//! max}`), `image_bytes`, `save_mb_per_s` (kjump), `load_s` (`{median,
+//! min, max}`, kjump-resident; null elsewhere), `compressor` and
 //! `compress_threads` (swsusp, as A's console named them),
 //! `image_size_bytes` (swsusp: A's `/sys/power/image_size` when it
 //! hibernated), `resume_trimmed` (swsusp), `kjump_ratio`,
 //! `kjump_entry_ratio`, `kjump_resident_ratio`, `kjump_encrypted_ratio`
-//! (that kjump system's medians over this swsusp system's) and `failures`;
-//! the top level has `trimmed_resume_append`.
+//! (that kjump system's medians over this swsusp system's),
+//! `hibernate_s_per_gib` and `resume_s_per_gib` (the medians over the
+//! workload's GiB), `swapped_out_mib` (`{median, min, max}`, every
+//! system), `page_cache_file_mib` (256 on warm rows, else null), `read_s`
+//! and `reread_s` (`{median, min, max}`, warm rows; else null) and
+//! `failures`; the top level has `trimmed_resume_append`.
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harness::{a_initramfs, entry_files, paths, sparse_disk, Paths, TempDir, Vm, VmConfig};
 
-const MEMORY_MIB: u32 = 1024;
-const CPUS: u32 = 2;
-const DISK_MIB: u64 = 1200;
-const TIMEOUT: Duration = Duration::from_secs(900);
 /// The guest kernel's release, as its console says.
 static KERNEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// What `BENCH_SYSTEMS` is unless set: each swsusp row next to the default
-/// one differs from it in one thing (compressor, trimming, image_size).
+/// What `BENCH_SYSTEMS` is unless set on the small machine: each swsusp
+/// row next to the default one differs from it in one thing (compressor,
+/// trimming, image_size).
 const DEFAULT_SYSTEMS: &str = "kjump,kjump-entry,kjump-resident,kjump-encrypted,swsusp-lzo,swsusp-lz4,swsusp-lz4-trimmed,swsusp-lz4-trimmed-max";
-/// Where the results go unless `BENCH_OUT` says otherwise; only a run
-/// writing there refreshes README.md.
-const DEFAULT_OUT: &str = "bench/results";
-/// README.md's copy of `bench/results.md` lies between these lines.
 const README: &str = "README.md";
 const README_BEGIN: &str = "<!-- bench results: begin -->";
 const README_END: &str = "<!-- bench results: end -->";
+
+/// The QEMU machine a bench runs on (`BENCH_SHAPE`), and what goes with
+/// it: the defaults of the other settings, where the results go and where
+/// README.md carries them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Shape {
+    /// `BENCH_SHAPE`'s word for it.
+    name: &'static str,
+    memory_mib: u32,
+    cpus: u32,
+    /// The sparse virtio disk (/dev/vda): kjump's target or swsusp's swap.
+    disk_mib: u64,
+    /// The longest wait for any one step of a run.
+    timeout: Duration,
+    /// `BENCH_SIZES` unless set.
+    sizes: &'static str,
+    /// `BENCH_SYSTEMS` unless set.
+    systems: &'static str,
+    /// `BENCH_WARM` unless set.
+    warm: &'static str,
+    /// Where the results go unless `BENCH_OUT` says otherwise (`.json`,
+    /// `.md`); only a run writing there refreshes README.md.
+    out: &'static str,
+    /// README.md's copy of `{out}.md` lies between these lines.
+    readme: (&'static str, &'static str),
+}
+
+/// The machine of every earlier run.
+const SMALL: Shape = Shape {
+    name: "small",
+    memory_mib: 1024,
+    cpus: 2,
+    disk_mib: 1200,
+    timeout: Duration::from_secs(900),
+    sizes: "128,384,768",
+    systems: DEFAULT_SYSTEMS,
+    warm: "384",
+    out: "bench/results",
+    readme: (README_BEGIN, README_END),
+};
+
+/// Four times the RAM, up to 3 GiB of workload (75 % of it). The disk
+/// holds swsusp's swap, what it swaps out to make room and its image, or
+/// kjump's image of 3 GiB. One swsusp row has image_size at its maximum.
+const LARGE: Shape = Shape {
+    name: "large",
+    memory_mib: 4096,
+    cpus: 4,
+    disk_mib: 6144,
+    timeout: Duration::from_secs(3600),
+    sizes: "1024,2048,3072",
+    systems: "kjump,swsusp-lzo,swsusp-lz4,swsusp-lz4-trimmed-max",
+    warm: "1024",
+    out: "bench/results-4g",
+    readme: ("<!-- bench results 4g: begin -->", "<!-- bench results 4g: end -->"),
+};
+
+const SHAPES: [Shape; 2] = [SMALL, LARGE];
+
+impl Shape {
+    /// The shape `BENCH_SHAPE` names; unset or empty is [`SMALL`].
+    fn from_name(name: &str) -> Result<Shape, String> {
+        match name.trim() {
+            "" => Ok(SMALL),
+            n => SHAPES.into_iter().find(|s| s.name == n).ok_or_else(|| format!("unknown shape {n:?}")),
+        }
+    }
+
+    /// A guest of this shape.
+    fn vm<'a>(&self, name: &'a str, initrd: Vec<u8>, append: &'a str, disks: Vec<PathBuf>) -> VmConfig<'a> {
+        VmConfig { name, memory_mib: self.memory_mib, cpus: self.cpus, initrd, append, echo: false, disks, uuid: None }
+    }
+
+    /// Its RAM, in GiB as a person would say it.
+    fn memory_gib(&self) -> f64 {
+        f64::from(self.memory_mib) / 1024.0
+    }
+}
+
+/// A's swap in use, KiB: 0 with no swap. The image's own swap slots are
+/// taken after the snapshot, so the A that resumes does not count them.
+/// (/proc/vmstat's pswpout would count pages written to swap, but the test
+/// kernel has no CONFIG_VM_EVENT_COUNTERS.)
+const SWAP_USED: &str = "awk '/^SwapTotal:/ {t = $2} /^SwapFree:/ {f = $2} END {print t - f}' /proc/meminfo";
+
+/// The kjump target and swsusp swap: the first disk, always attached.
+const TARGET: &str = "/dev/vda";
+/// The disk holding the file a warm run reads into the page cache:
+/// attached second, for warm runs only.
+const DATA_DISK: &str = "/dev/vdb";
+/// The size of that file, MiB, and of the disk (ext2) holding it.
+const CACHED_FILE_MIB: u64 = 256;
+const DATA_DISK_MIB: u64 = 320;
+/// Where A mounts that disk, and the file on it.
+const CACHED_FILE: &str = "/d/cached";
+
+/// What A holds when it hibernates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Workload {
+    /// The tmpfs workload, MiB.
+    mib: u64,
+    /// Also a file of [`CACHED_FILE_MIB`] read into the page cache before
+    /// hibernating and read again after the resume.
+    warm: bool,
+}
+
+impl std::fmt::Display for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} MiB{}", self.mib, if self.warm { " warm" } else { "" })
+    }
+}
+
+/// The lines of A's script that the host waits for or reads, the one
+/// spelling both sides use.
+mod marker {
+    pub const LOADING: &str = "A: loading now";
+    pub const LOAD_RETURNED: &str = "A: load returned";
+    pub const READING: &str = "A: reading the file";
+    pub const READ_RETURNED: &str = "A: file read returned";
+    pub const READY: &str = "A: workload ready";
+    pub const IMAGE_SIZE: &str = "A: image_size ";
+    pub const SWAP_BEFORE: &str = "A: swap used before ";
+    pub const HIBERNATING: &str = "A: hibernating now";
+    pub const RETURNED: &str = "A: hibernate returned";
+    pub const SWAP_AFTER: &str = "A: swap used after ";
+    pub const INTACT: &str = "A: workload intact";
+    pub const REREADING: &str = "A: rereading the file";
+    pub const REREAD_RETURNED: &str = "A: file reread returned";
+}
 
 /// How kjump hibernates and resumes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -168,7 +310,7 @@ impl System {
     fn append(self) -> String {
         match self {
             System::Kjump(_) => String::new(),
-            System::Swsusp(s) => format!("resume=/dev/vda hibernate.compressor={}", s.compressor),
+            System::Swsusp(s) => format!("resume={TARGET} hibernate.compressor={}", s.compressor),
         }
     }
 
@@ -212,8 +354,9 @@ fn systems_from(list: &str) -> Result<Vec<System>, String> {
 const SETUP_FAILURES: [(&str, &str); 2] =
     [("A: WORKLOAD NOT WRITTEN", "A could not write the whole workload"), ("A: IMAGE_SIZE NOT SET", "A could not set /sys/power/image_size")];
 
-fn script(system: System, mib: u64) -> String {
-    let third = mib * 1024 * 1024 / 3 / 4096 * 4096;
+fn script(system: System, w: Workload) -> String {
+    use marker::*;
+    let third = w.mib * 1024 * 1024 / 3 / 4096 * 4096;
     // Both boots have the key file and the setting (on a real machine the
     // key would sit on separate media).
     let setup = match system {
@@ -222,38 +365,56 @@ fn script(system: System, mib: u64) -> String {
         }
         _ => "",
     };
-    let entry =
-        "kjump boot-entry --target /dev/vda --output /root/entry > /dev/null && echo \"A: entry cmdline $(cat /root/entry/cmdline)\"; rm -rf /root/entry";
+    let entry = format!(
+        "kjump boot-entry --target {TARGET} --output /root/entry > /dev/null && echo \"A: entry cmdline $(cat /root/entry/cmdline)\"; rm -rf /root/entry"
+    );
     let (c_boot, prepare, hibernate) = match system {
         System::Kjump(k) => (
             if k.resumes_from_entry() {
-                "echo \"C: no resume: this run resumes from the boot entry\""
+                "echo \"C: no resume: this run resumes from the boot entry\"".to_string()
             } else {
-                "kjump resume --target /dev/vda; echo \"C: no resume (exit $?)\""
+                format!("kjump resume --target {TARGET}; echo \"C: no resume (exit $?)\"")
             },
             match k {
                 Kjump::Plain | Kjump::Encrypted => String::new(),
-                Kjump::Entry => entry.to_string(),
+                Kjump::Entry => entry,
                 // Timed by the host between the two lines, as the
                 // hibernation is (the guest's clock across the jump to B
                 // and back is not to be trusted).
-                Kjump::Resident => format!("{entry}\necho \"A: loading now\"\nkjump load --target /dev/vda > /dev/null; echo \"A: load returned $?\""),
+                Kjump::Resident => format!("{entry}\necho \"{LOADING}\"\nkjump load --target {TARGET} > /dev/null; echo \"{LOAD_RETURNED} $?\""),
             },
-            "kjump hibernate --target /dev/vda; echo \"A: hibernate returned $?\"",
+            format!("kjump hibernate --target {TARGET}; echo \"{RETURNED} $?\""),
         ),
         System::Swsusp(s) => (
-            "echo \"C: no resume: swsusp did not restore A\"",
+            "echo \"C: no resume: swsusp did not restore A\"".to_string(),
             format!(
-                "mkswap /dev/vda > /dev/null && swapon /dev/vda && echo shutdown > /sys/power/disk\n{}echo \"A: image_size $(cat /sys/power/image_size)\"",
+                "mkswap {TARGET} > /dev/null && swapon {TARGET} && echo shutdown > /sys/power/disk\n{}echo \"{IMAGE_SIZE}$(cat /sys/power/image_size)\"",
                 if s.max_image {
                     "kb=$(sed -n 's/^MemTotal: *\\([0-9]*\\) kB$/\\1/p' /proc/meminfo)\n[ -n \"$kb\" ] && echo $((kb * 1024)) > /sys/power/image_size || echo \"A: IMAGE_SIZE NOT SET\"\n"
                 } else {
                     ""
                 }
             ),
-            "echo disk > /sys/power/state; echo \"A: hibernate returned $?\"",
+            format!("echo disk > /sys/power/state; echo \"{RETURNED} $?\""),
         ),
     };
+    // A warm run reads the file into the page cache and, after the resume
+    // and the workload's check, reads it again; the host times both reads
+    // between the lines around them. A drops nothing itself: what is still
+    // cached after the resume is what the hibernation kept.
+    let (read, reread) = if w.warm {
+        (
+            format!("mkdir -p /d && mount -t ext2 -o ro {DATA_DISK} /d\necho \"{READING}\"\ncat {CACHED_FILE} > /dev/null; echo \"{READ_RETURNED} $?\""),
+            // The pause lets the host, which saw INTACT, wait for the next
+            // line before it comes (see `timed`).
+            format!("sleep 0.5\necho \"{REREADING}\"\ncat {CACHED_FILE} > /dev/null; echo \"{REREAD_RETURNED} $?\""),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    // Swap in use before hibernating and after the hibernate command
+    // returns: what swsusp swapped out to make room.
+    let swap_used = format!("$({SWAP_USED})");
     format!(
         r#"mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -270,23 +431,27 @@ head -c {third} /dev/urandom > /w/random || echo "A: WORKLOAD NOT WRITTEN"
 yes "kjump benchmark: repeated text, as in logs and buffers 0123456789" | head -c {third} > /w/text || echo "A: WORKLOAD NOT WRITTEN"
 head -c {third} /dev/zero > /w/zeros || echo "A: WORKLOAD NOT WRITTEN"
 before=$(cat /w/random /w/text /w/zeros | md5sum)
+{read}
 {prepare}
-echo "A: workload ready $before"
+echo "{READY} $before"
 sleep 1
-echo "A: hibernating now"
+echo "{SWAP_BEFORE}{swap_used}"
+echo "{HIBERNATING}"
 # Let the line leave the serial port: swsusp, starting at once, froze the
 # console with it still queued now and then, and the run looked failed.
 # It adds 0.1 s to every system's hibernate time alike.
 sleep 0.1
 {hibernate}
+echo "{SWAP_AFTER}{swap_used}"
 after=$(cat /w/random /w/text /w/zeros | md5sum)
-if [ "$before" = "$after" ]; then echo "A: workload intact"; else echo "A: WORKLOAD CHANGED"; fi
+if [ "$before" = "$after" ]; then echo "{INTACT}"; else echo "A: WORKLOAD CHANGED"; fi
+{reread}
 poweroff -f
 "#
     )
 }
 
-/// Each system's runs at one workload size.
+/// Each system's runs at one workload.
 type RunsBySystem = Vec<(System, Vec<Run>)>;
 
 /// One hibernate + resume.
@@ -307,6 +472,13 @@ struct Run {
     /// swsusp only: the compressor and its threads, as A's console named
     /// them.
     compressor: Option<(String, u32)>,
+    /// What A swapped out between the line before hibernating and the
+    /// hibernate command's return, MiB.
+    swapped_out_mib: Option<f64>,
+    /// Warm runs only: reading the cached file before hibernating (from
+    /// the disk) and again after the resume.
+    read_s: Option<f64>,
+    reread_s: Option<f64>,
     ok: bool,
     note: String,
 }
@@ -326,40 +498,132 @@ fn swsusp_compressor(log: &str) -> Option<(String, u32)> {
     })
 }
 
-/// A's `/sys/power/image_size`, as its script printed it.
-fn image_size(log: &str) -> Option<u64> {
-    log.lines().find_map(|l| l.split_once("A: image_size ")?.1.split_whitespace().next()?.parse().ok())
+/// The number A's script printed after `marker` (A's
+/// `/sys/power/image_size`, the swap it used).
+fn number_after(log: &str, marker: &str) -> Option<u64> {
+    log.lines().find_map(|l| l.split_once(marker)?.1.split_whitespace().next()?.parse().ok())
 }
 
-fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
+/// MiB A swapped out while hibernating: the swap in use (KiB) on the line
+/// A printed after (in `after`, the console of the boot A came back in, or
+/// A's own if the hibernation failed), less that on the line before (in
+/// `before`, A's console).
+fn swapped_out_mib(before: &str, after: &str) -> Option<f64> {
+    let kib = number_after(after, marker::SWAP_AFTER)?.checked_sub(number_after(before, marker::SWAP_BEFORE)?)?;
+    Some(kib as f64 / 1024.0)
+}
+
+/// Words in the kernel's hibernation error lines (kernel/power/*.c:
+/// "Image allocation is N pages short", "Not enough free swap", "Error N
+/// creating image", "Cannot get swap writer", …).
+const PM_ERRORS: [&str; 9] = ["rror", "fail", "Fail", "short", "Not enough", "Cannot", "abort", "Invalid", "not available"];
+
+/// Why a hibernation failed, from A's console after it began: the first
+/// (at most three) error lines of kjump or of the kernel's PM code, or
+/// else the last line of either.
+fn failure_reason(log: &str) -> String {
+    let after = log.find(marker::HIBERNATING).map_or(log, |i| &log[i..]);
+    let kjump = |l: &str| l.contains("kjump: ") || l.contains("kjump-init: ");
+    let errors: Vec<&str> = after
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains("kjump-init: error") || ((l.contains("PM: ") || kjump(l)) && PM_ERRORS.iter().any(|w| l.contains(w))))
+        .take(3)
+        .collect();
+    if errors.is_empty() {
+        after.lines().rfind(|l| l.contains("PM: ") || kjump(l)).unwrap_or("").trim().to_string()
+    } else {
+        errors.join("; ")
+    }
+}
+
+/// How often [`timed`] looks at the console.
+const TIMED_POLL: Duration = Duration::from_millis(10);
+
+/// Seconds between A's lines `start` and `end` (which ends in the exit
+/// status of what ran between them), as the host sees them: A's clock
+/// across a jump is not to be trusted. The host must be waiting already
+/// when `start` appears (A pauses before it where it follows a line the
+/// host waited for).
+fn timed(vm: &mut Vm, start: &str, end: &str, timeout: Duration) -> Result<f64, String> {
+    vm.try_in_order_every(&[start], timeout, TIMED_POLL)?;
+    let t = Instant::now();
+    let line = vm.try_in_order_every(&[end], timeout, TIMED_POLL)?.remove(0);
+    let s = t.elapsed().as_secs_f64();
+    if line.trim_end().ends_with(" 0") {
+        Ok(s)
+    } else {
+        Err(format!("failed: {}", line.trim()))
+    }
+}
+
+/// What every run of one bench shares.
+struct Bench {
+    p: Paths,
+    shape: Shape,
+    /// The data disk for warm runs, made once ([`data_disk`]); each warm
+    /// run gets a copy of it.
+    data_disk: Option<PathBuf>,
+}
+
+/// A raw disk of [`DATA_DISK_MIB`] in `dir` with an ext2 filesystem
+/// holding one file of [`CACHED_FILE_MIB`] of random (incompressible)
+/// bytes at `CACHED_FILE`'s name.
+fn data_disk(dir: &Path) -> Result<PathBuf, String> {
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).map_err(|e| e.to_string())?;
+    let name = Path::new(CACHED_FILE).file_name().ok_or("CACHED_FILE has no file name")?;
+    let mut random = std::fs::File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?;
+    let mut file = std::fs::File::create(files.join(name)).map_err(|e| e.to_string())?;
+    std::io::copy(&mut std::io::Read::take(&mut random, CACHED_FILE_MIB << 20), &mut file).map_err(|e| format!("writing the cached file: {e}"))?;
+    let disk = sparse_disk(dir, "data.img", DATA_DISK_MIB);
+    let out = Command::new("mke2fs").args(["-q", "-F", "-t", "ext2", "-m", "0", "-d"]).arg(&files).arg(&disk).output().map_err(|e| format!("mke2fs: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("mke2fs: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let _ = std::fs::remove_dir_all(&files);
+    Ok(disk)
+}
+
+fn one_run(b: &Bench, system: System, w: Workload, rep: u32) -> Run {
+    let (p, shape, timeout) = (&b.p, &b.shape, b.shape.timeout);
     let mut run = Run::default();
-    let name = format!("bench-{}-{mib}-{rep}", system.name());
+    let name = format!("bench-{}-{}{}-{rep}", system.name(), w.mib, if w.warm { "-warm" } else { "" });
     let dir = TempDir::new(&format!("{name}-disks"));
-    let disks = vec![sparse_disk(&dir.0, "disk.img", DISK_MIB)];
-    let initrd = a_initramfs(p, &script(system, mib));
-    let append = system.append();
-    let mut a = Vm::start(
-        p,
-        VmConfig { name: &name, memory_mib: MEMORY_MIB, cpus: CPUS, initrd: initrd.clone(), append: &append, echo: false, disks: disks.clone(), uuid: None },
-    );
-    if system.kjump() == Some(Kjump::Resident) {
-        let load = a.try_in_order(&["A: loading now"], TIMEOUT).and_then(|_| {
-            let t = Instant::now();
-            a.try_in_order(&["A: load returned"], TIMEOUT).map(|l| (t.elapsed().as_secs_f64(), l[0].clone()))
-        });
-        match load {
-            Ok((s, l)) if l.trim_end().ends_with("returned 0") => run.load_s = Some(s),
-            Ok((_, l)) => {
-                run.note = format!("kjump load failed: {}", l.trim());
-                return run;
-            }
+    // The target first (TARGET), then the data disk (DATA_DISK).
+    let mut disks = vec![sparse_disk(&dir.0, "disk.img", shape.disk_mib)];
+    if w.warm {
+        let copy = dir.0.join("data.img");
+        match b.data_disk.as_ref().ok_or_else(|| "no data disk made".to_string()).and_then(|d| std::fs::copy(d, &copy).map_err(|e| e.to_string())) {
+            Ok(_) => disks.push(copy),
             Err(e) => {
-                run.note = format!("kjump load did not return: {e}");
+                run.note = format!("copying the data disk: {e}");
                 return run;
             }
         }
     }
-    if let Err(e) = a.try_in_order(&["A: workload ready", "A: hibernating now"], TIMEOUT) {
+    let initrd = a_initramfs(p, &script(system, w));
+    let append = system.append();
+    let mut a = Vm::start(p, shape.vm(&name, initrd.clone(), &append, disks.clone()));
+    if w.warm {
+        match timed(&mut a, marker::READING, marker::READ_RETURNED, timeout) {
+            Ok(s) => run.read_s = Some(s),
+            Err(e) => {
+                run.note = format!("reading the file before hibernating: {e}");
+                return run;
+            }
+        }
+    }
+    if system.kjump() == Some(Kjump::Resident) {
+        match timed(&mut a, marker::LOADING, marker::LOAD_RETURNED, timeout) {
+            Ok(s) => run.load_s = Some(s),
+            Err(e) => {
+                run.note = format!("kjump load: {e}");
+                return run;
+            }
+        }
+    }
+    if let Err(e) = a.try_in_order(&[marker::READY, marker::HIBERNATING], timeout) {
         run.note = format!("A did not get ready: {e}");
         return run;
     }
@@ -368,15 +632,15 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
         return run;
     }
     let t0 = Instant::now();
-    if !a.try_exit(TIMEOUT) {
+    if !a.try_exit(timeout) {
         run.note = "hibernation did not power off".into();
         return run;
     }
     let hib = t0.elapsed().as_secs_f64();
     let log = a.log();
-    if let Some(l) = log.lines().find(|l| l.contains("A: hibernate returned")) {
-        let why = log.lines().rfind(|l| l.contains("PM: ") || l.contains("kjump: ") || l.contains("kjump-init: error")).unwrap_or("");
-        run.note = format!("hibernation failed: {} ({})", l.trim(), why.trim());
+    if let Some(l) = log.lines().find(|l| l.contains(marker::RETURNED)) {
+        let swapped = swapped_out_mib(&log, &log).filter(|m| *m > 0.0).map_or(String::new(), |m| format!("; {m:.0} MiB swapped out first"));
+        run.note = format!("hibernation failed: {} ({}){swapped}", l.trim(), failure_reason(&log));
         return run;
     }
     run.hibernate_s = Some(hib);
@@ -395,7 +659,7 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
             }
         }
         System::Swsusp(s) => {
-            run.image_size = image_size(&log);
+            run.image_size = number_after(&log, marker::IMAGE_SIZE);
             match swsusp_compressor(&log) {
                 Some((alg, threads)) if alg == s.compressor => run.compressor = Some((alg, threads)),
                 Some((alg, _)) => {
@@ -431,26 +695,38 @@ fn one_run(p: &Paths, system: System, mib: u64, rep: u32) -> Run {
             eprintln!("bench: D's command line lacks {w}, which the -trimmed swsusp systems' resume boot gets");
         }
     }
-    let cfg = VmConfig { name: &format!("{name}-c"), memory_mib: MEMORY_MIB, cpus: CPUS, initrd, append: &resume_append, echo: false, disks, uuid: None };
+    let c_name = format!("{name}-c");
+    let cfg = shape.vm(&c_name, initrd, &resume_append, disks);
     let mut c = match entry {
         Some((kernel, cmdline, d_initrd)) => Vm::start_with(&kernel, &cmdline, VmConfig { initrd: d_initrd, ..cfg }),
         None => Vm::start(p, cfg),
     };
     // Timed from QEMU's start (a restart, if the boot hung before any
     // program ran: see harness::BOOT_STALL).
-    let back = c.try_in_order(&["A: hibernate returned"], TIMEOUT).map(|_| c.started().elapsed().as_secs_f64());
-    match back.and_then(|b| c.try_in_order(&["A: workload intact"], TIMEOUT).map(|_| b)) {
+    let back = c.try_in_order(&[marker::RETURNED], timeout).map(|_| c.started().elapsed().as_secs_f64());
+    match back.and_then(|b| c.try_in_order(&[marker::INTACT], timeout).map(|_| b)) {
         Ok(b) => {
             run.back_s = Some(b);
             run.resume_s = Some(c.started().elapsed().as_secs_f64());
-            run.ok = true;
+            run.swapped_out_mib = swapped_out_mib(&log, &c.log());
         }
         Err(e) => {
             let log = c.log();
             let why = log.lines().rfind(|l| l.contains("C: ") || l.contains("WORKLOAD") || l.contains("error")).unwrap_or("").trim().to_string();
             run.note = format!("resume failed: {why} ({e})");
+            return run;
         }
     }
+    if w.warm {
+        match timed(&mut c, marker::REREADING, marker::REREAD_RETURNED, timeout) {
+            Ok(s) => run.reread_s = Some(s),
+            Err(e) => {
+                run.note = format!("reading the file after the resume: {e}");
+                return run;
+            }
+        }
+    }
+    run.ok = true;
     run
 }
 
@@ -462,14 +738,16 @@ struct Limits {
     read: f64,
 }
 
-fn limits(p: &Paths, rep: u32) -> Option<Limits> {
+fn limits(p: &Paths, shape: &Shape, rep: u32) -> Option<Limits> {
     let name = format!("bench-limits-{rep}");
     let dir = TempDir::new(&format!("{name}-disks"));
-    let disks = vec![sparse_disk(&dir.0, "disk.img", DISK_MIB)];
-    let script = "mount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev\nkjump bench-io --target /dev/vda\necho \"A: bench-io exited $?\"\npoweroff -f\n";
-    let initrd = a_initramfs(p, script);
-    let mut vm = Vm::start(p, VmConfig { name: &name, memory_mib: MEMORY_MIB, cpus: CPUS, initrd, append: "", echo: false, disks, uuid: None });
-    let lines = match vm.try_in_order(&["kjump: limits: "], TIMEOUT) {
+    let disks = vec![sparse_disk(&dir.0, "disk.img", shape.disk_mib)];
+    let script = format!(
+        "mount -t proc proc /proc\nmount -t sysfs sysfs /sys\nmount -t devtmpfs devtmpfs /dev\nkjump bench-io --target {TARGET}\necho \"A: bench-io exited $?\"\npoweroff -f\n"
+    );
+    let initrd = a_initramfs(p, &script);
+    let mut vm = Vm::start(p, shape.vm(&name, initrd, "", disks));
+    let lines = match vm.try_in_order(&["kjump: limits: "], shape.timeout) {
         Ok(lines) => lines,
         Err(e) => {
             let log = vm.log();
@@ -502,9 +780,14 @@ fn stats(v: &[f64]) -> Option<(f64, f64, f64)> {
 }
 
 fn cell(v: Option<(f64, f64, f64)>, unit: &str, scale: f64) -> String {
+    cell_to(v, unit, scale, 1)
+}
+
+/// [`cell`] with `digits` decimals.
+fn cell_to(v: Option<(f64, f64, f64)>, unit: &str, scale: f64, digits: usize) -> String {
     match v {
-        Some((m, lo, hi)) if (hi - lo) / scale > 0.05 => format!("{:.1}{unit} ({:.1}–{:.1})", m / scale, lo / scale, hi / scale),
-        Some((m, _, _)) => format!("{:.1}{unit}", m / scale),
+        Some((m, lo, hi)) if (hi - lo) / scale > 0.05 => format!("{:.digits$}{unit} ({:.digits$}–{:.digits$})", m / scale, lo / scale, hi / scale),
+        Some((m, _, _)) => format!("{:.digits$}{unit}", m / scale),
         None => "failed".into(),
     }
 }
@@ -616,13 +899,14 @@ fn span(values: impl Iterator<Item = f64>, unit: &str) -> String {
 
 /// One line per target: each kjump system's ratios over the swsusp systems
 /// at each workload, and whether the target is met against every one.
-fn targets_md(results: &[(u64, RunsBySystem)], raw_write: Option<f64>) -> String {
+fn targets_md(results: &[(Workload, RunsBySystem)], raw_write: Option<f64>) -> String {
     let mut out = String::new();
     for t in &TARGETS {
         let mut parts = Vec::new();
         for &k in t.by {
             let mut at = Vec::new();
-            for (mib, per) in results.iter().filter(|(m, _)| t.workload.map_or(true, |w| w == *m)) {
+            // The targets are set for the workload alone, not the warm runs.
+            for (w, per) in results.iter().filter(|(w, _)| !w.warm && t.workload.map_or(true, |m| m == w.mib)) {
                 let Some(km) = medians_of(per, System::Kjump(k)) else { continue };
                 let vs: Vec<(String, f64)> = per
                     .iter()
@@ -638,7 +922,7 @@ fn targets_md(results: &[(u64, RunsBySystem)], raw_write: Option<f64>) -> String
                     n if n == vs.len() => "missed".to_string(),
                     _ => format!("missed against {}", missed.join(", ")),
                 };
-                at.push(format!("{mib} MiB {} ({verdict})", span(vs.iter().map(|v| v.1), "")));
+                at.push(format!("{w} {} ({verdict})", span(vs.iter().map(|v| v.1), "")));
             }
             if !at.is_empty() {
                 parts.push(format!("{} {}", k.name(), at.join(", ")));
@@ -651,9 +935,9 @@ fn targets_md(results: &[(u64, RunsBySystem)], raw_write: Option<f64>) -> String
     }
     let saves: Vec<String> = results
         .iter()
-        .filter_map(|(mib, per)| {
+        .filter_map(|(w, per)| {
             let x = save_rate(per)? / raw_write?;
-            Some(format!("{mib} MiB {x:.2} ({})", if x >= SAVE_TARGET { "met" } else { "missed" }))
+            Some(format!("{w} {x:.2} ({})", if x >= SAVE_TARGET { "met" } else { "missed" }))
         })
         .collect();
     if !saves.is_empty() {
@@ -663,24 +947,22 @@ fn targets_md(results: &[(u64, RunsBySystem)], raw_write: Option<f64>) -> String
 }
 
 /// How many runs worked, kjump's and swsusp's, in all and at the largest
-/// workload; and what reading the workload back cost each.
-fn runs_md(results: &[(u64, RunsBySystem)]) -> String {
-    let count = |rows: &mut dyn Iterator<Item = &(u64, RunsBySystem)>, kjump: bool| {
+/// workload (in a machine of `memory_mib`); and what reading the workload
+/// back cost each.
+fn runs_md(results: &[(Workload, RunsBySystem)], memory_mib: u32) -> String {
+    let count = |rows: &mut dyn Iterator<Item = &(Workload, RunsBySystem)>, kjump: bool| {
         let runs: Vec<&Run> = rows.flat_map(|(_, per)| per.iter().filter(|(s, _)| s.is_kjump() == kjump).flat_map(|(_, r)| r)).collect();
         format!("{}/{}", runs.iter().filter(|r| r.ok).count(), runs.len())
     };
     let mut out = format!("Runs that worked: kjump {}, swsusp {}", count(&mut results.iter(), true), count(&mut results.iter(), false));
-    if let Some(top) = results.iter().map(|(m, _)| *m).max().filter(|_| results.len() > 1) {
-        let pct = top as f64 * 100.0 / f64::from(MEMORY_MIB);
-        let _ = write!(
-            out,
-            "; at {top} MiB ({pct:.0} % of RAM) kjump {}, swsusp {}",
-            count(&mut results.iter().filter(|(m, _)| *m == top), true),
-            count(&mut results.iter().filter(|(m, _)| *m == top), false)
-        );
+    let cold = || results.iter().filter(|(w, _)| !w.warm);
+    if let Some(top) = cold().map(|(w, _)| w.mib).max().filter(|_| cold().count() > 1) {
+        let pct = top as f64 * 100.0 / f64::from(memory_mib);
+        let at_top = || cold().filter(move |(w, _)| w.mib == top);
+        let _ = write!(out, "; at {top} MiB ({pct:.0} % of RAM) kjump {}, swsusp {}", count(&mut at_top(), true), count(&mut at_top(), false));
     }
     out.push_str(".\n\nReading the workload back in A (resume − back in A, medians):");
-    for (mib, per) in results {
+    for (w, per) in results {
         let back = |kjump: bool| {
             let v: Vec<f64> =
                 per.iter().filter(|(s, _)| s.is_kjump() == kjump).filter_map(|(_, r)| Some(ok_stats(r, |r| Some(r.resume_s? - r.back_s?))?.0)).collect();
@@ -688,7 +970,7 @@ fn runs_md(results: &[(u64, RunsBySystem)]) -> String {
         };
         let both: Vec<String> = [back(true), back(false)].into_iter().flatten().collect();
         if !both.is_empty() {
-            let _ = write!(out, " {mib} MiB: {};", both.join(", "));
+            let _ = write!(out, " {w}: {};", both.join(", "));
         }
     }
     out.pop();
@@ -699,7 +981,7 @@ fn runs_md(results: &[(u64, RunsBySystem)]) -> String {
 /// What each swsusp system ran with: the words its resume boot got beyond
 /// A's, and the compressor and image_size A's console showed (every value
 /// seen in the runs that worked).
-fn swsusp_md(results: &[(u64, RunsBySystem)], systems: &[System]) -> String {
+fn swsusp_md(results: &[(Workload, RunsBySystem)], systems: &[System]) -> String {
     let mut out = String::new();
     for &system in systems.iter().filter(|s| !s.is_kjump()) {
         let seen = |f: &dyn Fn(&Run) -> Option<String>| {
@@ -737,12 +1019,12 @@ fn swsusp_md(results: &[(u64, RunsBySystem)], systems: &[System]) -> String {
 }
 
 /// `kjump load`'s time at each workload, if kjump-resident ran.
-fn load_md(results: &[(u64, RunsBySystem)]) -> String {
+fn load_md(results: &[(Workload, RunsBySystem)]) -> String {
     let at: Vec<String> = results
         .iter()
-        .filter_map(|(mib, per)| {
+        .filter_map(|(w, per)| {
             let (_, runs) = per.iter().find(|(s, r)| *s == System::Kjump(Kjump::Resident) && !r.is_empty())?;
-            Some(format!("{mib} MiB {} s", cell(ok_stats(runs, |r| r.load_s), "", 1.0)))
+            Some(format!("{w} {} s", cell(ok_stats(runs, |r| r.load_s), "", 1.0)))
         })
         .collect();
     if at.is_empty() {
@@ -752,7 +1034,7 @@ fn load_md(results: &[(u64, RunsBySystem)]) -> String {
 }
 
 /// One row of the JSON's `results`.
-fn json_row(mib: u64, system: System, runs: &[Run], per: &RunsBySystem) -> String {
+fn json_row(w: Workload, system: System, runs: &[Run], per: &RunsBySystem) -> String {
     let m = medians(runs);
     let [h, r, b, i] = m;
     let ok = runs.iter().filter(|r| r.ok).count();
@@ -780,7 +1062,8 @@ fn json_row(mib: u64, system: System, runs: &[Run], per: &RunsBySystem) -> Strin
         })
         .collect();
     format!(
-        "    {{\"workload_mib\": {mib}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {}, \"resume_s\": {}, \"back_in_a_s\": {}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"load_s\": {}, \"compressor\": {}, \"compress_threads\": {}, \"image_size_bytes\": {}, \"resume_trimmed\": {}, {}, \"failures\": [{}]}}",
+        "    {{\"workload_mib\": {}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {}, \"resume_s\": {}, \"back_in_a_s\": {}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"load_s\": {}, \"compressor\": {}, \"compress_threads\": {}, \"image_size_bytes\": {}, \"resume_trimmed\": {}, {}, \"hibernate_s_per_gib\": {}, \"resume_s_per_gib\": {}, \"swapped_out_mib\": {}, \"page_cache_file_mib\": {}, \"read_s\": {}, \"reread_s\": {}, \"failures\": [{}]}}",
+        w.mib,
         json_str(&system.name()),
         runs.len(),
         json_range(h),
@@ -794,36 +1077,159 @@ fn json_row(mib: u64, system: System, runs: &[Run], per: &RunsBySystem) -> Strin
         first_ok(&|r| r.image_size.map(|b| b.to_string())),
         swsusp.map_or("null".into(), |s| s.trimmed.to_string()),
         kjump_ratios.join(", "),
+        json_num(per_gib(h, w)),
+        json_num(per_gib(r, w)),
+        json_range(ok_stats(runs, |r| r.swapped_out_mib)),
+        if w.warm { CACHED_FILE_MIB.to_string() } else { "null".into() },
+        if w.warm { json_range(ok_stats(runs, |r| r.read_s)) } else { "null".into() },
+        if w.warm { json_range(ok_stats(runs, |r| r.reread_s)) } else { "null".into() },
         runs.iter().filter(|r| !r.ok).map(|r| json_str(&r.note)).collect::<Vec<_>>().join(", ")
     )
 }
 
-/// `readme` with the text between [`README_BEGIN`] and [`README_END`]
-/// replaced by `md`.
-fn splice(readme: &str, md: &str) -> Result<String, String> {
-    let begin = readme.find(README_BEGIN).ok_or_else(|| format!("it has no {README_BEGIN} line"))? + README_BEGIN.len();
-    let end = begin + readme[begin..].find(README_END).ok_or_else(|| format!("it has no {README_END} line after {README_BEGIN}"))?;
+/// A median per GiB of workload.
+fn per_gib(v: Option<(f64, f64, f64)>, w: Workload) -> Option<f64> {
+    v.map(|v| v.0 * 1024.0 / w.mib as f64)
+}
+
+/// Which systems swapped out to make room for the image, at which
+/// workloads and how much, in plain words.
+fn swap_md(results: &[(Workload, RunsBySystem)], systems: &[System]) -> String {
+    let (mut swapped, mut none, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+    for &system in systems {
+        let per_workload: Vec<_> = results
+            .iter()
+            .filter_map(|(w, per)| per.iter().find(|(s, r)| *s == system && !r.is_empty()).map(|(_, r)| (*w, ok_stats(r, |r| r.swapped_out_mib))))
+            .collect();
+        let at: Vec<String> =
+            per_workload.iter().filter(|(_, m)| m.is_some_and(|m| m.2 > 0.0)).map(|(w, m)| format!("{w} {}", cell(*m, " MiB", 1.0))).collect();
+        if !at.is_empty() {
+            swapped.push(format!("{} at {}", system.name(), at.join(", ")));
+        } else if per_workload.iter().any(|(_, m)| m.is_some()) {
+            none.push(system.name());
+        } else if !per_workload.is_empty() {
+            unknown.push(system.name());
+        }
+    }
+    let mut out = String::from(
+        "Swapped out while hibernating (swap in use in A after its hibernate command returned, less before it hibernated; runs that worked, medians):",
+    );
+    if !swapped.is_empty() {
+        let _ = write!(out, " {}.", swapped.join("; "));
+    }
+    if !none.is_empty() {
+        let _ = write!(out, " Nothing at any workload: {}.", none.join(", "));
+    }
+    if !unknown.is_empty() {
+        let _ = write!(out, " Not measured (no run came back): {}.", unknown.join(", "));
+    }
+    out.push_str("\n\n");
+    out
+}
+
+/// The warm runs' table: the file's reread after the resume, each system
+/// and kjump's ratio, with the first read for scale.
+fn warm_md(results: &[(Workload, RunsBySystem)]) -> String {
+    let mut table = String::new();
+    let mut words = Vec::new();
+    for (w, per) in results.iter().filter(|(w, _)| w.warm) {
+        let reread = |runs: &[Run]| ok_stats(runs, |r| r.reread_s);
+        let kjump = per.iter().find(|(s, _)| *s == System::Kjump(Kjump::Plain)).and_then(|(_, r)| reread(r));
+        let mut said = Vec::new();
+        for (system, runs) in per {
+            let (read, again) = (ok_stats(runs, |r| r.read_s), reread(runs));
+            let ok = runs.iter().filter(|r| r.ok).count();
+            let vs = if system.is_kjump() { "–".into() } else { ratio(kjump, again) };
+            let _ =
+                writeln!(table, "| {w} | {} | {ok}/{} | {} | {} | {vs} |", system.name(), runs.len(), cell_to(read, "", 1.0, 2), cell_to(again, "", 1.0, 2));
+            if let (Some(r), Some(a)) = (read, again) {
+                said.push(format!("{} {:.2} s, {:.2} × its first read", system.name(), a.0, a.0 / r.0));
+            }
+        }
+        if !said.is_empty() {
+            words.push(format!("at {w}: {}", said.join("; ")));
+        }
+    }
+    if table.is_empty() {
+        return table;
+    }
+    format!(
+        "#### Warm after resume\n\nA also read a {CACHED_FILE_MIB} MiB file of random bytes (ext2 on a second virtio disk, mounted read-only) before hibernating, and reads it again after the resume, once the workload's hash is checked; A drops nothing itself. Both reads are timed by the host between A's lines around them. kjump's ratio is kjump's reread over that system's (below 1: kjump's page cache came back warmer).\n\n| workload | system | worked | first read s | reread after resume s | kjump's ratio |\n|---|---|---|---|---|---|\n{table}\nRead again after the resume (medians): {}.\n\n",
+        words.join("; ")
+    )
+}
+
+/// Every run that failed, with its note (the kernel's or kjump's reason).
+fn failures_md(results: &[(Workload, RunsBySystem)]) -> String {
+    let mut out = String::new();
+    for (w, per) in results {
+        for (system, runs) in per {
+            let mut notes: Vec<(&str, usize)> = Vec::new();
+            for r in runs.iter().filter(|r| !r.ok) {
+                match notes.iter_mut().find(|(n, _)| *n == r.note) {
+                    Some((_, count)) => *count += 1,
+                    None => notes.push((&r.note, 1)),
+                }
+            }
+            for (note, count) in notes {
+                let _ = writeln!(out, "- {w} {}, {count} of {} runs: {note}", system.name(), runs.len());
+            }
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!("#### Runs that failed\n\n{out}\n")
+}
+
+/// `readme` with the text between the `markers` replaced by `md`.
+fn splice(readme: &str, markers: (&str, &str), md: &str) -> Result<String, String> {
+    let (begin_line, end_line) = markers;
+    let begin = readme.find(begin_line).ok_or_else(|| format!("it has no {begin_line} line"))? + begin_line.len();
+    let end = begin + readme[begin..].find(end_line).ok_or_else(|| format!("it has no {end_line} line after {begin_line}"))?;
     Ok(format!("{}\n\n{}\n\n{}", &readme[..begin], md.trim(), &readme[end..]))
 }
 
-/// Copies `md_path` into README.md between the markers.
-fn refresh_readme(md_path: &str) {
-    let done = std::fs::read_to_string(md_path)
-        .map_err(|e| format!("reading {md_path}: {e}"))
-        .and_then(|md| std::fs::read_to_string(README).map_err(|e| format!("reading {README}: {e}")).and_then(|r| splice(&r, &md)))
-        .and_then(|new| std::fs::write(README, new).map_err(|e| format!("writing {README}: {e}")));
-    match done {
-        Ok(()) => eprintln!("bench: {README} now carries {md_path}"),
-        Err(e) => eprintln!("bench: {README} not refreshed: {e}; put the markers back and run BENCH_README_ONLY=1 cargo run --release --example bench"),
+/// Copies each shape's Markdown that exists into README.md between that
+/// shape's markers.
+fn refresh_readme(shapes: &[Shape]) {
+    let mut readme = match std::fs::read_to_string(README) {
+        Ok(r) => r,
+        Err(e) => return eprintln!("bench: {README} not refreshed: reading it: {e}"),
+    };
+    let mut copied = Vec::new();
+    for shape in shapes {
+        let md_path = format!("{}.md", shape.out);
+        let Ok(md) = std::fs::read_to_string(&md_path) else {
+            eprintln!("bench: no {md_path}: {README}'s {} is left as it is", shape.readme.0);
+            continue;
+        };
+        match splice(&readme, shape.readme, &md) {
+            Ok(new) => {
+                readme = new;
+                copied.push(md_path);
+            }
+            Err(e) => {
+                eprintln!("bench: {README} does not carry {md_path}: {e}; put the markers back and run BENCH_README_ONLY=1 cargo run --release --example bench")
+            }
+        }
+    }
+    if copied.is_empty() {
+        return;
+    }
+    match std::fs::write(README, readme) {
+        Ok(()) => eprintln!("bench: {README} now carries {}", copied.join(" and ")),
+        Err(e) => eprintln!("bench: {README} not refreshed: writing it: {e}"),
     }
 }
 
 /// What a bench run found.
 struct Findings {
+    shape: Shape,
     reps: u32,
     systems: Vec<System>,
     /// Each workload's runs, system by system.
-    results: Vec<(u64, RunsBySystem)>,
+    results: Vec<(Workload, RunsBySystem)>,
     limits: Vec<Limits>,
     kernel: String,
     qemu: String,
@@ -834,27 +1240,32 @@ struct Findings {
 
 /// The Markdown and the JSON of `f`.
 fn render(f: &Findings) -> (String, String) {
-    let Findings { reps, systems, results, limits: lim, kernel, qemu, cpu, cores, seconds } = f;
+    let Findings { shape, reps, systems, results, limits: lim, kernel, qemu, cpu, cores, seconds } = f;
     let lim_v = |g: fn(&Limits) -> f64| stats(&lim.iter().map(g).collect::<Vec<_>>());
     let (vmcore, write, read) = (lim_v(|l| l.vmcore), lim_v(|l| l.write), lim_v(|l| l.read));
+    let Shape { name: shape_name, memory_mib, cpus, disk_mib, .. } = shape;
+    let data_disk = if results.iter().any(|(w, _)| w.warm) { format!(", and for the warm runs a second one of {DATA_DISK_MIB} MiB") } else { String::new() };
 
     // Headings start at ### : the same text goes under README's
     // "## Performance".
     let mut md = String::new();
-    let _ = writeln!(md, "### kjump vs swsusp\n");
-    let _ = writeln!(md, "QEMU `-accel tcg -m {MEMORY_MIB} -smp {CPUS}`, one {DISK_MIB} MiB virtio disk; {reps} repetitions, median (min–max when they differ by more than 5 %).");
+    let _ = writeln!(md, "### kjump vs swsusp in {} GiB of RAM, {cpus} CPUs (`BENCH_SHAPE={shape_name}`)\n", shape.memory_gib());
+    let _ = writeln!(
+        md,
+        "QEMU `-accel tcg -m {memory_mib} -smp {cpus}`, one {disk_mib} MiB virtio disk{data_disk}; {reps} repetitions, median (min–max when they differ by more than 5 %)."
+    );
     let _ = writeln!(md, "Kernel {kernel}; {qemu}; host {cpu}, {cores} cores.\n");
     let _ = writeln!(
         md,
-        "| workload | system | worked | hibernate s | resume s | back in A s | image MiB | hibernate ratio | resume ratio | back in A ratio | image ratio |"
+        "| workload | system | worked | hibernate s | resume s | back in A s | image MiB | hibernate s/GiB | resume s/GiB | swapped out MiB | hibernate ratio | resume ratio | back in A ratio | image ratio |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut json_rows = Vec::new();
     // The kjump systems whose ratios get a table of their own, besides
     // `kjump`'s in the main table.
     let variants = [Kjump::Entry, Kjump::Resident, Kjump::Encrypted];
     let mut variant_md = vec![String::new(); variants.len()];
-    for (mib, per) in results {
+    for (w, per) in results {
         let kjump = medians_of(per, System::Kjump(Kjump::Plain)).unwrap_or([None; 4]);
         let variant_medians: Vec<Option<Medians>> = variants.iter().map(|&v| medians_of(per, System::Kjump(v))).collect();
         for (system, runs) in per {
@@ -866,24 +1277,29 @@ fn render(f: &Findings) -> (String, String) {
                 for (table, vm) in variant_md.iter_mut().zip(&variant_medians) {
                     if let Some(vm) = vm {
                         let [a, c, d, e] = ratio_cells(vm, &m);
-                        let _ = writeln!(table, "| {mib} MiB | {} | {a} | {c} | {d} | {e} |", system.name());
+                        let _ = writeln!(table, "| {w} | {} | {a} | {c} | {d} | {e} |", system.name());
                     }
                 }
             }
+            let gib = |v| per_gib(v, *w).map_or("–".to_string(), |v| format!("{v:.1}"));
+            let swapped = ok_stats(runs, |r| r.swapped_out_mib);
             let _ = writeln!(
                 md,
-                "| {mib} MiB | {} | {ok}/{} | {} | {} | {} | {} | {hr} | {rr} | {br} | {ir} |",
+                "| {w} | {} | {ok}/{} | {} | {} | {} | {} | {} | {} | {} | {hr} | {rr} | {br} | {ir} |",
                 system.name(),
                 runs.len(),
                 cell(h, "", 1.0),
                 cell(r, "", 1.0),
                 cell(b, "", 1.0),
-                cell(i, "", 1048576.0)
+                cell(i, "", 1048576.0),
+                gib(h),
+                gib(r),
+                swapped.map_or("–".into(), |_| cell(swapped, "", 1.0))
             );
-            json_rows.push(json_row(*mib, *system, runs, per));
+            json_rows.push(json_row(*w, *system, runs, per));
         }
     }
-    let _ = writeln!(md, "\nRatios are kjump's median over that system's (below 1: kjump is faster or smaller). kjump resumes the usual way (the system boots, then loads the restore kernel); kjump-entry from the boot loader entry `kjump boot-entry` writes, which starts the restore kernel directly; kjump-resident ran `kjump load` before the timer started (its time is below), hibernates by entering that resident hibernation kernel, and resumes from the boot loader entry. swsusp-lzo and swsusp-lz4 compress with that compressor; -trimmed: swsusp's resume boot also gets the words that shorten D's boot, `{}`; -max: A's /sys/power/image_size is all of RAM, not the kernel's default 2/5, so swsusp swaps out only what cannot fit. Resume ends when A's workload hash is checked; back in A ends when A's hibernate command returns, before that check (reading the workload back costs both systems the same, except where swsusp swapped the workload out to make room).\n", trimming());
+    let _ = writeln!(md, "\nRatios are kjump's median over that system's (below 1: kjump is faster or smaller). kjump resumes the usual way (the system boots, then loads the restore kernel); kjump-entry from the boot loader entry `kjump boot-entry` writes, which starts the restore kernel directly; kjump-resident ran `kjump load` before the timer started (its time is below), hibernates by entering that resident hibernation kernel, and resumes from the boot loader entry. swsusp-lzo and swsusp-lz4 compress with that compressor; -trimmed: swsusp's resume boot also gets the words that shorten D's boot, `{}`; -max: A's /sys/power/image_size is all of RAM, not the kernel's default 2/5, so swsusp swaps out only what cannot fit. Resume ends when A's workload hash is checked; back in A ends when A's hibernate command returns, before that check (reading the workload back costs both systems the same, except where swsusp swapped the workload out to make room). s/GiB: the median over the workload's GiB. Swapped out: what A had swapped out when its hibernate command returned (swap in use then, less before hibernating). Warm: the workload plus a {CACHED_FILE_MIB} MiB file read into the page cache (\"Warm after resume\" below).\n", trimming());
     for (k, table) in variants.iter().zip(&variant_md) {
         if !table.is_empty() {
             let _ = writeln!(md, "#### {} ({}) against each system\n", k.name(), k.about());
@@ -894,11 +1310,11 @@ fn render(f: &Findings) -> (String, String) {
     }
     // What encryption costs kjump: the encrypted runs over the plain ones.
     let mut cost = String::new();
-    for (mib, per) in results {
+    for (w, per) in results {
         if let (Some(plain), Some(sealed)) = (medians_of(per, System::Kjump(Kjump::Plain)), medians_of(per, System::Kjump(Kjump::Encrypted))) {
             let [h, r, b, _] = ratios(&sealed, &plain);
             let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:+.0} %", (v - 1.0) * 100.0));
-            let _ = writeln!(cost, "| {mib} MiB | {} | {} | {} |", pct(h), pct(r), pct(b));
+            let _ = writeln!(cost, "| {w} | {} | {} | {} |", pct(h), pct(r), pct(b));
         }
     }
     if !cost.is_empty() {
@@ -907,6 +1323,7 @@ fn render(f: &Findings) -> (String, String) {
         let _ = writeln!(md, "|---|---|---|---|");
         let _ = writeln!(md, "{cost}");
     }
+    md.push_str(&warm_md(results));
     md.push_str(&swsusp_md(results, systems));
     md.push_str(&load_md(results));
     let _ = writeln!(md, "#### Physical limits in the same VM (`kjump bench-io`, in the hibernation kernel)\n");
@@ -914,9 +1331,9 @@ fn render(f: &Findings) -> (String, String) {
     let _ = writeln!(md, "|---|---|---|");
     let _ = writeln!(md, "| {} MB/s | {} MB/s | {} MB/s |\n", cell(vmcore, "", 1.0), cell(write, "", 1.0), cell(read, "", 1.0));
     let mut save_rates = String::new();
-    for (mib, per) in results {
+    for (w, per) in results {
         if let Some(m) = save_rate(per) {
-            let _ = write!(save_rates, "{mib} MiB: {m:.0} MB/s{}; ", write.map_or(String::new(), |w| format!(" ({:.2} x raw write)", m / w.0)));
+            let _ = write!(save_rates, "{w}: {m:.0} MB/s{}; ", write.map_or(String::new(), |x| format!(" ({:.2} x raw write)", m / x.0)));
         }
     }
     let _ = writeln!(md, "kjump's save rate (A's RAM per second, in B): {save_rates}\n");
@@ -924,11 +1341,15 @@ fn render(f: &Findings) -> (String, String) {
     if !targets.is_empty() {
         let _ = writeln!(md, "#### Against kjump's targets\n\nkjump's median over each swsusp system's, at each workload; met where it is within the target against every swsusp system run.\n\n{targets}");
     }
-    md.push_str(&runs_md(results));
-    let _ = writeln!(md, "\nTotal benchmark time {seconds:.0} s.");
+    md.push_str(&failures_md(results));
+    md.push_str(&runs_md(results, *memory_mib));
+    md.push('\n');
+    md.push_str(&swap_md(results, systems));
+    let _ = writeln!(md, "Total benchmark time {seconds:.0} s.");
 
     let json = format!(
-        "{{\n  \"machine\": {{\"qemu\": {}, \"accel\": \"tcg\", \"memory_mib\": {MEMORY_MIB}, \"cpus\": {CPUS}, \"disk_mib\": {DISK_MIB}, \"host_cpu\": {}, \"host_cores\": {cores}, \"kernel\": {}}},\n  \"repetitions\": {reps},\n  \"limits_mb_per_s\": {{\"vmcore_read\": {}, \"disk_write\": {}, \"disk_read\": {}}},\n  \"trimmed_resume_append\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
+        "{{\n  \"machine\": {{\"shape\": {}, \"qemu\": {}, \"accel\": \"tcg\", \"memory_mib\": {memory_mib}, \"cpus\": {cpus}, \"disk_mib\": {disk_mib}, \"host_cpu\": {}, \"host_cores\": {cores}, \"kernel\": {}}},\n  \"repetitions\": {reps},\n  \"limits_mb_per_s\": {{\"vmcore_read\": {}, \"disk_write\": {}, \"disk_read\": {}}},\n  \"trimmed_resume_append\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
+        json_str(shape_name),
         json_str(qemu),
         json_str(cpu),
         json_str(kernel),
@@ -941,26 +1362,65 @@ fn render(f: &Findings) -> (String, String) {
     (md, json)
 }
 
+/// Workload sizes in MiB, comma separated (`BENCH_SIZES`, `BENCH_WARM`);
+/// empty is none.
+fn sizes_from(list: &str) -> Result<Vec<u64>, String> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().map_err(|_| format!("{s:?} is not a size in MiB"))).collect()
+}
+
+/// The setting `name`, or `default` when it is not set.
+fn setting(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.into())
+}
+
+/// Stops the bench over a setting it cannot use.
+fn bad_setting(name: &str, e: String, known: &str) -> ! {
+    eprintln!("bench: {name}: {e}{known}");
+    std::process::exit(2)
+}
+
 fn main() {
-    let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| DEFAULT_OUT.into());
     if std::env::var_os("BENCH_README_ONLY").is_some() {
-        refresh_readme(&format!("{DEFAULT_OUT}.md"));
+        refresh_readme(&SHAPES);
         return;
     }
-    let p = paths();
-    let reps: u32 = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
-    let sizes: Vec<u64> = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "128,384,768".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    let systems = systems_from(&std::env::var("BENCH_SYSTEMS").unwrap_or_else(|_| DEFAULT_SYSTEMS.into())).unwrap_or_else(|e| {
-        let known: Vec<String> = System::all().into_iter().map(System::name).collect();
-        eprintln!("bench: BENCH_SYSTEMS: {e}; known: {}", known.join(","));
-        std::process::exit(2)
+    let shape = Shape::from_name(&setting("BENCH_SHAPE", "")).unwrap_or_else(|e| {
+        let known: Vec<&str> = SHAPES.iter().map(|s| s.name).collect();
+        bad_setting("BENCH_SHAPE", e, &format!("; known: {}", known.join(",")))
     });
+    let out = setting("BENCH_OUT", shape.out);
+    let reps: u32 = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let sizes = sizes_from(&setting("BENCH_SIZES", shape.sizes)).unwrap_or_else(|e| bad_setting("BENCH_SIZES", e, ""));
+    let warm = sizes_from(&setting("BENCH_WARM", shape.warm)).unwrap_or_else(|e| bad_setting("BENCH_WARM", e, ""));
+    let systems = systems_from(&setting("BENCH_SYSTEMS", shape.systems)).unwrap_or_else(|e| {
+        let known: Vec<String> = System::all().into_iter().map(System::name).collect();
+        bad_setting("BENCH_SYSTEMS", e, &format!("; known: {}", known.join(",")))
+    });
+    let p = paths();
     let started = Instant::now();
-    eprintln!("bench: {} sizes x {} systems x {reps} repetitions, one VM at a time", sizes.len(), systems.len());
+    let workloads: Vec<Workload> = sizes.iter().map(|&mib| Workload { mib, warm: false }).chain(warm.iter().map(|&mib| Workload { mib, warm: true })).collect();
+    eprintln!(
+        "bench: shape {} (-m {} -smp {}): {} workloads ({} warm) x {} systems x {reps} repetitions, one VM at a time",
+        shape.name,
+        shape.memory_mib,
+        shape.cpus,
+        workloads.len(),
+        warm.len(),
+        systems.len()
+    );
+    // The warm runs' data disk, made once; each run gets a copy.
+    let data_dir = TempDir::new("bench-data");
+    let data_disk = (!warm.is_empty()).then(|| {
+        data_disk(&data_dir.0).unwrap_or_else(|e| {
+            eprintln!("bench: making the data disk for the warm runs: {e}");
+            std::process::exit(1)
+        })
+    });
+    let bench = Bench { p, shape, data_disk };
 
     let mut lim: Vec<Limits> = Vec::new();
     for rep in 0..reps {
-        match limits(&p, rep) {
+        match limits(&bench.p, &shape, rep) {
             Some(l) => {
                 eprintln!("bench: limits {rep}: vmcore {:.0} MB/s, disk write {:.0} MB/s, read {:.0} MB/s", l.vmcore, l.write, l.read);
                 lim.push(l);
@@ -968,21 +1428,27 @@ fn main() {
             None => eprintln!("bench: limits {rep}: failed"),
         }
     }
-    // results[size][system] = runs
-    let mut results: Vec<(u64, RunsBySystem)> = sizes.iter().map(|&s| (s, systems.iter().map(|&y| (y, Vec::new())).collect())).collect();
+    // results[workload][system] = runs
+    let mut results: Vec<(Workload, RunsBySystem)> = workloads.iter().map(|&w| (w, systems.iter().map(|&y| (y, Vec::new())).collect())).collect();
     // Interleave systems and repetitions so drift in the host hits all alike.
     for rep in 0..reps {
-        for (mib, per) in results.iter_mut() {
+        for (w, per) in results.iter_mut() {
             for (system, runs) in per.iter_mut() {
-                let r = one_run(&p, *system, *mib, rep);
+                let t = Instant::now();
+                let r = one_run(&bench, *system, *w, rep);
+                let secs = |v: Option<f64>, what: &str| v.map_or(String::new(), |v| format!(", {what} {v:.1} s"));
                 eprintln!(
-                    "bench: {} {mib} MiB #{rep}: {} hibernate {} s, resume {} s, image {} MiB{}{}",
+                    "bench: {} {w} #{rep}: {} hibernate {} s, resume {} s, image {} MiB{}{}{}{} (run took {:.0} s){}",
                     system.name(),
                     if r.ok { "ok" } else { "FAILED" },
                     r.hibernate_s.map_or("-".into(), |v| format!("{v:.1}")),
                     r.resume_s.map_or("-".into(), |v| format!("{v:.1}")),
                     r.image_bytes.map_or("-".into(), |v| format!("{:.1}", v as f64 / 1048576.0)),
-                    r.load_s.map_or(String::new(), |v| format!(", load {v:.1} s")),
+                    r.swapped_out_mib.map_or(String::new(), |v| format!(", swapped out {v:.1} MiB")),
+                    secs(r.load_s, "load"),
+                    secs(r.read_s, "first read"),
+                    secs(r.reread_s, "reread"),
+                    t.elapsed().as_secs_f64(),
                     if r.note.is_empty() { String::new() } else { format!(" ({})", r.note) }
                 );
                 runs.push(r);
@@ -991,6 +1457,7 @@ fn main() {
     }
 
     let findings = Findings {
+        shape,
         reps,
         systems,
         results,
@@ -1012,8 +1479,8 @@ fn main() {
     std::fs::write(format!("{out}.json"), json).unwrap_or_else(|e| panic!("writing {out}.json: {e}"));
     std::fs::write(format!("{out}.md"), md).unwrap_or_else(|e| panic!("writing {out}.md: {e}"));
     eprintln!("bench: wrote {out}.json and {out}.md");
-    if out == DEFAULT_OUT {
-        refresh_readme(&format!("{out}.md"));
+    if out == shape.out {
+        refresh_readme(&[shape]);
     }
 }
 
@@ -1038,15 +1505,93 @@ mod tests {
             assert!(line.split_whitespace().any(|x| x == w), "{w} missing from {line}");
         }
         assert!(!System::parse("swsusp-lz4").unwrap().resume_append().contains("quiet"));
-        assert!(script(s, 128).contains("/sys/power/image_size"));
+        assert!(script(s, COLD).contains("/sys/power/image_size"));
     }
+
+    const COLD: Workload = Workload { mib: 128, warm: false };
+    const WARM: Workload = Workload { mib: 128, warm: true };
 
     #[test]
     fn every_script_is_valid_shell() {
         for s in System::all() {
-            let out = Command::new("/bin/busybox").args(["sh", "-n", "-c", &script(s, 128)]).output().expect("busybox (make deps installs it)");
-            assert!(out.status.success(), "{}: {}", s.name(), String::from_utf8_lossy(&out.stderr));
+            for w in [COLD, WARM] {
+                let out = Command::new("/bin/busybox").args(["sh", "-n", "-c", &script(s, w)]).output().expect("busybox (make deps installs it)");
+                assert!(out.status.success(), "{} {w}: {}", s.name(), String::from_utf8_lossy(&out.stderr));
+            }
         }
+    }
+
+    #[test]
+    fn only_warm_scripts_touch_the_data_disk() {
+        let (cold, warm) = (script(System::parse("swsusp-lzo").unwrap(), COLD), script(System::parse("swsusp-lzo").unwrap(), WARM));
+        assert!(!cold.contains(DATA_DISK) && !cold.contains(marker::REREADING));
+        assert!(warm.contains(&format!("mount -t ext2 -o ro {DATA_DISK} /d")) && warm.contains(&format!("cat {CACHED_FILE} > /dev/null")));
+        // The reread comes after the workload's check; nothing is dropped.
+        assert!(warm.find(marker::INTACT) < warm.find(marker::REREADING));
+        assert!(!warm.contains("drop_caches"));
+        for w in [cold, warm] {
+            assert!(w.find(marker::SWAP_BEFORE) < w.find(marker::HIBERNATING));
+            assert!(w.find(marker::RETURNED) < w.find(marker::SWAP_AFTER));
+        }
+        assert_ne!(TARGET, DATA_DISK);
+    }
+
+    #[test]
+    fn shapes_and_their_defaults() {
+        assert_eq!(Shape::from_name(""), Ok(SMALL));
+        assert_eq!(Shape::from_name("large"), Ok(LARGE));
+        assert!(Shape::from_name("huge").is_err());
+        // The small shape is the machine of every earlier run.
+        assert_eq!((SMALL.memory_mib, SMALL.cpus, SMALL.disk_mib, SMALL.out, SMALL.readme), (1024, 2, 1200, "bench/results", (README_BEGIN, README_END)));
+        assert_eq!(sizes_from(SMALL.sizes), Ok(vec![128, 384, 768]));
+        assert_eq!(SMALL.systems, DEFAULT_SYSTEMS);
+        assert_eq!((LARGE.memory_mib, LARGE.cpus, LARGE.out), (4096, 4, "bench/results-4g"));
+        assert_eq!(sizes_from(LARGE.sizes), Ok(vec![1024, 2048, 3072]));
+        assert_eq!(sizes_from(LARGE.warm), Ok(vec![1024]));
+        assert_eq!(sizes_from(SMALL.warm), Ok(vec![384]));
+        let large = systems_from(LARGE.systems).unwrap();
+        assert!(large.contains(&System::Kjump(Kjump::Plain)));
+        assert!(large.iter().any(|s| matches!(s, System::Swsusp(s) if s.max_image)));
+        // swsusp's swap must hold the largest workload twice over (what it
+        // swaps out, then its image).
+        assert!(sizes_from(LARGE.sizes).unwrap().iter().all(|&m| 2 * m <= LARGE.disk_mib));
+        assert!(LARGE.timeout > SMALL.timeout);
+        assert_ne!(LARGE.readme, SMALL.readme);
+        assert_eq!(sizes_from(""), Ok(vec![]));
+        assert_eq!(sizes_from(" 1024, 2048 "), Ok(vec![1024, 2048]));
+        assert!(sizes_from("1G").is_err());
+    }
+
+    #[test]
+    fn swap_lines_give_the_swapped_mib() {
+        let a = "[  3.0] x\r\nA: swap used before 40\r\nA: hibernating now\r\n";
+        let c = "[  1.0] PM: hibernation: resume\r\nA: hibernate returned 0\r\nA: swap used after 2088\r\n";
+        assert_eq!(swapped_out_mib(a, c), Some(2.0));
+        assert_eq!(swapped_out_mib(a, a), None);
+        assert_eq!(swapped_out_mib("A: swap used before \n", c), None);
+        assert_eq!(swapped_out_mib("A: swap used before 3000\n", c), None);
+        assert_eq!(swapped_out_mib("A: swap used before 0\n", "A: swap used after 0\n"), Some(0.0));
+        // What busybox's awk makes of meminfo, and of a machine without swap.
+        let dir = TempDir::new("bench-meminfo-test");
+        for (meminfo, used) in
+            [("MemTotal: 1 kB\nSwapTotal:  4096 kB\nSwapFree:   1024 kB\n", "3072"), ("MemTotal: 1 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n", "0")]
+        {
+            let file = dir.0.join("meminfo");
+            std::fs::write(&file, meminfo).unwrap();
+            let cmd = SWAP_USED.replace("/proc/meminfo", &file.display().to_string());
+            let out = Command::new("/bin/busybox").args(["sh", "-c", &cmd]).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), used);
+        }
+    }
+
+    #[test]
+    fn failure_reason_names_the_kernel_error() {
+        let log = "PM: hibernation: Not this one: before\nA: hibernating now\n[ 9.1] PM: hibernation: hibernation entry\n[ 9.2] PM: hibernation: Preallocating image memory\n[ 12.0] PM: Not enough free swap\n[ 12.1] PM: hibernation: hibernation exit\nA: hibernate returned 1\n";
+        assert_eq!(failure_reason(log), "[ 12.0] PM: Not enough free swap");
+        let log = "A: hibernating now\n[ 9.2] PM: hibernation: Image allocation is 1234 pages short\n[ 9.3] PM: hibernation: Error -12 creating image\n";
+        assert_eq!(failure_reason(log), "[ 9.2] PM: hibernation: Image allocation is 1234 pages short; [ 9.3] PM: hibernation: Error -12 creating image");
+        assert_eq!(failure_reason("A: hibernating now\nPM: hibernation: hibernation exit\n"), "PM: hibernation: hibernation exit");
+        assert_eq!(failure_reason("A: hibernating now\nkjump: hibernate: the target is too small\n"), "kjump: hibernate: the target is too small");
     }
 
     #[test]
@@ -1055,7 +1600,7 @@ mod tests {
         assert_eq!(swsusp_compressor(log), Some(("lz4".into(), 1)));
         assert_eq!(swsusp_compressor("PM: Using 3 thread(s) for lzo decompression\n"), None);
         assert_eq!(swsusp_compressor("nothing\n"), None);
-        assert_eq!(image_size("x\nA: image_size 414498816\n"), Some(414498816));
+        assert_eq!(number_after("x\nA: image_size 414498816\n", marker::IMAGE_SIZE), Some(414498816));
     }
 
     /// A run that worked, with made-up figures.
@@ -1078,6 +1623,9 @@ mod tests {
                 System::Swsusp(s) => Some((s.compressor.to_string(), 1)),
                 System::Kjump(_) => None,
             },
+            swapped_out_mib: Some(if system.is_kjump() || mib < 768 { 0.0 } else { 210.0 }),
+            read_s: Some(1.5),
+            reread_s: Some(if system.is_kjump() { 0.3 } else { 1.2 }),
             ok: true,
             note: String::new(),
         }
@@ -1086,9 +1634,17 @@ mod tests {
     #[test]
     fn report_carries_the_new_fields() {
         let systems = systems_from(DEFAULT_SYSTEMS).unwrap();
-        let results = [128, 384, 768].map(|mib| (mib, systems.iter().map(|&s| (s, (0..3).map(|rep| fake_run(s, mib, rep)).collect())).collect())).to_vec();
+        let workloads = [128, 384, 768].map(|mib| Workload { mib, warm: false }).into_iter().chain([Workload { mib: 384, warm: true }]);
+        let mut results: Vec<(Workload, RunsBySystem)> =
+            workloads.map(|w| (w, systems.iter().map(|&s| (s, (0..3).map(|rep| fake_run(s, w.mib, rep)).collect())).collect())).collect();
+        for r in &mut results[3].1 {
+            r.1.iter_mut().for_each(|r| r.reread_s = r.reread_s.map(|s| s + 0.1));
+        }
+        let failed = Run { note: "hibernation failed: A: hibernate returned 1 (PM: Not enough free swap)".into(), ..Run::default() };
+        results[2].1[4].1[0] = failed;
         let limits = vec![Limits { vmcore: 2300.0, write: 680.0, read: 2900.0 }];
-        let f = Findings { reps: 3, systems, results, limits, kernel: "6.12".into(), qemu: "QEMU".into(), cpu: "cpu".into(), cores: 2, seconds: 1.0 };
+        let f =
+            Findings { shape: SMALL, reps: 3, systems, results, limits, kernel: "6.12".into(), qemu: "QEMU".into(), cpu: "cpu".into(), cores: 2, seconds: 1.0 };
         let (md, json) = render(&f);
         if std::env::var_os("BENCH_SHOW").is_some() {
             println!("{md}\n{json}");
@@ -1098,7 +1654,17 @@ mod tests {
             "| swsusp-lz4-trimmed-max | `quiet initcall_blacklist=i8042_init acpi=noirq` | lz4 (1) | 988.2 |",
             "`kjump load`",
             "#### Against kjump's targets",
-            "Runs that worked: kjump 36/36, swsusp 36/36",
+            "Runs that worked: kjump 48/48, swsusp 47/48; at 768 MiB (75 % of RAM) kjump 12/12, swsusp 11/12.",
+            "### kjump vs swsusp in 1 GiB of RAM, 2 CPUs (`BENCH_SHAPE=small`)",
+            "| hibernate s/GiB | resume s/GiB | swapped out MiB |",
+            "| 384 MiB | kjump | 3/3 | 2.3 | 6.3 (6.2–6.3) | 2.1 | 192.0 | 6.2 | 16.7 | 0.0 |",
+            "#### Warm after resume",
+            "| 384 MiB warm | kjump | 3/3 | 1.50 | 0.40 | – |",
+            "| 384 MiB warm | swsusp-lzo | 3/3 | 1.50 | 1.30 | 0.31 |",
+            "at 384 MiB warm: kjump 0.40 s, 0.27 × its first read; kjump-entry",
+            "#### Runs that failed\n\n- 768 MiB swsusp-lzo, 1 of 3 runs: hibernation failed: A: hibernate returned 1 (PM: Not enough free swap)",
+            "Swapped out while hibernating (swap in use in A after its hibernate command returned, less before it hibernated; runs that worked, medians): swsusp-lzo at 768 MiB 210.0 MiB;",
+            "Nothing at any workload: kjump, kjump-entry, kjump-resident, kjump-encrypted.",
         ] {
             assert!(md.contains(s), "{s:?} not in\n{md}");
         }
@@ -1106,6 +1672,10 @@ mod tests {
             "\"system\": \"kjump-resident\", \"runs\": 3, \"worked\": 3, \"hibernate_s\": {\"median\"",
             "\"load_s\": {\"median\": 2.300",
             "\"load_s\": null, \"compressor\": \"lz4\", \"compress_threads\": 1, \"image_size_bytes\": 1036189696, \"resume_trimmed\": true",
+            "\"machine\": {\"shape\": \"small\", \"qemu\": \"QEMU\", \"accel\": \"tcg\", \"memory_mib\": 1024, \"cpus\": 2, \"disk_mib\": 1200,",
+            "\"hibernate_s_per_gib\": 6.195, \"resume_s_per_gib\": 16.699, \"swapped_out_mib\": {\"median\": 0.000, \"min\": 0.000, \"max\": 0.000}, \"page_cache_file_mib\": null, \"read_s\": null, \"reread_s\": null, \"failures\": []",
+            "\"page_cache_file_mib\": 256, \"read_s\": {\"median\": 1.500, \"min\": 1.500, \"max\": 1.500}, \"reread_s\": {\"median\": 0.400",
+            "\"failures\": [\"hibernation failed: A: hibernate returned 1 (PM: Not enough free swap)\"]",
         ] {
             assert!(json.contains(s), "{s:?} not in\n{json}");
         }
@@ -1113,11 +1683,25 @@ mod tests {
 
     #[test]
     fn splice_replaces_only_between_markers() {
+        let m = SMALL.readme;
         let readme = format!("top\n{README_BEGIN}\nold\n{README_END}\nbottom\n");
-        let once = splice(&readme, "### new\n\nrow\n").unwrap();
+        let once = splice(&readme, m, "### new\n\nrow\n").unwrap();
         assert_eq!(once, format!("top\n{README_BEGIN}\n\n### new\n\nrow\n\n{README_END}\nbottom\n"));
-        assert_eq!(splice(&once, "### new\n\nrow\n").unwrap(), once);
-        assert!(splice("no markers", "x").is_err());
-        assert!(splice(&format!("{README_END}\n{README_BEGIN}"), "x").is_err());
+        assert_eq!(splice(&once, m, "### new\n\nrow\n").unwrap(), once);
+        assert!(splice("no markers", m, "x").is_err());
+        assert!(splice(&format!("{README_END}\n{README_BEGIN}"), m, "x").is_err());
+    }
+
+    #[test]
+    fn splice_fills_the_second_pair_alone() {
+        let (b4, e4) = LARGE.readme;
+        let readme = format!("top\n{README_BEGIN}\n\nsmall\n\n{README_END}\nsay\n\n{b4}\n{e4}\nbottom\n");
+        let large = splice(&readme, LARGE.readme, "### large\n").unwrap();
+        assert_eq!(large, format!("top\n{README_BEGIN}\n\nsmall\n\n{README_END}\nsay\n\n{b4}\n\n### large\n\n{e4}\nbottom\n"));
+        // Either pair again changes nothing else.
+        assert_eq!(splice(&large, SMALL.readme, "small").unwrap(), large);
+        assert_eq!(splice(&large, LARGE.readme, "### large").unwrap(), large);
+        // The small pair's markers are not found inside the large ones.
+        assert!(splice(&format!("{b4}\n{e4}\n"), SMALL.readme, "x").is_err());
     }
 }
