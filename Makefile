@@ -117,9 +117,12 @@ demo: deps
 	kernel=$$(scripts/kernel.sh $(ONE_KERNEL)) && KJUMP_KERNEL=$$kernel KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example demo
 
 # kjump against swsusp in QEMU (over an hour; BENCH_REPS, BENCH_SIZES,
-# BENCH_SYSTEMS narrow it). Writes bench/results.json and bench/results.md,
-# and copies the latter into README.md between its "bench results" markers
-# (unless BENCH_OUT sends the results elsewhere).
+# BENCH_WARM, BENCH_SYSTEMS narrow it). Writes bench/results.json and
+# bench/results.md, and copies the latter into README.md between its
+# "bench results" markers (unless BENCH_OUT sends the results elsewhere).
+# BENCH_SHAPE=large runs it on a 4 GiB, 4-CPU machine with 1-3 GiB
+# workloads (hours) into bench/results-4g.{json,md} and the "bench results
+# 4g" markers.
 bench: deps
 	cargo build --release
 	kernel=$$(scripts/kernel.sh $(ONE_KERNEL)) && KJUMP_KERNEL=$$kernel KJUMP_BIN_DIR=$(RELEASE) cargo run --release --example bench
