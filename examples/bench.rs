@@ -183,11 +183,13 @@ const TARGET: &str = "/dev/vda";
 /// The disk holding the file a warm run reads into the page cache:
 /// attached second, for warm runs only.
 const DATA_DISK: &str = "/dev/vdb";
-/// The size of that file, MiB, and of the disk (ext2) holding it.
+/// The size of that file, MiB.
 const CACHED_FILE_MIB: u64 = 256;
+/// The size of the disk (ext2) holding it, MiB.
 const DATA_DISK_MIB: u64 = 320;
-/// Where A mounts that disk, and the file on it.
-const CACHED_FILE: &str = "/d/cached";
+/// Where A mounts that disk, and the file's name on it.
+const DATA_MOUNT: &str = "/d";
+const CACHED_FILE: &str = "cached";
 
 /// What A holds when it hibernates.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -402,12 +404,13 @@ fn script(system: System, w: Workload) -> String {
     // and the workload's check, reads it again; the host times both reads
     // between the lines around them. A drops nothing itself: what is still
     // cached after the resume is what the hibernation kept.
+    let read_between = |start: &str, end: &str| format!("echo \"{start}\"\ncat {DATA_MOUNT}/{CACHED_FILE} > /dev/null; echo \"{end} $?\"");
     let (read, reread) = if w.warm {
         (
-            format!("mkdir -p /d && mount -t ext2 -o ro {DATA_DISK} /d\necho \"{READING}\"\ncat {CACHED_FILE} > /dev/null; echo \"{READ_RETURNED} $?\""),
+            format!("mkdir -p {DATA_MOUNT} && mount -t ext2 -o ro {DATA_DISK} {DATA_MOUNT}\n{}", read_between(READING, READ_RETURNED)),
             // The pause lets the host, which saw INTACT, wait for the next
             // line before it comes (see `timed`).
-            format!("sleep 0.5\necho \"{REREADING}\"\ncat {CACHED_FILE} > /dev/null; echo \"{REREAD_RETURNED} $?\""),
+            format!("sleep 0.5\n{}", read_between(REREADING, REREAD_RETURNED)),
         )
     } else {
         (String::new(), String::new())
@@ -568,13 +571,12 @@ struct Bench {
 
 /// A raw disk of [`DATA_DISK_MIB`] in `dir` with an ext2 filesystem
 /// holding one file of [`CACHED_FILE_MIB`] of random (incompressible)
-/// bytes at `CACHED_FILE`'s name.
+/// bytes named [`CACHED_FILE`].
 fn data_disk(dir: &Path) -> Result<PathBuf, String> {
     let files = dir.join("files");
     std::fs::create_dir_all(&files).map_err(|e| e.to_string())?;
-    let name = Path::new(CACHED_FILE).file_name().ok_or("CACHED_FILE has no file name")?;
     let mut random = std::fs::File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?;
-    let mut file = std::fs::File::create(files.join(name)).map_err(|e| e.to_string())?;
+    let mut file = std::fs::File::create(files.join(CACHED_FILE)).map_err(|e| e.to_string())?;
     std::io::copy(&mut std::io::Read::take(&mut random, CACHED_FILE_MIB << 20), &mut file).map_err(|e| format!("writing the cached file: {e}"))?;
     let disk = sparse_disk(dir, "data.img", DATA_DISK_MIB);
     let out = Command::new("mke2fs").args(["-q", "-F", "-t", "ext2", "-m", "0", "-d"]).arg(&files).arg(&disk).output().map_err(|e| format!("mke2fs: {e}"))?;
@@ -1525,7 +1527,9 @@ mod tests {
     fn only_warm_scripts_touch_the_data_disk() {
         let (cold, warm) = (script(System::parse("swsusp-lzo").unwrap(), COLD), script(System::parse("swsusp-lzo").unwrap(), WARM));
         assert!(!cold.contains(DATA_DISK) && !cold.contains(marker::REREADING));
-        assert!(warm.contains(&format!("mount -t ext2 -o ro {DATA_DISK} /d")) && warm.contains(&format!("cat {CACHED_FILE} > /dev/null")));
+        assert!(
+            warm.contains(&format!("mount -t ext2 -o ro {DATA_DISK} {DATA_MOUNT}")) && warm.contains(&format!("cat {DATA_MOUNT}/{CACHED_FILE} > /dev/null"))
+        );
         // The reread comes after the workload's check; nothing is dropped.
         assert!(warm.find(marker::INTACT) < warm.find(marker::REREADING));
         assert!(!warm.contains("drop_caches"));
