@@ -70,8 +70,11 @@
 //! `hibernate_s_per_gib` and `resume_s_per_gib` (the medians over the
 //! workload's GiB), `swapped_out_mib` (`{median, min, max}`, every
 //! system), `page_cache_file_mib` (256 on warm rows, else null), `read_s`
-//! and `reread_s` (`{median, min, max}`, warm rows; else null) and
-//! `failures`; the top level has `trimmed_resume_append`.
+//! and `reread_s` (`{median, min, max}`, warm rows; else null) `phases_s`
+//! (`{"hibernate": [3], "back_in_a": [3]}`: medians of the parts of each
+//! time that the consoles name, see [`HIBERNATE_PHASES`] and
+//! [`BACK_PHASES`]; null where a console did not say) and `failures`; the
+//! top level has `trimmed_resume_append`.
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
@@ -482,6 +485,8 @@ struct Run {
     /// the disk) and again after the resume.
     read_s: Option<f64>,
     reread_s: Option<f64>,
+    /// Where the time went, from the consoles.
+    phases: Phases,
     ok: bool,
     note: String,
 }
@@ -505,6 +510,178 @@ fn swsusp_compressor(log: &str) -> Option<(String, u32)> {
 /// `/sys/power/image_size`, the swap it used).
 fn number_after(log: &str, marker: &str) -> Option<u64> {
     log.lines().find_map(|l| l.split_once(marker)?.1.split_whitespace().next()?.parse().ok())
+}
+
+/// Where one run's time went, in seconds, as each kernel's own clock
+/// measured it on the console (none of these is the host's timing).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Phases {
+    /// Hibernate: [`HIBERNATE_PHASES`].
+    hibernate: [Option<f64>; 3],
+    /// Back in A: [`BACK_PHASES`].
+    back: [Option<f64>; 3],
+}
+
+/// The parts of the hibernate time the consoles name.
+const HIBERNATE_PHASES: [&str; 3] = [
+    "A prepares (kjump: checks and loads B; swsusp: preallocates the image)",
+    "the hibernation kernel boots (kjump's B: from its start to kjump-init)",
+    "the image is written (kjump: B's save; swsusp: compress and write)",
+];
+/// The parts of the time back into A the consoles name.
+const BACK_PHASES: [&str; 3] = [
+    "the resume boot's kernel starts its work (kjump: C to its first program; swsusp: to its resume)",
+    "the restore kernel boots (kjump's D: from its start to kjump-init)",
+    "the image is read back (kjump: D's restore; swsusp: read and decompress)",
+];
+
+/// The number at the start of `s` (`"1.35 s)"` gives 1.35).
+fn leading_number(s: &str) -> Option<f64> {
+    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    s[..end].parse().ok()
+}
+
+/// The number right after `pat` on the first line holding it.
+fn seconds_after(log: &str, pat: &str) -> Option<f64> {
+    log.lines().find_map(|l| leading_number(l.split_once(pat)?.1))
+}
+
+/// The kernel timestamp (`[    1.488525] …`) of the first line holding `pat`.
+fn stamp_of(log: &str, pat: &str) -> Option<f64> {
+    let line = log.lines().find(|l| l.contains(pat))?;
+    leading_number(line.trim_start().strip_prefix('[')?.trim_start())
+}
+
+/// swsusp's own timing of a step: `PM: hibernation: {verb} N kbytes in X seconds` (kernel/power/hibernate.c, swsusp_show_speed).
+fn swsusp_seconds(log: &str, verb: &str) -> Option<f64> {
+    let pat = format!("PM: hibernation: {verb} ");
+    log.lines().filter(|l| l.contains(&pat)).find_map(|l| leading_number(l.split_once(" kbytes in ")?.1))
+}
+
+impl Phases {
+    /// From the console of the hibernation (`hib`) and of the resume (`res`).
+    fn read(system: System, hib: &str, res: &str) -> Phases {
+        match system {
+            System::Kjump(k) => Phases {
+                hibernate: [
+                    seconds_after(hib, "checked and loaded in ").or_else(|| seconds_after(hib, ", checked in ")),
+                    // A resident B booted before the hibernation.
+                    if k == Kjump::Resident { None } else { seconds_after(hib, "mode save (this kernel up after ") },
+                    hib.lines().find(|l| l.contains("kjump-init: summary:")).and_then(|l| field(l, "seconds=")),
+                ],
+                back: [
+                    // Only where C boots: from an entry, D is the first kernel.
+                    if k.resumes_from_entry() { None } else { stamp_of(res, "Run /init as init process") },
+                    seconds_after(res, "mode restore (this kernel up after "),
+                    res.lines().find_map(|l| leading_number(l.split_once("kjump-init: restored ")?.1.split_once(" and zeroed ")?.1.split_once(" in ")?.1)),
+                ],
+            },
+            System::Swsusp(_) => Phases {
+                hibernate: [swsusp_seconds(hib, "Allocated"), None, swsusp_seconds(hib, "Wrote")],
+                back: [stamp_of(res, "PM: hibernation: resume from hibernation"), None, swsusp_seconds(res, "Read")],
+            },
+        }
+    }
+}
+
+impl Phases {
+    /// Which parts `system`'s consoles give, when nothing is quiet.
+    fn expected(system: System) -> ([bool; 3], [bool; 3]) {
+        match system {
+            System::Kjump(Kjump::Resident) => ([true, false, true], [false, true, true]),
+            System::Kjump(Kjump::Entry) => ([true, true, true], [false, true, true]),
+            System::Kjump(_) => ([true; 3], [true; 3]),
+            System::Swsusp(_) => ([true, false, true], [true, false, true]),
+        }
+    }
+
+    /// The host's `total` less the parts, when every part `expect`ed was
+    /// found (a quiet boot hides some: the rest would then hold them).
+    fn rest(total: Option<f64>, parts: &[Option<f64>; 3], expect: &[bool; 3]) -> Option<f64> {
+        let mut left = total?;
+        for (p, e) in parts.iter().zip(expect) {
+            match (p, e) {
+                (Some(v), true) => left -= v,
+                (None, true) => return None,
+                _ => {}
+            }
+        }
+        Some(left)
+    }
+}
+
+/// "Where the time goes": each system's phases at each workload (medians).
+fn phases_md(results: &[(Workload, RunsBySystem)]) -> String {
+    let med = |v: Option<(f64, f64, f64)>| v.map_or("–".to_string(), |v| format!("{:.2}", v.0));
+    let mut rows = String::new();
+    for (w, per) in results {
+        for (system, runs) in per {
+            let (eh, eb) = Phases::expected(*system);
+            let part = |f: &dyn Fn(&Run) -> Option<f64>| med(ok_stats(runs, f));
+            let h: Vec<String> = (0..3).map(|i| part(&|r| r.phases.hibernate[i])).collect();
+            let b: Vec<String> = (0..3).map(|i| part(&|r| r.phases.back[i])).collect();
+            let _ = writeln!(
+                rows,
+                "| {w} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                system.name(),
+                part(&|r| r.hibernate_s),
+                h[0],
+                h[1],
+                h[2],
+                part(&|r| Phases::rest(r.hibernate_s, &r.phases.hibernate, &eh)),
+                part(&|r| r.back_s),
+                b[0],
+                b[1],
+                b[2],
+                part(&|r| Phases::rest(r.back_s, &r.phases.back, &eb)),
+            );
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("#### Where the time goes (medians, seconds)\n\n");
+    let _ = writeln!(md, "The parts are what each kernel's own clock measured, from its console:");
+    for (n, h) in HIBERNATE_PHASES.iter().enumerate() {
+        let _ = writeln!(md, "- hibernate {}: {h};", n + 1);
+    }
+    for (n, b) in BACK_PHASES.iter().enumerate() {
+        let _ = writeln!(md, "- back {}: {b};", n + 1);
+    }
+    let _ = writeln!(md, "- rest: the host's total less those parts (hibernating: freezing A, the jump into B or the snapshot, a kernel's start before its clock, powering off; getting back: the firmware, C loading D, the jumps, A's devices waking), shown only where every part the system has was printed (a `quiet` boot prints none of swsusp's).\n");
+    let _ = writeln!(md, "| workload | system | hibernate | hibernate 1 | hibernate 2 | hibernate 3 | rest | back in A | back 1 | back 2 | back 3 | rest |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    md.push_str(&rows);
+    md.push('\n');
+    let boots = boots_md(results);
+    if !boots.is_empty() {
+        let _ = writeln!(md, "Kernel boots on each path (kjump as users run it against the first swsusp system whose console shows its resume):\n\n{boots}");
+    }
+    md
+}
+
+/// One line per workload: what booting kernels costs `kjump` (B to
+/// hibernate, C and D to resume) next to swsusp (no boot to hibernate, one
+/// to resume), from the phase medians.
+fn boots_md(results: &[(Workload, RunsBySystem)]) -> String {
+    let m = |runs: &[Run], f: &dyn Fn(&Run) -> Option<f64>| ok_stats(runs, f).map(|v| v.0);
+    let mut out = String::new();
+    for (w, per) in results {
+        let Some((_, k)) = per.iter().find(|(s, _)| *s == System::Kjump(Kjump::Plain)) else { continue };
+        let Some((sw, s)) = per.iter().find(|(s, r)| !s.is_kjump() && m(r, &|r| r.phases.back[0]).is_some()) else { continue };
+        let (Some(kh), Some(b), Some(kb), Some(c), Some(d)) =
+            (m(k, &|r| r.hibernate_s), m(k, &|r| r.phases.hibernate[1]), m(k, &|r| r.back_s), m(k, &|r| r.phases.back[0]), m(k, &|r| r.phases.back[1]))
+        else {
+            continue;
+        };
+        let (Some(sb), Some(sc)) = (m(s, &|r| r.back_s), m(s, &|r| r.phases.back[0])) else { continue };
+        let _ = writeln!(
+            out,
+            "- {w}: kjump's B boots for {b:.2} s of its {kh:.2} s hibernation; to get back into A, C runs {c:.2} s before its first program and D boots for {d:.2} s, of {kb:.2} s. {} boots no kernel to hibernate and starts reading its image {sc:.2} s into its one boot, of {sb:.2} s back into A.",
+            sw.name()
+        );
+    }
+    out
 }
 
 /// MiB A swapped out while hibernating: the swap in use (KiB) on the line
@@ -719,6 +896,7 @@ fn one_run(b: &Bench, system: System, w: Workload, rep: u32) -> Run {
             return run;
         }
     }
+    run.phases = Phases::read(system, &log, &c.log());
     if w.warm {
         match timed(&mut c, marker::REREADING, marker::REREAD_RETURNED, timeout) {
             Ok(s) => run.reread_s = Some(s),
@@ -1036,6 +1214,16 @@ fn load_md(results: &[(Workload, RunsBySystem)]) -> String {
 }
 
 /// One row of the JSON's `results`.
+/// The medians of a row's phases: `{"hibernate": [..3], "back_in_a": [..3]}`,
+/// in the order of [`HIBERNATE_PHASES`] and [`BACK_PHASES`], null where
+/// the console did not say.
+fn phases_json(runs: &[Run]) -> String {
+    let part = |f: &dyn Fn(&Run) -> Option<f64>| json_num(ok_stats(runs, f).map(|v| v.0));
+    let h: Vec<String> = (0..3).map(|i| part(&|r| r.phases.hibernate[i])).collect();
+    let b: Vec<String> = (0..3).map(|i| part(&|r| r.phases.back[i])).collect();
+    format!("{{\"hibernate\": [{}], \"back_in_a\": [{}]}}", h.join(", "), b.join(", "))
+}
+
 fn json_row(w: Workload, system: System, runs: &[Run], per: &RunsBySystem) -> String {
     let m = medians(runs);
     let [h, r, b, i] = m;
@@ -1064,7 +1252,7 @@ fn json_row(w: Workload, system: System, runs: &[Run], per: &RunsBySystem) -> St
         })
         .collect();
     format!(
-        "    {{\"workload_mib\": {}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {}, \"resume_s\": {}, \"back_in_a_s\": {}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"load_s\": {}, \"compressor\": {}, \"compress_threads\": {}, \"image_size_bytes\": {}, \"resume_trimmed\": {}, {}, \"hibernate_s_per_gib\": {}, \"resume_s_per_gib\": {}, \"swapped_out_mib\": {}, \"page_cache_file_mib\": {}, \"read_s\": {}, \"reread_s\": {}, \"failures\": [{}]}}",
+        "    {{\"workload_mib\": {}, \"system\": {}, \"runs\": {}, \"worked\": {ok}, \"hibernate_s\": {}, \"resume_s\": {}, \"back_in_a_s\": {}, \"image_bytes\": {}, \"save_mb_per_s\": {}, \"load_s\": {}, \"compressor\": {}, \"compress_threads\": {}, \"image_size_bytes\": {}, \"resume_trimmed\": {}, \"phases_s\": {}, {}, \"hibernate_s_per_gib\": {}, \"resume_s_per_gib\": {}, \"swapped_out_mib\": {}, \"page_cache_file_mib\": {}, \"read_s\": {}, \"reread_s\": {}, \"failures\": [{}]}}",
         w.mib,
         json_str(&system.name()),
         runs.len(),
@@ -1078,6 +1266,7 @@ fn json_row(w: Workload, system: System, runs: &[Run], per: &RunsBySystem) -> St
         first_ok(&|r| r.compressor.as_ref().map(|(_, n)| n.to_string())),
         first_ok(&|r| r.image_size.map(|b| b.to_string())),
         swsusp.map_or("null".into(), |s| s.trimmed.to_string()),
+        phases_json(runs),
         kjump_ratios.join(", "),
         json_num(per_gib(h, w)),
         json_num(per_gib(r, w)),
@@ -1326,6 +1515,7 @@ fn render(f: &Findings) -> (String, String) {
         let _ = writeln!(md, "{cost}");
     }
     md.push_str(&warm_md(results));
+    md.push_str(&phases_md(results));
     md.push_str(&swsusp_md(results, systems));
     md.push_str(&load_md(results));
     let _ = writeln!(md, "#### Physical limits in the same VM (`kjump bench-io`, in the hibernation kernel)\n");
@@ -1630,6 +1820,7 @@ mod tests {
             swapped_out_mib: Some(if system.is_kjump() || mib < 768 { 0.0 } else { 210.0 }),
             read_s: Some(1.5),
             reread_s: Some(if system.is_kjump() { 0.3 } else { 1.2 }),
+            phases: Phases::default(),
             ok: true,
             note: String::new(),
         }
@@ -1683,6 +1874,49 @@ mod tests {
         ] {
             assert!(json.contains(s), "{s:?} not in\n{json}");
         }
+    }
+
+    #[test]
+    fn phases_from_consoles() {
+        // Lines as the 6.12 consoles print them (bench runs of 2026-12-03).
+        let hib = "[    1.558998] Run /init as init process\n\
+kjump: hibernating to /dev/vda (then poweroff); hibernation kernel in 0x20000000-0x24000000, checked and loaded in 0.37 s (checks 0.09 s, mailbox page 0.01 s, loading 0.26 s)\n\
+[    1.358] kjump-init: mode save (this kernel up after 1.35 s)\n\
+[    2.679] kjump-init: summary: ram_pages=245629 zero_pages=35333 free_pages=134218 stored_pages=76078 bytes_on_disk=154607616 seconds=1.3 mb_per_s=774.8\n";
+        let res = "[    1.488525] Run /init as init process\n\
+[    1.433] kjump-init: mode restore (this kernel up after 1.43 s)\n\
+[    3.336] kjump-init: restored 76078 pages of A's memory and zeroed 35333 in 1.8 s (134218 free pages left as they are; writing 2.7 s over 2 workers; waiting for chunks 1.5 s); writing A's low memory last\n";
+        let k = Phases::read(System::Kjump(Kjump::Plain), hib, res);
+        assert_eq!(k, Phases { hibernate: [Some(0.37), Some(1.35), Some(1.3)], back: [Some(1.488525), Some(1.43), Some(1.8)] });
+        let (eh, eb) = Phases::expected(System::Kjump(Kjump::Plain));
+        assert!((Phases::rest(Some(3.7), &k.hibernate, &eh).unwrap() - 0.68).abs() < 1e-9);
+        assert!(Phases::rest(Some(6.0), &k.back, &eb).is_some());
+        // From a boot loader entry there is no C, and a resident B booted before.
+        let r = Phases::read(System::Kjump(Kjump::Resident), hib, res);
+        assert_eq!((r.hibernate[1], r.back[0]), (None, None));
+        let sw = System::Swsusp(Swsusp { compressor: "lzo", trimmed: false, max_image: false });
+        let hib = "[   35.411640] PM: hibernation: Allocated 99112 pages for snapshot\n\
+[   35.412036] PM: hibernation: Allocated 396448 kbytes in 0.90 seconds (440.49 MB/s)\n\
+[   36.800422] PM: hibernation: Wrote 255956 kbytes in 1.32 seconds (193.90 MB/s)\n";
+        let res = "[    0.988053] PM: hibernation: resume from hibernation\n\
+[    3.187935] PM: hibernation: Read 255956 kbytes in 2.16 seconds (118.49 MB/s)\n";
+        let s = Phases::read(sw, hib, res);
+        assert_eq!(s, Phases { hibernate: [Some(0.90), None, Some(1.32)], back: [Some(0.988053), None, Some(2.16)] });
+        // A quiet resume boot prints none of it: no rest is made up.
+        let quiet = Phases::read(sw, hib, "");
+        let (_, eb) = Phases::expected(sw);
+        assert_eq!(Phases::rest(Some(5.0), &quiet.back, &eb), None);
+        let md = phases_md(&[(
+            Workload { mib: 384, warm: false },
+            vec![(sw, vec![Run { ok: true, hibernate_s: Some(4.3), back_s: Some(4.9), phases: s.clone(), ..Run::default() }])],
+        )]);
+        assert!(md.contains("| 384 MiB | swsusp-lzo | 4.30 | 0.90 | – | 1.32 | 2.08 | 4.90 | 0.99 | – | 2.16 | 1.75 |"), "{md}");
+        let plain = Run { ok: true, hibernate_s: Some(3.7), back_s: Some(6.4), phases: k.clone(), ..Run::default() };
+        let md = phases_md(&[(
+            Workload { mib: 384, warm: false },
+            vec![(System::Kjump(Kjump::Plain), vec![plain]), (sw, vec![Run { ok: true, back_s: Some(4.9), phases: s, ..Run::default() }])],
+        )]);
+        assert!(md.contains("- 384 MiB: kjump's B boots for 1.35 s of its 3.70 s hibernation; to get back into A, C runs 1.49 s before its first program and D boots for 1.43 s, of 6.40 s. swsusp-lzo boots no kernel"), "{md}");
     }
 
     #[test]
