@@ -582,9 +582,13 @@ impl Phases {
             },
         }
     }
-}
 
-impl Phases {
+    /// The medians of each part over `runs` that worked.
+    fn medians(runs: &[Run]) -> Phases {
+        let part = |f: &dyn Fn(&Run) -> Option<f64>| ok_stats(runs, f).map(|v| v.0);
+        Phases { hibernate: std::array::from_fn(|i| part(&|r| r.phases.hibernate[i])), back: std::array::from_fn(|i| part(&|r| r.phases.back[i])) }
+    }
+
     /// Which parts `system`'s consoles give, when nothing is quiet.
     fn expected(system: System) -> ([bool; 3], [bool; 3]) {
         match system {
@@ -618,8 +622,8 @@ fn phases_md(results: &[(Workload, RunsBySystem)]) -> String {
         for (system, runs) in per {
             let (eh, eb) = Phases::expected(*system);
             let part = |f: &dyn Fn(&Run) -> Option<f64>| med(ok_stats(runs, f));
-            let h: Vec<String> = (0..3).map(|i| part(&|r| r.phases.hibernate[i])).collect();
-            let b: Vec<String> = (0..3).map(|i| part(&|r| r.phases.back[i])).collect();
+            let m = Phases::medians(runs);
+            let [h, b] = [m.hibernate, m.back].map(|p| p.map(|v| v.map_or("–".to_string(), |v| format!("{v:.2}"))));
             let _ = writeln!(
                 rows,
                 "| {w} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -669,12 +673,11 @@ fn boots_md(results: &[(Workload, RunsBySystem)]) -> String {
     for (w, per) in results {
         let Some((_, k)) = per.iter().find(|(s, _)| *s == System::Kjump(Kjump::Plain)) else { continue };
         let Some((sw, s)) = per.iter().find(|(s, r)| !s.is_kjump() && m(r, &|r| r.phases.back[0]).is_some()) else { continue };
-        let (Some(kh), Some(b), Some(kb), Some(c), Some(d)) =
-            (m(k, &|r| r.hibernate_s), m(k, &|r| r.phases.hibernate[1]), m(k, &|r| r.back_s), m(k, &|r| r.phases.back[0]), m(k, &|r| r.phases.back[1]))
-        else {
+        let (kp, sp) = (Phases::medians(k), Phases::medians(s));
+        let (Some(kh), Some(b), Some(kb), Some(c), Some(d)) = (m(k, &|r| r.hibernate_s), kp.hibernate[1], m(k, &|r| r.back_s), kp.back[0], kp.back[1]) else {
             continue;
         };
-        let (Some(sb), Some(sc)) = (m(s, &|r| r.back_s), m(s, &|r| r.phases.back[0])) else { continue };
+        let (Some(sb), Some(sc)) = (m(s, &|r| r.back_s), sp.back[0]) else { continue };
         let _ = writeln!(
             out,
             "- {w}: kjump's B boots for {b:.2} s of its {kh:.2} s hibernation; to get back into A, C runs {c:.2} s before its first program and D boots for {d:.2} s, of {kb:.2} s. {} boots no kernel to hibernate and starts reading its image {sc:.2} s into its one boot, of {sb:.2} s back into A.",
@@ -1218,9 +1221,8 @@ fn load_md(results: &[(Workload, RunsBySystem)]) -> String {
 /// in the order of [`HIBERNATE_PHASES`] and [`BACK_PHASES`], null where
 /// the console did not say.
 fn phases_json(runs: &[Run]) -> String {
-    let part = |f: &dyn Fn(&Run) -> Option<f64>| json_num(ok_stats(runs, f).map(|v| v.0));
-    let h: Vec<String> = (0..3).map(|i| part(&|r| r.phases.hibernate[i])).collect();
-    let b: Vec<String> = (0..3).map(|i| part(&|r| r.phases.back[i])).collect();
+    let m = Phases::medians(runs);
+    let [h, b] = [m.hibernate, m.back].map(|p| p.map(json_num));
     format!("{{\"hibernate\": [{}], \"back_in_a\": [{}]}}", h.join(", "), b.join(", "))
 }
 
